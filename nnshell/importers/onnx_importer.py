@@ -1,0 +1,279 @@
+"""Import an ONNX model into the nnshell IR.
+
+What the import does, in order: load and sanity-check the file; turn initializers into constants
+(including old models that also list them as graph inputs); give every graph input a static shape
+with the batch dimension set to 1 (other dynamic dimensions need ``input_shapes``); walk the nodes
+in order, folding every node whose inputs are all constant (Constant, Shape, Gather, Cast, ...) with
+ONNX's reference evaluator, and mapping the rest to registered ops whose shape rules give every
+tensor its static shape. Every unsupported op is collected and reported at once; nothing half
+imported is ever returned.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from nnshell.errors import ModelFileError, ShapeError, UnsupportedOpError
+from nnshell.ir import Graph, Node, TensorInfo, c_safe_name
+from nnshell.ops import op_for_onnx
+
+#: Declared tensors larger than this are refused before any memory is allocated.
+MAX_TENSOR_ELEMENTS = 1 << 31
+
+
+def _attr_value(attr: Any) -> Any:
+    """Convert one AttributeProto into plain Python (tuples for lists, str for bytes)."""
+    import onnx
+    from onnx import numpy_helper
+
+    v = onnx.helper.get_attribute_value(attr)
+    if isinstance(v, bytes):
+        return v.decode("utf-8", errors="replace")
+    if isinstance(v, onnx.TensorProto):
+        return numpy_helper.to_array(v)
+    if isinstance(v, list):
+        return tuple(x.decode() if isinstance(x, bytes) else x for x in v)
+    return v
+
+
+def _read_model(path: str) -> Any:
+    """Load an ONNX file, turning every failure into one ModelFileError line."""
+    import onnx
+
+    if not os.path.exists(path):
+        raise ModelFileError(f"model file '{path}' not found", "check the path")
+    if os.path.isdir(path):
+        raise ModelFileError(f"'{path}' is a directory, not an ONNX file")
+    try:
+        model = onnx.load(path, load_external_data=True)
+    except Exception as exc:  # noqa: BLE001 - protobuf raises many types for a corrupt file
+        raise ModelFileError(
+            f"'{path}' is not a readable ONNX model ({type(exc).__name__})",
+            "open a .onnx file exported by a framework",
+        ) from None
+    if len(model.graph.node) == 0:
+        raise ModelFileError(f"'{path}' holds no ONNX graph nodes (not an ONNX model?)")
+    return model
+
+
+def _input_shape(
+    vi: Any, overrides: Mapping[str, Sequence[int]], path: str
+) -> tuple[int, ...]:
+    """Return the static shape of a graph input, batch set to 1."""
+    if vi.name in overrides:
+        shape = [int(d) for d in overrides[vi.name]]
+        return (1, *shape) if len(shape) and shape[0] != 1 else tuple(shape)
+    dims = vi.type.tensor_type.shape.dim
+    shape: list[int] = []
+    for i, d in enumerate(dims):
+        if d.HasField("dim_value") and d.dim_value > 0:
+            shape.append(int(d.dim_value))
+        elif i == 0:
+            shape.append(1)
+        else:
+            raise ShapeError(
+                f"{path}: input '{vi.name}' has a dynamic dimension {i} "
+                f"('{d.dim_param or '?'}')",
+                f"open {path} --input_shapes {vi.name}=[d1,d2,...] (without the batch)",
+            )
+    if len(shape) >= 1:
+        shape[0] = 1
+    return tuple(shape)
+
+
+def _np_dtype(elem_type: int) -> str:
+    import onnx
+
+    try:
+        return str(np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem_type)))
+    except Exception:  # noqa: BLE001 - unknown enum values
+        return "float32"
+
+
+class _Importer:
+    """State of one import: the IR being built and the list of problems found."""
+
+    def __init__(self, model: Any, path: str, input_shapes: Mapping[str, Sequence[int]]) -> None:
+        self.model = model
+        self.path = path
+        self.input_shapes = input_shapes
+        name = os.path.splitext(os.path.basename(path))[0] or "model"
+        self.graph = Graph(name=c_safe_name(name))
+        self.unsupported: dict[str, list[str]] = {}
+        self.unknown: set[str] = set()  # tensors downstream of an unsupported op
+        self.node_names: set[str] = set()
+        self.opset = {o.domain or "ai.onnx": o.version for o in model.opset_import}
+
+    def run(self) -> Graph:
+        from onnx import numpy_helper
+
+        g = self.model.graph
+        for init in g.initializer:
+            self._check_size(init.name, tuple(init.dims))
+            arr = numpy_helper.to_array(init)
+            self._add_const(init.name, arr)
+        for vi in g.input:
+            if vi.name in self.graph.tensors:
+                continue  # old exporters list initializers as inputs too
+            self._check_size(vi.name, tuple(d.dim_value for d in vi.type.tensor_type.shape.dim))
+            shape = _input_shape(vi, self.input_shapes, self.path)
+            dtype = _np_dtype(vi.type.tensor_type.elem_type)
+            self.graph.tensors[vi.name] = TensorInfo(vi.name, shape, dtype)
+            self.graph.inputs.append(vi.name)
+        if not self.graph.inputs:
+            raise ModelFileError(f"'{self.path}': the graph has no non-constant input")
+        for idx, nproto in enumerate(g.node):
+            self._node(idx, nproto)
+        self._raise_unsupported()
+        for out in g.output:
+            t = self.graph.tensors.get(out.name)
+            if t is None:
+                raise ModelFileError(f"'{self.path}': graph output '{out.name}' is never produced")
+            if t.is_const:
+                raise ShapeError(f"'{self.path}': graph output '{out.name}' is a constant")
+            self.graph.outputs.append(out.name)
+        self._prune_unused()
+        return self.graph
+
+    def _check_size(self, name: str, dims: tuple[int, ...]) -> None:
+        if dims and int(np.prod([max(d, 1) for d in dims], dtype=np.float64)) > MAX_TENSOR_ELEMENTS:
+            raise ShapeError(
+                f"'{self.path}': tensor '{name}' declares {dims} = more than "
+                f"{MAX_TENSOR_ELEMENTS:,} elements; refusing to allocate it"
+            )
+
+    def _add_const(self, name: str, arr: np.ndarray) -> None:
+        arr = np.asarray(arr)
+        self.graph.tensors[name] = TensorInfo(name, tuple(arr.shape), str(arr.dtype), arr)
+
+    def _is_const(self, name: str) -> bool:
+        t = self.graph.tensors.get(name)
+        return name == "" or (t is not None and t.is_const)
+
+    def _node(self, idx: int, nproto: Any) -> None:
+        op_type = nproto.op_type
+        domain = nproto.domain or "ai.onnx"
+        if domain not in ("ai.onnx", "ai.onnx.ml"):
+            op_type = f"{nproto.domain}.{op_type}"
+        raw_name = nproto.name or f"{nproto.op_type}_{idx}"
+        name = self._unique(c_safe_name(raw_name))
+        if any(i in self.unknown for i in nproto.input):
+            # downstream of an unsupported op: no shapes, but its own support is still checked
+            if domain != "ai.onnx" or op_for_onnx(op_type) is None:
+                self.unsupported.setdefault(op_type, []).append(name)
+            self.unknown.update(o for o in nproto.output if o)
+            return
+        if op_type == "Shape" and self._fold_shape(nproto):
+            return
+        if all(self._is_const(i) for i in nproto.input) and domain == "ai.onnx":
+            self._fold(nproto, name)
+            return
+        opdef = op_for_onnx(op_type) if domain == "ai.onnx" else None
+        if opdef is None:
+            self.unsupported.setdefault(op_type, []).append(name)
+            self.unknown.update(o for o in nproto.output if o)
+            return
+        attrs = {a.name: _attr_value(a) for a in nproto.attribute}
+        try:
+            node = Node(name, opdef.name, list(nproto.input), [], opdef.from_onnx(attrs, name))
+        except UnsupportedOpError as exc:
+            self.unsupported.setdefault(f"{op_type} ({exc.message})", []).append(name)
+            self.unknown.update(o for o in nproto.output if o)
+            return
+        node.meta["onnx_name"] = raw_name
+        node.meta["onnx_op"] = op_type
+        node.meta["opset"] = self.opset.get("ai.onnx", 1)  # ops whose semantics vary by opset
+        node.meta["n_outputs"] = len(nproto.output)  # Split without sizes needs the count
+        shapes = opdef.infer(node, self.graph.in_infos(node))
+        outs = list(nproto.output)[: len(shapes)]
+        for extra in list(nproto.output)[len(shapes) :]:
+            if extra:
+                self.unknown.add(extra)  # optional outputs nnshell does not compute
+        dtype = self.graph.tensors[nproto.input[0]].dtype
+        for o, s in zip(outs, shapes, strict=True):
+            self.graph.tensors[o] = TensorInfo(o, tuple(int(d) for d in s), dtype)
+        node.outputs = outs
+        self.graph.nodes.append(node)
+
+    def _unique(self, name: str) -> str:
+        base, k = name, 1
+        while name in self.node_names:
+            name = f"{base}_{k}"
+            k += 1
+        self.node_names.add(name)
+        return name
+
+    def _fold_shape(self, nproto: Any) -> bool:
+        """Replace Shape of a statically shaped tensor by a constant (batch shows as 1)."""
+        t = self.graph.tensors.get(nproto.input[0])
+        if t is None:
+            return False
+        shape = np.array(t.shape, dtype=np.int64)
+        attrs = {a.name: _attr_value(a) for a in nproto.attribute}
+        start, end = attrs.get("start", 0), attrs.get("end", None)
+        self._add_const(nproto.output[0], shape[start:end])
+        return True
+
+    def _fold(self, nproto: Any, name: str) -> None:
+        """Evaluate a node whose inputs are all constant with onnx's reference evaluator."""
+        import onnx
+        from onnx.reference import ReferenceEvaluator
+
+        feeds = {i: self.graph.tensors[i].const for i in nproto.input if i}
+        ins = [
+            onnx.helper.make_tensor_value_info(
+                i, onnx.helper.np_dtype_to_tensor_dtype(np.asarray(v).dtype), np.shape(v)
+            )
+            for i, v in feeds.items()
+        ]
+        outs = [onnx.helper.make_empty_tensor_value_info(o) for o in nproto.output if o]
+        gproto = onnx.helper.make_graph([nproto], "fold", ins, outs)
+        mproto = onnx.helper.make_model(gproto, opset_imports=self.model.opset_import)
+        try:
+            values = ReferenceEvaluator(mproto).run(None, feeds)
+        except Exception as exc:  # noqa: BLE001 - the reference evaluator raises anything
+            raise UnsupportedOpError(
+                f"{name}: cannot fold constant {nproto.op_type} node ({type(exc).__name__}: {exc})"
+            ) from None
+        for o, v in zip([o for o in nproto.output if o], values, strict=True):
+            self._add_const(o, np.asarray(v))
+
+    def _raise_unsupported(self) -> None:
+        if not self.unsupported:
+            return
+        parts = [f"{op} ({', '.join(names[:4])}{', ...' if len(names) > 4 else ''})"
+                 for op, names in sorted(self.unsupported.items())]
+        n = sum(len(v) for v in self.unsupported.values())
+        raise UnsupportedOpError(
+            f"'{self.path}': {n} node(s) use unsupported operators: {'; '.join(parts)}",
+            "run 'help open' for the list of supported operators",
+        )
+
+    def _prune_unused(self) -> None:
+        """Drop constants no node reads (folded shape subgraphs leave many behind)."""
+        used = {i for n in self.graph.nodes for i in n.inputs} | set(self.graph.outputs)
+        used |= set(self.graph.inputs)
+        for name in [t for t, info in self.graph.tensors.items() if info.is_const]:
+            if name not in used:
+                del self.graph.tensors[name]
+
+
+def load_onnx(path: str, input_shapes: Mapping[str, Sequence[int]] | None = None) -> Graph:
+    """Import the ONNX model at ``path`` into a Graph with static shapes."""
+    model = _read_model(path)
+    graph = _Importer(model, path, input_shapes or {}).run()
+    with open(path, "rb") as fh:
+        digest = hashlib.sha256(fh.read()).hexdigest()
+    graph.meta.update(
+        source=os.path.abspath(path),
+        sha256=digest,
+        producer=f"{model.producer_name} {model.producer_version}".strip(),
+        opset=max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0),
+        input_layout="NCHW",
+    )
+    return graph

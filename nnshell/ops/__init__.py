@@ -1,0 +1,37 @@
+"""Operator registry: importing this package registers every op module."""
+
+from nnshell.ops import (  # noqa: F401 - registration
+    activation,
+    conv,
+    elementwise,
+    gemm,
+    global_pool,
+    norm,
+    pad,
+    pool,
+    reduce,
+    relu,
+    reshape,
+    shape_ops,
+    softmax,
+    unary,
+)
+from nnshell.ops.registry import (
+    NoAttrs,
+    OpDef,
+    all_ops,
+    get_op,
+    op_for_onnx,
+    register,
+    supported_onnx_types,
+)
+
+__all__ = [
+    "NoAttrs",
+    "OpDef",
+    "all_ops",
+    "get_op",
+    "op_for_onnx",
+    "register",
+    "supported_onnx_types",
+]

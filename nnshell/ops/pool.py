@@ -1,0 +1,120 @@
+"""MaxPool and AveragePool (N-D windows, pads, strides, dilations, ``ceil_mode``).
+
+MaxPool: ``y = max over the window`` (padding never wins: it is -inf).
+AveragePool: ``y = Σ window / count`` where ``count`` is the full window when
+``count_include_pad`` is set and the number of real (unpadded) elements otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from nnshell.errors import ShapeError
+from nnshell.ir import Node, Shape, TensorInfo
+from nnshell.ops._shapes import out_size, resolve_pads, windows
+from nnshell.ops.registry import OpDef, register
+
+
+@dataclass(frozen=True)
+class PoolAttrs:
+    """ONNX MaxPool / AveragePool attributes with their spec defaults."""
+
+    kernel_shape: tuple[int, ...] = ()
+    strides: tuple[int, ...] = ()
+    pads: tuple[int, ...] = ()
+    dilations: tuple[int, ...] = ()
+    ceil_mode: int = 0
+    auto_pad: str = "NOTSET"
+    count_include_pad: int = 0
+    storage_order: int = 0
+
+
+def pool_geometry(
+    node: Node, x_shape: Shape
+) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """Return (kernel, strides, dilations, explicit pads, output sizes) of a pool node."""
+    a: PoolAttrs = node.attrs
+    kernel = tuple(a.kernel_shape)
+    nd = len(kernel)
+    if nd == 0 or len(x_shape) != nd + 2:
+        raise ShapeError(f"{node.name}: kernel {kernel} does not fit input {x_shape}")
+    strides = tuple(a.strides) or (1,) * nd
+    dil = tuple(a.dilations) or (1,) * nd
+    sizes = x_shape[2:]
+    pads = resolve_pads(a.auto_pad, sizes, kernel, strides, dil, a.pads, node.name)
+    outs = tuple(
+        out_size(sizes[i], kernel[i], strides[i], dil[i], pads[i], pads[nd + i], bool(a.ceil_mode))
+        for i in range(nd)
+    )
+    if min(outs) < 1:
+        raise ShapeError(f"{node.name}: window {kernel} larger than input {sizes}")
+    return kernel, strides, dil, pads, outs
+
+
+class _Pool(OpDef):
+    Attrs = PoolAttrs
+    kind = "pool"
+    ignored_attrs = frozenset({"storage_order"})
+
+    def infer(self, node: Node, ins: Sequence[TensorInfo | None]) -> list[Shape]:
+        x = ins[0]
+        assert x is not None
+        outs = pool_geometry(node, x.shape)[4]
+        return [(*x.shape[:2], *outs)]
+
+    def macs(self, node: Node, ins: Sequence[TensorInfo | None], outs: Sequence[TensorInfo]) -> int:
+        return outs[0].size * int(np.prod(node.attrs.kernel_shape))
+
+
+def max_pool_float(x: np.ndarray, node: Node) -> np.ndarray:
+    """Max over each window; padding is -inf so it never wins."""
+    kernel, strides, dil, pads, outs = pool_geometry(node, x.shape)
+    win = windows(x, kernel, strides, dil, pads, outs, pad_value=-np.inf)
+    axes = tuple(range(-len(kernel), 0))
+    return np.ascontiguousarray(win.max(axis=axes))
+
+
+def avg_pool_float(x: np.ndarray, node: Node) -> np.ndarray:
+    """Mean over each window, dividing by the count ``count_include_pad`` says."""
+    kernel, strides, dil, pads, outs = pool_geometry(node, x.shape)
+    axes = tuple(range(-len(kernel), 0))
+    total = windows(x, kernel, strides, dil, pads, outs).sum(axis=axes)
+    nd = len(kernel)
+    if node.attrs.count_include_pad:
+        # ceil_mode windows that run past the explicit padding still count only the pads
+        ones = np.ones((1, 1, *x.shape[2:]), x.dtype)
+        padded = np.pad(ones, [(0, 0), (0, 0)] + [(pads[i], pads[nd + i]) for i in range(nd)],
+                        constant_values=1)
+        inner = [(0, 0)] * (nd + 2)
+        count = windows(padded, kernel, strides, dil, inner, outs).sum(axis=axes)
+    else:
+        ones = np.ones((1, 1, *x.shape[2:]), x.dtype)
+        count = windows(ones, kernel, strides, dil, pads, outs).sum(axis=axes)
+    return (total / count).astype(x.dtype, copy=False)
+
+
+@register
+class MaxPool(_Pool):
+    """Max pooling."""
+
+    name = "MaxPool"
+    onnx_types = ("MaxPool",)
+
+    def run_float(self, node: Node, *xs: np.ndarray | None) -> list[np.ndarray]:
+        assert xs[0] is not None
+        return [max_pool_float(xs[0], node)]
+
+
+@register
+class AveragePool(_Pool):
+    """Average pooling."""
+
+    name = "AveragePool"
+    onnx_types = ("AveragePool",)
+
+    def run_float(self, node: Node, *xs: np.ndarray | None) -> list[np.ndarray]:
+        assert xs[0] is not None
+        return [avg_pool_float(xs[0], node)]

@@ -1,0 +1,105 @@
+"""The per-op registry: every operator is described once, by one :class:`OpDef` subclass.
+
+An op module defines a frozen ``Attrs`` dataclass whose defaults are the ONNX defaults, a shape
+rule (``infer``), a float kernel (``run_float``) and cost figures (``macs``). Later stages add
+``quantize``, ``run_int`` and ``emit_c`` hooks to the same class. Drivers never branch on op
+names: they call ``get_op(node.op).<hook>``. ``@register`` refuses a duplicate name, so two
+modules cannot silently claim one op.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+
+from nnshell.errors import UnsupportedOpError
+from nnshell.ir import Node, Shape, TensorInfo
+
+
+@dataclasses.dataclass(frozen=True)
+class NoAttrs:
+    """Attributes of an op that has none."""
+
+
+class OpDef:
+    """Base of every op description; subclasses override the hooks they support.
+
+    Conventions: ``infer`` receives the input TensorInfos (None for an omitted optional input)
+    with activation shapes carrying a batch of 1, and returns the full output shapes. ``run_float``
+    receives arrays whose activations carry a leading batch axis of any size.
+    """
+
+    name: ClassVar[str]
+    onnx_types: ClassVar[tuple[str, ...]] = ()
+    Attrs: ClassVar[type] = NoAttrs
+    #: ONNX attributes accepted and ignored because they do not change inference results.
+    ignored_attrs: ClassVar[frozenset[str]] = frozenset()
+    #: Group used by reports: conv, linear, pool, activation, elementwise, shape, other.
+    kind: ClassVar[str] = "other"
+
+    def from_onnx(self, attrs: dict[str, Any], node_name: str) -> Any:
+        """Build the Attrs dataclass from plain ONNX attribute values; unknown ones are errors."""
+        known = {f.name for f in dataclasses.fields(self.Attrs)}
+        unknown = sorted(set(attrs) - known - self.ignored_attrs)
+        if unknown:
+            raise UnsupportedOpError(
+                f"{node_name}: {self.name} attribute(s) {', '.join(unknown)} not supported"
+            )
+        return self.Attrs(**{k: v for k, v in attrs.items() if k in known})
+
+    def infer(self, node: Node, ins: Sequence[TensorInfo | None]) -> list[Shape]:
+        """Return the output shapes (default: same as the first input)."""
+        first = ins[0]
+        assert first is not None
+        return [first.shape]
+
+    def run_float(self, node: Node, *xs: np.ndarray | None) -> list[np.ndarray]:
+        """Run the float kernel on batched arrays."""
+        raise NotImplementedError(f"{self.name}: no float kernel")
+
+    def macs(self, node: Node, ins: Sequence[TensorInfo | None], outs: Sequence[TensorInfo]) -> int:
+        """Multiply-accumulates for one batch item (0 for ops that do no arithmetic of note)."""
+        return 0
+
+
+_REGISTRY: dict[str, OpDef] = {}
+_BY_ONNX: dict[str, OpDef] = {}
+
+
+def register(cls: type[OpDef]) -> type[OpDef]:
+    """Class decorator: add one instance of ``cls`` to the registry; duplicates raise."""
+    if cls.name in _REGISTRY:
+        raise ValueError(f"op '{cls.name}' registered twice")
+    inst = cls()
+    _REGISTRY[cls.name] = inst
+    for t in cls.onnx_types:
+        if t in _BY_ONNX:
+            raise ValueError(f"ONNX op type '{t}' claimed by {_BY_ONNX[t].name} and {cls.name}")
+        _BY_ONNX[t] = inst
+    return cls
+
+
+def get_op(name: str) -> OpDef:
+    """Return the op called ``name`` (an IR op name)."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise UnsupportedOpError(f"operator '{name}' is not supported") from None
+
+
+def op_for_onnx(op_type: str) -> OpDef | None:
+    """Return the op that imports ONNX ``op_type``, or None when nnshell has none."""
+    return _BY_ONNX.get(op_type)
+
+
+def all_ops() -> dict[str, OpDef]:
+    """Return a copy of the registry (name -> op)."""
+    return dict(_REGISTRY)
+
+
+def supported_onnx_types() -> list[str]:
+    """Return the sorted ONNX op types nnshell imports."""
+    return sorted(_BY_ONNX)

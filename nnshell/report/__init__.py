@@ -1,0 +1,1 @@
+"""Rendering of library results as rich tables (the library itself never prints)."""

@@ -1,0 +1,61 @@
+"""Node selectors shared by every command that takes ``SEL``.
+
+Grammar: a comma-separated list of items; an item is a step number (negative counts from the
+end), an exact node name, a prefix ending in ``*``, or a range ``a:b`` whose ends are steps or
+names and may be empty (inclusive of both ends, as NNTool users read step ranges).
+"""
+
+from __future__ import annotations
+
+from nnshell.errors import SelectorError
+from nnshell.ir import Graph
+
+
+def _step(graph: Graph, token: str) -> int:
+    """Resolve one step number or exact node name to a step index."""
+    n = len(graph.nodes)
+    try:
+        k = int(token)
+    except ValueError:
+        for idx, node in enumerate(graph.nodes):
+            if node.name == token:
+                return idx
+        hint = _suggest(graph, token)
+        raise SelectorError(f"no node named '{token}'", hint) from None
+    if not -n <= k < n:
+        raise SelectorError(f"step {k} is out of range (the graph has steps 0..{n - 1})")
+    return k % n
+
+
+def _suggest(graph: Graph, token: str) -> str | None:
+    import difflib
+
+    close = difflib.get_close_matches(token, [nd.name for nd in graph.nodes], n=3)
+    return f"did you mean {', '.join(close)}?" if close else "run 'show' to list the node names"
+
+
+def select_steps(graph: Graph, selector: str | None) -> list[int]:
+    """Return the sorted step indices a selector names; None or empty selects every node."""
+    if selector is None or not selector.strip():
+        return list(range(len(graph.nodes)))
+    chosen: set[int] = set()
+    for raw in selector.split(","):
+        item = raw.strip()
+        if not item:
+            continue
+        if item.endswith("*"):
+            prefix = item[:-1]
+            hits = [i for i, nd in enumerate(graph.nodes) if nd.name.startswith(prefix)]
+            if not hits:
+                raise SelectorError(f"no node name starts with '{prefix}'", _suggest(graph, prefix))
+            chosen.update(hits)
+        elif ":" in item:
+            lo_s, hi_s = item.split(":", 1)
+            lo = _step(graph, lo_s) if lo_s else 0
+            hi = _step(graph, hi_s) if hi_s else len(graph.nodes) - 1
+            if lo > hi:
+                raise SelectorError(f"range '{item}' is empty (start after end)")
+            chosen.update(range(lo, hi + 1))
+        else:
+            chosen.add(_step(graph, item))
+    return sorted(chosen)

@@ -1,0 +1,1 @@
+"""The cmd2 shell (the only package that imports cmd2)."""

@@ -1,0 +1,85 @@
+"""The ``nnshell`` command: interactive shell, ``-s`` script replay and ``-c`` one-liners.
+
+All three feed the same command lines to the same cmd2 application. In script and ``-c`` modes
+the first failing command stops the run with ``FILE:LINE: error: ...`` on stderr and exit 1;
+Ctrl-C stops it with exit 130. No traceback unless ``--debug``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+
+from nnshell import __version__
+
+
+def _arg_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="nnshell",
+        description="Take a float ONNX CNN to an int8 model for a microcontroller.",
+    )
+    p.add_argument("file", nargs="?", help="model (.onnx) to open first")
+    p.add_argument("-s", "--script", metavar="SCRIPT", help="run a .nnscript file, then exit")
+    p.add_argument("-c", dest="commands", action="append", metavar="CMD",
+                   help="run a command (repeatable; 'a; b' also splits), then exit")
+    p.add_argument("-D", dest="defines", action="append", default=[], metavar="VAR=VALUE",
+                   help="define a script variable for $(VAR) / ${VAR}")
+    p.add_argument("--debug", action="store_true", help="show Python tracebacks on errors")
+    p.add_argument("--version", action="version", version=f"nnshell {__version__}")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit status."""
+    args = _arg_parser().parse_args(argv)
+    # Imported here so `nnshell --help` and `--version` stay instant.
+    from nnshell.errors import NnshellError
+    from nnshell.script import ScriptLine, command_lines, parse_defines, script_lines
+    from nnshell.shell.app import make_app, run_command
+
+    batch = bool(args.script or args.commands)
+    try:
+        defines = parse_defines(args.defines)
+        lines: list[ScriptLine] = []
+        if args.script:
+            lines += script_lines(args.script, defines)
+        if args.commands:
+            lines += command_lines(args.commands, defines)
+    except NnshellError as exc:
+        where = f"{exc.origin}:{exc.line}: " if hasattr(exc, "origin") else ""
+        sys.stderr.write(f"{where}error: {exc}\n")
+        return 1
+    history = "" if batch else os.path.expanduser("~/.nnshell_history")
+    app = make_app(persistent_history_file=history)
+    app.debug = args.debug
+    if args.file:
+        lines.insert(0, ScriptLine("", 0, f"open {shlex.quote(args.file)}"))
+    if not batch:
+        for line in lines:
+            if not run_command(app, line.text)[1]:
+                continue
+            return 0
+        app.poutput(f"nnshell {__version__} — type help for the commands, quit to leave.")
+        app.cmdloop()
+        return 0
+    for line in lines:
+        app.error_prefix = f"{line.origin}:{line.line}: " if line.origin else ""
+        try:
+            ok, stop = run_command(app, line.text)
+        except KeyboardInterrupt:
+            sys.stderr.write(
+                f"{line.origin}:{line.line}: error: interrupted (Ctrl-C); "
+                "the session was left as it was before this command\n"
+            )
+            return 130
+        if not ok:
+            return 1
+        if stop:
+            break
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

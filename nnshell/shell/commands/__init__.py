@@ -1,0 +1,1 @@
+"""One CommandSet per group of commands."""

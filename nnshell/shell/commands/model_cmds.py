@@ -1,0 +1,83 @@
+"""Commands that open and inspect a model: ``open``, ``show``."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import TYPE_CHECKING, Any
+
+import cmd2
+
+from nnshell.errors import UsageError
+from nnshell.report.tables import layer_table, layers_json
+from nnshell.shell.parser import NnArgumentParser
+
+if TYPE_CHECKING:
+    from nnshell.shell.app import NnShell
+
+
+def parse_input_shapes(items: list[str] | None) -> dict[str, list[int]]:
+    """Parse ``NAME=[d1,d2,...]`` (brackets optional) into a dict."""
+    out: dict[str, list[int]] = {}
+    for item in items or []:
+        m = re.fullmatch(r"\s*([^=\s]+)\s*=\s*\[?([\d,\s]+)\]?\s*", item)
+        if not m:
+            raise UsageError(f"--input_shapes '{item}' is not NAME=[d1,d2,...]")
+        out[m.group(1)] = [int(d) for d in m.group(2).replace(" ", "").split(",") if d]
+    return out
+
+
+class ModelCommands(cmd2.CommandSet):  # type: ignore[type-arg]
+    """open and show."""
+
+    DEFAULT_CATEGORY = "Model"
+
+    @property
+    def app(self) -> NnShell:
+        """The shell this set is registered with."""
+        return self._cmd  # type: ignore[return-value]
+
+    def node_choices(self) -> cmd2.Choices:
+        """Node names of the open graph, for tab completion of selectors."""
+        graph = self.app.session.graph
+        names = [n.name for n in graph.nodes] if graph is not None else []
+        return cmd2.Choices.from_values(names)
+
+    open_parser = NnArgumentParser(description="Import an ONNX model (float) into the session.")
+    open_parser.add_argument("file", completer=cmd2.Cmd.path_complete, help="model .onnx file")
+    open_parser.add_argument(
+        "--input_shapes",
+        nargs="+",
+        metavar="NAME=[d,..]",
+        help="static shape (without batch) for inputs with dynamic dimensions",
+    )
+
+    @cmd2.with_argparser(open_parser)
+    def do_open(self, args: Any) -> None:
+        """Import an ONNX model; unsupported ops are all listed and the session is unchanged."""
+        graph = self.app.session.open(args.file, parse_input_shapes(args.input_shapes))
+        ins = ", ".join(f"{i} {graph.tensors[i].dims}" for i in graph.inputs)
+        self.app.poutput(
+            f"opened {args.file}: graph '{graph.name}', {len(graph.nodes)} nodes, input {ins}"
+        )
+
+    show_parser = NnArgumentParser(
+        description="Layer table: shapes, parameters, activation bytes and MACs, with totals."
+    )
+    show_parser.add_argument(
+        "selector",
+        nargs="?",
+        choices_provider=node_choices,
+        help="step, name, prefix*, range a:b or a comma list (default: all)",
+    )
+    show_parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+    @cmd2.with_argparser(show_parser)
+    def do_show(self, args: Any) -> None:
+        """Show the layers of the open graph."""
+        rows, totals = self.app.session.layers(args.selector)
+        if args.json:
+            self.app.poutput(json.dumps(layers_json(rows, totals), indent=1))
+            return
+        title = f"{self.app.session.name}: {len(rows)} of {len(self.app.session.graph.nodes)} layers"
+        self.app.print_table(layer_table(rows, totals, title))
