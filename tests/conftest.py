@@ -23,15 +23,21 @@ def shell(capsys: pytest.CaptureFixture[str]):  # noqa: ANN201 - returns a small
     """A real NnShell and a ``run(line) -> (ok, out, err)`` helper that captures its output."""
     from nnshell.shell.app import make_app, run_command
 
-    app = make_app()
-
     class Driver:
+        """Creates the app on first use, inside the test phase (capsys swaps streams per phase)."""
+
         def __init__(self) -> None:
-            self.app = app
+            self._app = None
+
+        @property
+        def app(self):  # noqa: ANN202
+            if self._app is None:
+                self._app = make_app()
+            return self._app
 
         def run(self, line: str) -> tuple[bool, str, str]:
             capsys.readouterr()
-            ok, _ = run_command(app, line)
+            ok, _ = run_command(self.app, line)
             cap = capsys.readouterr()
             return ok, cap.out, cap.err
 

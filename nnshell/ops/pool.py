@@ -65,9 +65,6 @@ class _Pool(OpDef):
         outs = pool_geometry(node, x.shape)[4]
         return [(*x.shape[:2], *outs)]
 
-    def macs(self, node: Node, ins: Sequence[TensorInfo | None], outs: Sequence[TensorInfo]) -> int:
-        return outs[0].size * int(np.prod(node.attrs.kernel_shape))
-
 
 def max_pool_float(x: np.ndarray, node: Node) -> np.ndarray:
     """Max over each window; padding is -inf so it never wins."""
@@ -86,9 +83,10 @@ def avg_pool_float(x: np.ndarray, node: Node) -> np.ndarray:
     if node.attrs.count_include_pad:
         # ceil_mode windows that run past the explicit padding still count only the pads
         ones = np.ones((1, 1, *x.shape[2:]), x.dtype)
-        padded = np.pad(ones, [(0, 0), (0, 0)] + [(pads[i], pads[nd + i]) for i in range(nd)],
-                        constant_values=1)
-        inner = [(0, 0)] * (nd + 2)
+        padded = np.pad(
+            ones, [(0, 0), (0, 0)] + [(pads[i], pads[nd + i]) for i in range(nd)], constant_values=1
+        )
+        inner = (0,) * (2 * nd)
         count = windows(padded, kernel, strides, dil, inner, outs).sum(axis=axes)
     else:
         ones = np.ones((1, 1, *x.shape[2:]), x.dtype)

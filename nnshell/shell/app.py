@@ -73,8 +73,19 @@ class NnShell(cmd2.Cmd):
 
     # -- output helpers --------------------------------------------------------------------
     def print_table(self, renderable: Any) -> None:
-        """Print a rich renderable without soft wrapping (tables keep their columns)."""
-        self.poutput(renderable, soft_wrap=False)
+        """Print a rich renderable; off a terminal, at its natural width (never squashed)."""
+        isatty = getattr(self.stdout, "isatty", lambda: False)
+        if isatty():
+            self.poutput(renderable, soft_wrap=False)
+            return
+        import io
+
+        from rich.console import Console
+
+        width = max(80, Console(width=1000).measure(renderable).maximum)
+        buf = io.StringIO()
+        Console(file=buf, width=width, color_system=None, force_terminal=False).print(renderable)
+        self.poutput(buf.getvalue().rstrip("\n"))
 
     # -- the error contract ----------------------------------------------------------------
     def pexcept(self, exception: BaseException, **kwargs: Any) -> None:
@@ -124,7 +135,7 @@ class NnShell(cmd2.Cmd):
             values = dict(self.session.settings)
             helps = {n: s.help for n, s in settings_mod.SETTINGS.items()}
             for name, st in self.settables.items():
-                values[name] = st.get_value()
+                values[name] = st.value
                 helps[name] = st.description
             self.print_table(settings_table(values, helps))
             return
@@ -132,13 +143,13 @@ class NnShell(cmd2.Cmd):
         if args.name in self.settables:
             st = self.settables[args.name]
             if not args.value:
-                self.poutput(f"{args.name} = {st.get_value()!r}")
+                self.poutput(f"{args.name} = {st.value!r}")
                 return
             try:
-                st.set_value(text)
+                st.value = text
             except ValueError as exc:
                 raise UsageError(f"set {args.name}: {exc}") from None
-            self.poutput(f"{args.name} = {st.get_value()!r}")
+            self.poutput(f"{args.name} = {st.value!r}")
             return
         if not args.value:
             settings_mod.lookup(args.name)

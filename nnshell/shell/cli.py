@@ -22,10 +22,21 @@ def _arg_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("file", nargs="?", help="model (.onnx) to open first")
     p.add_argument("-s", "--script", metavar="SCRIPT", help="run a .nnscript file, then exit")
-    p.add_argument("-c", dest="commands", action="append", metavar="CMD",
-                   help="run a command (repeatable; 'a; b' also splits), then exit")
-    p.add_argument("-D", dest="defines", action="append", default=[], metavar="VAR=VALUE",
-                   help="define a script variable for $(VAR) / ${VAR}")
+    p.add_argument(
+        "-c",
+        dest="commands",
+        action="append",
+        metavar="CMD",
+        help="run a command (repeatable; 'a; b' also splits), then exit",
+    )
+    p.add_argument(
+        "-D",
+        dest="defines",
+        action="append",
+        default=[],
+        metavar="VAR=VALUE",
+        help="define a script variable for $(VAR) / ${VAR}",
+    )
     p.add_argument("--debug", action="store_true", help="show Python tracebacks on errors")
     p.add_argument("--version", action="version", version=f"nnshell {__version__}")
     return p

@@ -16,7 +16,9 @@ def test_open_and_show_sample_totals(shell) -> None:  # noqa: ANN001
     ok, out, err = shell.run("show --json")
     assert ok, err
     doc = json.loads(out)
-    macs = {r["name"]: r["macs"] for r in doc["layers"] if r["macs"] and r["op"] in ("Conv", "Gemm")}
+    macs = {
+        r["name"]: r["macs"] for r in doc["layers"] if r["macs"] and r["op"] in ("Conv", "Gemm")
+    }
     assert macs == {
         "_conv1_Conv": 352_800,
         "_conv2_Conv": 240_000,

@@ -3,29 +3,45 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import pexpect
 
 from tests.conftest import ROOT, SAMPLE_MODEL
 
+PROMPT = r"nnshell \(cifar_net\)\s*>"
 
-def test_interactive_tab_completion(tmp_path) -> None:  # noqa: ANN001
-    env = {"HOME": str(tmp_path), "TERM": "xterm", "PATH": "/usr/bin:/bin", "COLUMNS": "200"}
+
+def test_interactive_tab_completion(tmp_path: Path) -> None:
+    env = {
+        "HOME": str(tmp_path),
+        "TERM": "xterm",
+        "PATH": "/usr/bin:/bin",
+        "PROMPT_TOOLKIT_NO_CPR": "1",
+    }
     child = pexpect.spawn(
-        sys.executable, ["-m", "nnshell"], cwd=str(ROOT), env=env, encoding="utf-8", timeout=60,
+        sys.executable,
+        ["-m", "nnshell"],
+        cwd=str(ROOT),
+        env=env,
+        encoding="utf-8",
+        timeout=60,
         dimensions=(40, 200),
     )
     try:
-        child.expect_exact("nnshell > ")
+        child.expect(r"nnshell\s*>")
         child.send(f"open {SAMPLE_MODEL}\r")
-        child.expect_exact("nnshell (cifar_net) > ")
-        child.send("show _fc")
-        child.send("\t")
-        child.expect("_fc1_Gemm")
-        child.send("2\t")  # now unique: completes to _fc2_Gemm
-        child.send("\r")
-        child.expect(r"_fc2_Gemm\s.*Gemm")
-        child.expect_exact("nnshell (cifar_net) > ")
+        child.expect(PROMPT)
+        child.send("show _fc\t")
+        child.expect("_fc1_Gemm")  # the completion menu lists the matching nodes
+        child.expect("_fc3_Gemm")
+        child.send("2\t")  # "_fc2" is unique: tab completes it to _fc2_Gemm
+        child.expect("2_Gemm")
+        child.send("\r")  # the first Enter closes the completion menu ...
+        child.send("\r")  # ... the second runs the line (an extra empty line is harmless)
+        child.expect(r"1 of 12 layers")
+        child.expect(r"_fc2_Gemm\s*│\s*Gemm")
+        child.expect(PROMPT)
         child.send("quit\r")
         child.expect(pexpect.EOF)
     finally:

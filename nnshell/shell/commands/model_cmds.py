@@ -79,5 +79,7 @@ class ModelCommands(cmd2.CommandSet):  # type: ignore[type-arg]
         if args.json:
             self.app.poutput(json.dumps(layers_json(rows, totals), indent=1))
             return
-        title = f"{self.app.session.name}: {len(rows)} of {len(self.app.session.graph.nodes)} layers"
+        title = (
+            f"{self.app.session.name}: {len(rows)} of {len(self.app.session.graph.nodes)} layers"
+        )
         self.app.print_table(layer_table(rows, totals, title))

@@ -1,0 +1,417 @@
+"""Loading calibration and validation inputs with NNTool's input options.
+
+The pipeline for one file is fixed and mirrors NNTool so its command lines carry over:
+
+1. decode (PIL for images, ``np.load(allow_pickle=False)`` for ``.npy``, ``np.fromfile`` for
+   ``.raw``), refusing decompression bombs and truncated or corrupt files with one
+   :class:`~nnshell.errors.ImageError` naming the file;
+2. ``-M`` mode conversion and ``-H``/``-W`` bilinear resize (images only);
+3. a float32 array, HWC or HW, holding the raw pixel values 0..255 unless told otherwise;
+4. ``x = x / D + O`` (``-D``, ``-O``), then ``-N`` (a :mod:`nnshell.expr` expression);
+5. layout: ``-T`` transposes HWC to CHW; without it an HWC image whose permuted shape is the
+   expected CHW shape is transposed automatically and the caller is told through
+   :class:`LoadReport` so it can say so once.
+
+Nothing here prints; callers report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import os
+import re
+import warnings
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nnshell.errors import ExpressionError, ImageError, SettingError, UsageError
+from nnshell.expr import NormFunc, compile_expression
+
+#: File name extensions :func:`expand_files` picks up (lower case, without the dot).
+IMAGE_EXTENSIONS: tuple[str, ...] = ("png", "pgm", "ppm", "jpg", "jpeg", "bmp", "npy", "raw")
+#: Largest image accepted, in pixels, checked on the header before any pixel is decoded.
+MAX_PIXELS = 64 * 1024 * 1024
+#: PIL modes ``-M`` accepts (the ones that give meaningful numbers per pixel).
+PIL_MODES: tuple[str, ...] = ("1", "L", "LA", "RGB", "RGBA", "I", "F", "CMYK", "YCbCr", "HSV")
+
+_FIT_HINT = "-H/-W to resize, -M L|RGB to convert"
+
+
+@dataclass(frozen=True)
+class InputOptions:
+    """NNTool's input options as plain data (only str/int/float/bool/None, so JSON-friendly).
+
+    ``transpose`` (-T) HWC->CHW; ``divisor`` (-D) and ``offset`` (-O) give ``x / D + O``;
+    ``norm_func`` (-N) is applied after them; ``height``/``width`` (-H/-W) resize bilinearly;
+    ``mode`` (-M) is a PIL mode such as ``"L"`` or ``"RGB"``; ``raw_dtype`` (-F) is the numpy
+    dtype of ``.raw`` files (default uint8) and, if given, the dtype ``.npy`` files must hold.
+    Values are checked on construction so a bad option fails before any file is read.
+    """
+
+    transpose: bool = False
+    divisor: float | None = None
+    offset: float | None = None
+    norm_func: str | None = None
+    height: int | None = None
+    width: int | None = None
+    mode: str | None = None
+    raw_dtype: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.divisor is not None and self.divisor == 0:
+            raise UsageError("-D 0: the divisor must not be zero")
+        for flag, value in (("-H", self.height), ("-W", self.width)):
+            if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
+                raise UsageError(f"{flag} {value}: must be a positive integer")
+        if self.mode is not None and self.mode not in PIL_MODES:
+            raise UsageError(
+                f"-M {self.mode}: not a supported image mode", hint=f"one of {', '.join(PIL_MODES)}"
+            )
+        if self.raw_dtype is not None:
+            try:
+                dt = np.dtype(self.raw_dtype)
+            except TypeError:
+                dt = None
+            if dt is None or dt.kind not in "iuf":
+                raise UsageError(
+                    f"-F {self.raw_dtype}: not a numeric numpy dtype",
+                    hint="e.g. uint8, int8, int16, float32",
+                )
+        if self.norm_func is not None:
+            _norm(self.norm_func)
+
+    def with_overrides(self, **changes: Any) -> InputOptions:
+        """Return a copy with the given fields replaced; ``None`` values mean "not given".
+
+        This is how per-command options are laid over the saved defaults. Unknown names raise
+        :class:`SettingError`.
+        """
+        names = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - names)
+        if unknown:
+            raise SettingError(f"unknown input option(s): {', '.join(unknown)}")
+        given = {k: v for k, v in changes.items() if v is not None}
+        return dataclasses.replace(self, **given) if given else self
+
+    def to_dict(self) -> dict[str, Any]:
+        """The options as a JSON-ready dict."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> InputOptions:
+        """Rebuild options saved with :meth:`to_dict`; unknown keys raise SettingError."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise SettingError(f"unknown input option(s) in saved state: {', '.join(unknown)}")
+        return cls(**data)
+
+
+@dataclass
+class LoadReport:
+    """What the loader did on its own initiative, so the caller can mention it once.
+
+    Pass one to :func:`load_image` / :func:`iter_batches`; it accumulates over files.
+    """
+
+    loaded: int = 0
+    auto_transposed: int = 0
+    first_auto_transposed: str | None = None
+
+    def _add(self, path: str, transposed: bool) -> None:
+        self.loaded += 1
+        if transposed:
+            self.auto_transposed += 1
+            if self.first_auto_transposed is None:
+                self.first_auto_transposed = path
+
+
+@lru_cache(maxsize=32)
+def _norm(text: str) -> NormFunc:
+    return compile_expression(text)
+
+
+def _ext(path: str) -> str:
+    return os.path.splitext(path)[1].lower().lstrip(".")
+
+
+def _is_input(path: str) -> bool:
+    return _ext(path) in IMAGE_EXTENSIONS and os.path.isfile(path)
+
+
+def expand_files(specs: Sequence[str]) -> list[str]:
+    """Expand files, directories (their image files, non-recursive) and globs, in sorted order.
+
+    Each spec must contribute at least one file: an empty directory or a glob matching nothing
+    is an error naming it rather than a silently smaller data set.
+    """
+    if isinstance(specs, str):
+        specs = [specs]
+    if not specs:
+        raise ImageError("no input files given", hint="give files, a directory or a glob")
+    out: list[str] = []
+    for spec in specs:
+        path = os.path.expanduser(spec)
+        if os.path.isdir(path):
+            found = sorted(
+                os.path.join(path, n) for n in os.listdir(path) if _is_input(os.path.join(path, n))
+            )
+            if not found:
+                raise ImageError(
+                    f"no image files in '{spec}'", hint=f"supported: {', '.join(IMAGE_EXTENSIONS)}"
+                )
+        elif os.path.isfile(path):
+            if _ext(path) not in IMAGE_EXTENSIONS:
+                raise ImageError(
+                    f"'{spec}' is not a supported input file",
+                    hint=f"supported: {', '.join(IMAGE_EXTENSIONS)}",
+                )
+            found = [path]
+        elif glob.has_magic(path):
+            found = sorted(p for p in glob.glob(path) if _is_input(p))
+            if not found:
+                raise ImageError(f"no image files match '{spec}'")
+        else:
+            raise ImageError(f"'{spec}' does not exist")
+        out.extend(found)
+    return out
+
+
+_LABEL = re.compile(r"_(\d+)$", re.ASCII)
+
+
+def label_from_name(path: str) -> int | None:
+    """The class label encoded in a file name: the last ``_`` field of the stem, if an integer.
+
+    ``0123_7.png`` -> 7. A stem without ``_`` (``0123.png``) has no label: a bare number is
+    more often an index than a class.
+    """
+    m = _LABEL.search(Path(path).stem)
+    return int(m.group(1)) if m else None
+
+
+def _pil() -> Any:
+    """Import PIL lazily and make its own decompression-bomb warning an error.
+
+    The filter is (re)installed on every call because test runners and callers may reset the
+    warning filters; installing an identical filter again is cheap and does not duplicate it.
+    """
+    from PIL import Image
+
+    warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
+    return Image
+
+
+def _read_pil(path: str, opts: InputOptions, expected: tuple[int, ...]) -> np.ndarray:
+    Image = _pil()
+    name = os.path.basename(path)
+    bad = ImageError(f"'{name}' is not a readable image (truncated or corrupt)")
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+            if w * h > MAX_PIXELS:
+                raise ImageError(
+                    f"'{name}' is {w}x{h} pixels, above the limit of {MAX_PIXELS} "
+                    "(possible decompression bomb)"
+                )
+            img.load()
+            if opts.mode is not None:
+                img = img.convert(opts.mode)
+            elif img.mode == "P":
+                img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+            elif img.mode in ("1", "PA"):
+                img = img.convert("L" if img.mode == "1" else "LA")
+            if opts.height is not None or opts.width is not None:
+                size = _target_size(opts, expected, (h, w))
+                if img.mode.startswith("I;16"):
+                    img = img.convert("I")
+                if size != (h, w):
+                    img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+            arr = np.asarray(img, dtype=np.float32)
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(
+            f"'{name}' claims more pixels than PIL allows (possible decompression bomb)"
+        ) from None
+    except FileNotFoundError:
+        raise ImageError(f"'{path}' does not exist") from None
+    except (OSError, SyntaxError, ValueError, EOFError):
+        raise bad from None
+    return arr
+
+
+def _target_size(
+    opts: InputOptions, expected: tuple[int, ...], current: tuple[int, int]
+) -> tuple[int, int]:
+    """(height, width) to resize to: -H/-W, a missing one taken from the model input."""
+    hw = _expected_hw(expected)
+    h = opts.height if opts.height is not None else (hw[0] if hw else current[0])
+    w = opts.width if opts.width is not None else (hw[1] if hw else current[1])
+    return int(h), int(w)
+
+
+def _expected_hw(expected: tuple[int, ...]) -> tuple[int, int] | None:
+    if len(expected) == 2:
+        return expected[0], expected[1]
+    if len(expected) == 3:
+        if expected[0] in (1, 2, 3, 4) and expected[2] not in (1, 2, 3, 4):
+            return expected[1], expected[2]
+        return expected[0], expected[1]
+    return None
+
+
+def _read_npy(path: str, opts: InputOptions) -> np.ndarray:
+    name = os.path.basename(path)
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise ImageError(f"'{path}' does not exist") from None
+    except (OSError, ValueError, EOFError):
+        raise ImageError(f"'{name}' is not a readable .npy array (corrupt or pickled)") from None
+    if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "biuf":
+        raise ImageError(f"'{name}' does not hold a numeric array")
+    if opts.raw_dtype is not None and arr.dtype != np.dtype(opts.raw_dtype):
+        raise ImageError(
+            f"'{name}' holds {arr.dtype}, but -F says {np.dtype(opts.raw_dtype)}",
+            hint="drop -F for .npy files or convert the file",
+        )
+    return arr.astype(np.float32)
+
+
+def _read_raw(path: str, opts: InputOptions, expected: tuple[int, ...]) -> np.ndarray:
+    """A headerless ``.raw`` file: ``prod(expected)`` values of ``-F`` (uint8 by default)."""
+    name = os.path.basename(path)
+    dt = np.dtype(opts.raw_dtype or "uint8")
+    want = int(np.prod(expected)) * dt.itemsize
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        raise ImageError(f"'{path}' does not exist") from None
+    if size != want:
+        raise ImageError(
+            f"'{name}' has {size} bytes, the input {expected} of {dt} needs {want}",
+            hint="-F to set the raw element type",
+        )
+    return np.fromfile(path, dtype=dt).astype(np.float32).reshape(expected)
+
+
+def _normalise(arr: np.ndarray, opts: InputOptions, name: str) -> np.ndarray:
+    if opts.divisor is not None:
+        arr = arr / np.float32(opts.divisor)
+    if opts.offset is not None:
+        arr = arr + np.float32(opts.offset)
+    if opts.norm_func is not None:
+        try:
+            arr = _norm(opts.norm_func)(arr)
+        except ExpressionError as exc:
+            raise ExpressionError(f"{exc.message} ('{name}')", hint=exc.hint) from None
+    return arr.astype(np.float32, copy=False)
+
+
+def _layout(
+    arr: np.ndarray, opts: InputOptions, expected: tuple[int, ...], name: str, raw: bool
+) -> tuple[np.ndarray, bool]:
+    """Bring ``arr`` to ``expected``; return it and whether it was transposed unasked."""
+    shape = tuple(arr.shape)
+    if len(shape) == len(expected) + 1 and shape[0] == 1:
+        arr, shape = arr[0], shape[1:]  # an .npy saved with its batch axis
+    if raw or (shape == expected and (arr.ndim != 3 or not opts.transpose)):
+        return arr, False
+    if arr.ndim == 2:  # grayscale: -T has nothing to do
+        if expected == (1, *shape):
+            return arr[None], False
+        if expected == (*shape, 1):
+            return arr[..., None], False
+    if arr.ndim == 3:
+        chw = arr.transpose(2, 0, 1)
+        if opts.transpose:
+            if chw.shape == expected:
+                return np.ascontiguousarray(chw), False
+            raise ImageError(
+                f"'{name}' has shape {shape}, after -T {chw.shape}, but the input expects "
+                f"{expected}",
+                hint="drop -T" if shape == expected else _FIT_HINT,
+            )
+        if chw.shape == expected:
+            return np.ascontiguousarray(chw), True
+    raise ImageError(f"'{name}' has shape {shape}, the input expects {expected}", hint=_FIT_HINT)
+
+
+def _load(path: str, opts: InputOptions, expected: tuple[int, ...]) -> tuple[np.ndarray, bool]:
+    name = os.path.basename(path)
+    ext = _ext(path)
+    if ext == "npy":
+        arr = _read_npy(path, opts)
+    elif ext == "raw":
+        arr = _read_raw(path, opts, expected)
+    else:
+        arr = _read_pil(path, opts, expected)
+    arr = _normalise(arr, opts, name)
+    return _layout(arr, opts, expected, name, raw=ext == "raw")
+
+
+def load_image(
+    path: str,
+    opts: InputOptions,
+    expected_shape: tuple[int, ...],
+    report: LoadReport | None = None,
+) -> np.ndarray:
+    """Load one input file as a float32 array of exactly ``expected_shape`` (no batch axis).
+
+    Without -D/-O/-N the values are the raw pixels (0..255 for 8-bit images), as in NNTool.
+    ``.raw`` files are taken to be in the model's layout already. If ``report`` is given it
+    records an automatic HWC->CHW transpose.
+    """
+    expected = tuple(int(d) for d in expected_shape)
+    arr, transposed = _load(str(path), opts, expected)
+    if report is not None:
+        report._add(str(path), transposed)
+    return arr
+
+
+def _default_workers() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def iter_batches(
+    files: Sequence[str],
+    opts: InputOptions,
+    expected_shape: tuple[int, ...],
+    batch_size: int = 64,
+    report: LoadReport | None = None,
+    workers: int | None = None,
+) -> Iterator[tuple[list[str], np.ndarray]]:
+    """Yield ``(file names, float32 batch of shape (n, *expected_shape))`` in file order.
+
+    Only one batch is decoded at a time, so memory does not grow with the number of files.
+    Files of a batch are decoded by up to ``workers`` threads (PIL and zlib release the GIL);
+    ``workers=1`` decodes serially. The first bad file raises its ImageError.
+    """
+    if batch_size < 1:
+        raise UsageError(f"batch size {batch_size}: must be at least 1")
+    expected = tuple(int(d) for d in expected_shape)
+    nworkers = _default_workers() if workers is None else max(1, workers)
+    files = list(files)
+    pool = ThreadPoolExecutor(nworkers) if nworkers > 1 else None
+    try:
+        for start in range(0, len(files), batch_size):
+            chunk = [str(f) for f in files[start : start + batch_size]]
+            if pool is not None and len(chunk) > 1:
+                results = list(pool.map(lambda p: _load(p, opts, expected), chunk))
+            else:
+                results = [_load(p, opts, expected) for p in chunk]
+            if report is not None:
+                for p, (_, transposed) in zip(chunk, results, strict=True):
+                    report._add(p, transposed)
+            yield chunk, np.stack([a for a, _ in results]).astype(np.float32, copy=False)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
