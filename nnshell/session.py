@@ -7,13 +7,27 @@ failure (or Ctrl-C) part-way leaves the session exactly as it was.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from nnshell import settings as settings_mod
-from nnshell.errors import GraphStateError
+from nnshell.errors import GraphStateError, UsageError
 from nnshell.ir import Graph
 from nnshell.selectors import select_steps
 from nnshell.summary import GraphTotals, LayerInfo, graph_totals, layer_infos
+
+
+@dataclass
+class FusionOutcome:
+    """What ``fusions`` did (or, with ``dry_run``, would do)."""
+
+    scheme: str | None
+    result: Any  # passes.PassResult
+    dry_run: bool = False
+    rederived: str | None = None
+    notes: list[str] = field(default_factory=list)
 
 
 class Session:
@@ -26,6 +40,10 @@ class Session:
         self.model_path: str | None = None
         self.settings: dict[str, Any] = settings_mod.defaults()
         self.history: list[str] = []
+        #: The graph after adjust and before any fusion: schemes are derived from it.
+        self.prefusion: Graph | None = None
+        self.adjusted = False
+        self.scheme: str | None = None
 
     # -- state -----------------------------------------------------------------------------
     def require_graph(self) -> Graph:
@@ -53,6 +71,9 @@ class Session:
         self.graph = graph.copy()
         self.model_path = path
         self.history = []
+        self.prefusion = None
+        self.adjusted = False
+        self.scheme = None
         return self.graph
 
     def layers(self, selector: str | None = None) -> tuple[list[LayerInfo], GraphTotals]:
@@ -71,3 +92,89 @@ class Session:
             compile_expression(value)  # reject a bad expression now, not at aquant time
         self.settings[name] = value
         return value
+
+    def adjust(self, dry_run: bool = False) -> Any:
+        """Put tensors in CHW order and remove layout transposes (see passes.adjust)."""
+        from nnshell.passes.adjust import adjust_layout
+
+        graph = self.require_graph()
+        if self.scheme is not None:
+            raise GraphStateError(
+                "adjust must run before fusions", "open the model again, then adjust, fusions"
+            )
+        work = graph.copy()
+        result = adjust_layout(work)
+        if self.adjusted and not result.changed:
+            result.notes.insert(0, "already adjusted: nothing to change")
+        if not dry_run:
+            self.graph = work
+            self.adjusted = True
+        return result
+
+    def fusions(
+        self, scheme: str | None = None, names: list[str] | None = None, dry_run: bool = False
+    ) -> FusionOutcome:
+        """Apply a scheme's pass list (or the named passes) until nothing changes.
+
+        A scheme different from the one already applied is derived again from the graph as it
+        was before any fusion, so ``--pow2`` after ``--scale8`` needs no reopen.
+        """
+        from nnshell.passes import get_pass, run_passes, run_scheme
+
+        graph = self.require_graph()
+        for n in names or []:
+            get_pass(n)  # unknown names fail before anything changes
+        rederived = None
+        base = graph
+        if scheme is not None and self.scheme not in (None, scheme):
+            assert self.prefusion is not None
+            base = self.prefusion
+            rederived = self.scheme
+        work = base.copy()
+        prefusion = self.prefusion if self.prefusion is not None else graph.copy()
+        if scheme is not None:
+            result = run_scheme(work, scheme)
+        elif names:
+            result = run_passes(work, names, until_stable=False)
+        else:
+            raise UsageError("fusions needs --scale8, --pow2, -a NAME or -l", "help fusions")
+        if not dry_run:
+            self.graph = work
+            self.prefusion = prefusion
+            if scheme is not None:
+                self.scheme = scheme
+        return FusionOutcome(scheme, result, dry_run, rederived)
+
+    def dump(self, path: str, opts: Any = None) -> dict[str, np.ndarray]:
+        """Run the float graph on one input file; return every node output and graph output.
+
+        Keys are node names (each node's first output) plus each graph output under its ONNX
+        tensor name, so the arrays can be compared with any other tool's dump.
+        """
+        from nnshell.exec import run_float
+        from nnshell.images import load_image
+
+        graph = self.require_graph()
+        opts = opts if opts is not None else self.input_options()
+        x = load_image(path, opts, graph.tensors[graph.inputs[0]].dims)
+        names = [o for n in graph.nodes for o in n.outputs]
+        values = run_float(graph, {graph.inputs[0]: x[None]}, keep=names)
+        out: dict[str, np.ndarray] = {}
+        for n in graph.nodes:
+            out[n.name] = values[n.outputs[0]][0]
+        for o in graph.outputs:
+            out[o] = values[o][0]
+        return out
+
+    def input_options(self, **overrides: Any) -> Any:
+        """The image input options: the ``set input_*`` values, then the command's options."""
+        from nnshell.images import InputOptions
+
+        st = self.settings
+        base = InputOptions(
+            transpose=bool(st["input_transpose"]),
+            divisor=st["input_divisor"],
+            offset=st["input_offset"],
+            norm_func=st["input_norm_func"],
+        )
+        return base.with_overrides(**overrides)

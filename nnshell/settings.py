@@ -27,13 +27,23 @@ class SettingDef:
 SETTINGS: dict[str, SettingDef] = {
     s.name: s
     for s in [
-        SettingDef("input_norm_func", str, None, "normalisation expression, e.g. \"x: x/128-1\"",
-                   optional=True),
+        SettingDef(
+            "input_norm_func",
+            str,
+            None,
+            'normalisation expression, e.g. "x: x/128-1"',
+            optional=True,
+        ),
         SettingDef("input_divisor", float, None, "divide input pixels by this (-D)", optional=True),
         SettingDef("input_offset", float, None, "add this after dividing (-O)", optional=True),
         SettingDef("input_transpose", bool, False, "images are HWC: transpose to CHW (-T)"),
-        SettingDef("graph_name", str, None, "C name of the generated graph (default: model name)",
-                   optional=True),
+        SettingDef(
+            "graph_name",
+            str,
+            None,
+            "C name of the generated graph (default: model name)",
+            optional=True,
+        ),
         SettingDef("model_directory", str, ".", "where gen writes the model C file"),
         SettingDef("tensor_directory", str, "tensors", "where gen writes the constant tensors"),
         SettingDef("model_file", str, None, "name of the generated model file", optional=True),

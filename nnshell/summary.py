@@ -13,6 +13,7 @@ import numpy as np
 
 from nnshell.ir import Graph, Node
 from nnshell.ops import get_op
+from nnshell.ops.fused import op_label
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ def layer_infos(graph: Graph) -> list[LayerInfo]:
             LayerInfo(
                 step=step,
                 name=node.name,
-                op=node.op,
+                op=op_label(node),
                 in_dims=tuple(t.dims for t in ins if t is not None and not t.is_const),
                 out_dims=tuple(t.dims for t in outs),
                 inputs=_input_labels(graph, node),

@@ -16,10 +16,21 @@ RESTRICTED = {
 }
 #: The IR and the ops must not reach up into the drivers, the session or the shell.
 LOWER = {
-    "nnshell.ir": ("nnshell.ops", "nnshell.importers", "nnshell.exec", "nnshell.session",
-                   "nnshell.shell", "nnshell.report"),
-    "nnshell.ops": ("nnshell.importers", "nnshell.exec", "nnshell.session", "nnshell.shell",
-                    "nnshell.report"),
+    "nnshell.ir": (
+        "nnshell.ops",
+        "nnshell.importers",
+        "nnshell.exec",
+        "nnshell.session",
+        "nnshell.shell",
+        "nnshell.report",
+    ),
+    "nnshell.ops": (
+        "nnshell.importers",
+        "nnshell.exec",
+        "nnshell.session",
+        "nnshell.shell",
+        "nnshell.report",
+    ),
 }
 
 

@@ -61,9 +61,7 @@ def _read_model(path: str) -> Any:
     return model
 
 
-def _input_shape(
-    vi: Any, overrides: Mapping[str, Sequence[int]], path: str
-) -> tuple[int, ...]:
+def _input_shape(vi: Any, overrides: Mapping[str, Sequence[int]], path: str) -> tuple[int, ...]:
     """Return the static shape of a graph input, batch set to 1."""
     if vi.name in overrides:
         shape = [int(d) for d in overrides[vi.name]]
@@ -77,8 +75,7 @@ def _input_shape(
             shape.append(1)
         else:
             raise ShapeError(
-                f"{path}: input '{vi.name}' has a dynamic dimension {i} "
-                f"('{d.dim_param or '?'}')",
+                f"{path}: input '{vi.name}' has a dynamic dimension {i} ('{d.dim_param or '?'}')",
                 f"open {path} --input_shapes {vi.name}=[d1,d2,...] (without the batch)",
             )
     if len(shape) >= 1:
@@ -215,7 +212,7 @@ class _Importer:
             return False
         shape = np.array(t.shape, dtype=np.int64)
         attrs = {a.name: _attr_value(a) for a in nproto.attribute}
-        start, end = attrs.get("start", 0), attrs.get("end", None)
+        start, end = attrs.get("start", 0), attrs.get("end")
         self._add_const(nproto.output[0], shape[start:end])
         return True
 
@@ -246,8 +243,10 @@ class _Importer:
     def _raise_unsupported(self) -> None:
         if not self.unsupported:
             return
-        parts = [f"{op} ({', '.join(names[:4])}{', ...' if len(names) > 4 else ''})"
-                 for op, names in sorted(self.unsupported.items())]
+        parts = [
+            f"{op} ({', '.join(names[:4])}{', ...' if len(names) > 4 else ''})"
+            for op, names in sorted(self.unsupported.items())
+        ]
         n = sum(len(v) for v in self.unsupported.values())
         raise UnsupportedOpError(
             f"'{self.path}': {n} node(s) use unsupported operators: {'; '.join(parts)}",
@@ -273,7 +272,9 @@ def load_onnx(path: str, input_shapes: Mapping[str, Sequence[int]] | None = None
         source=os.path.abspath(path),
         sha256=digest,
         producer=f"{model.producer_name} {model.producer_version}".strip(),
-        opset=max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0),
+        opset=max(
+            (o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0
+        ),
         input_layout="NCHW",
     )
     return graph

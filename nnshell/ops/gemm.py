@@ -34,6 +34,8 @@ class Gemm(OpDef):
     onnx_types = ("Gemm",)
     Attrs = GemmAttrs
     kind = "linear"
+    #: opset < 7 flag allowing C to broadcast; numpy broadcasting already covers both settings.
+    ignored_attrs = frozenset({"broadcast"})
 
     def infer(self, node: Node, ins: Sequence[TensorInfo | None]) -> list[Shape]:
         a, b = ins[0], ins[1]

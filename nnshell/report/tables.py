@@ -35,7 +35,9 @@ def layer_table(rows: Sequence[LayerInfo], totals: GraphTotals, title: str) -> T
     table.add_column("Inputs")
     table.add_column("Params", justify="right", footer=f"{totals.params:,}")
     table.add_column("Param bytes", justify="right", footer=human_bytes(totals.param_bytes))
-    table.add_column("Act bytes", justify="right", footer=f"peak {human_bytes(totals.peak_act_bytes)}")
+    table.add_column(
+        "Act bytes", justify="right", footer=f"peak {human_bytes(totals.peak_act_bytes)}"
+    )
     table.add_column("MACs", justify="right", footer=f"{totals.macs:,}")
     for r in rows:
         table.add_row(
@@ -87,6 +89,9 @@ def settings_table(values: dict[str, Any], helps: dict[str, str]) -> Table:
     table.add_column("Value")
     table.add_column("Meaning")
     for name in sorted(values):
-        table.add_row(name, repr(values[name]) if isinstance(values[name], str) else
-                      str(values[name]), helps.get(name, ""))
+        table.add_row(
+            name,
+            repr(values[name]) if isinstance(values[name], str) else str(values[name]),
+            helps.get(name, ""),
+        )
     return table

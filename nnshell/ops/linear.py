@@ -1,0 +1,50 @@
+"""Linear: the fully connected layer the kernels execute, ``y = W · flatten(x) + b``.
+
+``W`` is ``(out_features, in_features)`` and the input is flattened in CHW order, so a Flatten
+or Reshape in front of it is redundant (the data is already contiguous): the fusion passes turn
+Gemm(transB) and MatMul+Add into Linear and drop that Flatten.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from nnshell.errors import ShapeError
+from nnshell.ir import Node, Shape, TensorInfo
+from nnshell.ops.registry import OpDef, register
+
+
+@register
+class Linear(OpDef):
+    """Fully connected layer over the flattened (CHW) input."""
+
+    name = "Linear"
+    kind = "linear"
+
+    def infer(self, node: Node, ins: Sequence[TensorInfo | None]) -> list[Shape]:
+        x, w = ins[0], ins[1]
+        assert x is not None and w is not None
+        if w.const is None or len(w.shape) != 2:
+            raise ShapeError(f"{node.name}: Linear needs constant 2-D weights")
+        if int(np.prod(x.shape[1:])) != w.shape[1]:
+            raise ShapeError(
+                f"{node.name}: input {x.dims} has {int(np.prod(x.shape[1:]))} values, "
+                f"weights expect {w.shape[1]}"
+            )
+        return [(x.shape[0], w.shape[0])]
+
+    def run_float(self, node: Node, *xs: np.ndarray | None) -> list[np.ndarray]:
+        x, w = xs[0], xs[1]
+        assert x is not None and w is not None
+        y = x.reshape(x.shape[0], -1) @ w.T.astype(x.dtype, copy=False)
+        b = xs[2] if len(xs) > 2 else None
+        if b is not None:
+            y = y + b.astype(y.dtype, copy=False)
+        return [y]
+
+    def macs(self, node: Node, ins: Sequence[TensorInfo | None], outs: Sequence[TensorInfo]) -> int:
+        w = ins[1]
+        assert w is not None
+        return int(np.prod(w.shape))

@@ -1,0 +1,128 @@
+"""Normalisation layers.
+
+- BatchNormalization (inference): ``y = scale · (x - mean) / √(var + ε) + B`` per channel
+  (axis 1), ε = 1e-5 by default. Training mode and the legacy ``spatial=0`` form are rejected.
+- LRN (float only): ``y = x / (bias + α/size · Σ_{c' ∈ window(c)} x_{c'}²)^β`` where the window
+  covers channels ``c - ⌊(size-1)/2⌋ .. c + ⌈(size-1)/2⌉``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from nnshell.errors import ShapeError
+from nnshell.ir import Node, Shape, TensorInfo
+from nnshell.ops.registry import OpDef, register
+
+
+@dataclass(frozen=True)
+class BatchNormAttrs:
+    """BatchNormalization attributes that matter at inference time."""
+
+    epsilon: float = 1e-5
+    spatial: int = 1
+    training_mode: int = 0
+
+
+@register
+class BatchNormalization(OpDef):
+    """Inference batch norm: a per-channel affine transform."""
+
+    name = "BatchNormalization"
+    onnx_types = ("BatchNormalization",)
+    Attrs = BatchNormAttrs
+    kind = "norm"
+    ignored_attrs = frozenset({"momentum", "is_test", "consumed_inputs"})
+
+    def infer(self, node: Node, ins: Sequence[TensorInfo | None]) -> list[Shape]:
+        x = ins[0]
+        assert x is not None
+        a: BatchNormAttrs = node.attrs
+        if a.training_mode:
+            raise ShapeError(f"{node.name}: BatchNormalization in training mode is not supported")
+        if len(x.shape) < 2:
+            raise ShapeError(f"{node.name}: BatchNormalization needs an N×C×... input")
+        for i, what in enumerate(("scale", "B", "mean", "var"), start=1):
+            t = ins[i] if i < len(ins) else None
+            if t is None or t.const is None:
+                raise ShapeError(f"{node.name}: BatchNormalization needs a constant {what}")
+            if t.const.size != x.shape[1]:
+                raise ShapeError(
+                    f"{node.name}: {what} has {t.const.size} values for {x.shape[1]} channels"
+                    + (" (spatial=0 is not supported)" if not a.spatial else "")
+                )
+        return [x.shape]
+
+    @staticmethod
+    def folded(
+        node: Node, scale: np.ndarray, b: np.ndarray, mean: np.ndarray, var: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Return the per-channel (multiplier, offset) the normalisation reduces to."""
+        inv = scale.astype(np.float32) / np.sqrt(
+            var.astype(np.float32) + np.float32(node.attrs.epsilon)
+        )
+        return inv, b.astype(np.float32) - mean.astype(np.float32) * inv
+
+    def run_float(self, node: Node, *xs: np.ndarray | None) -> list[np.ndarray]:
+        x, scale, b, mean, var = xs[:5]
+        assert x is not None and scale is not None and b is not None
+        assert mean is not None and var is not None
+        c = x.shape[1]
+        bshape = (1, c) + (1,) * (x.ndim - 2)
+        mul, _ = self.folded(node, scale, b, mean, var)
+        y = (x - mean.reshape(bshape).astype(x.dtype)) * mul.reshape(bshape).astype(x.dtype)
+        return [(y + b.reshape(bshape).astype(x.dtype)).astype(x.dtype, copy=False)]
+
+    def macs(self, node: Node, ins: Sequence[TensorInfo | None], outs: Sequence[TensorInfo]) -> int:
+        return outs[0].size
+
+
+@dataclass(frozen=True)
+class LRNAttrs:
+    """LRN attributes (size is required by ONNX; 0 here means missing)."""
+
+    size: int = 0
+    alpha: float = 1e-4
+    beta: float = 0.75
+    bias: float = 1.0
+
+
+@register
+class LRN(OpDef):
+    """Local response normalisation across channels (AlexNet, GoogLeNet)."""
+
+    name = "LRN"
+    onnx_types = ("LRN",)
+    Attrs = LRNAttrs
+    kind = "norm"
+
+    def infer(self, node: Node, ins: Sequence[TensorInfo | None]) -> list[Shape]:
+        x = ins[0]
+        assert x is not None
+        if node.attrs.size < 1:
+            raise ShapeError(f"{node.name}: LRN needs a positive 'size'")
+        if len(x.shape) < 2:
+            raise ShapeError(f"{node.name}: LRN needs an N×C×... input")
+        return [x.shape]
+
+    def run_float(self, node: Node, *xs: np.ndarray | None) -> list[np.ndarray]:
+        x = xs[0]
+        assert x is not None
+        a: LRNAttrs = node.attrs
+        before, after = (a.size - 1) // 2, a.size - 1 - (a.size - 1) // 2
+        sq = np.square(x)
+        widths = [(0, 0), (before, after)] + [(0, 0)] * (x.ndim - 2)
+        padded = np.pad(sq, widths)
+        c = x.shape[1]
+        # window sum over channels [c - before, c + after]: ``size`` shifted slices
+        win = padded[:, 0:c].copy()
+        for k in range(1, a.size):
+            win += padded[:, k : k + c]
+        base = np.float32(a.bias) + np.float32(a.alpha / a.size) * win
+        return [(x / np.power(base, np.float32(a.beta))).astype(x.dtype, copy=False)]
+
+    def macs(self, node: Node, ins: Sequence[TensorInfo | None], outs: Sequence[TensorInfo]) -> int:
+        return outs[0].size * (node.attrs.size + 2)

@@ -1,0 +1,347 @@
+"""Data-movement ops: Transpose, Squeeze, Unsqueeze, Concat, Split, Slice, Gather.
+
+- Transpose: ``y = x.transpose(perm)`` (default perm reverses the axes).
+- Squeeze / Unsqueeze: drop / insert size-1 axes (``axes`` attribute before opset 13, constant
+  input from 13); the data order never changes.
+- Concat: ``y = [x_1 | x_2 | ...]`` along ``axis``; Split is its inverse (``split`` sizes as
+  attribute, constant input or ``num_outputs`` equal chunks).
+- Slice: ``y = x[starts:ends:steps]`` on ``axes`` (constant attributes or inputs).
+- Gather: ``y = take(x, indices, axis)`` with constant indices.
+
+Every axis refers to the batched ONNX shape; an op that would move, cut or merge the batch axis
+(axis 0) is rejected with a ShapeError so a batched run always equals N runs of batch 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from nnshell.errors import ShapeError
+from nnshell.ir import Node, Shape, TensorInfo
+from nnshell.ops._batching import (
+    const_flags,
+    const_input,
+    int_list,
+    norm_axis,
+    reject_batch_axis,
+    with_batch,
+)
+from nnshell.ops.registry import OpDef, register
+from nnshell.ops.reshape import reshape_batched
+
+
+class _Shape(OpDef):
+    kind = "shape"
+
+
+@dataclass(frozen=True)
+class TransposeAttrs:
+    """Transpose permutation (None = reverse the axes)."""
+
+    perm: tuple[int, ...] | None = None
+
+
+@register
+class Transpose(_Shape):
+    """Permute axes; the batch axis must stay first."""
+
+    name = "Transpose"
+    onnx_types = ("Transpose",)
+    Attrs = TransposeAttrs
+
+    @staticmethod
+    def perm(node: Node, rank: int) -> tuple[int, ...]:
+        """Return the effective permutation for a tensor of ``rank``."""
+        p = node.attrs.perm
+        return tuple(range(rank - 1, -1, -1)) if p is None else tuple(int(v) for v in p)
+
+    def infer(self, node: Node, ins: Sequence[TensorInfo | None]) -> list[Shape]:
+        x = ins[0]
+        assert x is not None
+        perm = self.perm(node, len(x.shape))
+        if sorted(perm) != list(range(len(x.shape))):
+            raise ShapeError(
+                f"{node.name}: perm {perm} is not a permutation of rank {len(x.shape)}"
+            )
+        if perm and perm[0] != 0:
+            raise ShapeError(
+                f"{node.name}: Transpose perm {perm} moves the batch axis",
+                "only permutations that keep axis 0 first are supported",
+            )
+        return [tuple(x.shape[p] for p in perm)]
+
+    def run_float(self, node: Node, *xs: np.ndarray | None) -> list[np.ndarray]:
+        x = xs[0]
+        assert x is not None
+        return [np.ascontiguousarray(x.transpose(self.perm(node, x.ndim)))]
+
+
+@dataclass(frozen=True)
+class AxesAttrs:
+    """Axes attribute of the opset < 13 forms (from 13 the axes are an input)."""
+
+    axes: tuple[int, ...] | None = None
+
+
+class _Reshaping(_Shape):
+    Attrs = AxesAttrs
+
+    def run_float(self, node: Node, *xs: np.ndarray | None) -> list[np.ndarray]:
+        assert xs[0] is not None
+        return [reshape_batched(xs[0], node)]
+
+    @staticmethod
+    def axes(node: Node, ins: Sequence[TensorInfo | None]) -> tuple[int, ...] | None:
+        """Return the axes from the attribute or the constant second input."""
+        from_input = int_list(const_input(ins, 1, node, "axes"))
+        return from_input if from_input is not None else node.attrs.axes
+
+
+@register
+class Squeeze(_Reshaping):
+    """Remove size-1 axes (all non-batch ones when no axes are given)."""
+
+    name = "Squeeze"
+    onnx_types = ("Squeeze",)
+
+    def infer(self, node: Node, ins: Sequence[TensorInfo | None]) -> list[Shape]:
+        x = ins[0]
+        assert x is not None
+        rank = len(x.shape)
+        axes = self.axes(node, ins)
+        if axes is None:
+            drop = {i for i in range(1, rank) if x.shape[i] == 1}
+        else:
+            drop = {norm_axis(a, rank, node) for a in axes}
+            reject_batch_axis(drop, node, "of")
+            bad = [a for a in drop if x.shape[a] != 1]
+            if bad:
+                raise ShapeError(f"{node.name}: cannot squeeze axes {bad} of shape {x.shape}")
+        shape = tuple(d for i, d in enumerate(x.shape) if i not in drop)
+        node.meta["out_shape"] = shape
+        return [shape]
+
+
+@register
+class Unsqueeze(_Reshaping):
+    """Insert size-1 axes at ``axes`` (positions in the output)."""
+
+    name = "Unsqueeze"
+    onnx_types = ("Unsqueeze",)
+
+    def infer(self, node: Node, ins: Sequence[TensorInfo | None]) -> list[Shape]:
+        x = ins[0]
+        assert x is not None
+        axes = self.axes(node, ins)
+        if not axes:
+            raise ShapeError(f"{node.name}: Unsqueeze needs axes")
+        rank = len(x.shape) + len(axes)
+        norm = sorted({norm_axis(a, rank, node) for a in axes})
+        if len(norm) != len(axes):
+            raise ShapeError(f"{node.name}: repeated Unsqueeze axes {axes}")
+        reject_batch_axis(norm, node, "at")
+        dims = iter(x.shape)
+        shape = tuple(1 if i in norm else next(dims) for i in range(rank))
+        node.meta["out_shape"] = shape
+        return [shape]
+
+
+@dataclass(frozen=True)
+class AxisAttrs:
+    """A single ``axis`` attribute (Concat's ONNX default before opset 4 was 1)."""
+
+    axis: int = 1
+
+
+@register
+class Concat(_Shape):
+    """Join inputs along a non-batch axis (constants are repeated over the batch)."""
+
+    name = "Concat"
+    onnx_types = ("Concat",)
+    Attrs = AxisAttrs
+
+    def infer(self, node: Node, ins: Sequence[TensorInfo | None]) -> list[Shape]:
+        present = [t for t in ins if t is not None]
+        if not present:
+            raise ShapeError(f"{node.name}: Concat needs inputs")
+        rank = len(present[0].shape)
+        axis = norm_axis(node.attrs.axis, rank, node)
+        reject_batch_axis([axis], node, "along")
+        for t in present:
+            s = t.shape
+            if len(s) != rank or any(s[i] != present[0].shape[i] for i in range(rank) if i != axis):
+                raise ShapeError(
+                    f"{node.name}: cannot concatenate {t.name} {s} with {present[0].shape} "
+                    f"on axis {axis}"
+                )
+            if t.is_const and s[0] != 1:
+                raise ShapeError(f"{node.name}: constant {t.name} {s} varies along the batch")
+        node.meta["const_inputs"] = const_flags(present)
+        shape = list(present[0].shape)
+        shape[axis] = sum(t.shape[axis] for t in present)
+        return [tuple(shape)]
+
+    def run_float(self, node: Node, *xs: np.ndarray | None) -> list[np.ndarray]:
+        arrs = [x for x in xs if x is not None]
+        flags = node.meta.get("const_inputs", (False,) * len(arrs))
+        n = max(x.shape[0] for x, c in zip(arrs, flags, strict=True) if not c)
+        arrs = [with_batch(x, n, c) for x, c in zip(arrs, flags, strict=True)]
+        axis = node.attrs.axis % arrs[0].ndim
+        dt = next(x.dtype for x, c in zip(arrs, flags, strict=True) if not c)
+        return [np.concatenate([x.astype(dt, copy=False) for x in arrs], axis=axis)]
+
+
+@dataclass(frozen=True)
+class SplitAttrs:
+    """Split attributes (``split`` moved to an input in opset 13, ``num_outputs`` came in 18)."""
+
+    axis: int = 0
+    split: tuple[int, ...] | None = None
+    num_outputs: int | None = None
+
+
+@register
+class Split(_Shape):
+    """Cut along a non-batch axis into consecutive parts."""
+
+    name = "Split"
+    onnx_types = ("Split",)
+    Attrs = SplitAttrs
+
+    def infer(self, node: Node, ins: Sequence[TensorInfo | None]) -> list[Shape]:
+        x = ins[0]
+        assert x is not None
+        a: SplitAttrs = node.attrs
+        axis = norm_axis(a.axis, len(x.shape), node)
+        reject_batch_axis([axis], node, "along")
+        dim = x.shape[axis]
+        sizes = int_list(const_input(ins, 1, node, "split"))
+        if sizes is None:
+            sizes = a.split
+        if sizes is None:
+            n = a.num_outputs or node.meta.get("n_outputs") or len(node.outputs)
+            if not n:
+                raise ShapeError(f"{node.name}: Split needs split sizes or an output count")
+            chunk = -(-dim // n)
+            sizes = tuple(min(chunk, dim - i * chunk) for i in range(n))
+        if sum(sizes) != dim or min(sizes) < 0:
+            raise ShapeError(f"{node.name}: split sizes {sizes} do not add up to {dim}")
+        node.meta["split_sizes"] = tuple(sizes)
+        return [tuple(s if i == axis else d for i, d in enumerate(x.shape)) for s in sizes]
+
+    def run_float(self, node: Node, *xs: np.ndarray | None) -> list[np.ndarray]:
+        x = xs[0]
+        assert x is not None
+        axis = node.attrs.axis % x.ndim
+        cuts = np.cumsum(node.meta["split_sizes"])[:-1]
+        return list(np.split(x, cuts, axis=axis))
+
+
+@dataclass(frozen=True)
+class SliceAttrs:
+    """Slice attributes of opset < 10 (later opsets take constant inputs)."""
+
+    starts: tuple[int, ...] | None = None
+    ends: tuple[int, ...] | None = None
+    axes: tuple[int, ...] | None = None
+
+
+def _slice_1d(dim: int, start: int, end: int, step: int) -> slice:
+    """Return the Python slice equal to ONNX Slice's clamping rules on one axis."""
+    if step == 0:
+        raise ValueError("step 0")
+    start = start + dim if start < 0 else start
+    end = end + dim if end < 0 else end
+    if step > 0:
+        return slice(min(max(start, 0), dim), min(max(end, 0), dim), step)
+    start = min(max(start, 0), dim - 1)
+    end = min(max(end, -1), dim - 1)
+    return slice(start, None if end < 0 else end, step)
+
+
+@register
+class Slice(_Shape):
+    """Crop with constant starts/ends/steps on non-batch axes."""
+
+    name = "Slice"
+    onnx_types = ("Slice",)
+    Attrs = SliceAttrs
+
+    def infer(self, node: Node, ins: Sequence[TensorInfo | None]) -> list[Shape]:
+        x = ins[0]
+        assert x is not None
+        a: SliceAttrs = node.attrs
+        rank = len(x.shape)
+        if len(ins) > 1:
+            starts = int_list(const_input(ins, 1, node, "starts"))
+            ends = int_list(const_input(ins, 2, node, "ends"))
+            axes = int_list(const_input(ins, 3, node, "axes"))
+            steps = int_list(const_input(ins, 4, node, "steps"))
+        else:
+            starts, ends, axes, steps = a.starts, a.ends, a.axes, None
+        if starts is None or ends is None or len(starts) != len(ends):
+            raise ShapeError(f"{node.name}: Slice needs starts and ends of equal length")
+        axes = axes if axes is not None else tuple(range(len(starts)))
+        steps = steps if steps is not None else (1,) * len(starts)
+        sl = [slice(None)] * rank
+        for ax, s, e, k in zip(axes, starts, ends, steps, strict=True):
+            ax = norm_axis(ax, rank, node)
+            if k == 0:
+                raise ShapeError(f"{node.name}: Slice step 0")
+            if ax == 0:
+                if s == 0 and k == 1 and e >= 1 << 30:
+                    continue  # the whole batch axis: a no-op
+                reject_batch_axis([0], node, "along")
+            sl[ax] = _slice_1d(x.shape[ax], s, e, k)
+        node.meta["slices"] = tuple(sl)
+        shape = tuple(len(range(*s.indices(d))) for s, d in zip(sl, x.shape, strict=True))
+        if min(shape, default=1) < 1:
+            raise ShapeError(f"{node.name}: Slice gives an empty tensor {shape}")
+        return [shape]
+
+    def run_float(self, node: Node, *xs: np.ndarray | None) -> list[np.ndarray]:
+        x = xs[0]
+        assert x is not None
+        return [np.ascontiguousarray(x[node.meta["slices"]])]
+
+
+@dataclass(frozen=True)
+class GatherAttrs:
+    """Gather axis."""
+
+    axis: int = 0
+
+
+@register
+class Gather(_Shape):
+    """Pick entries of a non-batch axis with constant indices."""
+
+    name = "Gather"
+    onnx_types = ("Gather",)
+    Attrs = GatherAttrs
+
+    def infer(self, node: Node, ins: Sequence[TensorInfo | None]) -> list[Shape]:
+        x = ins[0]
+        assert x is not None
+        if x.is_const:
+            raise ShapeError(
+                f"{node.name}: Gather from a constant with computed indices (embedding lookup) "
+                "is not supported"
+            )
+        idx = const_input(ins, 1, node, "indices")
+        assert idx is not None
+        axis = norm_axis(node.attrs.axis, len(x.shape), node)
+        reject_batch_axis([axis], node, "along")
+        dim = x.shape[axis]
+        if idx.size and (idx.min() < -dim or idx.max() >= dim):
+            raise ShapeError(f"{node.name}: Gather indices out of range for size {dim}")
+        return [(*x.shape[:axis], *idx.shape, *x.shape[axis + 1 :])]
+
+    def run_float(self, node: Node, *xs: np.ndarray | None) -> list[np.ndarray]:
+        x, idx = xs[0], xs[1]
+        assert x is not None and idx is not None
+        return [np.take(x, idx.astype(np.int64), axis=node.attrs.axis % x.ndim)]

@@ -1,0 +1,37 @@
+"""Argument groups shared by several commands (the image input options of COMMANDS.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nnshell.shell.parser import NnArgumentParser
+
+
+def add_input_options(parser: NnArgumentParser) -> None:
+    """Add ``-T -D -O -N -H -W -M -F`` with NNTool's meanings."""
+    g = parser.add_argument_group("input options")
+    g.add_argument(
+        "-T",
+        "--transpose",
+        action="store_true",
+        default=None,
+        help="images are HWC: transpose to CHW",
+    )
+    g.add_argument("-D", "--divisor", type=float, help="divide pixels by this")
+    g.add_argument("-O", "--offset", type=float, help="add this after dividing")
+    g.add_argument(
+        "-N",
+        "--norm_func",
+        metavar="EXPR",
+        help='normalisation expression, e.g. "x: x/128-1" (safe arithmetic only)',
+    )
+    g.add_argument("-H", "--height", type=int, help="resize images to this height")
+    g.add_argument("-W", "--width", type=int, help="resize images to this width")
+    g.add_argument("-M", "--mode", choices=["L", "RGB"], help="convert images to this mode")
+    g.add_argument("-F", "--raw_dtype", metavar="DTYPE", help="dtype of .npy/.raw inputs")
+
+
+def input_overrides(args: Any) -> dict[str, Any]:
+    """The input options the user gave on this command line (None = not given)."""
+    keys = ("transpose", "divisor", "offset", "norm_func", "height", "width", "mode", "raw_dtype")
+    return {k: getattr(args, k) for k in keys}

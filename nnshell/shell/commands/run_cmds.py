@@ -1,0 +1,66 @@
+"""Commands that run the network on inputs: ``dump``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import cmd2
+import numpy as np
+
+from nnshell.shell.commands.common import add_input_options, input_overrides
+from nnshell.shell.parser import NnArgumentParser
+
+if TYPE_CHECKING:
+    from nnshell.shell.app import NnShell
+
+
+class RunCommands(cmd2.CommandSet):  # type: ignore[type-arg]
+    """dump."""
+
+    DEFAULT_CATEGORY = "Run"
+
+    @property
+    def app(self) -> NnShell:
+        """The shell this set is registered with."""
+        return self._cmd  # type: ignore[return-value]
+
+    dump_parser = NnArgumentParser(
+        description="Run one input through the float graph and print or store every layer's output."
+    )
+    dump_parser.add_argument("file", completer=cmd2.Cmd.path_complete, help="input image or .npy")
+    dump_parser.add_argument(
+        "-P",
+        "--save",
+        metavar="FILE.npz",
+        help="write one array per node name plus each graph output",
+    )
+    add_input_options(dump_parser)
+
+    @cmd2.with_argparser(dump_parser)
+    def do_dump(self, args: Any) -> None:
+        """Dump every layer's float output for one input."""
+        from nnshell.atomic import atomic_write_npz
+
+        session = self.app.session
+        opts = session.input_options(**input_overrides(args))
+        arrays = session.dump(args.file, opts)
+        if args.save:
+            atomic_write_npz(args.save, arrays)
+            self.app.poutput(f"dump: wrote {len(arrays)} arrays to {args.save}")
+            return
+        from rich.table import Table
+
+        table = Table(title=f"float outputs for {args.file}", header_style="bold")
+        for col in ("Name", "Shape", "Min", "Max", "Mean", "Std"):
+            table.add_column(col, justify="left" if col in ("Name", "Shape") else "right")
+        for name, a in arrays.items():
+            a64 = a.astype(np.float64)
+            table.add_row(
+                name,
+                "x".join(map(str, a.shape)),
+                f"{a64.min():.4g}",
+                f"{a64.max():.4g}",
+                f"{a64.mean():.4g}",
+                f"{a64.std():.4g}",
+            )
+        self.app.print_table(table)
