@@ -89,6 +89,12 @@ class NnShell(cmd2.Cmd):
         Console(file=buf, width=width, color_system=None, force_terminal=False).print(renderable)
         self.poutput(buf.getvalue().rstrip("\n"))
 
+    def pinfo(self, text: str) -> None:
+        """Status lines go to stderr so ``nnshell M -c "show --json"`` prints pure JSON."""
+        import sys
+
+        self.print_to(sys.stderr, text)
+
     # -- the error contract ----------------------------------------------------------------
     def pexcept(self, exception: BaseException, **kwargs: Any) -> None:
         """Print one ``error:`` line (plus a traceback when debugging) and remember it."""

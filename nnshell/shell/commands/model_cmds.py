@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import cmd2
 
 from nnshell.errors import UsageError
+from nnshell.ops import supported_onnx_types
 from nnshell.report.tables import layer_table, layers_json
 from nnshell.shell.parser import NnArgumentParser
 
@@ -43,7 +44,12 @@ class ModelCommands(cmd2.CommandSet):  # type: ignore[type-arg]
         names = [n.name for n in graph.nodes] if graph is not None else []
         return cmd2.Choices.from_values(names)
 
-    open_parser = NnArgumentParser(description="Import an ONNX model (float) into the session.")
+    open_parser = NnArgumentParser(
+        description="Import an ONNX model (float) into the session. Nodes whose inputs are all "
+        "constant are folded; every unsupported op is listed at once and the session is left "
+        "unchanged.",
+        epilog="Supported ONNX operators: " + ", ".join(supported_onnx_types()),
+    )
     open_parser.add_argument("file", completer=cmd2.Cmd.path_complete, help="model .onnx file")
     open_parser.add_argument(
         "--input_shapes",
@@ -57,7 +63,7 @@ class ModelCommands(cmd2.CommandSet):  # type: ignore[type-arg]
         """Import an ONNX model; unsupported ops are all listed and the session is unchanged."""
         graph = self.app.session.open(args.file, parse_input_shapes(args.input_shapes))
         ins = ", ".join(f"{i} {graph.tensors[i].dims}" for i in graph.inputs)
-        self.app.poutput(
+        self.app.pinfo(
             f"opened {args.file}: graph '{graph.name}', {len(graph.nodes)} nodes, input {ins}"
         )
 
