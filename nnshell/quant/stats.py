@@ -1,0 +1,127 @@
+"""Streaming activation statistics: one pass over the calibration images, constant memory.
+
+For every tensor the fused graph quantizes, a :class:`TensorStats` keeps the running min, max,
+sum, sum of squares and a histogram of ``|x|`` with a fixed number of bins over ``[0, R]``.
+When a batch exceeds ``R``, ``R`` doubles and pairs of bins merge, so the histogram never needs
+the data again and its memory does not grow with the number of images. Every range-selection
+method (minmax, percentile, mse, kl) works from these numbers, so changing method re-quantizes
+without reading an image again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from nnshell.exec import run_float
+from nnshell.ir import Graph
+
+HIST_BINS = 2048
+
+
+@dataclass
+class TensorStats:
+    """Running statistics of one tensor over every calibration image seen so far."""
+
+    min: float = float("inf")
+    max: float = float("-inf")
+    count: int = 0
+    total: float = 0.0
+    total_sq: float = 0.0
+    hist_range: float = 0.0
+    hist: np.ndarray = field(default_factory=lambda: np.zeros(HIST_BINS, np.int64))
+    #: (file index, value) of the most extreme values, to say which image set each extreme.
+    argmin: int = -1
+    argmax: int = -1
+
+    def update(self, batch: np.ndarray, first_index: int = 0) -> None:
+        """Fold one batch (leading batch axis) into the statistics."""
+        flat = batch.reshape(batch.shape[0], -1).astype(np.float64, copy=False)
+        mins, maxs = flat.min(axis=1), flat.max(axis=1)
+        i_lo, i_hi = int(mins.argmin()), int(maxs.argmax())
+        if mins[i_lo] < self.min:
+            self.min, self.argmin = float(mins[i_lo]), first_index + i_lo
+        if maxs[i_hi] > self.max:
+            self.max, self.argmax = float(maxs[i_hi]), first_index + i_hi
+        self.count += flat.size
+        self.total += float(flat.sum())
+        self.total_sq += float(np.square(flat).sum())
+        peak = max(abs(self.min), abs(self.max))
+        if peak > self.hist_range:
+            self._grow(peak)
+        if self.hist_range > 0:
+            idx = np.minimum(
+                (np.abs(flat) * (HIST_BINS / self.hist_range)).astype(np.int64), HIST_BINS - 1
+            )
+            self.hist += np.bincount(idx.reshape(-1), minlength=HIST_BINS)
+        else:
+            self.hist[0] += flat.size  # all zeros so far: they stay in bin 0 when R grows
+
+    def _grow(self, peak: float) -> None:
+        """Double the histogram range (merging bin pairs) until ``peak`` fits."""
+        if self.hist_range == 0.0:
+            self.hist_range = float(2.0 ** np.ceil(np.log2(peak))) if peak > 0 else 0.0
+            return
+        while self.hist_range < peak:
+            merged = self.hist.reshape(-1, 2).sum(axis=1)
+            self.hist = np.concatenate([merged, np.zeros(HIST_BINS // 2, np.int64)])
+            self.hist_range *= 2.0
+
+    @property
+    def mean(self) -> float:
+        """Mean over every element seen."""
+        return self.total / self.count if self.count else 0.0
+
+    @property
+    def std(self) -> float:
+        """Standard deviation over every element seen."""
+        if not self.count:
+            return 0.0
+        return float(np.sqrt(max(self.total_sq / self.count - self.mean**2, 0.0)))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready scalars (the histogram travels separately as an array)."""
+        return {
+            "min": self.min,
+            "max": self.max,
+            "count": self.count,
+            "total": self.total,
+            "total_sq": self.total_sq,
+            "hist_range": self.hist_range,
+            "argmin": self.argmin,
+            "argmax": self.argmax,
+        }
+
+
+#: ``progress(done, total)`` is called after each batch (the shell draws a progress bar).
+Progress = Callable[[int, int], None]
+
+
+def collect_stats(
+    graph: Graph,
+    batches: Iterable[tuple[list[str], np.ndarray]],
+    total: int,
+    progress: Progress | None = None,
+) -> tuple[dict[str, TensorStats], list[str]]:
+    """Run the float graph over every batch and gather statistics of every activation tensor.
+
+    Returns the statistics (keyed by tensor name) and the file names in the order seen, so an
+    extreme can be traced back to its image. Nothing is kept between batches but the stats.
+    """
+    stats: dict[str, TensorStats] = {}
+    files: list[str] = []
+
+    for names, batch in batches:
+        first = len(files)
+        files.extend(names)
+
+        def observe(name: str, value: np.ndarray, first: int = first) -> None:
+            stats.setdefault(name, TensorStats()).update(value, first)
+
+        run_float(graph, {graph.inputs[0]: batch}, observer=observe)
+        if progress is not None:
+            progress(len(files), total)
+    return stats, files
