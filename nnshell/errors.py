@@ -56,3 +56,7 @@ class SelectorError(NnshellError):
 
 class SettingError(NnshellError):
     """An unknown setting name or a value of the wrong type."""
+
+
+class QuantizationError(NnshellError):
+    """A value the 8-bit scheme cannot represent (bias beyond int32, multiplier >= 256, ...)."""

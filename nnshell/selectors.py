@@ -7,8 +7,12 @@ names and may be empty (inclusive of both ends, as NNTool users read step ranges
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from nnshell.errors import SelectorError
-from nnshell.ir import Graph
+
+if TYPE_CHECKING:
+    from nnshell.ir import Graph
 
 
 def _step(graph: Graph, token: str) -> int:

@@ -8,15 +8,17 @@ failure (or Ctrl-C) part-way leaves the session exactly as it was.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from nnshell import settings as settings_mod
 from nnshell.errors import GraphStateError, UsageError
-from nnshell.ir import Graph
 from nnshell.selectors import select_steps
-from nnshell.summary import GraphTotals, LayerInfo, graph_totals, layer_infos
+
+if TYPE_CHECKING:  # numpy and the op registry load on first use: the shell starts fast
+    import numpy as np
+
+    from nnshell.ir import Graph
+    from nnshell.summary import GraphTotals, LayerInfo
 
 
 @dataclass
@@ -78,6 +80,8 @@ class Session:
 
     def layers(self, selector: str | None = None) -> tuple[list[LayerInfo], GraphTotals]:
         """Return the layer rows a selector names, and the totals of the whole graph."""
+        from nnshell.summary import graph_totals, layer_infos
+
         graph = self.require_graph()
         rows = layer_infos(graph)
         steps = set(select_steps(graph, selector))

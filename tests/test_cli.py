@@ -22,7 +22,8 @@ def nnshell(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
 
 def assert_one_error_line(proc: subprocess.CompletedProcess[str], needle: str) -> None:
     assert proc.returncode == 1, proc
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    # status lines ("opened ...") also go to stderr; everything else must be the one error line
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip() and not ln.startswith("opened ")]
     assert len(lines) == 1, proc.stderr
     assert "error:" in lines[0] and needle in lines[0]
     assert "Traceback" not in proc.stderr + proc.stdout
@@ -68,7 +69,7 @@ def test_c_semicolon_split_and_failure_position() -> None:
     proc = nnshell("-c", f"open {SAMPLE_MODEL}; show 0 --json", "-c", "show 99")
     assert proc.returncode == 1
     assert '"_conv1_Conv"' in proc.stdout
-    assert proc.stderr.strip().startswith("-c:2: error: step 99 is out of range")
+    assert proc.stderr.strip().splitlines()[-1].startswith("-c:2: error: step 99 is out of range")
 
 
 def test_debug_shows_traceback() -> None:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 from rich.table import Table
 
-from nnshell.passes.base import PassDef, PassResult
+if TYPE_CHECKING:
+    from nnshell.passes.base import PassDef, PassResult
 
 
 def fusion_lines(result: PassResult) -> list[str]:

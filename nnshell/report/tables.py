@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
-from nnshell.summary import GraphTotals, LayerInfo
+if TYPE_CHECKING:
+    from nnshell.summary import GraphTotals, LayerInfo
 
 
 def dims_text(dims: Sequence[Sequence[int]]) -> str:

@@ -16,6 +16,13 @@ from nnshell.errors import UsageError
 class NnArgumentParser(cmd2.Cmd2ArgumentParser):
     """Cmd2ArgumentParser whose errors raise UsageError naming the command."""
 
+    def format_help(self) -> str:
+        """Fill a lazily computed epilog (``epilog_fn``) before formatting the help."""
+        fn = getattr(self, "epilog_fn", None)
+        if fn is not None:
+            self.epilog = fn()
+        return super().format_help()
+
     def error(self, message: str) -> NoReturn:
         """Raise instead of printing usage and exiting."""
         cmd = self.prog.split()[-1] if self.prog else "command"

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 import cmd2
 
 from nnshell.errors import UsageError
-from nnshell.ops import supported_onnx_types
 from nnshell.report.tables import layer_table, layers_json
 from nnshell.shell.parser import NnArgumentParser
 
@@ -26,6 +25,13 @@ def parse_input_shapes(items: list[str] | None) -> dict[str, list[int]]:
             raise UsageError(f"--input_shapes '{item}' is not NAME=[d1,d2,...]")
         out[m.group(1)] = [int(d) for d in m.group(2).replace(" ", "").split(",") if d]
     return out
+
+
+def _supported_ops_epilog() -> str:
+    """The op list for ``help open`` (built on demand: importing the ops loads numpy)."""
+    from nnshell.ops import supported_onnx_types
+
+    return "Supported ONNX operators: " + ", ".join(supported_onnx_types())
 
 
 class ModelCommands(cmd2.CommandSet):  # type: ignore[type-arg]
@@ -48,8 +54,8 @@ class ModelCommands(cmd2.CommandSet):  # type: ignore[type-arg]
         description="Import an ONNX model (float) into the session. Nodes whose inputs are all "
         "constant are folded; every unsupported op is listed at once and the session is left "
         "unchanged.",
-        epilog="Supported ONNX operators: " + ", ".join(supported_onnx_types()),
     )
+    open_parser.epilog_fn = _supported_ops_epilog  # type: ignore[attr-defined]
     open_parser.add_argument("file", completer=cmd2.Cmd.path_complete, help="model .onnx file")
     open_parser.add_argument(
         "--input_shapes",

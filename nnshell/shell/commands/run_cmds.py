@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import cmd2
-import numpy as np
 
 from nnshell.shell.commands.common import add_input_options, input_overrides
 from nnshell.shell.parser import NnArgumentParser
@@ -48,6 +47,7 @@ class RunCommands(cmd2.CommandSet):  # type: ignore[type-arg]
             atomic_write_npz(args.save, arrays)
             self.app.poutput(f"dump: wrote {len(arrays)} arrays to {args.save}")
             return
+        import numpy as np
         from rich.table import Table
 
         table = Table(title=f"float outputs for {args.file}", header_style="bold")
