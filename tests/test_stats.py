@@ -55,3 +55,30 @@ def test_collect_stats_on_sample_model() -> None:
     relu_out = stats[graph.nodes[0].outputs[0]]
     assert relu_out.min >= 0.0  # conv+pool+relu output
     assert order[relu_out.argmax] in files
+
+
+def test_range_modes_clip_outliers() -> None:
+    from nnshell.quant.ranges import choose_range, parse_mode
+
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(64, 1000))
+    data[0, 0] = 40.0  # one outlier
+    s = TensorStats()
+    s.update(data)
+    assert choose_range(s, parse_mode("minmax")) == (s.min, 40.0)
+    for mode in ("percentile:99.9", "mse", "kl"):
+        lo, hi = choose_range(s, parse_mode(mode))
+        assert s.min <= lo < 0 < hi < 40.0, mode
+    lo, hi = choose_range(s, parse_mode("percentile:99.9"))
+    assert 2.5 < hi < 4.5  # 99.9th percentile of |N(0,1)| is about 3.3
+
+
+def test_parse_mode_errors() -> None:
+    import pytest
+
+    from nnshell.errors import UsageError
+    from nnshell.quant.ranges import parse_mode
+
+    for bad in ("max", "percentile:abc", "percentile:20", "mse:3"):
+        with pytest.raises(UsageError):
+            parse_mode(bad)

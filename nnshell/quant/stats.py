@@ -29,8 +29,9 @@ class TensorStats:
     min: float = float("inf")
     max: float = float("-inf")
     count: int = 0
-    total: float = 0.0
-    total_sq: float = 0.0
+    #: running mean and sum of squared deviations (Chan's parallel update: no cancellation)
+    mean_: float = 0.0
+    m2: float = 0.0
     hist_range: float = 0.0
     hist: np.ndarray = field(default_factory=lambda: np.zeros(HIST_BINS, np.int64))
     #: (file index, value) of the most extreme values, to say which image set each extreme.
@@ -46,9 +47,14 @@ class TensorStats:
             self.min, self.argmin = float(mins[i_lo]), first_index + i_lo
         if maxs[i_hi] > self.max:
             self.max, self.argmax = float(maxs[i_hi]), first_index + i_hi
-        self.count += flat.size
-        self.total += float(flat.sum())
-        self.total_sq += float(np.square(flat).sum())
+        n_b = flat.size
+        mean_b = float(flat.mean())
+        m2_b = float(np.square(flat - mean_b).sum())
+        n = self.count + n_b
+        delta = mean_b - self.mean_
+        self.mean_ += delta * n_b / n
+        self.m2 += m2_b + delta * delta * self.count * n_b / n
+        self.count = n
         peak = max(abs(self.min), abs(self.max))
         if peak > self.hist_range:
             self._grow(peak)
@@ -73,14 +79,12 @@ class TensorStats:
     @property
     def mean(self) -> float:
         """Mean over every element seen."""
-        return self.total / self.count if self.count else 0.0
+        return self.mean_
 
     @property
     def std(self) -> float:
         """Standard deviation over every element seen."""
-        if not self.count:
-            return 0.0
-        return float(np.sqrt(max(self.total_sq / self.count - self.mean**2, 0.0)))
+        return float(np.sqrt(self.m2 / self.count)) if self.count else 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready scalars (the histogram travels separately as an array)."""
@@ -88,8 +92,8 @@ class TensorStats:
             "min": self.min,
             "max": self.max,
             "count": self.count,
-            "total": self.total,
-            "total_sq": self.total_sq,
+            "mean": self.mean_,
+            "m2": self.m2,
             "hist_range": self.hist_range,
             "argmin": self.argmin,
             "argmax": self.argmax,
