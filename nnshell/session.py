@@ -46,6 +46,10 @@ class Session:
         self.prefusion: Graph | None = None
         self.adjusted = False
         self.scheme: str | None = None
+        #: Calibration statistics of the current graph's tensors, and the files they came from.
+        self.stats: dict[str, Any] | None = None
+        self.stats_files: list[str] = []
+        self.qstate: Any = None
 
     # -- state -----------------------------------------------------------------------------
     def require_graph(self) -> Graph:
@@ -76,7 +80,14 @@ class Session:
         self.prefusion = None
         self.adjusted = False
         self.scheme = None
+        self._drop_quantization()
         return self.graph
+
+    def _drop_quantization(self) -> bool:
+        """Forget statistics and quantization (they name tensors of the old graph)."""
+        had = self.qstate is not None or self.stats is not None
+        self.stats, self.stats_files, self.qstate = None, [], None
+        return had
 
     def layers(self, selector: str | None = None) -> tuple[list[LayerInfo], GraphTotals]:
         """Return the layer rows a selector names, and the totals of the whole graph."""
@@ -113,6 +124,8 @@ class Session:
         if not dry_run:
             self.graph = work
             self.adjusted = True
+            if result.changed and self._drop_quantization():
+                result.notes.append("the graph changed: calibration and quantization dropped")
         return result
 
     def fusions(
@@ -142,12 +155,15 @@ class Session:
             result = run_passes(work, names, until_stable=False)
         else:
             raise UsageError("fusions needs --scale8, --pow2, -a NAME or -l", "help fusions")
+        notes = []
         if not dry_run:
             self.graph = work
             self.prefusion = prefusion
             if scheme is not None:
                 self.scheme = scheme
-        return FusionOutcome(scheme, result, dry_run, rederived)
+            if (result.changed or rederived) and self._drop_quantization():
+                notes.append("the graph changed: calibration and quantization dropped")
+        return FusionOutcome(scheme, result, dry_run, rederived, notes)
 
     def dump(self, path: str, opts: Any = None) -> dict[str, np.ndarray]:
         """Run the float graph on one input file; return every node output and graph output.
@@ -182,3 +198,104 @@ class Session:
             norm_func=st["input_norm_func"],
         )
         return base.with_overrides(**overrides)
+
+    # -- quantization ----------------------------------------------------------------------
+    def _require_sq8_graph(self) -> Graph:
+        graph = self.require_graph()
+        if self.scheme != "scale8":
+            raise GraphStateError(
+                "aquant -s SQ8 needs the SQ8 fusions first"
+                + (f" (the graph has the {self.scheme} fusions)" if self.scheme else ""),
+                "fusions --scale8",
+            )
+        from nnshell.quant.sq8 import describe_unquantizable
+
+        bad = describe_unquantizable(graph)
+        if bad:
+            from nnshell.errors import QuantizationError
+
+            raise QuantizationError(
+                f"{len(bad)} layer(s) have no SQ8 quantizer: {', '.join(bad[:6])}"
+                + (", ..." if len(bad) > 6 else ""),
+                "nnshell never falls back to float silently",
+            )
+        return graph
+
+    def aquant(
+        self,
+        files: list[str],
+        opts: Any = None,
+        mode: str = "minmax",
+        symmetric: bool = False,
+        per_tensor: bool = False,
+        progress: Any = None,
+    ) -> Any:
+        """Calibrate on ``files`` (or reuse the statistics already collected) and quantize.
+
+        One streaming pass gathers every tensor's statistics; with no files the stored
+        statistics are reused, so another ``--mode`` re-quantizes instantly. The session
+        changes only when everything succeeded (Ctrl-C leaves the previous quantization).
+        """
+        from nnshell.images import expand_files, iter_batches
+        from nnshell.quant.ranges import parse_mode
+        from nnshell.quant.sq8 import QuantOptions, quantize_graph
+        from nnshell.quant.stats import collect_stats
+
+        graph = self._require_sq8_graph()
+        qopts = QuantOptions(parse_mode(mode), symmetric, per_tensor)
+        if files:
+            paths = expand_files(files)
+            opts = opts if opts is not None else self.input_options()
+            expected = graph.tensors[graph.inputs[0]].dims
+            batches = iter_batches(paths, opts, expected, int(self.settings["batch_size"]))
+            stats, seen = collect_stats(graph, batches, len(paths), progress)
+            reused = False
+        elif self.stats is not None:
+            stats, seen, reused = self.stats, self.stats_files, True
+        else:
+            raise GraphStateError("aquant needs calibration images", "aquant sample_images/calib")
+        qstate = quantize_graph(graph, stats, qopts)
+        self.stats, self.stats_files, self.qstate = stats, seen, qstate
+        return AquantOutcome(qopts, len(seen), reused)
+
+    def require_quantized(self) -> Any:
+        """Return the QuantState or raise the error that says to run aquant."""
+        self.require_graph()
+        if self.qstate is None:
+            raise GraphStateError("the graph is not quantized", "aquant <calibration images>")
+        return self.qstate
+
+    def validate(
+        self,
+        specs: list[str],
+        opts: Any = None,
+        quantized: bool = True,
+        labels_csv: str | None = None,
+        progress: Any = None,
+    ) -> Any:
+        """Top-1 accuracy of the float graph and (when quantized) the integer graph."""
+        from nnshell.evaluate import validate
+        from nnshell.images import expand_files
+
+        graph = self.require_graph()
+        qstate = self.qstate if quantized else None
+        opts = opts if opts is not None else self.input_options()
+        files = expand_files(specs)
+        return validate(
+            graph, files, opts, qstate, labels_csv, progress, int(self.settings["batch_size"])
+        )
+
+    def footprint(self) -> Any:
+        """Parameter bytes and peak activation RAM, float against quantized."""
+        from nnshell.footprint import footprint
+
+        return footprint(self.require_graph(), self.require_quantized())
+
+
+@dataclass
+class AquantOutcome:
+    """What ``aquant`` did."""
+
+    options: Any
+    images: int
+    reused: bool

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -49,6 +50,52 @@ def out_size(
     if ceil_mode and (n - 1) * s >= size + pad_begin:
         n -= 1  # the last window must start inside the input or its left padding
     return n
+
+
+def pad_for_windows(
+    x: np.ndarray,
+    kernel: Sequence[int],
+    strides: Sequence[int],
+    dilations: Sequence[int],
+    pads: Sequence[int],
+    out_sizes: Sequence[int],
+    pad_value: float = 0.0,
+) -> np.ndarray:
+    """Return ``x`` padded so every window fits (no copy when no padding is needed).
+
+    Extra end padding is added when ``ceil_mode`` makes the last window run past the input.
+    """
+    nd = len(kernel)
+    widths = [(0, 0), (0, 0)]
+    for i in range(nd):
+        need = (out_sizes[i] - 1) * strides[i] + (kernel[i] - 1) * dilations[i] + 1
+        end = max(pads[nd + i], need - x.shape[2 + i] - pads[i])
+        widths.append((pads[i], end))
+    if any(w != (0, 0) for w in widths):
+        x = np.pad(x, widths, constant_values=pad_value)
+    return x
+
+
+def window_offsets(
+    kernel: Sequence[int],
+    strides: Sequence[int],
+    dilations: Sequence[int],
+    out_sizes: Sequence[int],
+) -> Iterator[tuple[tuple[int, ...], tuple[slice, ...]]]:
+    """Yield ``(kernel offset, spatial slices)`` pairs, kernel offsets in C order.
+
+    ``x_padded[(..., ..., *slices)]`` is the ``(N, C, *out)`` view of the input element each
+    output reads at that kernel offset, so a window reduction becomes a loop over offsets of
+    whole-array operations (no strided 2·nd-D view, no reduction over tiny trailing axes).
+    """
+    for k in itertools.product(*(range(n) for n in kernel)):
+        yield (
+            k,
+            tuple(
+                slice(ki * d, ki * d + (o - 1) * s + 1, s)
+                for ki, d, o, s in zip(k, dilations, out_sizes, strides, strict=True)
+            ),
+        )
 
 
 def windows(

@@ -14,8 +14,11 @@ from typing import Any
 
 import numpy as np
 
+from nnshell.errors import QuantizationError
 from nnshell.ir import Node, Shape, TensorInfo
+from nnshell.ops._sq8 import activation_int
 from nnshell.ops.registry import OpDef, get_op, register
+from nnshell.qrecord import NodeQuant, QuantContext
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,64 @@ class Fused(OpDef):
             out = TensorInfo("_", get_op(p.op).infer(pnode, [pin])[0], dtype)
             total += get_op(p.op).macs(pnode, [pin], [out])
         return total
+
+
+_SCALE_PRESERVING_ACTS = ("Relu", "Clip", "LeakyRelu")
+
+
+def _parts(node: Node) -> tuple[FusedPart, ...]:
+    return node.attrs.parts  # type: ignore[no-any-return]
+
+
+def _fused_q_asym(self: Fused, node: Node) -> bool:
+    """Conv/linear-headed fusions may have an asymmetric output (LeakyRelu needs symmetric)."""
+    parts = _parts(node)
+    return parts[0].op in ("Conv", "Linear") and all(p.op != "LeakyRelu" for p in parts)
+
+
+def _fused_q_symmetric_input(self: Fused, node: Node, idx: int) -> str | None:
+    first = _parts(node)[0]
+    return get_op(first.op).q_symmetric_input(part_node(first, node.inputs, ["_"]), idx)
+
+
+def _fused_quantize_sq8(self: Fused, ctx: QuantContext) -> NodeQuant:
+    """Quantize the head layer at the fusion's final output scale; check every later part.
+
+    Pools and ReLU-like activations keep the scale, so one requantization (at the head) serves
+    the whole chain (SQ8.md §5: the output scale of a fused node is that of its final output).
+    """
+    parts = _parts(ctx.node)
+    for p in parts[1:]:
+        kind = get_op(p.op).kind
+        if kind != "pool" and p.op not in _SCALE_PRESERVING_ACTS:
+            raise QuantizationError(
+                f"{ctx.node.name}: {p.op} inside a fused layer has no SQ8 kernel yet",
+                "use Relu/ReLU6/LeakyRelu activations",
+            )
+    head = part_node(parts[0], ctx.node.inputs, ["_"])
+    head_ctx = QuantContext(ctx.graph, head, ctx.in_q, ctx.out_q, ctx.per_tensor)
+    return get_op(parts[0].op).quantize_sq8(head_ctx)
+
+
+def _fused_run_int(
+    self: Fused, node: Node, nq: NodeQuant, *xs: np.ndarray | None
+) -> list[np.ndarray]:
+    """Head kernel (with requantization), then each pool / activation on int8 codes in order."""
+    parts = _parts(node)
+    y = get_op(parts[0].op).run_int(part_node(parts[0], node.inputs, ["_"]), nq, *xs)[0]
+    same = NodeQuant([nq.out_q], nq.out_q)
+    for p in parts[1:]:
+        if get_op(p.op).kind == "pool":
+            y = get_op(p.op).run_int(part_node(p, ["_"], ["_"]), same, y)[0]
+        else:
+            y = activation_int(p.op, p.attrs, y, nq.out_q, node.name).astype(np.int8)
+    return [y]
+
+
+Fused.q_asym = _fused_q_asym  # type: ignore[method-assign]
+Fused.q_symmetric_input = _fused_q_symmetric_input  # type: ignore[method-assign]
+Fused.quantize_sq8 = _fused_quantize_sq8  # type: ignore[method-assign]
+Fused.run_int = _fused_run_int  # type: ignore[method-assign]
 
 
 def op_label(node: Node) -> str:

@@ -11,9 +11,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from nnshell.errors import ShapeError
+from nnshell.errors import QuantizationError, ShapeError
 from nnshell.ir import Node, Shape, TensorInfo
+from nnshell.ops import _sq8
 from nnshell.ops.registry import OpDef, register
+from nnshell.qrecord import NodeQuant, QuantContext
 
 
 @register
@@ -48,3 +50,18 @@ class Linear(OpDef):
         w = ins[1]
         assert w is not None
         return int(np.prod(w.shape))
+
+    # SQ8: unpadded, so an asymmetric input is fine (its zero point goes into the bias).
+    q_asym_output = True
+
+    def quantize_sq8(self, ctx: QuantContext) -> NodeQuant:
+        """Per-channel int8 weights, int32 bias, (M, N) per output (SQ8.md §3-4)."""
+        w = ctx.const(1)
+        if w is None:
+            raise QuantizationError(f"{ctx.node.name}: linear weights are not constant")
+        return _sq8.quantize_weighted(ctx, w, ctx.const(2), int(w.shape[1]))
+
+    def run_int(self, node: Node, nq: NodeQuant, *xs: np.ndarray | None) -> list[np.ndarray]:
+        """``clip8(rnorm((Bq + off + Wq·Xq)·M, N))`` with an exact BLAS product."""
+        assert xs[0] is not None
+        return [_sq8.linear_int(xs[0], nq)]

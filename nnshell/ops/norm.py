@@ -73,8 +73,11 @@ class BatchNormalization(OpDef):
         c = x.shape[1]
         bshape = (1, c) + (1,) * (x.ndim - 2)
         mul, _ = self.folded(node, scale, b, mean, var)
-        y = (x - mean.reshape(bshape).astype(x.dtype)) * mul.reshape(bshape).astype(x.dtype)
-        return [(y + b.reshape(bshape).astype(x.dtype)).astype(x.dtype, copy=False)]
+        # same arithmetic as ``(x - mean) * mul + b``, done in place on one output array
+        y = np.subtract(x, mean.reshape(bshape).astype(x.dtype))
+        y *= mul.reshape(bshape).astype(x.dtype)
+        y += b.reshape(bshape).astype(x.dtype)
+        return [y.astype(x.dtype, copy=False)]
 
     def macs(self, node: Node, ins: Sequence[TensorInfo | None], outs: Sequence[TensorInfo]) -> int:
         return outs[0].size

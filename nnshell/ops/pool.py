@@ -14,8 +14,9 @@ import numpy as np
 
 from nnshell.errors import ShapeError
 from nnshell.ir import Node, Shape, TensorInfo
-from nnshell.ops._shapes import out_size, resolve_pads, windows
+from nnshell.ops._shapes import out_size, pad_for_windows, resolve_pads, window_offsets
 from nnshell.ops.registry import OpDef, register
+from nnshell.qrecord import NodeQuant, QuantContext
 
 
 @dataclass(frozen=True)
@@ -67,30 +68,55 @@ class _Pool(OpDef):
 
 
 def max_pool_float(x: np.ndarray, node: Node) -> np.ndarray:
-    """Max over each window; padding is -inf so it never wins."""
+    """Max over each window (a running ``np.maximum`` over kernel offsets); padding is -inf."""
     kernel, strides, dil, pads, outs = pool_geometry(node, x.shape)
-    win = windows(x, kernel, strides, dil, pads, outs, pad_value=-np.inf)
-    axes = tuple(range(-len(kernel), 0))
-    return np.ascontiguousarray(win.max(axis=axes))
+    xp = pad_for_windows(x, kernel, strides, dil, pads, outs, pad_value=-np.inf)
+    y: np.ndarray | None = None
+    for _, sl in window_offsets(kernel, strides, dil, outs):
+        v = xp[(slice(None), slice(None), *sl)]
+        if y is None:
+            y = v.copy()
+        else:
+            np.maximum(y, v, out=y)
+    assert y is not None
+    return y
+
+
+def _window_sum(
+    x: np.ndarray,
+    kernel: Sequence[int],
+    strides: Sequence[int],
+    dil: Sequence[int],
+    pads: Sequence[int],
+    outs: Sequence[int],
+) -> np.ndarray:
+    """Sum over each (zero-padded) window, accumulated over kernel offsets."""
+    xp = pad_for_windows(x, kernel, strides, dil, pads, outs)
+    y: np.ndarray | None = None
+    for _, sl in window_offsets(kernel, strides, dil, outs):
+        v = xp[(slice(None), slice(None), *sl)]
+        if y is None:
+            y = v.copy()
+        else:
+            y += v
+    assert y is not None
+    return y
 
 
 def avg_pool_float(x: np.ndarray, node: Node) -> np.ndarray:
     """Mean over each window, dividing by the count ``count_include_pad`` says."""
     kernel, strides, dil, pads, outs = pool_geometry(node, x.shape)
-    axes = tuple(range(-len(kernel), 0))
-    total = windows(x, kernel, strides, dil, pads, outs).sum(axis=axes)
+    total = _window_sum(x, kernel, strides, dil, pads, outs)
     nd = len(kernel)
+    ones = np.ones((1, 1, *x.shape[2:]), x.dtype)
     if node.attrs.count_include_pad:
         # ceil_mode windows that run past the explicit padding still count only the pads
-        ones = np.ones((1, 1, *x.shape[2:]), x.dtype)
         padded = np.pad(
             ones, [(0, 0), (0, 0)] + [(pads[i], pads[nd + i]) for i in range(nd)], constant_values=1
         )
-        inner = (0,) * (2 * nd)
-        count = windows(padded, kernel, strides, dil, inner, outs).sum(axis=axes)
+        count = _window_sum(padded, kernel, strides, dil, (0,) * (2 * nd), outs)
     else:
-        ones = np.ones((1, 1, *x.shape[2:]), x.dtype)
-        count = windows(ones, kernel, strides, dil, pads, outs).sum(axis=axes)
+        count = _window_sum(ones, kernel, strides, dil, pads, outs)
     return (total / count).astype(x.dtype, copy=False)
 
 
@@ -100,10 +126,28 @@ class MaxPool(_Pool):
 
     name = "MaxPool"
     onnx_types = ("MaxPool",)
+    # SQ8: the output keeps the input's qtype; max commutes with the monotonic requantization.
+    q_passthrough = True
 
     def run_float(self, node: Node, *xs: np.ndarray | None) -> list[np.ndarray]:
         assert xs[0] is not None
         return [max_pool_float(xs[0], node)]
+
+    def q_symmetric_input(self, node: Node, idx: int) -> str | None:
+        """Padding must be the real minimum; with a zero point the kernel's pad is not."""
+        a: PoolAttrs = node.attrs
+        padded = a.auto_pad in ("SAME_UPPER", "SAME_LOWER") or any(a.pads)
+        return "pool with padding" if padded else None
+
+    def quantize_sq8(self, ctx: QuantContext) -> NodeQuant:
+        """No parameters: integer max over each window."""
+        return NodeQuant(list(ctx.in_q), ctx.out_q)
+
+    def run_int(self, node: Node, nq: NodeQuant, *xs: np.ndarray | None) -> list[np.ndarray]:
+        """Integer max (int8 codes are exact in float32; padding never wins)."""
+        x = xs[0]
+        assert x is not None
+        return [max_pool_float(x.astype(np.float32), node).astype(x.dtype)]
 
 
 @register

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from nnshell.errors import UnsupportedOpError
+from nnshell.errors import QuantizationError, UnsupportedOpError
 from nnshell.ir import Node, Shape, TensorInfo
 
 
@@ -63,6 +63,35 @@ class OpDef:
     def macs(self, node: Node, ins: Sequence[TensorInfo | None], outs: Sequence[TensorInfo]) -> int:
         """Multiply-accumulates for one batch item (0 for ops that do no arithmetic of note)."""
         return 0
+
+    # -- SQ8 quantization hooks (ops without them cannot be quantized: an error names them) ----
+    #: Output qtype equals the input qtype (max pool, reshapes, transposes): no arithmetic.
+    q_passthrough: ClassVar[bool] = False
+    #: Output may be asymmetric (conv / linear and the fusions built on them).
+    q_asym_output: ClassVar[bool] = False
+
+    def q_asym(self, node: Node) -> bool:
+        """Whether this node's output may be asymmetric (default: the class flag)."""
+        return self.q_asym_output
+
+    def q_symmetric_input(self, node: Node, idx: int) -> str | None:
+        """Why input ``idx`` must be symmetric (zero point 0), or None when any qtype works."""
+        return None
+
+    def q_output_qtype(self, node: Node, in_q: list[Any]) -> Any:
+        """A fixed output qtype the op imposes (softmax Q15, sigmoid 1/127), or None."""
+        return None
+
+    def quantize_sq8(self, ctx: Any) -> Any:
+        """Return the NodeQuant (integer parameters) of ``ctx.node``."""
+        raise QuantizationError(
+            f"{ctx.node.name}: {self.name} has no SQ8 quantizer",
+            "nnshell does not silently fall back to float; remove or replace this layer",
+        )
+
+    def run_int(self, node: Node, nq: Any, *xs: np.ndarray | None) -> list[np.ndarray]:
+        """Run the integer kernel on batched integer arrays."""
+        raise QuantizationError(f"{node.name}: {self.name} has no integer kernel")
 
 
 _REGISTRY: dict[str, OpDef] = {}

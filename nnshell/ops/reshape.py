@@ -14,6 +14,7 @@ import numpy as np
 from nnshell.errors import ShapeError
 from nnshell.ir import Node, Shape, TensorInfo
 from nnshell.ops.registry import OpDef, register
+from nnshell.qrecord import NodeQuant, QuantContext
 
 
 def reshape_batched(x: np.ndarray, node: Node) -> np.ndarray:
@@ -24,6 +25,16 @@ def reshape_batched(x: np.ndarray, node: Node) -> np.ndarray:
 
 class _ShapeOnly(OpDef):
     kind = "shape"
+    q_passthrough = True
+
+    def quantize_sq8(self, ctx: QuantContext) -> NodeQuant:
+        """No integer parameters: the output keeps the input's qtype."""
+        return NodeQuant(list(ctx.in_q), ctx.out_q)
+
+    def run_int(self, node: Node, nq: NodeQuant, *xs: np.ndarray | None) -> list[np.ndarray]:
+        """A reshape moves no data: the same integer codes."""
+        assert xs[0] is not None
+        return [reshape_batched(xs[0], node)]
 
     def run_float(self, node: Node, *xs: np.ndarray | None) -> list[np.ndarray]:
         assert xs[0] is not None

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nnshell.errors import ShapeError
+from nnshell.errors import QuantizationError, ShapeError
 from nnshell.ir import Node, Shape, TensorInfo
 from nnshell.ops._batching import (
     const_flags,
@@ -31,10 +31,27 @@ from nnshell.ops._batching import (
 )
 from nnshell.ops.registry import OpDef, register
 from nnshell.ops.reshape import reshape_batched
+from nnshell.qrecord import NodeQuant, QuantContext
 
 
 class _Shape(OpDef):
     kind = "shape"
+
+    # Data movement only: integer codes move like floats, with the input's qtype.
+    q_passthrough = True
+
+    def quantize_sq8(self, ctx: QuantContext) -> NodeQuant:
+        """No integer parameters: the output keeps the input's qtype."""
+        return NodeQuant(list(ctx.in_q), ctx.out_q)
+
+    def run_int(self, node: Node, nq: NodeQuant, *xs: np.ndarray | None) -> list[np.ndarray]:
+        """The float kernel moves integer codes exactly (no arithmetic)."""
+        if (
+            any(x is None for x, i in zip(xs, node.inputs, strict=False) if i)
+            and self.name == "Concat"
+        ):
+            raise QuantizationError(f"{node.name}: Concat of a constant is not quantized")
+        return self.run_float(node, *xs)
 
 
 @dataclass(frozen=True)
@@ -157,9 +174,10 @@ class AxisAttrs:
 
 
 @register
-class Concat(_Shape):
+class Concat(_Shape):  # not a passthrough: its inputs are unified by the quantizer
     """Join inputs along a non-batch axis (constants are repeated over the batch)."""
 
+    q_passthrough = False
     name = "Concat"
     onnx_types = ("Concat",)
     Attrs = AxisAttrs

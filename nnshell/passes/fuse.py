@@ -47,9 +47,9 @@ def _part(graph: Graph, node: Node) -> FusedPart | None:
     return FusedPart(node.op, attrs, node.name, meta)
 
 
-def _next(graph: Graph, node: Node, ops: frozenset[str]) -> Node | None:
+def _next(graph: Graph, node: Node, ops: frozenset[str], pow2: bool = False) -> Node | None:
     nxt = sole_consumer(graph, node.outputs[0])
-    if nxt is None or nxt.op not in ops:
+    if nxt is None or nxt.op not in ops or (pow2 and not _is_pow2_ok(graph, nxt)):
         return None
     if len(act_inputs(graph, nxt)) != 1 or act_inputs(graph, nxt)[0] != node.outputs[0]:
         return None
@@ -89,16 +89,18 @@ def _fuse(graph: Graph, chain: list[Node], kind: str) -> FusionRecord | None:
     return FusionRecord(tuple(n.name for n in chain), name, kind)
 
 
-def _conv_chain(graph: Graph, conv: Node, acts: frozenset[str]) -> tuple[list[Node], str]:
+def _conv_chain(
+    graph: Graph, conv: Node, acts: frozenset[str], pow2: bool
+) -> tuple[list[Node], str]:
     chain = [conv]
     pool = _next(graph, conv, POOLS)
     if pool is not None:
         chain.append(pool)
-        act = _next(graph, pool, acts)
+        act = _next(graph, pool, acts, pow2)
         if act is not None:
             return [*chain, act], "conv_pool_active"
         return chain, "conv_pool"
-    act = _next(graph, conv, acts)
+    act = _next(graph, conv, acts, pow2)
     if act is None:
         return chain, ""
     chain.append(act)
@@ -108,21 +110,25 @@ def _conv_chain(graph: Graph, conv: Node, acts: frozenset[str]) -> tuple[list[No
     return chain, "conv_active"
 
 
-def _run(graph: Graph, heads: frozenset[str], acts: frozenset[str], conv_like: bool) -> PassResult:
+def _run(
+    graph: Graph, heads: frozenset[str], acts: frozenset[str], conv_like: bool, pow2: bool
+) -> PassResult:
     res = PassResult()
     for node in [n for n in graph.nodes if n.op in heads]:
         if node not in graph.nodes:
             continue
         if conv_like:
-            chain, kind = _conv_chain(graph, node, acts)
+            chain, kind = _conv_chain(graph, node, acts, pow2)
         else:
-            act = _next(graph, node, acts)
+            act = _next(graph, node, acts, pow2)
             chain = [node, act] if act is not None else [node]
             kind = {"Linear": "linear_active", "Add": "add_active"}.get(node.op, "pool_active")
         if len(chain) == 1:
             nxt = sole_consumer(graph, node.outputs[0])
             if nxt is not None and nxt.op in SQ8_ACTIVATIONS and nxt.op not in acts:
                 res.notes.append(f"{node.name}: {nxt.op} is not fusable in this scheme; kept")
+            elif nxt is not None and nxt.op == "Clip" and pow2 and not _is_pow2_ok(graph, nxt):
+                res.notes.append(f"{node.name}: POW2 kernels clip to [0, 6] only; {nxt.name} kept")
             continue
         if node.op == "Add" and len(act_inputs(graph, node)) != 2:
             continue
@@ -141,20 +147,20 @@ def make_fusion_passes() -> None:
         sfx = "_pow2" if pow2 else ""
         acts = POW2_ACTIVATIONS if pow2 else SQ8_ACTIVATIONS
 
+        # Under POW2 a Clip fuses only as ReLU6 (checked per node, see _is_pow2_ok).
         def conv(g: Graph, acts: frozenset[str] = acts, pow2: bool = pow2) -> PassResult:
-            if pow2 and any(n.op == "Clip" and not _is_pow2_ok(g, n) for n in g.nodes):
-                acts = acts - {"Clip"}  # POW2 kernels have ReLU6 but no general clip
-            return _run(g, frozenset({"Conv"}), acts | ({"Sigmoid"} if pow2 else set()), True)
+            extra = {"Sigmoid"} if pow2 else set()
+            return _run(g, frozenset({"Conv"}), acts | extra, True, pow2)
 
-        def linear(g: Graph, acts: frozenset[str] = acts) -> PassResult:
-            return _run(g, frozenset({"Linear"}), acts, False)
+        def linear(g: Graph, acts: frozenset[str] = acts, pow2: bool = pow2) -> PassResult:
+            return _run(g, frozenset({"Linear"}), acts, False, pow2)
 
         def pool(g: Graph, acts: frozenset[str] = acts, pow2: bool = pow2) -> PassResult:
             extra = {"Sigmoid"} if pow2 else set()
-            return _run(g, POOLS | GLOBAL_POOLS, acts | extra, False)
+            return _run(g, POOLS | GLOBAL_POOLS, acts | extra, False, pow2)
 
-        def add(g: Graph, acts: frozenset[str] = acts) -> PassResult:
-            return _run(g, frozenset({"Add"}), acts, False)
+        def add(g: Graph, acts: frozenset[str] = acts, pow2: bool = pow2) -> PassResult:
+            return _run(g, frozenset({"Add"}), acts, False, pow2)
 
         scheme = "POW2" if pow2 else "SQ8"
         register_pass(f"fuse_conv{sfx}", f"conv + [pool] + [activation] as one layer ({scheme})")(

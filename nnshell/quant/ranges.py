@@ -7,8 +7,9 @@ method never re-reads images:
 - ``percentile:P``: clip ``|x|`` at the P-th percentile of its histogram (e.g. 99.99);
 - ``mse``: the clip ``c`` minimising the expected 8-bit quantization error of the histogram,
   ``Σ_{|x|>c} (|x| - c)² + Σ_{|x|<=c} Δ²/12`` with ``Δ = 2c/255``;
-- ``kl``: the clip minimising the KL divergence between the histogram and its 128-level
-  quantized version (the entropy method of TensorRT-style calibrators).
+- ``kl``: the clip minimising the KL divergence between the histogram and its quantized version
+  (128 levels of ``|x|``, or 255 for a non-negative tensor; the entropy method of TensorRT-style
+  calibrators), with the first bin (exact zeros of ReLU outputs) left out.
 A clip never widens the observed range: the result is ``[max(min, -c), min(max, c)]``.
 """
 
@@ -79,8 +80,12 @@ def _mse_clip(st: TensorStats) -> float:
     return float(best_c)
 
 
-def _kl_clip(st: TensorStats, levels: int = 128) -> float:
+def _kl_clip(st: TensorStats) -> float:
+    # A non-negative tensor (ReLU output) gets all 255 asymmetric levels over [0, c]; exact
+    # zeros are left out of both distributions, or their spike would pull the clip down.
+    levels = 255 if st.min >= 0.0 else 128
     h = st.hist.astype(np.float64)
+    h[0] = 0.0
     n = h.size
     best, best_k = np.inf, n
     for k in range(levels, n + 1, max(1, (n - levels) // 96)):

@@ -69,7 +69,8 @@ class TensorStats:
     def _grow(self, peak: float) -> None:
         """Double the histogram range (merging bin pairs) until ``peak`` fits."""
         if self.hist_range == 0.0:
-            self.hist_range = float(2.0 ** np.ceil(np.log2(peak))) if peak > 0 else 0.0
+            # floor at 2^-100: denormal peaks would overflow the bin arithmetic
+            self.hist_range = float(2.0 ** np.ceil(np.log2(max(peak, 2.0**-100))))
             return
         while self.hist_range < peak:
             merged = self.hist.reshape(-1, 2).sum(axis=1)

@@ -19,6 +19,7 @@ from nnshell.errors import NnshellError, UsageError
 from nnshell.report.tables import settings_table
 from nnshell.session import Session
 from nnshell.shell.commands.model_cmds import ModelCommands
+from nnshell.shell.commands.quant_cmds import QuantCommands
 from nnshell.shell.commands.run_cmds import RunCommands
 from nnshell.shell.commands.transform_cmds import TransformCommands
 from nnshell.shell.parser import NnArgumentParser
@@ -44,7 +45,7 @@ class NnShell(cmd2.Cmd):
             include_py=False,
             include_ipy=False,
             persistent_history_file=persistent_history_file,
-            command_sets=[ModelCommands(), TransformCommands(), RunCommands()],
+            command_sets=[ModelCommands(), TransformCommands(), QuantCommands(), RunCommands()],
             suggest_similar_command=True,
             auto_suggest=False,
         )

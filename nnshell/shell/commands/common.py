@@ -27,11 +27,13 @@ def add_input_options(parser: NnArgumentParser) -> None:
     )
     g.add_argument("-H", "--height", type=int, help="resize images to this height")
     g.add_argument("-W", "--width", type=int, help="resize images to this width")
-    g.add_argument("-M", "--mode", choices=["L", "RGB"], help="convert images to this mode")
+    g.add_argument("-M", "--image_mode", choices=["L", "RGB"], help="convert images to this mode")
     g.add_argument("-F", "--raw_dtype", metavar="DTYPE", help="dtype of .npy/.raw inputs")
 
 
 def input_overrides(args: Any) -> dict[str, Any]:
     """The input options the user gave on this command line (None = not given)."""
-    keys = ("transpose", "divisor", "offset", "norm_func", "height", "width", "mode", "raw_dtype")
-    return {k: getattr(args, k) for k in keys}
+    keys = ("transpose", "divisor", "offset", "norm_func", "height", "width", "raw_dtype")
+    out = {k: getattr(args, k) for k in keys}
+    out["mode"] = args.image_mode
+    return out

@@ -50,7 +50,8 @@ class TransformCommands(cmd2.CommandSet):  # type: ignore[type-arg]
             head = "adjust: nothing to change (the graph is already CHW)"
         else:
             head = f"adjust: {res.changed} change(s){' (dry run)' if args.dry_run else ''}"
-        self.app.poutput("\n".join(pass_report(res, head)))
+        lines = pass_report(res, head)
+        self.app.poutput("\n".join(lines))
 
     fusions_parser = NnArgumentParser(
         description="Apply the fusion passes of a scheme until nothing changes; print each fusion."
@@ -96,4 +97,5 @@ class TransformCommands(cmd2.CommandSet):  # type: ignore[type-arg]
             )
         if not res.changed:
             head += "\nnothing to change"
-        self.app.poutput("\n".join(pass_report(res, head)))
+        lines = pass_report(res, head) + [f"note: {n}" for n in out.notes]
+        self.app.poutput("\n".join(lines))

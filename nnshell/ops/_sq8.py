@@ -1,0 +1,124 @@
+"""SQ8 integer building blocks shared by conv, linear and their fusions (SQ8.md §3-§6).
+
+``acc[c] = Bq[c] + off[c] + Σ_k Wq[c,k]·Xq[k]`` is computed exactly with float BLAS
+(:func:`~nnshell.fixed_point.int_matmul_exact`), then ``y = rnorm(acc·M[c], N[c])`` — the output
+zero point is already inside ``off``, so ``y`` is the int8 code before clipping.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from nnshell.errors import QuantizationError
+from nnshell.fixed_point import (
+    QType,
+    clip8,
+    int_matmul_exact,
+    multiplier_headroom,
+    multipliers,
+    quantize_bias,
+    requant_scale,
+    requantize,
+    rnorm,
+    round_half_up,
+    weight_qtype_per_channel,
+    zero_point_offset,
+)
+from nnshell.qrecord import NodeQuant, QuantContext
+
+
+def quantize_weighted(ctx: QuantContext, w: np.ndarray, b: np.ndarray | None, k: int) -> NodeQuant:
+    """Weights, bias, zero-point offset and per-channel (M, N) of a conv or linear layer."""
+    name = ctx.node.name
+    qin = ctx.in_q[0]
+    assert qin is not None
+    si, so = float(qin.scale), float(ctx.out_q.scale)
+    sw, wq = weight_qtype_per_channel(w, 0, ctx.per_tensor, name)
+    bias = np.zeros(w.shape[0]) if b is None else np.asarray(b, np.float64).reshape(-1)
+    bq = quantize_bias(bias, si, sw, name)
+    off = zero_point_offset(wq, qin.zero_point, ctx.out_q.zero_point, so, si, sw)
+    m_real = requant_scale(si, sw, so)
+    mm, nn = multipliers(m_real, k, name)
+    total = bq.astype(np.int64) + off
+    if np.abs(total).max(initial=0) >= 1 << 31:
+        raise QuantizationError(f"{name}: bias plus zero-point offset does not fit int32")
+    acc_bits, mult_bits = multiplier_headroom(k)
+    approx = mm.astype(np.float64) * np.exp2(-nn.astype(np.float64))
+    rel = np.abs(approx - m_real) / np.where(m_real > 0, m_real, 1.0)
+    return NodeQuant(
+        in_q=list(ctx.in_q),
+        out_q=ctx.out_q,
+        consts={
+            "weights": wq,
+            "weights_scale": sw,
+            "biases": bq.astype(np.int32),
+            "bias_total": total.astype(np.int32),
+            "mul": mm,
+            "shift": nn,
+        },
+        info={
+            "k": k,
+            "acc_bits": acc_bits,
+            "mult_bits": mult_bits,
+            "m_real": m_real,
+            "m_rel_err": rel,
+        },
+    )
+
+
+def requant_output(acc: np.ndarray, nq: NodeQuant) -> np.ndarray:
+    """``clip8(rnorm((acc + bias_total)·M, N))`` with channels on axis 1."""
+    shape = (1, -1) + (1,) * (acc.ndim - 2)
+    acc = acc + nq.consts["bias_total"].astype(np.int64).reshape(shape)
+    return clip8(requantize(acc, nq.consts["mul"], nq.consts["shift"], channel_axis=1))
+
+
+def linear_int(x: np.ndarray, nq: NodeQuant) -> np.ndarray:
+    """Integer linear layer on a batch (input flattened in CHW order)."""
+    wq = nq.consts["weights"]
+    acc = int_matmul_exact(x.reshape(x.shape[0], -1), wq.reshape(wq.shape[0], -1).T)
+    return requant_output(acc, nq).astype(np.int8)
+
+
+def activation_int(op: str, attrs: Any, y: np.ndarray, q: QType, name: str) -> np.ndarray:
+    """Apply a scale-preserving activation to int8 codes of qtype ``q`` (SQ8.md §6)."""
+    z, s = q.zero_point, float(q.scale)
+
+    def code(v: float) -> int:
+        return int(min(127, max(-128, round_half_up(v / s) + z)))
+
+    if op == "Relu":
+        return np.maximum(y, z)
+    if op == "Clip":
+        lo = code(attrs.min) if np.isfinite(attrs.min) else -128
+        hi = code(attrs.max) if np.isfinite(attrs.max) else 127
+        return np.minimum(np.maximum(y, lo), hi)
+    if op == "LeakyRelu":
+        if z != 0:
+            raise QuantizationError(f"{name}: LeakyRelu needs a symmetric output")
+        a = int(round_half_up(float(attrs.alpha) * 128))
+        return np.where(y >= 0, y, rnorm(y.astype(np.int64) * a, 7))
+    raise QuantizationError(
+        f"{name}: activation {op} inside a fused layer has no SQ8 kernel yet",
+        "use Relu/ReLU6/LeakyRelu, or quantize with a scheme that supports it",
+    )
+
+
+def conv_int(x: np.ndarray, nq: NodeQuant, geometry: tuple[Any, ...], group: int) -> np.ndarray:
+    """Integer convolution: the float kernel run on integer codes in an exact float type.
+
+    Every partial sum of int8×int8 products over K terms is an integer below ``K·128·127``, so
+    float32 (K <= 1032) or float64 computes it exactly; reusing the float kernel keeps one
+    convolution code path (padding contributes 0: padded convs have symmetric inputs).
+    """
+    from nnshell.fixed_point import exact_float_dtype
+    from nnshell.ops.conv import conv_float
+
+    kernel, strides, dil, pads, outs = geometry
+    wq = nq.consts["weights"]
+    k = int(np.prod(wq.shape[1:]))
+    ft = exact_float_dtype(k, 128, 127) or np.float64
+    acc = conv_float(x.astype(ft), wq.astype(ft), None, kernel, strides, dil, pads, outs, group)
+    return requant_output(acc.astype(np.int64), nq).astype(np.int8)

@@ -1,0 +1,172 @@
+"""Rich renderings of quantization results: qshow, validate, footprint, aquant summaries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from rich.table import Table
+
+from nnshell.report.tables import human_bytes
+
+
+def _qt(q: Any, rng: tuple[float, float] | None = None) -> str:
+    if q is None:
+        return ""
+    s = f"{float(q.scale):.4g}" if not q.per_channel else "per-ch"
+    text = f"S={s} Z={q.zero_point}"
+    if q.bits != 8:
+        text += f" {q.bits}b"
+    if rng is not None:
+        text += f" [{rng[0]:.3g}, {rng[1]:.3g}]"
+    return text
+
+
+def _mult_summary(nq: Any) -> str:
+    c = nq.consts
+    if "mul" not in c:
+        return ""
+    m, n = np.asarray(c["mul"]).reshape(-1), np.asarray(c["shift"]).reshape(-1)
+    if m.size == 1 or (np.all(m == m[0]) and np.all(n == n[0])):
+        return f"8b>>{int(n[0])} M={int(m[0])}"
+    return f"M {int(m.min())}..{int(m.max())} >>{int(n.min())}..{int(n.max())} ({m.size} ch)"
+
+
+def qshow_rows(graph: Any, qstate: Any, steps: list[int]) -> list[dict[str, Any]]:
+    """Plain data for qshow (also the --json document)."""
+    rows = []
+    for step in steps:
+        node = graph.nodes[step]
+        nq = qstate.nodes[node.name]
+        ins = [i for i in node.inputs if i and not graph.tensors[i].is_const]
+        out = node.outputs[0]
+        oq = qstate.tensors[out]
+        row: dict[str, Any] = {
+            "step": step,
+            "name": node.name,
+            "inputs": [
+                {"tensor": i, **qstate.tensors[i].to_dict(), "range": qstate.ranges.get(i)}
+                for i in ins
+            ],
+            "output": {"tensor": out, **oq.to_dict(), "range": qstate.ranges.get(out)},
+            "forced_by": oq.forced_by,
+        }
+        c = nq.consts
+        if "weights_scale" in c:
+            sw = np.asarray(c["weights_scale"])
+            row["weights"] = {
+                "scale_min": float(sw.min()),
+                "scale_max": float(sw.max()),
+                "channels": int(sw.size),
+                "bits": 8,
+            }
+            row["bias_bits"] = 32
+            row["multiplier"] = {"M": c["mul"].tolist(), "N": c["shift"].tolist()}
+            row["acc_bits"] = nq.info.get("acc_bits")
+            row["mult_bits"] = nq.info.get("mult_bits")
+        rows.append(row)
+    return rows
+
+
+def qshow_table(graph: Any, qstate: Any, steps: list[int], title: str) -> Table:
+    """The qshow table: qtypes in and out, weights, multipliers, accumulator, forced qtypes."""
+    table = Table(title=title, header_style="bold")
+    for col in ("Step", "Name", "In", "Out", "Weights", "Bias", "Mult/shift", "Acc", "Forced by"):
+        table.add_column(col, justify="right" if col in ("Step", "Acc") else "left")
+    for step in steps:
+        node = graph.nodes[step]
+        nq = qstate.nodes[node.name]
+        ins = [i for i in node.inputs if i and not graph.tensors[i].is_const]
+        out = node.outputs[0]
+        c = nq.consts
+        w = ""
+        if "weights_scale" in c:
+            sw = np.asarray(c["weights_scale"])
+            w = f"int8 S {sw.min():.3g}..{sw.max():.3g}"
+        acc = nq.info.get("acc_bits")
+        mb = nq.info.get("mult_bits")
+        table.add_row(
+            str(step),
+            node.name,
+            "\n".join(_qt(qstate.tensors[i], qstate.ranges.get(i)) for i in ins),
+            _qt(qstate.tensors[out], qstate.ranges.get(out)),
+            w,
+            "int32" if "biases" in c else "",
+            _mult_summary(nq) + (f" ({mb}-bit M)" if mb is not None and mb < 8 else ""),
+            f"{acc}b" if acc else "",
+            qstate.tensors[out].forced_by or "",
+        )
+    return table
+
+
+def footprint_table(fp: Any) -> Table:
+    """Per-layer parameter bytes, totals, peak activation RAM and the ratio."""
+    table = Table(title="Memory footprint: float32 vs SQ8", header_style="bold", show_footer=True)
+    fq = fp.quant_params / fp.float_params if fp.float_params else 0.0
+    table.add_column("Layer", footer="Parameters total")
+    table.add_column("Float bytes", justify="right", footer=f"{fp.float_params:,}")
+    table.add_column(
+        "Int8 weights", justify="right", footer=f"{sum(r.weight_bytes for r in fp.layers):,}"
+    )
+    table.add_column(
+        "Int32 biases", justify="right", footer=f"{sum(r.bias_bytes for r in fp.layers):,}"
+    )
+    table.add_column(
+        "Mult+shift", justify="right", footer=f"{sum(r.mult_bytes for r in fp.layers):,}"
+    )
+    table.add_column("Quant bytes", justify="right", footer=f"{fp.quant_params:,} ({fq:.1%})")
+    for r in fp.layers:
+        if r.float_bytes or r.quant_bytes:
+            table.add_row(
+                r.name,
+                f"{r.float_bytes:,}",
+                f"{r.weight_bytes:,}",
+                f"{r.bias_bytes:,}",
+                f"{r.mult_bytes:,}",
+                f"{r.quant_bytes:,}",
+            )
+    return table
+
+
+def footprint_summary(fp: Any) -> list[str]:
+    """The lines under the footprint table."""
+    pr = fp.quant_params / fp.float_params if fp.float_params else 0.0
+    ar = fp.quant_act_peak / fp.float_act_peak if fp.float_act_peak else 0.0
+    total_f = fp.float_params + fp.float_act_peak
+    total_q = fp.quant_params + fp.quant_act_peak
+    return [
+        f"parameters: {human_bytes(fp.float_params)} float -> {human_bytes(fp.quant_params)} "
+        f"quantized ({pr:.1%})",
+        f"peak activation RAM: {human_bytes(fp.float_act_peak)} float -> "
+        f"{human_bytes(fp.quant_act_peak)} quantized ({ar:.1%})",
+        f"total: {human_bytes(total_f)} -> {human_bytes(total_q)} "
+        f"({total_q / total_f:.1%}, {total_f / max(total_q, 1):.2f}x smaller)",
+    ]
+
+
+def validate_lines(res: Any, show_flips: int = 20) -> list[str]:
+    """Accuracy lines of validate."""
+    n = len(res.files)
+    lines = [f"float     top-1: {res.float_acc:.2%} ({int(round(res.float_acc * n))}/{n})"]
+    if res.quant_acc is not None:
+        qa = res.quant_acc
+        lines.append(f"quantized top-1: {qa:.2%} ({int(round(qa * n))}/{n})")
+        lines.append(f"drop: {100 * (res.float_acc - qa):+.2f} points")
+        flips = res.flips()
+        lines.append(f"{len(flips)} image(s) changed prediction")
+        for f, lab, fp, qp in flips[:show_flips]:
+            lines.append(f"  {f}: label {lab}, float {fp}, quantized {qp}")
+        if len(flips) > show_flips:
+            lines.append(f"  ... and {len(flips) - show_flips} more (--json lists all)")
+    return lines
+
+
+def confusion_table(m: np.ndarray, title: str) -> Table:
+    """A confusion matrix: rows are labels, columns predictions."""
+    table = Table(title=title, header_style="bold")
+    table.add_column("label \\ pred", justify="right")
+    for j in range(m.shape[1]):
+        table.add_column(str(j), justify="right")
+    for i in range(m.shape[0]):
+        table.add_row(str(i), *[str(int(v)) if v else "." for v in m[i]])
+    return table

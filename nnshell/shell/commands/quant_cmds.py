@@ -1,0 +1,172 @@
+"""Quantization commands: ``aquant``, ``qshow``, ``validate``, ``footprint``."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import cmd2
+
+from nnshell.shell.commands.common import add_input_options, input_overrides
+from nnshell.shell.parser import NnArgumentParser
+
+if TYPE_CHECKING:
+    from nnshell.shell.app import NnShell
+
+
+class QuantCommands(cmd2.CommandSet):  # type: ignore[type-arg]
+    """aquant, qshow, validate, footprint."""
+
+    DEFAULT_CATEGORY = "Quantization"
+
+    @property
+    def app(self) -> NnShell:
+        """The shell this set is registered with."""
+        return self._cmd  # type: ignore[return-value]
+
+    def node_choices(self) -> cmd2.Choices:
+        """Node names for tab completion."""
+        graph = self.app.session.graph
+        return cmd2.Choices.from_values([n.name for n in graph.nodes] if graph else [])
+
+    aquant_parser = NnArgumentParser(
+        description="Calibrate on images (one streaming pass, progress bar) and quantize. With no "
+        "files the statistics already collected are reused: a new --mode is instant."
+    )
+    aquant_parser.add_argument(
+        "files", nargs="*", completer=cmd2.Cmd.path_complete, help="image files, folders or globs"
+    )
+    aquant_parser.add_argument(
+        "-s",
+        "--scheme",
+        default="SQ8",
+        choices=["SQ8", "sq8"],
+        help="quantization scheme (SQ8; POW2 arrives with its issue)",
+    )
+    aquant_parser.add_argument(
+        "--mode", default="minmax", help="range: minmax (default), percentile:P, mse, kl"
+    )
+    aquant_parser.add_argument(
+        "--symmetric", action="store_true", help="every zero point 0 (the classic symmetric scheme)"
+    )
+    aquant_parser.add_argument(
+        "--per_tensor",
+        action="store_true",
+        help="one weight scale per layer instead of per channel",
+    )
+    add_input_options(aquant_parser)
+
+    @cmd2.with_argparser(aquant_parser)
+    def do_aquant(self, args: Any) -> None:
+        """Calibrate and quantize the fused graph with the SQ8 scheme."""
+        from nnshell.shell.progress import image_progress
+
+        session = self.app.session
+        opts = session.input_options(**input_overrides(args))
+        with image_progress("calibrating") as progress:
+            out = session.aquant(
+                args.files, opts, args.mode, args.symmetric, args.per_tensor, progress
+            )
+        how = (
+            f"reused the statistics of {out.images} image(s): no image read"
+            if out.reused
+            else f"calibrated on {out.images} image(s)"
+        )
+        self.app.poutput(f"aquant: {out.options.describe()}; {how}. Use qshow to see the result.")
+
+    qshow_parser = NnArgumentParser(description="Show the quantization of each layer.")
+    qshow_parser.add_argument(
+        "selector",
+        nargs="?",
+        choices_provider=node_choices,
+        help="step, name, prefix*, range a:b (default: all)",
+    )
+    qshow_parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+    @cmd2.with_argparser(qshow_parser)
+    def do_qshow(self, args: Any) -> None:
+        """Quantization table: qtypes, weight scales, multipliers, forced qtypes."""
+        from nnshell.report.quant_tables import qshow_rows, qshow_table
+        from nnshell.selectors import select_steps
+
+        session = self.app.session
+        qstate = session.require_quantized()
+        steps = select_steps(session.graph, args.selector)
+        if args.json:
+            doc = {
+                "scheme": qstate.scheme,
+                "options": qstate.options.describe(),
+                "layers": qshow_rows(session.graph, qstate, steps),
+            }
+            self.app.poutput(json.dumps(doc, indent=1, default=float))
+            return
+        title = f"{session.name}: {qstate.options.describe()}"
+        self.app.print_table(qshow_table(session.graph, qstate, steps, title))
+
+    validate_parser = NnArgumentParser(
+        description="Top-1 accuracy on a labelled folder (label = last _ field of the file "
+        "name, or --labels CSV): float, quantized, the drop and the images that flipped."
+    )
+    validate_parser.add_argument("files", nargs="+", completer=cmd2.Cmd.path_complete)
+    validate_parser.add_argument(
+        "-q", "--float_only", action="store_true", help="only the float graph"
+    )
+    validate_parser.add_argument("--labels", metavar="FILE.csv", help="file,label lines")
+    validate_parser.add_argument(
+        "--confusion", action="store_true", help="print confusion matrices"
+    )
+    validate_parser.add_argument("--json", action="store_true", help="machine-readable output")
+    add_input_options(validate_parser)
+
+    @cmd2.with_argparser(validate_parser)
+    def do_validate(self, args: Any) -> None:
+        """Measure the accuracy lost by quantization."""
+        from nnshell.report.quant_tables import confusion_table, validate_lines
+        from nnshell.shell.progress import image_progress
+
+        session = self.app.session
+        opts = session.input_options(**input_overrides(args))
+        with image_progress("validating") as progress:
+            res = session.validate(args.files, opts, not args.float_only, args.labels, progress)
+        if args.json:
+            doc = {
+                "images": len(res.files),
+                "float_top1": res.float_acc,
+                "quant_top1": res.quant_acc,
+                "flips": [
+                    dict(zip(("file", "label", "float", "quant"), f, strict=True))
+                    for f in res.flips()
+                ],
+            }
+            self.app.poutput(json.dumps(doc, indent=1))
+            return
+        self.app.poutput("\n".join(validate_lines(res)))
+        if args.confusion:
+            self.app.print_table(confusion_table(res.confusion(False), "float"))
+            if res.quant_pred is not None:
+                self.app.print_table(confusion_table(res.confusion(True), "quantized"))
+
+    footprint_parser = NnArgumentParser(
+        description="Memory footprint, float vs quantized: parameter bytes (weights, biases, "
+        "multipliers) and peak activation RAM from tensor lifetimes."
+    )
+    footprint_parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+    @cmd2.with_argparser(footprint_parser)
+    def do_footprint(self, args: Any) -> None:
+        """Compare the memory of the float and the quantized model."""
+        from nnshell.report.quant_tables import footprint_summary, footprint_table
+
+        fp = self.app.session.footprint()
+        if args.json:
+            doc = {
+                "float_param_bytes": fp.float_params,
+                "quant_param_bytes": fp.quant_params,
+                "float_peak_act_bytes": fp.float_act_peak,
+                "quant_peak_act_bytes": fp.quant_act_peak,
+                "layers": [vars(r) for r in fp.layers],
+            }
+            self.app.poutput(json.dumps(doc, indent=1))
+            return
+        self.app.print_table(footprint_table(fp))
+        self.app.poutput("\n".join(footprint_summary(fp)))

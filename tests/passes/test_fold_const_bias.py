@@ -1,0 +1,93 @@
+"""fold_const_bias: constant per-channel Add/Sub/Mul/Div after a conv/linear fold into it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.helpers import rand
+from tests.passes import apply, conv_w, model, node, ops
+
+C = 4
+X = {"x": [1, 3, 5, 5]}
+
+
+def conv_then(op: str, c: np.ndarray, const_left: bool = False, bias: bool = True):  # noqa: ANN201
+    ins = ["c", "k"] if not const_left else ["k", "c"]
+    conv_in = ["x", "w", "b"] if bias else ["x", "w"]
+    inits = {"w": conv_w(C, 3), "k": c}
+    if bias:
+        inits["b"] = rand((C,), 3)
+    return model([node("Conv", conv_in, "c"), node(op, ins, "y")], X, ["y"], inits)
+
+
+PER_CHANNEL = (np.random.default_rng(4).random((C, 1, 1)) + 0.5).astype(np.float32)
+SCALAR = np.array(1.75, np.float32)
+
+
+@pytest.mark.parametrize("op", ["Add", "Sub", "Mul", "Div"])
+@pytest.mark.parametrize("kind", ["per_channel", "scalar", "4d", "no_bias"])
+def test_constant_folds_into_conv(op: str, kind: str) -> None:
+    c = {"per_channel": PER_CHANNEL, "4d": PER_CHANNEL[None]}.get(kind, SCALAR)
+    m = conv_then(op, c, bias=kind != "no_bias")
+    before, after, res = apply(m, "fold_const_bias")
+    assert ops(before) == ["Conv", op] and ops(after) == ["Conv"]
+    assert res.changed == 1 and after.nodes[0].outputs == ["y"]
+
+
+@pytest.mark.parametrize("op", ["Add", "Mul"])
+def test_constant_on_the_left_of_add_and_mul_folds(op: str) -> None:
+    _, after, _ = apply(conv_then(op, PER_CHANNEL, const_left=True), "fold_const_bias")
+    assert ops(after) == ["Conv"]
+
+
+@pytest.mark.parametrize("op", ["Add", "Mul", "Sub", "Div"])
+def test_constant_folds_into_linear(op: str) -> None:
+    m = model(
+        [node("Gemm", ["x", "w", "b"], "g", transB=1), node(op, ["g", "k"], "y")],
+        {"x": [1, 6]},
+        ["y"],
+        {"w": rand((C, 6), 1, 0.3), "b": rand((C,), 2), "k": (rand((C,), 3) ** 2 + 0.5)},
+    )
+    _, after, _ = apply(m, ["to_linear", "fold_const_bias"])
+    assert ops(after) == ["Linear"]
+
+
+@pytest.mark.parametrize("op", ["Sub", "Div"])
+def test_constant_on_the_left_of_sub_and_div_is_kept(op: str) -> None:
+    # Near miss: c - y and c / y are not y scaled and shifted per channel (Div is not even
+    # affine), so they cannot become a bias or a weight scale.
+    _, after, res = apply(conv_then(op, PER_CHANNEL, const_left=True), "fold_const_bias")
+    assert ops(after) == ["Conv", op] and res.changed == 0
+
+
+def test_spatially_varying_constant_is_kept() -> None:
+    # Near miss: a constant that varies over H, W is not one value per output channel.
+    c = rand((C, 3, 3), 6)
+    _, after, res = apply(conv_then("Add", c), "fold_const_bias")
+    assert ops(after) == ["Conv", "Add"] and res.changed == 0
+    assert any("per channel" in n for n in res.notes)
+
+
+def test_fan_out_is_kept() -> None:
+    # Near miss: the conv output is also read by the Relu, which must see it without the Add.
+    m = model(
+        [node("Conv", ["x", "w"], "c"), node("Add", ["c", "k"], "y"), node("Relu", ["c"], "z")],
+        X,
+        ["y", "z"],
+        {"w": conv_w(C, 3), "k": PER_CHANNEL},
+    )
+    _, after, res = apply(m, "fold_const_bias")
+    assert ops(after) == ["Conv", "Add", "Relu"] and res.changed == 0
+
+
+def test_add_of_two_activations_is_kept() -> None:
+    # Near miss: the other operand is not constant (a residual add).
+    m = model(
+        [node("Conv", ["x", "w"], "c"), node("Add", ["c", "r"], "y")],
+        {"x": [1, 3, 5, 5], "r": [1, C, 3, 3]},
+        ["y"],
+        {"w": conv_w(C, 3)},
+    )
+    _, after, res = apply(m, "fold_const_bias")
+    assert ops(after) == ["Conv", "Add"] and res.changed == 0
