@@ -50,6 +50,8 @@ class Session:
         self.stats: dict[str, Any] | None = None
         self.stats_files: list[str] = []
         self.qstate: Any = None
+        #: Validated onnxruntime runners per (graph object, all-tensors?) — see exec.ort_backend.
+        self._runners: dict[tuple[int, bool], tuple[Graph, Any]] = {}
 
     # -- state -----------------------------------------------------------------------------
     def require_graph(self) -> Graph:
@@ -199,6 +201,25 @@ class Session:
         )
         return base.with_overrides(**overrides)
 
+    def fast_runner(self, graph: Graph, probe: np.ndarray, all_tensors: bool) -> Any:
+        """A validated onnxruntime runner for ``graph`` (None: use the numpy executor).
+
+        ``set float_backend numpy`` turns the fast path off. The runner is checked against the
+        numpy executor on ``probe`` when built and cached for this graph object.
+        """
+        if self.settings.get("float_backend") == "numpy":
+            return None
+        key = (id(graph), all_tensors)
+        cached = self._runners.get(key)
+        if cached is not None and cached[0] is graph:
+            return cached[1]
+        from nnshell.exec.ort_backend import make_runner
+
+        keep = [o for n in graph.nodes for o in n.outputs if o] if all_tensors else []
+        runner = make_runner(graph, probe, keep)
+        self._runners[key] = (graph, runner)
+        return runner
+
     # -- quantization ----------------------------------------------------------------------
     def _require_sq8_graph(self) -> Graph:
         graph = self.require_graph()
@@ -247,8 +268,14 @@ class Session:
             paths = expand_files(files)
             opts = opts if opts is not None else self.input_options()
             expected = graph.tensors[graph.inputs[0]].dims
+            import itertools
+
             batches = iter_batches(paths, opts, expected, int(self.settings["batch_size"]))
-            stats, seen = collect_stats(graph, batches, len(paths), progress)
+            first = next(batches)
+            fast = self.fast_runner(graph, first[1][:2], all_tensors=True)
+            stats, seen = collect_stats(
+                graph, itertools.chain([first], batches), len(paths), progress, fast
+            )
             reused = False
         elif self.stats is not None:
             stats, seen, reused = self.stats, self.stats_files, True
@@ -282,7 +309,14 @@ class Session:
         opts = opts if opts is not None else self.input_options()
         files = expand_files(specs)
         return validate(
-            graph, files, opts, qstate, labels_csv, progress, int(self.settings["batch_size"])
+            graph,
+            files,
+            opts,
+            qstate,
+            labels_csv,
+            progress,
+            int(self.settings["batch_size"]),
+            fast=lambda probe: self.fast_runner(graph, probe, all_tensors=False),
         )
 
     def footprint(self) -> Any:

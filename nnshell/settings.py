@@ -22,6 +22,7 @@ class SettingDef:
     default: Any
     help: str
     optional: bool = False
+    choices: tuple[str, ...] = ()
 
 
 SETTINGS: dict[str, SettingDef] = {
@@ -48,6 +49,13 @@ SETTINGS: dict[str, SettingDef] = {
         SettingDef("tensor_directory", str, "tensors", "where gen writes the constant tensors"),
         SettingDef("model_file", str, None, "name of the generated model file", optional=True),
         SettingDef("batch_size", int, 64, "images per batch when walking a folder"),
+        SettingDef(
+            "float_backend",
+            str,
+            "auto",
+            "auto: onnxruntime runs the float graph (checked against numpy); numpy: reference",
+            choices=("auto", "numpy"),
+        ),
     ]
 }
 
@@ -70,6 +78,8 @@ def parse_value(name: str, text: str) -> Any:
             return int(text, 0)
         if sd.type is float:
             return float(text)
+        if sd.choices and text not in sd.choices:
+            raise SettingError(f"set {name}: '{text}' is not one of {', '.join(sd.choices)}")
         return text
     except ValueError:
         raise SettingError(

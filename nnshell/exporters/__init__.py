@@ -1,0 +1,1 @@
+"""Exporters from the IR to other formats (only ``onnx`` here)."""

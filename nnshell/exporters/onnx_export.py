@@ -1,0 +1,134 @@
+"""Export the IR (imported, adjusted or fused) back to an in-memory ONNX model.
+
+Used by the fast float path: onnxruntime runs the exported model, and nnshell's numpy executor
+stays the reference it is checked against. Every IR op name is an ONNX op type, except the two
+that passes create: ``Linear`` (exported as Flatten + Gemm with ``transB = 1``) and ``Fused``
+(exported as its parts in order). Attributes are the op's dataclass fields that the ONNX schema
+of the op at the model's opset defines. Shape vectors of Reshape carried the
+export-time batch of 1; they are re-emitted as ``(-1, *static dims)`` so any batch runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from nnshell.ir import Graph, Node
+
+
+class ExportError(Exception):
+    """The graph holds something the exporter cannot express (the caller falls back)."""
+
+
+def _attrs(node: Node, opset: int) -> dict[str, Any]:
+    """The node's attributes that the op's ONNX schema at ``opset`` defines."""
+    import onnx
+
+    a = node.attrs
+    if a is None or not dataclasses.is_dataclass(a):
+        return {}
+    try:
+        known = set(onnx.defs.get_schema(node.op, opset).attributes)
+    except Exception:  # noqa: BLE001 - an op type onnx does not know: keep every field
+        known = None
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(a):
+        v = getattr(a, f.name)
+        if (
+            v is None
+            or (isinstance(v, tuple) and not v)
+            or (known is not None and f.name not in known)
+        ):
+            continue
+        out[f.name] = list(v) if isinstance(v, tuple) else v
+    return out
+
+
+class _Builder:
+    def __init__(self, graph: Graph) -> None:
+        self.graph = graph
+        self.opset = int(graph.meta.get("opset", 13) or 13)
+        self.nodes: list[Any] = []
+        self.inits: list[Any] = []
+        self.counter = 0
+
+    def const(self, value: np.ndarray, base: str) -> str:
+        from onnx import numpy_helper
+
+        self.counter += 1
+        name = f"__nnshell_{base}_{self.counter}"
+        self.inits.append(numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    def temp(self, base: str) -> str:
+        self.counter += 1
+        return f"__nnshell_t_{base}_{self.counter}"
+
+    def emit(self, op: str, ins: list[str], outs: list[str], name: str, **attrs: Any) -> None:
+        import onnx
+
+        self.nodes.append(onnx.helper.make_node(op, ins, outs, name=name, **attrs))
+
+    def node(self, node: Node, ins: list[str], outs: list[str]) -> None:
+        if node.op == "Fused":
+            self.fused(node, ins, outs)
+        elif node.op == "Linear":
+            flat = self.temp("flat")
+            self.emit("Flatten", [ins[0]], [flat], f"{node.name}_flatten", axis=1)
+            self.emit("Gemm", [flat, *ins[1:]], outs, node.name, transB=1)
+        elif node.op == "Reshape":
+            shape = np.array([-1, *node.meta["out_shape"][1:]], np.int64)
+            self.emit("Reshape", [ins[0], self.const(shape, "shape")], outs, node.name)
+        elif node.op == "Clip" and self.opset >= 11 and dataclasses.is_dataclass(node.attrs):
+            a = node.attrs
+            extra = [""] * 2
+            if np.isfinite(a.min):
+                extra[0] = self.const(np.array(a.min, np.float32), "min")
+            if np.isfinite(a.max):
+                extra[1] = self.const(np.array(a.max, np.float32), "max")
+            self.emit("Clip", [ins[0], *(ins[1:] or extra)], outs, node.name)
+        else:
+            self.emit(node.op, ins, outs, node.name, **_attrs(node, self.opset))
+
+    def fused(self, node: Node, ins: list[str], outs: list[str]) -> None:
+        from nnshell.ops.fused import part_node
+
+        parts = node.attrs.parts
+        cur_ins = ins
+        for k, p in enumerate(parts):
+            last = k == len(parts) - 1
+            out = outs[0] if last else self.temp(p.name)
+            self.node(part_node(p, cur_ins, [out]), cur_ins, [out])
+            cur_ins = [out]
+
+
+def export_onnx(graph: Graph, extra_outputs: list[str] | None = None) -> Any:
+    """Return an onnx ModelProto equivalent to ``graph`` (batch dimension symbolic)."""
+    import onnx
+
+    b = _Builder(graph)
+    for name, t in graph.tensors.items():
+        if t.const is not None and any(name in n.inputs for n in graph.nodes):
+            from onnx import numpy_helper
+
+            b.inits.append(numpy_helper.from_array(np.asarray(t.const), name))
+    for node in graph.nodes:
+        b.node(node, list(node.inputs), list(node.outputs))
+    inputs = [
+        onnx.helper.make_tensor_value_info(
+            i,
+            onnx.helper.np_dtype_to_tensor_dtype(np.dtype(graph.tensors[i].dtype)),
+            ["N", *graph.tensors[i].shape[1:]],
+        )
+        for i in graph.inputs
+    ]
+    outs = list(dict.fromkeys(list(graph.outputs) + list(extra_outputs or [])))
+    outputs = [onnx.helper.make_empty_tensor_value_info(o) for o in outs]
+    g = onnx.helper.make_graph(b.nodes, graph.name or "nnshell", inputs, outputs, b.inits)
+    model = onnx.helper.make_model(
+        g, opset_imports=[onnx.helper.make_opsetid("", b.opset)], producer_name="nnshell"
+    )
+    model.ir_version = min(model.ir_version, 10)
+    return model
