@@ -218,7 +218,9 @@ def bench_model(
         ms_fast = float("nan")
         if fast is not None:
             ms_fast, _ = _median_ms_pair(
-                lambda x=x: fast.run({inp: x}), lambda x=x: sess.run([ort_out], {ort_in: x}), repeat
+                lambda x=x, f=fast: f.run({inp: x}),
+                lambda x=x: sess.run([ort_out], {ort_in: x}),
+                repeat,
             )
         got = run_float(graph, {inp: x}, keep=[logits] if logits else None)
         names = [o.name for o in sess.get_outputs()]
