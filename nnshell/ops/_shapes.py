@@ -7,7 +7,6 @@ import math
 from collections.abc import Iterator, Sequence
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from nnshell.errors import ShapeError
 
@@ -96,32 +95,3 @@ def window_offsets(
                 for ki, d, o, s in zip(k, dilations, out_sizes, strides, strict=True)
             ),
         )
-
-
-def windows(
-    x: np.ndarray,
-    kernel: Sequence[int],
-    strides: Sequence[int],
-    dilations: Sequence[int],
-    pads: Sequence[int],
-    out_sizes: Sequence[int],
-    pad_value: float = 0.0,
-) -> np.ndarray:
-    """Return a strided view ``(N, C, *out, *kernel)`` of the padded input (no copy of windows).
-
-    Extra end padding is added when ``ceil_mode`` makes the last window run past the input.
-    """
-    nd = len(kernel)
-    widths = [(0, 0), (0, 0)]
-    for i in range(nd):
-        need = (out_sizes[i] - 1) * strides[i] + (kernel[i] - 1) * dilations[i] + 1
-        end = max(pads[nd + i], need - x.shape[2 + i] - pads[i])
-        widths.append((pads[i], end))
-    if any(w != (0, 0) for w in widths):
-        x = np.pad(x, widths, constant_values=pad_value)
-    spans = [(k - 1) * d + 1 for k, d in zip(kernel, dilations, strict=True)]
-    v = sliding_window_view(x, spans, axis=tuple(range(2, 2 + nd)))
-    sl = [slice(None), slice(None)]
-    sl += [slice(0, o * s, s) for o, s in zip(out_sizes, strides, strict=True)]
-    sl += [slice(None, None, d) for d in dilations]
-    return v[tuple(sl)]
