@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 import numpy as np
 
 from nnshell.errors import ShapeError
-from nnshell.ir import Graph
+from nnshell.ir import Graph, Node
 from nnshell.ops import get_op
 
 #: ``observer(tensor_name, batched_value)`` sees every activation the run produces.
@@ -43,25 +43,42 @@ def run_float(
     missing = [i for i in graph.inputs if i not in feeds]
     if missing:
         raise ShapeError(f"no value fed for graph input(s) {', '.join(missing)}")
+    values = {i: _check_feed(graph, i, feeds[i]) for i in graph.inputs}
+
+    def call(node: Node, args: list[np.ndarray | None]) -> list[np.ndarray]:
+        full = [
+            graph.tensors[i].const if i and graph.tensors[i].const is not None else a
+            for i, a in zip(node.inputs, args, strict=True)
+        ]
+        return get_op(node.op).run_float(node, *full)
+
+    return walk(graph, values, call, keep, observer)
+
+
+def walk(
+    graph: Graph,
+    values: dict[str, np.ndarray],
+    call: Callable[[Node, list[np.ndarray | None]], list[np.ndarray]],
+    keep: Iterable[str] | None,
+    observer: Observer | None,
+) -> dict[str, np.ndarray]:
+    """Run every node in order with ``call(node, activation args)`` (None for constants).
+
+    Shared by the float and the integer executors: each tensor is dropped after its last reader
+    unless kept, and the observer sees the inputs and every node output.
+    """
     wanted = set(graph.outputs) | set(keep or ())
     last_use: dict[str, int] = {}
     for idx, node in enumerate(graph.nodes):
         for i in node.inputs:
             last_use[i] = idx
-    values: dict[str, np.ndarray] = {i: _check_feed(graph, i, feeds[i]) for i in graph.inputs}
     if observer is not None:
         for i in graph.inputs:
             observer(i, values[i])
     for idx, node in enumerate(graph.nodes):
-        args = []
-        for i in node.inputs:
-            if not i:
-                args.append(None)
-                continue
-            t = graph.tensors[i]
-            args.append(t.const if t.const is not None else values[i])
-        outs = get_op(node.op).run_float(node, *args)
-        for name, val in zip(node.outputs, outs, strict=True):
+        args = [values[i] if i and not graph.tensors[i].is_const else None for i in node.inputs]
+        outs = call(node, args)
+        for name, val in zip(node.outputs, outs, strict=False):
             values[name] = val
             if observer is not None:
                 observer(name, val)

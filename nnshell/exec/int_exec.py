@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from nnshell.ir import Graph
+from nnshell.exec.float_exec import walk
+from nnshell.ir import Graph, Node
 from nnshell.ops import get_op
 
 IntObserver = Callable[[str, np.ndarray], None]
@@ -36,26 +37,12 @@ def run_int(
     observer: IntObserver | None = None,
 ) -> dict[str, np.ndarray]:
     """Run the quantized graph on batched feeds; return integer graph outputs and ``keep``."""
-    wanted = set(graph.outputs) | set(keep or ())
-    last_use: dict[str, int] = {}
-    for idx, node in enumerate(graph.nodes):
-        for i in node.inputs:
-            last_use[i] = idx
     values: dict[str, np.ndarray] = quantize_inputs(graph, qstate, feeds)
-    if observer is not None:
-        for name in graph.inputs:
-            observer(name, values[name])
-    for idx, node in enumerate(graph.nodes):
-        args = [values[i] if i and not graph.tensors[i].is_const else None for i in node.inputs]
-        outs = get_op(node.op).run_int(node, qstate.nodes[node.name], *args)
-        for name, val in zip(node.outputs, outs, strict=False):
-            values[name] = val
-            if observer is not None:
-                observer(name, val)
-        for i in set(node.inputs):
-            if last_use.get(i) == idx and i not in wanted and i in values:
-                del values[i]
-    return {k: v for k, v in values.items() if k in wanted}
+
+    def call(node: Node, args: list[np.ndarray | None]) -> list[np.ndarray]:
+        return get_op(node.op).run_int(node, qstate.nodes[node.name], *args)
+
+    return walk(graph, values, call, keep, observer)
 
 
 def dequantize(qstate: Any, name: str, q: np.ndarray) -> np.ndarray:
