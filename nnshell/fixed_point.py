@@ -239,9 +239,22 @@ class QType:
 
         ``axis`` is the channel axis of ``x`` for a per-channel scale (ignored otherwise).
         """
-        xf = np.asarray(x, dtype=np.float64)
-        q = round_half_up(xf / self._scale_for(xf.ndim, axis)) + self.zero_point
-        return np.asarray(clip_range(q, self.qmin, self.qmax)).astype(self.dtype)
+        xa = np.asarray(x)
+        if xa.ndim == 0 or xa.dtype.kind not in "biuf":
+            xf = np.asarray(x, dtype=np.float64)
+            q = round_half_up(xf / self._scale_for(xf.ndim, axis)) + self.zero_point
+            return np.asarray(clip_range(q, self.qmin, self.qmax)).astype(self.dtype)
+        # The same float64 arithmetic in place (one temporary instead of eight): x/S in float64,
+        # floor(+0.5), the round_half_up range check, then + Z and the clip. Adding Z and
+        # clipping in float64 gives the int64 result: past 2^53 the value saturates anyway.
+        f = np.divide(xa, self._scale_for(xa.ndim, axis), dtype=np.float64)
+        f += 0.5
+        np.floor(f, out=f)
+        if f.size and not (abs(float(f.min())) < 2.0**63 and abs(float(f.max())) < 2.0**63):
+            raise ValueError("cannot round non-finite or out-of-int64 values to integers")
+        f += self.zero_point
+        np.clip(f, self.qmin, self.qmax, out=f)
+        return f.astype(self.dtype)
 
     def dequantize(self, q: npt.ArrayLike, axis: int = 0) -> np.ndarray:
         """``(q - Z) * S`` in float64 (the subtraction is done in int64: no int8 wrap)."""
@@ -503,6 +516,55 @@ def requantize(acc: npt.ArrayLike, m: Any, n: Any, channel_axis: int = 1) -> Int
         mi = mi.reshape(shape) if mi.ndim else mi
         ni = ni.reshape(shape) if ni.ndim else ni
     return np.asarray(rnorm(a * mi, ni))
+
+
+def requantize_clip8(
+    acc: npt.ArrayLike,
+    bias: npt.ArrayLike,
+    m: npt.ArrayLike,
+    n: npt.ArrayLike,
+    channel_axis: int = 1,
+    acc_bound: int | None = None,
+) -> np.ndarray:
+    """``clip8(rnorm((acc + bias)·M, N))`` per channel as an int8 array: the executor's path.
+
+    Bit-identical to ``clip8(requantize(acc + bias, m, n))``, but computed in place in the
+    narrowest exact integer type: int32 when ``(|acc| + |bias|)·M + 2^(N-1)`` provably fits
+    (``acc_bound`` bounds ``|acc|``, e.g. ``K·128·128`` for an int8 dot product; without it the
+    data is measured), int64 otherwise. ``acc`` may be a float array holding exact integers
+    (the float-BLAS accumulator of :func:`int_matmul_exact`), which saves a conversion.
+    """
+    a = np.asarray(acc)
+    if a.dtype.kind not in "iubf":
+        raise TypeError(f"requantize_clip8 takes numbers, got dtype {a.dtype}")
+    bi = _int_array(bias, "requantize_clip8")
+    mi = _int_array(m, "requantize_clip8")
+    ni = _int_array(n, "requantize_clip8")
+    if ni.size and (int(ni.min()) < 0 or int(ni.max()) > MAX_SHIFT):
+        raise ValueError(f"rnorm: shift outside 0..{MAX_SHIFT}: {ni.min()}..{ni.max()}")
+    half = np.where(ni > 0, np.left_shift(np.int64(1), np.maximum(ni - 1, 0)), np.int64(0))
+    if acc_bound is None:
+        acc_bound = 0 if a.size == 0 else int(max(abs(float(a.min())), abs(float(a.max()))))
+    peak = (int(acc_bound) + int(np.abs(bi).max(initial=0))) * int(np.abs(mi).max(initial=0))
+    wt = np.int32 if peak + int(half.max(initial=0)) <= INT32_MAX else np.int64
+
+    def per_channel(v: np.ndarray) -> np.ndarray:
+        if v.ndim == 0 or a.ndim == 0:
+            return v.astype(wt)
+        shape = [1] * a.ndim
+        shape[channel_axis % a.ndim] = -1
+        return v.reshape(shape).astype(wt)
+
+    # (acc + B)·M + half == acc·M + (B·M + half): one pass less, the same integers (both sides
+    # stay within ``peak + half``, so nothing wraps in ``wt``).
+    if bi.ndim or mi.ndim or half.ndim:
+        bi, mi, half = np.broadcast_arrays(bi, mi, half)
+    work = a.astype(wt)  # a fresh array: everything below works in place
+    work *= per_channel(mi)
+    work += per_channel(bi * mi + half)
+    work >>= per_channel(ni)
+    np.clip(work, INT8_MIN, INT8_MAX, out=work)
+    return work.astype(np.int8)
 
 
 # --------------------------------------------------------------------------------------------

@@ -582,3 +582,21 @@ def test_int_matmul_exact_random(k: int, seed: int) -> None:
     a = rng.choice(vals, size=(3, k))
     b = rng.choice(vals, size=(k, 2))
     assert np.array_equal(int_matmul_exact(a, b), a.astype(np.int64) @ b.astype(np.int64))
+
+
+@given(
+    st.lists(st.integers(-(1 << 20), 1 << 20), min_size=1, max_size=40),
+    st.integers(-(1 << 20), 1 << 20),
+    st.integers(0, 255),
+    st.integers(0, 24),
+)
+def test_requantize_clip8_equals_reference(accs: list[int], bias: int, m: int, n: int) -> None:
+    from nnshell.fixed_point import requantize_clip8
+
+    a = np.array(accs, np.int64).reshape(1, -1, 1)
+    got = requantize_clip8(
+        a, np.array([bias] * a.shape[1]), np.array([m] * a.shape[1]), np.array([n] * a.shape[1])
+    )
+    want = clip8(requantize(a + bias, m, n)).astype(np.int8)
+    assert got.dtype == np.int8
+    np.testing.assert_array_equal(got, want)

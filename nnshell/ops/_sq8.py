@@ -14,13 +14,12 @@ import numpy as np
 from nnshell.errors import QuantizationError
 from nnshell.fixed_point import (
     QType,
-    clip8,
     int_matmul_exact,
     multiplier_headroom,
     multipliers,
     quantize_bias,
     requant_scale,
-    requantize,
+    requantize_clip8,
     rnorm,
     round_half_up,
     weight_qtype_per_channel,
@@ -68,18 +67,32 @@ def quantize_weighted(ctx: QuantContext, w: np.ndarray, b: np.ndarray | None, k:
     )
 
 
-def requant_output(acc: np.ndarray, nq: NodeQuant) -> np.ndarray:
-    """``clip8(rnorm((acc + bias_total)·M, N))`` with channels on axis 1."""
-    shape = (1, -1) + (1,) * (acc.ndim - 2)
-    acc = acc + nq.consts["bias_total"].astype(np.int64).reshape(shape)
-    return clip8(requantize(acc, nq.consts["mul"], nq.consts["shift"], channel_axis=1))
+def requant_output(acc: np.ndarray, nq: NodeQuant, acc_bound: int | None = None) -> np.ndarray:
+    """``clip8(rnorm((acc + bias_total)·M, N))`` with channels on axis 1, as int8.
+
+    ``acc`` may be the exact float accumulator; ``acc_bound`` bounds ``|acc|`` (see
+    :func:`~nnshell.fixed_point.requantize_clip8`, which picks int32 arithmetic when it can).
+    """
+    c = nq.consts
+    return requantize_clip8(acc, c["bias_total"], c["mul"], c["shift"], 1, acc_bound)
+
+
+def _dot_bound(x: np.ndarray, wq: np.ndarray, k: int) -> int:
+    """Bound of ``|Σ_k Wq·Xq|`` from the operand types (no pass over the data)."""
+
+    def peak(a: np.ndarray) -> int:
+        info = np.iinfo(a.dtype)
+        return max(-int(info.min), int(info.max))
+
+    return int(k) * peak(x) * peak(wq)
 
 
 def linear_int(x: np.ndarray, nq: NodeQuant) -> np.ndarray:
     """Integer linear layer on a batch (input flattened in CHW order)."""
     wq = nq.consts["weights"]
-    acc = int_matmul_exact(x.reshape(x.shape[0], -1), wq.reshape(wq.shape[0], -1).T)
-    return requant_output(acc, nq).astype(np.int8)
+    w2 = wq.reshape(wq.shape[0], -1)
+    acc = int_matmul_exact(x.reshape(x.shape[0], -1), w2.T)
+    return requant_output(acc, nq, _dot_bound(x, wq, w2.shape[1]))
 
 
 def activation_int(op: str, attrs: Any, y: np.ndarray, q: QType, name: str) -> np.ndarray:
@@ -121,4 +134,4 @@ def conv_int(x: np.ndarray, nq: NodeQuant, geometry: tuple[Any, ...], group: int
     k = int(np.prod(wq.shape[1:]))
     ft = exact_float_dtype(k, 128, 127) or np.float64
     acc = conv_float(x.astype(ft), wq.astype(ft), None, kernel, strides, dil, pads, outs, group)
-    return requant_output(acc.astype(np.int64), nq).astype(np.int8)
+    return requant_output(acc, nq, _dot_bound(x, wq, k))

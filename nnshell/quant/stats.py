@@ -49,7 +49,8 @@ class TensorStats:
             self.max, self.argmax = float(maxs[i_hi]), first_index + i_hi
         n_b = flat.size
         mean_b = float(flat.mean())
-        m2_b = float(np.square(flat - mean_b).sum())
+        dev = flat - mean_b  # a fresh array: squared in place (same values, one temporary less)
+        m2_b = float(np.square(dev, out=dev).sum())
         n = self.count + n_b
         delta = mean_b - self.mean_
         self.mean_ += delta * n_b / n
@@ -59,9 +60,10 @@ class TensorStats:
         if peak > self.hist_range:
             self._grow(peak)
         if self.hist_range > 0:
-            idx = np.minimum(
-                (np.abs(flat) * (HIST_BINS / self.hist_range)).astype(np.int64), HIST_BINS - 1
-            )
+            mag = np.abs(flat)  # a fresh array: scaled in place
+            mag *= HIST_BINS / self.hist_range
+            idx = mag.astype(np.int64)
+            np.minimum(idx, HIST_BINS - 1, out=idx)
             self.hist += np.bincount(idx.reshape(-1), minlength=HIST_BINS)
         else:
             self.hist[0] += flat.size  # all zeros so far: they stay in bin 0 when R grows
