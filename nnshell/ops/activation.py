@@ -11,23 +11,81 @@
 - Softplus: ``y = ln(1 + e^x)``; Softsign: ``y = x / (1 + |x|)``.
 
 Every kernel computes in the input dtype (float32) so results match onnxruntime to rounding.
+
+SQ8 (SQ8.md §5-§6): Clip keeps its input's qtype and clamps codes. Sigmoid, Tanh and
+HardSigmoid take a symmetric input and give int8 codes at the fixed scale ``1/127``; they, and
+LeakyRelu / HardSwish (whose output qtype comes from their own statistics), are 256-entry tables
+indexed by the input code, built at quantize time from the real function:
+``T[c + 128] = clip8(round_half_up(f((c - Zi)·Si)/So) + Zo)`` — a lookup, identical in C.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from nnshell.errors import ShapeError
+from nnshell.fixed_point import QType
 from nnshell.ir import Node, Shape, TensorInfo
 from nnshell.ops._batching import opset_of
+from nnshell.ops._sq8_ext import (
+    activation_code,
+    build_table,
+    passthrough_quant,
+    rescale_int,
+    table_int,
+)
 from nnshell.ops.registry import OpDef, register
+from nnshell.qrecord import NodeQuant, QuantContext
+
+#: SQ8 §5: the fixed output qtype of Sigmoid / Tanh (and HardSigmoid): int8 at scale 1/127.
+UNIT_QTYPE = QType(scale=1.0 / 127, zero_point=0, symmetric=True, forced_by="unit-range output")
 
 
 class _Activation(OpDef):
     kind = "activation"
+
+
+class _TableActivation(_Activation):
+    """A pointwise activation quantized as a 256-entry table of the input code (SQ8 §5)."""
+
+    #: Why the input must be symmetric (SQ8.md asks it of sigmoid / tanh), or None.
+    q_sym_reason: str | None = None
+    #: The fixed output qtype, or None when the output qtype comes from its statistics.
+    q_fixed_out: QType | None = None
+
+    def q_symmetric_input(self, node: Node, idx: int) -> str | None:
+        """SQ8 §5 forces the input of sigmoid / tanh symmetric (the table would not need it)."""
+        return self.q_sym_reason if idx == 0 else None
+
+    def q_output_qtype(self, node: Node, in_q: list[QType | None]) -> QType | None:
+        """``S = 1/127`` symmetric for the unit-range functions; None for the others."""
+        return self.q_fixed_out
+
+    def table_fn(self, node: Node, x: np.ndarray) -> np.ndarray:
+        """The real function, in float64, on real input values."""
+        return self.run_float(node, x)[0]
+
+    def quantize_sq8(self, ctx: QuantContext) -> NodeQuant:
+        """``T[c + 128] = clip8(round_half_up(f((c - Zi)·Si)/So) + Zo)`` for c = -128..127."""
+        qin = ctx.in_q[0]
+        assert qin is not None
+        table = build_table(lambda v: self.table_fn(ctx.node, v), qin, ctx.out_q)
+        return NodeQuant(list(ctx.in_q), ctx.out_q, {"table": table})
+
+    def run_int(self, node: Node, nq: NodeQuant, *xs: np.ndarray | None) -> list[np.ndarray]:
+        """``y = T[x + 128]``."""
+        assert xs[0] is not None
+        return [table_int(xs[0], nq.consts["table"])]
+
+    def emit_c(self, node: Node, nq: NodeQuant, ctx: Any) -> str:
+        """``nn_table``: ``y = T[x + 128]``."""
+        x, y = node.inputs[0], node.outputs[0]
+        table = ctx.const("table", nq.consts["table"], "int8_t")
+        return f"nn_table({ctx.ptr8(x)}, {ctx.ptr8(y)}, {ctx.size(y)}, {table});"
 
 
 def _f(x: np.ndarray, v: float) -> np.ndarray:
@@ -75,6 +133,33 @@ class Clip(_Activation):
         lo, hi = self.bounds(node, *xs)
         return [np.minimum(np.maximum(x, _f(x, lo)), _f(x, hi))]
 
+    # SQ8 §6: the output keeps the input's qtype; the bounds become codes.
+    q_passthrough = True
+
+    def quantize_sq8(self, ctx: QuantContext) -> NodeQuant:
+        """``lo_q = q(lo)``, ``hi_q = q(hi)`` with ``q(v) = clip8(round_half_up(v/S) + Z)``."""
+        qin = ctx.in_q[0]
+        assert qin is not None
+        lo, hi = self.bounds(ctx.node, None, ctx.const(1), ctx.const(2))
+        nq = passthrough_quant(ctx)
+        nq.consts["lo"] = np.array(activation_code(lo, qin), np.int64)
+        nq.consts["hi"] = np.array(activation_code(hi, qin), np.int64)
+        return nq
+
+    def run_int(self, node: Node, nq: NodeQuant, *xs: np.ndarray | None) -> list[np.ndarray]:
+        """``min(max(x, lo_q), hi_q)`` on the codes (then the rescale, if any)."""
+        x = xs[0]
+        assert x is not None
+        y = np.minimum(np.maximum(x, nq.consts["lo"]), nq.consts["hi"]).astype(np.int8)
+        return [rescale_int(y, nq.consts)]
+
+    def emit_c(self, node: Node, nq: NodeQuant, ctx: Any) -> str:
+        """``nn_clamp`` to the code bounds, then the rescale if any."""
+        x, y = node.inputs[0], node.outputs[0]
+        lo, hi = int(nq.consts["lo"]), int(nq.consts["hi"])
+        call = f"nn_clamp({ctx.ptr8(x)}, {ctx.ptr8(y)}, {ctx.size(y)}, {lo}, {hi});"
+        return call + ctx.rescale(nq.consts, y)
+
 
 @dataclass(frozen=True)
 class AlphaAttrs:
@@ -84,12 +169,13 @@ class AlphaAttrs:
 
 
 @register
-class LeakyRelu(_Activation):
+class LeakyRelu(_TableActivation):
     """Leaky rectifier."""
 
     name = "LeakyRelu"
     onnx_types = ("LeakyRelu",)
     Attrs = AlphaAttrs
+    q_asym_output = True  # a table: any input and output zero point
 
     def run_float(self, node: Node, *xs: np.ndarray | None) -> list[np.ndarray]:
         x = xs[0]
@@ -136,11 +222,13 @@ class PRelu(_Activation):
 
 
 @register
-class Sigmoid(_Activation):
+class Sigmoid(_TableActivation):
     """Logistic function."""
 
     name = "Sigmoid"
     onnx_types = ("Sigmoid",)
+    q_sym_reason = "sigmoid"
+    q_fixed_out = UNIT_QTYPE
 
     def run_float(self, node: Node, *xs: np.ndarray | None) -> list[np.ndarray]:
         x = xs[0]
@@ -152,11 +240,13 @@ class Sigmoid(_Activation):
 
 
 @register
-class Tanh(_Activation):
+class Tanh(_TableActivation):
     """Hyperbolic tangent."""
 
     name = "Tanh"
     onnx_types = ("Tanh",)
+    q_sym_reason = "tanh"
+    q_fixed_out = UNIT_QTYPE
 
     def run_float(self, node: Node, *xs: np.ndarray | None) -> list[np.ndarray]:
         assert xs[0] is not None
@@ -172,12 +262,13 @@ class HardSigmoidAttrs:
 
 
 @register
-class HardSigmoid(_Activation):
+class HardSigmoid(_TableActivation):
     """Piecewise-linear sigmoid."""
 
     name = "HardSigmoid"
     onnx_types = ("HardSigmoid",)
     Attrs = HardSigmoidAttrs
+    q_fixed_out = UNIT_QTYPE
 
     def run_float(self, node: Node, *xs: np.ndarray | None) -> list[np.ndarray]:
         x = xs[0]
@@ -187,11 +278,12 @@ class HardSigmoid(_Activation):
 
 
 @register
-class HardSwish(_Activation):
+class HardSwish(_TableActivation):
     """x times the hard sigmoid with alpha 1/6 (MobileNetV3)."""
 
     name = "HardSwish"
     onnx_types = ("HardSwish",)
+    q_asym_output = True
 
     def run_float(self, node: Node, *xs: np.ndarray | None) -> list[np.ndarray]:
         x = xs[0]

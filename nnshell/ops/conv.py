@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -246,3 +247,26 @@ class Conv(OpDef):
         """``clip8(rnorm((Bq + off + Σ Wq·Xq)·M, N))`` per output channel."""
         assert xs[0] is not None
         return [_sq8.conv_int(xs[0], nq, nq.info["geometry"], node.attrs.group)]
+
+    def emit_c(self, node: Node, nq: NodeQuant, ctx: Any) -> str:
+        """``nn_conv``: the same per-channel SQ8 convolution in C; a conv-headed fusion passes
+        its pool and activations in ``ctx.tail`` (one kernel call, no intermediate map)."""
+        kernel, strides, dil, pads, outs = nq.info["geometry"]
+        c = nq.consts
+        x, y = node.inputs[0], node.outputs[0]
+        conv = ctx.struct(
+            "nn_conv_t",
+            "conv",
+            [
+                *ctx.chw(ctx.shape(x)),
+                *ctx.chw((1, c["weights"].shape[0], *outs)),
+                *ctx.window(kernel, strides, dil, pads),
+                node.attrs.group,
+                ctx.const("weights", c["weights"], "int8_t"),
+                ctx.const("bias", c["bias_total"], "int32_t"),
+                ctx.const("mul", c["mul"], "uint8_t"),
+                ctx.const("shift", c["shift"], "int8_t"),
+            ],
+        )
+        pool, pre, post = ctx.tail
+        return f"nn_conv({ctx.ptr8(x)}, {ctx.ptr8(y)}, {conv}, {pool}, {pre}, {post});"

@@ -8,18 +8,26 @@ Operands follow numpy broadcasting (opset >= 7) or the legacy ``broadcast``/``ax
 opset < 7 (B's dims aligned at ``axis``). A constant may sit on either side and have fewer dims.
 To keep the batch axis apart, every activation operand must have the output's full rank and a
 full-rank constant must have 1 on the batch axis.
+
+SQ8 (SQ8.md §5): Add of two activations and Sum are the MatAdd kernel (symmetric inputs and
+output); Add / Mul by a per-channel constant are a per-channel affine (a depthwise 1×1 conv with
+``K = 1``, asymmetric input and output allowed). Other elementwise ops have no SQ8 kernel.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from nnshell.errors import ShapeError
+from nnshell.errors import QuantizationError, ShapeError
+from nnshell.fixed_point import clip8, multiplier, rnorm
 from nnshell.ir import Node, Shape, TensorInfo
+from nnshell.ops._sq8_ext import affine_int, affine_quantize, per_channel_vector
 from nnshell.ops.registry import OpDef, register
+from nnshell.qrecord import NodeQuant, QuantContext
 
 
 @dataclass(frozen=True)
@@ -72,6 +80,7 @@ class _Binary(OpDef):
         a, b = ins[0], ins[1]
         assert a is not None and b is not None
         shapes = [a.shape, _legacy_shape(node, a.shape, b.shape)]
+        node.meta["const_inputs"] = (a.is_const, b.is_const)
         return [broadcast_infer(node, shapes, [a.is_const, b.is_const])]
 
     def run_float(self, node: Node, *xs: np.ndarray | None) -> list[np.ndarray]:
@@ -88,6 +97,85 @@ class _Binary(OpDef):
         return [y.astype(dt, copy=False)]
 
 
+# -- SQ8 ------------------------------------------------------------------------------------
+
+
+def _has_const_operand(node: Node) -> bool:
+    """Whether one operand is a constant (recorded by ``infer``; a fused Add has none)."""
+    return any(node.meta.get("const_inputs", ()))
+
+
+def matadd_quantize(ctx: QuantContext, what: str) -> NodeQuant:
+    """The MatAdd of SQ8 §5, for two (Add) or more (Sum) symmetric inputs.
+
+    ``j`` is the input with the smallest scale; every other input ``i`` gets ``(Mi, Ni)`` from
+    ``Si/Sj`` and the sum ``(Mo, No)`` from ``Sj/So``::
+
+        out = clip8(rnorm((Xj + Σ_i rnorm(Xi·Mi, Ni))·Mo, No))
+
+    With two inputs this is exactly ``clip8(rnorm((Xj + rnorm(Xi·M1, N1))·Mo, No))``, ``i`` the
+    input with the larger scale (equal scales give ``M1 = 1, N1 = 0``: no rounding at all).
+    """
+    name = ctx.node.name
+    ins = [q for q in ctx.in_q if q is not None]
+    if len(ins) != len([i for i in ctx.node.inputs if i]) or len(ins) < 2:
+        raise QuantizationError(
+            f"{name}: {what} of a constant and an activation must be one value per channel",
+            "only per-channel constants (an affine) are supported",
+        )
+    if any(q.zero_point for q in ins) or ctx.out_q.zero_point:
+        raise QuantizationError(f"{name}: {what} needs symmetric inputs and output")
+    scales = np.array([float(q.scale) for q in ins])
+    j = int(np.argmin(scales))
+    mul = np.zeros(len(ins), np.int64)
+    shift = np.zeros(len(ins), np.int64)
+    for i, s in enumerate(scales):
+        if i != j:
+            mul[i], shift[i] = multiplier(s / scales[j], 1, name)
+    mo, no = multiplier(scales[j] / float(ctx.out_q.scale), 1, name)
+    return NodeQuant(
+        list(ctx.in_q),
+        ctx.out_q,
+        {
+            "ref_input": np.array(j, np.int64),
+            "in_mul": mul,
+            "in_shift": shift,
+            "mul": np.array(mo, np.int64),
+            "shift": np.array(no, np.int64),
+        },
+        {"m_in": scales / scales[j], "m_out": scales[j] / float(ctx.out_q.scale)},
+    )
+
+
+def matadd_int(nq: NodeQuant, xs: list[np.ndarray]) -> np.ndarray:
+    """``clip8(rnorm((Xj + Σ_{i≠j} rnorm(Xi·Mi, Ni))·Mo, No))`` on broadcast int64 codes."""
+    c = nq.consts
+    j = int(c["ref_input"])
+    acc = xs[j].astype(np.int64)
+    for i, x in enumerate(xs):
+        if i != j:
+            acc = acc + rnorm(x.astype(np.int64) * c["in_mul"][i], c["in_shift"][i])
+    return np.asarray(clip8(rnorm(acc * c["mul"], c["shift"]))).astype(np.int8)
+
+
+def _const_operand(ctx: QuantContext) -> tuple[int, np.ndarray]:
+    """``(index, per-channel vector)`` of the constant operand of a binary op."""
+    node = ctx.node
+    idx = 1 if ctx.const(1) is not None else 0
+    v = ctx.const(idx)
+    assert v is not None
+    x_name = node.inputs[1 - idx]
+    if idx == 1:
+        v = v.reshape(_legacy_shape(node, ctx.graph.tensors[x_name].shape, v.shape))
+    out_shape = ctx.graph.tensors[node.outputs[0]].shape
+    return idx, per_channel_vector(v, out_shape, node.name)
+
+
+def _activation_operand(xs: tuple[np.ndarray | None, ...]) -> np.ndarray:
+    """The non-constant operand (the executor passes constants as None)."""
+    return next(v for v in xs[:2] if v is not None)
+
+
 @register
 class Add(_Binary):
     """Addition (residual joins, bias adds)."""
@@ -95,6 +183,36 @@ class Add(_Binary):
     name = "Add"
     onnx_types = ("Add",)
     fn = staticmethod(np.add)
+
+    def q_asym(self, node: Node) -> bool:
+        """An add of a per-channel constant is an affine: its output may be asymmetric."""
+        return _has_const_operand(node)
+
+    def q_symmetric_input(self, node: Node, idx: int) -> str | None:
+        """MatAdd adds codes of two scales with no zero-point terms: inputs symmetric."""
+        return None if _has_const_operand(node) else "add"
+
+    def quantize_sq8(self, ctx: QuantContext) -> NodeQuant:
+        """MatAdd (:func:`matadd_quantize`) for two activations; ``x + t[c]`` with a
+        per-channel constant ``t`` is the affine ``1·x + t[c]`` (SQ8 §3 weights and bias)."""
+        if ctx.const(0) is None and ctx.const(1) is None:
+            return matadd_quantize(ctx, "add")
+        _, t = _const_operand(ctx)
+        nq = affine_quantize(ctx, np.ones_like(t), t)
+        nq.info["kernel"] = "add of a per-channel constant (affine)"
+        return nq
+
+    def run_int(self, node: Node, nq: NodeQuant, *xs: np.ndarray | None) -> list[np.ndarray]:
+        """MatAdd, or the per-channel affine ``clip8(rnorm((x·Wq + bias_total)·M, N))``."""
+        if "weights" in nq.consts:
+            return [affine_int(_activation_operand(xs), nq)]
+        a, b = xs[0], xs[1]
+        assert a is not None and b is not None
+        return [matadd_int(nq, [a, b])]
+
+    def emit_c(self, node: Node, nq: NodeQuant, ctx: Any) -> str:
+        """MatAdd (``nn_matadd``), or the per-channel affine (``nn_affine``)."""
+        return str(ctx.affine(nq.consts) if "weights" in nq.consts else ctx.matadd(nq.consts))
 
 
 @register
@@ -113,6 +231,30 @@ class Mul(_Binary):
     name = "Mul"
     onnx_types = ("Mul",)
     fn = staticmethod(np.multiply)
+
+    def q_asym(self, node: Node) -> bool:
+        """A multiply by a per-channel constant is an affine: asymmetric output allowed."""
+        return _has_const_operand(node)
+
+    def quantize_sq8(self, ctx: QuantContext) -> NodeQuant:
+        """``s[c]·x`` with a per-channel constant ``s``: the affine ``s[c]·x + 0``."""
+        if ctx.const(0) is None and ctx.const(1) is None:
+            raise QuantizationError(
+                f"{ctx.node.name}: Mul of two activations has no SQ8 kernel",
+                "only a multiply by a per-channel constant is supported",
+            )
+        _, s = _const_operand(ctx)
+        nq = affine_quantize(ctx, s, np.zeros_like(s))
+        nq.info["kernel"] = "multiply by a per-channel constant (affine)"
+        return nq
+
+    def run_int(self, node: Node, nq: NodeQuant, *xs: np.ndarray | None) -> list[np.ndarray]:
+        """``clip8(rnorm((x·Wq[c] + bias_total[c])·M[c], N[c]))``."""
+        return [affine_int(_activation_operand(xs), nq)]
+
+    def emit_c(self, node: Node, nq: NodeQuant, ctx: Any) -> str:
+        """The per-channel affine (``nn_affine``)."""
+        return str(ctx.affine(nq.consts))
 
 
 @register
@@ -143,6 +285,7 @@ class _Variadic(OpDef):
         if not present:
             raise ShapeError(f"{node.name}: {self.name} needs at least one input")
         shapes = [t.shape for t in present]
+        node.meta["const_inputs"] = tuple(t.is_const for t in present)
         return [broadcast_infer(node, shapes, [t.is_const for t in present])]
 
     def run_float(self, node: Node, *xs: np.ndarray | None) -> list[np.ndarray]:
@@ -165,6 +308,23 @@ class Sum(_Variadic):
     name = "Sum"
     onnx_types = ("Sum",)
     fn = staticmethod(np.add)
+
+    def q_symmetric_input(self, node: Node, idx: int) -> str | None:
+        """The n-input MatAdd adds codes with no zero-point terms: inputs symmetric."""
+        return "sum"
+
+    def quantize_sq8(self, ctx: QuantContext) -> NodeQuant:
+        """The MatAdd of :func:`matadd_quantize` over all inputs (one rescale per input that
+        is not the smallest-scale one, one output requantization); constants are refused."""
+        return matadd_quantize(ctx, "sum")
+
+    def run_int(self, node: Node, nq: NodeQuant, *xs: np.ndarray | None) -> list[np.ndarray]:
+        """``clip8(rnorm((Xj + Σ_{i≠j} rnorm(Xi·Mi, Ni))·Mo, No))``."""
+        return [matadd_int(nq, [x for x in xs if x is not None])]
+
+    def emit_c(self, node: Node, nq: NodeQuant, ctx: Any) -> str:
+        """The n-input MatAdd (``nn_matadd``)."""
+        return str(ctx.matadd(nq.consts))
 
 
 @register

@@ -91,9 +91,18 @@ def _parts(node: Node) -> tuple[FusedPart, ...]:
 
 
 def _fused_q_asym(self: Fused, node: Node) -> bool:
-    """Conv/linear-headed fusions may have an asymmetric output (LeakyRelu needs symmetric)."""
+    """Conv/linear-headed fusions may have an asymmetric output, unless a later part needs a
+    zero point of 0: LeakyRelu (``rnorm(y·A, 7)`` scales codes about 0) or a padded average
+    pool (its padding is code 0). Pool- and add-headed fusions are symmetric (SQ8 §5)."""
     parts = _parts(node)
-    return parts[0].op in ("Conv", "Linear") and all(p.op != "LeakyRelu" for p in parts)
+    if parts[0].op not in ("Conv", "Linear"):
+        return False
+    for p in parts[1:]:
+        if p.op == "LeakyRelu":
+            return False
+        if p.op == "AveragePool" and get_op(p.op).q_symmetric_input(part_node(p, ["_"], ["_"]), 0):
+            return False
+    return True
 
 
 def _fused_q_symmetric_input(self: Fused, node: Node, idx: int) -> str | None:
@@ -106,6 +115,11 @@ def _fused_quantize_sq8(self: Fused, ctx: QuantContext) -> NodeQuant:
 
     Pools and ReLU-like activations keep the scale, so one requantization (at the head) serves
     the whole chain (SQ8.md §5: the output scale of a fused node is that of its final output).
+    Heads: conv / linear (``conv_*``, ``linear_active``), a pool or global pool
+    (``pool_active``: the pool's own kernel, then a rescale to the fused output qtype) and Add
+    (``add_active``: MatAdd straight to the fused output scale). A table activation (Sigmoid,
+    Tanh, HardSigmoid, HardSwish) after the head is refused: its table would be indexed by the
+    head's pre-activation codes, whose range no calibration statistic records inside a fusion.
     """
     parts = _parts(ctx.node)
     for p in parts[1:]:
@@ -113,7 +127,8 @@ def _fused_quantize_sq8(self: Fused, ctx: QuantContext) -> NodeQuant:
         if kind != "pool" and p.op not in _SCALE_PRESERVING_ACTS:
             raise QuantizationError(
                 f"{ctx.node.name}: {p.op} inside a fused layer has no SQ8 kernel yet",
-                "use Relu/ReLU6/LeakyRelu activations",
+                "use Relu/ReLU6/LeakyRelu activations, or do not fuse it (its own table kernel "
+                "then runs on calibrated input codes)",
             )
     head = part_node(parts[0], ctx.node.inputs, ["_"])
     head_ctx = QuantContext(ctx.graph, head, ctx.in_q, ctx.out_q, ctx.per_tensor)
@@ -146,3 +161,35 @@ def op_label(node: Node) -> str:
     if node.op == "Fused":
         return "+".join(p.op for p in node.attrs.parts)
     return node.op
+
+
+def _fused_emit_c(self: Fused, node: Node, nq: NodeQuant, ctx: Any) -> str:
+    """C of the fusion, in the executor's order. A conv head runs the whole chain in one
+    ``nn_conv`` call (``ctx.tail``: activations before the pool, the pool on conv outputs
+    computed on the fly, activations after it); another head writes the fused output, then the
+    activations run on it in place."""
+    parts = _parts(node)
+    head, tail = part_node(parts[0], node.inputs, node.outputs), parts[1:]
+    pools = [i for i, p in enumerate(tail) if get_op(p.op).kind == "pool"]
+    if parts[0].op == "Conv" and len(pools) <= 1:
+        cut = pools[0] if pools else len(tail)
+        pool = "NULL"
+        if pools:
+            c_pool = getattr(get_op(tail[cut].op), "c_pool", None)
+            if c_pool is None:
+                ctx.unsupported(f"{tail[cut].op} after a conv has no C kernel")
+            conv_shape = (1, nq.consts["weights"].shape[0], *nq.info["geometry"][4])
+            pool = c_pool(part_node(tail[cut], ["_"], ["_"]), conv_shape, ctx)
+        pre = ctx.acts("pre", tail[:cut], nq.out_q)
+        ctx.tail = (pool, pre, ctx.acts("post", tail[cut + 1 :], nq.out_q))
+        return str(get_op("Conv").emit_c(head, nq, ctx))  # type: ignore[attr-defined]
+    head_emit = getattr(get_op(parts[0].op), "emit_c", None)
+    if pools or head_emit is None:
+        ctx.unsupported(f"{op_label(node)} has no C kernel")
+    code = head_emit(head, nq, ctx)
+    y = node.outputs[0]
+    acts = ctx.acts("acts", tail, nq.out_q)
+    return f"{code}\nnn_act_inplace({ctx.ptr8(y)}, {ctx.size(y)}, {acts});"
+
+
+Fused.emit_c = _fused_emit_c  # type: ignore[attr-defined]

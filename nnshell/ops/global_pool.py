@@ -2,17 +2,25 @@
 
 GlobalAveragePool: ``y[n, c] = Σ_p x[n, c, p] / P``; GlobalMaxPool: ``y[n, c] = max_p x[n, c, p]``.
 The spatial dims are kept as 1s (``N×C×1×1`` for images), as ONNX specifies.
+
+SQ8 (SQ8.md §5): the global average pool takes a symmetric input and requantizes the mean
+(carried with 7 extra fraction bits) to its own symmetric output scale; the global max pool keeps
+its input's qtype.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-from nnshell.errors import ShapeError
+from nnshell.errors import QuantizationError, ShapeError
+from nnshell.fixed_point import c_div_trunc, clip8, multiplier, rnorm
 from nnshell.ir import Node, Shape, TensorInfo
+from nnshell.ops._sq8_ext import passthrough_quant, rescale_int
 from nnshell.ops.registry import OpDef, register
+from nnshell.qrecord import NodeQuant, QuantContext
 
 
 class _GlobalPool(OpDef):
@@ -44,6 +52,43 @@ class GlobalAveragePool(_GlobalPool):
         axes = tuple(range(2, x.ndim))
         return [x.mean(axis=axes, keepdims=True, dtype=np.float32).astype(x.dtype, copy=False)]
 
+    # -- SQ8 (SQ8.md §5) -------------------------------------------------------------------
+    def q_symmetric_input(self, node: Node, idx: int) -> str | None:
+        """The kernel averages codes with no zero-point correction: input symmetric."""
+        return "global average pool" if idx == 0 else None
+
+    def quantize_sq8(self, ctx: QuantContext) -> NodeQuant:
+        """``(M, N)`` from ``m = Si/(So·128)`` (the mean carries 7 extra fraction bits)."""
+        qin = ctx.in_q[0]
+        assert qin is not None
+        if qin.zero_point or ctx.out_q.zero_point:
+            raise QuantizationError(f"{ctx.node.name}: global average pool needs zero points 0")
+        m = float(qin.scale) / (float(ctx.out_q.scale) * 128)
+        mm, nn = multiplier(m, 1, ctx.node.name)
+        return NodeQuant(
+            list(ctx.in_q),
+            ctx.out_q,
+            {"mul": np.array(mm, np.int64), "shift": np.array(nn, np.int64)},
+            {"m_real": m},
+        )
+
+    def run_int(self, node: Node, nq: NodeQuant, *xs: np.ndarray | None) -> list[np.ndarray]:
+        """``t = trunc((Σ_hw x << 7) / (H·W))`` (C division), ``clip8(rnorm(t·M, N))``."""
+        x = xs[0]
+        assert x is not None
+        axes = tuple(range(2, x.ndim))
+        hw = int(np.prod(x.shape[2:]))
+        t = c_div_trunc(x.astype(np.int64).sum(axis=axes, keepdims=True) * 128, np.int64(hw))
+        y = clip8(rnorm(t * nq.consts["mul"], nq.consts["shift"]))
+        return [np.asarray(y).astype(np.int8)]
+
+    def emit_c(self, node: Node, nq: NodeQuant, ctx: Any) -> str:
+        """``nn_global_avg``: ``clip8(rnorm(trunc((Σ x << 7) / HW)·M, N))`` per channel."""
+        x, y = node.inputs[0], node.outputs[0]
+        c, hw = ctx.c_hw(ctx.shape(x))
+        m, n = int(nq.consts["mul"]), int(nq.consts["shift"])
+        return f"nn_global_avg({ctx.ptr8(x)}, {ctx.ptr8(y)}, {c}, {hw}, {m}, {n});"
+
 
 @register
 class GlobalMaxPool(_GlobalPool):
@@ -56,3 +101,23 @@ class GlobalMaxPool(_GlobalPool):
         x = xs[0]
         assert x is not None
         return [x.max(axis=tuple(range(2, x.ndim)), keepdims=True)]
+
+    # SQ8: the output keeps the input's qtype (integer max).
+    q_passthrough = True
+
+    def quantize_sq8(self, ctx: QuantContext) -> NodeQuant:
+        """No parameters, unless a consumer changed the output qtype (then a rescale)."""
+        return passthrough_quant(ctx)
+
+    def run_int(self, node: Node, nq: NodeQuant, *xs: np.ndarray | None) -> list[np.ndarray]:
+        """Integer max over every spatial position."""
+        x = xs[0]
+        assert x is not None
+        return [rescale_int(x.max(axis=tuple(range(2, x.ndim)), keepdims=True), nq.consts)]
+
+    def emit_c(self, node: Node, nq: NodeQuant, ctx: Any) -> str:
+        """``nn_global_max``, then the rescale a consumer may have given the output."""
+        x, y = node.inputs[0], node.outputs[0]
+        c, hw = ctx.c_hw(ctx.shape(x))
+        call = f"nn_global_max({ctx.ptr8(x)}, {ctx.ptr8(y)}, {c}, {hw});"
+        return call + ctx.rescale(nq.consts, y)

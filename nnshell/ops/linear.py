@@ -8,6 +8,7 @@ Gemm(transB) and MatMul+Add into Linear and drop that Flatten.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -65,3 +66,16 @@ class Linear(OpDef):
         """``clip8(rnorm((Bq + off + Wq·Xq)·M, N))`` with an exact BLAS product."""
         assert xs[0] is not None
         return [_sq8.linear_int(xs[0], nq)]
+
+    def emit_c(self, node: Node, nq: NodeQuant, ctx: Any) -> str:
+        """``nn_linear``: ``clip8(rnorm((bias_total + Σ Wq·Xq)·M, N))`` per output."""
+        c = nq.consts
+        w = c["weights"]
+        args = [
+            ctx.const("weights", w, "int8_t"),
+            ctx.const("bias", c["bias_total"], "int32_t"),
+            ctx.const("mul", c["mul"], "uint8_t"),
+            ctx.const("shift", c["shift"], "int8_t"),
+        ]
+        x, y = ctx.ptr8(node.inputs[0]), ctx.ptr8(node.outputs[0])
+        return f"nn_linear({x}, {y}, {w.shape[1]}, {w.shape[0]}, {', '.join(args)});"

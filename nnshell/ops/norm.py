@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from nnshell.errors import ShapeError
+from nnshell.errors import QuantizationError, ShapeError
 from nnshell.ir import Node, Shape, TensorInfo
+from nnshell.ops._sq8_ext import affine_int, affine_quantize
 from nnshell.ops.registry import OpDef, register
+from nnshell.qrecord import NodeQuant, QuantContext
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,30 @@ class BatchNormalization(OpDef):
 
     def macs(self, node: Node, ins: Sequence[TensorInfo | None], outs: Sequence[TensorInfo]) -> int:
         return outs[0].size
+
+    # -- SQ8: a BN that could not be folded (after a Concat / MaxPool) -------------------------
+    # A per-channel affine: unpadded, so an asymmetric input is fine and the output may be too.
+    q_asym_output = True
+
+    def quantize_sq8(self, ctx: QuantContext) -> NodeQuant:
+        """``y[c] = s[c]·x + t[c]`` (``s, t`` from :meth:`folded`) as a depthwise 1×1 conv with
+        ``K = 1``: int8 weights ``Wq[c]`` (``Sw[c] = |s[c]|/127``), int32 bias at ``Si·Sw[c]``
+        plus the zero-point offsets, ``(M[c], N[c])`` from ``Si·Sw[c]/So`` (SQ8 §3-§4)."""
+        consts = [ctx.const(i) for i in range(1, 5)]
+        if any(c is None for c in consts):
+            raise QuantizationError(f"{ctx.node.name}: BatchNormalization parameters not constant")
+        scale, b, mean, var = (np.asarray(c) for c in consts)
+        mul, add = self.folded(ctx.node, scale, b, mean, var)
+        return affine_quantize(ctx, mul.astype(np.float64), add.astype(np.float64))
+
+    def run_int(self, node: Node, nq: NodeQuant, *xs: np.ndarray | None) -> list[np.ndarray]:
+        """``clip8(rnorm((x·Wq[c] + bias_total[c])·M[c], N[c]))`` per channel (axis 1)."""
+        assert xs[0] is not None
+        return [affine_int(xs[0], nq)]
+
+    def emit_c(self, node: Node, nq: NodeQuant, ctx: Any) -> str:
+        """The per-channel affine (``nn_affine``)."""
+        return str(ctx.affine(nq.consts))
 
 
 @dataclass(frozen=True)

@@ -3,18 +3,24 @@
 MaxPool: ``y = max over the window`` (padding never wins: it is -inf).
 AveragePool: ``y = Σ window / count`` where ``count`` is the full window when
 ``count_include_pad`` is set and the number of real (unpadded) elements otherwise.
+
+SQ8 (SQ8.md §5): both keep their input's qtype; the average is
+``clip8(rnorm(Σ_window x · floor(65536/count), 16))``. A padded pool forces a symmetric input.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from nnshell.errors import ShapeError
+from nnshell.fixed_point import clip8, rnorm
 from nnshell.ir import Node, Shape, TensorInfo
 from nnshell.ops._shapes import out_size, pad_for_windows, resolve_pads, window_offsets
+from nnshell.ops._sq8_ext import passthrough_quant, rescale_int
 from nnshell.ops.registry import OpDef, register
 from nnshell.qrecord import NodeQuant, QuantContext
 
@@ -66,6 +72,23 @@ class _Pool(OpDef):
         outs = pool_geometry(node, x.shape)[4]
         return [(*x.shape[:2], *outs)]
 
+    def c_pool(self, node: Node, x_shape: Shape, ctx: Any) -> str:
+        """The C ``nn_pool_t`` of this window over ``x_shape`` (also used inside conv fusions):
+        a max ignores positions outside the map; an average adds 0 for them and divides by the
+        count :func:`_count` uses."""
+        avg = self.name == "AveragePool"
+        kind = "NN_POOL_AVG" if avg else "NN_POOL_MAX"
+        include_pad = avg and bool(node.attrs.count_include_pad)
+        return str(ctx.pool(kind, x_shape, pool_geometry(node, x_shape), include_pad))
+
+    def emit_c(self, node: Node, nq: NodeQuant, ctx: Any) -> str:
+        """``nn_pool``, then the rescale a consumer may have given the output."""
+        x, y = node.inputs[0], node.outputs[0]
+        c, h, w = ctx.chw(ctx.shape(x))
+        pool = self.c_pool(node, ctx.shape(x), ctx)
+        call = f"nn_pool({ctx.ptr8(x)}, {ctx.ptr8(y)}, {c}, {h}, {w}, {pool});"
+        return call + ctx.rescale(nq.consts, y)
+
 
 def max_pool_float(x: np.ndarray, node: Node) -> np.ndarray:
     """Max over each window (a running ``np.maximum`` over kernel offsets); padding is -inf."""
@@ -107,16 +130,8 @@ def avg_pool_float(x: np.ndarray, node: Node) -> np.ndarray:
     """Mean over each window, dividing by the count ``count_include_pad`` says."""
     kernel, strides, dil, pads, outs = pool_geometry(node, x.shape)
     total = _window_sum(x, kernel, strides, dil, pads, outs)
-    nd = len(kernel)
     ones = np.ones((1, 1, *x.shape[2:]), x.dtype)
-    if node.attrs.count_include_pad:
-        # ceil_mode windows that run past the explicit padding still count only the pads
-        padded = np.pad(
-            ones, [(0, 0), (0, 0)] + [(pads[i], pads[nd + i]) for i in range(nd)], constant_values=1
-        )
-        count = _window_sum(padded, kernel, strides, dil, (0,) * (2 * nd), outs)
-    else:
-        count = _window_sum(ones, kernel, strides, dil, pads, outs)
+    count = _count(node, ones, kernel, strides, dil, pads, outs)
     return (total / count).astype(x.dtype, copy=False)
 
 
@@ -140,14 +155,17 @@ class MaxPool(_Pool):
         return "pool with padding" if padded else None
 
     def quantize_sq8(self, ctx: QuantContext) -> NodeQuant:
-        """No parameters: integer max over each window."""
-        return NodeQuant(list(ctx.in_q), ctx.out_q)
+        """No parameters (integer max over each window), unless the output qtype was changed
+        by a consumer (a Concat imposing its scale): then a rescale ``rnorm((x-Zi)·M, N) + Zo``
+        follows the max (max commutes with the monotonic rescale)."""
+        return passthrough_quant(ctx)
 
     def run_int(self, node: Node, nq: NodeQuant, *xs: np.ndarray | None) -> list[np.ndarray]:
         """Integer max (int8 codes are exact in float32; padding never wins)."""
         x = xs[0]
         assert x is not None
-        return [max_pool_float(x.astype(np.float32), node).astype(x.dtype)]
+        y = max_pool_float(x.astype(np.float32), node).astype(x.dtype)
+        return [rescale_int(y, nq.consts)]
 
 
 @register
@@ -160,3 +178,61 @@ class AveragePool(_Pool):
     def run_float(self, node: Node, *xs: np.ndarray | None) -> list[np.ndarray]:
         assert xs[0] is not None
         return [avg_pool_float(xs[0], node)]
+
+    # SQ8 §5: the output keeps the input's scale (averaging codes needs no requantization).
+    q_passthrough = True
+
+    def q_symmetric_input(self, node: Node, idx: int) -> str | None:
+        """A padded pool pads with code 0, the real 0 only when the zero point is 0."""
+        a: PoolAttrs = node.attrs
+        padded = a.auto_pad in ("SAME_UPPER", "SAME_LOWER") or any(a.pads)
+        return "pool with padding" if padded else None
+
+    def quantize_sq8(self, ctx: QuantContext) -> NodeQuant:
+        """No parameters (the divisor multipliers follow from the geometry), plus a rescale when
+        a consumer changed the output qtype (see :meth:`MaxPool.quantize_sq8`)."""
+        return passthrough_quant(ctx)
+
+    def run_int(self, node: Node, nq: NodeQuant, *xs: np.ndarray | None) -> list[np.ndarray]:
+        """``clip8(rnorm(Σ_window x · floor(65536/count), 16))`` (SQ8 §5).
+
+        ``count`` is ``Fx·Fy`` — or, as ``count_include_pad`` says, the number of real (or real
+        and explicitly padded) elements of each window, so edge windows get their own
+        multiplier. Padding contributes code 0.
+        """
+        x = xs[0]
+        assert x is not None
+        return [rescale_int(avg_pool_int(x, node), nq.consts)]
+
+
+def avg_pool_divisors(node: Node, x_shape: Shape) -> np.ndarray:
+    """``floor(65536 / count)`` per output position, shaped ``(1, 1, *out)`` (int64)."""
+    kernel, strides, dil, pads, outs = pool_geometry(node, x_shape)
+    ones = np.ones((1, 1, *x_shape[2:]), np.int64)
+    return 65536 // _count(node, ones, kernel, strides, dil, pads, outs)
+
+
+def _count(
+    node: Node,
+    ones: np.ndarray,
+    kernel: Sequence[int],
+    strides: Sequence[int],
+    dil: Sequence[int],
+    pads: Sequence[int],
+    outs: Sequence[int],
+) -> np.ndarray:
+    """Elements averaged by each window; with ``count_include_pad`` the explicit pads count, but
+    a ceil_mode window running past them still counts only up to the pads."""
+    nd = len(kernel)
+    if node.attrs.count_include_pad:
+        widths = [(0, 0), (0, 0)] + [(pads[i], pads[nd + i]) for i in range(nd)]
+        padded = np.pad(ones, widths, constant_values=1)
+        return _window_sum(padded, kernel, strides, dil, (0,) * (2 * nd), outs)
+    return _window_sum(ones, kernel, strides, dil, pads, outs)
+
+
+def avg_pool_int(x: np.ndarray, node: Node) -> np.ndarray:
+    """The SQ8 integer average pool on int8 codes (int8 result)."""
+    kernel, strides, dil, pads, outs = pool_geometry(node, x.shape)
+    total = _window_sum(x.astype(np.int64), kernel, strides, dil, pads, outs)
+    return np.asarray(clip8(rnorm(total * avg_pool_divisors(node, x.shape), 16))).astype(np.int8)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -39,6 +40,10 @@ class _ShapeOnly(OpDef):
     def run_float(self, node: Node, *xs: np.ndarray | None) -> list[np.ndarray]:
         assert xs[0] is not None
         return [reshape_batched(xs[0], node)]
+
+    def emit_c(self, node: Node, nq: NodeQuant, ctx: Any) -> str:
+        """The data order does not change: a copy."""
+        return str(ctx.copy())
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -29,6 +30,7 @@ from nnshell.ops._batching import (
     reject_batch_axis,
     with_batch,
 )
+from nnshell.ops._sq8_ext import rescale_int, rescale_params
 from nnshell.ops.registry import OpDef, register
 from nnshell.ops.reshape import reshape_batched
 from nnshell.qrecord import NodeQuant, QuantContext
@@ -95,6 +97,10 @@ class Transpose(_Shape):
         assert x is not None
         return [np.ascontiguousarray(x.transpose(self.perm(node, x.ndim)))]
 
+    def emit_c(self, node: Node, nq: NodeQuant, ctx: Any) -> str:
+        """``nn_transpose`` (rank <= 5)."""
+        return str(ctx.transpose(self.perm(node, len(ctx.shape(node.inputs[0])))))
+
 
 @dataclass(frozen=True)
 class AxesAttrs:
@@ -115,6 +121,10 @@ class _Reshaping(_Shape):
         """Return the axes from the attribute or the constant second input."""
         from_input = int_list(const_input(ins, 1, node, "axes"))
         return from_input if from_input is not None else node.attrs.axes
+
+    def emit_c(self, node: Node, nq: NodeQuant, ctx: Any) -> str:
+        """The data order does not change: a copy."""
+        return str(ctx.copy())
 
 
 @register
@@ -211,6 +221,37 @@ class Concat(_Shape):  # not a passthrough: its inputs are unified by the quanti
         axis = node.attrs.axis % arrs[0].ndim
         dt = next(x.dtype for x, c in zip(arrs, flags, strict=True) if not c)
         return [np.concatenate([x.astype(dt, copy=False) for x in arrs], axis=axis)]
+
+    def quantize_sq8(self, ctx: QuantContext) -> NodeQuant:
+        """No arithmetic when every input already has the output's qtype (SQ8 §5 Concat).
+
+        The quantizer gives all inputs one qtype, but a later Concat reading this one's output
+        (DenseNet's chained concatenations) may impose a wider scale on it after the fact; each
+        input whose qtype differs from the output's then gets a rescale
+        ``clip8(rnorm((x - Zi)·M, N) + Zo)`` (``m = Si/So``), stored as ``in<k>_*`` constants.
+        """
+        consts: dict[str, np.ndarray] = {}
+        for k, q in enumerate(ctx.in_q):
+            if q is None:
+                if ctx.node.inputs[k]:
+                    raise QuantizationError(
+                        f"{ctx.node.name}: Concat of a constant is not quantized"
+                    )
+                continue
+            for key, val in rescale_params(q, ctx.out_q, ctx.node.name).items():
+                consts[key.replace("rescale", f"in{k}")] = val
+        return NodeQuant(list(ctx.in_q), ctx.out_q, consts)
+
+    def run_int(self, node: Node, nq: NodeQuant, *xs: np.ndarray | None) -> list[np.ndarray]:
+        """Concatenate the codes (each input rescaled first when its qtype differs)."""
+        if any(x is None for x, i in zip(xs, node.inputs, strict=False) if i):
+            raise QuantizationError(f"{node.name}: Concat of a constant is not quantized")
+        ys = [None if x is None else rescale_int(x, nq.consts, f"in{k}") for k, x in enumerate(xs)]
+        return self.run_float(node, *ys)
+
+    def emit_c(self, node: Node, nq: NodeQuant, ctx: Any) -> str:
+        """``nn_concat``: copies of contiguous blocks, each input rescaled when asked."""
+        return str(ctx.concat(node.attrs.axis % len(ctx.shape(node.outputs[0])), nq.consts))
 
 
 @dataclass(frozen=True)

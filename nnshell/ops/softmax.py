@@ -5,18 +5,28 @@
 Before opset 13 the input is coerced to 2-D ``[Π d_<axis, Π d_>=axis]`` and the softmax runs
 over the second dimension (default axis 1); from opset 13 it runs along ``axis`` only
 (default -1). Either way axis 0 would normalise across the batch and is rejected.
+
+SQ8 Softmax (LogSoftmax has no SQ8 kernel): symmetric int8 input, Q15 int16 output
+(``S = 2^-15``), one integer algorithm shared by Python and C — see :meth:`Softmax.run_int`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from nnshell.errors import QuantizationError
+from nnshell.fixed_point import QType, round_half_up
 from nnshell.ir import Node, Shape, TensorInfo
 from nnshell.ops._batching import norm_axis, opset_of, reject_batch_axis
 from nnshell.ops.registry import OpDef, register
+from nnshell.qrecord import NodeQuant, QuantContext
+
+#: SQ8 §5: the softmax output is Q15 in int16.
+Q15 = QType(scale=2.0**-15, zero_point=0, bits=16, symmetric=True, forced_by="softmax Q15 output")
 
 
 @dataclass(frozen=True)
@@ -66,6 +76,62 @@ class Softmax(_Softmax):
 
     name = "Softmax"
     onnx_types = ("Softmax",)
+
+    # -- SQ8 -----------------------------------------------------------------------------------
+    def q_symmetric_input(self, node: Node, idx: int) -> str | None:
+        """The exp table is indexed by code differences; the input is symmetric (SQ8 §5)."""
+        return "softmax" if idx == 0 else None
+
+    def q_output_qtype(self, node: Node, in_q: list[QType | None]) -> QType:
+        """Q15 int16: ``S = 2^-15``, zero point 0."""
+        return Q15
+
+    def quantize_sq8(self, ctx: QuantContext) -> NodeQuant:
+        """The exp table ``E[d] = round_half_up(2^15·exp(-d·Si))`` for d = 0..255 (int32).
+
+        Deviation from SQ8.md §5 (which rounds the input scale up to a power of two so a
+        fixed-point exp can work on shifted codes): the table is built at quantize time from
+        the input's actual scale ``Si``, so ``exp(-d·Si)`` is exact to the table's rounding and
+        no power-of-two rounding of ``Si`` (which would waste up to one bit of input precision)
+        is needed. C reads the same 256 int32 entries.
+        """
+        qin = ctx.in_q[0]
+        assert qin is not None
+        if qin.zero_point:
+            raise QuantizationError(f"{ctx.node.name}: softmax needs a symmetric input")
+        d = np.arange(256, dtype=np.float64)
+        table = round_half_up(32768.0 * np.exp(-d * float(qin.scale))).astype(np.int32)
+        return NodeQuant(list(ctx.in_q), ctx.out_q, {"exp_table": table})
+
+    def run_int(self, node: Node, nq: NodeQuant, *xs: np.ndarray | None) -> list[np.ndarray]:
+        """Integer softmax along the softmax axis (the float kernel's opset semantics)::
+
+        d   = max_j x_j - x_i            (0..255)
+        e_i = E[d]                       (int32, E[0] = 32768)
+        s   = Σ_j e_j                    (int64, s >= 32768)
+        y_i = min(32767, (e_i << 15) / s)   (C division; all terms positive)
+        """
+        x = xs[0]
+        assert x is not None
+        axis, legacy = softmax_axis(node, x.ndim)
+        v = x.reshape(int(np.prod(x.shape[:axis])), -1) if legacy else x
+        ax = 1 if legacy else axis
+        xi = v.astype(np.int64)
+        e = nq.consts["exp_table"].astype(np.int64)[xi.max(axis=ax, keepdims=True) - xi]
+        s = e.sum(axis=ax, keepdims=True)
+        y = np.minimum(32767, (e << 15) // s)
+        return [y.reshape(x.shape).astype(np.int16)]
+
+    def emit_c(self, node: Node, nq: NodeQuant, ctx: Any) -> str:
+        """``nn_softmax`` over the axis (and opset rule) of :meth:`run_int`, Q15 output."""
+        x, y = node.inputs[0], node.outputs[0]
+        shape = ctx.shape(x)
+        axis, legacy = softmax_axis(node, len(shape))
+        outer = int(np.prod(shape[:axis]))
+        inner = 1 if legacy else int(np.prod(shape[axis + 1 :]))
+        length = int(np.prod(shape)) // (outer * inner)
+        table = ctx.const("exp_table", nq.consts["exp_table"], "int32_t")
+        return f"nn_softmax({ctx.ptr8(x)}, {ctx.ptr(y)}, {outer}, {length}, {inner}, {table});"
 
 
 @register

@@ -4,18 +4,44 @@
   Reciprocal: ``y = 1/x``.
 - Identity: ``y = x``. Dropout in inference: ``y = x`` (ratio, seed and a constant
   ``training_mode`` of 0 change nothing; the optional mask output is not computed).
+
+SQ8: Identity and Dropout move codes unchanged (the output keeps the input's qtype); the math
+ops have no SQ8 kernel.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from nnshell.errors import ShapeError
 from nnshell.ir import Node, Shape, TensorInfo
+from nnshell.ops._sq8_ext import passthrough_quant, rescale_int
 from nnshell.ops.registry import OpDef, register
+from nnshell.qrecord import NodeQuant, QuantContext
+
+
+class _PassthroughSQ8(OpDef):
+    """SQ8 hooks of an identity: the input's qtype, the same codes (rescaled only if a consumer
+    changed the output qtype)."""
+
+    q_passthrough = True
+
+    def quantize_sq8(self, ctx: QuantContext) -> NodeQuant:
+        """No parameters."""
+        return passthrough_quant(ctx)
+
+    def run_int(self, node: Node, nq: NodeQuant, *xs: np.ndarray | None) -> list[np.ndarray]:
+        """The input codes."""
+        assert xs[0] is not None
+        return [rescale_int(xs[0], nq.consts)]
+
+    def emit_c(self, node: Node, nq: NodeQuant, ctx: Any) -> str:
+        """A copy, then the rescale if any."""
+        return str(ctx.copy(nq.consts))
 
 
 class _Unary(OpDef):
@@ -85,7 +111,7 @@ class Reciprocal(_Unary):
 
 
 @register
-class Identity(OpDef):
+class Identity(_PassthroughSQ8):
     """Pass the input through unchanged."""
 
     name = "Identity"
@@ -107,7 +133,7 @@ class DropoutAttrs:
 
 
 @register
-class Dropout(OpDef):
+class Dropout(_PassthroughSQ8):
     """Dropout at inference time: the identity."""
 
     name = "Dropout"

@@ -4,10 +4,11 @@
    a zero point (padded conv, padded pool, global average pool, add, softmax, ...) marks its input,
    and the mark travels up through ops that only move data (max pool, reshapes, transposes).
    ``qshow`` reports, for every forced qtype, the consumer that forced it.
-2. One qtype per activation tensor, in execution order: the graph input is symmetric unless its
-   calibrated min is exactly 0; outputs of conv/linear-based layers are asymmetric unless forced
-   (or ``--symmetric``); graph outputs are symmetric; data-moving ops keep their input's qtype;
-   Concat imposes the largest input scale on all its inputs.
+2. One qtype per group of tensors that must share it (a data-moving op's input and output, a
+   Concat's inputs and output — found by union-find), from the union of the members' ranges:
+   the graph input is symmetric unless its calibrated min is exactly 0; outputs of
+   conv/linear-based layers are asymmetric unless forced (or ``--symmetric``); graph outputs
+   are symmetric; a fixed output format (Q15 softmax, 1/127 sigmoid) wins.
 3. Each op's own ``quantize_sq8`` hook turns the qtypes into integer parameters.
 An op without a hook is an error naming the node: nnshell never falls back to float silently.
 """
@@ -82,6 +83,81 @@ def _tensor_qtype(
     return qtype_from_range(lo, hi, symmetric, forced_by=why, name=name), (lo, hi)
 
 
+def qtype_groups(graph: Graph) -> dict[str, list[str]]:
+    """Group the tensors that must share one qtype: data-moving ops and Concat tie them.
+
+    A max pool, reshape or transpose moves codes without rescaling, and a Concat copies its
+    inputs side by side, so input and output must agree. Union-find over those ties gives each
+    group once (keyed by a representative tensor).
+    """
+    parent: dict[str, str] = {}
+
+    def find(t: str) -> str:
+        while parent.setdefault(t, t) != t:
+            parent[t] = parent[parent[t]]
+            t = parent[t]
+        return t
+
+    def union(a: str, b: str) -> None:
+        parent[find(a)] = find(b)
+
+    for name in graph.inputs:
+        find(name)
+    for node in graph.nodes:
+        acts = [i for i in node.inputs if i and not graph.tensors[i].is_const]
+        out = node.outputs[0]
+        find(out)
+        op = get_op(node.op)
+        if op.q_passthrough and acts and op.q_output_qtype(node, []) is None:
+            union(out, acts[0])
+        elif node.op == "Concat":
+            for i in acts:
+                union(out, i)
+    groups: dict[str, list[str]] = {}
+    for t in list(parent):
+        groups.setdefault(find(t), []).append(t)
+    return groups
+
+
+def _group_qtype(
+    graph: Graph,
+    members: list[str],
+    stats: dict[str, TensorStats],
+    opts: QuantOptions,
+    req: dict[str, str],
+) -> tuple[QType, tuple[float, float]]:
+    """One qtype for a group: the union of the members' ranges, symmetric if any needs it."""
+    producers = {o: n for n in graph.nodes for o in n.outputs}
+    for t in members:
+        node = producers.get(t)
+        if node is not None:
+            fixed = get_op(node.op).q_output_qtype(node, [])
+            if fixed is not None:
+                return fixed, (float("nan"), float("nan"))
+    lo, hi = float("inf"), float("-inf")
+    for t in members:
+        st = stats.get(t)
+        if st is None or st.count == 0:
+            continue
+        tlo, thi = choose_range(st, opts.mode)
+        lo, hi = min(lo, tlo), max(hi, thi)
+    if lo > hi:
+        raise QuantizationError(
+            f"tensor '{members[0]}' has no calibration statistics",
+            "run aquant on calibration images",
+        )
+    why = next((req[t] for t in members if t in req), None)
+    sym = opts.symmetric or why is not None
+    for t in members:
+        node = producers.get(t)
+        if node is None and t in graph.inputs:
+            st = stats.get(t)
+            sym = sym or st is None or st.min != 0.0  # SQ8 §2: inputs symmetric unless min is 0
+        elif node is not None and not get_op(node.op).q_passthrough and node.op != "Concat":
+            sym = sym or not get_op(node.op).q_asym(node)
+    return qtype_from_range(lo, hi, sym, forced_by=why, name=members[0]), (lo, hi)
+
+
 def assign_qtypes(
     graph: Graph, stats: dict[str, TensorStats], opts: QuantOptions
 ) -> tuple[dict[str, QType], dict[str, tuple[float, float]]]:
@@ -89,33 +165,11 @@ def assign_qtypes(
     req = symmetric_requirements(graph)
     qt: dict[str, QType] = {}
     ranges: dict[str, tuple[float, float]] = {}
-    for name in graph.inputs:
-        st = stats.get(name)
-        sym = opts.symmetric or name in req or st is None or st.min != 0.0
-        qt[name], ranges[name] = _tensor_qtype(name, st, opts.mode, sym, req.get(name))
-    for node in graph.nodes:
-        op = get_op(node.op)
-        ins = [qt.get(i) for i in node.inputs if i and not graph.tensors[i].is_const]
-        out = node.outputs[0]
-        fixed = op.q_output_qtype(node, ins)
-        if fixed is not None:
-            qt[out] = fixed
-        elif op.q_passthrough:
-            qt[out] = ins[0]
-            ranges[out] = ranges.get(node.inputs[0], (0.0, 0.0))
-        elif node.op == "Concat":
-            forced = next((req[i] for i in node.inputs if i in req), req.get(out))
-            widest = max(ins, key=lambda q: float(q.scale))
-            if forced and not widest.symmetric:
-                lo, hi = ranges[node.inputs[0]]
-                widest = qtype_from_range(lo, hi, True, forced_by=forced)
-            for i in node.inputs:
-                if i and not graph.tensors[i].is_const:
-                    qt[i] = widest
-            qt[out] = widest
-        else:
-            sym = opts.symmetric or not op.q_asym(node) or out in req
-            qt[out], ranges[out] = _tensor_qtype(out, stats.get(out), opts.mode, sym, req.get(out))
+    for members in qtype_groups(graph).values():
+        q, rng = _group_qtype(graph, members, stats, opts, req)
+        for t in members:
+            qt[t] = q
+            ranges[t] = rng
     return qt, ranges
 
 

@@ -172,9 +172,9 @@ def test_linear_clip_under_pow2_only_relu6() -> None:
             opset=10,
         )
 
-    assert ops(apply(lin(0, 6), ["to_linear", "fuse_linear_pow2"])[1]) == ["Fused(Linear+Clip)"]
-    assert ops(apply(lin(-1, 1), ["to_linear", "fuse_linear"])[1]) == ["Fused(Linear+Clip)"]
-    assert ops(apply(lin(-1, 1), ["to_linear", "fuse_linear_pow2"])[1]) == ["Linear", "Clip"]
+    assert ops(apply(lin(0.0, 6.0), ["to_linear", "fuse_linear_pow2"])[1]) == ["Fused(Linear+Clip)"]
+    assert ops(apply(lin(-1.0, 1.0), ["to_linear", "fuse_linear"])[1]) == ["Fused(Linear+Clip)"]
+    assert ops(apply(lin(-1.0, 1.0), ["to_linear", "fuse_linear_pow2"])[1]) == ["Linear", "Clip"]
 
 
 @pytest.mark.parametrize("sfx", ["", "_pow2"])
