@@ -71,12 +71,20 @@ class Session:
 
     # -- commands --------------------------------------------------------------------------
     def open(self, path: str, input_shapes: dict[str, list[int]] | None = None) -> Graph:
-        """Import an ONNX model; on any failure the previously open graph stays open."""
+        """Import an ONNX model; on any failure the previously open graph stays open.
+
+        A ``.json`` path is a saved state (see :mod:`nnshell.state`): everything is restored.
+        """
         from nnshell.importers.onnx_importer import load_onnx
 
+        if str(path).lower().endswith(".json"):
+            from nnshell.state import load_state
+
+            return self._restore(load_state(path))
         graph = load_onnx(path, input_shapes)
+        current = graph.copy()  # before any assignment: a failure here changes nothing
         self.imported = graph
-        self.graph = graph.copy()
+        self.graph = current
         self.model_path = path
         self.history = []
         self.prefusion = None
@@ -167,11 +175,22 @@ class Session:
                 notes.append("the graph changed: calibration and quantization dropped")
         return FusionOutcome(scheme, result, dry_run, rederived, notes)
 
-    def dump(self, path: str, opts: Any = None) -> dict[str, np.ndarray]:
+    def dump(
+        self,
+        path: str,
+        opts: Any = None,
+        quantized: bool = False,
+        dequantize: bool = False,
+        selector: str | None = None,
+        store: str | None = None,
+    ) -> dict[str, np.ndarray]:
         """Run the float graph on one input file; return every node output and graph output.
 
         Keys are node names (each node's first output) plus each graph output under its ONNX
-        tensor name, so the arrays can be compared with any other tool's dump.
+        tensor name, so the arrays can be compared with any other tool's dump. ``quantized``:
+        the integer graph's codes instead; ``dequantize``: those codes as real values (implies
+        quantized). ``selector`` keeps only those steps; ``store`` also keeps the arrays in
+        :attr:`tensors` under that name.
         """
         from nnshell.exec import run_float
         from nnshell.images import load_image
@@ -180,12 +199,25 @@ class Session:
         opts = opts if opts is not None else self.input_options()
         x = load_image(path, opts, graph.tensors[graph.inputs[0]].dims)
         names = [o for n in graph.nodes for o in n.outputs]
-        values = run_float(graph, {graph.inputs[0]: x[None]}, keep=names)
+        if quantized or dequantize:
+            from nnshell.exec.int_exec import run_int
+
+            qstate = self.require_quantized()
+            values = run_int(graph, qstate, {graph.inputs[0]: x[None]}, keep=names)
+            if dequantize:
+                values = {k: qstate.tensors[k].dequantize(v) for k, v in values.items()}
+        else:
+            values = run_float(graph, {graph.inputs[0]: x[None]}, keep=names)
+        steps = set(select_steps(graph, selector))
         out: dict[str, np.ndarray] = {}
-        for n in graph.nodes:
-            out[n.name] = values[n.outputs[0]][0]
+        for step, n in enumerate(graph.nodes):
+            if step in steps:
+                out[n.name] = values[n.outputs[0]][0]
         for o in graph.outputs:
-            out[o] = values[o][0]
+            if any(o in graph.nodes[s].outputs for s in steps):
+                out[o] = values[o][0]
+        if store:
+            self.tensors[store] = out
         return out
 
     def input_options(self, **overrides: Any) -> Any:
@@ -324,6 +356,258 @@ class Session:
         from nnshell.footprint import footprint
 
         return footprint(self.require_graph(), self.require_quantized())
+
+    # -- saved state and AutoTiler generation (issue 7) ------------------------------------
+    def _restore(self, saved: Any) -> Graph:
+        """Replace the whole session by a loaded :class:`nnshell.state.SavedState`."""
+        self.graph = saved.graph
+        self.imported = saved.imported
+        self.prefusion = saved.prefusion
+        self.model_path = saved.path
+        self.settings = saved.settings
+        self.history = list(saved.history)
+        self.adjusted = saved.adjusted
+        self.scheme = saved.scheme
+        self.stats, self.stats_files, self.qstate = saved.stats, saved.stats_files, saved.qstate
+        self._runners = {}
+        return saved.graph
+
+    def default_state_path(self) -> str:
+        """``<folder of the opened file>/<graph name>.json`` (NNTool's default place)."""
+        import os
+
+        graph = self.require_graph()
+        folder = os.path.dirname(self.model_path) if self.model_path else ""
+        return os.path.join(folder, f"{graph.name}.json")
+
+    def save_state(self, path: str | None = None) -> tuple[Any, Any]:
+        """Save everything to ``PATH.json`` + ``PATH.npz``; return both paths.
+
+        No path: ``<folder of the opened model>/<graph name>.json``. A folder: ``<graph
+        name>.json`` in it. Another extension is replaced by ``.json``.
+        """
+        import os
+
+        from nnshell.state import save_state
+
+        self.require_graph()
+        if path is None:
+            path = self.default_state_path()
+        elif os.path.isdir(path):
+            path = os.path.join(path, f"{self.require_graph().name}.json")
+        return save_state(self, path)
+
+    def gen_autotiler(
+        self,
+        model_dir: str | None = None,
+        model_file: str | None = None,
+        tensor_dir: str | None = None,
+        header: str | None = None,
+        write_tensors: bool = True,
+    ) -> list[Any]:
+        """Write the AutoTiler model C file, the .tensor files and the header; return paths.
+
+        Defaults come from the settings ``model_directory``, ``model_file`` (``<G>Model.c``)
+        and ``tensor_directory``; the header defaults to ``model.h`` in the model directory.
+        """
+        from nnshell.codegen.autotiler import generate_autotiler
+
+        graph = self.require_graph()
+        qstate = self.require_quantized()
+        st = self.settings
+        return generate_autotiler(
+            graph,
+            qstate,
+            st,
+            model_dir if model_dir is not None else st.get("model_directory") or ".",
+            model_file if model_file is not None else st.get("model_file"),
+            tensor_dir if tensor_dir is not None else st.get("tensor_directory") or "tensors",
+            header if header is not None else "model.h",
+            write_tensors,
+        )
+
+    # -- quantization analysis (issue 6) ---------------------------------------------------
+    @property
+    def tensors(self) -> dict[str, dict[str, np.ndarray]]:
+        """Named tensor sets (``dump -S NAME``), created on first use; ``tensors`` shows them."""
+        store = self.__dict__.get("_tensor_store")
+        if store is None:
+            store = self.__dict__["_tensor_store"] = {}
+        return store  # type: ignore[no-any-return]
+
+    def _analysis_pass(self, files: list[str], opts: Any) -> tuple[list[str], Any, Any]:
+        """(paths, batch iterator, validated all-tensor runner or None) for one image pass."""
+        import itertools
+
+        from nnshell.images import expand_files, iter_batches
+
+        graph = self.require_graph()
+        paths = expand_files(files)
+        opts = opts if opts is not None else self.input_options()
+        expected = graph.tensors[graph.inputs[0]].dims
+        batches = iter_batches(paths, opts, expected, int(self.settings["batch_size"]))
+        first = next(batches)
+        fast = self.fast_runner(graph, first[1][:2], all_tensors=True)
+        return paths, itertools.chain([first], batches), fast
+
+    def qerror(
+        self, files: list[str], opts: Any = None, isolated: bool = False, progress: Any = None
+    ) -> Any:
+        """Per-layer QSNR, cosine, max error and saturation (see analysis.qerror)."""
+        from nnshell.analysis.qerror import qerror
+
+        graph = self.require_graph()
+        qstate = self.require_quantized()
+        if not files:
+            raise UsageError("qerror needs image files", "qerror sample_images/test")
+        paths, batches, fast = self._analysis_pass(files, opts)
+        return qerror(graph, qstate, batches, len(paths), isolated, progress, fast)
+
+    def qexplain(self, selector: str | None) -> list[Any]:
+        """The integer formula of each selected layer with its numbers (analysis.qexplain)."""
+        from nnshell.analysis.qexplain import qexplain
+
+        graph = self.require_graph()
+        qstate = self.require_quantized()
+        return qexplain(graph, qstate, select_steps(graph, selector))
+
+    def astats(
+        self,
+        files: list[str],
+        opts: Any = None,
+        convergence: bool = False,
+        progress: Any = None,
+        mode: str | None = None,
+    ) -> Any:
+        """Activation statistics, ranges per method, convergence (analysis.astats).
+
+        With no files the statistics of the last ``aquant`` are reused (no convergence then).
+        The session does not change.
+        """
+        from nnshell.analysis.astats import astats
+
+        graph = self.require_graph()
+        if mode is None:
+            mode = str(self.qstate.options.mode) if self.qstate is not None else "minmax"
+        if files:
+            paths, batches, fast = self._analysis_pass(files, opts)
+            return astats(
+                graph,
+                batches,
+                len(paths),
+                mode,
+                convergence=convergence,
+                progress=progress,
+                fast=fast,
+            )
+        if self.stats is not None and not convergence:
+            return astats(graph, None, 0, mode, stats=self.stats, files=self.stats_files)
+        raise GraphStateError(
+            "astats needs calibration images"
+            + (" (--convergence reads them again)" if convergence else ""),
+            "astats sample_images/calib",
+        )
+
+    def compare_modes(
+        self,
+        files: list[str],
+        modes: list[str],
+        opts: Any = None,
+        validate_dir: str | None = None,
+        progress: Any = None,
+        symmetric: bool = False,
+        per_tensor: bool = False,
+    ) -> Any:
+        """``aquant --compare``: per-layer QSNR of each range method, top-1 per method.
+
+        Images are read once. The quantization is left as it was; when the session had no
+        statistics yet, the ones just collected are kept (a following ``aquant --mode M`` with
+        no files is then instant).
+        """
+        from nnshell.analysis.compare import SAMPLE_BYTES, compare_modes
+        from nnshell.images import expand_files, iter_batches
+
+        graph = self._require_sq8_graph()
+        opts = opts if opts is not None else self.input_options()
+        expected = graph.tensors[graph.inputs[0]].dims
+        bs = int(self.settings["batch_size"])
+        stats, sample, batches, total, fast = None, None, None, 0, None
+        if files:
+            paths, batches, fast = self._analysis_pass(files, opts)
+            total = len(paths)
+        elif self.stats is not None and self.stats_files:
+            stats, total, sample, used = self.stats, len(self.stats_files), [], 0
+            for names, batch in iter_batches(self.stats_files, opts, expected, bs):
+                if sample and used + batch.nbytes > SAMPLE_BYTES:
+                    break
+                sample.append((names, batch))
+                used += batch.nbytes
+            fast = self.fast_runner(graph, sample[0][1][:2], all_tensors=True)
+        else:
+            raise GraphStateError(
+                "aquant --compare needs calibration images",
+                "aquant sample_images/calib --compare minmax,mse",
+            )
+        vbatches, vtotal = None, 0
+        if validate_dir:
+            vpaths = expand_files([validate_dir])
+            vbatches, vtotal = iter_batches(vpaths, opts, expected, bs), len(vpaths)
+        report, new_stats, seen = compare_modes(
+            graph,
+            modes,
+            batches,
+            total,
+            symmetric,
+            per_tensor,
+            vbatches,
+            vtotal,
+            progress,
+            fast,
+            stats,
+            sample,
+        )
+        if self.stats is None and batches is not None:
+            self.stats, self.stats_files = new_stats, seen
+        return report
+
+    # -- portable C generation (issue 7) ---------------------------------------------------
+    def c_name(self, name: str | None = None) -> str:
+        """The C name of the generated graph: ``name``, the ``graph_name`` setting or the
+        graph's own name, made C-safe."""
+        from nnshell.codegen.c_emitter import c_identifier
+
+        graph = self.require_graph()
+        return c_identifier(name or self.settings.get("graph_name") or graph.name)
+
+    def gen_c(self, out_dir: str | None = None, name: str | None = None) -> list[Any]:
+        """Write the portable C99 implementation (``gen --target c``); return the paths.
+
+        ``out_dir`` defaults to the ``model_directory`` setting.
+        """
+        from nnshell.codegen.c_emitter import generate_c
+
+        graph = self.require_graph()
+        qstate = self.require_quantized()
+        out = out_dir if out_dir is not None else self.settings.get("model_directory") or "."
+        return generate_c(graph, qstate, out, self.c_name(name))
+
+    def gen_verify(self, specs: list[str], opts: Any = None, out_dir: str | None = None) -> Any:
+        """Build the generated C on the host, run it on images and compare every layer's bytes
+        with the integer executor (``gen --verify``). Without ``out_dir`` the build happens in
+        a temporary folder removed afterwards."""
+        import tempfile
+
+        from nnshell.codegen.verify import verify
+        from nnshell.images import expand_files
+
+        graph = self.require_graph()
+        qstate = self.require_quantized()
+        files = expand_files(specs)
+        opts = opts if opts is not None else self.input_options()
+        if out_dir is not None:
+            return verify(graph, qstate, files, opts, out_dir, self.c_name())
+        with tempfile.TemporaryDirectory(prefix="nnshell_verify_") as tmp:
+            return verify(graph, qstate, files, opts, tmp, self.c_name())
 
 
 @dataclass

@@ -49,6 +49,14 @@ SETTINGS: dict[str, SettingDef] = {
         SettingDef("tensor_directory", str, "tensors", "where gen writes the constant tensors"),
         SettingDef("model_file", str, None, "name of the generated model file", optional=True),
         SettingDef("batch_size", int, 64, "images per batch when walking a folder"),
+        SettingDef("l1_size", int, 64000, "L1 memory (bytes) given to the AutoTiler"),
+        SettingDef("l2_size", int, 300000, "L2 memory (bytes) given to the AutoTiler"),
+        SettingDef("l3_size", int, 8000000, "L3 RAM (bytes) given to the AutoTiler"),
+        SettingDef("l3_flash_mb", int, 64, "L3 flash (MB) given to the AutoTiler"),
+        SettingDef("l3_ram_device", str, "AT_MEM_L3_HRAM", "AutoTiler L3 RAM device (AT_MEM_L3_*)"),
+        SettingDef(
+            "l3_flash_device", str, "AT_MEM_L3_HFLASH", "AutoTiler L3 flash device (AT_MEM_L3_*)"
+        ),
         SettingDef(
             "float_backend",
             str,

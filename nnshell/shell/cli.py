@@ -37,6 +37,16 @@ def _arg_parser() -> argparse.ArgumentParser:
         metavar="VAR=VALUE",
         help="define a script variable for $(VAR) / ${VAR}",
     )
+    p.add_argument(
+        "-g",
+        dest="gen_state",
+        metavar="STATE.json",
+        help="generate the AutoTiler model from a saved state (no shell); with -M -m -T -H",
+    )
+    p.add_argument("-M", dest="gen_model_dir", metavar="DIR", help="-g: model directory")
+    p.add_argument("-m", dest="gen_model_file", metavar="FILE", help="-g: model C file name")
+    p.add_argument("-T", dest="gen_tensor_dir", metavar="DIR", help="-g: tensor directory")
+    p.add_argument("-H", dest="gen_header", metavar="HEADER", help="-g: header (model.h)")
     p.add_argument("--debug", action="store_true", help="show Python tracebacks on errors")
     p.add_argument("--version", action="version", version=f"nnshell {__version__}")
     return p
@@ -45,6 +55,8 @@ def _arg_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
     args = _arg_parser().parse_args(argv)
+    if args.gen_state:
+        return _generate_from_state(args)
     # Imported here so `nnshell --help` and `--version` stay instant.
     from nnshell.errors import NnshellError
     from nnshell.script import ScriptLine, command_lines, parse_defines, script_lines
@@ -69,7 +81,11 @@ def main(argv: list[str] | None = None) -> int:
         lines.insert(0, ScriptLine("", 0, f"open {shlex.quote(args.file)}"))
     if not batch:
         for line in lines:
-            if not run_command(app, line.text)[1]:
+            try:
+                if not run_command(app, line.text)[1]:
+                    continue
+            except KeyboardInterrupt:
+                sys.stderr.write("interrupted (Ctrl-C): the session is unchanged\n")
                 continue
             return 0
         app.poutput(f"nnshell {__version__} — type help for the commands, quit to leave.")
@@ -92,5 +108,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def _generate_from_state(args: argparse.Namespace) -> int:
+    """``nnshell -g STATE.json [-M DIR] [-m FILE] [-T DIR] [-H HEADER]``: AutoTiler files."""
+    from nnshell.errors import NnshellError
+    from nnshell.session import Session
+
+    try:
+        session = Session()
+        session.open(args.gen_state)
+        written = session.gen_autotiler(
+            args.gen_model_dir, args.gen_model_file, args.gen_tensor_dir, args.gen_header
+        )
+    except NnshellError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 1
+    sys.stderr.write(f"gen: wrote {len(written)} files; model {written[0]}\n")
+    return 0

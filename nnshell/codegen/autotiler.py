@@ -1,0 +1,861 @@
+"""``gen --target autotiler``: the GAP AutoTiler *model* C file, its ``.tensor`` files and header.
+
+The model file is a C program that calls the AutoTiler's SQ8 generators (GEN.md §A); it is built
+later against the GAP SDK, so here it is checked for structure, not executed. Layout, in order:
+includes, ``<G>Model(L1, L2, L3, L3Flash)`` (symbol dynamics, file names, memory devices from the
+``l1_size``/``l2_size``/``l3_size``/``l3_flash_mb``/``l3_ram_device``/``l3_flash_device``
+settings, library load, one generator call per kernel node in execution order, ``CreateGraph``
+with the globals and locals, the ``AddNode`` bindings, ``CloseGraph``) and ``main``.
+
+Names (GEN.md §A.1). ``<G>`` is the C-safe graph name (``set graph_name`` overrides it). Kernel
+nodes are numbered ``S1, S2, ...`` in execution order (data-moving reshapes are not kernels: their
+output is the same buffer) and named after what they do, e.g. ``S1_Conv2d_6x3x5x5_MaxPool_2x2_Relu``
+or ``S3_Linear_120x400_Relu``. Graph inputs/outputs are ``Input_<i>``/``Output_<i>``, intermediate
+activations ``S<k>_Output``, weights/biases ``Constant_<C-safe initializer name>`` and per-node
+constants ``S<k>_Mul_scale``, ``S<k>_Mul_shift`` and ``S<k>_Infos``.
+
+Tensor files (raw little-endian, C order): weights int8 ``out_c, in_c, h, w`` (the adjusted
+order), biases int32, ``Mul_scale`` uint8 (the SQ8 multiplier ``M``), ``Mul_shift`` int8 (``N``),
+``Infos`` int8 (below).
+
+Biases: the file holds the SDK's single int32 bias per channel, ``Bq + off`` (NodeQuant's
+``bias_total``): the int32 bias at the accumulator scale plus the zero-point offset of SQ8 §4,
+``-Zi·ΣWq + round_half_up(Zo·So/(Si·Sw))``. The input zero point is thus undone and the output
+zero point pre-added inside the accumulator, so the kernel computes exactly
+``act(clip8(rnorm((Σ Wq·Xq + B)·M, N)))`` — the integers of nnshell's executor.
+
+``Infos`` (``INFOS_SIZE`` = 9 signed bytes per kernel; nnshell's own layout)::
+
+    [0] ACT_LO   lowest code the activation keeps: Zo for ReLU/ReLUN, code(min) for a Clip,
+                 -128 without activation
+    [1] ACT_HI   highest code: code(max) for ReLUN/Clip, 127 otherwise
+    [2] LEAK_A   LeakyReLU slope in Q7, unsigned byte round_half_up(alpha·128) (0: none);
+                 negative codes become rnorm(y·A, 7)
+    [3] IN_ZP    input zero point Zi (conv/linear: already folded into the biases)
+    [4] OUT_ZP   output zero point Zo (conv/linear: already folded into the biases)
+    [5] OUT_M    output requantization multiplier, unsigned byte (pool rescale, global average
+                 pool, MatAdd output; 0: none — conv/linear carry theirs in Mul_scale)
+    [6] OUT_N    its shift
+    [7] IN1_M    MatAdd: multiplier of the rescaled input In1 (unsigned byte; 0: none)
+    [8] IN1_N    its shift
+
+Header ``<model dir>/<header>`` (default ``model.h``): for the graph input and every kernel
+node's output, ``<G>_<name>_OUT_SCALE/_OUT_QSCALE/_OUT_QNORM/_OUT_ZERO_POINT`` with
+``So ≈ QS·2^-QN`` from :func:`nnshell.fixed_point.header_qscale_qnorm` (SQ8.md §8).
+
+Paths: a relative ``tensor_dir`` is relative to ``model_dir`` (written there, and written as given
+in the ``ConstInfo`` paths, so run the generated tiler from the model directory); the output holds
+no timestamps and no absolute path unless one was given, so generating twice gives the same bytes.
+Every file is written atomically (temporary file in the same folder, then rename).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nnshell.errors import GraphStateError, ModelFileError, NnshellError
+from nnshell.fixed_point import QType, header_qscale_qnorm, round_half_up
+from nnshell.ir import Graph, Node, c_safe_name
+
+INFOS_SIZE = 9
+ACT_LO, ACT_HI, LEAK_A, IN_ZP, OUT_ZP, OUT_M, OUT_N, IN1_M, IN1_N = range(INFOS_SIZE)
+
+#: Data-moving ops that are no kernel: their output shares the input buffer.
+ALIAS_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout"})
+
+_CTYPES = {
+    "int8": "signed char * __restrict__",
+    "uint8": "unsigned char * __restrict__",
+    "int16": "signed short * __restrict__",
+    "int32": "signed int * __restrict__",
+}
+
+_ACT_NAMES = {"KOP_RELU": "Relu", "KOP_RELUN": "ReluN", "KOP_LEAKYRELU": "LeakyRelu"}
+
+
+class AutoTilerError(NnshellError):
+    """A graph that the AutoTiler SQ8 generators cannot express."""
+
+
+@dataclass
+class ConstArg:
+    """One global constant: C name, element type, values and the ConstInfo bits."""
+
+    name: str
+    ctype: str
+    data: np.ndarray
+    bits: int
+    comment: str = ""
+
+
+@dataclass
+class Kernel:
+    """One generator call and its graph node binding."""
+
+    step: int
+    cname: str
+    node: Node
+    generator: str
+    args: list[str]
+    ins: list[str]  # activation tensor names, in binding order
+    out: str
+    consts: list[ConstArg] = field(default_factory=list)
+    # order of the bindings: "in" activation inputs, "w" weights, "b" biases, "out", then per-node
+    binding: tuple[str, ...] = ()
+    gen_ctrl: list[tuple[str, str]] = field(default_factory=list)
+    comment: str = ""
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _fmt(x: float) -> str:
+    """A float as C source: shortest repr that round-trips (deterministic)."""
+    return repr(float(x))
+
+
+def _describe_q(q: QType | None) -> str:
+    if q is None:
+        return "-"
+    if q.per_channel:
+        return f"int{q.bits} per-channel ({np.asarray(q.scale).size} ch)"
+    return f"int{q.bits} S={float(q.scale):.9g} Z={q.zero_point}"
+
+
+def _code(v: float, q: QType) -> int:
+    return int(min(127, max(-128, round_half_up(v / float(q.scale)) + q.zero_point)))
+
+
+def _byte(v: Any) -> int:
+    """An unsigned byte stored in a signed char (two's complement bit pattern)."""
+    iv = int(v)
+    if not 0 <= iv <= 255:
+        raise AutoTilerError(f"value {iv} does not fit one unsigned byte of the Infos")
+    return iv - 256 if iv > 127 else iv
+
+
+def _hw(shape: Sequence[int]) -> tuple[int, int, int]:
+    """(channels, width, height) of an activation shape with batch (``1,C[,H[,W]]``)."""
+    dims = list(shape[1:])
+    c = int(dims[0]) if dims else 1
+    h = int(dims[1]) if len(dims) > 1 else 1
+    w = int(dims[2]) if len(dims) > 2 else 1
+    if len(dims) > 3:
+        raise AutoTilerError(f"activation of shape {tuple(shape)} has more than 3 dimensions")
+    return c, w, h
+
+
+def _act_parts(node: Node) -> tuple[list[Any], list[Any]]:
+    """(parts after the head, as given) for Fused nodes; ([], []) otherwise."""
+    if node.op != "Fused":
+        return [], []
+    parts = list(node.attrs.parts)
+    return parts[1:], parts
+
+
+def _activation(parts: Sequence[Any], q: QType, node_name: str) -> tuple[str, list[int]]:
+    """``(KOP_..., infos bytes 0..2)`` of the activation parts of a fusion (at most one)."""
+    acts = [p for p in parts if p.op in ("Relu", "Clip", "LeakyRelu")]
+    others = [
+        p for p in parts if p.op not in ("Relu", "Clip", "LeakyRelu", "MaxPool", "AveragePool")
+    ]
+    if others:
+        raise AutoTilerError(
+            f"{node_name}: {others[0].op} inside a fused layer has no AutoTiler SQ8 operator"
+        )
+    if len(acts) > 1:
+        raise AutoTilerError(f"{node_name}: more than one activation in one fused layer")
+    if not acts:
+        return "KOP_NONE", [-128, 127, 0]
+    act = acts[0]
+    if act.op == "Relu":
+        return "KOP_RELU", [q.zero_point, 127, 0]
+    if act.op == "Clip":
+        lo, hi = float(act.attrs.min), float(act.attrs.max)
+        if lo != 0.0:
+            raise AutoTilerError(f"{node_name}: Clip({lo:g}, {hi:g}) is no ReLU/ReLUN")
+        if not math.isfinite(hi):
+            return "KOP_RELU", [q.zero_point, 127, 0]
+        return "KOP_RELUN", [q.zero_point, _code(hi, q), 0]
+    alpha = int(round_half_up(float(act.attrs.alpha) * 128))
+    return "KOP_LEAKYRELU", [-128, 127, _byte(alpha)]
+
+
+def _pool_args(node: Node, x_shape: Sequence[int]) -> tuple[list[str], str]:
+    """Generator arguments ``PoolOper, Fpx, Fpy, Dpx, Dpy, Spx, Spy, PoolPad`` and the name part."""
+    from nnshell.ops.pool import pool_geometry
+
+    kernel, strides, dil, pads, _ = pool_geometry(node, tuple(x_shape))
+    if len(kernel) != 2:
+        raise AutoTilerError(f"{node.name}: only 2-D pools have an AutoTiler generator")
+    oper = "KOP_MAXPOOL" if node.op == "MaxPool" else "KOP_AVGPOOL"
+    pad = 1 if any(pads) else 0
+    args = [oper, kernel[1], kernel[0], dil[1], dil[0], strides[1], strides[0], pad]
+    kind = "MaxPool" if node.op == "MaxPool" else "AvgPool"
+    return [str(a) for a in args], f"{kind}_{kernel[0]}x{kernel[1]}"
+
+
+def _pad_ctrl(pads: Sequence[int], node_name: str) -> list[tuple[str, str]]:
+    """``PADTYPE`` control when the padding is not balanced (begin vs end)."""
+    nd = len(pads) // 2
+    before, after = sum(pads[:nd]), sum(pads[nd:])
+    if before == after:
+        return []
+    if any(pads[i] > pads[nd + i] for i in range(nd)) and any(
+        pads[i] < pads[nd + i] for i in range(nd)
+    ):
+        raise AutoTilerError(f"{node_name}: padding {tuple(pads)} is unbalanced both ways")
+    side = "AT_PAD_BALANCED_LEFT" if before > after else "AT_PAD_BALANCED_RIGHT"
+    return [("PADTYPE", f"AT_OPT_VAL({side})")]
+
+
+# --------------------------------------------------------------------------------------------
+# planning: one Kernel per kernel node
+# --------------------------------------------------------------------------------------------
+
+
+class _Planner:
+    def __init__(self, graph: Graph, qstate: Any) -> None:
+        self.graph = graph
+        self.qstate = qstate
+        self.used: set[str] = set()
+        self.kernels: list[Kernel] = []
+        self.alias: dict[str, str] = {}
+
+    def unique(self, base: str, step: int) -> str:
+        name = base if base not in self.used else f"{base}_S{step}"
+        self.used.add(name)
+        return name
+
+    def nq(self, node: Node) -> Any:
+        try:
+            return self.qstate.nodes[node.name]
+        except KeyError:
+            raise GraphStateError(
+                f"node '{node.name}' is not quantized", "aquant <calibration images>"
+            ) from None
+
+    def in_acts(self, node: Node) -> list[str]:
+        return [i for i in node.inputs if i and not self.graph.tensors[i].is_const]
+
+    def plan(self) -> list[Kernel]:
+        for node in self.graph.nodes:
+            if node.op in ALIAS_OPS:
+                ins = self.in_acts(node)
+                if len(ins) != 1 or len(node.outputs) != 1:
+                    raise AutoTilerError(f"{node.name}: {node.op} with several activations")
+                self.alias[node.outputs[0]] = ins[0]
+                continue
+            step = len(self.kernels) + 1
+            head = node.attrs.parts[0].op if node.op == "Fused" else node.op
+            if head == "Conv":
+                k = self.conv(node, step)
+            elif head == "Linear":
+                k = self.linear(node, step)
+            elif head in ("MaxPool", "AveragePool"):
+                k = self.pool(node, step)
+            elif head in ("GlobalAveragePool", "GlobalMaxPool"):
+                k = self.global_pool(node, step)
+            elif head == "Add":
+                k = self.matadd(node, step)
+            elif head == "Softmax":
+                k = self.softmax(node, step)
+            else:
+                raise AutoTilerError(
+                    f"node '{node.name}' ({head}) has no AutoTiler SQ8 generator in nnshell",
+                    "gen --target c supports more layers",
+                )
+            self.kernels.append(k)
+        return self.kernels
+
+    # -- per kind ------------------------------------------------------------------------------
+    def _infos(self, step: int, values: list[int]) -> ConstArg:
+        data = np.array(values, dtype=np.int64)
+        if data.min() < -128 or data.max() > 127:
+            raise AutoTilerError(f"S{step}: Infos value outside a signed byte: {values}")
+        return ConstArg(self.unique(f"S{step}_Infos", step), "int8", data.astype(np.int8), 8)
+
+    def _weighted_consts(self, node: Node, step: int, nq: Any) -> list[ConstArg]:
+        c = nq.consts
+        w_name = node.inputs[1] if len(node.inputs) > 1 else f"{node.name}_weights"
+        b_src = node.inputs[2] if len(node.inputs) > 2 and node.inputs[2] else f"{w_name}_bias"
+        shift = np.asarray(c["shift"], dtype=np.int64)
+        if shift.min(initial=0) < -128 or shift.max(initial=0) > 127:
+            raise AutoTilerError(f"{node.name}: a shift does not fit the int8 Mul_shift")
+        return [
+            ConstArg(
+                self.unique("Constant_" + c_safe_name(w_name).lstrip("_"), step),
+                "int8",
+                np.ascontiguousarray(c["weights"], dtype=np.int8),
+                8,
+            ),
+            ConstArg(
+                self.unique("Constant_" + c_safe_name(b_src).lstrip("_"), step),
+                "int32",
+                np.ascontiguousarray(c["bias_total"], dtype=np.int32),
+                32,
+                "BiasQ: 0 (int32 bias + zero-point offsets)",
+            ),
+            ConstArg(
+                self.unique(f"S{step}_Mul_scale", step),
+                "uint8",
+                np.ascontiguousarray(c["mul"], dtype=np.uint8).reshape(-1),
+                8,
+            ),
+            ConstArg(
+                self.unique(f"S{step}_Mul_shift", step),
+                "int8",
+                shift.astype(np.int8).reshape(-1),
+                8,
+            ),
+        ]
+
+    def _base_infos(self, act: list[int], nq: Any) -> list[int]:
+        infos = [0] * INFOS_SIZE
+        infos[ACT_LO], infos[ACT_HI], infos[LEAK_A] = act
+        qin = next((q for q in nq.in_q if q is not None), None)
+        infos[IN_ZP] = qin.zero_point if qin is not None else 0
+        infos[OUT_ZP] = nq.out_q.zero_point
+        return infos
+
+    def conv(self, node: Node, step: int) -> Kernel:
+        from nnshell.ops.conv import conv_geometry
+        from nnshell.ops.fused import part_node
+
+        g = self.graph
+        nq = self.nq(node)
+        rest, parts = _act_parts(node)
+        head = part_node(parts[0], node.inputs, ["_"]) if parts else node
+        x = g.tensors[node.inputs[0]]
+        wq = nq.consts["weights"]
+        kernel, strides, dil, pads, outs = conv_geometry(head, x.shape, wq.shape)
+        if len(kernel) != 2:
+            raise AutoTilerError(f"{node.name}: only 2-D convolutions have an AutoTiler generator")
+        group = int(head.attrs.group)
+        in_c, out_c = int(x.shape[1]), int(wq.shape[0])
+        _, width, height = _hw(x.shape)
+        ctrl = _pad_ctrl(pads, node.name)
+        dw = group > 1 and group == in_c == out_c
+        name = f"Conv2d_{out_c}x{wq.shape[1]}x{kernel[0]}x{kernel[1]}"
+        if dw:
+            name += "_DW"
+        if kernel == (1, 1) and group == 1:
+            ctrl.append(("ENABLEIM2COL", "AT_OPT_VAL(1)"))
+        pool_args = ["KOP_NONE", "0", "0", "0", "0", "0", "0", "0"]
+        seen_act = False
+        shape = (1, out_c, *outs)
+        for p in rest:
+            if p.op in ("MaxPool", "AveragePool"):
+                if seen_act and p.op == "AveragePool":
+                    raise AutoTilerError(
+                        f"{node.name}: an activation before an average pool is not expressible"
+                    )
+                pnode = part_node(p, ["_"], ["_"])
+                pool_args, pname = _pool_args(pnode, shape)
+                name += f"_{pname}"
+            else:
+                seen_act = True
+        act, act_infos = _activation(rest, nq.out_q, node.name)
+        if act != "KOP_NONE":
+            name += f"_{_ACT_NAMES[act]}"
+        cname = self.unique(f"S{step}_{name}", step)
+        conv_pad = "1" if any(pads) else "0"
+        args = [str(in_c), str(out_c), str(width), str(height)]
+        args += ["KOP_CONV_DW" if dw else "KOP_CONV", str(kernel[1]), str(kernel[0])]
+        args += [str(dil[1]), str(dil[0]), str(strides[1]), str(strides[0]), conv_pad]
+        args += [*pool_args, act]
+        generator = "CNN_ConvolutionPoolAct_SQ8"
+        lead = ["4", "1"]
+        if group > 1 and not dw:
+            generator = "CNN_GroupedConvolutionPoolAct_SQ8"
+            lead = [str(in_c // group), str(out_c // group), *lead]
+        consts = self._weighted_consts(node, step, nq)
+        consts.append(self._infos(step, self._base_infos(act_infos, nq)))
+        return Kernel(
+            step,
+            cname,
+            node,
+            generator,
+            lead + args,
+            [node.inputs[0]],
+            node.outputs[0],
+            consts,
+            ("in", "w", "b", "out", "scale", "scalen", "infos"),
+            ctrl,
+            self._comment(nq, weights=True),
+        )
+
+    def linear(self, node: Node, step: int) -> Kernel:
+        g = self.graph
+        nq = self.nq(node)
+        rest, _ = _act_parts(node)
+        if any(p.op in ("MaxPool", "AveragePool") for p in rest):
+            raise AutoTilerError(f"{node.name}: a pool after a linear layer is not expressible")
+        x = g.tensors[node.inputs[0]]
+        wq = nq.consts["weights"]
+        in_dim = int(np.prod(x.shape[1:]))
+        out_dim = int(wq.shape[0])
+        act, act_infos = _activation(rest, nq.out_q, node.name)
+        name = f"Linear_{out_dim}x{in_dim}"
+        if act != "KOP_NONE":
+            name += f"_{_ACT_NAMES[act]}"
+        cname = self.unique(f"S{step}_{name}", step)
+        consts = self._weighted_consts(node, step, nq)
+        consts.append(self._infos(step, self._base_infos(act_infos, nq)))
+        return Kernel(
+            step,
+            cname,
+            node,
+            "CNN_LinearAct_SQ8",
+            ["4", "1", str(in_dim), str(out_dim), "KOP_LINEAR", act],
+            [node.inputs[0]],
+            node.outputs[0],
+            consts,
+            ("in", "w", "b", "out", "scale", "scalen", "infos"),
+            [],
+            self._comment(nq, weights=True),
+        )
+
+    def _rescale_infos(self, infos: list[int], c: Mapping[str, np.ndarray]) -> None:
+        if "rescale_mul" in c:
+            infos[OUT_M] = _byte(c["rescale_mul"])
+            infos[OUT_N] = int(c["rescale_shift"])
+        elif "mul" in c:
+            infos[OUT_M] = _byte(c["mul"])
+            infos[OUT_N] = int(c["shift"])
+
+    def pool(self, node: Node, step: int) -> Kernel:
+        from nnshell.ops.fused import part_node
+
+        g = self.graph
+        nq = self.nq(node)
+        rest, parts = _act_parts(node)
+        head = part_node(parts[0], node.inputs, ["_"]) if parts else node
+        x = g.tensors[node.inputs[0]]
+        feat, width, height = _hw(x.shape)
+        pool_args, pname = _pool_args(head, x.shape)
+        act, act_infos = _activation(rest, nq.out_q, node.name)
+        name = pname + (f"_{_ACT_NAMES[act]}" if act != "KOP_NONE" else "")
+        cname = self.unique(f"S{step}_{name}", step)
+        infos = self._base_infos(act_infos, nq)
+        self._rescale_infos(infos, nq.consts)
+        from nnshell.ops.pool import pool_geometry
+
+        ctrl = _pad_ctrl(pool_geometry(head, x.shape)[3], node.name)
+        return Kernel(
+            step,
+            cname,
+            node,
+            "CNN_PoolAct_SQ8",
+            [str(feat), str(width), str(height), *pool_args, act],
+            [node.inputs[0]],
+            node.outputs[0],
+            [self._infos(step, infos)],
+            ("in", "out", "infos"),
+            ctrl,
+            self._comment(nq),
+        )
+
+    def global_pool(self, node: Node, step: int) -> Kernel:
+        g = self.graph
+        nq = self.nq(node)
+        rest, parts = _act_parts(node)
+        head_op = parts[0].op if parts else node.op
+        x = g.tensors[node.inputs[0]]
+        feat, width, height = _hw(x.shape)
+        act, act_infos = _activation(rest, nq.out_q, node.name)
+        oper = "KOP_GLOBAL_AVGPOOL" if head_op == "GlobalAveragePool" else "KOP_GLOBAL_MAXPOOL"
+        name = ("GlobalAvgPool" if oper == "KOP_GLOBAL_AVGPOOL" else "GlobalMaxPool") + (
+            f"_{_ACT_NAMES[act]}" if act != "KOP_NONE" else ""
+        )
+        infos = self._base_infos(act_infos, nq)
+        self._rescale_infos(infos, nq.consts)
+        return Kernel(
+            step,
+            self.unique(f"S{step}_{name}", step),
+            node,
+            "CNN_GlobalPoolAct_SQ8",
+            [str(feat), str(width), str(height), oper, act],
+            [node.inputs[0]],
+            node.outputs[0],
+            [self._infos(step, infos)],
+            ("in", "out", "infos"),
+            [],
+            self._comment(nq),
+        )
+
+    def matadd(self, node: Node, step: int) -> Kernel:
+        g = self.graph
+        nq = self.nq(node)
+        rest, _ = _act_parts(node)
+        ins = self.in_acts(node)
+        c = nq.consts
+        if len(ins) != 2 or "ref_input" not in c:
+            raise AutoTilerError(f"{node.name}: only an Add of two activations is a MatAdd")
+        j = int(c["ref_input"])
+        i = 1 - j
+        feat, width, height = _hw(g.tensors[node.outputs[0]].shape)
+        act, act_infos = _activation(rest, nq.out_q, node.name)
+        infos = self._base_infos(act_infos, nq)
+        infos[OUT_M], infos[OUT_N] = _byte(c["mul"]), int(c["shift"])
+        infos[IN1_M], infos[IN1_N] = _byte(c["in_mul"][i]), int(c["in_shift"][i])
+        name = f"MatAdd_{feat}x{height}x{width}" + (
+            f"_{_ACT_NAMES[act]}" if act != "KOP_NONE" else ""
+        )
+        return Kernel(
+            step,
+            self.unique(f"S{step}_{name}", step),
+            node,
+            "CNN_MatAddAct_SQ8",
+            [str(feat), str(width), str(height), "KOP_MATADD", act],
+            [ins[i], ins[j]],  # In1 is the input rescaled to In2's scale
+            node.outputs[0],
+            [self._infos(step, infos)],
+            ("in", "in", "out", "infos"),
+            [],
+            self._comment(nq),
+        )
+
+    def softmax(self, node: Node, step: int) -> Kernel:
+        g = self.graph
+        nq = self.nq(node)
+        dim = int(np.prod(g.tensors[node.inputs[0]].shape[1:]))
+        ctrl = [("OUTPUT_DATASIZE", "AT_OPT_VAL(1)")] if nq.out_q.bits == 8 else []
+        infos = self._base_infos([-128, 127, 0], nq)
+        return Kernel(
+            step,
+            self.unique(f"S{step}_SoftMax", step),
+            node,
+            "CNN_SoftMax_SQ8",
+            [str(dim), "KOP_SOFTMAX"],
+            [node.inputs[0]],
+            node.outputs[0],
+            [self._infos(step, infos)],
+            ("in", "out", "infos"),
+            ctrl,
+            self._comment(nq),
+        )
+
+    def _comment(self, nq: Any, weights: bool = False) -> str:
+        ins = ", ".join(_describe_q(q) for q in nq.in_q if q is not None)
+        text = f"In: {ins}"
+        if weights:
+            text += " Weights: int8 per-channel Bias: int32"
+        return text + f" Out: {_describe_q(nq.out_q)}"
+
+
+# --------------------------------------------------------------------------------------------
+# emission
+# --------------------------------------------------------------------------------------------
+
+
+def _ctype_of(q: QType) -> str:
+    return _CTYPES["int8" if q.bits <= 8 else ("int16" if q.bits <= 16 else "int32")]
+
+
+def graph_c_name(graph: Graph, settings: Mapping[str, Any]) -> str:
+    """The ``<G>`` of the generated names: ``set graph_name``, else the C-safe graph name."""
+    return c_safe_name(settings.get("graph_name") or graph.name)
+
+
+class _Emitter:
+    def __init__(
+        self, graph: Graph, qstate: Any, settings: Mapping[str, Any], tensor_dir: str
+    ) -> None:
+        self.graph = graph
+        self.qstate = qstate
+        self.settings = settings
+        self.tensor_dir = tensor_dir.replace(os.sep, "/").rstrip("/") or "."
+        self.g = graph_c_name(graph, settings)
+        planner = _Planner(graph, qstate)
+        self.kernels = planner.plan()
+        self.alias = planner.alias
+        self.cnames = self._tensor_names()
+
+    def root(self, t: str) -> str:
+        while t in self.alias:
+            t = self.alias[t]
+        return t
+
+    def _tensor_names(self) -> dict[str, str]:
+        names: dict[str, str] = {}
+        for i, t in enumerate(self.graph.inputs, start=1):
+            names[t] = f"Input_{i}"
+        for i, t in enumerate(self.graph.outputs, start=1):
+            r = self.root(t)
+            if r in names:
+                raise AutoTilerError(f"graph output '{t}' is a graph input: nothing to generate")
+            names[r] = f"Output_{i}"
+        for k in self.kernels:
+            names.setdefault(k.out, f"S{k.step}_Output")
+        return names
+
+    def cname(self, t: str) -> str:
+        return self.cnames[self.root(t)]
+
+    def qtype(self, t: str) -> QType:
+        q = self.qstate.tensors.get(t)
+        return q if q is not None else self.qstate.tensors[self.root(t)]
+
+    @staticmethod
+    def _tcarg(*fields: str, const: str = "0") -> str:
+        ctype, name, *rest = fields
+        return f'TCArgInfo("{ctype}", "{name}", {", ".join(rest)}, {const})'
+
+    def model_c(self, model_file_h: str) -> str:
+        g, st = self.g, self.settings
+        out: list[str] = []
+        w = out.append
+        w(f"/* AutoTiler model of graph '{self.graph.name}', generated by nnshell (SQ8). */")
+        w("#include <stdint.h>")
+        w("#include <stdio.h>")
+        w('#include "AutoTilerLib.h"')
+        w('#include "CNN_Generators_SQ8.h"')
+        w('#include "CNN_Copy_Generators.h"')
+        w("")
+        w(
+            f"void {g}Model(unsigned int L1Memory, unsigned int L2Memory, "
+            "unsigned int L3Memory, unsigned int L3Flash)"
+        )
+        w("{")
+        w("    KernelOper_T Cop = KOP_CONV;")
+        w("")
+        w("    SetSymbolDynamics();")
+        w("")
+        w(f'    SetUsedFilesNames(0, 3, "Gap.h", "{model_file_h}", "CNN_BasicKernels_SQ8.h");')
+        w(f'    SetGeneratedFilesNames("{g}Kernels.c", "{g}Kernels.h");')
+        w("")
+        w("    SetMemoryDeviceInfos(4,")
+        w(f'        AT_MEM_L1, L1Memory, "{g}_L1_Memory", 0, 0,')
+        w(f'        AT_MEM_L2, L2Memory, "{g}_L2_Memory", 0, 1,')
+        w(f'        {st.get("l3_ram_device", "AT_MEM_L3_HRAM")}, L3Memory, "{g}_L3_Memory", 0, 0,')
+        w(
+            f'        {st.get("l3_flash_device", "AT_MEM_L3_HFLASH")}, L3Flash, "{g}_L3_Flash", '
+            f'"{g}_L3_Flash_Const.dat", 0);'
+        )
+        w("")
+        w("    LoadCNN_SQ8_Library();")
+        w("")
+        for k in self.kernels:
+            w(f"    // generator for {k.node.name}")
+            ctrl = "0"
+            if k.gen_ctrl:
+                gc = f"gen_ctrl_{k.cname}"
+                w(f"    CNN_GenControl_T {gc};")
+                w(f"    CNN_InitGenCtrl(&{gc});")
+                for key, val in k.gen_ctrl:
+                    w(f'    CNN_SetGenCtrl(&{gc}, "{key}", {val});')
+                ctrl = f"&{gc}"
+            args = ", ".join([f'"{k.cname}"', ctrl, *k.args])
+            w(f"    {k.generator}({args});")
+            w("")
+        # CreateGraph
+        globals_: list[str] = []
+        for t in self.graph.inputs:
+            globals_.append(
+                self._tcarg(
+                    _ctype_of(self.qstate.tensors[t]),
+                    self.cname(t),
+                    "ARG_SCOPE_ARG",
+                    "ARG_DIR_IN",
+                    "AT_MEM_L2",
+                    "AT_MEM_L2",
+                )
+            )
+        for k in self.kernels:
+            for c in k.consts:
+                ci = f'ConstInfo("{self.tensor_dir}/{c.name}.tensor", 1, 1, {c.bits}, 0)'
+                arg = self._tcarg(
+                    _CTYPES[c.ctype],
+                    c.name,
+                    "ARG_SCOPE_GLOBAL",
+                    "ARG_DIR_CONSTIN",
+                    "AT_MEM_L3_HFLASH",
+                    "AT_MEM_UNDEF",
+                    const=ci,
+                )
+                globals_.append((f"// {c.comment}\n            " if c.comment else "") + arg)
+        for t in self.graph.outputs:
+            globals_.append(
+                self._tcarg(
+                    _ctype_of(self.qtype(t)),
+                    self.cname(t),
+                    "ARG_SCOPE_ARG",
+                    "ARG_DIR_OUT",
+                    "AT_MEM_L2",
+                    "AT_MEM_L2",
+                )
+            )
+        outputs = {self.root(t) for t in self.graph.outputs}
+        locals_ = [
+            self._tcarg(
+                _ctype_of(self.qstate.tensors[k.out]),
+                self.cname(k.out),
+                "ARG_SCOPE_LOCAL",
+                "ARG_DIR_INOUT",
+                "AT_MEM_UNDEF",
+                "AT_MEM_UNDEF",
+            )
+            for k in self.kernels
+            if k.out not in outputs
+        ]
+        w(f'    CreateGraph("{g}CNN",')
+        w("        /* Arguments either passed or globals */")
+        w(f"        CArgs({len(globals_)}" + ("," if globals_ else ""))
+        w(",\n".join(f"            {a}" for a in globals_))
+        w("        ),")
+        w("        /* Locals, allocated dynamically */")
+        w(f"        CArgs({len(locals_)}" + ("," if locals_ else ""))
+        if locals_:
+            w(",\n".join(f"            {a}" for a in locals_))
+        w("        )")
+        w("    );")
+        w("")
+        w("    /* no concats in graph so not stacked tensors created */")
+        w("")
+        for k in self.kernels:
+            binds = self._bindings(k)
+            w(f"    // {k.comment}")
+            w(f'    AddNode("{k.cname}",')
+            w(f"        Bindings({len(binds)},")
+            w(",\n".join(f"            {b}" for b in binds))
+            w("        )")
+            w("    );")
+        w("    CloseGraph();")
+        w("}")
+        w("")
+        w("int main(int argc, char **argv)")
+        w("{")
+        w("    if (TilerParseOptions(argc, argv)) {")
+        w('        printf("Failed to initialize or incorrect output arguments directory.\\n");')
+        w("        return 1;")
+        w("    }")
+        l1, l2 = int(st.get("l1_size", 64000)), int(st.get("l2_size", 300000))
+        l3, fl = int(st.get("l3_size", 8000000)), int(st.get("l3_flash_mb", 64))
+        w(f"    {g}Model({l1}, {l2}, {l3}, {fl}*1024*1024);")
+        w("    GenerateTilingCode();")
+        w("    return 0;")
+        w("}")
+        return "\n".join(out) + "\n"
+
+    def _bindings(self, k: Kernel) -> list[str]:
+        ins = iter(k.ins)
+        consts = {c.name: c for c in k.consts}
+        order = list(consts)
+        cmap = {
+            "w": order[0] if len(order) > 3 else None,
+            "b": order[1] if len(order) > 3 else None,
+            "scale": order[2] if len(order) > 3 else None,
+            "scalen": order[3] if len(order) > 3 else None,
+            "infos": order[-1],
+        }
+        out = []
+        for role in k.binding:
+            if role == "in":
+                out.append(f'GNodeArg(GNA_IN, "{self.cname(next(ins))}", 0)')
+            elif role == "out":
+                out.append(f'GNodeArg(GNA_OUT, "{self.cname(k.out)}", 0)')
+            else:
+                out.append(f'GNodeArg(GNA_IN, "{cmap[role]}", 0)')
+        return out
+
+    def header(self, guard_name: str) -> str:
+        g = self.g.upper()
+        guard = c_safe_name(guard_name).upper().lstrip("_") + "_"
+        out = [
+            f"#ifndef {guard}",
+            f"#define {guard}",
+            "",
+            f"/* Output quantization of graph '{self.graph.name}' (SQ8.md section 8):",
+            " * real = (q - ZERO_POINT) * SCALE, SCALE ~= QSCALE * 2^-QNORM (7-bit QSCALE). */",
+        ]
+        entries = [(self.cname(t), self.qstate.tensors[t]) for t in self.graph.inputs]
+        entries += [(k.cname, self.qstate.tensors[k.out]) for k in self.kernels]
+        for name, q in entries:
+            s = float(q.scale)
+            qs, qn = header_qscale_qnorm(s)
+            out.append(f"// {name}")
+            out.append(f"#define {g}_{name}_OUT_SCALE\t{_fmt(s)}")
+            out.append(f"#define {g}_{name}_OUT_QSCALE\t{qs}")
+            out.append(f"#define {g}_{name}_OUT_QNORM\t{qn}")
+            out.append(f"#define {g}_{name}_OUT_ZERO_POINT\t{q.zero_point}")
+        out += ["", f"#endif /* {guard} */", ""]
+        return "\n".join(out)
+
+
+def generate_autotiler(
+    graph: Graph,
+    qstate: Any,
+    settings: Mapping[str, Any],
+    model_dir: str | os.PathLike[str],
+    model_file: str | None,
+    tensor_dir: str | os.PathLike[str],
+    header: str | None,
+    write_tensors: bool = True,
+) -> list[Path]:
+    """Write the AutoTiler model C file, one ``.tensor`` per constant and the header.
+
+    ``model_file`` defaults to ``<G>Model.c`` and ``header`` to ``model.h`` (both inside
+    ``model_dir``); a relative ``tensor_dir`` is inside ``model_dir``. Returns the written paths
+    (model file, header, then the tensor files in CreateGraph order).
+    """
+    if qstate is None:
+        raise GraphStateError("the graph is not quantized", "aquant <calibration images>")
+    if getattr(qstate, "scheme", "SQ8") != "SQ8":
+        raise AutoTilerError(f"gen autotiler writes SQ8 models, not {qstate.scheme}")
+    em = _Emitter(graph, qstate, settings, str(tensor_dir))
+    mdir = Path(model_dir)
+    model_name = model_file or f"{em.g}Model.c"
+    header_name = header or "model.h"
+    tdir = Path(tensor_dir)
+    if not tdir.is_absolute():
+        tdir = mdir / tdir
+    try:
+        mdir.mkdir(parents=True, exist_ok=True)
+        if write_tensors:
+            tdir.mkdir(parents=True, exist_ok=True)
+        written: list[Path] = []
+        model_path = mdir / model_name
+        _atomic_write(model_path, em.model_c(f"{em.g}.h").encode())
+        written.append(model_path)
+        header_path = mdir / header_name
+        _atomic_write(header_path, em.header(Path(header_name).name).encode())
+        written.append(header_path)
+        if write_tensors:
+            for k in em.kernels:
+                for c in k.consts:
+                    p = tdir / f"{c.name}.tensor"
+                    data = np.ascontiguousarray(c.data, dtype=np.dtype(c.ctype).newbyteorder("<"))
+                    _atomic_write(p, data.tobytes())
+                    written.append(p)
+    except OSError as exc:
+        raise ModelFileError(
+            f"gen autotiler: cannot write to '{exc.filename or mdir}': {exc.strerror or exc}"
+        ) from None
+    return written
+
+
+__all__ = ["INFOS_SIZE", "AutoTilerError", "generate_autotiler", "graph_c_name"]
