@@ -18,9 +18,12 @@ from nnshell import settings as settings_mod
 from nnshell.errors import NnshellError, UsageError
 from nnshell.report.tables import settings_table
 from nnshell.session import Session
+from nnshell.shell.commands.analysis_cmds import AnalysisCommands
+from nnshell.shell.commands.gen_cmds import GenCommands
 from nnshell.shell.commands.model_cmds import ModelCommands
 from nnshell.shell.commands.quant_cmds import QuantCommands
 from nnshell.shell.commands.run_cmds import RunCommands
+from nnshell.shell.commands.state_cmds import StateCommands
 from nnshell.shell.commands.transform_cmds import TransformCommands
 from nnshell.shell.parser import NnArgumentParser
 
@@ -45,7 +48,15 @@ class NnShell(cmd2.Cmd):
             include_py=False,
             include_ipy=False,
             persistent_history_file=persistent_history_file,
-            command_sets=[ModelCommands(), TransformCommands(), QuantCommands(), RunCommands()],
+            command_sets=[
+                ModelCommands(),
+                TransformCommands(),
+                QuantCommands(),
+                RunCommands(),
+                StateCommands(),
+                AnalysisCommands(),
+                GenCommands(),
+            ],
             suggest_similar_command=True,
             auto_suggest=False,
         )
@@ -121,6 +132,23 @@ class NnShell(cmd2.Cmd):
             text = f"{self.error_prefix}error: {text}"
         kwargs.setdefault("style", None)
         super().perror(text, **kwargs)
+
+    def onecmd_plus_hooks(
+        self, line: str, *, raise_keyboard_interrupt: bool = False, **kwargs: Any
+    ) -> bool:
+        """Ctrl-C during a command: one note (cmd2 alone says nothing); the session is as before.
+
+        Session methods assign their results only when complete, so an interrupted command
+        leaves the graph and the quantization as they were. Scripts get the interrupt raised.
+        """
+        try:
+            return super().onecmd_plus_hooks(line, raise_keyboard_interrupt=True, **kwargs)
+        except KeyboardInterrupt:
+            if raise_keyboard_interrupt:
+                raise
+            self.last_error = "interrupted"
+            cmd2.Cmd.perror(self, "interrupted (Ctrl-C): the session is unchanged", style=None)
+            return False
 
     def default(self, statement: cmd2.Statement) -> bool | None:
         """An unknown command is an error (scripts stop), with close matches suggested."""

@@ -54,6 +54,16 @@ class QuantCommands(cmd2.CommandSet):  # type: ignore[type-arg]
         action="store_true",
         help="one weight scale per layer instead of per channel",
     )
+    aquant_parser.add_argument(
+        "--compare",
+        metavar="M1,M2,...",
+        help="compare range methods (e.g. minmax,percentile:99.99,mse,kl): per-layer QSNR "
+        "table, images read once; the quantization is left unchanged",
+    )
+    aquant_parser.add_argument(
+        "--validate", metavar="DIR", help="with --compare: top-1 per method on a labelled folder"
+    )
+    aquant_parser.add_argument("--json", action="store_true", help="with --compare: JSON")
     add_input_options(aquant_parser)
 
     @cmd2.with_argparser(aquant_parser)
@@ -63,6 +73,22 @@ class QuantCommands(cmd2.CommandSet):  # type: ignore[type-arg]
 
         session = self.app.session
         opts = session.input_options(**input_overrides(args))
+        if args.compare:
+            from nnshell.shell.commands.analysis_cmds import print_compare
+
+            modes = [m.strip() for m in args.compare.split(",") if m.strip()]
+            with image_progress("comparing") as progress:
+                rep = session.compare_modes(
+                    args.files,
+                    modes,
+                    opts,
+                    args.validate,
+                    progress,
+                    args.symmetric,
+                    args.per_tensor,
+                )
+            print_compare(self.app, rep, args.json)
+            return
         with image_progress("calibrating") as progress:
             out = session.aquant(
                 args.files, opts, args.mode, args.symmetric, args.per_tensor, progress

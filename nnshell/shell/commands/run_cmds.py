@@ -33,6 +33,16 @@ class RunCommands(cmd2.CommandSet):  # type: ignore[type-arg]
         metavar="FILE.npz",
         help="write one array per node name plus each graph output",
     )
+    dump_parser.add_argument(
+        "-q", "--quantized", action="store_true", help="the integer graph's int8 outputs"
+    )
+    dump_parser.add_argument(
+        "-d", "--dequantize", action="store_true", help="quantized outputs as real values"
+    )
+    dump_parser.add_argument(
+        "-S", "--store", metavar="NAME", help="keep the arrays as tensor set NAME (see tensors)"
+    )
+    dump_parser.add_argument("-s", "--step", metavar="STEP", help="only this step (a selector)")
     add_input_options(dump_parser)
 
     @cmd2.with_argparser(dump_parser)
@@ -42,7 +52,11 @@ class RunCommands(cmd2.CommandSet):  # type: ignore[type-arg]
 
         session = self.app.session
         opts = session.input_options(**input_overrides(args))
-        arrays = session.dump(args.file, opts)
+        arrays = session.dump(
+            args.file, opts, args.quantized, args.dequantize, args.step, args.store
+        )
+        if args.store:
+            self.app.poutput(f"dump: stored {len(arrays)} arrays as tensor set '{args.store}'")
         if args.save:
             atomic_write_npz(args.save, arrays)
             self.app.poutput(f"dump: wrote {len(arrays)} arrays to {args.save}")
@@ -50,7 +64,8 @@ class RunCommands(cmd2.CommandSet):  # type: ignore[type-arg]
         import numpy as np
         from rich.table import Table
 
-        table = Table(title=f"float outputs for {args.file}", header_style="bold")
+        kind = "dequantized" if args.dequantize else "quantized" if args.quantized else "float"
+        table = Table(title=f"{kind} outputs for {args.file}", header_style="bold")
         for col in ("Name", "Shape", "Min", "Max", "Mean", "Std"):
             table.add_column(col, justify="left" if col in ("Name", "Shape") else "right")
         for name, a in arrays.items():
