@@ -17,9 +17,9 @@ class NnshellError(Exception):
         self.hint = hint
 
     def __str__(self) -> str:
-        if self.hint:
-            return f"{self.message} [hint: {self.hint}]"
-        return self.message
+        text = f"{self.message} [hint: {self.hint}]" if self.hint else self.message
+        # one line whatever a file put in a name: control characters are shown escaped
+        return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
 class UsageError(NnshellError):
@@ -60,3 +60,7 @@ class SettingError(NnshellError):
 
 class QuantizationError(NnshellError):
     """A value the 8-bit scheme cannot represent (bias beyond int32, multiplier >= 256, ...)."""
+
+
+class CodegenError(NnshellError):
+    """A graph (or a node) that code generation cannot express, or a C build that failed."""

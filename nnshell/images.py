@@ -348,10 +348,10 @@ def _layout(
 def _load(path: str, opts: InputOptions, expected: tuple[int, ...]) -> tuple[np.ndarray, bool]:
     name = os.path.basename(path)
     ext = _ext(path)
-    if ext == "npy":
-        arr = _read_npy(path, opts)
-    elif ext == "raw":
-        arr = _read_raw(path, opts, expected)
+    if ext in ("npy", "raw"):
+        arr = _read_npy(path, opts) if ext == "npy" else _read_raw(path, opts, expected)
+        if not np.isfinite(arr).all():  # NaN/inf would poison calibration and integer rounding
+            raise ImageError(f"'{name}' holds NaN or infinite values")
     else:
         arr = _read_pil(path, opts, expected)
     arr = _normalise(arr, opts, name)

@@ -24,6 +24,8 @@ from nnshell.ops import op_for_onnx
 
 #: Declared tensors larger than this are refused before any memory is allocated.
 MAX_TENSOR_ELEMENTS = 1 << 31
+#: Constants computed at import (folded nodes) larger than this are refused before evaluation.
+MAX_FOLD_ELEMENTS = 1 << 27
 
 
 def _attr_value(attr: Any) -> Any:
@@ -58,7 +60,26 @@ def _read_model(path: str) -> Any:
         ) from None
     if len(model.graph.node) == 0:
         raise ModelFileError(f"'{path}' holds no ONNX graph nodes (not an ONNX model?)")
+    _check_names(model, path)
     return model
+
+
+def _check_names(model: Any, path: str) -> None:
+    """Refuse names that are not UTF-8 (protobuf hands them over as bytes: a corrupt file)."""
+    g = model.graph
+    for k, node in enumerate(g.node):
+        texts = [node.name, node.op_type, node.domain, *node.input, *node.output]
+        texts += [a.name for a in node.attribute]
+        if any(isinstance(t, bytes) for t in texts):
+            raise ModelFileError(
+                f"'{path}': node {k} has a name or type that is not valid UTF-8 (corrupt file)"
+            )
+    for what, items in (("initializer", g.initializer), ("input", g.input), ("output", g.output)):
+        for k, item in enumerate(items):
+            if isinstance(item.name, bytes):
+                raise ModelFileError(
+                    f"'{path}': {what} {k} has a name that is not valid UTF-8 (corrupt file)"
+                )
 
 
 def _input_shape(vi: Any, overrides: Mapping[str, Sequence[int]], path: str) -> tuple[int, ...]:
@@ -112,7 +133,14 @@ class _Importer:
         g = self.model.graph
         for init in g.initializer:
             self._check_size(init.name, tuple(init.dims))
-            arr = numpy_helper.to_array(init)
+            try:
+                arr = numpy_helper.to_array(init)
+            except Exception as exc:  # noqa: BLE001 - onnx raises many types for bad tensor data
+                raise ModelFileError(
+                    f"'{self.path}': initializer '{init.name}' is corrupt "
+                    f"({type(exc).__name__}: {str(exc)[:120]})",
+                    "export the model again",
+                ) from None
             self._add_const(init.name, arr)
         for vi in g.input:
             if vi.name in self.graph.tensors:
@@ -120,6 +148,11 @@ class _Importer:
             self._check_size(vi.name, tuple(d.dim_value for d in vi.type.tensor_type.shape.dim))
             shape = _input_shape(vi, self.input_shapes, self.path)
             dtype = _np_dtype(vi.type.tensor_type.elem_type)
+            if np.dtype(dtype).kind not in "biuf":
+                raise ModelFileError(
+                    f"'{self.path}': input '{vi.name}' has element type {dtype}; "
+                    "nnshell imports numeric inputs only"
+                )
             self.graph.tensors[vi.name] = TensorInfo(vi.name, shape, dtype)
             self.graph.inputs.append(vi.name)
         if not self.graph.inputs:
@@ -146,6 +179,11 @@ class _Importer:
 
     def _add_const(self, name: str, arr: np.ndarray) -> None:
         arr = np.asarray(arr)
+        if arr.dtype.kind not in "biufc":
+            raise ModelFileError(
+                f"'{self.path}': constant '{name}' holds {arr.dtype} data; "
+                "nnshell imports numeric tensors only"
+            )
         self.graph.tensors[name] = TensorInfo(name, tuple(arr.shape), str(arr.dtype), arr)
 
     def _is_const(self, name: str) -> bool:
@@ -165,6 +203,14 @@ class _Importer:
                 self.unsupported.setdefault(op_type, []).append(name)
             self.unknown.update(o for o in nproto.output if o)
             return
+        missing = [i for i in nproto.input if i and i not in self.graph.tensors]
+        if missing:
+            raise ModelFileError(
+                f"'{self.path}': node '{name}' ({op_type}) reads '{missing[0]}', which no earlier "
+                "node, initializer or graph input produces (missing initializer, dangling input, "
+                "a cycle or nodes out of topological order)",
+                "export the model again",
+            )
         if op_type == "Shape" and self._fold_shape(nproto):
             return
         if all(self._is_const(i) for i in nproto.input) and domain == "ai.onnx":
@@ -175,18 +221,39 @@ class _Importer:
             self.unsupported.setdefault(op_type, []).append(name)
             self.unknown.update(o for o in nproto.output if o)
             return
-        attrs = {a.name: _attr_value(a) for a in nproto.attribute}
+        attrs = self._attrs(nproto, name)
         try:
             node = Node(name, opdef.name, list(nproto.input), [], opdef.from_onnx(attrs, name))
         except UnsupportedOpError as exc:
             self.unsupported.setdefault(f"{op_type} ({exc.message})", []).append(name)
             self.unknown.update(o for o in nproto.output if o)
             return
+        except (TypeError, ValueError, KeyError, IndexError, OverflowError) as exc:
+            raise self._bad_node(name, op_type, "attributes", exc) from None
         node.meta["onnx_name"] = raw_name
         node.meta["onnx_op"] = op_type
         node.meta["opset"] = self.opset.get("ai.onnx", 1)  # ops whose semantics vary by opset
         node.meta["n_outputs"] = len(nproto.output)  # Split without sizes needs the count
-        shapes = opdef.infer(node, self.graph.in_infos(node))
+        try:
+            shapes = opdef.infer(node, self.graph.in_infos(node))
+        except (
+            TypeError,
+            ValueError,
+            KeyError,
+            IndexError,
+            OverflowError,
+            ZeroDivisionError,
+            AssertionError,  # ops assert their required inputs are present
+            AttributeError,
+        ) as e:
+            raise self._bad_node(name, op_type, "attributes or input shapes", e) from None
+        if len(nproto.output) < len(shapes) or not all(nproto.output[: len(shapes)]):
+            raise ModelFileError(
+                f"'{self.path}': node '{name}' ({op_type}) names {len(nproto.output)} output(s); "
+                f"it produces {len(shapes)}"
+            )
+        for s in shapes:
+            self._check_size(f"{name} output", tuple(int(d) for d in s))
         outs = list(nproto.output)[: len(shapes)]
         for extra in list(nproto.output)[len(shapes) :]:
             if extra:
@@ -196,6 +263,48 @@ class _Importer:
             self.graph.tensors[o] = TensorInfo(o, tuple(int(d) for d in s), dtype)
         node.outputs = outs
         self.graph.nodes.append(node)
+
+    def _attrs(self, nproto: Any, name: str) -> dict[str, Any]:
+        """The node's attributes as plain Python; a corrupt attribute is a ModelFileError."""
+        out: dict[str, Any] = {}
+        declared = self._schema_attr_types(nproto.op_type, nproto.domain)
+        for a in nproto.attribute:
+            want = declared.get(a.name)
+            if want is not None and a.type != want:
+                import onnx
+
+                kind = onnx.AttributeProto.AttributeType.Name
+                raise ModelFileError(
+                    f"'{self.path}': node '{name}' ({nproto.op_type}): attribute '{a.name}' is "
+                    f"{kind(a.type) if a.type in range(15) else a.type}, ONNX declares it "
+                    f"{kind(want)}",
+                    "export the model again",
+                )
+            try:
+                out[a.name] = _attr_value(a)
+            except Exception as exc:  # noqa: BLE001 - onnx raises many types for bad attributes
+                raise self._bad_node(name, nproto.op_type, f"attribute '{a.name}'", exc) from None
+        return out
+
+    def _schema_attr_types(self, op_type: str, domain: str) -> dict[str, int]:
+        """Attribute name -> AttributeProto type that the ONNX schema declares (may be empty)."""
+        import onnx
+
+        if domain not in ("", "ai.onnx"):
+            return {}
+        try:
+            version = max(1, int(self.opset.get("ai.onnx", 1)))
+            schema = onnx.defs.get_schema(op_type, version, "")
+        except Exception:  # noqa: BLE001 - unknown op or opset: the op's own checks decide
+            return {}
+        return {k: int(v.type.value) for k, v in schema.attributes.items()}
+
+    def _bad_node(self, name: str, op_type: str, what: str, exc: BaseException) -> ShapeError:
+        return ShapeError(
+            f"'{self.path}': node '{name}' ({op_type}) has invalid {what} "
+            f"({type(exc).__name__}: {str(exc)[:120]})",
+            "check the node with an ONNX viewer or export the model again",
+        )
 
     def _unique(self, name: str) -> str:
         base, k = name, 1
@@ -207,12 +316,14 @@ class _Importer:
 
     def _fold_shape(self, nproto: Any) -> bool:
         """Replace Shape of a statically shaped tensor by a constant (batch shows as 1)."""
-        t = self.graph.tensors.get(nproto.input[0])
-        if t is None:
+        t = self.graph.tensors.get(nproto.input[0]) if len(nproto.input) == 1 else None
+        if t is None or len(nproto.output) != 1 or not nproto.output[0]:
             return False
         shape = np.array(t.shape, dtype=np.int64)
-        attrs = {a.name: _attr_value(a) for a in nproto.attribute}
+        attrs = self._attrs(nproto, nproto.name or "Shape")
         start, end = attrs.get("start", 0), attrs.get("end")
+        if not isinstance(start, int) or not isinstance(end, (int, type(None))):
+            return False  # the generic path reports the bad attribute
         self._add_const(nproto.output[0], shape[start:end])
         return True
 
@@ -231,14 +342,48 @@ class _Importer:
         outs = [onnx.helper.make_empty_tensor_value_info(o) for o in nproto.output if o]
         gproto = onnx.helper.make_graph([nproto], "fold", ins, outs)
         mproto = onnx.helper.make_model(gproto, opset_imports=self.model.opset_import)
+        self._check_fold_size(nproto, name, feeds)
         try:
             values = ReferenceEvaluator(mproto).run(None, feeds)
         except Exception as exc:  # noqa: BLE001 - the reference evaluator raises anything
             raise UnsupportedOpError(
-                f"{name}: cannot fold constant {nproto.op_type} node ({type(exc).__name__}: {exc})"
+                f"{name}: cannot fold constant {nproto.op_type} node "
+                f"({type(exc).__name__}: {str(exc)[:200]})".replace("\n", " ")
             ) from None
-        for o, v in zip([o for o in nproto.output if o], values, strict=True):
+        names = [o for o in nproto.output if o]
+        if len(values) != len(names):
+            raise ModelFileError(
+                f"'{self.path}': node '{name}' ({nproto.op_type}) names {len(names)} output(s); "
+                f"it produces {len(values)}"
+            )
+        for o, v in zip(names, values, strict=True):
             self._add_const(o, np.asarray(v))
+
+    def _check_fold_size(self, nproto: Any, name: str, feeds: dict[str, Any]) -> None:
+        """Refuse to fold a node whose output (sized by constant values) would be huge.
+
+        ConstantOfShape, Expand, Tile, Range, Pad, ... take their output size from input values,
+        so a tiny file can ask for terabytes. ONNX shape inference sees the sizes first.
+        """
+        import onnx
+        from onnx import numpy_helper
+
+        try:
+            inits = [numpy_helper.from_array(np.asarray(v), k) for k, v in feeds.items()]
+            outs = [onnx.helper.make_empty_tensor_value_info(o) for o in nproto.output if o]
+            g = onnx.helper.make_graph([nproto], "fold", [], outs, inits)
+            m = onnx.helper.make_model(g, opset_imports=self.model.opset_import)
+            inferred = onnx.shape_inference.infer_shapes(m, data_prop=True).graph.output
+        except Exception:  # noqa: BLE001 - no inference: the evaluator decides
+            return
+        for vi in inferred:
+            dims = [d.dim_value for d in vi.type.tensor_type.shape.dim if d.HasField("dim_value")]
+            if dims and int(np.prod(dims, dtype=np.float64)) > MAX_FOLD_ELEMENTS:
+                raise ShapeError(
+                    f"'{self.path}': node '{name}' ({nproto.op_type}) would build a constant "
+                    f"of shape {tuple(dims)}, more than {MAX_FOLD_ELEMENTS:,} elements; "
+                    "refusing to allocate it"
+                )
 
     def _raise_unsupported(self) -> None:
         if not self.unsupported:

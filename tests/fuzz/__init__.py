@@ -1,0 +1,1 @@
+"""Fuzz tests: hostile ONNX files, images, state files and command lines (seeded, bounded)."""
