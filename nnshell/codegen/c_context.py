@@ -1,0 +1,302 @@
+"""What an op's ``emit_c`` hook is given: buffers, constants and C formatting for one node.
+
+An op's hook describes its C call (which kernel, which arguments) with these generic pieces; the
+emitter owns the arena, the constant arrays and the order of the calls. Kernel-call builders
+shared by several ops (the per-channel affine, MatAdd, copies, transposes, concatenation) live
+here too, next to the activation parameters of a fused layer, which mirror
+``ops._sq8.activation_int`` integer for integer.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+import numpy as np
+
+from nnshell.errors import CodegenError
+from nnshell.fixed_point import QType, round_half_up
+from nnshell.ir import Graph, Node
+
+#: C element type of each numpy dtype the constants use, with its byte size.
+C_TYPES = {"int8_t": 1, "uint8_t": 1, "int16_t": 2, "int32_t": 4}
+_RANGES = {"int8_t": (-128, 127), "uint8_t": (0, 255), "int16_t": (-32768, 32767)}
+NO_ACTS = "NULL, 0"
+
+
+@dataclass
+class ConstArray:
+    """One ``static const`` array of the generated model file."""
+
+    name: str
+    ctype: str
+    values: np.ndarray
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the array on the target."""
+        return int(self.values.size) * C_TYPES[self.ctype]
+
+
+@dataclass
+class Declarations:
+    """Everything the node hooks declared, in declaration order (deterministic output)."""
+
+    arrays: list[ConstArray] = field(default_factory=list)
+    structs: list[str] = field(default_factory=list)
+    names: set[str] = field(default_factory=set)
+
+
+def _fmt_row(values: Sequence[Any]) -> str:
+    return ", ".join(str(v) for v in values)
+
+
+class CContext:
+    """The C side of one node: pointers into the arena, constants, descriptors."""
+
+    def __init__(
+        self,
+        graph: Graph,
+        qtypes: Mapping[str, QType],
+        offsets: Mapping[str, int],
+        decls: Declarations,
+        step: int,
+        node: Node,
+    ) -> None:
+        self.graph = graph
+        self.qtypes = qtypes
+        self.offsets = offsets
+        self.decls = decls
+        self.step = step
+        self.node = node
+        self.prefix = f"s{step}"
+        #: (pool descriptor, pre-pool activations, post-pool activations) of a conv-headed fusion.
+        self.tail: tuple[str, str, str] = ("NULL", NO_ACTS, NO_ACTS)
+
+    # -- errors ----------------------------------------------------------------------------
+    def unsupported(self, why: str) -> NoReturn:
+        """Refuse to generate C for this node (never generate wrong C)."""
+        raise CodegenError(
+            f"{self.node.name} ({self.node.op}): {why}",
+            "gen --target c supports the SQ8 kernels of docs/SQ8.md §5-6",
+        )
+
+    # -- tensors -----------------------------------------------------------------------------
+    def shape(self, name: str) -> tuple[int, ...]:
+        """The tensor's shape (batch 1)."""
+        return tuple(int(d) for d in self.graph.tensors[name].shape)
+
+    def size(self, name: str) -> int:
+        """Elements of the tensor."""
+        return int(np.prod(self.shape(name)))
+
+    def esize(self, name: str) -> int:
+        """Bytes per element (1 for int8 codes, 2 for the Q15 softmax output)."""
+        return int(np.dtype(self.qtypes[name].dtype).itemsize)
+
+    def ptr(self, name: str) -> str:
+        """Typed pointer into the arena (``int8_t *`` or ``int16_t *``)."""
+        if name not in self.offsets:
+            self.unsupported(f"tensor '{name}' is not an activation in the arena")
+        macro = {1: "NN_A8", 2: "NN_A16"}.get(self.esize(name))
+        if macro is None:
+            self.unsupported(f"tensor '{name}' has {self.qtypes[name].bits}-bit codes")
+        return f"{macro}({self.offsets[name]})"
+
+    def ptr8(self, name: str) -> str:
+        """``int8_t *`` pointer; a kernel that computes on int8 codes refuses other widths."""
+        if self.esize(name) != 1:
+            self.unsupported(f"its kernel takes int8 codes but '{name}' is 16-bit")
+        return self.ptr(name)
+
+    def act_inputs(self) -> list[str]:
+        """The node's non-constant inputs, in order."""
+        g = self.graph
+        return [i for i in self.node.inputs if i and not g.tensors[i].is_const]
+
+    @staticmethod
+    def c_hw(shape: Sequence[int]) -> tuple[int, int]:
+        """(channels, values per channel) of a ``1×C×...`` tensor."""
+        return int(shape[1]) if len(shape) > 1 else 1, int(np.prod(shape[2:]))
+
+    def chw(self, shape: Sequence[int]) -> tuple[int, int, int]:
+        """(C, H, W) of a 1-D (``1×C×L`` -> ``C×1×L``) or 2-D map."""
+        if len(shape) == 4:
+            return int(shape[1]), int(shape[2]), int(shape[3])
+        if len(shape) == 3:
+            return int(shape[1]), 1, int(shape[2])
+        self.unsupported(f"a {len(shape) - 2}-D window (only 1-D and 2-D are generated)")
+
+    def window(
+        self, kernel: Sequence[int], strides: Sequence[int], dil: Sequence[int], pads: Sequence[int]
+    ) -> list[int]:
+        """``kh, kw, sh, sw, dh, dw, pt, pl`` of a 1-D or 2-D window."""
+        if len(kernel) == 1:
+            return [1, kernel[0], 1, strides[0], 1, dil[0], 0, pads[0]]
+        if len(kernel) != 2:
+            self.unsupported(f"a {len(kernel)}-D window (only 1-D and 2-D are generated)")
+        return [*kernel, *strides, *dil, pads[0], pads[1]]
+
+    # -- declarations --------------------------------------------------------------------------
+    def _unique(self, key: str) -> str:
+        name = f"{self.prefix}_{key}"
+        if name in self.decls.names:
+            raise ValueError(f"C name {name} declared twice")
+        self.decls.names.add(name)
+        return name
+
+    def const(self, key: str, values: Any, ctype: str) -> str:
+        """Declare ``static const <ctype> s<step>_<key>[]``; returns its name."""
+        arr = np.asarray(values).reshape(-1)
+        if arr.dtype.kind not in "iub":
+            raise TypeError(f"{key}: constants must be integers, got {arr.dtype}")
+        lo, hi = _RANGES.get(ctype, (-(1 << 31), (1 << 31) - 1))
+        if arr.size and (int(arr.min()) < lo or int(arr.max()) > hi):
+            self.unsupported(f"constant {key} does not fit {ctype}")
+        name = self._unique(key)
+        self.decls.arrays.append(ConstArray(name, ctype, arr.astype(np.int64)))
+        return name
+
+    def struct(self, ctype: str, key: str, fields: Sequence[Any]) -> str:
+        """Declare ``static const <ctype> s<step>_<key> = {...}``; returns ``&name``."""
+        name = self._unique(key)
+        self.decls.structs.append(f"static const {ctype} {name} = {{{_fmt_row(fields)}}};")
+        return f"&{name}"
+
+    def struct_array(self, ctype: str, key: str, rows: Sequence[Sequence[Any]]) -> str:
+        """Declare ``static const <ctype> s<step>_<key>[] = {{...}, ...}``; returns the name."""
+        name = self._unique(key)
+        body = ", ".join(f"{{{_fmt_row(r)}}}" for r in rows)
+        self.decls.structs.append(f"static const {ctype} {name}[] = {{{body}}};")
+        return name
+
+    # -- fused activations and pools -----------------------------------------------------------
+    def acts(self, key: str, parts: Sequence[Any], q: QType) -> str:
+        """``name, n`` of the activations of a fused layer at output qtype ``q`` (or NULL, 0).
+
+        The parameters are those of ``ops._sq8.activation_int``: ReLU ``max(y, Zo)``, Clip
+        ``min(max(y, q(lo)), q(hi))`` (an infinite bound is -128 / 127), LeakyReLU
+        ``A = round_half_up(alpha·128)`` with a symmetric output.
+        """
+        if not parts:
+            return NO_ACTS
+        z, s = q.zero_point, float(q.scale)
+
+        def code(v: float) -> int:
+            return int(min(127, max(-128, round_half_up(v / s) + z)))
+
+        rows: list[list[Any]] = []
+        for p in parts:
+            if p.op == "Relu":
+                rows.append(["NN_ACT_CLAMP", z, 127, 0])
+            elif p.op == "Clip":
+                lo = code(p.attrs.min) if math.isfinite(p.attrs.min) else -128
+                hi = code(p.attrs.max) if math.isfinite(p.attrs.max) else 127
+                rows.append(["NN_ACT_CLAMP", lo, hi, 0])
+            elif p.op == "LeakyRelu" and z == 0:
+                rows.append(["NN_ACT_LEAKY", 0, 0, round_half_up(float(p.attrs.alpha) * 128)])
+            else:
+                self.unsupported(f"{p.op} inside a fused layer has no integer kernel")
+        return f"{self.struct_array('nn_act_t', key, rows)}, {len(rows)}"
+
+    def pool(
+        self,
+        kind: str,
+        x_shape: Sequence[int],
+        geometry: tuple[Sequence[int], ...],
+        include_pad: bool,
+    ) -> str:
+        """``&name`` of an ``nn_pool_t`` (``kind`` NN_POOL_MAX / NN_POOL_AVG) over ``x_shape``.
+
+        An average divides by the window positions inside the map, or with ``include_pad``
+        inside the map widened by the explicit pads (not by a ceil_mode overhang) — the count
+        of ``ops.pool._count``.
+        """
+        kernel, strides, dil, pads, outs = geometry
+        _, h, w = self.chw(x_shape)
+        win = self.window(kernel, strides, dil, pads)
+        oh, ow = (1, outs[0]) if len(outs) == 1 else (outs[0], outs[1])
+        nd = len(kernel)
+        if include_pad:
+            pe = (0, pads[1]) if nd == 1 else (pads[2], pads[3])
+            bounds = [-win[6], h + pe[0], -win[7], w + pe[1]]
+        else:
+            bounds = [0, h, 0, w]
+        return self.struct("nn_pool_t", "pool", [kind, *win, oh, ow, *bounds])
+
+    # -- calls shared by several ops -----------------------------------------------------------
+    def rescale(self, consts: Mapping[str, np.ndarray], name: str, prefix: str = "rescale") -> str:
+        """An in-place ``nn_rescale`` of ``name`` when the quantizer gave the op one, else ''."""
+        if f"{prefix}_mul" not in consts:
+            return ""
+        args = [int(consts[f"{prefix}_{k}"]) for k in ("zin", "mul", "shift", "zout")]
+        return f"\nnn_rescale({self.ptr8(name)}, {self.size(name)}, {_fmt_row(args)});"
+
+    def copy(self, consts: Mapping[str, np.ndarray] | None = None) -> str:
+        """Copy the input codes to the output (reshapes, identities), then any rescale."""
+        x, y = self.node.inputs[0], self.node.outputs[0]
+        nbytes = self.size(x) * self.esize(x)
+        return f"nn_copy({self.ptr(x)}, {self.ptr(y)}, {nbytes});" + self.rescale(consts or {}, y)
+
+    def affine(self, consts: Mapping[str, np.ndarray]) -> str:
+        """``nn_affine``: ``clip8(rnorm((x·Wq[c] + bias_total[c])·M[c], N[c]))``."""
+        x, y = self.act_inputs()[0], self.node.outputs[0]
+        c, inner = self.c_hw(self.shape(y))
+        args = [
+            self.const("weights", consts["weights"], "int8_t"),
+            self.const("bias", consts["bias_total"], "int32_t"),
+            self.const("mul", consts["mul"], "uint8_t"),
+            self.const("shift", consts["shift"], "int8_t"),
+        ]
+        return f"nn_affine({self.ptr8(x)}, {self.ptr8(y)}, {c}, {inner}, {_fmt_row(args)});"
+
+    def matadd(self, consts: Mapping[str, np.ndarray]) -> str:
+        """``nn_matadd`` over the node's inputs (same shapes: no broadcasting in C)."""
+        ins, y = self.act_inputs(), self.node.outputs[0]
+        if any(self.shape(i) != self.shape(y) for i in ins):
+            self.unsupported("a broadcasting add has no C kernel")
+        mul = self.const("in_mul", consts["in_mul"], "uint8_t")
+        shift = self.const("in_shift", consts["in_shift"], "int8_t")
+        ptrs = _fmt_row(self.ptr8(i) for i in ins)
+        call = (
+            f"nn_matadd(ins, {len(ins)}, {int(consts['ref_input'])}, {mul}, {shift}, "
+            f"{int(consts['mul'])}, {int(consts['shift'])}, {self.ptr8(y)}, {self.size(y)});"
+        )
+        return f"{{\n    const int8_t *const ins[{len(ins)}] = {{{ptrs}}};\n    {call}\n}}"
+
+    def transpose(self, perm: Sequence[int]) -> str:
+        """``nn_transpose`` of a tensor of rank <= 5."""
+        x, y = self.node.inputs[0], self.node.outputs[0]
+        shape = self.shape(x)
+        pad = 5 - len(shape)
+        if pad < 0:
+            self.unsupported("a transpose of rank > 5")
+        shape5 = self.const("shape", np.array((1,) * pad + shape), "int32_t")
+        perm5 = self.const("perm", np.array([*range(pad), *(p + pad for p in perm)]), "int32_t")
+        return f"nn_transpose({self.ptr(x)}, {self.ptr(y)}, {shape5}, {perm5}, {self.esize(y)});"
+
+    def concat(self, axis: int, consts: Mapping[str, np.ndarray]) -> str:
+        """``nn_concat`` along ``axis`` (a memcpy of blocks; rescaled inputs when asked)."""
+        ins, y = self.act_inputs(), self.node.outputs[0]
+        if len(ins) != len([i for i in self.node.inputs if i]):
+            self.unsupported("a concatenation of constants")
+        shape = self.shape(y)
+        inner = int(np.prod(shape[axis + 1 :]))
+        blocks = [self.shape(i)[axis] * inner for i in ins]
+        rows = []
+        for k in range(len(ins)):
+            if f"in{k}_mul" in consts:
+                if self.esize(y) != 1:
+                    self.unsupported("a rescaled concatenation of 16-bit codes")
+                keys = ("zin", "mul", "shift", "zout")
+                rows.append([1, *(int(consts[f"in{k}_{p}"]) for p in keys)])
+            else:
+                rows.append([0, 0, 0, 0, 0])
+        bl = self.const("blocks", np.array(blocks), "int32_t")
+        rs = self.struct_array("nn_rescale_t", "rescale", rows)
+        ptrs = _fmt_row(self.ptr(i) for i in ins)
+        outer = int(np.prod(shape[:axis]))
+        call = f"nn_concat(ins, {len(ins)}, {bl}, {rs}, {outer}, {self.esize(y)}, {self.ptr(y)});"
+        return f"{{\n    const void *const ins[{len(ins)}] = {{{ptrs}}};\n    {call}\n}}"

@@ -1,0 +1,481 @@
+/*
+ * nn_kernels.c - the SQ8 integer kernels of nnshell's portable C target (see nn_kernels.h).
+ * Plain C99: int32 accumulators, int64 requantization products, C truncating division.
+ * Copied verbatim by `gen --target c`.
+ */
+#include "nn_kernels.h"
+
+#include <string.h>
+
+static int64_t rnorm64(int64_t v, int n)
+{
+    return n > 0 ? (v + ((int64_t)1 << (n - 1))) >> n : v;
+}
+
+static int8_t clip8(int64_t v)
+{
+    return (int8_t)(v < -128 ? -128 : (v > 127 ? 127 : v));
+}
+
+static int8_t requant(int64_t acc, int32_t bias, uint8_t mul, int8_t shift)
+{
+    return clip8(rnorm64((acc + bias) * (int64_t)mul, shift));
+}
+
+/* The activations of a fused layer on one int8 code, in order (as the executor: each result
+ * is stored as int8, so an out-of-range LeakyReLU product wraps like numpy's astype). */
+static int8_t act_apply(int8_t v, const nn_act_t *acts, int nacts)
+{
+    int i;
+    for (i = 0; i < nacts; i++) {
+        const nn_act_t *a = &acts[i];
+        if (a->kind == NN_ACT_CLAMP) {
+            v = (int8_t)(v < a->lo ? a->lo : (v > a->hi ? a->hi : v));
+        } else if (a->kind == NN_ACT_LEAKY && v < 0) {
+            v = (int8_t)rnorm64((int64_t)v * a->alpha, 7);
+        }
+    }
+    return v;
+}
+
+/* First and one-past-last kernel tap k with 0 <= base + k * d < size. */
+static void tap_range(int base, int d, int k, int size, int *lo, int *hi)
+{
+    int a = 0, b = k;
+    while (a < k && base + a * d < 0) {
+        a++;
+    }
+    while (b > a && base + (b - 1) * d >= size) {
+        b--;
+    }
+    *lo = a;
+    *hi = b;
+}
+
+/* One requantized convolution output (before any pool), with the pre-pool activations.
+ * Taps in the zero padding are skipped: they would add 0. */
+static int8_t conv_pixel(const int8_t *in, const nn_conv_t *cv, int co, int oy, int ox,
+                         const nn_act_t *pre, int npre)
+{
+    const int cg = cv->in_c / cv->group;
+    const int mg = cv->out_c / cv->group;
+    const int c0 = (co / mg) * cg;
+    const int iy0 = oy * cv->sh - cv->pt;
+    const int ix0 = ox * cv->sw - cv->pl;
+    const int8_t *w = cv->weights + (size_t)co * cg * cv->kh * cv->kw;
+    int32_t acc = 0;
+    int ky0, ky1, kx0, kx1, ci, ky, kx;
+    tap_range(iy0, cv->dh, cv->kh, cv->in_h, &ky0, &ky1);
+    tap_range(ix0, cv->dw, cv->kw, cv->in_w, &kx0, &kx1);
+    for (ci = 0; ci < cg; ci++) {
+        const int8_t *x = in + (size_t)(c0 + ci) * cv->in_h * cv->in_w + ix0;
+        const int8_t *wc = w + (size_t)ci * cv->kh * cv->kw;
+        for (ky = ky0; ky < ky1; ky++) {
+            const int8_t *xr = x + (size_t)(iy0 + ky * cv->dh) * cv->in_w;
+            const int8_t *wr = wc + (size_t)ky * cv->kw;
+            if (cv->dw == 1) {
+                for (kx = kx0; kx < kx1; kx++) {
+                    acc += (int32_t)wr[kx] * (int32_t)xr[kx];
+                }
+            } else {
+                for (kx = kx0; kx < kx1; kx++) {
+                    acc += (int32_t)wr[kx] * (int32_t)xr[kx * cv->dw];
+                }
+            }
+        }
+    }
+    return act_apply(requant(acc, cv->bias[co], cv->mul[co], cv->shift[co]), pre, npre);
+}
+
+/* Where a pooling window reads: an int8 map, or a convolution computed on the fly. */
+typedef struct {
+    const int8_t *in;
+    const nn_conv_t *cv;
+    const nn_act_t *pre;
+    int npre;
+    int h, w;
+} pool_src_t;
+
+static int8_t src_value(const pool_src_t *s, int c, int y, int x)
+{
+    if (s->cv != NULL) {
+        return conv_pixel(s->in, s->cv, c, y, x, s->pre, s->npre);
+    }
+    return s->in[((size_t)c * s->h + y) * s->w + x];
+}
+
+static int8_t pool_window(const pool_src_t *s, const nn_pool_t *p, int c, int oy, int ox)
+{
+    const int y0 = oy * p->sh - p->pt;
+    const int x0 = ox * p->sw - p->pl;
+    int32_t best = -129;
+    int64_t sum = 0;
+    int32_t count = 0;
+    int ky, kx;
+    for (ky = 0; ky < p->kh; ky++) {
+        const int y = y0 + ky * p->dh;
+        for (kx = 0; kx < p->kw; kx++) {
+            const int x = x0 + kx * p->dw;
+            const int inside = y >= 0 && y < s->h && x >= 0 && x < s->w;
+            if (p->kind == NN_POOL_MAX) {
+                if (inside) {
+                    const int32_t v = src_value(s, c, y, x);
+                    best = v > best ? v : best;
+                }
+                continue;
+            }
+            if (inside) {
+                sum += src_value(s, c, y, x);
+            }
+            if (y >= p->cnt_h0 && y < p->cnt_h1 && x >= p->cnt_w0 && x < p->cnt_w1) {
+                count++;
+            }
+        }
+    }
+    if (p->kind == NN_POOL_MAX) {
+        return (int8_t)best;
+    }
+    return clip8(rnorm64(sum * (65536 / count), 16));
+}
+
+static void pool_map(const pool_src_t *s, int8_t *out, int c, const nn_pool_t *p,
+                     const nn_act_t *post, int npost)
+{
+    int ch, oy, ox;
+    for (ch = 0; ch < c; ch++) {
+        for (oy = 0; oy < p->oh; oy++) {
+            for (ox = 0; ox < p->ow; ox++) {
+                *out++ = act_apply(pool_window(s, p, ch, oy, ox), post, npost);
+            }
+        }
+    }
+}
+
+/* acc[ox - x0] = the dot product of output pixel (co, oy, ox) for ox in [x0, x1): the row is
+ * accumulated tap by tap over contiguous runs of the input row (padding taps skipped). */
+static void conv_row(const int8_t *in, const nn_conv_t *cv, int co, int oy, int x0, int x1,
+                     int32_t *acc)
+{
+    const int cg = cv->in_c / cv->group;
+    const int c0 = (co / (cv->out_c / cv->group)) * cg;
+    const int iy0 = oy * cv->sh - cv->pt;
+    const int sw = cv->sw;
+    int ky0, ky1, ci, ky, kx, ox;
+    for (ox = x0; ox < x1; ox++) {
+        acc[ox - x0] = 0;
+    }
+    tap_range(iy0, cv->dh, cv->kh, cv->in_h, &ky0, &ky1);
+    for (ci = 0; ci < cg; ci++) {
+        const int8_t *x = in + (size_t)(c0 + ci) * cv->in_h * cv->in_w;
+        const int8_t *w = cv->weights + ((size_t)co * cg + ci) * cv->kh * cv->kw;
+        for (ky = ky0; ky < ky1; ky++) {
+            const int8_t *xr = x + (size_t)(iy0 + ky * cv->dh) * cv->in_w;
+            for (kx = 0; kx < cv->kw; kx++) {
+                const int32_t wv = w[ky * cv->kw + kx];
+                const int off = kx * cv->dw - cv->pl; /* input column = ox * sw + off */
+                const int last = cv->in_w - 1 - off;
+                int lo = off >= 0 ? 0 : (-off + sw - 1) / sw;
+                int hi = last >= 0 ? last / sw + 1 : 0;
+                lo = lo > x0 ? lo : x0;
+                hi = hi < x1 ? hi : x1;
+                if (sw == 1) {
+                    for (ox = lo; ox < hi; ox++) {
+                        acc[ox - x0] += wv * xr[ox + off];
+                    }
+                } else {
+                    for (ox = lo; ox < hi; ox++) {
+                        acc[ox - x0] += wv * xr[ox * sw + off];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* Conv + pool with row buffers: each pooled row reads the conv rows of its window. */
+static void conv_pool_rows(const int8_t *in, int8_t *out, const nn_conv_t *cv,
+                           const nn_pool_t *p, const nn_act_t *pre, int npre,
+                           const nn_act_t *post, int npost)
+{
+    int32_t acc[NN_MAX_ROW];
+    int32_t best[NN_MAX_ROW];
+    int8_t row[NN_MAX_ROW];
+    int co, py, px, ky, kx, x;
+    for (co = 0; co < cv->out_c; co++) {
+        for (py = 0; py < p->oh; py++) {
+            int ny = 0;
+            for (px = 0; px < p->ow; px++) {
+                best[px] = p->kind == NN_POOL_MAX ? -129 : 0;
+            }
+            for (ky = 0; ky < p->kh; ky++) {
+                const int y = py * p->sh - p->pt + ky * p->dh;
+                ny += y >= p->cnt_h0 && y < p->cnt_h1;
+                if (y < 0 || y >= cv->out_h) {
+                    continue;
+                }
+                conv_row(in, cv, co, y, 0, cv->out_w, acc);
+                for (x = 0; x < cv->out_w; x++) {
+                    row[x] = act_apply(requant(acc[x], cv->bias[co], cv->mul[co], cv->shift[co]),
+                                       pre, npre);
+                }
+                for (px = 0; px < p->ow; px++) {
+                    for (kx = 0; kx < p->kw; kx++) {
+                        x = px * p->sw - p->pl + kx * p->dw;
+                        if (x < 0 || x >= cv->out_w) {
+                            continue;
+                        }
+                        if (p->kind == NN_POOL_MAX) {
+                            best[px] = row[x] > best[px] ? row[x] : best[px];
+                        } else {
+                            best[px] += row[x];
+                        }
+                    }
+                }
+            }
+            for (px = 0; px < p->ow; px++) {
+                int8_t v = (int8_t)best[px];
+                if (p->kind != NN_POOL_MAX) {
+                    int nx = 0;
+                    for (kx = 0; kx < p->kw; kx++) {
+                        x = px * p->sw - p->pl + kx * p->dw;
+                        nx += x >= p->cnt_w0 && x < p->cnt_w1;
+                    }
+                    v = clip8(rnorm64((int64_t)best[px] * (65536 / (ny * nx)), 16));
+                }
+                *out++ = act_apply(v, post, npost);
+            }
+        }
+    }
+}
+
+void nn_conv(const int8_t *in, int8_t *out, const nn_conv_t *cv, const nn_pool_t *pool,
+             const nn_act_t *pre, int npre, const nn_act_t *post, int npost)
+{
+    int32_t acc[NN_MAX_ROW];
+    int co, oy, x0, ox;
+    if (pool != NULL && cv->out_w <= NN_MAX_ROW && pool->ow <= NN_MAX_ROW) {
+        conv_pool_rows(in, out, cv, pool, pre, npre, post, npost);
+        return;
+    }
+    if (pool != NULL) { /* rows too wide for the stack buffers: one conv pixel at a time */
+        pool_src_t s;
+        s.in = in;
+        s.cv = cv;
+        s.pre = pre;
+        s.npre = npre;
+        s.h = cv->out_h;
+        s.w = cv->out_w;
+        pool_map(&s, out, cv->out_c, pool, post, npost);
+        return;
+    }
+    for (co = 0; co < cv->out_c; co++) {
+        for (oy = 0; oy < cv->out_h; oy++) {
+            for (x0 = 0; x0 < cv->out_w; x0 += NN_MAX_ROW) {
+                const int x1 = x0 + NN_MAX_ROW < cv->out_w ? x0 + NN_MAX_ROW : cv->out_w;
+                conv_row(in, cv, co, oy, x0, x1, acc);
+                for (ox = x0; ox < x1; ox++) {
+                    const int8_t v = requant(acc[ox - x0], cv->bias[co], cv->mul[co],
+                                             cv->shift[co]);
+                    *out++ = act_apply(act_apply(v, pre, npre), post, npost);
+                }
+            }
+        }
+    }
+}
+
+void nn_linear(const int8_t *in, int8_t *out, int in_n, int out_n, const int8_t *weights,
+               const int32_t *bias, const uint8_t *mul, const int8_t *shift)
+{
+    int o, k;
+    for (o = 0; o < out_n; o++) {
+        const int8_t *w = weights + (size_t)o * in_n;
+        int32_t acc = 0;
+        for (k = 0; k < in_n; k++) {
+            acc += (int32_t)w[k] * (int32_t)in[k];
+        }
+        out[o] = requant(acc, bias[o], mul[o], shift[o]);
+    }
+}
+
+void nn_pool(const int8_t *in, int8_t *out, int c, int h, int w, const nn_pool_t *pool)
+{
+    pool_src_t s;
+    s.in = in;
+    s.cv = NULL;
+    s.pre = NULL;
+    s.npre = 0;
+    s.h = h;
+    s.w = w;
+    pool_map(&s, out, c, pool, NULL, 0);
+}
+
+void nn_global_max(const int8_t *in, int8_t *out, int c, int hw)
+{
+    int ch, i;
+    for (ch = 0; ch < c; ch++) {
+        int8_t best = in[(size_t)ch * hw];
+        for (i = 1; i < hw; i++) {
+            const int8_t v = in[(size_t)ch * hw + i];
+            best = v > best ? v : best;
+        }
+        out[ch] = best;
+    }
+}
+
+void nn_global_avg(const int8_t *in, int8_t *out, int c, int hw, int mul, int shift)
+{
+    int ch, i;
+    for (ch = 0; ch < c; ch++) {
+        int64_t sum = 0;
+        int64_t t;
+        for (i = 0; i < hw; i++) {
+            sum += in[(size_t)ch * hw + i];
+        }
+        t = (sum * 128) / hw; /* C division truncates toward zero, as SQ8 §5 says */
+        out[ch] = clip8(rnorm64(t * mul, shift));
+    }
+}
+
+void nn_rescale(int8_t *x, size_t n, int zin, int mul, int shift, int zout)
+{
+    size_t i;
+    for (i = 0; i < n; i++) {
+        x[i] = clip8(rnorm64((int64_t)(x[i] - zin) * mul, shift) + zout);
+    }
+}
+
+void nn_clamp(const int8_t *in, int8_t *out, size_t n, int lo, int hi)
+{
+    size_t i;
+    for (i = 0; i < n; i++) {
+        out[i] = (int8_t)(in[i] < lo ? lo : (in[i] > hi ? hi : in[i]));
+    }
+}
+
+void nn_act_inplace(int8_t *x, size_t n, const nn_act_t *acts, int nacts)
+{
+    size_t i;
+    for (i = 0; i < n; i++) {
+        x[i] = act_apply(x[i], acts, nacts);
+    }
+}
+
+void nn_table(const int8_t *in, int8_t *out, size_t n, const int8_t *table)
+{
+    size_t i;
+    for (i = 0; i < n; i++) {
+        out[i] = table[in[i] + 128];
+    }
+}
+
+void nn_affine(const int8_t *in, int8_t *out, int c, int inner, const int8_t *weights,
+               const int32_t *bias, const uint8_t *mul, const int8_t *shift)
+{
+    int ch, i;
+    for (ch = 0; ch < c; ch++) {
+        for (i = 0; i < inner; i++) {
+            const size_t at = (size_t)ch * inner + i;
+            out[at] = requant((int64_t)in[at] * weights[ch], bias[ch], mul[ch], shift[ch]);
+        }
+    }
+}
+
+void nn_matadd(const int8_t *const *ins, int nin, int ref, const uint8_t *mul,
+               const int8_t *shift, int out_mul, int out_shift, int8_t *out, size_t n)
+{
+    size_t k;
+    int i;
+    for (k = 0; k < n; k++) {
+        int64_t acc = ins[ref][k];
+        for (i = 0; i < nin; i++) {
+            if (i != ref) {
+                acc += rnorm64((int64_t)ins[i][k] * mul[i], shift[i]);
+            }
+        }
+        out[k] = clip8(rnorm64(acc * out_mul, out_shift));
+    }
+}
+
+void nn_softmax(const int8_t *in, int16_t *out, int outer, int len, int inner,
+                const int32_t *table)
+{
+    int o, j, i;
+    for (o = 0; o < outer; o++) {
+        for (i = 0; i < inner; i++) {
+            const size_t base = (size_t)o * len * inner + i;
+            int best = in[base];
+            int64_t sum = 0;
+            for (j = 1; j < len; j++) {
+                const int v = in[base + (size_t)j * inner];
+                best = v > best ? v : best;
+            }
+            for (j = 0; j < len; j++) {
+                sum += table[best - in[base + (size_t)j * inner]];
+            }
+            for (j = 0; j < len; j++) {
+                const size_t at = base + (size_t)j * inner;
+                const int64_t y = ((int64_t)table[best - in[at]] << 15) / sum;
+                out[at] = (int16_t)(y > 32767 ? 32767 : y);
+            }
+        }
+    }
+}
+
+void nn_concat(const void *const *ins, int nin, const int32_t *block, const nn_rescale_t *rs,
+               int outer, size_t esize, void *out)
+{
+    unsigned char *dst = (unsigned char *)out;
+    int o, i;
+    for (o = 0; o < outer; o++) {
+        for (i = 0; i < nin; i++) {
+            const size_t nbytes = (size_t)block[i] * esize;
+            const unsigned char *src = (const unsigned char *)ins[i] + (size_t)o * nbytes;
+            memcpy(dst, src, nbytes);
+            if (rs[i].on) {
+                nn_rescale((int8_t *)dst, (size_t)block[i], rs[i].zin, rs[i].mul, rs[i].shift,
+                           rs[i].zout);
+            }
+            dst += nbytes;
+        }
+    }
+}
+
+void nn_transpose(const void *in, void *out, const int32_t *shape, const int32_t *perm,
+                  size_t esize)
+{
+    const unsigned char *src = (const unsigned char *)in;
+    unsigned char *dst = (unsigned char *)out;
+    size_t stride[5];
+    size_t ps[5];
+    int os[5];
+    int a, i0, i1, i2, i3, i4;
+    stride[4] = 1;
+    for (a = 3; a >= 0; a--) {
+        stride[a] = stride[a + 1] * (size_t)shape[a + 1];
+    }
+    for (a = 0; a < 5; a++) {
+        os[a] = shape[perm[a]];
+        ps[a] = stride[perm[a]] * esize;
+    }
+    for (i0 = 0; i0 < os[0]; i0++) {
+        for (i1 = 0; i1 < os[1]; i1++) {
+            for (i2 = 0; i2 < os[2]; i2++) {
+                for (i3 = 0; i3 < os[3]; i3++) {
+                    for (i4 = 0; i4 < os[4]; i4++) {
+                        const size_t at = i0 * ps[0] + i1 * ps[1] + i2 * ps[2] + i3 * ps[3] +
+                                          i4 * ps[4];
+                        memcpy(dst, src + at, esize);
+                        dst += esize;
+                    }
+                }
+            }
+        }
+    }
+}
+
+void nn_copy(const void *in, void *out, size_t nbytes)
+{
+    if (in != out) {
+        memmove(out, in, nbytes);
+    }
+}

@@ -1,0 +1,105 @@
+/*
+ * nn_kernels.h - the SQ8 integer kernels of nnshell's portable C target (C99, no malloc,
+ * no floating point). Every kernel is a literal transcription of the arithmetic of
+ * docs/SQ8.md and of nnshell's Python integer executor, which it matches bit for bit:
+ *
+ *   rnorm(v, n) = (v + (1 << (n - 1))) >> n   (n > 0; arithmetic shift), v when n == 0
+ *   clip8(v)    = min(127, max(-128, v))
+ *   requantize  = clip8(rnorm((acc + bias) * M, N)), the product in int64
+ *
+ * Tensors are CHW contiguous (batch 1). This file is copied verbatim by `gen --target c`.
+ */
+#ifndef NN_KERNELS_H
+#define NN_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Widest row the convolution keeps on the stack (4 bytes per column, 2 buffers plus one of
+ * int8); wider maps fall back to one pixel at a time. */
+#ifndef NN_MAX_ROW
+#define NN_MAX_ROW 256
+#endif
+
+/* Called after every step by the generated <graph>_run() when not NULL (test harnesses). */
+typedef void (*nn_step_fn)(int step, const void *data, size_t nbytes, void *user);
+
+/* An activation applied to int8 codes: a clamp to [lo, hi] (ReLU, ReLU6, Clip) or the
+ * LeakyReLU y < 0 ? rnorm(y * alpha, 7) : y. */
+enum { NN_ACT_CLAMP = 1, NN_ACT_LEAKY = 2 };
+typedef struct {
+    int kind;
+    int lo;
+    int hi;
+    int alpha;
+} nn_act_t;
+
+/* A pooling window over a C x H x W int8 map. Positions are o * s - p + k * d; positions
+ * outside the map never win a max and add 0 to an average, which divides by the number of
+ * positions inside [cnt_h0, cnt_h1) x [cnt_w0, cnt_w1) (count_include_pad widens them). */
+enum { NN_POOL_MAX = 1, NN_POOL_AVG = 2 };
+typedef struct {
+    int kind;
+    int kh, kw, sh, sw, dh, dw, pt, pl;
+    int oh, ow;
+    int cnt_h0, cnt_h1, cnt_w0, cnt_w1;
+} nn_pool_t;
+
+/* A (grouped, depthwise when group == in_c == out_c) convolution; out_h x out_w is the
+ * convolution's own output, before any fused pool. Weights are out_c, in_c/group, kh, kw. */
+typedef struct {
+    int in_c, in_h, in_w;
+    int out_c, out_h, out_w;
+    int kh, kw, sh, sw, dh, dw, pt, pl;
+    int group;
+    const int8_t *weights;
+    const int32_t *bias;
+    const uint8_t *mul;
+    const int8_t *shift;
+} nn_conv_t;
+
+/* Requantization of one Concat input (on == 0: copied unchanged). */
+typedef struct {
+    int on;
+    int zin, mul, shift, zout;
+} nn_rescale_t;
+
+/* Convolution + optional pool + activations before (pre) and after (post) the pool. */
+void nn_conv(const int8_t *in, int8_t *out, const nn_conv_t *cv, const nn_pool_t *pool,
+             const nn_act_t *pre, int npre, const nn_act_t *post, int npost);
+/* Fully connected layer over the flattened input: out[o] = requant(sum_k W[o,k] x[k]). */
+void nn_linear(const int8_t *in, int8_t *out, int in_n, int out_n, const int8_t *weights,
+               const int32_t *bias, const uint8_t *mul, const int8_t *shift);
+/* Max / average pool of a C x H x W map. */
+void nn_pool(const int8_t *in, int8_t *out, int c, int h, int w, const nn_pool_t *pool);
+void nn_global_max(const int8_t *in, int8_t *out, int c, int hw);
+/* t = trunc((sum << 7) / hw); out = clip8(rnorm(t * M, N)). */
+void nn_global_avg(const int8_t *in, int8_t *out, int c, int hw, int mul, int shift);
+/* In place: x = clip8(rnorm((x - zin) * M, N) + zout). */
+void nn_rescale(int8_t *x, size_t n, int zin, int mul, int shift, int zout);
+/* out = min(max(in, lo), hi). */
+void nn_clamp(const int8_t *in, int8_t *out, size_t n, int lo, int hi);
+/* In place: the activations of a fused layer, in order. */
+void nn_act_inplace(int8_t *x, size_t n, const nn_act_t *acts, int nacts);
+/* out = table[in + 128]. */
+void nn_table(const int8_t *in, int8_t *out, size_t n, const int8_t *table);
+/* Per-channel affine: out = requant(x * W[c] + bias[c]) over c x inner values. */
+void nn_affine(const int8_t *in, int8_t *out, int c, int inner, const int8_t *weights,
+               const int32_t *bias, const uint8_t *mul, const int8_t *shift);
+/* MatAdd: acc = x_ref + sum_{i != ref} rnorm(x_i * M_i, N_i); out = clip8(rnorm(acc * Mo, No)). */
+void nn_matadd(const int8_t *const *ins, int nin, int ref, const uint8_t *mul,
+               const int8_t *shift, int out_mul, int out_shift, int8_t *out, size_t n);
+/* Q15 softmax along an axis of length len (outer x len x inner values), exp table E[0..255]. */
+void nn_softmax(const int8_t *in, int16_t *out, int outer, int len, int inner,
+                const int32_t *table);
+/* Concatenation: for each of `outer` rows, input i contributes block[i] elements of esize
+ * bytes, rescaled when rs[i].on (int8 only). */
+void nn_concat(const void *const *ins, int nin, const int32_t *block, const nn_rescale_t *rs,
+               int outer, size_t esize, void *out);
+/* Axis permutation of a tensor padded to 5-D (shape of the input, out axis a = in axis perm[a]). */
+void nn_transpose(const void *in, void *out, const int32_t *shape, const int32_t *perm,
+                  size_t esize);
+/* Byte copy (reshape, flatten, squeeze, identity). */
+void nn_copy(const void *in, void *out, size_t nbytes);
+
+#endif /* NN_KERNELS_H */

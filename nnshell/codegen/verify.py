@@ -1,0 +1,201 @@
+"""``gen --verify``: build the generated C on the host and compare it with the integer executor.
+
+The images are quantized by Python with the graph input's qtype and written as one raw int8 file;
+the harness runs the generated network on each and writes every step's output bytes; every byte
+is compared with ``run_int(..., keep=every node output)``. The first difference is reported by
+layer, image, channel and position with both values. Both sides are timed per image (the
+harness without its file output, the executor batched over all the images).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nnshell.codegen.c_emitter import CModel, Step, render_c, write_model
+from nnshell.errors import CodegenError
+from nnshell.ir import Graph
+
+CFLAGS = ("-std=c99", "-Wall", "-Wextra", "-Werror", "-O2")
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """The first byte where the C and the Python integer executor disagree."""
+
+    step: int
+    node: str
+    image: int
+    channel: int
+    position: tuple[int, ...]
+    c_value: int
+    py_value: int
+
+    def describe(self) -> str:
+        """One line naming the layer, image, channel and position, with both values."""
+        pos = ",".join(map(str, self.position)) or "-"
+        return (
+            f"step {self.step} ({self.node}) differs on image {self.image}, channel "
+            f"{self.channel}, position ({pos}): C {self.c_value}, Python {self.py_value}"
+        )
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """Outcome of ``gen --verify``."""
+
+    images: int
+    layers: int
+    mismatch: Mismatch | None
+    c_us_per_image: float
+    py_us_per_image: float
+    arena_bytes: int
+    peak_live_bytes: int
+    const_bytes: int
+    files: list[Path]
+
+    @property
+    def ok(self) -> bool:
+        """True when every byte of every layer matched."""
+        return self.mismatch is None
+
+    def summary(self) -> str:
+        """``bit-exact on N images, L layers`` or the first difference."""
+        if self.mismatch is not None:
+            return f"NOT bit-exact: {self.mismatch.describe()}"
+        return f"bit-exact on {self.images} images, {self.layers} layers"
+
+
+def find_compiler() -> str:
+    """Path of the host C compiler (gcc, else cc); a clear error when there is none."""
+    for name in ("gcc", "cc"):
+        path = shutil.which(name)
+        if path:
+            return path
+    raise CodegenError(
+        "gen --verify needs a host C compiler and none was found (gcc or cc on PATH)",
+        "install gcc (e.g. apt-get install gcc), or use gen --target c alone",
+    )
+
+
+def compile_model(model: CModel, build_dir: Path, extra: Sequence[str] = ()) -> Path:
+    """Compile the generated model and its harness with ``-Wall -Wextra -Werror`` (``extra``:
+    more flags, e.g. ``-DNN_MAX_ROW=4`` to test the kernels' narrow-stack paths)."""
+    cc = find_compiler()
+    exe = build_dir / f"{model.name}_harness"
+    sources = [f"{model.name}.c", "nn_kernels.c", f"{model.name}_harness.c"]
+    cmd = [cc, *CFLAGS, *extra, "-o", exe.name, *sources]
+    proc = subprocess.run(cmd, cwd=build_dir, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        first = (proc.stderr.strip().splitlines() or ["(no message)"])[0]
+        raise CodegenError(f"the generated C does not compile: {first}", f"see {build_dir}")
+    return exe
+
+
+def _run_harness(exe: Path, inputs: Path, out_dir: Path) -> float:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(
+        [str(exe), str(out_dir), str(inputs)], capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        raise CodegenError(f"the generated harness failed: {proc.stderr.strip()[:200]}")
+    for line in proc.stdout.splitlines():
+        if line.startswith("us_per_image "):
+            return float(line.split()[1])
+    raise CodegenError("the generated harness printed no timing")
+
+
+def _first_difference(step: Step, c: np.ndarray, py: np.ndarray) -> Mismatch:
+    bad = np.argwhere(c != py)[0]
+    image, rest = int(bad[0]), tuple(int(v) for v in bad[1:])
+    channel, position = (rest[0], rest[1:]) if rest else (0, ())
+    return Mismatch(
+        step.index, step.node, image, channel, position, int(c[tuple(bad)]), int(py[tuple(bad)])
+    )
+
+
+def compare_steps(
+    model: CModel, values: dict[str, np.ndarray], out_dir: Path, n: int
+) -> Mismatch | None:
+    """First difference between the harness's step files and the executor's values."""
+    for step in model.steps:
+        py = np.ascontiguousarray(values[step.output])
+        raw = np.fromfile(out_dir / f"S{step.index}.bin", dtype=np.uint8)
+        if raw.size != n * step.nbytes:
+            raise CodegenError(
+                f"step {step.index} ({step.node}): the harness wrote {raw.size} bytes, "
+                f"expected {n * step.nbytes}"
+            )
+        c = raw.view(py.dtype.newbyteorder("<")).reshape(py.shape).astype(py.dtype)
+        if not np.array_equal(c, py):
+            return _first_difference(step, c, py)
+    return None
+
+
+def verify_arrays(
+    graph: Graph,
+    qstate: Any,
+    xs: np.ndarray,
+    build_dir: str | Path,
+    name: str | None = None,
+    cflags: Sequence[str] = (),
+) -> VerifyResult:
+    """Generate, compile and run the C on a batch (float, or int8 codes of the input qtype)."""
+    from nnshell.exec.int_exec import quantize_inputs, run_int
+
+    if len(graph.inputs) != 1:
+        raise CodegenError("gen --verify feeds images: the graph must have exactly one input")
+    if len(xs) == 0:
+        raise CodegenError("gen --verify needs at least one image")
+    build = Path(build_dir)
+    model = render_c(graph, qstate, name)
+    files = write_model(model, build)
+    exe = compile_model(model, build, cflags)
+    inp = graph.inputs[0]
+    q = np.ascontiguousarray(quantize_inputs(graph, qstate, {inp: xs})[inp]).astype(np.int8)
+    inputs = build / "inputs.bin"
+    q.tofile(inputs)
+    c_us = _run_harness(exe, inputs, build / "steps")
+    keep = [s.output for s in model.steps]
+    t0 = time.perf_counter()
+    values = run_int(graph, qstate, {inp: q}, keep=keep)
+    py_us = (time.perf_counter() - t0) * 1e6 / len(q)
+    mismatch = compare_steps(model, values, build / "steps", len(q))
+    return VerifyResult(
+        len(q),
+        len(model.steps),
+        mismatch,
+        c_us,
+        py_us,
+        model.arena.size,
+        model.arena.peak_live,
+        model.const_bytes,
+        files,
+    )
+
+
+def verify(
+    graph: Graph,
+    qstate: Any,
+    images: list[str],
+    opts: Any,
+    build_dir: str | Path,
+    name: str | None = None,
+) -> VerifyResult:
+    """Load ``images`` with ``opts`` and :func:`verify_arrays` them."""
+    from nnshell.images import iter_batches
+
+    if len(graph.inputs) != 1:
+        raise CodegenError("gen --verify feeds images: the graph must have exactly one input")
+    if not images:
+        raise CodegenError("gen --verify needs at least one image")
+    expected = graph.tensors[graph.inputs[0]].dims
+    xs = np.concatenate([b for _, b in iter_batches(images, opts, expected, 256)])
+    return verify_arrays(graph, qstate, xs, build_dir, name)

@@ -1,0 +1,108 @@
+"""``gen``: generate code for the quantized graph (docs/GEN.md).
+
+``--target c`` (default) writes the portable C99 implementation; ``--verify IMAGES`` also builds
+it on the host and checks it against the integer executor, layer by layer. ``--target
+autotiler`` writes NNTool's AutoTiler model file. The image input options keep their long forms
+only (``--transpose``, ``--height``, ``--image_mode``): ``-T -H -M`` are gen's own, as in NNTool.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import cmd2
+
+from nnshell.errors import CodegenError
+from nnshell.shell.commands.common import add_input_options, input_overrides
+from nnshell.shell.parser import NnArgumentParser
+
+if TYPE_CHECKING:
+    from nnshell.shell.app import NnShell
+
+
+def _verify_lines(res: Any) -> list[str]:
+    return [
+        f"gen --verify: {res.summary()}",
+        f"  time per image: C harness {res.c_us_per_image:.1f} us, "
+        f"Python integer executor {res.py_us_per_image:.1f} us (batched)",
+        f"  arena {res.arena_bytes} bytes (peak of live tensors {res.peak_live_bytes}), "
+        f"constants {res.const_bytes} bytes",
+    ]
+
+
+class GenCommands(cmd2.CommandSet):  # type: ignore[type-arg]
+    """gen."""
+
+    DEFAULT_CATEGORY = "Generation"
+
+    @property
+    def app(self) -> NnShell:
+        """The shell this set is registered with."""
+        return self._cmd  # type: ignore[return-value]
+
+    gen_parser = NnArgumentParser(
+        description="Generate code for the quantized graph: portable C99 (--target c, the "
+        "default) or NNTool's AutoTiler model (--target autotiler). --verify IMAGES compiles the "
+        "C with the host compiler and compares every layer's bytes with the integer executor.",
+        conflict_handler="resolve",
+    )
+    add_input_options(gen_parser)  # first: gen's -T -H -M below take over the short forms
+    gen_parser.add_argument("--target", choices=["c", "autotiler"], default="c")
+    gen_parser.add_argument(
+        "-M",
+        "--model_directory",
+        metavar="DIR",
+        completer=cmd2.Cmd.path_complete,
+        help="output folder (default: set model_directory)",
+    )
+    gen_parser.add_argument(
+        "-m", "--model_file", metavar="FILE", help="model file (c: its stem names the C files)"
+    )
+    gen_parser.add_argument(
+        "-T", "--tensor_directory", metavar="DIR", help="autotiler: folder of the .tensor files"
+    )
+    gen_parser.add_argument(
+        "-H", "--header_file", metavar="HEADER", help="autotiler: header with the scales"
+    )
+    gen_parser.add_argument(
+        "-t", "--output_tensors", action="store_true", help="autotiler: write the .tensor files"
+    )
+    gen_parser.add_argument(
+        "--verify",
+        nargs="*",
+        metavar="IMAGES",
+        completer=cmd2.Cmd.path_complete,
+        help="c: build on the host, run on these images, compare with the integer executor",
+    )
+
+    @cmd2.with_argparser(gen_parser)
+    def do_gen(self, args: Any) -> None:
+        """Generate the C implementation (or the AutoTiler model) of the quantized graph."""
+        session = self.app.session
+        if args.target == "autotiler":
+            if importlib.util.find_spec("nnshell.codegen.autotiler") is None:
+                raise CodegenError("gen --target autotiler is not available in this build")
+            paths = session.gen_autotiler(
+                args.model_directory,
+                args.model_file,
+                args.tensor_directory,
+                args.header_file,
+                args.output_tensors,
+            )
+            self.app.poutput(f"gen: wrote {len(paths)} file(s)")
+            return
+        if args.verify is not None:
+            if not args.verify:
+                raise CodegenError("gen --verify needs images", "gen --verify sample_images/test")
+            opts = session.input_options(**input_overrides(args))
+            res = session.gen_verify(args.verify, opts, args.model_directory)
+            self.app.poutput("\n".join(_verify_lines(res)))
+            if not res.ok:
+                raise CodegenError(f"the generated C differs: {res.summary()}")
+            return
+        name = Path(args.model_file).stem if args.model_file else None
+        paths = session.gen_c(args.model_directory, name)
+        folder = paths[0].parent if paths else "."
+        self.app.poutput(f"gen: wrote {', '.join(p.name for p in paths)} to {folder}")
