@@ -366,7 +366,13 @@ def save_state(src: Any, path: str | os.PathLike[str]) -> tuple[Path, Path]:
     text = dump_json(doc)
     folder = json_path.parent if str(json_path.parent) else Path(".")
     if not folder.is_dir():
-        raise ModelFileError(f"cannot save state '{json_path}': folder '{folder}' does not exist")
+        try:  # like `gen -M`, a missing output folder is created
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ModelFileError(
+                f"cannot save state '{json_path}': cannot create folder '{folder}' "
+                f"({exc.strerror or type(exc).__name__})"
+            ) from None
     tmps: list[str] = []
     try:
         staged = []
