@@ -119,12 +119,21 @@ def activation_int(op: str, attrs: Any, y: np.ndarray, q: QType, name: str) -> n
     )
 
 
-def conv_int(x: np.ndarray, nq: NodeQuant, geometry: tuple[Any, ...], group: int) -> np.ndarray:
+def conv_int(
+    x: np.ndarray,
+    nq: NodeQuant,
+    geometry: tuple[Any, ...],
+    group: int,
+    pre_pool: Any = None,
+) -> np.ndarray:
     """Integer convolution: the float kernel run on integer codes in an exact float type.
 
     Every partial sum of int8×int8 products over K terms is an integer below ``K·128·127``, so
     float32 (K <= 1032) or float64 computes it exactly; reusing the float kernel keeps one
     convolution code path (padding contributes 0: padded convs have symmetric inputs).
+    ``pre_pool`` (a max pool on the accumulator) runs before the requantization: the
+    requantization is monotonic per channel, so max-then-requantize gives the same integers as
+    requantize-then-max with a fraction of the work.
     """
     from nnshell.fixed_point import exact_float_dtype
     from nnshell.ops.conv import conv_float
@@ -134,4 +143,6 @@ def conv_int(x: np.ndarray, nq: NodeQuant, geometry: tuple[Any, ...], group: int
     k = int(np.prod(wq.shape[1:]))
     ft = exact_float_dtype(k, 128, 127) or np.float64
     acc = conv_float(x.astype(ft), wq.astype(ft), None, kernel, strides, dil, pads, outs, group)
+    if pre_pool is not None:
+        acc = pre_pool(acc)
     return requant_output(acc, nq, _dot_bound(x, wq, k))
