@@ -1,0 +1,293 @@
+"""The issue-9 benchmark: nnshell beside onnxruntime, measured in one run on the same inputs.
+
+Figures (medians of ``--repeat`` alternating runs; ratios nnshell / onnxruntime of the same run):
+
+- float inference: the sample model (batch 1 and 256), light_squeezenet and light_resnet50 of the
+  ``onnx`` wheel with seeded random weights (batch 1 and 8) — nnshell's default (fast) path and
+  its numpy reference;
+- integer inference: nnshell's integer executor against onnxruntime running the QDQ int8 model
+  that ``quantize_static`` makes from the same model and calibration images (sample, batch 256);
+- calibration: ``aquant`` against ``quantize_static`` (MinMax, per-channel) on the same 500
+  sample images, and on 32 random images for light_resnet50;
+- cold start (``nnshell -c quit`` above ``python -c pass``) and the whole quickstart flow without
+  the ``gen --verify`` compilation;
+- peak memory (max RSS of a fresh process) of ``aquant`` at 100 and 1,000 images.
+Writes the table to ``docs/performance.md`` (section "Benchmark (issue 9)"). No test asserts on
+timings: this script is the measurement.
+
+    python scripts/bench.py [--repeat 5] [--quick] [--no-write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import bench_float  # noqa: E402
+from bench_float import LIGHT, SAMPLE, _median_ms_pair, machine_info, randomized  # noqa: E402
+from quant_report import (  # noqa: E402
+    CALIB,
+    TEST,
+    image_files,
+    load_pngs,
+    ort_quantize,
+    ort_session,
+    write_section,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "performance.md"
+SECTION = "## Benchmark (issue 9)"
+NORM = "x: (x/255 - 0.5)/0.5"
+Row = tuple[str, str, str, str, str]
+
+
+def _fmt(ms: float) -> str:
+    return f"{ms:.1f} ms" if ms >= 1 else f"{ms * 1000:.0f} µs"
+
+
+def float_rows(repeat: int, tmp: Path, quick: bool) -> list[Row]:
+    rows: list[Row] = []
+    cases = bench_float.bench_model("cifar_net", onnx.load(str(SAMPLE)), [1, 256], repeat, tmp)
+    for name in ("light_squeezenet", "light_resnet50"):
+        model = randomized(onnx.load(str(LIGHT / f"{name}.onnx")), seed=0)
+        cases += bench_float.bench_model(name, model, [1] if quick else [1, 8], repeat, tmp)
+    for c in cases:
+        target = {"cifar_net": "≤ 2", "light_resnet50": "≤ 3"}.get(c.model, "")
+        rows.append(
+            (
+                f"float {c.label}",
+                f"{_fmt(c.ms_default)} (numpy {_fmt(c.ms_nn)})",
+                _fmt(c.ms_ort),
+                f"{c.ratio:.2f} (numpy {c.ratio_numpy:.2f})",
+                target,
+            )
+        )
+    return rows
+
+
+def _session(files: list[str] | None = None):  # noqa: ANN202 - nnshell Session
+    from nnshell.session import Session
+
+    s = Session()
+    s.open(str(SAMPLE))
+    s.set("input_norm_func", NORM)
+    s.adjust()
+    s.fusions("scale8")
+    if files:
+        s.aquant(files)
+    return s
+
+
+def calibration_rows(repeat: int, tmp: Path) -> tuple[list[Row], Path]:
+    files = (image_files(CALIB) + image_files(TEST))[:500]
+    s = _session()
+    qdq = tmp / "qdq.onnx"
+    ms_nn, ms_ort = _median_ms_pair(
+        lambda: s.aquant(files), lambda: ort_quantize(qdq, files, "QInt8"), repeat
+    )
+    rows = [
+        (
+            "aquant vs quantize_static, sample, 500 images",
+            f"{_fmt(ms_nn)} ({ms_nn / 500:.2f} ms/img)",
+            f"{_fmt(ms_ort)} ({ms_ort / 500:.2f} ms/img)",
+            f"{ms_nn / ms_ort:.2f}",
+            "≤ 1",
+        )
+    ]
+    rows.append(_resnet_calibration(repeat, tmp))
+    return rows, qdq
+
+
+def _resnet_calibration(repeat: int, tmp: Path) -> Row:
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    from nnshell.session import Session
+
+    model = randomized(onnx.load(str(LIGHT / "light_resnet50.onnx")), seed=0)
+    src = tmp / "resnet50.onnx"
+    model = bench_float.batch_free(model)
+    listed = {i.name for i in model.graph.input}
+    for init in model.graph.initializer:  # this old IR version wants initializers as inputs too
+        if init.name not in listed:
+            model.graph.input.append(
+                onnx.helper.make_tensor_value_info(init.name, init.data_type, list(init.dims))
+            )
+    onnx.save(model, str(src))
+    rng = np.random.default_rng(0)
+    xs = rng.standard_normal((32, 3, 224, 224)).astype(np.float32)
+    files = []
+    for k, x in enumerate(xs):
+        files.append(str(tmp / f"r{k:02d}.npy"))
+        np.save(files[-1], x)
+    s = Session()
+    s.open(str(src))
+    s.adjust()
+    s.fusions("scale8")
+    name = model.graph.input[0].name
+
+    class Reader:
+        def __init__(self) -> None:
+            self.k = 0
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            if self.k >= len(xs):
+                return None
+            self.k += 8
+            return {name: xs[self.k - 8 : self.k]}
+
+    def ort_cal() -> None:
+        quantize_static(
+            str(src),
+            str(tmp / "r_qdq.onnx"),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+        )
+
+    ms_nn, ms_ort = _median_ms_pair(lambda: s.aquant(files), ort_cal, max(1, repeat // 2))
+    return (
+        "aquant vs quantize_static, light_resnet50, 32 images",
+        _fmt(ms_nn),
+        _fmt(ms_ort),
+        f"{ms_nn / ms_ort:.2f}",
+        "≤ 1",
+    )
+
+
+def integer_rows(repeat: int, qdq: Path) -> list[Row]:
+    from nnshell.exec.int_exec import run_int
+
+    s = _session([str(CALIB)])
+    xs = load_pngs(image_files(TEST)[:256])
+    g, qs = s.graph, s.qstate
+    sess = ort_session(qdq)
+    ms_nn, ms_ort = _median_ms_pair(
+        lambda: run_int(g, qs, {g.inputs[0]: xs}), lambda: sess.run(None, {"input": xs}), repeat
+    )
+    return [
+        (
+            "integer inference, sample, batch 256 (vs QDQ int8)",
+            _fmt(ms_nn),
+            _fmt(ms_ort),
+            f"{ms_nn / ms_ort:.2f}",
+            "≤ 2",
+        )
+    ]
+
+
+def _wall(cmd: list[str], runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times)) * 1000
+
+
+def process_rows(repeat: int, tmp: Path) -> list[Row]:
+    bare = _wall([sys.executable, "-c", "pass"], repeat)
+    cold = _wall([sys.executable, "-m", "nnshell", "-c", "quit"], repeat)
+    script = tmp / "quickstart_no_gen.nnscript"
+    lines = (ROOT / "scripts" / "quickstart.nnscript").read_text().splitlines()
+    script.write_text("\n".join(ln for ln in lines if not ln.startswith("gen ")) + "\n")
+    flow = _wall([sys.executable, "-m", "nnshell", "-s", str(script)], max(1, repeat // 2))
+    return [
+        ("cold start above `python -c pass`", _fmt(cold - bare), "", "", "≤ 500 ms"),
+        ("quickstart flow without gen --verify", _fmt(flow), "", "", "≤ 3 s"),
+    ]
+
+
+_PEAK = """
+import json, resource, sys
+from nnshell.images import expand_files
+from nnshell.session import Session
+n = int(sys.argv[1]); files = (expand_files([sys.argv[2]]) * 8)[:n]
+s = Session(); s.open(sys.argv[3]); s.set("input_norm_func", sys.argv[4]); s.fusions("scale8")
+s.aquant(files)
+print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+"""
+
+
+def memory_rows() -> list[Row]:
+    peaks = {}
+    for n in (100, 1000):
+        out = subprocess.run(
+            [sys.executable, "-c", _PEAK, str(n), str(CALIB), str(SAMPLE), NORM],
+            check=True,
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        )
+        peaks[n] = json.loads(out.stdout.strip().splitlines()[-1]) / 1024  # KiB -> MiB
+    return [
+        (
+            "aquant peak RSS, 100 → 1,000 images",
+            f"{peaks[100]:.0f} → {peaks[1000]:.0f} MiB",
+            "",
+            f"{peaks[1000] / peaks[100]:.2f}",
+            "≤ 1.1",
+        )
+    ]
+
+
+def markdown(rows: list[Row], repeat: int) -> str:
+    lines = [
+        SECTION,
+        "",
+        f"Produced by `python scripts/bench.py` ({datetime.date.today().isoformat()}, medians of "
+        f"{repeat} alternating runs, nnshell and onnxruntime in the same process). The fast path "
+        "is nnshell's default float backend (the IR exported to ONNX and run by onnxruntime, "
+        "validated against the numpy reference executor when built).",
+        "",
+        "| measurement | nnshell | onnxruntime | ratio | target |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    lines += [f"| {a} | {b} | {c} | {d} | {e} |" for a, b, c, d, e in rows]
+    lines += ["", "Machine:", ""] + [f"- {k}: {v}" for k, v in machine_info()]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    """Run every measurement, print the table and write it to docs/performance.md."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--quick", action="store_true", help="repeat 1, fewer cases")
+    ap.add_argument("--no-write", action="store_true")
+    args = ap.parse_args()
+    repeat = 1 if args.quick else args.repeat
+    import onnxruntime as ort
+
+    ort.set_default_logger_severity(3)
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        rows += float_rows(repeat, tmp, args.quick)
+        cal, qdq = calibration_rows(repeat, tmp)
+        rows += integer_rows(repeat, qdq)
+        rows += cal
+        rows += process_rows(max(3, repeat), tmp)
+    rows += memory_rows()
+    text = markdown(rows, repeat)
+    print(text)
+    if not args.no_write:
+        write_section(text, SECTION, DOC, "Performance")
+        print(f"wrote {DOC.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
