@@ -43,6 +43,8 @@ class Footprint:
     float_act_peak: int
     quant_act_peak: int
     quant_act_peak_step: int
+    #: The quantized side's label: "SQ8", or "POW2-16" / "POW2-8" (16- or 8-bit containers).
+    scheme: str = "SQ8"
 
     @property
     def float_params(self) -> int:
@@ -86,8 +88,8 @@ def footprint(graph: Graph, qstate: Any) -> Footprint:
         _, fbytes = node_params(graph, node)
         nq = qstate.nodes.get(node.name)
         c = nq.consts if nq is not None else {}
-        w = int(c["weights"].size) if "weights" in c else 0
-        b = 4 * int(c["biases"].size) if "biases" in c else 0
+        w = int(c["weights"].nbytes) if "weights" in c else 0  # int8 (SQ8), int16/int8 (POW2)
+        b = int(c["biases"].nbytes) if "biases" in c else 0  # int32 (SQ8), container (POW2)
         m = int(c["mul"].size) * 2 if "mul" in c else 0
         rows.append(LayerFootprint(node.name, fbytes, w, b, m))
 
@@ -100,4 +102,7 @@ def footprint(graph: Graph, qstate: Any) -> Footprint:
 
     fpeak, _ = peak_live_bytes(graph, float_bytes)
     qpeak, qstep = peak_live_bytes(graph, quant_bytes)
-    return Footprint(rows, fpeak, qpeak, qstep)
+    scheme = getattr(qstate, "scheme", "SQ8")
+    if scheme == "POW2":
+        scheme += f"-{getattr(qstate.options, 'bits', 16)}"
+    return Footprint(rows, fpeak, qpeak, qstep, scheme)

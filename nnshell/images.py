@@ -63,6 +63,9 @@ class InputOptions:
     width: int | None = None
     mode: str | None = None
     raw_dtype: str | None = None
+    #: ``FORMAT/NORM`` of an input formatter (``imageformat``): raw HWC pixels are read and
+    #: turned into the network input by :mod:`nnshell.formatter`.
+    formatter: str | None = None
 
     def __post_init__(self) -> None:
         if self.divisor is not None and self.divisor == 0:
@@ -86,6 +89,10 @@ class InputOptions:
                 )
         if self.norm_func is not None:
             _norm(self.norm_func)
+        if self.formatter is not None:
+            from nnshell.formatter import Formatter
+
+            Formatter.from_spec(self.formatter)
 
     def with_overrides(self, **changes: Any) -> InputOptions:
         """Return a copy with the given fields replaced; ``None`` values mean "not given".
@@ -346,6 +353,10 @@ def _layout(
 
 
 def _load(path: str, opts: InputOptions, expected: tuple[int, ...]) -> tuple[np.ndarray, bool]:
+    if opts.formatter is not None:
+        from nnshell.formatter import load_formatted
+
+        return load_formatted(path, opts, expected), False
     name = os.path.basename(path)
     ext = _ext(path)
     if ext in ("npy", "raw"):

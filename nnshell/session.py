@@ -118,6 +118,58 @@ class Session:
         self.settings[name] = value
         return value
 
+    def imageformat(
+        self, input_name: str, fmt: str | None = None, norm: str | None = None
+    ) -> FormatterOutcome:
+        """Insert an input formatter (raw uint8 HWC pixels -> the network input), or remove it.
+
+        Run again on the same input with the same FORMAT NORM (or with neither) to remove it;
+        other values replace it. A quantized graph is checked: the formatter's codes must be
+        its input codes (:func:`nnshell.formatter.check_formatter`), else nothing changes.
+        """
+        from nnshell.formatter import (
+            Formatter,
+            check_formatter,
+            formatters,
+            raw_shape,
+            with_formatter,
+        )
+
+        graph = self.require_graph()
+        if input_name not in graph.inputs:
+            import difflib
+
+            close = difflib.get_close_matches(input_name, graph.inputs, n=3)
+            raise UsageError(
+                f"imageformat: '{input_name}' is not a graph input",
+                f"inputs: {', '.join(graph.inputs)}"
+                + (f"; did you mean {', '.join(close)}?" if close else ""),
+            )
+        if (fmt is None) != (norm is None):
+            raise UsageError("imageformat needs both FORMAT and NORM (or neither, to remove)")
+        old = formatters(graph).get(input_name)
+        new = Formatter(fmt, norm) if fmt is not None and norm is not None else None
+        if new is None and old is None:
+            raise UsageError(
+                f"imageformat: input '{input_name}' has no formatter to remove",
+                f"imageformat {input_name} FORMAT NORM",
+            )
+        if new is not None and new == old:
+            new = None  # the same command again removes it
+        if new is not None:
+            raw_shape(graph, input_name, new)
+            check_formatter(graph, self.qstate, input_name, new)
+        meta = with_formatter(graph.meta, input_name, new)
+        work = graph.copy()
+        work.meta = meta
+        prefusion = None
+        if self.prefusion is not None:
+            prefusion = self.prefusion.copy()
+            prefusion.meta = with_formatter(self.prefusion.meta, input_name, new)
+        self.graph, self.prefusion = work, prefusion if prefusion is not None else self.prefusion
+        self._runners = {}
+        return FormatterOutcome(input_name, new, old)
+
     def adjust(self, dry_run: bool = False) -> Any:
         """Put tensors in CHW order and remove layout transposes (see passes.adjust)."""
         from nnshell.passes.adjust import adjust_layout
@@ -222,9 +274,22 @@ class Session:
 
     def input_options(self, **overrides: Any) -> Any:
         """The image input options: the ``set input_*`` values, then the command's options."""
+        from nnshell.formatter import get_formatter
         from nnshell.images import InputOptions
 
         st = self.settings
+        fmt = get_formatter(self.graph)
+        if fmt is not None and self.graph is not None:  # raw HWC pixels: the formatter
+            given = [k for k in ("divisor", "offset", "norm_func") if overrides.get(k) is not None]
+            if given:  # normalises and transposes them itself
+                raise UsageError(
+                    f"input {self.graph.inputs[0]} has the {fmt.fmt} {fmt.norm} formatter: "
+                    "it normalises the raw images itself (drop -D/-O/-N)",
+                    "imageformat INPUT again removes the formatter",
+                )
+            return InputOptions(formatter=fmt.spec).with_overrides(
+                **{k: v for k, v in overrides.items() if k != "transpose"}
+            )
         base = InputOptions(
             transpose=bool(st["input_transpose"]),
             divisor=st["input_divisor"],
@@ -274,6 +339,27 @@ class Session:
             )
         return graph
 
+    def _require_pow2_graph(self) -> Graph:
+        graph = self.require_graph()
+        if self.scheme != "pow2":
+            raise GraphStateError(
+                "aquant -s POW2 needs the POW2 fusions first"
+                + (f" (the graph has the {self.scheme} fusions)" if self.scheme else ""),
+                "fusions --pow2",
+            )
+        from nnshell.quant.pow2 import describe_unquantizable_pow2
+
+        bad = describe_unquantizable_pow2(graph)
+        if bad:
+            from nnshell.errors import QuantizationError
+
+            raise QuantizationError(
+                f"{len(bad)} layer(s) have no POW2 quantizer: {', '.join(bad[:6])}"
+                + (", ..." if len(bad) > 6 else ""),
+                "nnshell never falls back to float silently; aquant -s SQ8 after fusions --scale8",
+            )
+        return graph
+
     def aquant(
         self,
         files: list[str],
@@ -282,20 +368,34 @@ class Session:
         symmetric: bool = False,
         per_tensor: bool = False,
         progress: Any = None,
+        scheme: str = "SQ8",
+        bits: int = 16,
     ) -> Any:
         """Calibrate on ``files`` (or reuse the statistics already collected) and quantize.
 
         One streaming pass gathers every tensor's statistics; with no files the stored
         statistics are reused, so another ``--mode`` re-quantizes instantly. The session
         changes only when everything succeeded (Ctrl-C leaves the previous quantization).
+        ``scheme`` "POW2" (after ``fusions --pow2``) quantizes to ``bits``-wide Qm.n (POW2.md);
+        ``symmetric`` / ``per_tensor`` do not apply to it (always both).
         """
         from nnshell.images import expand_files, iter_batches
+        from nnshell.quant.pow2 import POW2_BITS, Pow2Options, quantize_graph_pow2
         from nnshell.quant.ranges import parse_mode
         from nnshell.quant.sq8 import QuantOptions, quantize_graph
         from nnshell.quant.stats import collect_stats
 
-        graph = self._require_sq8_graph()
-        qopts = QuantOptions(parse_mode(mode), symmetric, per_tensor)
+        scheme = scheme.upper()
+        if scheme not in ("SQ8", "POW2"):
+            raise UsageError(f"aquant: unknown scheme '{scheme}'", "aquant -s SQ8 or -s POW2")
+        if scheme == "POW2":
+            if bits not in POW2_BITS:
+                raise UsageError(f"aquant -s POW2: -f {bits} is not 8 or 16", "aquant -s POW2")
+            graph = self._require_pow2_graph()
+            qopts: Any = Pow2Options(parse_mode(mode), True, True, int(bits))
+        else:
+            graph = self._require_sq8_graph()
+            qopts = QuantOptions(parse_mode(mode), symmetric, per_tensor)
         if files:
             paths = expand_files(files)
             opts = opts if opts is not None else self.input_options()
@@ -313,7 +413,16 @@ class Session:
             stats, seen, reused = self.stats, self.stats_files, True
         else:
             raise GraphStateError("aquant needs calibration images", "aquant sample_images/calib")
-        qstate = quantize_graph(graph, stats, qopts)
+        from nnshell.formatter import fixed_qtypes
+
+        if scheme == "POW2":
+            if fixed_qtypes(graph):
+                raise GraphStateError(
+                    "aquant -s POW2: input formatters give SQ8 int8 codes", "aquant -s SQ8"
+                )
+            qstate = quantize_graph_pow2(graph, stats, qopts)
+        else:
+            qstate = quantize_graph(graph, stats, qopts, fixed_qtypes(graph))
         self.stats, self.stats_files, self.qstate = stats, seen, qstate
         return AquantOutcome(qopts, len(seen), reused)
 
@@ -579,6 +688,20 @@ class Session:
         graph = self.require_graph()
         return c_identifier(name or self.settings.get("graph_name") or graph.name)
 
+    def _no_formatter_in_c(self) -> None:
+        """The C target has no input formatter yet: refuse rather than drop it silently."""
+        from nnshell.errors import CodegenError
+        from nnshell.formatter import formatters
+
+        fmts = formatters(self.require_graph())
+        if fmts:
+            name, f = next(iter(fmts.items()))
+            raise CodegenError(
+                f"gen --target c does not implement the input formatter yet ({name}: {f.fmt} "
+                f"{f.norm})",
+                f"gen --target autotiler supports it; 'imageformat {name}' removes it",
+            )
+
     def gen_c(self, out_dir: str | None = None, name: str | None = None) -> list[Any]:
         """Write the portable C99 implementation (``gen --target c``); return the paths.
 
@@ -588,6 +711,7 @@ class Session:
 
         graph = self.require_graph()
         qstate = self.require_quantized()
+        self._no_formatter_in_c()
         out = out_dir if out_dir is not None else self.settings.get("model_directory") or "."
         return generate_c(graph, qstate, out, self.c_name(name))
 
@@ -602,12 +726,22 @@ class Session:
 
         graph = self.require_graph()
         qstate = self.require_quantized()
+        self._no_formatter_in_c()
         files = expand_files(specs)
         opts = opts if opts is not None else self.input_options()
         if out_dir is not None:
             return verify(graph, qstate, files, opts, out_dir, self.c_name())
         with tempfile.TemporaryDirectory(prefix="nnshell_verify_") as tmp:
             return verify(graph, qstate, files, opts, tmp, self.c_name())
+
+
+@dataclass
+class FormatterOutcome:
+    """What ``imageformat`` did: the formatter now on ``input`` (None: removed) and before."""
+
+    input: str
+    formatter: Any
+    previous: Any
 
 
 @dataclass

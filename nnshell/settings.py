@@ -57,6 +57,30 @@ SETTINGS: dict[str, SettingDef] = {
         SettingDef(
             "l3_flash_device", str, "AT_MEM_L3_HFLASH", "AutoTiler L3 flash device (AT_MEM_L3_*)"
         ),
+        # AutoTiler generation (gen --target autotiler): where the graph's arguments live
+        SettingDef("default_input_home_location", str, "AT_MEM_L2", "home of graph inputs"),
+        SettingDef("default_input_exec_location", str, "AT_MEM_L2", "exec place of inputs"),
+        SettingDef("default_output_home_location", str, "AT_MEM_L2", "home of graph outputs"),
+        SettingDef("default_output_exec_location", str, "AT_MEM_L2", "exec place of outputs"),
+        SettingDef(
+            "default_global_home_location", str, "AT_MEM_L3_HFLASH", "home of the constants"
+        ),
+        SettingDef(
+            "default_global_exec_location", str, "AT_MEM_UNDEF", "exec place of the constants"
+        ),
+        SettingDef("default_local_location", str, "AT_MEM_UNDEF", "place of the activations"),
+        # AutoTiler graph controls: AT_SetGraphCtrl(AT_GRAPH_<NAME>, ...) when not the default
+        SettingDef("graph_monitor_cycles", bool, False, "count cycles per node"),
+        SettingDef("graph_produce_node_names", bool, False, "node names in the generated code"),
+        SettingDef("graph_produce_operinfos", bool, False, "operation counts per node"),
+        SettingDef("graph_reorder_constant_in", bool, True, "reorder constants in flash"),
+        SettingDef("graph_warm_construct", int, 0, "construct the graph ahead (0: off, 1, 2)"),
+        SettingDef("graph_dump_tensor", int, 0, "dump tensors at run time (bit mask, 0: off)"),
+        SettingDef("graph_trace_exec", bool, False, "trace the graph's execution"),
+        SettingDef("graph_const_exec_from_flash", bool, False, "run constants from flash"),
+        SettingDef("graph_size_opt", int, 0, "optimise the generated code for size (0..2)"),
+        SettingDef("graph_noinline_node", bool, False, "do not inline the node functions"),
+        SettingDef("graph_checksum", bool, False, "checksum the tensors at run time"),
         SettingDef(
             "float_backend",
             str,

@@ -19,7 +19,8 @@ JSON layout (``schema_version`` 1)::
     input           normalisation settings and the input layout (informative copy)
     graphs          {"current": G, "imported": G | null, "prefusion": G | null}
     quantization    null | {"scheme", "options": {"mode": {"name", "percentile"}, "symmetric",
-                    "per_tensor"}, "tensors": {name: QType.to_dict()}, "ranges": {name: [lo, hi]},
+                    "per_tensor", "bits" (POW2 only)}, "tensors": {name: QType.to_dict()},
+                    "ranges": {name: [lo, hi]},
                     "nodes": {name: {"in_q": [QType | null], "out_q": QType,
                     "consts": {key: array ref}, "info": value}}}
     calibration     null | {"files": [image paths], "tensors": {name: {TensorStats scalars,
@@ -253,6 +254,7 @@ def _qstate_doc(enc: _Encoder, qs: Any) -> dict[str, Any]:
             "mode": {"name": opts.mode.name, "percentile": _float(opts.mode.percentile)},
             "symmetric": bool(opts.symmetric),
             "per_tensor": bool(opts.per_tensor),
+            **({"bits": int(opts.bits)} if hasattr(opts, "bits") else {}),  # POW2 width
         },
         "tensors": {name: q.to_dict() for name, q in qs.tensors.items()},
         "ranges": {name: [_float(lo), _float(hi)] for name, (lo, hi) in qs.ranges.items()},
@@ -583,6 +585,13 @@ class _Decoder:
         opts = QuantOptions(
             mode, _req(o, "symmetric", bool, f"{w}.options"), _req(o, "per_tensor", bool, w)
         )
+        if scheme == "POW2":
+            from nnshell.quant.pow2 import POW2_BITS, Pow2Options
+
+            bits = _req(o, "bits", int, f"{w}.options")
+            if bits not in POW2_BITS:
+                raise _Malformed(f"{w}.options.bits: POW2 width {bits} is not 8 or 16")
+            opts = Pow2Options(opts.mode, opts.symmetric, opts.per_tensor, bits)
         tensors = {
             k: self.qtype(v, f"{w}.tensors.{k}") for k, v in _req(d, "tensors", dict, w).items()
         }

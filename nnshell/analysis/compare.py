@@ -177,8 +177,11 @@ def compare_modes(
         sample = sampler.kept
     assert stats is not None and sample is not None
     n_sample = sum(len(n) for n, _ in sample)
+    from nnshell.formatter import fixed_qtypes
+
+    fixed = fixed_qtypes(graph)  # an input formatter fixes the input codes
     qstates = {
-        name: quantize_graph(graph, stats, QuantOptions(m, symmetric, per_tensor))
+        name: quantize_graph(graph, stats, QuantOptions(m, symmetric, per_tensor), fixed)
         for name, m in zip(names, parsed, strict=True)
     }
     qsnr: dict[str, list[float]] = {}

@@ -35,9 +35,8 @@ from typing import Any
 import numpy as np
 
 from nnshell.exec import run_float
-from nnshell.exec.int_exec import run_int
+from nnshell.exec.int_exec import run_int, run_node_int
 from nnshell.ir import Graph
-from nnshell.ops import get_op
 
 #: The QSNR given to an exact match (and the floor's mirror for a zero reference).
 QSNR_CAP_DB = 100.0
@@ -228,7 +227,7 @@ def isolated_outputs(
             if i not in quantized:
                 quantized[i] = qstate.tensors[i].quantize(fvals[i])
             args.append(quantized[i])
-        outs = get_op(node.op).run_int(node, qstate.nodes[node.name], *args)
+        outs = run_node_int(node, qstate, *args)
         for name, val in zip(node.outputs, outs, strict=False):
             out[name] = val
     return out

@@ -322,6 +322,10 @@ def qexplain(graph: Graph, qstate: Any, steps: list[int]) -> list[QExplain]:
     for step in steps:
         nq = qstate.nodes[graph.nodes[step].name]
         fn = explain_weighted if _is_weighted(nq) else explain_other
+        if getattr(qstate, "scheme", "SQ8") == "POW2":
+            from nnshell.analysis.qexplain_pow2 import explain_pow2
+
+            fn = explain_pow2
         out.append(fn(graph, qstate, step))
     return out
 

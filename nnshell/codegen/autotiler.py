@@ -6,6 +6,11 @@ includes, ``<G>Model(L1, L2, L3, L3Flash)`` (symbol dynamics, file names, memory
 ``l1_size``/``l2_size``/``l3_size``/``l3_flash_mb``/``l3_ram_device``/``l3_flash_device``
 settings, library load, one generator call per kernel node in execution order, ``CreateGraph``
 with the globals and locals, the ``AddNode`` bindings, ``CloseGraph``) and ``main``.
+``AT_SetGraphCtrl`` lines come from the ``graph_*`` settings that differ from their defaults;
+argument homes from the ``default_*_location`` settings. An input formatter (``imageformat``,
+:mod:`nnshell.formatter`) makes ``Input_<i>`` the raw ``unsigned char``/``unsigned short`` HWC
+pixels, adds a ``CNN_Norm`` generator ``S0_Op_Input_<i>_Formatter`` and its node writing the
+local ``S0_Output_<i>`` that the first kernels read.
 
 Names (GEN.md §A.1). ``<G>`` is the C-safe graph name (``set graph_name`` overrides it). Kernel
 nodes are numbered ``S1, S2, ...`` in execution order (data-moving reshapes are not kernels: their
@@ -576,6 +581,49 @@ def _ctype_of(q: QType) -> str:
     return _CTYPES["int8" if q.bits <= 8 else ("int16" if q.bits <= 16 else "int32")]
 
 
+#: ``set graph_*`` settings -> AutoTiler graph controls (emitted when not at the default)
+GRAPH_CONTROLS = (
+    "graph_monitor_cycles",
+    "graph_produce_node_names",
+    "graph_produce_operinfos",
+    "graph_reorder_constant_in",
+    "graph_warm_construct",
+    "graph_dump_tensor",
+    "graph_trace_exec",
+    "graph_const_exec_from_flash",
+    "graph_size_opt",
+    "graph_noinline_node",
+    "graph_checksum",
+)
+_NORM_KOP = {
+    "bw8": "KOP_NORM_BW",
+    "bw16": "KOP_NORM_BW16",
+    "rgb888": "KOP_NORM_RGB888",
+    "rgb16": "KOP_NORM_RGB16",
+    "rgb565_rgb888": "KOP_NORM_RGB565",
+}
+_NORM_TEXT = {"offset_int8": "q = p - 128", "shift_int8": "q = p >> 1", "out_int16": "q = p << 7"}
+
+
+def graph_controls(settings: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """``(AT_GRAPH_<NAME>, AT_OPT_ON|AT_OPT_OFF|AT_OPT_VAL(n))`` for each ``graph_*`` setting
+    that differs from its default (NNTool's names, see :mod:`nnshell.settings`)."""
+    from nnshell.settings import SETTINGS
+
+    out = []
+    for name in GRAPH_CONTROLS:
+        sd = SETTINGS[name]
+        val = settings.get(name, sd.default)
+        if val == sd.default:
+            continue
+        ctrl = "AT_GRAPH_" + name[len("graph_") :].upper()
+        if sd.type is bool:
+            out.append((ctrl, "AT_OPT_ON" if val else "AT_OPT_OFF"))
+        else:
+            out.append((ctrl, f"AT_OPT_VAL({int(val)})"))
+    return out
+
+
 def graph_c_name(graph: Graph, settings: Mapping[str, Any]) -> str:
     """The ``<G>`` of the generated names: ``set graph_name``, else the C-safe graph name."""
     return c_safe_name(settings.get("graph_name") or graph.name)
@@ -590,6 +638,9 @@ class _Emitter:
         self.settings = settings
         self.tensor_dir = tensor_dir.replace(os.sep, "/").rstrip("/") or "."
         self.g = graph_c_name(graph, settings)
+        from nnshell.formatter import formatters
+
+        self.formatters = formatters(graph)
         planner = _Planner(graph, qstate)
         self.kernels = planner.plan()
         self.alias = planner.alias
@@ -603,7 +654,8 @@ class _Emitter:
     def _tensor_names(self) -> dict[str, str]:
         names: dict[str, str] = {}
         for i, t in enumerate(self.graph.inputs, start=1):
-            names[t] = f"Input_{i}"
+            # a formatted input: the kernels read the formatter's output (step 0)
+            names[t] = f"S0_Output_{i}" if t in self.formatters else f"Input_{i}"
         for i, t in enumerate(self.graph.outputs, start=1):
             r = self.root(t)
             if r in names:
@@ -634,6 +686,8 @@ class _Emitter:
         w("#include <stdio.h>")
         w('#include "AutoTilerLib.h"')
         w('#include "CNN_Generators_SQ8.h"')
+        if self.formatters:
+            w('#include "CNN_Generators.h"')
         w('#include "CNN_Copy_Generators.h"')
         w("")
         w(
@@ -648,6 +702,10 @@ class _Emitter:
         w(f'    SetUsedFilesNames(0, 3, "Gap.h", "{model_file_h}", "CNN_BasicKernels_SQ8.h");')
         w(f'    SetGeneratedFilesNames("{g}Kernels.c", "{g}Kernels.h");')
         w("")
+        for ctrl, val in graph_controls(st):
+            w(f"    AT_SetGraphCtrl({ctrl}, {val});")
+        if graph_controls(st):
+            w("")
         w("    SetMemoryDeviceInfos(4,")
         w(f'        AT_MEM_L1, L1Memory, "{g}_L1_Memory", 0, 0,')
         w(f'        AT_MEM_L2, L2Memory, "{g}_L2_Memory", 0, 1,')
@@ -658,7 +716,22 @@ class _Emitter:
         )
         w("")
         w("    LoadCNN_SQ8_Library();")
+        if self.formatters:
+            w("    LoadCNNLibrary();")
         w("")
+        for i, t in enumerate(self.graph.inputs, start=1):
+            f = self.formatters.get(t)
+            if f is not None:
+                _, h, wd = (int(d) for d in self.graph.tensors[t].dims)
+                w(
+                    f"    // input formatter of {t}: raw {f.fmt} HWC {f.ctype} {h}x{wd} -> "
+                    f"CHW int8, {f.norm} ({_NORM_TEXT[f.norm]})"
+                )
+                w(
+                    f'    CNN_Norm("{self._formatter_name(i)}", {wd}, {h}, '
+                    f"{1 if f.norm == 'offset_int8' else 0}, {_NORM_KOP[f.fmt]});"
+                )
+                w("")
         for k in self.kernels:
             w(f"    // generator for {k.node.name}")
             ctrl = "0"
@@ -674,15 +747,16 @@ class _Emitter:
             w("")
         # CreateGraph
         globals_: list[str] = []
-        for t in self.graph.inputs:
+        for i, t in enumerate(self.graph.inputs, start=1):
+            f = self.formatters.get(t)
             globals_.append(
                 self._tcarg(
-                    _ctype_of(self.qstate.tensors[t]),
-                    self.cname(t),
+                    f"{f.ctype} * __restrict__" if f else _ctype_of(self.qstate.tensors[t]),
+                    f"Input_{i}",
                     "ARG_SCOPE_ARG",
                     "ARG_DIR_IN",
-                    "AT_MEM_L2",
-                    "AT_MEM_L2",
+                    st.get("default_input_home_location", "AT_MEM_L2"),
+                    st.get("default_input_exec_location", "AT_MEM_L2"),
                 )
             )
         for k in self.kernels:
@@ -693,8 +767,8 @@ class _Emitter:
                     c.name,
                     "ARG_SCOPE_GLOBAL",
                     "ARG_DIR_CONSTIN",
-                    "AT_MEM_L3_HFLASH",
-                    "AT_MEM_UNDEF",
+                    st.get("default_global_home_location", "AT_MEM_L3_HFLASH"),
+                    st.get("default_global_exec_location", "AT_MEM_UNDEF"),
                     const=ci,
                 )
                 globals_.append((f"// {c.comment}\n            " if c.comment else "") + arg)
@@ -705,19 +779,32 @@ class _Emitter:
                     self.cname(t),
                     "ARG_SCOPE_ARG",
                     "ARG_DIR_OUT",
-                    "AT_MEM_L2",
-                    "AT_MEM_L2",
+                    st.get("default_output_home_location", "AT_MEM_L2"),
+                    st.get("default_output_exec_location", "AT_MEM_L2"),
                 )
             )
         outputs = {self.root(t) for t in self.graph.outputs}
+        loc = st.get("default_local_location", "AT_MEM_UNDEF")
         locals_ = [
+            self._tcarg(
+                _ctype_of(self.qstate.tensors[t]),
+                self.cname(t),
+                "ARG_SCOPE_LOCAL",
+                "ARG_DIR_INOUT",
+                loc,
+                loc,
+            )
+            for t in self.graph.inputs
+            if t in self.formatters
+        ]
+        locals_ += [
             self._tcarg(
                 _ctype_of(self.qstate.tensors[k.out]),
                 self.cname(k.out),
                 "ARG_SCOPE_LOCAL",
                 "ARG_DIR_INOUT",
-                "AT_MEM_UNDEF",
-                "AT_MEM_UNDEF",
+                loc,
+                loc,
             )
             for k in self.kernels
             if k.out not in outputs
@@ -736,6 +823,15 @@ class _Emitter:
         w("")
         w("    /* no concats in graph so not stacked tensors created */")
         w("")
+        for i, t in enumerate(self.graph.inputs, start=1):
+            if t in self.formatters:
+                w(f"    // input formatter: raw Input_{i} -> {self.cname(t)}")
+                w(f'    AddNode("{self._formatter_name(i)}",')
+                w("        Bindings(2,")
+                w(f'            GNodeArg(GNA_IN, "Input_{i}", 0),')
+                w(f'            GNodeArg(GNA_OUT, "{self.cname(t)}", 0)')
+                w("        )")
+                w("    );")
         for k in self.kernels:
             binds = self._bindings(k)
             w(f"    // {k.comment}")
@@ -760,6 +856,10 @@ class _Emitter:
         w("    return 0;")
         w("}")
         return "\n".join(out) + "\n"
+
+    @staticmethod
+    def _formatter_name(i: int) -> str:
+        return f"S0_Op_Input_{i}_Formatter"
 
     def _bindings(self, k: Kernel) -> list[str]:
         ins = iter(k.ins)
@@ -792,7 +892,9 @@ class _Emitter:
             f"/* Output quantization of graph '{self.graph.name}' (SQ8.md section 8):",
             " * real = (q - ZERO_POINT) * SCALE, SCALE ~= QSCALE * 2^-QNORM (7-bit QSCALE). */",
         ]
-        entries = [(self.cname(t), self.qstate.tensors[t]) for t in self.graph.inputs]
+        entries = [
+            (f"Input_{i}", self.qstate.tensors[t]) for i, t in enumerate(self.graph.inputs, 1)
+        ]
         entries += [(k.cname, self.qstate.tensors[k.out]) for k in self.kernels]
         for name, q in entries:
             s = float(q.scale)
@@ -802,6 +904,10 @@ class _Emitter:
             out.append(f"#define {g}_{name}_OUT_QSCALE\t{qs}")
             out.append(f"#define {g}_{name}_OUT_QNORM\t{qn}")
             out.append(f"#define {g}_{name}_OUT_ZERO_POINT\t{q.zero_point}")
+            if getattr(self.qstate, "scheme", "SQ8") == "POW2":  # POW2.md: real = q * 2^-Q
+                from nnshell.fixed_pow2 import q_of
+
+                out.append(f"#define {g}_{name}_Q\t{q_of(q)}")
         out += ["", f"#endif /* {guard} */", ""]
         return "\n".join(out)
 
@@ -825,7 +931,12 @@ def generate_autotiler(
     if qstate is None:
         raise GraphStateError("the graph is not quantized", "aquant <calibration images>")
     if getattr(qstate, "scheme", "SQ8") != "SQ8":
-        raise AutoTilerError(f"gen autotiler writes SQ8 models, not {qstate.scheme}")
+        raise AutoTilerError(
+            f"gen --target autotiler writes SQ8 models only: the POW2 generators "
+            f"(CNN_ConvolutionPoolReLU, CNN_LinearReLU, ...) are not emitted yet "
+            f"(the graph is quantized with {qstate.scheme})",
+            "fusions --scale8 and aquant -s SQ8 for an AutoTiler model",
+        )
     em = _Emitter(graph, qstate, settings, str(tensor_dir))
     mdir = Path(model_dir)
     model_name = model_file or f"{em.g}Model.c"
@@ -858,4 +969,11 @@ def generate_autotiler(
     return written
 
 
-__all__ = ["INFOS_SIZE", "AutoTilerError", "generate_autotiler", "graph_c_name"]
+__all__ = [
+    "GRAPH_CONTROLS",
+    "INFOS_SIZE",
+    "AutoTilerError",
+    "generate_autotiler",
+    "graph_c_name",
+    "graph_controls",
+]

@@ -20,10 +20,20 @@ IntObserver = Callable[[str, np.ndarray], None]
 
 
 def quantize_inputs(graph: Graph, qstate: Any, feeds: Mapping[str, np.ndarray]) -> dict[str, Any]:
-    """Quantize float feeds with the graph inputs' qtypes (int arrays pass through)."""
+    """Quantize float feeds with the graph inputs' qtypes (int arrays pass through).
+
+    A formatted input (``imageformat``) fed raw ``(N, H, W, C)`` pixels gets the formatter's
+    integer codes instead."""
     out = {}
     for name in graph.inputs:
         x = np.asarray(feeds[name])
+        if graph.meta.get("input_formatter"):  # raw HWC pixels: the formatter's integer codes
+            from nnshell.formatter import format_feed_int
+
+            codes = format_feed_int(graph, name, x)
+            if codes is not None:
+                out[name] = codes
+                continue
         out[name] = x if x.dtype.kind in "iu" else qstate.tensors[name].quantize(x)
     return out
 
@@ -40,9 +50,17 @@ def run_int(
     values: dict[str, np.ndarray] = quantize_inputs(graph, qstate, feeds)
 
     def call(node: Node, args: list[np.ndarray | None]) -> list[np.ndarray]:
-        return get_op(node.op).run_int(node, qstate.nodes[node.name], *args)
+        return run_node_int(node, qstate, *args)
 
     return walk(graph, values, call, keep, observer)
+
+
+def run_node_int(node: Node, qstate: Any, *args: np.ndarray | None) -> list[np.ndarray]:
+    """One node's integer kernel for the scheme of ``qstate`` (POW2: ``run_int_pow2``)."""
+    op = get_op(node.op)
+    if getattr(qstate, "scheme", "SQ8") == "POW2":
+        return op.run_int_pow2(node, qstate.nodes[node.name], *args)
+    return op.run_int(node, qstate.nodes[node.name], *args)
 
 
 def dequantize(qstate: Any, name: str, q: np.ndarray) -> np.ndarray:

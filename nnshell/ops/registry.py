@@ -93,6 +93,18 @@ class OpDef:
         """Run the integer kernel on batched integer arrays."""
         raise QuantizationError(f"{node.name}: {self.name} has no integer kernel")
 
+    # -- POW2 hooks (POW2.md; implemented in ``nnshell.ops._pow2``) -----------------------------
+    def quantize_pow2(self, ctx: Any) -> Any:
+        """Return the POW2 NodeQuant (Q formats, shifts, 16/8-bit constants) of ``ctx.node``."""
+        raise QuantizationError(
+            f"{ctx.node.name}: {self.name} has no POW2 quantizer",
+            "nnshell does not silently fall back to float; use aquant -s SQ8 or replace the layer",
+        )
+
+    def run_int_pow2(self, node: Node, nq: Any, *xs: np.ndarray | None) -> list[np.ndarray]:
+        """Run the POW2 integer kernel on batched integer arrays."""
+        raise QuantizationError(f"{node.name}: {self.name} has no POW2 integer kernel")
+
 
 _REGISTRY: dict[str, OpDef] = {}
 _BY_ONNX: dict[str, OpDef] = {}

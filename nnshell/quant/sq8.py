@@ -52,6 +52,11 @@ class QuantState:
     nodes: dict[str, NodeQuant]
     ranges: dict[str, tuple[float, float]]
 
+    @property
+    def warnings(self) -> list[str]:
+        """Warnings the quantizer recorded per node (POW2 precision reduction), graph order."""
+        return [w for nq in self.nodes.values() for w in nq.info.get("warnings", [])]
+
 
 def symmetric_requirements(graph: Graph) -> dict[str, str]:
     """Map each tensor that must be symmetric to the reason (the consumer that forces it)."""
@@ -159,23 +164,38 @@ def _group_qtype(
 
 
 def assign_qtypes(
-    graph: Graph, stats: dict[str, TensorStats], opts: QuantOptions
+    graph: Graph,
+    stats: dict[str, TensorStats],
+    opts: QuantOptions,
+    fixed: dict[str, QType] | None = None,
 ) -> tuple[dict[str, QType], dict[str, tuple[float, float]]]:
-    """Give every activation tensor its qtype (step 1 and 2 of the module docstring)."""
+    """Give every activation tensor its qtype (step 1 and 2 of the module docstring).
+
+    ``fixed`` imposes qtypes on tensors (an input formatter's codes): their group takes it.
+    """
     req = symmetric_requirements(graph)
     qt: dict[str, QType] = {}
     ranges: dict[str, tuple[float, float]] = {}
     for members in qtype_groups(graph).values():
         q, rng = _group_qtype(graph, members, stats, opts, req)
+        q = next((fixed[t] for t in members if fixed and t in fixed), q)
         for t in members:
             qt[t] = q
             ranges[t] = rng
     return qt, ranges
 
 
-def quantize_graph(graph: Graph, stats: dict[str, TensorStats], opts: QuantOptions) -> QuantState:
-    """Quantize every node; the first node that cannot be quantized raises, naming it."""
-    qt, ranges = assign_qtypes(graph, stats, opts)
+def quantize_graph(
+    graph: Graph,
+    stats: dict[str, TensorStats],
+    opts: QuantOptions,
+    fixed: dict[str, QType] | None = None,
+) -> QuantState:
+    """Quantize every node; the first node that cannot be quantized raises, naming it.
+
+    ``fixed``: qtypes imposed on tensors (see :func:`assign_qtypes`).
+    """
+    qt, ranges = assign_qtypes(graph, stats, opts, fixed)
     nodes: dict[str, NodeQuant] = {}
     for node in graph.nodes:
         in_q = [qt.get(i) if i and not graph.tensors[i].is_const else None for i in node.inputs]

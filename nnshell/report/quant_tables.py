@@ -10,9 +10,13 @@ from rich.table import Table
 from nnshell.report.tables import human_bytes
 
 
-def _qt(q: Any, rng: tuple[float, float] | None = None) -> str:
+def _qt(q: Any, rng: tuple[float, float] | None = None, pow2: bool = False) -> str:
     if q is None:
         return ""
+    if pow2:  # POW2: the Qm.n format and the container width
+        from nnshell.fixed_pow2 import qmn
+
+        return f"{qmn(q)} {q.bits}b" + (f" [{rng[0]:.3g}, {rng[1]:.3g}]" if rng else "")
     s = f"{float(q.scale):.4g}" if not q.per_channel else "per-ch"
     text = f"S={s} Z={q.zero_point}"
     if q.bits != 8:
@@ -52,6 +56,12 @@ def qshow_rows(graph: Any, qstate: Any, steps: list[int]) -> list[dict[str, Any]
             "forced_by": oq.forced_by,
         }
         c = nq.consts
+        if qstate.scheme == "POW2":  # Qm.n per tensor, the node's Q figures and warnings
+            from nnshell.fixed_pow2 import qmn
+
+            for d, t in [*zip(row["inputs"], ins, strict=True), (row["output"], out)]:
+                d["qmn"] = qmn(qstate.tensors[t])
+            row["pow2"] = {k: v for k, v in nq.info.items() if k not in ("geometry", "scheme")}
         if "weights_scale" in c:
             sw = np.asarray(c["weights_scale"])
             row["weights"] = {
@@ -85,14 +95,22 @@ def qshow_table(graph: Any, qstate: Any, steps: list[int], title: str) -> Table:
             w = f"int8 S {sw.min():.3g}..{sw.max():.3g}"
         acc = nq.info.get("acc_bits")
         mb = nq.info.get("mult_bits")
+        p2 = qstate.scheme == "POW2"
+        mult = _mult_summary(nq) + (f" ({mb}-bit M)" if mb is not None and mb < 8 else "")
+        bias = "int32" if "biases" in c else ""
+        if p2 and "weights" in c:  # POW2: weight / bias formats and the shifts, no multipliers
+            w = f"int{c['weights'].dtype.itemsize * 8} Q{nq.info['q_w']}"
+            bias = f"int{c['biases'].dtype.itemsize * 8} Q{nq.info['q_b']}"
+            mult = f"acc Q{nq.info['q_acc']} >>{int(c['out_shift'])}"
+            mult += f" (-{nq.info['lost_bits']}b)" if nq.info.get("lost_bits") else ""
         table.add_row(
             str(step),
             node.name,
-            "\n".join(_qt(qstate.tensors[i], qstate.ranges.get(i)) for i in ins),
-            _qt(qstate.tensors[out], qstate.ranges.get(out)),
+            "\n".join(_qt(qstate.tensors[i], qstate.ranges.get(i), p2) for i in ins),
+            _qt(qstate.tensors[out], qstate.ranges.get(out), p2),
             w,
-            "int32" if "biases" in c else "",
-            _mult_summary(nq) + (f" ({mb}-bit M)" if mb is not None and mb < 8 else ""),
+            bias,
+            mult,
             f"{acc}b" if acc else "",
             qstate.tensors[out].forced_by or "",
         )
@@ -101,15 +119,23 @@ def qshow_table(graph: Any, qstate: Any, steps: list[int], title: str) -> Table:
 
 def footprint_table(fp: Any) -> Table:
     """Per-layer parameter bytes, totals, peak activation RAM and the ratio."""
-    table = Table(title="Memory footprint: float32 vs SQ8", header_style="bold", show_footer=True)
+    scheme = getattr(fp, "scheme", "SQ8")
+    wide = scheme == "POW2-16"
+    table = Table(
+        title=f"Memory footprint: float32 vs {scheme}", header_style="bold", show_footer=True
+    )
     fq = fp.quant_params / fp.float_params if fp.float_params else 0.0
     table.add_column("Layer", footer="Parameters total")
     table.add_column("Float bytes", justify="right", footer=f"{fp.float_params:,}")
     table.add_column(
-        "Int8 weights", justify="right", footer=f"{sum(r.weight_bytes for r in fp.layers):,}"
+        "Int16 weights" if wide else "Int8 weights",
+        justify="right",
+        footer=f"{sum(r.weight_bytes for r in fp.layers):,}",
     )
     table.add_column(
-        "Int32 biases", justify="right", footer=f"{sum(r.bias_bytes for r in fp.layers):,}"
+        "Biases (bytes)" if scheme != "SQ8" else "Int32 biases",
+        justify="right",
+        footer=f"{sum(r.bias_bytes for r in fp.layers):,}",
     )
     table.add_column(
         "Mult+shift", justify="right", footer=f"{sum(r.mult_bytes for r in fp.layers):,}"

@@ -21,6 +21,7 @@ from nnshell.session import Session
 from nnshell.shell.commands.analysis_cmds import AnalysisCommands
 from nnshell.shell.commands.gen_cmds import GenCommands
 from nnshell.shell.commands.model_cmds import ModelCommands
+from nnshell.shell.commands.nntool_cmds import NntoolCommands
 from nnshell.shell.commands.quant_cmds import QuantCommands
 from nnshell.shell.commands.run_cmds import RunCommands
 from nnshell.shell.commands.state_cmds import StateCommands
@@ -56,6 +57,7 @@ class NnShell(cmd2.Cmd):
                 StateCommands(),
                 AnalysisCommands(),
                 GenCommands(),
+                NntoolCommands(),
             ],
             suggest_similar_command=True,
             auto_suggest=False,

@@ -40,8 +40,17 @@ class QuantCommands(cmd2.CommandSet):  # type: ignore[type-arg]
         "-s",
         "--scheme",
         default="SQ8",
-        choices=["SQ8", "sq8"],
-        help="quantization scheme (SQ8; POW2 arrives with its issue)",
+        type=str.upper,
+        choices=["SQ8", "POW2"],
+        help="quantization scheme: SQ8 (after fusions --scale8) or POW2 (after fusions --pow2)",
+    )
+    aquant_parser.add_argument(
+        "-f",
+        "--bits",
+        type=int,
+        default=16,
+        choices=[8, 16],
+        help="POW2 container width: 16 (default) or 8 bits",
     )
     aquant_parser.add_argument(
         "--mode", default="minmax", help="range: minmax (default), percentile:P, mse, kl"
@@ -91,7 +100,14 @@ class QuantCommands(cmd2.CommandSet):  # type: ignore[type-arg]
             return
         with image_progress("calibrating") as progress:
             out = session.aquant(
-                args.files, opts, args.mode, args.symmetric, args.per_tensor, progress
+                args.files,
+                opts,
+                args.mode,
+                args.symmetric,
+                args.per_tensor,
+                progress,
+                scheme=args.scheme,
+                bits=args.bits,
             )
         how = (
             f"reused the statistics of {out.images} image(s): no image read"
@@ -99,6 +115,8 @@ class QuantCommands(cmd2.CommandSet):  # type: ignore[type-arg]
             else f"calibrated on {out.images} image(s)"
         )
         self.app.poutput(f"aquant: {out.options.describe()}; {how}. Use qshow to see the result.")
+        for warning in getattr(session.qstate, "warnings", []):
+            self.app.poutput(f"warning: {warning}")
 
     qshow_parser = NnArgumentParser(description="Show the quantization of each layer.")
     qshow_parser.add_argument(

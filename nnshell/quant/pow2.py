@@ -1,0 +1,196 @@
+"""POW2 post-training quantization of a ``fusions --pow2`` graph (``docs/POW2.md``).
+
+From the same calibration statistics as SQ8 (no new pass over the images):
+
+1. One Q per group of tensors that must share it: a data-moving op (max / average pool, reshape,
+   transpose, identity, ...) ties its outputs to its input, a Concat ties its inputs and output
+   (union-find, as for SQ8). Activations (ReLU, ReLU6, LeakyReLU) are not ties: their output
+   gets its own Q from its own range.
+2. ``q = bits - ib(range)`` of the union of the members' ranges (``ib > bits`` is an error naming
+   the tensor), except fixed formats: softmax Q15 int16, sigmoid / tanh Q15 (16-bit) or Q7
+   (8-bit), and a ReLU6 (a Clip with finite bounds, alone or ending a fusion) whose range is its
+   bounds (Q12 in 16 bits).
+3. Each op's ``quantize_pow2`` hook (``nnshell.ops._pow2``) gives the integer parameters; the
+   conv / linear hook applies the accumulator budget and records its warning in
+   ``NodeQuant.info["warnings"]`` (collected by :attr:`QuantState.warnings`).
+An op without a POW2 hook is an error naming the node.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from nnshell.errors import QuantizationError
+from nnshell.fixed_point import QType
+from nnshell.fixed_pow2 import Pow2Context, pow2_qtype, q_from_range
+from nnshell.ir import Graph, Node
+from nnshell.ops import get_op
+from nnshell.qrecord import NodeQuant
+from nnshell.quant.ranges import choose_range
+from nnshell.quant.sq8 import QuantOptions, QuantState
+from nnshell.quant.stats import TensorStats
+
+POW2_BITS = (8, 16)
+
+
+@dataclass(frozen=True)
+class Pow2Options(QuantOptions):
+    """``aquant -s POW2 -f BITS``: the range method and the container width."""
+
+    bits: int = 16
+
+    def describe(self) -> str:
+        """One line for reports: ``POW2 16-bit Qm.n, minmax ranges, per-tensor weights``."""
+        return f"POW2 {self.bits}-bit Qm.n, {self.mode} ranges, per-tensor weights"
+
+
+def _producers(graph: Graph) -> dict[str, Node]:
+    return {o: n for n in graph.nodes for o in n.outputs if o}
+
+
+def _fixed_qtype(node: Node, bits: int) -> QType | None:
+    """A format the op imposes: softmax Q15 int16, sigmoid / tanh Q15 or Q7."""
+    if node.op == "Softmax":
+        return pow2_qtype(15, 16, "softmax Q15 output")
+    if node.op in ("Sigmoid", "Tanh"):
+        q = 15 if bits == 16 else bits - 1
+        return pow2_qtype(q, bits, f"{node.op.lower()} Q{q} output")
+    return None
+
+
+def _bound_range(graph: Graph, node: Node) -> tuple[float, float] | None:
+    """The bounds of a ReLU6 (a Clip with finite bounds, alone or last but pools in a fusion)."""
+    if node.op == "Clip":
+        op = get_op("Clip")
+
+        def const(i: int) -> object:
+            if i < len(node.inputs) and node.inputs[i]:
+                return graph.tensors[node.inputs[i]].const
+            return None
+
+        lo, hi = op.bounds(node, None, const(1), const(2))  # type: ignore[attr-defined]
+    elif node.op == "Fused":
+        parts = list(node.attrs.parts[1:])
+        while parts and get_op(parts[-1].op).kind == "pool":
+            parts.pop()
+        if not parts or parts[-1].op != "Clip":
+            return None
+        lo, hi = float(parts[-1].attrs.min), float(parts[-1].attrs.max)
+    else:
+        return None
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return None
+    return min(lo, 0.0), hi
+
+
+def pow2_groups(graph: Graph) -> dict[str, list[str]]:
+    """Tensors that must share one Q (step 1 of the module docstring), keyed by a member."""
+    parent: dict[str, str] = {}
+
+    def find(t: str) -> str:
+        while parent.setdefault(t, t) != t:
+            parent[t] = parent[parent[t]]
+            t = parent[t]
+        return t
+
+    for name in graph.inputs:
+        find(name)
+    for node in graph.nodes:
+        acts = [i for i in node.inputs if i and not graph.tensors[i].is_const]
+        outs = [o for o in node.outputs if o]
+        for o in outs:
+            find(o)
+        op = get_op(node.op)
+        if node.op == "Concat":
+            for i in acts:
+                parent[find(i)] = find(outs[0])
+        elif op.q_passthrough and op.kind != "activation" and acts:
+            for o in outs:
+                parent[find(o)] = find(acts[0])
+    groups: dict[str, list[str]] = {}
+    for t in list(parent):
+        groups.setdefault(find(t), []).append(t)
+    return groups
+
+
+def assign_q(
+    graph: Graph, stats: dict[str, TensorStats], opts: Pow2Options
+) -> tuple[dict[str, QType], dict[str, tuple[float, float]]]:
+    """Give every activation tensor its Qm.n qtype; return qtypes and the ranges used."""
+    producers = _producers(graph)
+    qt: dict[str, QType] = {}
+    ranges: dict[str, tuple[float, float]] = {}
+    for members in pow2_groups(graph).values():
+        fixed = None
+        lo, hi = float("inf"), float("-inf")
+        for t in members:
+            node = producers.get(t)
+            if node is not None:
+                fixed = fixed or _fixed_qtype(node, opts.bits)
+                bound = _bound_range(graph, node)
+                if bound is not None:
+                    lo, hi = min(lo, bound[0]), max(hi, bound[1])
+                    continue
+            st = stats.get(t)
+            if st is None or st.count == 0:
+                continue
+            tlo, thi = choose_range(st, opts.mode)
+            lo, hi = min(lo, tlo), max(hi, thi)
+        if fixed is not None:
+            q, rng = fixed, (float("nan"), float("nan"))
+        else:
+            if lo > hi:
+                raise QuantizationError(
+                    f"tensor '{members[0]}' has no calibration statistics",
+                    "run aquant on calibration images",
+                )
+            name = sorted(members, key=lambda m: m not in graph.inputs)[0]
+            q = pow2_qtype(q_from_range(lo, hi, opts.bits, f"tensor '{name}'"), opts.bits)
+            rng = (lo, hi)
+        for t in members:
+            qt[t] = q
+            ranges[t] = rng
+    return qt, ranges
+
+
+def quantize_graph_pow2(
+    graph: Graph, stats: dict[str, TensorStats], opts: Pow2Options
+) -> QuantState:
+    """Quantize every node with POW2; the first node that cannot be quantized raises."""
+    if opts.bits not in POW2_BITS:
+        raise QuantizationError(f"POW2 needs -f 8 or -f 16, not {opts.bits}")
+    qt, ranges = assign_q(graph, stats, opts)
+    nodes: dict[str, NodeQuant] = {}
+    for node in graph.nodes:
+        in_q = [qt.get(i) if i and not graph.tensors[i].is_const else None for i in node.inputs]
+        out = node.outputs[0]
+        st = stats.get(out)
+        out_range = choose_range(st, opts.mode) if st is not None and st.count else ranges[out]
+        ctx = Pow2Context(graph, node, in_q, qt[out], True, opts.bits, out_range, ranges)
+        nq = get_op(node.op).quantize_pow2(ctx)
+        nq.info.setdefault("scheme", "POW2")
+        nodes[node.name] = nq
+    return QuantState("POW2", opts, qt, nodes, ranges)
+
+
+def describe_unquantizable_pow2(graph: Graph) -> list[str]:
+    """Names of nodes whose op has no POW2 quantizer (checked before any calibration work)."""
+    from nnshell.ops.registry import OpDef
+
+    bad = []
+    for node in graph.nodes:
+        op = get_op(node.op)
+        if type(op).quantize_pow2 is OpDef.quantize_pow2:
+            bad.append(f"{node.name} ({node.op})")
+    return bad
+
+
+__all__ = [
+    "POW2_BITS",
+    "Pow2Options",
+    "assign_q",
+    "describe_unquantizable_pow2",
+    "pow2_groups",
+    "quantize_graph_pow2",
+]
