@@ -688,20 +688,6 @@ class Session:
         graph = self.require_graph()
         return c_identifier(name or self.settings.get("graph_name") or graph.name)
 
-    def _no_formatter_in_c(self) -> None:
-        """The C target has no input formatter yet: refuse rather than drop it silently."""
-        from nnshell.errors import CodegenError
-        from nnshell.formatter import formatters
-
-        fmts = formatters(self.require_graph())
-        if fmts:
-            name, f = next(iter(fmts.items()))
-            raise CodegenError(
-                f"gen --target c does not implement the input formatter yet ({name}: {f.fmt} "
-                f"{f.norm})",
-                f"gen --target autotiler supports it; 'imageformat {name}' removes it",
-            )
-
     def gen_c(self, out_dir: str | None = None, name: str | None = None) -> list[Any]:
         """Write the portable C99 implementation (``gen --target c``); return the paths.
 
@@ -711,7 +697,6 @@ class Session:
 
         graph = self.require_graph()
         qstate = self.require_quantized()
-        self._no_formatter_in_c()
         out = out_dir if out_dir is not None else self.settings.get("model_directory") or "."
         return generate_c(graph, qstate, out, self.c_name(name))
 
@@ -726,7 +711,6 @@ class Session:
 
         graph = self.require_graph()
         qstate = self.require_quantized()
-        self._no_formatter_in_c()
         files = expand_files(specs)
         opts = opts if opts is not None else self.input_options()
         if out_dir is not None:

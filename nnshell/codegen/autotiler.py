@@ -944,6 +944,9 @@ def generate_autotiler(
     tdir = Path(tensor_dir)
     if not tdir.is_absolute():
         tdir = mdir / tdir
+    for d in (mdir, tdir) if write_tensors else (mdir,):
+        if d.exists() and not d.is_dir():
+            raise ModelFileError(f"gen autotiler: cannot write to '{d}': it is a file")
     try:
         mdir.mkdir(parents=True, exist_ok=True)
         if write_tensors:

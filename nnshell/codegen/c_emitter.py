@@ -12,7 +12,7 @@ iteration in graph order.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from nnshell.codegen.c_context import C_TYPES, CContext, ConstArray, Declarations
-from nnshell.codegen.memory import ArenaPlan, lifetimes, plan_arena
+from nnshell.codegen.memory import ArenaPlan, Block, lifetimes, plan_arena
 from nnshell.errors import CodegenError
 from nnshell.fixed_point import header_qscale_qnorm
 from nnshell.ir import Graph
@@ -57,6 +57,85 @@ class CModel:
     const_bytes: int
     steps: list[Step]
     input_bytes: list[int]
+    #: the formatted inputs (``imageformat``): index ``-1 - k`` for graph input ``k``, the
+    #: harness dumps their int8 codes to ``I<k>.bin``.
+    formatted: list[Step] = field(default_factory=list)
+
+
+#: raw element layout of each formatter FORMAT in the C kernel ``nn_format``
+_RAW_LAYOUT = {
+    "bw8": "NN_RAW_U8",
+    "rgb888": "NN_RAW_U8",
+    "bw16": "NN_RAW_U16",
+    "rgb16": "NN_RAW_U16",
+    "rgb565_rgb888": "NN_RAW_RGB565",
+}
+_NORM_C = {
+    "offset_int8": ("NN_NORM_OFFSET", "q = p - 128"),
+    "shift_int8": ("NN_NORM_SHIFT", "q = p >> 1"),
+}
+
+
+@dataclass(frozen=True)
+class RawInput:
+    """The raw HWC pixels of a formatted graph input (``imageformat``), kept in the arena."""
+
+    index: int
+    tensor: str
+    fmt: Any
+    h: int
+    w: int
+    c: int
+
+    @property
+    def key(self) -> str:
+        """The arena block name of the raw buffer."""
+        return f"{self.tensor}#raw"
+
+    @property
+    def esize(self) -> int:
+        """Bytes of one raw element (``unsigned char`` or ``unsigned short``)."""
+        return 1 if self.fmt.ctype == "unsigned char" else 2
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the raw image (rgb565: one 16-bit word per pixel)."""
+        per_pixel = 1 if self.fmt.fmt == "rgb565_rgb888" else self.c
+        return self.h * self.w * per_pixel * self.esize
+
+
+def raw_inputs(graph: Graph, qstate: Any) -> dict[str, RawInput]:
+    """The formatted inputs of the graph, checked against their quantization."""
+    from nnshell.formatter import formatters, raw_shape
+
+    out: dict[str, RawInput] = {}
+    fmts = formatters(graph)
+    for k, name in enumerate(graph.inputs):
+        fmt = fmts.get(name)
+        if fmt is None:
+            continue
+        if fmt.norm not in _NORM_C:
+            raise CodegenError(
+                f"gen --target c: the {fmt.norm} formatter of {name} gives int16 codes, "
+                "the SQ8 network input is int8",
+                f"imageformat {name} {fmt.fmt} shift_int8 (or offset_int8)",
+            )
+        q = qstate.tensors[name]
+        if (
+            q.per_channel
+            or q.bits != 8
+            or q.zero_point != 0
+            or abs(float(q.scale) - fmt.scale) > 1e-9 * fmt.scale
+        ):
+            raise CodegenError(
+                f"gen --target c: the {fmt.fmt} {fmt.norm} formatter of {name} gives int8 codes "
+                f"with S=2^-7 Z=0, the input is quantized with S={float(q.scale):g} "
+                f"Z={q.zero_point}",
+                "open the model again and run imageformat before aquant",
+            )
+        h, w, c = raw_shape(graph, name, fmt)
+        out[name] = RawInput(k, name, fmt, h, w, c)
+    return out
 
 
 def _label(node: Any) -> str:
@@ -112,6 +191,30 @@ def _emit_steps(
     return body, steps
 
 
+def _format_steps(
+    raws: dict[str, RawInput], plan: ArenaPlan, ctx: CContext
+) -> tuple[list[str], list[Step]]:
+    body: list[str] = []
+    steps: list[Step] = []
+    for raw in raws.values():
+        f, t = raw.fmt, raw.tensor
+        norm, text = _NORM_C[f.norm]
+        out = ctx.ptr8(t)
+        nbytes = ctx.size(t)
+        idx = -1 - raw.index
+        steps.append(Step(idx, f"input formatter of {t}", f"{f.fmt}/{f.norm}", t, nbytes))
+        body += [
+            f"    /* input formatter of {t}: raw {f.fmt} HWC {raw.h}x{raw.w}x{raw.c} {f.ctype} "
+            f"-> CHW int8, {f.norm} ({text}) */",
+            f"    nn_format(NN_A8({plan.offsets[raw.key]}), {out}, {raw.h}, {raw.w}, {raw.c}, "
+            f"{_RAW_LAYOUT[f.fmt]}, {norm});",
+            "    if (step_done != NULL) {",
+            f"        step_done({idx}, {out}, {nbytes}, user);",
+            "    }",
+        ]
+    return body, steps
+
+
 def _io_function(ret: str, fn: str, ptrs: list[str]) -> list[str]:
     lines = [f"{ret}{fn}(int index)", "{", "    switch (index) {"]
     for k, p in enumerate(ptrs):
@@ -121,11 +224,24 @@ def _io_function(ret: str, fn: str, ptrs: list[str]) -> list[str]:
     return lines
 
 
-def _source(name: str, guard: str, graph: Graph, qstate: Any, plan: ArenaPlan) -> CModel:
+def _source(
+    name: str,
+    guard: str,
+    graph: Graph,
+    qstate: Any,
+    plan: ArenaPlan,
+    raws: dict[str, RawInput] | None = None,
+) -> CModel:
+    raws = raws or {}
     decls = Declarations()
     body, steps = _emit_steps(graph, qstate, plan, decls)
     const_bytes = sum(a.nbytes for a in decls.arrays)
     ctx = CContext(graph, qstate.tensors, plan.offsets, decls, -1, graph.nodes[0])
+    fbody, formatted = _format_steps(raws, plan, ctx)
+    body = fbody + body
+    in_ptrs = [
+        f"NN_A8({plan.offsets[raws[i].key]})" if i in raws else ctx.ptr8(i) for i in graph.inputs
+    ]
     lines = [
         f"/* {name}.c - generated by nnshell (gen --target c) from graph '{graph.name}'.",
         f" * SQ8 integer inference in {len(steps)} steps; do not edit. */",
@@ -143,18 +259,18 @@ def _source(name: str, guard: str, graph: Graph, qstate: Any, plan: ArenaPlan) -
     ]
     lines += [_array_text(a) for a in decls.arrays]
     lines += decls.structs + [""]
-    lines += _io_function("int8_t *", f"{name}_input", [ctx.ptr8(i) for i in graph.inputs])
+    lines += _io_function("void *" if raws else "int8_t *", f"{name}_input", in_ptrs)
     lines.append("")
     lines += _io_function("const void *", f"{name}_output", [ctx.ptr(o) for o in graph.outputs])
     lines += ["", f"void {name}_run(nn_step_fn step_done, void *user)", "{", *body, "}", ""]
-    header = _header(name, guard, graph, qstate, plan, const_bytes, len(steps))
-    in_bytes = [ctx.size(i) * ctx.esize(i) for i in graph.inputs]
+    header = _header(name, guard, graph, qstate, plan, const_bytes, len(steps), raws)
+    in_bytes = [raws[i].nbytes if i in raws else ctx.size(i) * ctx.esize(i) for i in graph.inputs]
     files = {
         f"{name}.h": header,
         f"{name}.c": "\n".join(lines),
         f"{name}_harness.c": _harness(name, guard, len(graph.inputs)),
     }
-    return CModel(name, files, plan, const_bytes, steps, in_bytes)
+    return CModel(name, files, plan, const_bytes, steps, in_bytes, formatted)
 
 
 def tensor_bytes(graph: Graph, qstate: Any, name: str) -> int:
@@ -174,10 +290,19 @@ def _qdefines(prefix: str, q: Any) -> list[str]:
 
 
 def _header(
-    name: str, guard: str, graph: Graph, qstate: Any, plan: ArenaPlan, const_bytes: int, n: int
+    name: str,
+    guard: str,
+    graph: Graph,
+    qstate: Any,
+    plan: ArenaPlan,
+    const_bytes: int,
+    n: int,
+    raws: dict[str, RawInput] | None = None,
 ) -> str:
+    raws = raws or {}
+
     def nbytes(t: str) -> int:
-        return tensor_bytes(graph, qstate, t)
+        return raws[t].nbytes if t in raws else tensor_bytes(graph, qstate, t)
 
     lines = [
         f"/* {name}.h - generated by nnshell (gen --target c) from graph '{graph.name}'. */",
@@ -194,6 +319,12 @@ def _header(
         f"#define {guard}_N_OUTPUTS {len(graph.outputs)}",
     ]
     for k, t in enumerate(graph.inputs):
+        if t in raws:
+            r = raws[t]
+            lines.append(
+                f"/* input {k} is raw {r.fmt.fmt} HWC pixels ({r.h}x{r.w}x{r.c}, {r.fmt.ctype}): "
+                f"the {r.fmt.norm} formatter makes the int8 codes */"
+            )
         lines.append(f"#define {guard}_INPUT_{k}_BYTES {nbytes(t)}")
     for k, t in enumerate(graph.outputs):
         lines.append(f"#define {guard}_OUTPUT_{k}_BYTES {nbytes(t)}")
@@ -204,8 +335,9 @@ def _header(
         lines += _qdefines(f"{guard}_S{idx}", qstate.tensors[node.outputs[0]])
     lines += [
         "",
-        "/* Pointer to graph input `index` inside the arena: fill it before each run. */",
-        f"int8_t *{name}_input(int index);",
+        "/* Pointer to graph input `index` inside the arena: fill it before each run"
+        + (" (a formatted input takes its raw HWC pixels). */" if raws else ". */"),
+        f"{'void' if raws else 'int8_t'} *{name}_input(int index);",
         "/* Graph output `index` (int8 codes, or int16 Q15 after a softmax), valid after a run. */",
         f"const void *{name}_output(int index);",
         "/* Run the network; step_done (may be NULL) sees every step's output. */",
@@ -236,8 +368,12 @@ def render_c(graph: Graph, qstate: Any, name: str | None = None) -> CModel:
     def align(t: str) -> int:
         return int(np.dtype(qstate.tensors[t].dtype).itemsize)
 
-    plan = plan_arena(lifetimes(graph, nbytes, align))
-    return _source(cname, cname.upper(), graph, qstate, plan)
+    raws = raw_inputs(graph, qstate)
+    blocks = lifetimes(graph, nbytes, align)
+    # a raw image lives before step 0 and while its formatter writes the network input
+    extra = [Block(r.key, r.nbytes, r.esize, -1, 0) for r in raws.values()]
+    plan = plan_arena(extra + blocks)
+    return _source(cname, cname.upper(), graph, qstate, plan, raws)
 
 
 def runtime_text(filename: str) -> str:
@@ -248,13 +384,20 @@ def runtime_text(filename: str) -> str:
 def write_model(model: CModel, out_dir: str | Path) -> list[Path]:
     """Write the generated files and the runtime into ``out_dir``; return the paths."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise CodegenError(f"cannot write to '{out}': it is a file", "gen -M <a folder>")
     texts = {**model.files, **{f: runtime_text(f) for f in RUNTIME_FILES}}
     paths = []
-    for fname in sorted(texts):
-        path = out / fname
-        path.write_text(texts[fname], encoding="utf-8", newline="\n")
-        paths.append(path)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for fname in sorted(texts):
+            path = out / fname
+            path.write_text(texts[fname], encoding="utf-8", newline="\n")
+            paths.append(path)
+    except OSError as exc:
+        raise CodegenError(
+            f"cannot write to '{exc.filename or out}': {exc.strerror or exc}"
+        ) from None
     return paths
 
 

@@ -1,6 +1,8 @@
 """``gen --verify``: build the generated C on the host and compare it with the integer executor.
 
-The images are quantized by Python with the graph input's qtype and written as one raw int8 file;
+The images are quantized by Python with the graph input's qtype and written as one raw int8 file
+(a formatted input, ``imageformat``: the raw uint8/uint16 HWC pixels, which the generated
+formatter turns into int8 codes; those codes are compared too);
 the harness runs the generated network on each and writes every step's output bytes; every byte
 is compared with ``run_int(..., keep=every node output)``. The first difference is reported by
 layer, image, channel and position with both values. Both sides are timed per image (the
@@ -125,9 +127,10 @@ def compare_steps(
     model: CModel, values: dict[str, np.ndarray], out_dir: Path, n: int
 ) -> Mismatch | None:
     """First difference between the harness's step files and the executor's values."""
-    for step in model.steps:
+    for step in [*model.formatted, *model.steps]:
         py = np.ascontiguousarray(values[step.output])
-        raw = np.fromfile(out_dir / f"S{step.index}.bin", dtype=np.uint8)
+        fname = f"S{step.index}.bin" if step.index >= 0 else f"I{-1 - step.index}.bin"
+        raw = np.fromfile(out_dir / fname, dtype=np.uint8)
         if raw.size != n * step.nbytes:
             raise CodegenError(
                 f"step {step.index} ({step.node}): the harness wrote {raw.size} bytes, "
@@ -147,7 +150,8 @@ def verify_arrays(
     name: str | None = None,
     cflags: Sequence[str] = (),
 ) -> VerifyResult:
-    """Generate, compile and run the C on a batch (float, or int8 codes of the input qtype)."""
+    """Generate, compile and run the C on a batch (float, or int8 codes of the input qtype;
+    a formatted input: raw ``(N, H, W, C)`` pixels 0..255)."""
     from nnshell.exec.int_exec import quantize_inputs, run_int
 
     if len(graph.inputs) != 1:
@@ -159,13 +163,20 @@ def verify_arrays(
     files = write_model(model, build)
     exe = compile_model(model, build, cflags)
     inp = graph.inputs[0]
-    q = np.ascontiguousarray(quantize_inputs(graph, qstate, {inp: xs})[inp]).astype(np.int8)
     inputs = build / "inputs.bin"
-    q.tofile(inputs)
+    if model.formatted:
+        feed = _raw_feed(graph, inp, xs)
+        q = quantize_inputs(graph, qstate, {inp: feed})[inp]
+        _raw_bytes(graph, inp, feed).tofile(inputs)
+    else:
+        q = np.ascontiguousarray(quantize_inputs(graph, qstate, {inp: xs})[inp]).astype(np.int8)
+        feed = q
+        q.tofile(inputs)
     c_us = _run_harness(exe, inputs, build / "steps")
     keep = [s.output for s in model.steps]
     t0 = time.perf_counter()
-    values = run_int(graph, qstate, {inp: q}, keep=keep)
+    values = run_int(graph, qstate, {inp: feed}, keep=keep)
+    values[inp] = q
     py_us = (time.perf_counter() - t0) * 1e6 / len(q)
     mismatch = compare_steps(model, values, build / "steps", len(q))
     return VerifyResult(
@@ -179,6 +190,66 @@ def verify_arrays(
         model.const_bytes,
         files,
     )
+
+
+def _raw_feed(graph: Graph, inp: str, xs: np.ndarray) -> np.ndarray:
+    """The raw ``(N, H, W, C)`` pixels of a formatted input, checked (int64)."""
+    from nnshell.formatter import get_formatter, raw_shape
+
+    fmt = get_formatter(graph, inp)
+    want = raw_shape(graph, inp, fmt)
+    if tuple(np.shape(xs)[1:]) != want:
+        raise CodegenError(
+            f"gen --verify: the {fmt.fmt} formatter of {inp} reads raw pixels of shape {want} "
+            f"(H, W, C), got {tuple(np.shape(xs)[1:])}"
+        )
+    fmt.pixels(xs)  # 0..255 integers, else a clear ImageError
+    return np.asarray(xs).astype(np.int64)
+
+
+def _raw_bytes(graph: Graph, inp: str, raw: np.ndarray) -> np.ndarray:
+    """The bytes the generated formatter reads: uint8, little-endian uint16 or 565 words."""
+    from nnshell.formatter import get_formatter
+
+    fmt = get_formatter(graph, inp)
+    if fmt.fmt == "rgb565_rgb888":
+        r, g, b = raw[..., 0] >> 3, raw[..., 1] >> 2, raw[..., 2] >> 3
+        return np.ascontiguousarray(((r << 11) | (g << 5) | b).astype("<u2"))
+    return np.ascontiguousarray(raw.astype(np.uint8 if fmt.ctype == "unsigned char" else "<u2"))
+
+
+def _load_raw(path: str, opts: Any, expected: tuple[int, ...]) -> np.ndarray:
+    """One image as the raw HWC pixels of a formatted input (what ``load_formatted`` reads
+    before its float transform)."""
+    import dataclasses
+    import os
+
+    from nnshell import images
+    from nnshell.errors import ImageError
+    from nnshell.formatter import Formatter
+
+    fmt = Formatter.from_spec(opts.formatter)
+    c, h, w = expected
+    raw = (h, w, c)
+    ext = images._ext(path)
+    if ext == "npy":
+        arr = images._read_npy(path, opts)
+    elif ext == "raw":
+        arr = images._read_raw(path, opts, raw)
+    else:
+        mode = "L" if c == 1 else "RGB"
+        arr = images._read_pil(path, dataclasses.replace(opts, mode=mode), raw)
+    if arr.ndim == 2 and c == 1:
+        arr = arr[..., None]
+    if arr.ndim == 4 and arr.shape[0] == 1:
+        arr = arr[0]
+    if tuple(arr.shape) != raw:
+        raise ImageError(
+            f"'{os.path.basename(path)}' has shape {tuple(arr.shape)}, the raw input of the "
+            f"{fmt.fmt} formatter is {raw} (H, W, C)",
+            "-H/-W to resize",
+        )
+    return np.asarray(arr)
 
 
 def verify(
@@ -197,5 +268,9 @@ def verify(
     if not images:
         raise CodegenError("gen --verify needs at least one image")
     expected = graph.tensors[graph.inputs[0]].dims
-    xs = np.concatenate([b for _, b in iter_batches(images, opts, expected, 256)])
+    if getattr(opts, "formatter", None) is not None:  # the C reads the raw pixels
+        shape = tuple(int(d) for d in expected)
+        xs = np.stack([_load_raw(str(p), opts, shape) for p in images])
+    else:
+        xs = np.concatenate([b for _, b in iter_batches(images, opts, expected, 256)])
     return verify_arrays(graph, qstate, xs, build_dir, name)

@@ -479,3 +479,30 @@ void nn_copy(const void *in, void *out, size_t nbytes)
         memmove(out, in, nbytes);
     }
 }
+
+static int nn_raw_pixel(const void *raw, int layout, int i, int k, int c)
+{
+    if (layout == NN_RAW_RGB565) {
+        unsigned v = ((const uint16_t *)raw)[i];
+        if (k == 0) {
+            return (int)((v >> 11) << 3);
+        }
+        return k == 1 ? (int)(((v >> 5) & 63u) << 2) : (int)((v & 31u) << 3);
+    }
+    if (layout == NN_RAW_U16) {
+        return (int)((const uint16_t *)raw)[i * c + k];
+    }
+    return (int)((const uint8_t *)raw)[i * c + k];
+}
+
+void nn_format(const void *raw, int8_t *out, int h, int w, int c, int layout, int norm)
+{
+    int hw = h * w, i, k;
+    for (k = 0; k < c; k++) {
+        int8_t *o = out + (size_t)k * (size_t)hw;
+        for (i = 0; i < hw; i++) {
+            int p = nn_raw_pixel(raw, layout, i, k, c);
+            o[i] = (int8_t)(norm == NN_NORM_OFFSET ? p - 128 : p >> 1);
+        }
+    }
+}

@@ -101,5 +101,12 @@ void nn_transpose(const void *in, void *out, const int32_t *shape, const int32_t
                   size_t esize);
 /* Byte copy (reshape, flatten, squeeze, identity). */
 void nn_copy(const void *in, void *out, size_t nbytes);
+/* Input formatter (imageformat): raw H x W x C pixels 0..255 -> C x H x W int8 codes.
+ * Raw elements: NN_RAW_U8 one byte per channel, NN_RAW_U16 one 16-bit word per channel,
+ * NN_RAW_RGB565 one 16-bit 5-6-5 word per pixel (R = r5 << 3, G = g6 << 2, B = b5 << 3).
+ * Codes: NN_NORM_OFFSET q = p - 128, NN_NORM_SHIFT q = p >> 1. */
+enum { NN_RAW_U8 = 1, NN_RAW_U16 = 2, NN_RAW_RGB565 = 3 };
+enum { NN_NORM_OFFSET = 1, NN_NORM_SHIFT = 2 };
+void nn_format(const void *raw, int8_t *out, int h, int w, int c, int layout, int norm);
 
 #endif /* NN_KERNELS_H */
