@@ -212,20 +212,23 @@ def process_rows(repeat: int, tmp: Path) -> list[Row]:
     ]
 
 
+# VmHWM of the child's own address space: ru_maxrss would include the parent's high-water mark
+# at fork time (Linux keeps it across execve), and this script's parent is large by then.
 _PEAK = """
-import json, resource, sys
+import json, sys
 from nnshell.images import expand_files
 from nnshell.session import Session
 n = int(sys.argv[1]); files = (expand_files([sys.argv[2]]) * 8)[:n]
 s = Session(); s.open(sys.argv[3]); s.set("input_norm_func", sys.argv[4]); s.fusions("scale8")
 s.aquant(files)
-print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+hwm = [ln for ln in open("/proc/self/status") if ln.startswith("VmHWM:")][0]
+print(json.dumps(int(hwm.split()[1])))
 """
 
 
 def memory_rows() -> list[Row]:
     peaks = {}
-    for n in (100, 1000):
+    for n in (100, 1000, 2000):
         out = subprocess.run(
             [sys.executable, "-c", _PEAK, str(n), str(CALIB), str(SAMPLE), NORM],
             check=True,
@@ -236,10 +239,10 @@ def memory_rows() -> list[Row]:
         peaks[n] = json.loads(out.stdout.strip().splitlines()[-1]) / 1024  # KiB -> MiB
     return [
         (
-            "aquant peak RSS, 100 → 1,000 images",
-            f"{peaks[100]:.0f} → {peaks[1000]:.0f} MiB",
+            "aquant peak RSS (VmHWM), 100 → 1,000 → 2,000 images",
+            f"{peaks[100]:.0f} → {peaks[1000]:.0f} → {peaks[2000]:.0f} MiB",
             "",
-            f"{peaks[1000] / peaks[100]:.2f}",
+            f"{peaks[1000] / peaks[100]:.2f} (2,000/1,000: {peaks[2000] / peaks[1000]:.2f})",
             "≤ 1.1",
         )
     ]
