@@ -93,6 +93,7 @@ def validate(
     progress: Progress | None = None,
     batch_size: int = 64,
     fast: Callable[[np.ndarray], Any] | None = None,
+    cache: Any = None,
 ) -> ValidationResult:
     """Classify every file with the float graph and, when quantized, the integer graph."""
     from nnshell.exec.int_exec import run_int
@@ -103,7 +104,7 @@ def validate(
     done = 0
     out = graph.outputs[0]
     runner = None
-    for names, batch in iter_batches(files, opts, expected, batch_size):
+    for names, batch in iter_batches(files, opts, expected, batch_size, cache=cache):
         if fast is not None and runner is None and done == 0:
             runner = fast(batch[:2])  # validated against numpy; None means numpy
         feeds = {graph.inputs[0]: batch}

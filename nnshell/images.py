@@ -22,6 +22,7 @@ import glob
 import os
 import re
 import warnings
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -392,6 +393,62 @@ def _default_workers() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
+class DecodeCache:
+    """Decoded, normalised images kept between commands, bounded in bytes (oldest out first).
+
+    Users run aquant, validate, qerror and astats over the same folders again and again; the
+    session keeps one cache so a folder is decoded once. The key holds the path, the file's size
+    and modification time, the input options and the expected shape: an edited file or other
+    options decode again. Cached arrays are read-only.
+    """
+
+    def __init__(self, max_bytes: int = 256 << 20) -> None:
+        self.max_bytes = max_bytes
+        self.nbytes = 0
+        self._items: OrderedDict[tuple[Any, ...], tuple[np.ndarray, bool]] = OrderedDict()
+
+    def key(self, path: str, opts: InputOptions, expected: tuple[int, ...]) -> tuple[Any, ...]:
+        """The cache key of one file (raises OSError for a missing file)."""
+        st = os.stat(path)
+        return (os.path.abspath(path), st.st_size, st.st_mtime_ns, opts, expected)
+
+    def get(self, key: tuple[Any, ...]) -> tuple[np.ndarray, bool] | None:
+        """The cached (array, auto-transposed) for ``key``, or None."""
+        return self._items.get(key)
+
+    def put(self, key: tuple[Any, ...], value: tuple[np.ndarray, bool]) -> None:
+        """Keep ``value``; evict the oldest entries beyond the byte budget."""
+        arr = value[0]
+        if arr.nbytes > self.max_bytes or key in self._items:
+            return
+        arr.setflags(write=False)
+        self._items[key] = value
+        self.nbytes += arr.nbytes
+        while self.nbytes > self.max_bytes:
+            _, (old, _) = self._items.popitem(last=False)
+            self.nbytes -= old.nbytes
+
+
+def _cached_load(
+    path: str,
+    opts: InputOptions,
+    expected: tuple[int, ...],
+    cache: DecodeCache | None,
+) -> tuple[np.ndarray, bool]:
+    if cache is None:
+        return _load(path, opts, expected)
+    try:
+        key = cache.key(path, opts, expected)
+    except OSError:
+        return _load(path, opts, expected)  # raises the ImageError that names the file
+    hit = cache.get(key)
+    if hit is not None:
+        return hit
+    value = _load(path, opts, expected)
+    cache.put(key, value)
+    return value
+
+
 def iter_batches(
     files: Sequence[str],
     opts: InputOptions,
@@ -399,6 +456,7 @@ def iter_batches(
     batch_size: int = 64,
     report: LoadReport | None = None,
     workers: int | None = None,
+    cache: DecodeCache | None = None,
 ) -> Iterator[tuple[list[str], np.ndarray]]:
     """Yield ``(file names, float32 batch of shape (n, *expected_shape))`` in file order.
 
@@ -422,9 +480,9 @@ def iter_batches(
         for start in range(0, len(files), batch_size):
             chunk = [str(f) for f in files[start : start + batch_size]]
             if pool is not None and len(chunk) > 1:
-                results = list(pool.map(lambda p: _load(p, opts, expected), chunk))
+                results = list(pool.map(lambda p: _cached_load(p, opts, expected, cache), chunk))
             else:
-                results = [_load(p, opts, expected) for p in chunk]
+                results = [_cached_load(p, opts, expected, cache) for p in chunk]
             if report is not None:
                 for p, (_, transposed) in zip(chunk, results, strict=True):
                     report._add(p, transposed)

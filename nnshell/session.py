@@ -50,6 +50,8 @@ class Session:
         self.stats: dict[str, Any] | None = None
         self.stats_files: list[str] = []
         self.qstate: Any = None
+        #: Decoded images kept between commands (aquant, validate, qerror, ... reuse folders).
+        self.image_cache: Any = None
         #: Validated onnxruntime runners per (graph object, all-tensors?) — see exec.ort_backend.
         self._runners: dict[tuple[int, bool], tuple[Graph, Any]] = {}
 
@@ -298,6 +300,14 @@ class Session:
         )
         return base.with_overrides(**overrides)
 
+    def _images(self) -> Any:
+        """The session's decoded-image cache (created on first use: the shell starts fast)."""
+        if self.image_cache is None:
+            from nnshell.images import DecodeCache
+
+            self.image_cache = DecodeCache()
+        return self.image_cache
+
     def fast_runner(self, graph: Graph, probe: np.ndarray, all_tensors: bool) -> Any:
         """A validated onnxruntime runner for ``graph`` (None: use the numpy executor).
 
@@ -402,7 +412,9 @@ class Session:
             expected = graph.tensors[graph.inputs[0]].dims
             import itertools
 
-            batches = iter_batches(paths, opts, expected, int(self.settings["batch_size"]))
+            batches = iter_batches(
+                paths, opts, expected, int(self.settings["batch_size"]), cache=self._images()
+            )
             first = next(batches)
             fast = self.fast_runner(graph, first[1][:2], all_tensors=True)
             stats, seen = collect_stats(
@@ -458,6 +470,7 @@ class Session:
             progress,
             int(self.settings["batch_size"]),
             fast=lambda probe: self.fast_runner(graph, probe, all_tensors=False),
+            cache=self._images(),
         )
 
     def footprint(self) -> Any:
@@ -554,7 +567,9 @@ class Session:
         paths = expand_files(files)
         opts = opts if opts is not None else self.input_options()
         expected = graph.tensors[graph.inputs[0]].dims
-        batches = iter_batches(paths, opts, expected, int(self.settings["batch_size"]))
+        batches = iter_batches(
+            paths, opts, expected, int(self.settings["batch_size"]), cache=self._images()
+        )
         first = next(batches)
         fast = self.fast_runner(graph, first[1][:2], all_tensors=True)
         return paths, itertools.chain([first], batches), fast
@@ -646,7 +661,9 @@ class Session:
             total = len(paths)
         elif self.stats is not None and self.stats_files:
             stats, total, sample, used = self.stats, len(self.stats_files), [], 0
-            for names, batch in iter_batches(self.stats_files, opts, expected, bs):
+            for names, batch in iter_batches(
+                self.stats_files, opts, expected, bs, cache=self._images()
+            ):
                 if sample and used + batch.nbytes > SAMPLE_BYTES:
                     break
                 sample.append((names, batch))
@@ -660,7 +677,10 @@ class Session:
         vbatches, vtotal = None, 0
         if validate_dir:
             vpaths = expand_files([validate_dir])
-            vbatches, vtotal = iter_batches(vpaths, opts, expected, bs), len(vpaths)
+            vbatches, vtotal = (
+                iter_batches(vpaths, opts, expected, bs, cache=self._images()),
+                len(vpaths),
+            )
         report, new_stats, seen = compare_modes(
             graph,
             modes,

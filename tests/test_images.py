@@ -342,3 +342,28 @@ def test_iter_batches_errors(tmp_path: Path) -> None:
 )
 def test_label_from_name(name: str, label: int | None) -> None:
     assert label_from_name(name) == label
+
+
+def test_decode_cache_reuses_and_notices_edits(tmp_path: Path) -> None:
+    import os
+
+    from nnshell.images import DecodeCache
+
+    p = tmp_path / "a.png"
+    Image.fromarray(np.full((8, 8, 3), 10, np.uint8)).save(p)
+    cache = DecodeCache(max_bytes=1 << 20)
+    opts = InputOptions()
+    first = next(iter_batches([str(p)], opts, (3, 8, 8), cache=cache))[1]
+    assert cache.nbytes > 0 and len(cache._items) == 1
+    again = next(iter_batches([str(p)], opts, (3, 8, 8), cache=cache))[1]
+    np.testing.assert_array_equal(first, again)
+    Image.fromarray(np.full((8, 8, 3), 200, np.uint8)).save(p)  # edited: decoded again
+    os.utime(p, ns=(os.stat(p).st_atime_ns, os.stat(p).st_mtime_ns + 1_000_000))
+    edited = next(iter_batches([str(p)], opts, (3, 8, 8), cache=cache))[1]
+    assert edited.min() == 200.0
+    tiny = DecodeCache(max_bytes=3 * 8 * 8 * 4)  # room for exactly one image
+    for k in range(3):
+        q = tmp_path / f"b{k}.png"
+        Image.fromarray(np.full((8, 8, 3), k, np.uint8)).save(q)
+        next(iter_batches([str(q)], opts, (3, 8, 8), cache=tiny))
+    assert len(tiny._items) == 1 and tiny.nbytes <= tiny.max_bytes
