@@ -327,12 +327,11 @@ def format_feed_int(graph: Any, name: str, value: np.ndarray) -> np.ndarray | No
 
 
 # -- image loading ------------------------------------------------------------------------------
-def load_formatted(path: str, opts: Any, expected: tuple[int, ...]) -> np.ndarray:
-    """Load one raw image for a formatted input and return the float CHW network input.
+def read_raw_pixels(path: str, opts: Any, expected: tuple[int, ...]) -> np.ndarray:
+    """One image as the raw H x W x C pixels a formatted input takes (before any transform).
 
-    ``opts.formatter`` is ``FORMAT/NORM``; ``expected`` is the network input (C, H, W). The
-    file must hold H x W (x C) raw pixels (bw formats read grayscale, rgb formats RGB);
-    -D/-O/-N are refused by the session (the formatter normalises), -T is not needed.
+    ``opts.formatter`` is ``FORMAT/NORM``; ``expected`` is the network input (C, H, W). bw
+    formats read grayscale, rgb formats RGB. The C harness is fed exactly these pixels.
     """
     import dataclasses
     import os
@@ -363,7 +362,16 @@ def load_formatted(path: str, opts: Any, expected: tuple[int, ...]) -> np.ndarra
             f"is {raw} (H, W, C)",
             "-H/-W to resize",
         )
-    return fmt.to_float(arr)
+    return np.asarray(arr)
+
+
+def load_formatted(path: str, opts: Any, expected: tuple[int, ...]) -> np.ndarray:
+    """Load one raw image for a formatted input and return the float CHW network input.
+
+    -D/-O/-N are refused by the session (the formatter normalises), -T is not needed.
+    """
+    fmt = Formatter.from_spec(opts.formatter)
+    return fmt.to_float(read_raw_pixels(path, opts, expected))
 
 
 __all__ = [

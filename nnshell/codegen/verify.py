@@ -219,37 +219,11 @@ def _raw_bytes(graph: Graph, inp: str, raw: np.ndarray) -> np.ndarray:
 
 
 def _load_raw(path: str, opts: Any, expected: tuple[int, ...]) -> np.ndarray:
-    """One image as the raw HWC pixels of a formatted input (what ``load_formatted`` reads
-    before its float transform)."""
-    import dataclasses
-    import os
+    """One image as the raw HWC pixels of a formatted input (``load_formatted`` without its
+    float transform)."""
+    from nnshell.formatter import read_raw_pixels
 
-    from nnshell import images
-    from nnshell.errors import ImageError
-    from nnshell.formatter import Formatter
-
-    fmt = Formatter.from_spec(opts.formatter)
-    c, h, w = expected
-    raw = (h, w, c)
-    ext = images._ext(path)
-    if ext == "npy":
-        arr = images._read_npy(path, opts)
-    elif ext == "raw":
-        arr = images._read_raw(path, opts, raw)
-    else:
-        mode = "L" if c == 1 else "RGB"
-        arr = images._read_pil(path, dataclasses.replace(opts, mode=mode), raw)
-    if arr.ndim == 2 and c == 1:
-        arr = arr[..., None]
-    if arr.ndim == 4 and arr.shape[0] == 1:
-        arr = arr[0]
-    if tuple(arr.shape) != raw:
-        raise ImageError(
-            f"'{os.path.basename(path)}' has shape {tuple(arr.shape)}, the raw input of the "
-            f"{fmt.fmt} formatter is {raw} (H, W, C)",
-            "-H/-W to resize",
-        )
-    return np.asarray(arr)
+    return read_raw_pixels(path, opts, expected)
 
 
 def verify(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 
@@ -12,7 +13,20 @@ from tests.conftest import ROOT, SAMPLE_MODEL
 PROMPT = r"nnshell \(cifar_net\)\s*>"
 
 
+def _give_up(signum: int, frame: object) -> None:
+    raise TimeoutError("the interactive session stopped responding")
+
+
 def test_interactive_tab_completion(tmp_path: Path) -> None:
+    signal.signal(signal.SIGALRM, _give_up)
+    signal.alarm(120)  # a blocked write to the pty must fail the test, never hang CI
+    try:
+        _drive_session(tmp_path)
+    finally:
+        signal.alarm(0)
+
+
+def _drive_session(tmp_path: Path) -> None:
     env = {
         "HOME": str(tmp_path),
         "TERM": "xterm",
@@ -37,9 +51,12 @@ def test_interactive_tab_completion(tmp_path: Path) -> None:
         child.expect("_fc3_Gemm")
         child.send("2\t")  # "_fc2" is unique: tab completes it to _fc2_Gemm
         child.expect("2_Gemm")
-        child.send("\r")  # the first Enter closes the completion menu ...
-        child.send("\r")  # ... the second runs the line (an extra empty line is harmless)
-        child.expect(r"1 of 12 layers")
+        child.send("\r")
+        # Enter may only close the completion menu: press it again only if nothing ran (never
+        # write while the shell prints the table, which could block on a full terminal buffer)
+        if child.expect([r"1 of 12 layers", pexpect.TIMEOUT], timeout=5) == 1:
+            child.send("\r")
+            child.expect(r"1 of 12 layers")
         child.expect(r"_fc2_Gemm\s*│\s*Gemm")
         child.expect(PROMPT)
         child.send("quit\r")
