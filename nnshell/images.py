@@ -353,7 +353,9 @@ def _layout(
     raise ImageError(f"'{name}' has shape {shape}, the input expects {expected}", hint=_FIT_HINT)
 
 
-def _load(path: str, opts: InputOptions, expected: tuple[int, ...]) -> tuple[np.ndarray, bool]:
+def _load(
+    path: str, opts: InputOptions, expected: tuple[int, ...], normalise: bool = True
+) -> tuple[np.ndarray, bool]:
     if opts.formatter is not None:
         from nnshell.formatter import load_formatted
 
@@ -366,7 +368,8 @@ def _load(path: str, opts: InputOptions, expected: tuple[int, ...]) -> tuple[np.
             raise ImageError(f"'{name}' holds NaN or infinite values")
     else:
         arr = _read_pil(path, opts, expected)
-    arr = _normalise(arr, opts, name)
+    if normalise:
+        arr = _normalise(arr, opts, name)
     return _layout(arr, opts, expected, name, raw=ext == "raw")
 
 
@@ -436,17 +439,32 @@ def _cached_load(
     cache: DecodeCache | None,
 ) -> tuple[np.ndarray, bool]:
     if cache is None:
-        return _load(path, opts, expected)
+        return _load(path, opts, expected, normalise=False)
     try:
         key = cache.key(path, opts, expected)
     except OSError:
-        return _load(path, opts, expected)  # raises the ImageError that names the file
+        return _load(path, opts, expected, normalise=False)  # raises the ImageError naming it
     hit = cache.get(key)
     if hit is not None:
         return hit
-    value = _load(path, opts, expected)
+    value = _load(path, opts, expected, normalise=False)
     cache.put(key, value)
     return value
+
+
+def _normalise_batch(names: list[str], arrays: list[np.ndarray], opts: InputOptions) -> np.ndarray:
+    """Stack decoded images and normalise the whole batch at once (elementwise: the same
+    numbers as image by image, without a Python call per image). A failing expression is
+    re-evaluated image by image so the error names the file."""
+    batch = np.stack(arrays)
+    if opts.formatter is not None:  # the formatter already produced the network input
+        return batch.astype(np.float32, copy=False)
+    try:
+        return _normalise(batch, opts, "batch")
+    except ExpressionError:
+        for path, arr in zip(names, arrays, strict=True):
+            _normalise(arr, opts, os.path.basename(path))
+        raise
 
 
 def iter_batches(
@@ -460,7 +478,8 @@ def iter_batches(
 ) -> Iterator[tuple[list[str], np.ndarray]]:
     """Yield ``(file names, float32 batch of shape (n, *expected_shape))`` in file order.
 
-    Only one batch is decoded at a time, so memory does not grow with the number of files.
+    Only one batch is decoded at a time, so memory does not grow with the number of files;
+    the normalisation (-D/-O/-N) runs once per batch.
     Files of a batch are decoded by up to ``workers`` threads (PIL and zlib release the GIL);
     ``workers=1`` decodes serially. The first bad file raises its ImageError.
     """
@@ -486,7 +505,7 @@ def iter_batches(
             if report is not None:
                 for p, (_, transposed) in zip(chunk, results, strict=True):
                     report._add(p, transposed)
-            yield chunk, np.stack([a for a, _ in results]).astype(np.float32, copy=False)
+            yield chunk, _normalise_batch(chunk, [a for a, _ in results], opts)
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
