@@ -24,9 +24,9 @@ def test_compare_four_methods_with_accuracy(shell, monkeypatch: pytest.MonkeyPat
     calls: list[str] = []
     real_load = images_mod._load
 
-    def counting(path, opts, expected):  # noqa: ANN001, ANN202
+    def counting(path, opts, expected, **kwargs):  # noqa: ANN001, ANN003, ANN202
         calls.append(path)
-        return real_load(path, opts, expected)
+        return real_load(path, opts, expected, **kwargs)
 
     monkeypatch.setattr(images_mod, "_load", counting)
     ok, out, err = shell.run(f"aquant {CALIB_DIR} --compare {MODES} --validate {TEST_DIR} --json")
