@@ -328,45 +328,27 @@ class Session:
         return runner
 
     # -- quantization ----------------------------------------------------------------------
-    def _require_sq8_graph(self) -> Graph:
+    def _require_scheme_graph(self, scheme: str) -> Graph:
+        """The open graph, fused for ``scheme`` ("scale8" or "pow2") and fully quantizable."""
+        label, hook = ("SQ8", "quantize_sq8") if scheme == "scale8" else ("POW2", "quantize_pow2")
         graph = self.require_graph()
-        if self.scheme != "scale8":
+        if self.scheme != scheme:
             raise GraphStateError(
-                "aquant -s SQ8 needs the SQ8 fusions first"
+                f"aquant -s {label} needs the {label} fusions first"
                 + (f" (the graph has the {self.scheme} fusions)" if self.scheme else ""),
-                "fusions --scale8",
+                f"fusions --{scheme}",
             )
         from nnshell.quant.sq8 import describe_unquantizable
 
-        bad = describe_unquantizable(graph)
+        bad = describe_unquantizable(graph, hook)
         if bad:
             from nnshell.errors import QuantizationError
 
+            other = "aquant -s SQ8 after fusions --scale8" if scheme == "pow2" else ""
             raise QuantizationError(
-                f"{len(bad)} layer(s) have no SQ8 quantizer: {', '.join(bad[:6])}"
+                f"{len(bad)} layer(s) have no {label} quantizer: {', '.join(bad[:6])}"
                 + (", ..." if len(bad) > 6 else ""),
-                "nnshell never falls back to float silently",
-            )
-        return graph
-
-    def _require_pow2_graph(self) -> Graph:
-        graph = self.require_graph()
-        if self.scheme != "pow2":
-            raise GraphStateError(
-                "aquant -s POW2 needs the POW2 fusions first"
-                + (f" (the graph has the {self.scheme} fusions)" if self.scheme else ""),
-                "fusions --pow2",
-            )
-        from nnshell.quant.pow2 import describe_unquantizable_pow2
-
-        bad = describe_unquantizable_pow2(graph)
-        if bad:
-            from nnshell.errors import QuantizationError
-
-            raise QuantizationError(
-                f"{len(bad)} layer(s) have no POW2 quantizer: {', '.join(bad[:6])}"
-                + (", ..." if len(bad) > 6 else ""),
-                "nnshell never falls back to float silently; aquant -s SQ8 after fusions --scale8",
+                "nnshell never falls back to float silently" + (f"; {other}" if other else ""),
             )
         return graph
 
@@ -401,10 +383,10 @@ class Session:
         if scheme == "POW2":
             if bits not in POW2_BITS:
                 raise UsageError(f"aquant -s POW2: -f {bits} is not 8 or 16", "aquant -s POW2")
-            graph = self._require_pow2_graph()
+            graph = self._require_scheme_graph("pow2")
             qopts: Any = Pow2Options(parse_mode(mode), True, True, int(bits))
         else:
-            graph = self._require_sq8_graph()
+            graph = self._require_scheme_graph("scale8")
             qopts = QuantOptions(parse_mode(mode), symmetric, per_tensor)
         if files:
             paths = expand_files(files)
@@ -651,7 +633,7 @@ class Session:
         from nnshell.analysis.compare import SAMPLE_BYTES, compare_modes
         from nnshell.images import expand_files, iter_batches
 
-        graph = self._require_sq8_graph()
+        graph = self._require_scheme_graph("scale8")
         opts = opts if opts is not None else self.input_options()
         expected = graph.tensors[graph.inputs[0]].dims
         bs = int(self.settings["batch_size"])

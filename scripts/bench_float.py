@@ -33,6 +33,10 @@ import onnx
 import onnxruntime as ort
 from onnx import numpy_helper
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import doc_sections  # noqa: E402 - sibling script module
+
 from nnshell.exec.float_exec import run_float
 from nnshell.exec.ort_backend import make_runner
 from nnshell.importers.onnx_importer import load_onnx
@@ -321,18 +325,8 @@ def markdown(cases: list[Case], info: list[tuple[str, str]], repeat: int) -> str
 
 
 def write_section(text: str, doc: Path = DOC) -> None:
-    """Replace (or append) the section in ``doc``, keeping every other section."""
-    doc.parent.mkdir(parents=True, exist_ok=True)
-    old = doc.read_text() if doc.exists() else "# Performance\n"
-    start = old.find(SECTION)
-    if start < 0:
-        new = old.rstrip("\n") + "\n\n" + text
-    else:
-        nxt = re.search(r"^#{1,2} ", old[start + len(SECTION) :], re.M)
-        end = start + len(SECTION) + nxt.start() if nxt else len(old)
-        rest = old[end:]
-        new = old[:start] + text + ("\n" + rest if rest else "")
-    doc.write_text(new)
+    """Replace (or append) this script's section of ``doc``."""
+    doc_sections.write_section(text, SECTION, doc, "Performance")
 
 
 def main() -> None:

@@ -12,11 +12,14 @@ quantized parameter bytes and the peak activation RAM. Prints the table and writ
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import doc_sections  # noqa: E402 - sibling script module
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "sample_models" / "cifar_net.onnx"
@@ -136,17 +139,8 @@ def expand_test() -> list[str]:
 
 
 def write_section(text: str) -> None:
-    """Replace (or append) the section in ``docs/quantization.md``, keeping the others."""
-    old = DOC.read_text() if DOC.exists() else "# Quantization\n"
-    start = old.find(SECTION)
-    if start < 0:
-        new = old.rstrip("\n") + "\n\n" + text
-    else:
-        nxt = re.search(r"^#{1,2} ", old[start + len(SECTION) :], re.M)
-        end = start + len(SECTION) + nxt.start() if nxt else len(old)
-        rest = old[end:]
-        new = old[:start] + text + ("\n" + rest if rest else "")
-    DOC.write_text(new)
+    """Replace (or append) this script's section of ``docs/quantization.md``."""
+    doc_sections.write_section(text, SECTION, DOC, "Quantization")
 
 
 def main() -> None:

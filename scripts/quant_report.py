@@ -24,7 +24,6 @@ import argparse
 import datetime
 import logging
 import os
-import re
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -32,6 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from doc_sections import write_section  # noqa: E402, F401 - re-exported to the benchmarks
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "sample_models" / "cifar_net.onnx"
@@ -293,21 +296,6 @@ def markdown(rep: Report) -> str:
         *tables(rep),
     ]
     return "\n".join(lines) + "\n"
-
-
-def write_section(text: str, section: str, doc: Path, title: str) -> None:
-    """Replace (or append) ``section`` in ``doc``, keeping every other section."""
-    doc.parent.mkdir(parents=True, exist_ok=True)
-    old = doc.read_text() if doc.exists() else f"# {title}\n"
-    start = old.find(section)
-    if start < 0:
-        new = old.rstrip("\n") + "\n\n" + text
-    else:
-        nxt = re.search(r"^#{1,2} ", old[start + len(section) :], re.M)
-        end = start + len(section) + nxt.start() if nxt else len(old)
-        rest = old[end:]
-        new = old[:start] + text + ("\n" + rest if rest else "")
-    doc.write_text(new)
 
 
 def main() -> None:

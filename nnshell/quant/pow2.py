@@ -174,23 +174,10 @@ def quantize_graph_pow2(
     return QuantState("POW2", opts, qt, nodes, ranges)
 
 
-def describe_unquantizable_pow2(graph: Graph) -> list[str]:
-    """Names of nodes whose op has no POW2 quantizer (checked before any calibration work)."""
-    from nnshell.ops.registry import OpDef
-
-    bad = []
-    for node in graph.nodes:
-        op = get_op(node.op)
-        if type(op).quantize_pow2 is OpDef.quantize_pow2:
-            bad.append(f"{node.name} ({node.op})")
-    return bad
-
-
 __all__ = [
     "POW2_BITS",
     "Pow2Options",
     "assign_q",
-    "describe_unquantizable_pow2",
     "pow2_groups",
     "quantize_graph_pow2",
 ]

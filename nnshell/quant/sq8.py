@@ -204,16 +204,17 @@ def quantize_graph(
     return QuantState("SQ8", opts, qt, nodes, ranges)
 
 
-def describe_unquantizable(graph: Graph) -> list[str]:
-    """Names of nodes whose op has no SQ8 quantizer (checked before any calibration work)."""
+def describe_unquantizable(graph: Graph, hook: str = "quantize_sq8") -> list[str]:
+    """Names of nodes whose op lacks the scheme's quantizer ``hook`` (checked before any
+    calibration work): ``quantize_sq8`` or ``quantize_pow2``."""
     from nnshell.ops.registry import OpDef
 
-    bad = []
-    for node in graph.nodes:
-        op = get_op(node.op)
-        if type(op).quantize_sq8 is OpDef.quantize_sq8:
-            bad.append(f"{node.name} ({node.op})")
-    return bad
+    base = getattr(OpDef, hook)
+    return [
+        f"{node.name} ({node.op})"
+        for node in graph.nodes
+        if getattr(type(get_op(node.op)), hook) is base
+    ]
 
 
 __all__ = [

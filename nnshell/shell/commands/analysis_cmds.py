@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import cmd2
 
 from nnshell.errors import UsageError
+from nnshell.shell.commands.base import NnCommandSet
 from nnshell.shell.commands.common import add_input_options, input_overrides
 from nnshell.shell.parser import NnArgumentParser
 
@@ -140,20 +141,10 @@ def print_compare(app: NnShell, rep: Any, as_json: bool = False) -> None:
     app.poutput("\n".join(lines))
 
 
-class AnalysisCommands(cmd2.CommandSet):  # type: ignore[type-arg]
+class AnalysisCommands(NnCommandSet):
     """qerror, qexplain, astats, tensors."""
 
     DEFAULT_CATEGORY = "Analysis"
-
-    @property
-    def app(self) -> NnShell:
-        """The shell this set is registered with."""
-        return self._cmd  # type: ignore[return-value]
-
-    def node_choices(self) -> cmd2.Choices:
-        """Node names for tab completion."""
-        graph = self.app.session.graph
-        return cmd2.Choices.from_values([n.name for n in graph.nodes] if graph else [])
 
     # -- qerror ----------------------------------------------------------------------------
     qerror_parser = NnArgumentParser(
@@ -238,7 +229,9 @@ class AnalysisCommands(cmd2.CommandSet):  # type: ignore[type-arg]
         "output scale."
     )
     qexplain_parser.add_argument(
-        "selector", choices_provider=node_choices, help="step, name, prefix*, range a:b"
+        "selector",
+        choices_provider=NnCommandSet.node_choices,
+        help="step, name, prefix*, range a:b",
     )
     qexplain_parser.add_argument("--json", action="store_true", help="machine-readable output")
 

@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import cmd2
 
 from nnshell.errors import CodegenError
+from nnshell.shell.commands.base import NnCommandSet
 from nnshell.shell.commands.common import add_input_options, input_overrides
 from nnshell.shell.parser import NnArgumentParser
-
-if TYPE_CHECKING:
-    from nnshell.shell.app import NnShell
 
 
 def _verify_lines(res: Any) -> list[str]:
@@ -32,15 +30,10 @@ def _verify_lines(res: Any) -> list[str]:
     ]
 
 
-class GenCommands(cmd2.CommandSet):  # type: ignore[type-arg]
+class GenCommands(NnCommandSet):
     """gen."""
 
     DEFAULT_CATEGORY = "Generation"
-
-    @property
-    def app(self) -> NnShell:
-        """The shell this set is registered with."""
-        return self._cmd  # type: ignore[return-value]
 
     gen_parser = NnArgumentParser(
         description="Generate code for the quantized graph: portable C99 (--target c, the "

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import json
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import cmd2
 
 from nnshell.errors import UsageError
 from nnshell.report.tables import layer_table, layers_json
+from nnshell.shell.commands.base import NnCommandSet
 from nnshell.shell.parser import NnArgumentParser
-
-if TYPE_CHECKING:
-    from nnshell.shell.app import NnShell
 
 
 def parse_input_shapes(items: list[str] | None) -> dict[str, list[int]]:
@@ -34,21 +32,10 @@ def _supported_ops_epilog() -> str:
     return "Supported ONNX operators: " + ", ".join(supported_onnx_types())
 
 
-class ModelCommands(cmd2.CommandSet):  # type: ignore[type-arg]
+class ModelCommands(NnCommandSet):
     """open and show."""
 
     DEFAULT_CATEGORY = "Model"
-
-    @property
-    def app(self) -> NnShell:
-        """The shell this set is registered with."""
-        return self._cmd  # type: ignore[return-value]
-
-    def node_choices(self) -> cmd2.Choices:
-        """Node names of the open graph, for tab completion of selectors."""
-        graph = self.app.session.graph
-        names = [n.name for n in graph.nodes] if graph is not None else []
-        return cmd2.Choices.from_values(names)
 
     open_parser = NnArgumentParser(
         description="Import an ONNX model (float) into the session. Nodes whose inputs are all "
@@ -79,7 +66,7 @@ class ModelCommands(cmd2.CommandSet):  # type: ignore[type-arg]
     show_parser.add_argument(
         "selector",
         nargs="?",
-        choices_provider=node_choices,
+        choices_provider=NnCommandSet.node_choices,
         help="step, name, prefix*, range a:b or a comma list (default: all)",
     )
     show_parser.add_argument("--json", action="store_true", help="machine-readable output")

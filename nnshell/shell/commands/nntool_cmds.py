@@ -7,14 +7,12 @@ the network input, :mod:`nnshell.formatter`); running it again on the same input
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import cmd2
 
+from nnshell.shell.commands.base import NnCommandSet
 from nnshell.shell.parser import NnArgumentParser
-
-if TYPE_CHECKING:
-    from nnshell.shell.app import NnShell
 
 #: nnshell.formatter's FORMATS and NORMS (repeated: that module loads numpy, the shell starts
 #: without it; a test keeps them equal)
@@ -22,15 +20,10 @@ FORMAT_CHOICES = ("bw8", "bw16", "rgb888", "rgb16", "rgb565_rgb888")
 NORM_CHOICES = ("shift_int8", "offset_int8", "out_int16")
 
 
-class NntoolCommands(cmd2.CommandSet):  # type: ignore[type-arg]
+class NntoolCommands(NnCommandSet):
     """imageformat."""
 
     DEFAULT_CATEGORY = "Quantization"
-
-    @property
-    def app(self) -> NnShell:
-        """The shell this set is registered with."""
-        return self._cmd  # type: ignore[return-value]
 
     def input_choices(self) -> cmd2.Choices:
         """Graph input names for tab completion."""

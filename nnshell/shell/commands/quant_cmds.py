@@ -3,31 +3,19 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import cmd2
 
+from nnshell.shell.commands.base import NnCommandSet
 from nnshell.shell.commands.common import add_input_options, input_overrides
 from nnshell.shell.parser import NnArgumentParser
 
-if TYPE_CHECKING:
-    from nnshell.shell.app import NnShell
 
-
-class QuantCommands(cmd2.CommandSet):  # type: ignore[type-arg]
+class QuantCommands(NnCommandSet):
     """aquant, qshow, validate, footprint."""
 
     DEFAULT_CATEGORY = "Quantization"
-
-    @property
-    def app(self) -> NnShell:
-        """The shell this set is registered with."""
-        return self._cmd  # type: ignore[return-value]
-
-    def node_choices(self) -> cmd2.Choices:
-        """Node names for tab completion."""
-        graph = self.app.session.graph
-        return cmd2.Choices.from_values([n.name for n in graph.nodes] if graph else [])
 
     aquant_parser = NnArgumentParser(
         description="Calibrate on images (one streaming pass, progress bar) and quantize. With no "
@@ -122,7 +110,7 @@ class QuantCommands(cmd2.CommandSet):  # type: ignore[type-arg]
     qshow_parser.add_argument(
         "selector",
         nargs="?",
-        choices_provider=node_choices,
+        choices_provider=NnCommandSet.node_choices,
         help="step, name, prefix*, range a:b (default: all)",
     )
     qshow_parser.add_argument("--json", action="store_true", help="machine-readable output")

@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import cmd2
 
+from nnshell.shell.commands.base import NnCommandSet
 from nnshell.shell.commands.common import add_input_options, input_overrides
 from nnshell.shell.parser import NnArgumentParser
 
-if TYPE_CHECKING:
-    from nnshell.shell.app import NnShell
 
-
-class RunCommands(cmd2.CommandSet):  # type: ignore[type-arg]
+class RunCommands(NnCommandSet):
     """dump."""
 
     DEFAULT_CATEGORY = "Run"
-
-    @property
-    def app(self) -> NnShell:
-        """The shell this set is registered with."""
-        return self._cmd  # type: ignore[return-value]
 
     dump_parser = NnArgumentParser(
         description="Run one input through the float graph and print or store every layer's output."

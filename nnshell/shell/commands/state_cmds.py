@@ -7,14 +7,12 @@ the AutoTiler model from it without a shell.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import cmd2
 
+from nnshell.shell.commands.base import NnCommandSet
 from nnshell.shell.parser import NnArgumentParser
-
-if TYPE_CHECKING:
-    from nnshell.shell.app import NnShell
 
 
 def _size(n: int) -> str:
@@ -25,15 +23,10 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
-class StateCommands(cmd2.CommandSet):  # type: ignore[type-arg]
+class StateCommands(NnCommandSet):
     """save_state."""
 
     DEFAULT_CATEGORY = "Model"
-
-    @property
-    def app(self) -> NnShell:
-        """The shell this set is registered with."""
-        return self._cmd  # type: ignore[return-value]
 
     save_state_parser = NnArgumentParser(
         description="Save the graph, its transforms, quantization, calibration statistics, "

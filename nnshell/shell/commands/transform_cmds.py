@@ -3,26 +3,19 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import cmd2
 
 from nnshell.report.passes_report import pass_json, pass_report, passes_table
+from nnshell.shell.commands.base import NnCommandSet
 from nnshell.shell.parser import NnArgumentParser
 
-if TYPE_CHECKING:
-    from nnshell.shell.app import NnShell
 
-
-class TransformCommands(cmd2.CommandSet):  # type: ignore[type-arg]
+class TransformCommands(NnCommandSet):
     """adjust and fusions."""
 
     DEFAULT_CATEGORY = "Graph"
-
-    @property
-    def app(self) -> NnShell:
-        """The shell this set is registered with."""
-        return self._cmd  # type: ignore[return-value]
 
     def pass_choices(self) -> cmd2.Choices:
         """Pass names for tab completion of ``fusions -a``."""

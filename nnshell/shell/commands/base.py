@@ -1,0 +1,25 @@
+"""The base of every nnshell CommandSet: access to the shell and node-name completion."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import cmd2
+
+if TYPE_CHECKING:
+    from nnshell.shell.app import NnShell
+
+
+class NnCommandSet(cmd2.CommandSet):  # type: ignore[type-arg]
+    """What every command group needs: the shell it belongs to and node-name completion."""
+
+    @property
+    def app(self) -> NnShell:
+        """The shell this set is registered with."""
+        return self._cmd  # type: ignore[return-value]
+
+    def node_choices(self) -> cmd2.Choices:
+        """Node names of the open graph, for tab completion of selectors (cmd2 passes the
+        command's own set as ``self``: it is a subclass of this one)."""
+        graph = self.app.session.graph
+        return cmd2.Choices.from_values([n.name for n in graph.nodes] if graph is not None else [])
