@@ -5,7 +5,9 @@ Runs nnshell through its Session API: open ``sample_models/cifar_net.onnx``, the
 and ``fusions --pow2`` + ``aquant sample_images/calib -s POW2 -f 16`` (POW2-16; POW2-8 re-quantizes
 from the same statistics with ``-f 8``). Top-1 on ``sample_images/test``, the QSNR of the graph
 output (float executor against the dequantized integer executor, mean and worst image), the
-quantized parameter bytes and the peak activation RAM. Prints the table and writes the section
+quantized parameter bytes, the peak activation RAM and ``gen --verify`` (the generated C99 built
+with the host compiler, compared with the integer executor on every test image, plus its constant
+and arena bytes). Prints the table and writes the section
 "SQ8 vs POW2 (issue 10)" of ``docs/quantization.md`` (other sections are kept).
 """
 
@@ -58,7 +60,12 @@ def _row(name: str, s, xs: np.ndarray) -> dict:  # noqa: ANN001
     res = s.validate([str(TEST)])
     fp = s.footprint()
     mean, worst = _output_qsnr(s, xs)
+    ver = s.gen_verify([str(TEST)])
     return {
+        "verify": "bit-exact" if ver.ok else "DIFFERS",
+        "images": ver.images,
+        "c_const": ver.const_bytes,
+        "c_arena": ver.arena_bytes,
         "name": name,
         "float": res.float_acc,
         "top1": res.quant_acc,
@@ -95,14 +102,17 @@ def table(rows: list[dict]) -> list[str]:
     f = rows[0]
     lines = [
         "| scheme | top-1 | drop vs float (points) | output QSNR mean (dB) | worst image (dB) "
-        "| parameter bytes | peak activation bytes |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-        f"| float32 | {f['float']:.2%} |  |  |  | {f['float_params']:,} | {f['float_act']:,} |",
+        "| parameter bytes | peak activation bytes | gen --verify (C vs executor) "
+        "| C constants / arena (bytes) |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---:|",
+        f"| float32 | {f['float']:.2%} |  |  |  | {f['float_params']:,} | {f['float_act']:,} "
+        "|  |  |",
     ]
     for r in rows:
         lines.append(
             f"| {r['name']} | {r['top1']:.2%} | {100 * (r['float'] - r['top1']):+.2f} "
-            f"| {r['qsnr']:.1f} | {r['qsnr_worst']:.1f} | {r['params']:,} | {r['act']:,} |"
+            f"| {r['qsnr']:.1f} | {r['qsnr_worst']:.1f} | {r['params']:,} | {r['act']:,} "
+            f"| {r['verify']} on {r['images']} images | {r['c_const']:,} / {r['c_arena']:,} |"
         )
     return lines
 
@@ -119,7 +129,11 @@ def markdown(rows: list[dict]) -> str:
         "POW2-8: `aquant -s POW2 -f 8` from the same statistics (no image read). Output QSNR: "
         "graph output of the float executor against the dequantized integer executor, "
         "10·log10(Σref²/Σerr²) per image. Parameter bytes: weights, biases and SQ8 multipliers "
-        "at their container width (POW2 has no multipliers: its shifts are compile-time).",
+        "at their container width (POW2 has no multipliers: its shifts are compile-time). "
+        "gen --verify: `gen --target c --verify sample_images/test` — the generated C99 (SQ8 "
+        "kernels in `nn_kernels.c`, POW2 kernels in `nn_pow2.c`) built with "
+        "`gcc -std=c99 -Wall -Wextra -Werror`, every layer's bytes compared with nnshell's "
+        "integer executor on every image.",
         "",
         *table(rows),
         "",

@@ -80,7 +80,7 @@ class CContext:
         """Refuse to generate C for this node (never generate wrong C)."""
         raise CodegenError(
             f"{self.node.name} ({self.node.op}): {why}",
-            "gen --target c supports the SQ8 kernels of docs/SQ8.md §5-6",
+            "gen --target c supports the integer kernels of docs/SQ8.md §5-6 and docs/POW2.md",
         )
 
     # -- tensors -----------------------------------------------------------------------------
@@ -225,6 +225,38 @@ class CContext:
         else:
             bounds = [0, h, 0, w]
         return self.struct("nn_pool_t", "pool", [kind, *win, oh, ow, *bounds])
+
+    def p2_acts(self, key: str, parts: Sequence[Any], q: QType) -> str:
+        """``name, n`` of POW2 activations (``nn_p2act_t``) on codes of qtype ``q``, or NULL, 0.
+
+        The parameters of ``ops._pow2.activation_codes``: ReLU keeps ``[0, max]``, Clip
+        ``[code(min), code(max)]`` at ``q`` (saturated; an infinite bound is the container's),
+        LeakyReLU the slope ``round_half_up(alpha·2^15)``.
+        """
+        from nnshell.fixed_pow2 import code_of, q_of
+
+        if not parts:
+            return NO_ACTS
+        qq, bits = q_of(q), q.bits
+        top = (1 << (bits - 1)) - 1
+        rows: list[list[Any]] = []
+        for p in parts:
+            if p.op == "Relu":
+                rows.append(["NN_ACT_CLAMP", 0, top, 0])
+            elif p.op == "Clip":
+                rows.append(
+                    [
+                        "NN_ACT_CLAMP",
+                        code_of(p.attrs.min, qq, bits),
+                        code_of(p.attrs.max, qq, bits),
+                        0,
+                    ]
+                )
+            elif p.op == "LeakyRelu":
+                rows.append(["NN_ACT_LEAKY", 0, 0, round_half_up(float(p.attrs.alpha) * 32768)])
+            else:
+                self.unsupported(f"{p.op} inside a fused layer has no POW2 kernel")
+        return f"{self.struct_array('nn_p2act_t', key, rows)}, {len(rows)}"
 
     # -- calls shared by several ops -----------------------------------------------------------
     def rescale(self, consts: Mapping[str, np.ndarray], name: str, prefix: str = "rescale") -> str:

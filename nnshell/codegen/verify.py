@@ -92,8 +92,7 @@ def compile_model(model: CModel, build_dir: Path, extra: Sequence[str] = ()) -> 
     more flags, e.g. ``-DNN_MAX_ROW=4`` to test the kernels' narrow-stack paths)."""
     cc = find_compiler()
     exe = build_dir / f"{model.name}_harness"
-    sources = [f"{model.name}.c", "nn_kernels.c", f"{model.name}_harness.c"]
-    cmd = [cc, *CFLAGS, *extra, "-o", exe.name, *sources]
+    cmd = [cc, *CFLAGS, *extra, "-o", exe.name, *model.sources]
     proc = subprocess.run(cmd, cwd=build_dir, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         first = (proc.stderr.strip().splitlines() or ["(no message)"])[0]
@@ -169,7 +168,8 @@ def verify_arrays(
         q = quantize_inputs(graph, qstate, {inp: feed})[inp]
         _raw_bytes(graph, inp, feed).tofile(inputs)
     else:
-        q = np.ascontiguousarray(quantize_inputs(graph, qstate, {inp: xs})[inp]).astype(np.int8)
+        dtype = np.dtype(qstate.tensors[inp].dtype)  # int8 (SQ8, POW2-8) or int16 (POW2-16)
+        q = np.ascontiguousarray(quantize_inputs(graph, qstate, {inp: xs})[inp]).astype(dtype)
         feed = q
         q.tofile(inputs)
     c_us = _run_harness(exe, inputs, build / "steps")

@@ -499,29 +499,241 @@ def _fused_run(self: Fused, node: Node, nq: NodeQuant, *xs: Arr | None) -> list[
     return [y]
 
 
+# -- C (gen --target c): the calls of nnshell/codegen/runtime/nn_pow2.h ------------------------
+# Each hook writes the C call that repeats its ``run_int_pow2`` integer for integer; ``ctx`` is a
+# :class:`nnshell.codegen.c_context.CContext`.
+
+_CTYPE = {1: "int8_t", 2: "int16_t"}
+
+
+def _width(ctx: Any, *tensors: str) -> int:
+    """The one code width (bytes) of ``tensors``; mixed widths have no kernel."""
+    sizes = {ctx.esize(t) for t in tensors}
+    if len(sizes) != 1:
+        ctx.unsupported(f"tensors {', '.join(tensors)} mix code widths")
+    return sizes.pop()
+
+
+def _shift(nq: NodeQuant) -> int:
+    return int(nq.consts["out_shift"]) if "out_shift" in nq.consts else 0
+
+
+def _conv_emit(self: Conv, node: Node, nq: NodeQuant, ctx: Any) -> str:
+    """``nn_p2_conv``; a conv-headed fusion passes its pool and activations in ``ctx.tail``."""
+    kernel, strides, dil, pads, outs = nq.info["geometry"]
+    c = nq.consts
+    x, y = node.inputs[0], node.outputs[0]
+    es = _width(ctx, x, y)
+    if c["weights"].dtype.itemsize != es:
+        ctx.unsupported("weights and activations have different code widths")
+    conv = ctx.struct(
+        "nn_p2conv_t",
+        "conv",
+        [
+            *ctx.chw(ctx.shape(x)),
+            *ctx.chw((1, c["weights"].shape[0], *outs)),
+            *ctx.window(kernel, strides, dil, pads),
+            node.attrs.group,
+            es,
+            int(c["in_shift"]),
+            int(c["bias_shift"]),
+            int(c["out_shift"]),
+            ctx.const("weights", c["weights"], _CTYPE[es]),
+            ctx.const("bias", c["biases"], _CTYPE[es]),
+        ],
+    )
+    pool, pre, post = ctx.tail
+    return f"nn_p2_conv({ctx.ptr(x)}, {ctx.ptr(y)}, {conv}, {pool}, {pre}, {post});"
+
+
+def _linear_emit(self: Linear, node: Node, nq: NodeQuant, ctx: Any) -> str:
+    """``nn_p2_linear`` over the flattened input."""
+    c = nq.consts
+    w = c["weights"]
+    x, y = node.inputs[0], node.outputs[0]
+    es = _width(ctx, x, y)
+    if w.dtype.itemsize != es:
+        ctx.unsupported("weights and activations have different code widths")
+    args = [
+        ctx.const("weights", w, _CTYPE[es]),
+        ctx.const("bias", c["biases"], _CTYPE[es]),
+        int(c["in_shift"]),
+        int(c["bias_shift"]),
+        int(c["out_shift"]),
+    ]
+    call = f"nn_p2_linear({ctx.ptr(x)}, {ctx.ptr(y)}, {w.shape[1]}, {w.shape[0]}, {es}"
+    return f"{call}, {', '.join(map(str, args))});"
+
+
+def _act_call(ctx: Any, rows: list[list[Any]], nq: NodeQuant) -> str:
+    """``nn_p2_act`` of a standalone activation: ``clip(shift_round(act(x), out_shift))``."""
+    x, y = ctx.act_inputs()[0], ctx.node.outputs[0]
+    es = _width(ctx, x, y)
+    acts = ctx.struct_array("nn_p2act_t", "act", rows)
+    return (
+        f"nn_p2_act({ctx.ptr(x)}, {ctx.ptr(y)}, {ctx.size(y)}, {es}, {acts}, {len(rows)}, "
+        f"{_shift(nq)});"
+    )
+
+
+def _relu_emit(self: Relu, node: Node, nq: NodeQuant, ctx: Any) -> str:
+    top = (1 << (nq.out_q.bits - 1)) - 1
+    return _act_call(ctx, [["NN_ACT_CLAMP", 0, top, 0]], nq)
+
+
+def _clip_emit(self: Clip, node: Node, nq: NodeQuant, ctx: Any) -> str:
+    c = nq.consts
+    return _act_call(ctx, [["NN_ACT_CLAMP", int(c["lo"]), int(c["hi"]), 0]], nq)
+
+
+def _leaky_emit(self: LeakyRelu, node: Node, nq: NodeQuant, ctx: Any) -> str:
+    return _act_call(ctx, [["NN_ACT_LEAKY", 0, 0, int(nq.consts["alpha_q15"])]], nq)
+
+
+def _unit_emit(fn: str) -> Any:
+    def emit(self: OpDef, node: Node, nq: NodeQuant, ctx: Any) -> str:
+        """``nn_p2_sigmoid`` / ``nn_p2_tanh`` from Q``q_in`` to Q``q_out``."""
+        x, y = node.inputs[0], node.outputs[0]
+        qi, qo = int(nq.info["q_in"][0]), q_of(nq.out_q)
+        return (
+            f"{fn}({ctx.ptr(x)}, {ctx.ptr(y)}, {ctx.size(y)}, {ctx.esize(x)}, {ctx.esize(y)}, "
+            f"{qi}, {qo});"
+        )
+
+    return emit
+
+
+def _softmax_emit(self: Softmax, node: Node, nq: NodeQuant, ctx: Any) -> str:
+    """``nn_p2_softmax`` over the axis (and opset rule) of the executor, Q15 int16 output."""
+    x, y = node.inputs[0], node.outputs[0]
+    if ctx.esize(y) != 2:
+        ctx.unsupported("the POW2 softmax writes int16 Q15 codes")
+    shape = ctx.shape(x)
+    axis, legacy = softmax_axis(node, len(shape))
+    outer = int(np.prod(shape[:axis]))
+    inner = 1 if legacy else int(np.prod(shape[axis + 1 :]))
+    length = int(np.prod(shape)) // (outer * inner)
+    qi = int(nq.info["q_in"][0])
+    return (
+        f"nn_p2_softmax({ctx.ptr(x)}, {ctx.ptr(y)}, {outer}, {length}, {inner}, "
+        f"{ctx.esize(x)}, {qi});"
+    )
+
+
+def _pool_emit(self: OpDef, node: Node, nq: NodeQuant, ctx: Any) -> str:
+    """``nn_p2_pool`` with the window descriptor of the SQ8 kernel (``c_pool``)."""
+    x, y = node.inputs[0], node.outputs[0]
+    es = _width(ctx, x, y)
+    c, h, w = ctx.chw(ctx.shape(x))
+    pool = self.c_pool(node, ctx.shape(x), ctx)  # type: ignore[attr-defined]
+    return f"nn_p2_pool({ctx.ptr(x)}, {ctx.ptr(y)}, {c}, {h}, {w}, {es}, {pool}, {_shift(nq)});"
+
+
+def _global_emit(fn: str) -> Any:
+    def emit(self: OpDef, node: Node, nq: NodeQuant, ctx: Any) -> str:
+        """``nn_p2_global_max`` / ``nn_p2_global_avg`` per channel."""
+        x, y = node.inputs[0], node.outputs[0]
+        es = _width(ctx, x, y)
+        c, hw = ctx.c_hw(ctx.shape(x))
+        return f"{fn}({ctx.ptr(x)}, {ctx.ptr(y)}, {c}, {hw}, {es}, {_shift(nq)});"
+
+    return emit
+
+
+def _add_emit(self: OpDef, node: Node, nq: NodeQuant, ctx: Any) -> str:
+    """``nn_p2_add`` of same-shaped inputs (no broadcasting in C)."""
+    ins, y = ctx.act_inputs(), node.outputs[0]
+    if any(ctx.shape(i) != ctx.shape(y) for i in ins):
+        ctx.unsupported("a broadcasting add has no C kernel")
+    es = _width(ctx, *ins, y)
+    shifts = ctx.const("in_shift", nq.consts["in_shifts"], "int8_t")
+    ptrs = ", ".join(ctx.ptr(i) for i in ins)
+    call = f"nn_p2_add(ins, {len(ins)}, {shifts}, {_shift(nq)}, {ctx.ptr(y)}, {ctx.size(y)}, {es});"
+    return f"{{\n    const void *const ins[{len(ins)}] = {{{ptrs}}};\n    {call}\n}}"
+
+
+def _concat_emit(self: Concat, node: Node, nq: NodeQuant, ctx: Any) -> str:
+    """``nn_p2_concat``: blocks of codes, each input shifted to the output Q."""
+    ins, y = ctx.act_inputs(), node.outputs[0]
+    if len(ins) != len([i for i in node.inputs if i]):
+        ctx.unsupported("a concatenation of constants")
+    es = _width(ctx, *ins, y)
+    shape = ctx.shape(y)
+    axis = node.attrs.axis % len(shape)
+    inner = int(np.prod(shape[axis + 1 :]))
+    blocks = ctx.const("blocks", np.array([ctx.shape(i)[axis] * inner for i in ins]), "int32_t")
+    shifts = ctx.const("shift", nq.consts["in_shifts"], "int8_t")
+    ptrs = ", ".join(ctx.ptr(i) for i in ins)
+    outer = int(np.prod(shape[:axis]))
+    call = f"nn_p2_concat(ins, {len(ins)}, {blocks}, {shifts}, {outer}, {es}, {ctx.ptr(y)});"
+    return f"{{\n    const void *const ins[{len(ins)}] = {{{ptrs}}};\n    {call}\n}}"
+
+
+def _mover_emit(self: OpDef, node: Node, nq: NodeQuant, ctx: Any) -> str:
+    """The op's data movement (its SQ8 C: a copy or a transpose), then the output's shift."""
+    sq8 = getattr(self, "emit_c", None)
+    if sq8 is None:
+        ctx.unsupported("no C kernel moves its data")
+    code = str(sq8(node, NodeQuant(nq.in_q, nq.out_q), ctx))
+    if "out_shift" not in nq.consts:
+        return code
+    y = node.outputs[0]
+    shift = f"nn_p2_act({ctx.ptr(y)}, {ctx.ptr(y)}, {ctx.size(y)}, {ctx.esize(y)}, NULL, 0"
+    return f"{code}\n{shift}, {_shift(nq)});"
+
+
+def _fused_emit(self: Fused, node: Node, nq: NodeQuant, ctx: Any) -> str:
+    """A conv head runs the whole chain in one ``nn_p2_conv`` (pool on the fly, activations
+    before and after it); a linear head writes its output, then ``nn_p2_act`` runs in place."""
+    parts = node.attrs.parts
+    head, tail = part_node(parts[0], node.inputs, node.outputs), parts[1:]
+    pools = [i for i, p in enumerate(tail) if get_op(p.op).kind == "pool"]
+    if parts[0].op == "Conv" and len(pools) <= 1:
+        cut = pools[0] if pools else len(tail)
+        pool = "NULL"
+        if pools:
+            conv_shape = (1, nq.consts["weights"].shape[0], *nq.info["geometry"][4])
+            pnode = part_node(tail[cut], ["_"], ["_"])
+            pool = get_op(tail[cut].op).c_pool(pnode, conv_shape, ctx)  # type: ignore[attr-defined]
+        pre = ctx.p2_acts("pre", tail[:cut], nq.out_q)
+        ctx.tail = (pool, pre, ctx.p2_acts("post", tail[cut + 1 :], nq.out_q))
+        return _conv_emit(get_op("Conv"), head, nq, ctx)  # type: ignore[arg-type]
+    head_emit = getattr(get_op(parts[0].op), "emit_c_pow2", None)
+    if pools or head_emit is None:
+        ctx.unsupported(f"{'+'.join(p.op for p in parts)} has no POW2 C kernel")
+    code = head_emit(head, nq, ctx)
+    y = node.outputs[0]
+    acts = ctx.p2_acts("acts", tail, nq.out_q)
+    return (
+        f"{code}\nnn_p2_act({ctx.ptr(y)}, {ctx.ptr(y)}, {ctx.size(y)}, {ctx.esize(y)}, {acts}, 0);"
+    )
+
+
 # -- attach ----------------------------------------------------------------------------------
 
 
-def _attach(cls: type[OpDef], quantize: Any, run: Any) -> None:
+def _attach(cls: type[OpDef], quantize: Any, run: Any, emit: Any = None) -> None:
     cls.quantize_pow2 = quantize  # type: ignore[method-assign]
     cls.run_int_pow2 = run  # type: ignore[method-assign]
+    if emit is not None:
+        cls.emit_c_pow2 = emit  # type: ignore[attr-defined]
 
 
-_attach(Conv, _conv_quantize, _conv_run)
-_attach(Linear, _linear_quantize, _linear_run)
-_attach(Fused, _fused_quantize, _fused_run)
-_attach(MaxPool, _pool_quantize, _maxpool_run)
-_attach(AveragePool, _pool_quantize, _avgpool_run)
-_attach(GlobalMaxPool, _pool_quantize, _gmax_run)
-_attach(GlobalAveragePool, _gavg_quantize, _gavg_run)
-_attach(Add, _add_quantize, _add_run)
-_attach(Sum, _add_quantize, _add_run)
-_attach(Concat, _concat_quantize, _concat_run)
-_attach(Relu, _pool_quantize, _relu_run)
-_attach(Clip, _clip_quantize, _clip_run)
-_attach(LeakyRelu, _leaky_quantize, _leaky_run)
-_attach(Sigmoid, _unit_quantize, _sigmoid_run)
-_attach(Tanh, _unit_quantize, _tanh_run)
-_attach(Softmax, _softmax_quantize, _softmax_run)
+_attach(Conv, _conv_quantize, _conv_run, _conv_emit)
+_attach(Linear, _linear_quantize, _linear_run, _linear_emit)
+_attach(Fused, _fused_quantize, _fused_run, _fused_emit)
+_attach(MaxPool, _pool_quantize, _maxpool_run, _pool_emit)
+_attach(AveragePool, _pool_quantize, _avgpool_run, _pool_emit)
+_attach(GlobalMaxPool, _pool_quantize, _gmax_run, _global_emit("nn_p2_global_max"))
+_attach(GlobalAveragePool, _gavg_quantize, _gavg_run, _global_emit("nn_p2_global_avg"))
+_attach(Add, _add_quantize, _add_run, _add_emit)
+_attach(Sum, _add_quantize, _add_run, _add_emit)
+_attach(Concat, _concat_quantize, _concat_run, _concat_emit)
+_attach(Relu, _pool_quantize, _relu_run, _relu_emit)
+_attach(Clip, _clip_quantize, _clip_run, _clip_emit)
+_attach(LeakyRelu, _leaky_quantize, _leaky_run, _leaky_emit)
+_attach(Sigmoid, _unit_quantize, _sigmoid_run, _unit_emit("nn_p2_sigmoid"))
+_attach(Tanh, _unit_quantize, _tanh_run, _unit_emit("nn_p2_tanh"))
+_attach(Softmax, _softmax_quantize, _softmax_run, _softmax_emit)
 for _cls in (_Shape, _ShapeOnly, _PassthroughSQ8):
-    _attach(_cls, _mover_quantize, _mover_run)
+    _attach(_cls, _mover_quantize, _mover_run, _mover_emit)

@@ -1,0 +1,403 @@
+/*
+ * nn_pow2.c - the POW2 integer kernels of nnshell's portable C target (see nn_pow2.h).
+ * Plain C99: int64 accumulators, arithmetic right shifts, C truncating division.
+ * Copied verbatim by `gen --target c` for POW2 graphs.
+ */
+#include "nn_pow2.h"
+
+/* T[i] = round_half_up(2^30 * 2^(-i/256)), i = 0..256 (nnshell.fixed_pow2.EXP2_TABLE). */
+static const int32_t nn_p2_exp2_table[257] = {
+    1073741824, 1070838486, 1067942999, 1065055341, 1062175491, 1059303428,
+    1056439131, 1053582579, 1050733751, 1047892626, 1045059183, 1042233401,
+    1039415261, 1036604740, 1033801819, 1031006477, 1028218693, 1025438448,
+    1022665720, 1019900489, 1017142735, 1014392438, 1011649578, 1008914134,
+    1006186087, 1003465416, 1000752102, 998046124, 995347464, 992656100,
+    989972014, 987295185, 984625594, 981963222, 979308048, 976660054,
+    974019220, 971385527, 968758955, 966139485, 963527098, 960921775,
+    958323496, 955732243, 953147997, 950570738, 948000448, 945437108,
+    942880699, 940331203, 937788600, 935252872, 932724001, 930201967,
+    927686753, 925178340, 922676710, 920181844, 917693724, 915212331,
+    912737649, 910269657, 907808339, 905353676, 902905651, 900464244,
+    898029440, 895601218, 893179563, 890764456, 888355878, 885953814,
+    883558244, 881169153, 878786521, 876410331, 874040567, 871677210,
+    869320244, 866969651, 864625413, 862287515, 859955938, 857630665,
+    855311680, 852998965, 850692504, 848392279, 846098274, 843810471,
+    841528855, 839253408, 836984114, 834720956, 832463917, 830212982,
+    827968132, 825729353, 823496627, 821269938, 819049271, 816834607,
+    814625932, 812423229, 810226483, 808035676, 805850792, 803671817,
+    801498734, 799331526, 797170178, 795014675, 792865000, 790721137,
+    788583072, 786450787, 784324269, 782203500, 780088465, 777979150,
+    775875538, 773777614, 771685363, 769598769, 767517817, 765442492,
+    763372778, 761308661, 759250125, 757197155, 755149737, 753107854,
+    751071493, 749040637, 747015274, 744995386, 742980960, 740971982,
+    738968435, 736970306, 734977579, 732990241, 731008277, 729031671,
+    727060411, 725094480, 723133865, 721178552, 719228525, 717283772,
+    715344277, 713410026, 711481005, 709557200, 707638598, 705725183,
+    703816941, 701913860, 700015924, 698123120, 696235434, 694352853,
+    692475362, 690602947, 688735596, 686873293, 685016026, 683163781,
+    681316545, 679474303, 677637043, 675804750, 673977412, 672155015,
+    670337545, 668524990, 666717336, 664914570, 663116678, 661323648,
+    659535466, 657752119, 655973594, 654199878, 652430958, 650666822,
+    648907455, 647152846, 645402981, 643657847, 641917433, 640181724,
+    638450708, 636724373, 635002706, 633285695, 631573326, 629865587,
+    628162466, 626463950, 624770026, 623080683, 621395908, 619715688,
+    618040012, 616368866, 614702239, 613040119, 611382493, 609729349,
+    608080675, 606436459, 604796689, 603161352, 601530438, 599903933,
+    598281827, 596664106, 595050760, 593441776, 591837143, 590236848,
+    588640881, 587049229, 585461881, 583878825, 582300049, 580725543,
+    579155293, 577589290, 576027521, 574469975, 572916640, 571367506,
+    569822560, 568281792, 566745190, 565212742, 563684439, 562160268,
+    560640218, 559124278, 557612438, 556104685, 554601009, 553101399,
+    551605844, 550114332, 548626854, 547143398, 545663953, 544188508,
+    542717053, 541249576, 539786068, 538326517, 536870912
+};
+
+static int64_t p2_shift(int64_t v, int n)
+{
+    if (n > 0) {
+        return (v + ((int64_t)1 << (n - 1))) >> n;
+    }
+    return n == 0 ? v : v * ((int64_t)1 << -n);
+}
+
+static int64_t p2_clip(int64_t v, int esize)
+{
+    const int64_t hi = esize == 1 ? 127 : 32767;
+    return v < -hi - 1 ? -hi - 1 : (v > hi ? hi : v);
+}
+
+static int64_t p2_load(const void *p, size_t i, int esize)
+{
+    return esize == 1 ? (int64_t)((const int8_t *)p)[i] : (int64_t)((const int16_t *)p)[i];
+}
+
+/* v must already fit the container. */
+static void p2_store(void *p, size_t i, int esize, int64_t v)
+{
+    if (esize == 1) {
+        ((int8_t *)p)[i] = (int8_t)v;
+    } else {
+        ((int16_t *)p)[i] = (int16_t)v;
+    }
+}
+
+/* The activations in order, each result saturated (the executor stores after each one). */
+static int64_t p2_acts(int64_t v, const nn_p2act_t *acts, int nacts, int esize)
+{
+    int i;
+    for (i = 0; i < nacts; i++) {
+        const nn_p2act_t *a = &acts[i];
+        if (a->kind == NN_ACT_CLAMP) {
+            v = v < a->lo ? a->lo : (v > a->hi ? a->hi : v);
+        } else if (a->kind == NN_ACT_LEAKY && v < 0) {
+            v = p2_shift(v * a->alpha, 15);
+        }
+        v = p2_clip(v, esize);
+    }
+    return v;
+}
+
+/* One convolution output (before any pool): clip(shift_round(acc, out_shift)), then the
+ * pre-pool activations. Taps in the zero padding are skipped: they would add 0. */
+static int64_t p2_conv_value(const void *in, const nn_p2conv_t *cv, int co, int oy, int ox,
+                             const nn_p2act_t *pre, int npre)
+{
+    const int cg = cv->in_c / cv->group;
+    const int c0 = (co / (cv->out_c / cv->group)) * cg;
+    const int iy0 = oy * cv->sh - cv->pt;
+    const int ix0 = ox * cv->sw - cv->pl;
+    const size_t w0 = (size_t)co * cg * cv->kh * cv->kw;
+    int64_t acc = 0;
+    int ci, ky, kx;
+    for (ci = 0; ci < cg; ci++) {
+        for (ky = 0; ky < cv->kh; ky++) {
+            const int iy = iy0 + ky * cv->dh;
+            if (iy < 0 || iy >= cv->in_h) {
+                continue;
+            }
+            for (kx = 0; kx < cv->kw; kx++) {
+                const int ix = ix0 + kx * cv->dw;
+                size_t at;
+                if (ix < 0 || ix >= cv->in_w) {
+                    continue;
+                }
+                at = ((size_t)(c0 + ci) * cv->in_h + iy) * cv->in_w + ix;
+                acc += p2_load(cv->weights, w0 + ((size_t)ci * cv->kh + ky) * cv->kw + kx,
+                               cv->esize) *
+                       p2_shift(p2_load(in, at, cv->esize), cv->in_shift);
+            }
+        }
+    }
+    acc += p2_load(cv->bias, (size_t)co, cv->esize) * ((int64_t)1 << cv->bias_shift);
+    return p2_acts(p2_clip(p2_shift(acc, cv->out_shift), cv->esize), pre, npre, cv->esize);
+}
+
+/* Where a pooling window reads: a map of codes, or a convolution computed on the fly. */
+typedef struct {
+    const void *in;
+    const nn_p2conv_t *cv;
+    const nn_p2act_t *pre;
+    int npre;
+    int h, w, esize;
+} p2_src_t;
+
+static int64_t p2_src_value(const p2_src_t *s, int c, int y, int x)
+{
+    if (s->cv != NULL) {
+        return p2_conv_value(s->in, s->cv, c, y, x, s->pre, s->npre);
+    }
+    return p2_load(s->in, ((size_t)c * s->h + y) * s->w + x, s->esize);
+}
+
+/* Max over the positions inside the map, or shift_round(sum * floor(65536 / count), 16)
+ * saturated (positions outside add 0; count from the descriptor's counting bounds). */
+static int64_t p2_pool_window(const p2_src_t *s, const nn_pool_t *p, int c, int oy, int ox)
+{
+    const int y0 = oy * p->sh - p->pt;
+    const int x0 = ox * p->sw - p->pl;
+    int64_t best = 0, sum = 0;
+    int32_t count = 0;
+    int seen = 0, ky, kx;
+    for (ky = 0; ky < p->kh; ky++) {
+        const int y = y0 + ky * p->dh;
+        for (kx = 0; kx < p->kw; kx++) {
+            const int x = x0 + kx * p->dw;
+            const int inside = y >= 0 && y < s->h && x >= 0 && x < s->w;
+            if (p->kind == NN_POOL_MAX) {
+                if (inside) {
+                    const int64_t v = p2_src_value(s, c, y, x);
+                    best = (!seen || v > best) ? v : best;
+                    seen = 1;
+                }
+                continue;
+            }
+            if (inside) {
+                sum += p2_src_value(s, c, y, x);
+            }
+            if (y >= p->cnt_h0 && y < p->cnt_h1 && x >= p->cnt_w0 && x < p->cnt_w1) {
+                count++;
+            }
+        }
+    }
+    if (p->kind == NN_POOL_MAX) {
+        return best;
+    }
+    return p2_clip(p2_shift(sum * (65536 / count), 16), s->esize);
+}
+
+void nn_p2_conv(const void *in, void *out, const nn_p2conv_t *cv, const nn_pool_t *pool,
+                const nn_p2act_t *pre, int npre, const nn_p2act_t *post, int npost)
+{
+    size_t at = 0;
+    int co, oy, ox;
+    if (pool != NULL) {
+        p2_src_t s;
+        s.in = in;
+        s.cv = cv;
+        s.pre = pre;
+        s.npre = npre;
+        s.h = cv->out_h;
+        s.w = cv->out_w;
+        s.esize = cv->esize;
+        for (co = 0; co < cv->out_c; co++) {
+            for (oy = 0; oy < pool->oh; oy++) {
+                for (ox = 0; ox < pool->ow; ox++) {
+                    const int64_t v = p2_pool_window(&s, pool, co, oy, ox);
+                    p2_store(out, at++, cv->esize, p2_acts(v, post, npost, cv->esize));
+                }
+            }
+        }
+        return;
+    }
+    for (co = 0; co < cv->out_c; co++) {
+        for (oy = 0; oy < cv->out_h; oy++) {
+            for (ox = 0; ox < cv->out_w; ox++) {
+                const int64_t v = p2_conv_value(in, cv, co, oy, ox, pre, npre);
+                p2_store(out, at++, cv->esize, p2_acts(v, post, npost, cv->esize));
+            }
+        }
+    }
+}
+
+void nn_p2_linear(const void *in, void *out, int in_n, int out_n, int esize, const void *weights,
+                  const void *bias, int in_shift, int bias_shift, int out_shift)
+{
+    int o, k;
+    for (o = 0; o < out_n; o++) {
+        const size_t w0 = (size_t)o * in_n;
+        int64_t acc = p2_load(bias, (size_t)o, esize) * ((int64_t)1 << bias_shift);
+        for (k = 0; k < in_n; k++) {
+            acc += p2_load(weights, w0 + k, esize) *
+                   p2_shift(p2_load(in, (size_t)k, esize), in_shift);
+        }
+        p2_store(out, (size_t)o, esize, p2_clip(p2_shift(acc, out_shift), esize));
+    }
+}
+
+void nn_p2_pool(const void *in, void *out, int c, int h, int w, int esize, const nn_pool_t *pool,
+                int out_shift)
+{
+    p2_src_t s;
+    size_t at = 0;
+    int ch, oy, ox;
+    s.in = in;
+    s.cv = NULL;
+    s.pre = NULL;
+    s.npre = 0;
+    s.h = h;
+    s.w = w;
+    s.esize = esize;
+    for (ch = 0; ch < c; ch++) {
+        for (oy = 0; oy < pool->oh; oy++) {
+            for (ox = 0; ox < pool->ow; ox++) {
+                const int64_t v = p2_pool_window(&s, pool, ch, oy, ox);
+                p2_store(out, at++, esize, p2_clip(p2_shift(v, out_shift), esize));
+            }
+        }
+    }
+}
+
+void nn_p2_global_max(const void *in, void *out, int c, int hw, int esize, int out_shift)
+{
+    int ch, i;
+    for (ch = 0; ch < c; ch++) {
+        int64_t best = p2_load(in, (size_t)ch * hw, esize);
+        for (i = 1; i < hw; i++) {
+            const int64_t v = p2_load(in, (size_t)ch * hw + i, esize);
+            best = v > best ? v : best;
+        }
+        p2_store(out, (size_t)ch, esize, p2_clip(p2_shift(best, out_shift), esize));
+    }
+}
+
+void nn_p2_global_avg(const void *in, void *out, int c, int hw, int esize, int out_shift)
+{
+    int ch, i;
+    for (ch = 0; ch < c; ch++) {
+        int64_t sum = 0;
+        int64_t t;
+        for (i = 0; i < hw; i++) {
+            sum += p2_load(in, (size_t)ch * hw + i, esize);
+        }
+        t = (sum * 128) / hw; /* C division truncates toward zero */
+        p2_store(out, (size_t)ch, esize, p2_clip(p2_shift(t, out_shift), esize));
+    }
+}
+
+void nn_p2_add(const void *const *ins, int nin, const int8_t *in_shift, int out_shift, void *out,
+               size_t n, int esize)
+{
+    size_t k;
+    int i;
+    for (k = 0; k < n; k++) {
+        int64_t acc = 0;
+        for (i = 0; i < nin; i++) {
+            acc += p2_load(ins[i], k, esize) * ((int64_t)1 << in_shift[i]);
+        }
+        p2_store(out, k, esize, p2_clip(p2_shift(acc, out_shift), esize));
+    }
+}
+
+void nn_p2_act(const void *in, void *out, size_t n, int esize, const nn_p2act_t *acts, int nacts,
+               int out_shift)
+{
+    size_t k;
+    int i;
+    for (k = 0; k < n; k++) {
+        int64_t v = p2_load(in, k, esize);
+        for (i = 0; i < nacts; i++) { /* saturated between activations, not after the last */
+            const nn_p2act_t *a = &acts[i];
+            if (a->kind == NN_ACT_CLAMP) {
+                v = v < a->lo ? a->lo : (v > a->hi ? a->hi : v);
+            } else if (a->kind == NN_ACT_LEAKY && v < 0) {
+                v = p2_shift(v * a->alpha, 15);
+            }
+            if (i + 1 < nacts) {
+                v = p2_clip(v, esize);
+            }
+        }
+        p2_store(out, k, esize, p2_clip(p2_shift(v, out_shift), esize));
+    }
+}
+
+int64_t nn_p2_exp_neg_q15(int64_t d, int q)
+{
+    const int64_t u = p2_shift(d * 47274, q); /* d * 2^-q * log2(e) in Q15 */
+    const int64_t k = u >> 15;
+    const int64_t f = u & 0x7FFF;
+    const int64_t lo = nn_p2_exp2_table[f >> 7];
+    const int64_t hi = nn_p2_exp2_table[(f >> 7) + 1];
+    const int64_t e30 = lo - p2_shift((lo - hi) * (f & 127), 7);
+    if (15 + k > 62) {
+        return 0;
+    }
+    return p2_shift(e30, (int)(15 + k));
+}
+
+void nn_p2_sigmoid(const void *in, void *out, size_t n, int in_esize, int out_esize, int q_in,
+                   int q_out)
+{
+    size_t k;
+    for (k = 0; k < n; k++) {
+        const int64_t x = p2_load(in, k, in_esize);
+        const int64_t e = nn_p2_exp_neg_q15(x < 0 ? -x : x, q_in);
+        const int64_t p = ((int64_t)1 << 30) / (32768 + e); /* Q15 of 1 / (1 + e^-|x|) */
+        const int64_t y = p2_shift(x >= 0 ? p : 32768 - p, 15 - q_out);
+        p2_store(out, k, out_esize, p2_clip(y, out_esize));
+    }
+}
+
+void nn_p2_tanh(const void *in, void *out, size_t n, int in_esize, int out_esize, int q_in,
+                int q_out)
+{
+    size_t k;
+    for (k = 0; k < n; k++) {
+        const int64_t x = p2_load(in, k, in_esize);
+        const int64_t e = nn_p2_exp_neg_q15(2 * (x < 0 ? -x : x), q_in);
+        const int64_t t = ((32768 - e) * 32768) / (32768 + e); /* Q15 of tanh |x| */
+        const int64_t y = p2_shift(t, 15 - q_out);
+        p2_store(out, k, out_esize, p2_clip(x < 0 ? -y : y, out_esize));
+    }
+}
+
+void nn_p2_softmax(const void *in, int16_t *out, int outer, int len, int inner, int esize,
+                   int q_in)
+{
+    int o, j, i;
+    for (o = 0; o < outer; o++) {
+        for (i = 0; i < inner; i++) {
+            const size_t base = (size_t)o * len * inner + i;
+            int64_t best = p2_load(in, base, esize);
+            int64_t sum = 0;
+            for (j = 1; j < len; j++) {
+                const int64_t v = p2_load(in, base + (size_t)j * inner, esize);
+                best = v > best ? v : best;
+            }
+            for (j = 0; j < len; j++) {
+                sum += nn_p2_exp_neg_q15(best - p2_load(in, base + (size_t)j * inner, esize), q_in);
+            }
+            for (j = 0; j < len; j++) {
+                const size_t at = base + (size_t)j * inner;
+                const int64_t e = nn_p2_exp_neg_q15(best - p2_load(in, at, esize), q_in);
+                const int64_t y = (e * 32768) / sum;
+                out[at] = (int16_t)(y > 32767 ? 32767 : y);
+            }
+        }
+    }
+}
+
+void nn_p2_concat(const void *const *ins, int nin, const int32_t *block, const int8_t *shift,
+                  int outer, int esize, void *out)
+{
+    size_t at = 0;
+    int o, i, k;
+    for (o = 0; o < outer; o++) {
+        for (i = 0; i < nin; i++) {
+            const size_t base = (size_t)o * block[i];
+            for (k = 0; k < block[i]; k++) {
+                const int64_t v = p2_load(ins[i], base + k, esize);
+                p2_store(out, at++, esize, p2_clip(p2_shift(v, shift[i]), esize));
+            }
+        }
+    }
+}
