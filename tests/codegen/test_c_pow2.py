@@ -256,3 +256,30 @@ def test_sq8_only_kernel_in_a_pow2_graph_is_refused(lenet16: Session) -> None:
             render_c(graph, qs, "net")
     finally:
         type(fused).emit_c_pow2 = hook  # type: ignore[attr-defined]
+
+
+def test_one_liner_pow2_flow_to_verified_c(tmp_path: Path) -> None:
+    """The whole POW2-16 flow as a user types it: fusions --pow2, aquant -s POW2 -f 16, the
+    footprint in 16-bit sizes, gen --target c --verify on every test image."""
+    import sys
+
+    line = (
+        f"open {SAMPLE_MODEL}; adjust; fusions --pow2; "
+        f'aquant {CALIB_DIR} -s POW2 -f 16 -N "{NORM}"; footprint; '
+        f'gen --target c -M {tmp_path / "c"} --verify {TEST_DIR} -N "{NORM}"'
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "nnshell", "-c", line],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert f"gen --verify: bit-exact on {TEST_IMAGES} images, 5 layers" in proc.stdout
+    # every parameter (weights and biases) is one int16: 2 bytes each, no multipliers
+    params = sum(
+        int(np.prod(t.shape)) for t in load_onnx(str(SAMPLE_MODEL)).tensors.values() if t.is_const
+    )
+    assert f"constants {2 * params} bytes" in proc.stdout and "POW2-16" in proc.stdout
+    assert (tmp_path / "c" / "nn_pow2.c").exists()
