@@ -283,3 +283,12 @@ def test_one_liner_pow2_flow_to_verified_c(tmp_path: Path) -> None:
     )
     assert f"constants {2 * params} bytes" in proc.stdout and "POW2-16" in proc.stdout
     assert (tmp_path / "c" / "nn_pow2.c").exists()
+
+
+def test_reopened_state_generates_the_same_c(lenet16: Session, tmp_path: Path) -> None:
+    json_path, _ = lenet16.save_state(str(tmp_path / "p2.json"))
+    again = Session()
+    again.open(str(json_path))
+    a = render_c(lenet16.graph, lenet16.qstate, "net")
+    b = render_c(again.graph, again.qstate, "net")
+    assert a.files == b.files
