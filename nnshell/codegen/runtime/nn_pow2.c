@@ -97,6 +97,45 @@ static int64_t p2_acts(int64_t v, const nn_p2act_t *acts, int nacts, int esize)
     return v;
 }
 
+/* First and one-past-last kernel tap k with 0 <= base + k * d < size. */
+static void p2_taps(int base, int d, int k, int size, int *lo, int *hi)
+{
+    int a = 0, b = k;
+    while (a < k && base + a * d < 0) {
+        a++;
+    }
+    while (b > a && base + (b - 1) * d >= size) {
+        b--;
+    }
+    *lo = a;
+    *hi = b;
+}
+
+/* sum w * shift_round(x, s) over the taps inside the map, for one code width (the compiler
+ * unrolls each width on its own: no width test in the inner loop). */
+#define NN_P2_DOT(T)                                                                               \
+    do {                                                                                           \
+        const T *xs = (const T *)in;                                                               \
+        const T *ws = (const T *)cv->weights + w0;                                                 \
+        for (ci = 0; ci < cg; ci++) {                                                              \
+            const T *xc = xs + (size_t)(c0 + ci) * cv->in_h * cv->in_w;                            \
+            const T *wc = ws + (size_t)ci * cv->kh * cv->kw;                                       \
+            for (ky = ky0; ky < ky1; ky++) {                                                       \
+                const T *xr = xc + (size_t)(iy0 + ky * cv->dh) * cv->in_w;                         \
+                const T *wr = wc + (size_t)ky * cv->kw;                                            \
+                if (cv->in_shift == 0) {                                                           \
+                    for (kx = kx0; kx < kx1; kx++) {                                               \
+                        acc += (int64_t)wr[kx] * xr[ix0 + kx * cv->dw];                            \
+                    }                                                                              \
+                } else {                                                                           \
+                    for (kx = kx0; kx < kx1; kx++) {                                               \
+                        acc += (int64_t)wr[kx] * p2_shift(xr[ix0 + kx * cv->dw], cv->in_shift);    \
+                    }                                                                              \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+    } while (0)
+
 /* One convolution output (before any pool): clip(shift_round(acc, out_shift)), then the
  * pre-pool activations. Taps in the zero padding are skipped: they would add 0. */
 static int64_t p2_conv_value(const void *in, const nn_p2conv_t *cv, int co, int oy, int ox,
@@ -108,25 +147,13 @@ static int64_t p2_conv_value(const void *in, const nn_p2conv_t *cv, int co, int 
     const int ix0 = ox * cv->sw - cv->pl;
     const size_t w0 = (size_t)co * cg * cv->kh * cv->kw;
     int64_t acc = 0;
-    int ci, ky, kx;
-    for (ci = 0; ci < cg; ci++) {
-        for (ky = 0; ky < cv->kh; ky++) {
-            const int iy = iy0 + ky * cv->dh;
-            if (iy < 0 || iy >= cv->in_h) {
-                continue;
-            }
-            for (kx = 0; kx < cv->kw; kx++) {
-                const int ix = ix0 + kx * cv->dw;
-                size_t at;
-                if (ix < 0 || ix >= cv->in_w) {
-                    continue;
-                }
-                at = ((size_t)(c0 + ci) * cv->in_h + iy) * cv->in_w + ix;
-                acc += p2_load(cv->weights, w0 + ((size_t)ci * cv->kh + ky) * cv->kw + kx,
-                               cv->esize) *
-                       p2_shift(p2_load(in, at, cv->esize), cv->in_shift);
-            }
-        }
+    int ci, ky, kx, ky0, ky1, kx0, kx1;
+    p2_taps(iy0, cv->dh, cv->kh, cv->in_h, &ky0, &ky1);
+    p2_taps(ix0, cv->dw, cv->kw, cv->in_w, &kx0, &kx1);
+    if (cv->esize == 1) {
+        NN_P2_DOT(int8_t);
+    } else {
+        NN_P2_DOT(int16_t);
     }
     acc += p2_load(cv->bias, (size_t)co, cv->esize) * ((int64_t)1 << cv->bias_shift);
     return p2_acts(p2_clip(p2_shift(acc, cv->out_shift), cv->esize), pre, npre, cv->esize);
