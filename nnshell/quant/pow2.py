@@ -13,6 +13,10 @@ From the same calibration statistics as SQ8 (no new pass over the images):
 3. Each op's ``quantize_pow2`` hook (``nnshell.ops._pow2``) gives the integer parameters; the
    conv / linear hook applies the accumulator budget and records its warning in
    ``NodeQuant.info["warnings"]`` (collected by :attr:`QuantState.warnings`).
+4. When the budget takes bits from a layer's input and that input is a graph input read by this
+   layer alone, the graph input itself is quantized at the lower Q (and the layer quantized
+   again) instead of pre-shifting it inside the layer: the same precision, one rounding instead
+   of two, and no input shift — which the AutoTiler's POW2 kernels do not have.
 An op without a POW2 hook is an error naming the node.
 """
 
@@ -23,7 +27,7 @@ from dataclasses import dataclass
 
 from nnshell.errors import QuantizationError
 from nnshell.fixed_point import QType
-from nnshell.fixed_pow2 import Pow2Context, pow2_qtype, q_from_range
+from nnshell.fixed_pow2 import Pow2Context, pow2_qtype, q_from_range, q_of
 from nnshell.ir import Graph, Node
 from nnshell.ops import get_op
 from nnshell.qrecord import NodeQuant
@@ -161,17 +165,53 @@ def quantize_graph_pow2(
     if opts.bits not in POW2_BITS:
         raise QuantizationError(f"POW2 needs -f 8 or -f 16, not {opts.bits}")
     qt, ranges = assign_q(graph, stats, opts)
+    readers: dict[str, int] = {}
+    for node in graph.nodes:
+        for i in set(node.inputs):
+            readers[i] = readers.get(i, 0) + 1
     nodes: dict[str, NodeQuant] = {}
     for node in graph.nodes:
-        in_q = [qt.get(i) if i and not graph.tensors[i].is_const else None for i in node.inputs]
         out = node.outputs[0]
         st = stats.get(out)
         out_range = choose_range(st, opts.mode) if st is not None and st.count else ranges[out]
-        ctx = Pow2Context(graph, node, in_q, qt[out], True, opts.bits, out_range, ranges)
-        nq = get_op(node.op).quantize_pow2(ctx)
+        nq = _quantize_node(graph, node, qt, opts.bits, out_range, ranges)
+        x = node.inputs[0] if node.inputs else ""
+        if _own_graph_input(graph, x, readers) and int(nq.consts.get("in_shift", 0)):
+            q0, first = q_of(qt[x]), list(nq.info.get("warnings", []))
+            while int(nq.consts.get("in_shift", 0)):  # each round lowers Q: at most `bits`
+                qt[x] = pow2_qtype(q_of(qt[x]) - int(nq.consts["in_shift"]), opts.bits)
+                nq = _quantize_node(graph, node, qt, opts.bits, out_range, ranges)
+            _note_lowered_input(nq, x, q0, q_of(qt[x]), first)
         nq.info.setdefault("scheme", "POW2")
         nodes[node.name] = nq
     return QuantState("POW2", opts, qt, nodes, ranges)
+
+
+def _quantize_node(
+    graph: Graph,
+    node: Node,
+    qt: dict[str, QType],
+    bits: int,
+    out_range: tuple[float, float],
+    ranges: dict[str, tuple[float, float]],
+) -> NodeQuant:
+    in_q = [qt.get(i) if i and not graph.tensors[i].is_const else None for i in node.inputs]
+    ctx = Pow2Context(graph, node, in_q, qt[node.outputs[0]], True, bits, out_range, ranges)
+    return get_op(node.op).quantize_pow2(ctx)  # type: ignore[no-any-return]
+
+
+def _own_graph_input(graph: Graph, x: str, readers: dict[str, int]) -> bool:
+    """``x`` is a graph input (not also an output) that one node reads."""
+    return x in graph.inputs and x not in graph.outputs and readers.get(x, 0) == 1
+
+
+def _note_lowered_input(nq: NodeQuant, x: str, q0: int, q1: int, first: list[str]) -> None:
+    """Step 4's record: the budget as first computed (its warning names every bit taken), the
+    input bits counted as lost, and where they went."""
+    note = f"graph input '{x}' quantized at Q{q1} directly instead of Q{q0} (no pre-shift)"
+    nq.info["lost_bits"] = int(nq.info.get("lost_bits", 0)) + (q0 - q1)
+    nq.info["input_lowered_bits"] = q0 - q1
+    nq.info["warnings"] = [f"{w}; {note}" for w in first] or [note]
 
 
 __all__ = [

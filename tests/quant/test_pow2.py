@@ -4,7 +4,6 @@ model end to end in 16 and 8 bits, state round trip and scheme mismatch errors."
 from __future__ import annotations
 
 import math
-import types
 from pathlib import Path
 
 import numpy as np
@@ -282,12 +281,21 @@ def test_pow2_16_qsnr_accuracy_and_codes(session: Session, test_set: np.ndarray)
     res = session.validate([str(TEST_DIR)])
     assert res.quant_acc is not None and res.float_acc - res.quant_acc <= 0.003
     g, qs = session.graph, session.qstate
-    assert qs.scheme == "POW2" and q_of(qs.tensors[g.inputs[0]]) == 14  # [-1, 1]
+    assert qs.scheme == "POW2"
     assert all(nq.info["scheme"] == "POW2" for nq in qs.nodes.values())
     assert all(q.bits == 16 and q.zero_point == 0 for q in qs.tensors.values())
-    # the precision-reduction rule fired on the first conv and left its warning
-    assert qs.nodes[g.nodes[0].name].info["lost_bits"] > 0
+    # the precision-reduction rule fired on the first conv and left its warning; the input,
+    # [-1, 1] (Q14 by its range), is read by conv1 alone, so its lost bit went to the graph
+    # input's own Q (step 4 of nnshell.quant.pow2) and conv1 needs no input pre-shift
+    nq1 = qs.nodes[g.nodes[0].name]
+    assert q_of(qs.tensors[g.inputs[0]]) == 14 - nq1.info["input_lowered_bits"] == 13
+    assert nq1.info["lost_bits"] > 0 and all(
+        int(n.consts["in_shift"]) == 0 for n in qs.nodes.values() if "in_shift" in n.consts
+    )
     assert any(g.nodes[0].name in w and "precision reduced" in w for w in qs.warnings)
+    assert any(
+        "input Q14->Q13; graph input 'input' quantized at Q13 directly" in w for w in qs.warnings
+    )
 
 
 def test_pow2_16_footprint_is_16_bit(session: Session) -> None:
@@ -338,9 +346,9 @@ def test_qshow_footprint_and_aquant_commands(shell) -> None:  # noqa: ANN001
     assert ok, err
     assert "POW2 16-bit" in out and "precision reduced" in out
     ok, out, _ = shell.run("qshow")
-    assert ok and "Q1.14" in out and "Q15" in out
+    assert ok and "Q2.13" in out and "Q15" in out  # the input, lowered from Q1.14 (step 4)
     ok, out, _ = shell.run("qexplain 0")
-    assert ok and "POW2 16-bit" in out and "acc = Σ w·rnorm(x, 1)" in out and "warning" in out
+    assert ok and "POW2 16-bit" in out and "acc = Σ w·x + (b << 11)" in out and "warning" in out
     ok, out, _ = shell.run(f"qerror {TEST_DIR}")
     assert ok and "_fc3_Gemm" in out
     ok, out, _ = shell.run("footprint")
@@ -363,25 +371,3 @@ def test_scheme_mismatch_errors() -> None:
     assert exc.value.hint == "fusions --scale8"
     with pytest.raises(NnshellError, match="8 or 16"):
         s.aquant([str(CALIB_DIR)], scheme="POW2", bits=12)
-
-
-def test_autotiler_header_q_and_clear_error(session: Session, tmp_path: Path) -> None:
-    from nnshell.codegen.autotiler import AutoTilerError, _Emitter
-
-    with pytest.raises(AutoTilerError, match="POW2") as exc:
-        session.gen_autotiler(str(tmp_path))
-    assert exc.value.hint and "scale8" in exc.value.hint
-    assert not any(tmp_path.iterdir())  # nothing half-written
-    g = session.graph
-    stub = types.SimpleNamespace(
-        g="G",
-        graph=g,
-        qstate=session.qstate,
-        kernels=[
-            types.SimpleNamespace(cname=f"S{i}", out=n.outputs[0]) for i, n in enumerate(g.nodes, 1)
-        ],
-    )
-    text = _Emitter.header(stub, "model.h")  # type: ignore[arg-type]
-    assert "#define G_Input_1_Q\t14" in text
-    for i, n in enumerate(g.nodes, 1):
-        assert f"#define G_S{i}_Q\t{q_of(session.qstate.tensors[n.outputs[0]])}" in text
