@@ -1,7 +1,8 @@
 """``gen --target autotiler``: the GAP AutoTiler *model* C file, its ``.tensor`` files and header.
 
-The model file is a C program that calls the AutoTiler's SQ8 generators (GEN.md §A); it is built
-later against the GAP SDK, so here it is checked for structure, not executed. Layout, in order:
+The model file is a C program that calls the AutoTiler's SQ8 generators (GEN.md §A), or its POW2
+fixed-point generators for a POW2 graph (below); it is built later against the GAP SDK, so here
+it is checked for structure, not executed. Layout, in order:
 includes, ``<G>Model(L1, L2, L3, L3Flash)`` (symbol dynamics, file names, memory devices from the
 ``l1_size``/``l2_size``/``l3_size``/``l3_flash_mb``/``l3_ram_device``/``l3_flash_device``
 settings, library load, one generator call per kernel node in execution order, ``CreateGraph``
@@ -48,6 +49,45 @@ Header ``<model dir>/<header>`` (default ``model.h``): for the graph input and e
 node's output, ``<G>_<name>_OUT_SCALE/_OUT_QSCALE/_OUT_QNORM/_OUT_ZERO_POINT`` with
 ``So ≈ QS·2^-QN`` from :func:`nnshell.fixed_point.header_qscale_qnorm` (SQ8.md §8).
 
+POW2 (``aquant -s POW2 -f 16|8``, POW2.md; every tensor a Qm.n code, ``real = code·2^-q``): the
+same layout with ``#include "CNN_Generators.h"``, ``"CNN_BasicKernels.h"`` in
+``SetUsedFilesNames`` and ``LoadCNNLibrary();``. Generators, data sizes in bytes (2 for POW2-16,
+1 for POW2-8; the bias in its NodeQuant container), every ``*_InL3`` flag 0:
+
+* conv (+ pool + ReLU fusions): ``CNN_ConvolutionPoolReLU(Name, Ctrl, In_DataSize,
+  Filter_DataSize, Bias_DataSize, Out_DataSize, In_InL3, Filter_InL3, Bias_InL3, Out_InL3,
+  InFeat, OutFeat, Width, Height, ConvOper, Fcx, Fcy, Dcx, Dcy, Scx, Scy, ConvPad, PoolOper, Fpx,
+  Fpy, Dpx, Dpy, Spx, Spy, PoolPad, ReLUOper)`` (``KOP_CONV_DW`` for a depthwise conv;
+  ``CNN_GroupedConvolutionPoolReLU(Name, Ctrl, GroupIn, GroupOut, ...)`` for other groups);
+  bindings ``(In, Filter, Bias, Out, Imm(out_shift), Imm(bias_shift))`` with NodeQuant's
+  ``out_shift = Qacc - Qout`` and ``bias_shift = Qacc - Qb``;
+* linear: ``CNN_LinearReLU(Name, Ctrl, In_DataSize, Filter_DataSize, Bias_DataSize,
+  Out_DataSize, 0, 0, 0, 0, InDim, OutDim, KOP_LINEAR, ReLUOper)``, bindings as a conv;
+* pool: ``CNN_PoolReLU(Name, Ctrl, In_DataSize, Out_DataSize, 0, 0, InFeat, OutFeat, Width,
+  Height, PoolOper, Fpx, Fpy, Dpx, Dpy, Spx, Spy, PoolPad, ReLUOper)``, bindings ``(In, Out)``
+  (a pool keeps its input's Q);
+* global pool: ``CNN_GlobalPool(Name, Ctrl, In_DataSize, Out_DataSize, 0, 0, InFeat, OutFeat,
+  Width, Height, KOP_GLOBAL_AVGPOOL|KOP_GLOBAL_MAXPOOL)``, bindings ``(In, Out, Imm(out_shift))``
+  (average: ``out_shift = Qin + 7 - Qout``, the mean carrying 7 extra fraction bits; max: 0);
+* add: ``CNN_MatAdd(Name, Ctrl, In1_DataSize, In2_DataSize, Out_DataSize, 0, 0, 0, InFeat,
+  OutFeat, Width, Height, KOP_MATADD)``, bindings ``(In1, In2, Out)``: ``KOP_MATADD`` adds codes
+  without shifting, so both inputs and the output must share one Q;
+* softmax: ``CNN_SoftMax(Name, Ctrl, In_DataSize, Out_DataSize, 0, 0, Dim, KOP_SOFTMAX)``,
+  bindings ``(In, Out, Imm(Qin))``, output int16 Q15.
+
+ReLUOper: ``KOP_NONE``, ``KOP_RELU`` (ReLU or Clip(0, inf)) or ``KOP_RELUN`` (ReLU6), whose clip
+bound, the code of 6 at the output Q, is one more trailing ``Imm``. The globals are the weights
+and biases only (no ``Mul_scale``/``Mul_shift``/``Infos``): ``.tensor`` files in their container
+type (int16 ``signed short``, int8 ``signed char``; same names and order as SQ8) with
+``ConstInfo(..., 1, 1, <bits>, <q>)`` carrying their real Q (``q_w``, ``q_b``); activations are
+``signed short`` (16-bit) or ``signed char`` (8-bit). Each ``AddNode`` is preceded by the Qm.n of
+its input(s), weights, bias and output. What the kernels cannot compute raises one
+:class:`AutoTilerError` naming the node (``gen --target c`` handles all of it): an input pre-shift
+(``in_shift != 0``, from the accumulator precision-reduction rule), a left shift to the output
+(``out_shift < 0``), an Add whose inputs or output are at different Qs, a pool that moves Q, an
+activation after an Add or a global pool, a LeakyReLU or any other activation. The header gains
+``<G>_<name>_Q`` (``real = code·2^-Q``) per output; ``OUT_SCALE`` is then exactly ``2^-Q``.
+
 Paths: a relative ``tensor_dir`` is relative to ``model_dir`` (written there, and written as given
 in the ``ConstInfo`` paths, so run the generated tiler from the model directory); the output holds
 no timestamps and no absolute path unless one was given, so generating twice gives the same bytes.
@@ -68,6 +108,7 @@ import numpy as np
 
 from nnshell.errors import GraphStateError, ModelFileError, NnshellError
 from nnshell.fixed_point import QType, header_qscale_qnorm, round_half_up
+from nnshell.fixed_pow2 import code_of, pow2_qtype, q_of, qmn
 from nnshell.ir import Graph, Node, c_safe_name
 
 INFOS_SIZE = 9
@@ -87,7 +128,11 @@ _ACT_NAMES = {"KOP_RELU": "Relu", "KOP_RELUN": "ReluN", "KOP_LEAKYRELU": "LeakyR
 
 
 class AutoTilerError(NnshellError):
-    """A graph that the AutoTiler SQ8 generators cannot express."""
+    """A graph that the AutoTiler SQ8 or POW2 generators cannot express."""
+
+
+#: The fix offered whenever the POW2 AutoTiler kernels cannot compute what nnshell computes.
+POW2_FIX = "gen --target c handles it, or fusions --scale8 and aquant -s SQ8 for an AutoTiler model"
 
 
 @dataclass
@@ -99,6 +144,7 @@ class ConstArg:
     data: np.ndarray
     bits: int
     comment: str = ""
+    q: int = 0  # the ConstInfo fixed-point format (POW2: the Q of the values; SQ8: 0)
 
 
 @dataclass
@@ -117,6 +163,7 @@ class Kernel:
     binding: tuple[str, ...] = ()
     gen_ctrl: list[tuple[str, str]] = field(default_factory=list)
     comment: str = ""
+    imms: tuple[int, ...] = ()  # POW2: immediate values bound after the tensors (shifts, bound)
 
 
 # --------------------------------------------------------------------------------------------
@@ -237,6 +284,58 @@ def _pad_ctrl(pads: Sequence[int], node_name: str) -> list[tuple[str, str]]:
     return [("PADTYPE", f"AT_OPT_VAL({side})")]
 
 
+def _size(q: QType) -> int:
+    """AutoTiler ``*_DataSize`` (bytes) of a tensor's codes."""
+    return 1 if q.bits <= 8 else (2 if q.bits <= 16 else 4)
+
+
+def _activation_pow2(parts: Sequence[Any], out_q: QType, node_name: str) -> tuple[str, list[int]]:
+    """``(KOP_..., trailing Imm values)`` of the activation parts of a POW2 fusion (at most one).
+
+    ReLU and Clip(0, inf) are ``KOP_RELU``; ReLU6 is ``KOP_RELUN`` with its bound as the code of
+    6 at the output Q (what nnshell's kernel clips to). Anything else raises.
+    """
+    acts = [p for p in parts if p.op not in ("MaxPool", "AveragePool")]
+    if len(acts) > 1:
+        raise AutoTilerError(
+            f"{node_name}: more than one activation in one fused layer has no AutoTiler POW2 "
+            "operator",
+            POW2_FIX,
+        )
+    if not acts:
+        return "KOP_NONE", []
+    act = acts[0]
+    if act.op == "Relu":
+        return "KOP_RELU", []
+    if act.op == "Clip" and float(act.attrs.min) == 0.0:
+        hi = float(act.attrs.max)
+        if not math.isfinite(hi):
+            return "KOP_RELU", []
+        return "KOP_RELUN", [code_of(hi, q_of(out_q), out_q.bits)]
+    desc = act.op
+    if act.op == "Clip":
+        desc = f"Clip({float(act.attrs.min):g}, {float(act.attrs.max):g})"
+    raise AutoTilerError(
+        f"{node_name}: {desc} inside a fused layer has no AutoTiler POW2 operator "
+        "(KOP_RELU and KOP_RELUN only)",
+        POW2_FIX,
+    )
+
+
+@dataclass
+class _ConvLayout:
+    """What the SQ8 and POW2 convolution generators share."""
+
+    name: str  # S<k>_ name part without the activation
+    args: list[str]  # InFeat .. PoolPad
+    ctrl: list[tuple[str, str]]
+    rest: list[Any]  # fused parts after the conv
+    group: int
+    dw: bool
+    in_c: int
+    out_c: int
+
+
 # --------------------------------------------------------------------------------------------
 # planning: one Kernel per kernel node
 # --------------------------------------------------------------------------------------------
@@ -249,6 +348,7 @@ class _Planner:
         self.used: set[str] = set()
         self.kernels: list[Kernel] = []
         self.alias: dict[str, str] = {}
+        self.pow2 = getattr(qstate, "scheme", "SQ8") == "POW2"
 
     def unique(self, base: str, step: int) -> str:
         name = base if base not in self.used else f"{base}_S{step}"
@@ -273,10 +373,14 @@ class _Planner:
                 if len(ins) != 1 or len(node.outputs) != 1:
                     raise AutoTilerError(f"{node.name}: {node.op} with several activations")
                 self.alias[node.outputs[0]] = ins[0]
+                if self.pow2:
+                    self._pow2_no_shift(node, "a data-moving node is no AutoTiler kernel")
                 continue
             step = len(self.kernels) + 1
             head = node.attrs.parts[0].op if node.op == "Fused" else node.op
-            if head == "Conv":
+            if self.pow2:
+                k = self.plan_pow2(node, step, head)
+            elif head == "Conv":
                 k = self.conv(node, step)
             elif head == "Linear":
                 k = self.linear(node, step)
@@ -346,12 +450,11 @@ class _Planner:
         infos[OUT_ZP] = nq.out_q.zero_point
         return infos
 
-    def conv(self, node: Node, step: int) -> Kernel:
+    def _conv_layout(self, node: Node, nq: Any, im2col: bool) -> _ConvLayout:
         from nnshell.ops.conv import conv_geometry
         from nnshell.ops.fused import part_node
 
         g = self.graph
-        nq = self.nq(node)
         rest, parts = _act_parts(node)
         head = part_node(parts[0], node.inputs, ["_"]) if parts else node
         x = g.tensors[node.inputs[0]]
@@ -367,7 +470,7 @@ class _Planner:
         name = f"Conv2d_{out_c}x{wq.shape[1]}x{kernel[0]}x{kernel[1]}"
         if dw:
             name += "_DW"
-        if kernel == (1, 1) and group == 1:
+        if im2col and kernel == (1, 1) and group == 1:
             ctrl.append(("ENABLEIM2COL", "AT_OPT_VAL(1)"))
         pool_args = ["KOP_NONE", "0", "0", "0", "0", "0", "0", "0"]
         seen_act = False
@@ -383,20 +486,27 @@ class _Planner:
                 name += f"_{pname}"
             else:
                 seen_act = True
-        act, act_infos = _activation(rest, nq.out_q, node.name)
-        if act != "KOP_NONE":
-            name += f"_{_ACT_NAMES[act]}"
-        cname = self.unique(f"S{step}_{name}", step)
         conv_pad = "1" if any(pads) else "0"
         args = [str(in_c), str(out_c), str(width), str(height)]
         args += ["KOP_CONV_DW" if dw else "KOP_CONV", str(kernel[1]), str(kernel[0])]
         args += [str(dil[1]), str(dil[0]), str(strides[1]), str(strides[0]), conv_pad]
-        args += [*pool_args, act]
+        args += pool_args
+        return _ConvLayout(name, args, ctrl, rest, group, dw, in_c, out_c)
+
+    def conv(self, node: Node, step: int) -> Kernel:
+        nq = self.nq(node)
+        lay = self._conv_layout(node, nq, im2col=True)
+        name = lay.name
+        act, act_infos = _activation(lay.rest, nq.out_q, node.name)
+        if act != "KOP_NONE":
+            name += f"_{_ACT_NAMES[act]}"
+        cname = self.unique(f"S{step}_{name}", step)
+        args = [*lay.args, act]
         generator = "CNN_ConvolutionPoolAct_SQ8"
         lead = ["4", "1"]
-        if group > 1 and not dw:
+        if lay.group > 1 and not lay.dw:
             generator = "CNN_GroupedConvolutionPoolAct_SQ8"
-            lead = [str(in_c // group), str(out_c // group), *lead]
+            lead = [str(lay.in_c // lay.group), str(lay.out_c // lay.group), *lead]
         consts = self._weighted_consts(node, step, nq)
         consts.append(self._infos(step, self._base_infos(act_infos, nq)))
         return Kernel(
@@ -409,7 +519,7 @@ class _Planner:
             node.outputs[0],
             consts,
             ("in", "w", "b", "out", "scale", "scalen", "infos"),
-            ctrl,
+            lay.ctrl,
             self._comment(nq, weights=True),
         )
 
@@ -564,6 +674,286 @@ class _Planner:
             self._comment(nq),
         )
 
+    # -- POW2 ---------------------------------------------------------------------------------
+    def plan_pow2(self, node: Node, step: int, head: str) -> Kernel:
+        """The POW2 generator of one kernel node (module docstring)."""
+        if head == "Conv":
+            return self.conv_pow2(node, step)
+        if head == "Linear":
+            return self.linear_pow2(node, step)
+        if head in ("MaxPool", "AveragePool"):
+            return self.pool_pow2(node, step)
+        if head in ("GlobalAveragePool", "GlobalMaxPool"):
+            return self.global_pool_pow2(node, step)
+        if head == "Add":
+            return self.matadd_pow2(node, step)
+        if head == "Softmax":
+            return self.softmax_pow2(node, step)
+        raise AutoTilerError(
+            f"node '{node.name}' ({head}) has no AutoTiler POW2 generator in nnshell",
+            "gen --target c supports more layers",
+        )
+
+    def _pow2_no_shift(self, node: Node, why: str) -> None:
+        """Refuse a node whose NodeQuant moves Q (``out_shift != 0``) where no kernel can."""
+        nq = self.qstate.nodes.get(node.name)
+        shift = int(nq.consts.get("out_shift", 0)) if nq is not None else 0
+        if shift:
+            raise AutoTilerError(
+                f"{node.name}: moves its result from Q{q_of(nq.in_q[0])} to Q{q_of(nq.out_q)} "
+                f"but {why}",
+                POW2_FIX,
+            )
+
+    def _no_act(self, node: Node, generator: str) -> None:
+        rest, _ = _act_parts(node)
+        if rest:
+            raise AutoTilerError(
+                f"{node.name}: {generator} has no activation, so the fused {rest[0].op} cannot "
+                "be expressed",
+                POW2_FIX,
+            )
+
+    def _pow2_weighted(self, node: Node, step: int, nq: Any) -> tuple[list[ConstArg], list[int]]:
+        """Weights and biases globals and the ``Imm(out_shift), Imm(bias_shift)`` values."""
+        c, info = nq.consts, nq.info
+        in_shift, out_shift = int(c["in_shift"]), int(c["out_shift"])
+        bias_shift = int(c["bias_shift"])
+        qi, qacc, qo = q_of(nq.in_q[0]), int(info["q_acc"]), q_of(nq.out_q)
+        if in_shift:
+            raise AutoTilerError(
+                f"{node.name}: the input is pre-shifted right by {in_shift} bit(s) (Q{qi} to "
+                f"Q{qi - in_shift}, the accumulator precision-reduction rule) and the AutoTiler "
+                "POW2 kernels have no input shift",
+                POW2_FIX,
+            )
+        if out_shift < 0 or bias_shift < 0:
+            raise AutoTilerError(
+                f"{node.name}: the Q{qacc} accumulator needs a left shift to the Q{qo} output "
+                f"(out_shift {out_shift}, bias_shift {bias_shift}) and the AutoTiler POW2 kernels "
+                "only shift right",
+                POW2_FIX,
+            )
+        w_name = node.inputs[1] if len(node.inputs) > 1 else f"{node.name}_weights"
+        b_src = node.inputs[2] if len(node.inputs) > 2 and node.inputs[2] else f"{w_name}_bias"
+        w = np.ascontiguousarray(c["weights"])
+        b = np.ascontiguousarray(c["biases"]).reshape(-1)
+        if {str(w.dtype), str(b.dtype)} - {"int8", "int16"}:
+            raise AutoTilerError(f"{node.name}: POW2 weights {w.dtype} / biases {b.dtype}")
+        qw, qb = int(info["q_w"]), int(info["q_b"])
+        consts = [
+            ConstArg(
+                self.unique("Constant_" + c_safe_name(w_name).lstrip("_"), step),
+                str(w.dtype),
+                w,
+                8 * w.dtype.itemsize,
+                f"Weights: {qmn(pow2_qtype(qw, 8 * w.dtype.itemsize))}",
+                qw,
+            ),
+            ConstArg(
+                self.unique("Constant_" + c_safe_name(b_src).lstrip("_"), step),
+                str(b.dtype),
+                b,
+                8 * b.dtype.itemsize,
+                f"Biases: {qmn(pow2_qtype(qb, 8 * b.dtype.itemsize))}",
+                qb,
+            ),
+        ]
+        return consts, [out_shift, bias_shift]
+
+    def _pow2_comment(self, nq: Any, weights: bool = False) -> str:
+        ins = ", ".join(qmn(q) for q in nq.in_q if q is not None)
+        text = f"In: {ins}"
+        if weights:
+            info, c = nq.info, nq.consts
+            wb = 8 * c["weights"].dtype.itemsize
+            bb = 8 * c["biases"].dtype.itemsize
+            text += (
+                f" Weights: {qmn(pow2_qtype(int(info['q_w']), wb))}"
+                f" Bias: {qmn(pow2_qtype(int(info['q_b']), bb))}"
+                f" Acc: Q{int(info['q_acc'])}"
+            )
+        return text + f" Out: {qmn(nq.out_q)}"
+
+    def conv_pow2(self, node: Node, step: int) -> Kernel:
+        nq = self.nq(node)
+        lay = self._conv_layout(node, nq, im2col=False)
+        act, act_imms = _activation_pow2(lay.rest, nq.out_q, node.name)
+        name = lay.name + (f"_{_ACT_NAMES[act]}" if act != "KOP_NONE" else "")
+        cname = self.unique(f"S{step}_{name}", step)
+        consts, imms = self._pow2_weighted(node, step, nq)
+        sizes = [_size(nq.in_q[0]), consts[0].bits // 8, consts[1].bits // 8, _size(nq.out_q)]
+        generator = "CNN_ConvolutionPoolReLU"
+        lead = [str(v) for v in sizes] + ["0", "0", "0", "0"]
+        if lay.group > 1 and not lay.dw:
+            generator = "CNN_GroupedConvolutionPoolReLU"
+            lead = [str(lay.in_c // lay.group), str(lay.out_c // lay.group), *lead]
+        comment = self._pow2_comment(nq, weights=True)
+        if act_imms:
+            comment += f" ReLUN bound: {act_imms[0]}"
+        return Kernel(
+            step,
+            cname,
+            node,
+            generator,
+            [*lead, *lay.args, act],
+            [node.inputs[0]],
+            node.outputs[0],
+            consts,
+            ("in", "w", "b", "out"),
+            lay.ctrl,
+            comment,
+            (*imms, *act_imms),
+        )
+
+    def linear_pow2(self, node: Node, step: int) -> Kernel:
+        nq = self.nq(node)
+        rest, _ = _act_parts(node)
+        if any(p.op in ("MaxPool", "AveragePool") for p in rest):
+            raise AutoTilerError(f"{node.name}: a pool after a linear layer is not expressible")
+        x = self.graph.tensors[node.inputs[0]]
+        in_dim = int(np.prod(x.shape[1:]))
+        out_dim = int(nq.consts["weights"].shape[0])
+        act, act_imms = _activation_pow2(rest, nq.out_q, node.name)
+        name = f"Linear_{out_dim}x{in_dim}" + (f"_{_ACT_NAMES[act]}" if act != "KOP_NONE" else "")
+        cname = self.unique(f"S{step}_{name}", step)
+        consts, imms = self._pow2_weighted(node, step, nq)
+        sizes = [_size(nq.in_q[0]), consts[0].bits // 8, consts[1].bits // 8, _size(nq.out_q)]
+        comment = self._pow2_comment(nq, weights=True)
+        if act_imms:
+            comment += f" ReLUN bound: {act_imms[0]}"
+        return Kernel(
+            step,
+            cname,
+            node,
+            "CNN_LinearReLU",
+            [*(str(v) for v in sizes), "0", "0", "0", "0", str(in_dim), str(out_dim)]
+            + ["KOP_LINEAR", act],
+            [node.inputs[0]],
+            node.outputs[0],
+            consts,
+            ("in", "w", "b", "out"),
+            [],
+            comment,
+            (*imms, *act_imms),
+        )
+
+    def pool_pow2(self, node: Node, step: int) -> Kernel:
+        from nnshell.ops.fused import part_node
+        from nnshell.ops.pool import pool_geometry
+
+        nq = self.nq(node)
+        rest, parts = _act_parts(node)
+        head = part_node(parts[0], node.inputs, ["_"]) if parts else node
+        x = self.graph.tensors[node.inputs[0]]
+        feat, width, height = _hw(x.shape)
+        pool_args, pname = _pool_args(head, x.shape)
+        self._pow2_no_shift(node, "CNN_PoolReLU keeps its input's Q")
+        act, act_imms = _activation_pow2(rest, nq.out_q, node.name)
+        name = pname + (f"_{_ACT_NAMES[act]}" if act != "KOP_NONE" else "")
+        ctrl = _pad_ctrl(pool_geometry(head, x.shape)[3], node.name)
+        sizes = [str(_size(nq.in_q[0])), str(_size(nq.out_q)), "0", "0"]
+        comment = self._pow2_comment(nq)
+        if act_imms:
+            comment += f" ReLUN bound: {act_imms[0]}"
+        return Kernel(
+            step,
+            self.unique(f"S{step}_{name}", step),
+            node,
+            "CNN_PoolReLU",
+            [*sizes, str(feat), str(feat), str(width), str(height), *pool_args, act],
+            [node.inputs[0]],
+            node.outputs[0],
+            [],
+            ("in", "out"),
+            ctrl,
+            comment,
+            tuple(act_imms),
+        )
+
+    def global_pool_pow2(self, node: Node, step: int) -> Kernel:
+        nq = self.nq(node)
+        self._no_act(node, "CNN_GlobalPool")
+        _, parts = _act_parts(node)
+        head_op = parts[0].op if parts else node.op
+        x = self.graph.tensors[node.inputs[0]]
+        feat, width, height = _hw(x.shape)
+        avg = head_op == "GlobalAveragePool"
+        shift = int(nq.consts.get("out_shift", 0))
+        if shift < 0:
+            raise AutoTilerError(
+                f"{node.name}: the result needs a left shift of {-shift} bit(s) to the output "
+                f"Q{q_of(nq.out_q)} and the AutoTiler POW2 global pool only shifts right",
+                POW2_FIX,
+            )
+        sizes = [str(_size(nq.in_q[0])), str(_size(nq.out_q)), "0", "0"]
+        oper = "KOP_GLOBAL_AVGPOOL" if avg else "KOP_GLOBAL_MAXPOOL"
+        return Kernel(
+            step,
+            self.unique(f"S{step}_{'GlobalAvgPool' if avg else 'GlobalMaxPool'}", step),
+            node,
+            "CNN_GlobalPool",
+            [*sizes, str(feat), str(feat), str(width), str(height), oper],
+            [node.inputs[0]],
+            node.outputs[0],
+            [],
+            ("in", "out"),
+            [],
+            self._pow2_comment(nq) + f" out_shift: {shift}",
+            (shift,),
+        )
+
+    def matadd_pow2(self, node: Node, step: int) -> Kernel:
+        nq = self.nq(node)
+        ins = self.in_acts(node)
+        if len(ins) != 2:
+            raise AutoTilerError(f"{node.name}: only an Add of two activations is a MatAdd")
+        self._no_act(node, "CNN_MatAdd")
+        qs = [q_of(q) for q in nq.in_q if q is not None]
+        qo = q_of(nq.out_q)
+        if any(q != qo for q in qs):
+            raise AutoTilerError(
+                f"{node.name}: adds inputs at Q{qs[0]} and Q{qs[1]} into Q{qo} and CNN_MatAdd "
+                "(KOP_MATADD) adds codes at one common Q without shifting",
+                POW2_FIX,
+            )
+        feat, width, height = _hw(self.graph.tensors[node.outputs[0]].shape)
+        sizes = [*(str(_size(q)) for q in nq.in_q if q is not None), str(_size(nq.out_q))]
+        return Kernel(
+            step,
+            self.unique(f"S{step}_MatAdd_{feat}x{height}x{width}", step),
+            node,
+            "CNN_MatAdd",
+            [*sizes, "0", "0", "0", str(feat), str(feat), str(width), str(height), "KOP_MATADD"],
+            ins,
+            node.outputs[0],
+            [],
+            ("in", "in", "out"),
+            [],
+            self._pow2_comment(nq),
+        )
+
+    def softmax_pow2(self, node: Node, step: int) -> Kernel:
+        nq = self.nq(node)
+        dim = int(np.prod(self.graph.tensors[node.inputs[0]].shape[1:]))
+        if nq.out_q.bits != 16 or q_of(nq.out_q) != 15:
+            raise AutoTilerError(f"{node.name}: the AutoTiler POW2 softmax writes int16 Q15 only")
+        qi = q_of(nq.in_q[0])
+        return Kernel(
+            step,
+            self.unique(f"S{step}_SoftMax", step),
+            node,
+            "CNN_SoftMax",
+            [str(_size(nq.in_q[0])), str(_size(nq.out_q)), "0", "0", str(dim), "KOP_SOFTMAX"],
+            [node.inputs[0]],
+            node.outputs[0],
+            [],
+            ("in", "out"),
+            [],
+            self._pow2_comment(nq),
+            (qi,),
+        )
+
     def _comment(self, nq: Any, weights: bool = False) -> str:
         ins = ", ".join(_describe_q(q) for q in nq.in_q if q is not None)
         text = f"In: {ins}"
@@ -641,6 +1031,7 @@ class _Emitter:
         from nnshell.formatter import formatters
 
         self.formatters = formatters(graph)
+        self.pow2 = getattr(qstate, "scheme", "SQ8") == "POW2"
         planner = _Planner(graph, qstate)
         self.kernels = planner.plan()
         self.alias = planner.alias
@@ -681,12 +1072,14 @@ class _Emitter:
         g, st = self.g, self.settings
         out: list[str] = []
         w = out.append
-        w(f"/* AutoTiler model of graph '{self.graph.name}', generated by nnshell (SQ8). */")
+        scheme = f"POW2 {self._pow2_bits()}-bit" if self.pow2 else "SQ8"
+        w(f"/* AutoTiler model of graph '{self.graph.name}', generated by nnshell ({scheme}). */")
         w("#include <stdint.h>")
         w("#include <stdio.h>")
         w('#include "AutoTilerLib.h"')
-        w('#include "CNN_Generators_SQ8.h"')
-        if self.formatters:
+        if not self.pow2:
+            w('#include "CNN_Generators_SQ8.h"')
+        if self.formatters or self.pow2:
             w('#include "CNN_Generators.h"')
         w('#include "CNN_Copy_Generators.h"')
         w("")
@@ -699,7 +1092,8 @@ class _Emitter:
         w("")
         w("    SetSymbolDynamics();")
         w("")
-        w(f'    SetUsedFilesNames(0, 3, "Gap.h", "{model_file_h}", "CNN_BasicKernels_SQ8.h");')
+        kernels_h = "CNN_BasicKernels.h" if self.pow2 else "CNN_BasicKernels_SQ8.h"
+        w(f'    SetUsedFilesNames(0, 3, "Gap.h", "{model_file_h}", "{kernels_h}");')
         w(f'    SetGeneratedFilesNames("{g}Kernels.c", "{g}Kernels.h");')
         w("")
         for ctrl, val in graph_controls(st):
@@ -715,8 +1109,9 @@ class _Emitter:
             f'"{g}_L3_Flash_Const.dat", 0);'
         )
         w("")
-        w("    LoadCNN_SQ8_Library();")
-        if self.formatters:
+        if not self.pow2:
+            w("    LoadCNN_SQ8_Library();")
+        if self.formatters or self.pow2:
             w("    LoadCNNLibrary();")
         w("")
         for i, t in enumerate(self.graph.inputs, start=1):
@@ -761,7 +1156,7 @@ class _Emitter:
             )
         for k in self.kernels:
             for c in k.consts:
-                ci = f'ConstInfo("{self.tensor_dir}/{c.name}.tensor", 1, 1, {c.bits}, 0)'
+                ci = f'ConstInfo("{self.tensor_dir}/{c.name}.tensor", 1, 1, {c.bits}, {c.q})'
                 arg = self._tcarg(
                     _CTYPES[c.ctype],
                     c.name,
@@ -861,16 +1256,19 @@ class _Emitter:
     def _formatter_name(i: int) -> str:
         return f"S0_Op_Input_{i}_Formatter"
 
+    def _pow2_bits(self) -> int:
+        return int(getattr(self.qstate.options, "bits", 16))
+
     def _bindings(self, k: Kernel) -> list[str]:
         ins = iter(k.ins)
         consts = {c.name: c for c in k.consts}
         order = list(consts)
-        cmap = {
-            "w": order[0] if len(order) > 3 else None,
-            "b": order[1] if len(order) > 3 else None,
+        cmap = {  # SQ8 (w, b, scale, scalen, infos) or (infos); POW2 (w, b) or ()
+            "w": order[0] if len(order) > 1 else None,
+            "b": order[1] if len(order) > 1 else None,
             "scale": order[2] if len(order) > 3 else None,
             "scalen": order[3] if len(order) > 3 else None,
-            "infos": order[-1],
+            "infos": order[-1] if order else None,
         }
         out = []
         for role in k.binding:
@@ -880,18 +1278,24 @@ class _Emitter:
                 out.append(f'GNodeArg(GNA_OUT, "{self.cname(k.out)}", 0)')
             else:
                 out.append(f'GNodeArg(GNA_IN, "{cmap[role]}", 0)')
+        out += [f"Imm({int(v)})" for v in k.imms]
         return out
 
     def header(self, guard_name: str) -> str:
         g = self.g.upper()
         guard = c_safe_name(guard_name).upper().lstrip("_") + "_"
-        out = [
-            f"#ifndef {guard}",
-            f"#define {guard}",
-            "",
-            f"/* Output quantization of graph '{self.graph.name}' (SQ8.md section 8):",
-            " * real = (q - ZERO_POINT) * SCALE, SCALE ~= QSCALE * 2^-QNORM (7-bit QSCALE). */",
-        ]
+        pow2 = getattr(self.qstate, "scheme", "SQ8") == "POW2"
+        out = [f"#ifndef {guard}", f"#define {guard}", ""]
+        if pow2:
+            out += [
+                f"/* Output quantization of graph '{self.graph.name}' (POW2.md): Qm.n codes,",
+                " * real = code * 2^-Q (ZERO_POINT 0, SCALE = 2^-Q ~= QSCALE * 2^-QNORM). */",
+            ]
+        else:
+            out += [
+                f"/* Output quantization of graph '{self.graph.name}' (SQ8.md section 8):",
+                " * real = (q - ZERO_POINT) * SCALE, SCALE ~= QSCALE * 2^-QNORM (7-bit QSCALE). */",
+            ]
         entries = [
             (f"Input_{i}", self.qstate.tensors[t]) for i, t in enumerate(self.graph.inputs, 1)
         ]
@@ -904,9 +1308,7 @@ class _Emitter:
             out.append(f"#define {g}_{name}_OUT_QSCALE\t{qs}")
             out.append(f"#define {g}_{name}_OUT_QNORM\t{qn}")
             out.append(f"#define {g}_{name}_OUT_ZERO_POINT\t{q.zero_point}")
-            if getattr(self.qstate, "scheme", "SQ8") == "POW2":  # POW2.md: real = q * 2^-Q
-                from nnshell.fixed_pow2 import q_of
-
+            if pow2:  # POW2.md: real = code * 2^-Q
                 out.append(f"#define {g}_{name}_Q\t{q_of(q)}")
         out += ["", f"#endif /* {guard} */", ""]
         return "\n".join(out)
@@ -930,12 +1332,11 @@ def generate_autotiler(
     """
     if qstate is None:
         raise GraphStateError("the graph is not quantized", "aquant <calibration images>")
-    if getattr(qstate, "scheme", "SQ8") != "SQ8":
+    scheme = getattr(qstate, "scheme", "SQ8")
+    if scheme not in ("SQ8", "POW2"):
         raise AutoTilerError(
-            f"gen --target autotiler writes SQ8 models only: the POW2 generators "
-            f"(CNN_ConvolutionPoolReLU, CNN_LinearReLU, ...) are not emitted yet "
-            f"(the graph is quantized with {qstate.scheme})",
-            "fusions --scale8 and aquant -s SQ8 for an AutoTiler model",
+            f"gen --target autotiler writes SQ8 and POW2 models only, not {scheme} ones",
+            "fusions --scale8 and aquant -s SQ8, or fusions --pow2 and aquant -s POW2",
         )
     em = _Emitter(graph, qstate, settings, str(tensor_dir))
     mdir = Path(model_dir)
