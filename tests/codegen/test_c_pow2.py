@@ -292,3 +292,40 @@ def test_reopened_state_generates_the_same_c(lenet16: Session, tmp_path: Path) -
     a = render_c(lenet16.graph, lenet16.qstate, "net")
     b = render_c(again.graph, again.qstate, "net")
     assert a.files == b.files
+
+
+def test_conv_input_pre_shift_bit_exact(tmp_path: Path) -> None:
+    """A graph input read by two convs keeps its Q, so the accumulator budget pre-shifts it
+    inside each conv (``in_shift`` > 0): the C repeats that shift bit for bit."""
+    r = np.random.default_rng(5)
+    inits = {
+        "Wa": (r.standard_normal((6, 4, 3, 3)) * 0.6).astype(np.float32),
+        "Wb": (r.standard_normal((6, 4, 1, 1)) * 0.6).astype(np.float32),
+    }
+    mk = helper.make_node
+    nodes = [
+        mk("Conv", ["x", "Wa"], ["a"], pads=[1, 1, 1, 1]),
+        mk("Conv", ["x", "Wb"], ["b"]),
+        mk("Add", ["a", "b"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "shift",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(v, k) for k, v in inits.items()],
+    )
+    onnx.save(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), tmp_path / "s.onnx"
+    )
+    g = load_onnx(str(tmp_path / "s.onnx"))
+    run_scheme(g, "pow2")
+    xs = np.random.default_rng(6).uniform(-0.99, 0.99, (32, 4, 8, 8)).astype(np.float32)
+    stats: dict[str, TensorStats] = {}
+    run_float(g, {"x": xs}, observer=lambda n, v, s=stats: s.setdefault(n, TensorStats()).update(v))
+    qs = quantize_graph_pow2(g, stats, Pow2Options(RangeMode("minmax"), True, True, 16))
+    shifts = [int(nq.consts["in_shift"]) for nq in qs.nodes.values() if "in_shift" in nq.consts]
+    assert len(shifts) == 2 and min(shifts) > 0, shifts
+    assert q_of(qs.tensors["x"]) == 15  # two readers: the graph input keeps its own Q
+    res = verify_arrays(g, qs, xs, tmp_path / "build", "shift")
+    assert res.ok, res.summary()
