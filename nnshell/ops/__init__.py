@@ -1,7 +1,6 @@
 """Operator registry: importing this package registers every op module."""
 
 from nnshell.ops import (  # noqa: F401 - registration
-    _pow2,  # POW2 hooks, attached to the op classes it imports
     activation,
     conv,
     elementwise,

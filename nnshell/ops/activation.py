@@ -17,6 +17,10 @@ HardSigmoid take a symmetric input and give int8 codes at the fixed scale ``1/12
 LeakyRelu / HardSwish (whose output qtype comes from their own statistics), are 256-entry tables
 indexed by the input code, built at quantize time from the real function:
 ``T[c + 128] = clip8(round_half_up(f((c - Zi)·Si)/So) + Zo)`` — a lookup, identical in C.
+
+POW2 (POW2.md): Clip clamps codes at the input's Q, LeakyRelu computes ``rnorm(x·A, 15)`` with a
+Q15 slope; Sigmoid and Tanh compute the integer exp ``E(d)`` (no table) and give Q15 (16-bit) or
+Q7 (8-bit) codes. The other activations have no POW2 kernel.
 """
 
 from __future__ import annotations
@@ -28,8 +32,10 @@ from typing import Any
 import numpy as np
 
 from nnshell.errors import ShapeError
-from nnshell.fixed_point import QType
+from nnshell.fixed_point import QType, rnorm, round_half_up
+from nnshell.fixed_pow2 import Pow2Context, code_of, exp_neg_q15, q_in, q_of
 from nnshell.ir import Node, Shape, TensorInfo
+from nnshell.ops import _pow2
 from nnshell.ops._batching import opset_of
 from nnshell.ops._sq8_ext import (
     activation_code,
@@ -160,6 +166,28 @@ class Clip(_Activation):
         call = f"nn_clamp({ctx.ptr8(x)}, {ctx.ptr8(y)}, {ctx.size(y)}, {lo}, {hi});"
         return call + ctx.rescale(nq.consts, y)
 
+    # POW2: the bounds become codes at the input Q; the output Q may differ (an ``out_shift``).
+    def quantize_pow2(self, ctx: Pow2Context) -> NodeQuant:
+        """``lo`` / ``hi`` codes of the bounds at ``q_in``, plus an ``out_shift`` if any."""
+        lo, hi = self.bounds(ctx.node, None, ctx.const(1), ctx.const(2))
+        qi = q_in(ctx)
+        return _pow2.passthrough_quant(
+            ctx,
+            lo=_pow2.scalar(code_of(lo, qi, ctx.bits)),
+            hi=_pow2.scalar(code_of(hi, qi, ctx.bits)),
+        )
+
+    def run_int_pow2(self, node: Node, nq: NodeQuant, *xs: np.ndarray | None) -> list[np.ndarray]:
+        """``clip_bits(shift_round(clip(x, lo, hi), out_shift))``."""
+        assert xs[0] is not None
+        c = nq.consts
+        return [_pow2.to_out(np.clip(xs[0].astype(np.int64), int(c["lo"]), int(c["hi"])), nq)]
+
+    def emit_c_pow2(self, node: Node, nq: NodeQuant, ctx: Any) -> str:
+        """``nn_p2_act`` clamping to ``[lo, hi]``, then the output shift."""
+        c = nq.consts
+        return _pow2.act_call(ctx, [["NN_ACT_CLAMP", int(c["lo"]), int(c["hi"]), 0]], nq)
+
 
 @dataclass(frozen=True)
 class AlphaAttrs:
@@ -181,6 +209,23 @@ class LeakyRelu(_TableActivation):
         x = xs[0]
         assert x is not None
         return [np.where(x >= 0, x, x * _f(x, node.attrs.alpha))]
+
+    # POW2: not a table but ``rnorm(x·A, 15)`` with the Q15 slope ``A``.
+    def quantize_pow2(self, ctx: Pow2Context) -> NodeQuant:
+        """``alpha_q15 = round_half_up(alpha·2^15)``, plus an ``out_shift`` if any."""
+        a = int(round_half_up(float(ctx.node.attrs.alpha) * 32768))
+        return _pow2.passthrough_quant(ctx, alpha_q15=_pow2.scalar(a))
+
+    def run_int_pow2(self, node: Node, nq: NodeQuant, *xs: np.ndarray | None) -> list[np.ndarray]:
+        """``x >= 0 ? x : rnorm(x·alpha_q15, 15)``, then ``shift_round(·, out_shift)``."""
+        assert xs[0] is not None
+        x = xs[0].astype(np.int64)
+        y = np.where(x >= 0, x, np.asarray(rnorm(x * int(nq.consts["alpha_q15"]), 15)))
+        return [_pow2.to_out(y, nq)]
+
+    def emit_c_pow2(self, node: Node, nq: NodeQuant, ctx: Any) -> str:
+        """``nn_p2_act`` with the Q15 slope, then the output shift."""
+        return _pow2.act_call(ctx, [["NN_ACT_LEAKY", 0, 0, int(nq.consts["alpha_q15"])]], nq)
 
 
 @register
@@ -238,6 +283,25 @@ class Sigmoid(_TableActivation):
         one = _f(x, 1.0)
         return [np.where(x >= 0, one / (one + e), e / (one + e))]
 
+    # POW2: computed with the integer exp ``E(d) = Q15 of e^-d`` (no table).
+    def quantize_pow2(self, ctx: Pow2Context) -> NodeQuant:
+        """No parameters: Q15 (16-bit) or Q7 (8-bit) output, the input's Q in ``info``."""
+        q_in(ctx)
+        return _pow2.base_nq(ctx)
+
+    def run_int_pow2(self, node: Node, nq: NodeQuant, *xs: np.ndarray | None) -> list[np.ndarray]:
+        """``p = 2^30 / (2^15 + E(|x|))`` (Q15 of ``1/(1+e^-|x|)``), ``2^15 - p`` for ``x < 0``."""
+        x = xs[0]
+        assert x is not None
+        xi = x.astype(np.int64)
+        e = exp_neg_q15(np.abs(xi), int(nq.info["q_in"][0]))
+        p = (1 << 30) // (32768 + e)
+        return [_pow2.unit_out(np.where(xi >= 0, p, 32768 - p), nq)]
+
+    def emit_c_pow2(self, node: Node, nq: NodeQuant, ctx: Any) -> str:
+        """``nn_p2_sigmoid`` from Q``q_in`` to Q``q_out``."""
+        return _unit_call("nn_p2_sigmoid", node, nq, ctx)
+
 
 @register
 class Tanh(_TableActivation):
@@ -251,6 +315,35 @@ class Tanh(_TableActivation):
     def run_float(self, node: Node, *xs: np.ndarray | None) -> list[np.ndarray]:
         assert xs[0] is not None
         return [np.tanh(xs[0])]
+
+    # POW2: computed with the integer exp ``E(d) = Q15 of e^-d`` (no table).
+    def quantize_pow2(self, ctx: Pow2Context) -> NodeQuant:
+        """No parameters: Q15 (16-bit) or Q7 (8-bit) output, the input's Q in ``info``."""
+        q_in(ctx)
+        return _pow2.base_nq(ctx)
+
+    def run_int_pow2(self, node: Node, nq: NodeQuant, *xs: np.ndarray | None) -> list[np.ndarray]:
+        """``t = ((2^15 - E(2|x|)) << 15) / (2^15 + E(2|x|))`` (Q15 of ``tanh|x|``), sign of x."""
+        x = xs[0]
+        assert x is not None
+        xi = x.astype(np.int64)
+        e = exp_neg_q15(2 * np.abs(xi), int(nq.info["q_in"][0]))
+        t = ((32768 - e) << 15) // (32768 + e)
+        return [_pow2.unit_out(t, nq, negative=xi < 0)]
+
+    def emit_c_pow2(self, node: Node, nq: NodeQuant, ctx: Any) -> str:
+        """``nn_p2_tanh`` from Q``q_in`` to Q``q_out``."""
+        return _unit_call("nn_p2_tanh", node, nq, ctx)
+
+
+def _unit_call(fn: str, node: Node, nq: NodeQuant, ctx: Any) -> str:
+    """The POW2 C call ``fn`` (``nn_p2_sigmoid`` / ``nn_p2_tanh``) from Q``q_in`` to Q``q_out``."""
+    x, y = node.inputs[0], node.outputs[0]
+    qi, qo = int(nq.info["q_in"][0]), q_of(nq.out_q)
+    return (
+        f"{fn}({ctx.ptr(x)}, {ctx.ptr(y)}, {ctx.size(y)}, {ctx.esize(x)}, {ctx.esize(y)}, "
+        f"{qi}, {qo});"
+    )
 
 
 @dataclass(frozen=True)

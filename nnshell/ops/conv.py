@@ -17,8 +17,9 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from nnshell.errors import QuantizationError, ShapeError
+from nnshell.fixed_pow2 import Pow2Context
 from nnshell.ir import Node, Shape, TensorInfo
-from nnshell.ops import _sq8
+from nnshell.ops import _pow2, _sq8
 from nnshell.ops._shapes import out_size, pad_for_windows, resolve_pads, window_offsets
 from nnshell.ops.registry import OpDef, register
 from nnshell.qrecord import NodeQuant, QuantContext
@@ -270,3 +271,55 @@ class Conv(OpDef):
         )
         pool, pre, post = ctx.tail
         return f"nn_conv({ctx.ptr8(x)}, {ctx.ptr8(y)}, {conv}, {pool}, {pre}, {post});"
+
+    # -- POW2 (POW2.md "Conv / linear") ---------------------------------------------------------
+    def quantize_pow2(self, ctx: Pow2Context) -> NodeQuant:
+        """Weights at ``q_w``, biases at ``q_b``, ``in_shift`` / ``bias_shift`` / ``out_shift``
+        under the accumulator budget (:func:`~nnshell.ops._pow2.quantize_weighted`)."""
+        w = ctx.const(1)
+        if w is None:
+            raise QuantizationError(f"{ctx.node.name}: conv weights are not constant")
+        nq = _pow2.quantize_weighted(ctx, w, ctx.const(2), int(np.prod(w.shape[1:])))
+        x = ctx.graph.tensors[ctx.node.inputs[0]]
+        nq.info["geometry"] = conv_geometry(ctx.node, x.shape, w.shape)
+        return nq
+
+    def run_int_pow2(self, node: Node, nq: NodeQuant, *xs: np.ndarray | None) -> list[np.ndarray]:
+        """``clip_bits(shift_round(Σ w·rnorm(x, in_shift) + (b << bias_shift), out_shift))``."""
+        x = xs[0]
+        assert x is not None
+        kernel, strides, dil, pads, outs = nq.info["geometry"]
+        wq = nq.consts["weights"]
+        ft = _pow2.float_type(int(np.prod(wq.shape[1:])), _pow2.bits_of(nq), node.name)
+        xf = _pow2.pre_shift(x, nq).astype(ft)
+        acc = conv_float(
+            xf, wq.astype(ft), None, kernel, strides, dil, pads, outs, node.attrs.group
+        )
+        return [_pow2.weighted_output(acc, nq)]
+
+    def emit_c_pow2(self, node: Node, nq: NodeQuant, ctx: Any) -> str:
+        """``nn_p2_conv``; a conv-headed fusion passes its pool and activations in ``ctx.tail``."""
+        kernel, strides, dil, pads, outs = nq.info["geometry"]
+        c = nq.consts
+        x, y = node.inputs[0], node.outputs[0]
+        es = _pow2.code_width(ctx, x, y)
+        if c["weights"].dtype.itemsize != es:
+            ctx.unsupported("weights and activations have different code widths")
+        conv = ctx.struct(
+            "nn_p2conv_t",
+            "conv",
+            [
+                *ctx.chw(ctx.shape(x)),
+                *ctx.chw((1, c["weights"].shape[0], *outs)),
+                *ctx.window(kernel, strides, dil, pads),
+                node.attrs.group,
+                es,
+                int(c["in_shift"]),
+                int(c["bias_shift"]),
+                int(c["out_shift"]),
+                ctx.const("weights", c["weights"], _pow2.CTYPE[es]),
+                ctx.const("bias", c["biases"], _pow2.CTYPE[es]),
+            ],
+        )
+        pool, pre, post = ctx.tail
+        return f"nn_p2_conv({ctx.ptr(x)}, {ctx.ptr(y)}, {conv}, {pool}, {pre}, {post});"

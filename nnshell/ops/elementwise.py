@@ -12,6 +12,10 @@ full-rank constant must have 1 on the batch axis.
 SQ8 (SQ8.md §5): Add of two activations and Sum are the MatAdd kernel (symmetric inputs and
 output); Add / Mul by a per-channel constant are a per-channel affine (a depthwise 1×1 conv with
 ``K = 1``, asymmetric input and output allowed). Other elementwise ops have no SQ8 kernel.
+
+POW2: Add and Sum of two or more activations align their inputs to the largest Q (exact left
+shifts), add, and shift the sum to the output Q (:func:`p2_add_quantize`); no other elementwise op
+has a POW2 kernel.
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ import numpy as np
 
 from nnshell.errors import QuantizationError, ShapeError
 from nnshell.fixed_point import clip8, multiplier, rnorm
+from nnshell.fixed_pow2 import Pow2Context, q_of
 from nnshell.ir import Node, Shape, TensorInfo
+from nnshell.ops import _pow2
 from nnshell.ops._sq8_ext import affine_int, affine_quantize, per_channel_vector
 from nnshell.ops.registry import OpDef, register
 from nnshell.qrecord import NodeQuant, QuantContext
@@ -176,6 +182,49 @@ def _activation_operand(xs: tuple[np.ndarray | None, ...]) -> np.ndarray:
     return next(v for v in xs[:2] if v is not None)
 
 
+# -- POW2 (Add and Sum) -------------------------------------------------------------------------
+
+
+def p2_add_quantize(ctx: Pow2Context) -> NodeQuant:
+    """Align the inputs to ``q_common = max q_i`` (exact left shifts), sum, shift to ``q_out``."""
+    acts = [q for q in ctx.in_q if q is not None]
+    if len(acts) != len([i for i in ctx.node.inputs if i]) or len(acts) < 2:
+        raise QuantizationError(
+            f"{ctx.node.name}: POW2 adds two or more activations only (no constant operand)"
+        )
+    qs = [q_of(q) for q in acts]
+    qc = max(qs)
+    return _pow2.base_nq(
+        ctx,
+        {
+            "in_shifts": np.array([qc - q for q in qs], np.int64),
+            "out_shift": _pow2.scalar(qc - q_of(ctx.out_q)),
+        },
+        q_common=qc,
+    )
+
+
+def p2_add_int(nq: NodeQuant, xs: Sequence[np.ndarray | None]) -> np.ndarray:
+    """``clip_bits(shift_round(Σ_i (x_i << in_shifts[i]), out_shift))``."""
+    acts = [x for x in xs if x is not None]
+    sh = nq.consts["in_shifts"]
+    acc = sum(np.left_shift(x.astype(np.int64), int(s)) for x, s in zip(acts, sh, strict=True))
+    return _pow2.to_out(np.asarray(acc), nq)
+
+
+def p2_add_c(node: Node, nq: NodeQuant, ctx: Any) -> str:
+    """``nn_p2_add`` of same-shaped inputs (no broadcasting in C)."""
+    ins, y = ctx.act_inputs(), node.outputs[0]
+    if any(ctx.shape(i) != ctx.shape(y) for i in ins):
+        ctx.unsupported("a broadcasting add has no C kernel")
+    es = _pow2.code_width(ctx, *ins, y)
+    shifts = ctx.const("in_shift", nq.consts["in_shifts"], "int8_t")
+    ptrs = ", ".join(ctx.ptr(i) for i in ins)
+    shift = _pow2.out_shift(nq)
+    call = f"nn_p2_add(ins, {len(ins)}, {shifts}, {shift}, {ctx.ptr(y)}, {ctx.size(y)}, {es});"
+    return f"{{\n    const void *const ins[{len(ins)}] = {{{ptrs}}};\n    {call}\n}}"
+
+
 @register
 class Add(_Binary):
     """Addition (residual joins, bias adds)."""
@@ -213,6 +262,20 @@ class Add(_Binary):
     def emit_c(self, node: Node, nq: NodeQuant, ctx: Any) -> str:
         """MatAdd (``nn_matadd``), or the per-channel affine (``nn_affine``)."""
         return str(ctx.affine(nq.consts) if "weights" in nq.consts else ctx.matadd(nq.consts))
+
+    # -- POW2: two activations only (:func:`p2_add_quantize`) ----------------------------------
+    def quantize_pow2(self, ctx: Pow2Context) -> NodeQuant:
+        """``in_shifts = q_common - q_i`` (``q_common = max q_i``), ``out_shift = q_common -
+        q_out``; a constant operand is refused."""
+        return p2_add_quantize(ctx)
+
+    def run_int_pow2(self, node: Node, nq: NodeQuant, *xs: np.ndarray | None) -> list[np.ndarray]:
+        """``clip_bits(shift_round((a << s_a) + (b << s_b), out_shift))``."""
+        return [p2_add_int(nq, xs)]
+
+    def emit_c_pow2(self, node: Node, nq: NodeQuant, ctx: Any) -> str:
+        """``nn_p2_add`` of two same-shaped inputs."""
+        return p2_add_c(node, nq, ctx)
 
 
 @register
@@ -325,6 +388,20 @@ class Sum(_Variadic):
     def emit_c(self, node: Node, nq: NodeQuant, ctx: Any) -> str:
         """The n-input MatAdd (``nn_matadd``)."""
         return str(ctx.matadd(nq.consts))
+
+    # -- POW2: the Add of :func:`p2_add_quantize` over every input ------------------------------
+    def quantize_pow2(self, ctx: Pow2Context) -> NodeQuant:
+        """``in_shifts = q_common - q_i`` (``q_common = max q_i``), ``out_shift = q_common -
+        q_out``; constants are refused."""
+        return p2_add_quantize(ctx)
+
+    def run_int_pow2(self, node: Node, nq: NodeQuant, *xs: np.ndarray | None) -> list[np.ndarray]:
+        """``clip_bits(shift_round(Σ_i (x_i << in_shifts[i]), out_shift))``."""
+        return [p2_add_int(nq, xs)]
+
+    def emit_c_pow2(self, node: Node, nq: NodeQuant, ctx: Any) -> str:
+        """``nn_p2_add`` of same-shaped inputs."""
+        return p2_add_c(node, nq, ctx)
 
 
 @register

@@ -5,7 +5,8 @@ The spatial dims are kept as 1s (``N×C×1×1`` for images), as ONNX specifies.
 
 SQ8 (SQ8.md §5): the global average pool takes a symmetric input and requantizes the mean
 (carried with 7 extra fraction bits) to its own symmetric output scale; the global max pool keeps
-its input's qtype.
+its input's qtype. POW2: the global max keeps the input's Q (a shift if the output's differs);
+the global average carries the mean with 7 extra fraction bits, then shifts it to the output Q.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ import numpy as np
 
 from nnshell.errors import QuantizationError, ShapeError
 from nnshell.fixed_point import c_div_trunc, clip8, multiplier, rnorm
+from nnshell.fixed_pow2 import Pow2Context, q_in, q_of
 from nnshell.ir import Node, Shape, TensorInfo
+from nnshell.ops import _pow2
 from nnshell.ops._sq8_ext import passthrough_quant, rescale_int
 from nnshell.ops.registry import OpDef, register
 from nnshell.qrecord import NodeQuant, QuantContext
@@ -37,6 +40,14 @@ class _GlobalPool(OpDef):
         x = ins[0]
         assert x is not None
         return x.size
+
+
+def _p2_global_call(fn: str, node: Node, nq: NodeQuant, ctx: Any) -> str:
+    """The POW2 C call ``fn`` (``nn_p2_global_max`` / ``nn_p2_global_avg``) per channel."""
+    x, y = node.inputs[0], node.outputs[0]
+    es = _pow2.code_width(ctx, x, y)
+    c, hw = ctx.c_hw(ctx.shape(x))
+    return f"{fn}({ctx.ptr(x)}, {ctx.ptr(y)}, {c}, {hw}, {es}, {_pow2.out_shift(nq)});"
 
 
 @register
@@ -89,6 +100,24 @@ class GlobalAveragePool(_GlobalPool):
         m, n = int(nq.consts["mul"]), int(nq.consts["shift"])
         return f"nn_global_avg({ctx.ptr8(x)}, {ctx.ptr8(y)}, {c}, {hw}, {m}, {n});"
 
+    # -- POW2 ----------------------------------------------------------------------------------
+    def quantize_pow2(self, ctx: Pow2Context) -> NodeQuant:
+        """The mean carries 7 extra fraction bits: ``out_shift = q_in + 7 - q_out``."""
+        return _pow2.base_nq(ctx, {"out_shift": _pow2.scalar(q_in(ctx) + 7 - q_of(ctx.out_q))})
+
+    def run_int_pow2(self, node: Node, nq: NodeQuant, *xs: np.ndarray | None) -> list[np.ndarray]:
+        """``t = trunc((Σ_hw x << 7) / HW)`` (C division), then
+        ``clip_bits(shift_round(t, out_shift))``."""
+        x = xs[0]
+        assert x is not None
+        hw = int(np.prod(x.shape[2:]))
+        s = x.astype(np.int64).sum(axis=tuple(range(2, x.ndim)), keepdims=True)
+        return [_pow2.to_out(c_div_trunc(s * 128, np.int64(hw)), nq)]
+
+    def emit_c_pow2(self, node: Node, nq: NodeQuant, ctx: Any) -> str:
+        """``nn_p2_global_avg`` per channel."""
+        return _p2_global_call("nn_p2_global_avg", node, nq, ctx)
+
 
 @register
 class GlobalMaxPool(_GlobalPool):
@@ -121,3 +150,19 @@ class GlobalMaxPool(_GlobalPool):
         c, hw = ctx.c_hw(ctx.shape(x))
         call = f"nn_global_max({ctx.ptr8(x)}, {ctx.ptr8(y)}, {c}, {hw});"
         return call + ctx.rescale(nq.consts, y)
+
+    # -- POW2 ----------------------------------------------------------------------------------
+    def quantize_pow2(self, ctx: Pow2Context) -> NodeQuant:
+        """No parameters, an ``out_shift = q_in - q_out`` when the output has its own Q."""
+        return _pow2.passthrough_quant(ctx)
+
+    def run_int_pow2(self, node: Node, nq: NodeQuant, *xs: np.ndarray | None) -> list[np.ndarray]:
+        """``clip_bits(shift_round(max_hw x, out_shift))``."""
+        x = xs[0]
+        assert x is not None
+        y = x.max(axis=tuple(range(2, x.ndim)), keepdims=True).astype(np.int64)
+        return [_pow2.to_out(y, nq)]
+
+    def emit_c_pow2(self, node: Node, nq: NodeQuant, ctx: Any) -> str:
+        """``nn_p2_global_max`` per channel."""
+        return _p2_global_call("nn_p2_global_max", node, nq, ctx)

@@ -13,8 +13,10 @@ from typing import Any
 import numpy as np
 
 from nnshell.errors import QuantizationError, ShapeError
+from nnshell.fixed_point import int_matmul_exact
+from nnshell.fixed_pow2 import Pow2Context
 from nnshell.ir import Node, Shape, TensorInfo
-from nnshell.ops import _sq8
+from nnshell.ops import _pow2, _sq8
 from nnshell.ops.registry import OpDef, register
 from nnshell.qrecord import NodeQuant, QuantContext
 
@@ -79,3 +81,37 @@ class Linear(OpDef):
         ]
         x, y = ctx.ptr8(node.inputs[0]), ctx.ptr8(node.outputs[0])
         return f"nn_linear({x}, {y}, {w.shape[1]}, {w.shape[0]}, {', '.join(args)});"
+
+    # -- POW2 (POW2.md "Conv / linear") ---------------------------------------------------------
+    def quantize_pow2(self, ctx: Pow2Context) -> NodeQuant:
+        """Weights at ``q_w``, biases at ``q_b`` and the shifts, under the accumulator budget."""
+        w = ctx.const(1)
+        if w is None:
+            raise QuantizationError(f"{ctx.node.name}: linear weights are not constant")
+        return _pow2.quantize_weighted(ctx, w, ctx.const(2), int(w.shape[1]))
+
+    def run_int_pow2(self, node: Node, nq: NodeQuant, *xs: np.ndarray | None) -> list[np.ndarray]:
+        """``clip_bits(shift_round(W·rnorm(x, in_shift) + (b << bias_shift), out_shift))``."""
+        x = xs[0]
+        assert x is not None
+        wq = nq.consts["weights"]
+        xs2 = _pow2.pre_shift(x, nq).reshape(x.shape[0], -1)
+        return [_pow2.weighted_output(int_matmul_exact(xs2, wq.reshape(wq.shape[0], -1).T), nq)]
+
+    def emit_c_pow2(self, node: Node, nq: NodeQuant, ctx: Any) -> str:
+        """``nn_p2_linear`` over the flattened input."""
+        c = nq.consts
+        w = c["weights"]
+        x, y = node.inputs[0], node.outputs[0]
+        es = _pow2.code_width(ctx, x, y)
+        if w.dtype.itemsize != es:
+            ctx.unsupported("weights and activations have different code widths")
+        args = [
+            ctx.const("weights", w, _pow2.CTYPE[es]),
+            ctx.const("bias", c["biases"], _pow2.CTYPE[es]),
+            int(c["in_shift"]),
+            int(c["bias_shift"]),
+            int(c["out_shift"]),
+        ]
+        call = f"nn_p2_linear({ctx.ptr(x)}, {ctx.ptr(y)}, {w.shape[1]}, {w.shape[0]}, {es}"
+        return f"{call}, {', '.join(map(str, args))});"

@@ -6,6 +6,7 @@ AveragePool: ``y = Σ window / count`` where ``count`` is the full window when
 
 SQ8 (SQ8.md §5): both keep their input's qtype; the average is
 ``clip8(rnorm(Σ_window x · floor(65536/count), 16))``. A padded pool forces a symmetric input.
+POW2: the same max and average on codes at the input's Q, then the output's shift if any.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ import numpy as np
 
 from nnshell.errors import ShapeError
 from nnshell.fixed_point import clip8, rnorm
+from nnshell.fixed_pow2 import Pow2Context, clip_bits
 from nnshell.ir import Node, Shape, TensorInfo
+from nnshell.ops import _pow2
 from nnshell.ops._shapes import out_size, pad_for_windows, resolve_pads, window_offsets
 from nnshell.ops._sq8_ext import passthrough_quant, rescale_int
 from nnshell.ops.registry import OpDef, register
@@ -88,6 +91,16 @@ class _Pool(OpDef):
         pool = self.c_pool(node, ctx.shape(x), ctx)
         call = f"nn_pool({ctx.ptr8(x)}, {ctx.ptr8(y)}, {c}, {h}, {w}, {pool});"
         return call + ctx.rescale(nq.consts, y)
+
+    def emit_c_pow2(self, node: Node, nq: NodeQuant, ctx: Any) -> str:
+        """``nn_p2_pool`` with the window descriptor of the SQ8 kernel (``c_pool``), then the
+        output shift."""
+        x, y = node.inputs[0], node.outputs[0]
+        es = _pow2.code_width(ctx, x, y)
+        c, h, w = ctx.chw(ctx.shape(x))
+        pool = self.c_pool(node, ctx.shape(x), ctx)
+        shift = _pow2.out_shift(nq)
+        return f"nn_p2_pool({ctx.ptr(x)}, {ctx.ptr(y)}, {c}, {h}, {w}, {es}, {pool}, {shift});"
 
 
 def max_pool_float(x: np.ndarray, node: Node) -> np.ndarray:
@@ -167,6 +180,18 @@ class MaxPool(_Pool):
         y = max_pool_float(x.astype(np.float32), node).astype(x.dtype)
         return [rescale_int(y, nq.consts)]
 
+    # -- POW2 ----------------------------------------------------------------------------------
+    def quantize_pow2(self, ctx: Pow2Context) -> NodeQuant:
+        """No parameters, an ``out_shift = q_in - q_out`` when the output has its own Q."""
+        return _pow2.passthrough_quant(ctx)
+
+    def run_int_pow2(self, node: Node, nq: NodeQuant, *xs: np.ndarray | None) -> list[np.ndarray]:
+        """``clip_bits(shift_round(max_window x, out_shift))`` (codes exact in float32)."""
+        x = xs[0]
+        assert x is not None
+        y = max_pool_float(x.astype(np.float32), node).astype(np.int64)  # int16 exact in float32
+        return [_pow2.to_out(y, nq)]
+
 
 @register
 class AveragePool(_Pool):
@@ -203,6 +228,22 @@ class AveragePool(_Pool):
         x = xs[0]
         assert x is not None
         return [rescale_int(avg_pool_int(x, node), nq.consts)]
+
+    # -- POW2 ----------------------------------------------------------------------------------
+    def quantize_pow2(self, ctx: Pow2Context) -> NodeQuant:
+        """No parameters, an ``out_shift = q_in - q_out`` when the output has its own Q."""
+        return _pow2.passthrough_quant(ctx)
+
+    def run_int_pow2(self, node: Node, nq: NodeQuant, *xs: np.ndarray | None) -> list[np.ndarray]:
+        """``rnorm(Σ_window x · floor(65536/count), 16)`` at the input Q (as SQ8 §5), clipped to
+        the input width, then ``shift_round(·, out_shift)``."""
+        x = xs[0]
+        assert x is not None
+        kernel, strides, dil, pads, outs = pool_geometry(node, x.shape)
+        total = _window_sum(x.astype(np.int64), kernel, strides, dil, pads, outs)
+        y = np.asarray(rnorm(total * avg_pool_divisors(node, x.shape), 16))
+        y = clip_bits(y, nq.in_q[0].bits if nq.in_q[0] is not None else _pow2.bits_of(nq))
+        return [_pow2.to_out(y, nq)]
 
 
 def avg_pool_divisors(node: Node, x_shape: Shape) -> np.ndarray:

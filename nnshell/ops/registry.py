@@ -93,7 +93,9 @@ class OpDef:
         """Run the integer kernel on batched integer arrays."""
         raise QuantizationError(f"{node.name}: {self.name} has no integer kernel")
 
-    # -- POW2 hooks (POW2.md; implemented in ``nnshell.ops._pow2``) -----------------------------
+    # -- POW2 hooks (POW2.md): each op class defines its own, from the shared arithmetic of
+    # ``nnshell.ops._pow2``; ops without them cannot be quantized in POW2 (an error names them).
+    # ``emit_c_pow2`` has no default: an op without it has no POW2 C kernel.
     def quantize_pow2(self, ctx: Any) -> Any:
         """Return the POW2 NodeQuant (Q formats, shifts, 16/8-bit constants) of ``ctx.node``."""
         raise QuantizationError(

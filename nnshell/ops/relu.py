@@ -1,7 +1,7 @@
 """Relu: ``y = max(x, 0)``.
 
 SQ8: the output keeps the input's qtype and the kernel is ``max(x, Zi)`` on the codes (the real
-0 is the code ``Zi``).
+0 is the code ``Zi``). POW2: ``max(x, 0)`` on the codes, then the output's shift if its Q differs.
 """
 
 from __future__ import annotations
@@ -10,7 +10,9 @@ from typing import Any
 
 import numpy as np
 
+from nnshell.fixed_pow2 import Pow2Context
 from nnshell.ir import Node
+from nnshell.ops import _pow2
 from nnshell.ops._sq8_ext import passthrough_quant, rescale_int
 from nnshell.ops.registry import OpDef, register
 from nnshell.qrecord import NodeQuant, QuantContext
@@ -48,3 +50,18 @@ class Relu(OpDef):
         assert qin is not None
         call = f"nn_clamp({ctx.ptr8(x)}, {ctx.ptr8(y)}, {ctx.size(y)}, {qin.zero_point}, 127);"
         return call + ctx.rescale(nq.consts, y)
+
+    # -- POW2 ----------------------------------------------------------------------------------
+    def quantize_pow2(self, ctx: Pow2Context) -> NodeQuant:
+        """No parameters, an ``out_shift = q_in - q_out`` when the output has its own Q."""
+        return _pow2.passthrough_quant(ctx)
+
+    def run_int_pow2(self, node: Node, nq: NodeQuant, *xs: np.ndarray | None) -> list[np.ndarray]:
+        """``clip_bits(shift_round(max(x, 0), out_shift))``."""
+        assert xs[0] is not None
+        return [_pow2.to_out(np.maximum(xs[0].astype(np.int64), 0), nq)]
+
+    def emit_c_pow2(self, node: Node, nq: NodeQuant, ctx: Any) -> str:
+        """``nn_p2_act`` clamping to ``[0, max code]``, then the output shift."""
+        top = (1 << (nq.out_q.bits - 1)) - 1
+        return _pow2.act_call(ctx, [["NN_ACT_CLAMP", 0, top, 0]], nq)

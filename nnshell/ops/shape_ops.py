@@ -10,6 +10,9 @@
 
 Every axis refers to the batched ONNX shape; an op that would move, cut or merge the batch axis
 (axis 0) is rejected with a ShapeError so a batched run always equals N runs of batch 1.
+
+POW2: every one moves codes unchanged (a shift when its output's Q differs); Concat shifts each
+input to the output's Q.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ from typing import Any
 import numpy as np
 
 from nnshell.errors import QuantizationError, ShapeError
+from nnshell.fixed_pow2 import Pow2Context, q_of, requant
 from nnshell.ir import Node, Shape, TensorInfo
+from nnshell.ops import _pow2
 from nnshell.ops._batching import (
     const_flags,
     const_input,
@@ -54,6 +59,20 @@ class _Shape(OpDef):
         ):
             raise QuantizationError(f"{node.name}: Concat of a constant is not quantized")
         return self.run_float(node, *xs)
+
+    # POW2: the data movement on the codes, then the output's shift if its Q differs.
+    def quantize_pow2(self, ctx: Pow2Context) -> NodeQuant:
+        """No parameters, an ``out_shift = q_in - q_out`` when the output has its own Q."""
+        return _pow2.passthrough_quant(ctx)
+
+    def run_int_pow2(self, node: Node, nq: NodeQuant, *xs: np.ndarray | None) -> list[np.ndarray]:
+        """The float kernel on the codes, then ``clip_bits(shift_round(y, out_shift))`` if any."""
+        return _pow2.mover_int(self, node, nq, *xs)
+
+    def emit_c_pow2(self, node: Node, nq: NodeQuant, ctx: Any) -> str:
+        """The SQ8 C of the data movement (a copy or a transpose), then ``nn_p2_act`` in place
+        for the shift; Split, Slice and Gather have no C kernel."""
+        return _pow2.mover_c(self, node, nq, ctx)
 
 
 @dataclass(frozen=True)
@@ -252,6 +271,47 @@ class Concat(_Shape):  # not a passthrough: its inputs are unified by the quanti
     def emit_c(self, node: Node, nq: NodeQuant, ctx: Any) -> str:
         """``nn_concat``: copies of contiguous blocks, each input rescaled when asked."""
         return str(ctx.concat(node.attrs.axis % len(ctx.shape(node.outputs[0])), nq.consts))
+
+    # -- POW2 ----------------------------------------------------------------------------------
+    def quantize_pow2(self, ctx: Pow2Context) -> NodeQuant:
+        """One common Q (the quantizer ties the inputs); a shift per input that differs anyway."""
+        shifts = []
+        for k, q in enumerate(ctx.in_q):
+            if q is None:
+                if ctx.node.inputs[k]:
+                    raise QuantizationError(
+                        f"{ctx.node.name}: Concat of a constant is not quantized"
+                    )
+                continue
+            shifts.append(q_of(q) - q_of(ctx.out_q))
+        return _pow2.base_nq(ctx, {"in_shifts": np.array(shifts, np.int64)})
+
+    def run_int_pow2(self, node: Node, nq: NodeQuant, *xs: np.ndarray | None) -> list[np.ndarray]:
+        """Concatenate ``clip_bits(shift_round(x_i, in_shifts[i]))``."""
+        if any(x is None for x, i in zip(xs, node.inputs, strict=False) if i):
+            raise QuantizationError(f"{node.name}: Concat of a constant is not quantized")
+        shifts = iter(nq.consts["in_shifts"].tolist())
+        ys = [
+            None if x is None else requant(x, next(shifts), 0, nq.out_q.bits).astype(nq.out_q.dtype)
+            for x in xs
+        ]
+        return self.run_float(node, *ys)
+
+    def emit_c_pow2(self, node: Node, nq: NodeQuant, ctx: Any) -> str:
+        """``nn_p2_concat``: blocks of codes, each input shifted to the output Q."""
+        ins, y = ctx.act_inputs(), node.outputs[0]
+        if len(ins) != len([i for i in node.inputs if i]):
+            ctx.unsupported("a concatenation of constants")
+        es = _pow2.code_width(ctx, *ins, y)
+        shape = ctx.shape(y)
+        axis = node.attrs.axis % len(shape)
+        inner = int(np.prod(shape[axis + 1 :]))
+        blocks = ctx.const("blocks", np.array([ctx.shape(i)[axis] * inner for i in ins]), "int32_t")
+        shifts = ctx.const("shift", nq.consts["in_shifts"], "int8_t")
+        ptrs = ", ".join(ctx.ptr(i) for i in ins)
+        outer = int(np.prod(shape[:axis]))
+        call = f"nn_p2_concat(ins, {len(ins)}, {blocks}, {shifts}, {outer}, {es}, {ctx.ptr(y)});"
+        return f"{{\n    const void *const ins[{len(ins)}] = {{{ptrs}}};\n    {call}\n}}"
 
 
 @dataclass(frozen=True)

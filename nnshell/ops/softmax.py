@@ -8,6 +8,8 @@ over the second dimension (default axis 1); from opset 13 it runs along ``axis``
 
 SQ8 Softmax (LogSoftmax has no SQ8 kernel): symmetric int8 input, Q15 int16 output
 (``S = 2^-15``), one integer algorithm shared by Python and C — see :meth:`Softmax.run_int`.
+POW2 Softmax: the same Q15 int16 output from the integer exp ``E(d)`` (no table) — see
+:meth:`Softmax.run_int_pow2`.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ import numpy as np
 
 from nnshell.errors import QuantizationError
 from nnshell.fixed_point import QType, round_half_up
+from nnshell.fixed_pow2 import Pow2Context, exp_neg_q15, q_in
 from nnshell.ir import Node, Shape, TensorInfo
+from nnshell.ops import _pow2
 from nnshell.ops._batching import norm_axis, opset_of, reject_batch_axis
 from nnshell.ops.registry import OpDef, register
 from nnshell.qrecord import NodeQuant, QuantContext
@@ -132,6 +136,40 @@ class Softmax(_Softmax):
         length = int(np.prod(shape)) // (outer * inner)
         table = ctx.const("exp_table", nq.consts["exp_table"], "int32_t")
         return f"nn_softmax({ctx.ptr8(x)}, {ctx.ptr(y)}, {outer}, {length}, {inner}, {table});"
+
+    # -- POW2 ----------------------------------------------------------------------------------
+    def quantize_pow2(self, ctx: Pow2Context) -> NodeQuant:
+        """No parameters: Q15 int16 output, the input's Q in ``info``."""
+        q_in(ctx)
+        return _pow2.base_nq(ctx)
+
+    def run_int_pow2(self, node: Node, nq: NodeQuant, *xs: np.ndarray | None) -> list[np.ndarray]:
+        """``e_i = E(max - x_i)`` (Q15 integer exp), ``y_i = min(32767, (e_i << 15) / Σ e)``."""
+        x = xs[0]
+        assert x is not None
+        axis, legacy = softmax_axis(node, x.ndim)
+        v = x.reshape(int(np.prod(x.shape[:axis])), -1) if legacy else x
+        ax = 1 if legacy else axis
+        xi = v.astype(np.int64)
+        e = exp_neg_q15(xi.max(axis=ax, keepdims=True) - xi, int(nq.info["q_in"][0]))
+        y = np.minimum(32767, (e << 15) // e.sum(axis=ax, keepdims=True))
+        return [y.reshape(x.shape).astype(np.int16)]
+
+    def emit_c_pow2(self, node: Node, nq: NodeQuant, ctx: Any) -> str:
+        """``nn_p2_softmax`` over the axis (and opset rule) of the executor, Q15 int16 output."""
+        x, y = node.inputs[0], node.outputs[0]
+        if ctx.esize(y) != 2:
+            ctx.unsupported("the POW2 softmax writes int16 Q15 codes")
+        shape = ctx.shape(x)
+        axis, legacy = softmax_axis(node, len(shape))
+        outer = int(np.prod(shape[:axis]))
+        inner = 1 if legacy else int(np.prod(shape[axis + 1 :]))
+        length = int(np.prod(shape)) // (outer * inner)
+        qi = int(nq.info["q_in"][0])
+        return (
+            f"nn_p2_softmax({ctx.ptr(x)}, {ctx.ptr(y)}, {outer}, {length}, {inner}, "
+            f"{ctx.esize(x)}, {qi});"
+        )
 
 
 @register

@@ -10,9 +10,10 @@ From the same calibration statistics as SQ8 (no new pass over the images):
    the tensor), except fixed formats: softmax Q15 int16, sigmoid / tanh Q15 (16-bit) or Q7
    (8-bit), and a ReLU6 (a Clip with finite bounds, alone or ending a fusion) whose range is its
    bounds (Q12 in 16 bits).
-3. Each op's ``quantize_pow2`` hook (``nnshell.ops._pow2``) gives the integer parameters; the
-   conv / linear hook applies the accumulator budget and records its warning in
-   ``NodeQuant.info["warnings"]`` (collected by :attr:`QuantState.warnings`).
+3. Each op's ``quantize_pow2`` hook (a method of its class, built on ``nnshell.ops._pow2``)
+   gives the integer parameters; the conv / linear hook applies the accumulator budget and
+   records its warning in ``NodeQuant.info["warnings"]`` (collected by
+   :attr:`QuantState.warnings`).
 4. When the budget takes bits from a layer's input and that input is a graph input read by this
    layer alone, the graph input itself is quantized at the lower Q (and the layer quantized
    again) instead of pre-shifting it inside the layer: the same precision, one rounding instead

@@ -4,6 +4,7 @@ model end to end in 16 and 8 bits, state round trip and scheme mismatch errors."
 from __future__ import annotations
 
 import math
+import types
 from pathlib import Path
 
 import numpy as np
@@ -371,3 +372,32 @@ def test_scheme_mismatch_errors() -> None:
     assert exc.value.hint == "fusions --scale8"
     with pytest.raises(NnshellError, match="8 or 16"):
         s.aquant([str(CALIB_DIR)], scheme="POW2", bits=12)
+
+
+#: Every op with a POW2 quantizer: its own class's hooks, or a data mover base's (_Shape,
+#: _ShapeOnly, _PassthroughSQ8) inherited by its subclasses.
+POW2_OPS = {
+    *("Conv", "Linear", "Fused", "MaxPool", "AveragePool", "GlobalMaxPool", "GlobalAveragePool"),
+    *("Add", "Sum", "Concat", "Relu", "Clip", "LeakyRelu", "Sigmoid", "Tanh", "Softmax"),
+    *("Transpose", "Squeeze", "Unsqueeze", "Split", "Slice", "Gather", "Flatten", "Reshape"),
+    *("Identity", "Dropout"),
+}
+
+
+def test_ops_with_a_pow2_quantizer_and_the_check_naming_the_others() -> None:
+    """The pre-calibration check sees each class's own or inherited hook; an op without one
+    (HardSigmoid, a table activation whose base has none; Mul, SQ8 only) is named."""
+    from nnshell.ops import all_ops
+    from nnshell.ops.registry import OpDef
+    from nnshell.quant.sq8 import describe_unquantizable
+
+    base = OpDef.quantize_pow2
+    assert {n for n, op in all_ops().items() if type(op).quantize_pow2 is not base} == POW2_OPS
+    for name in POW2_OPS:  # a quantizer comes with its integer kernel and its C emitter
+        cls = type(all_ops()[name])
+        assert cls.run_int_pow2 is not OpDef.run_int_pow2 and hasattr(cls, "emit_c_pow2")
+    ops = ["Conv", "Identity", "Squeeze", "Concat", "HardSigmoid", "Mul"]
+    graph = types.SimpleNamespace(nodes=[types.SimpleNamespace(name=f"n{o}", op=o) for o in ops])
+    bad = describe_unquantizable(graph, "quantize_pow2")  # type: ignore[arg-type]
+    assert bad == ["nHardSigmoid (HardSigmoid)", "nMul (Mul)"]
+    assert describe_unquantizable(graph, "quantize_sq8") == []  # type: ignore[arg-type]
