@@ -1,7 +1,8 @@
 /*
  * nn_pow2.h - the POW2 (power-of-two Qm.n) integer kernels of nnshell's portable C target
  * (C99, no malloc, no floating point). Every kernel is a literal transcription of
- * docs/POW2.md and of nnshell's Python POW2 executor (nnshell/ops/_pow2.py), which it matches
+ * docs/POW2.md and of nnshell's Python POW2 executor (the run_int_pow2 methods of the op classes
+ * in nnshell/ops, arithmetic in nnshell/ops/_pow2.py), which it matches
  * bit for bit. A code is a signed integer of `esize` bytes (2: POW2-16, 1: POW2-8) with q
  * fractional bits, real = code * 2^-q. There are no multipliers, only shifts:
  *
