@@ -51,41 +51,78 @@ node's output, ``<G>_<name>_OUT_SCALE/_OUT_QSCALE/_OUT_QNORM/_OUT_ZERO_POINT`` w
 
 POW2 (``aquant -s POW2 -f 16|8``, POW2.md; every tensor a Qm.n code, ``real = code·2^-q``): the
 same layout with ``#include "CNN_Generators.h"``, ``"CNN_BasicKernels.h"`` in
-``SetUsedFilesNames`` and ``LoadCNNLibrary();``. Generators, data sizes in bytes (2 for POW2-16,
-1 for POW2-8; the bias in its NodeQuant container), every ``*_InL3`` flag 0:
+``SetUsedFilesNames`` and ``LoadCNNLibrary();``, calling the GAP SDK's current POW2 generators
+(those of NNTool's ``at_ver 3`` models): each call carries the Q of its tensors and the kernels
+derive their normalisation shifts from them, so an ``AddNode`` binds tensors only — ``(In,
+Filter, Bias, Out)`` for a conv or linear layer, ``(In, Out)`` or ``(In1, In2, Out)`` otherwise.
+Data sizes are in bytes (2 for POW2-16, 1 for POW2-8; the bias in its NodeQuant container); the Qs
+are ``q_of`` of the NodeQuant's tensors, ``info["q_w"]`` and ``info["q_b"]`` for the constants.
+Every ``*_InL3`` flag is 1, as in NNTool's POW2 models and the SDK examples: the homes are the
+ones CreateGraph declares from the ``default_*_location`` settings (constants in L3 flash by
+default), like the SQ8 generators, which have no such flags; 1 lets a kernel stage an argument
+from L3 through L2.
 
-* conv (+ pool + ReLU fusions): ``CNN_ConvolutionPoolReLU(Name, Ctrl, In_DataSize,
-  Filter_DataSize, Bias_DataSize, Out_DataSize, In_InL3, Filter_InL3, Bias_InL3, Out_InL3,
-  InFeat, OutFeat, Width, Height, ConvOper, Fcx, Fcy, Dcx, Dcy, Scx, Scy, ConvPad, PoolOper, Fpx,
-  Fpy, Dpx, Dpy, Spx, Spy, PoolPad, ReLUOper)`` (``KOP_CONV_DW`` for a depthwise conv;
-  ``CNN_GroupedConvolutionPoolReLU(Name, Ctrl, GroupIn, GroupOut, ...)`` for other groups);
-  bindings ``(In, Filter, Bias, Out, Imm(out_shift), Imm(bias_shift))`` with NodeQuant's
-  ``out_shift = Qacc - Qout`` and ``bias_shift = Qacc - Qb``;
+* conv (+ pool + activation fusions): ``CNN_ConvolutionPoolReLU(Name, Ctrl, In_DataSize,
+  Filter_DataSize, Bias_DataSize, Out_DataSize, In_Q, Filter_Q, Bias_Q, Out_Q, In_InL3,
+  Filter_InL3, Bias_InL3, Out_InL3, InFeat, OutFeat, Width, Height, ConvOper, Fcx, Fcy, Dcx, Dcy,
+  Scx, Scy, ConvPad, PoolOper, Fpx, Fpy, Dpx, Dpy, Spx, Spy, PoolPad, ReLUOper)``;
+  ``CNN_GroupedConvolutionPoolReLU(Name, Ctrl, GroupIn, GroupOut, ...)`` for other groups.
+  ConvOper is ``KOP_CONV_DP`` (NNTool's choice too): the bias enters a 32-bit accumulator as
+  ``Bias << (In_Q + Filter_Q - Bias_Q)`` and the sum is normalised once by ``In_Q + Filter_Q -
+  Out_Q`` under the activation's clamp — NodeQuant's ``acc + (b << bias_shift)`` and
+  ``shift_round(., out_shift)``. Plain ``KOP_CONV`` would not compute that: it copies the bias
+  into the output unshifted (as if ``Bias_Q == Out_Q``) and rounds the running sum to Out_Q after
+  every tile of input channels. A depthwise conv is ``KOP_CONV_DW``: per channel, bias shifted by
+  ``In_Q + Filter_Q - Bias_Q``, one normalisation — the same integers;
 * linear: ``CNN_LinearReLU(Name, Ctrl, In_DataSize, Filter_DataSize, Bias_DataSize,
-  Out_DataSize, 0, 0, 0, 0, InDim, OutDim, KOP_LINEAR, ReLUOper)``, bindings as a conv;
-* pool: ``CNN_PoolReLU(Name, Ctrl, In_DataSize, Out_DataSize, 0, 0, InFeat, OutFeat, Width,
-  Height, PoolOper, Fpx, Fpy, Dpx, Dpy, Spx, Spy, PoolPad, ReLUOper)``, bindings ``(In, Out)``
-  (a pool keeps its input's Q);
-* global pool: ``CNN_GlobalPool(Name, Ctrl, In_DataSize, Out_DataSize, 0, 0, InFeat, OutFeat,
-  Width, Height, KOP_GLOBAL_AVGPOOL|KOP_GLOBAL_MAXPOOL)``, bindings ``(In, Out, Imm(out_shift))``
-  (average: ``out_shift = Qin + 7 - Qout``, the mean carrying 7 extra fraction bits; max: 0);
-* add: ``CNN_MatAdd(Name, Ctrl, In1_DataSize, In2_DataSize, Out_DataSize, 0, 0, 0, InFeat,
-  OutFeat, Width, Height, KOP_MATADD)``, bindings ``(In1, In2, Out)``: ``KOP_MATADD`` adds codes
-  without shifting, so both inputs and the output must share one Q;
-* softmax: ``CNN_SoftMax(Name, Ctrl, In_DataSize, Out_DataSize, 0, 0, Dim, KOP_SOFTMAX)``,
-  bindings ``(In, Out, Imm(Qin))``, output int16 Q15.
+  Out_DataSize, In_Q, Filter_Q, Bias_Q, Out_Q, In_InL3, Filter_InL3, Bias_InL3, Out_InL3, InDim,
+  OutDim, KOP_LINEAR, ReLUOper)``, normalised like a conv. For both, NodeQuant's shifts must be the
+  kernels': ``out_shift == In_Q + Filter_Q - Out_Q``, ``bias_shift == In_Q + Filter_Q - Bias_Q``;
+* pool: ``CNN_PoolReLU(Name, Ctrl, In_DataSize, Out_DataSize, In_Q, Out_Q, In_InL3, Out_InL3,
+  InFeat, OutFeat, Width, Height, PoolOper, Fpx, Fpy, Dpx, Dpy, Spx, Spy, PoolPad, ReLUOper)``
+  with ``In_Q == Out_Q``: its kernels take no Q (Out_Q only scales the ReLUN bound), so a pool
+  keeps its input's Q;
+* global pool: ``CNN_GlobalPool(Name, Ctrl, In_DataSize, Out_DataSize, In_Q, Out_Q, In_InL3,
+  Out_InL3, InFeat, OutFeat, Width, Height, KOP_GLOBAL_AVGPOOL|KOP_GLOBAL_MAXPOOL)`` with
+  ``In_Q == Out_Q`` too: the max kernel takes no Q and the average one computes
+  ``rnorm(trunc((Σx << Out_Q)/HW), Out_Q)``, the mean at the *input's* Q with Out_Q guard bits.
+  That is nnshell's ``shift_round(trunc((Σx << 7)/HW), Qin + 7 - Qout)`` when ``Qout == Qin``
+  (``out_shift`` 7): equal for a non-negative sum, a negative mean may round one LSB apart (7
+  guard bits against Out_Q);
+* add: ``CNN_MatAdd(Name, Ctrl, In1_DataSize, In2_DataSize, Out_DataSize, In1_Q, In2_Q, Out_Q,
+  In1_InL3, In2_InL3, Out_InL3, InFeat, OutFeat, Width, Height, KOP_MATADD)`` when the three Qs are
+  equal (codes added and saturated, as nnshell does), else ``CNN_MatAddDynAdjust(`` the same
+  parameters ``, KOP_MATADD_DYNADJUST)``, each Q in ``[0, 8·DataSize - 1]``. Both compute the sum
+  of the two inputs at Out_Q from the same Qs. nnshell aligns the inputs to ``q_common = max(In1_Q,
+  In2_Q)`` by exact left shifts (NodeQuant's ``in_shifts``), adds, and moves the sum to Out_Q by
+  ``shift_round(., q_common - Out_Q)`` (``out_shift``); the SDK kernel aligns the finer input down
+  to ``min(In1_Q, In2_Q)`` by an arithmetic right shift, adds, and shifts the sum to Out_Q
+  (truncating when it shifts right). The codes are therefore equal when ``In1_Q == In2_Q <=
+  Out_Q``, otherwise the SDK's may be below nnshell's by one LSB at ``min(In1_Q, In2_Q)`` (it
+  truncates where nnshell rounds half up: mobile_net_tiny's Q12 ``a`` + Q11 ``b`` into Q11 is
+  ``b + floor(a/2)`` there, ``b + floor((a+1)/2)`` in nnshell);
+* softmax: ``CNN_SoftMax(Name, Ctrl, In_DataSize, Out_DataSize, In_Q, Out_Q, In_InL3, Out_InL3,
+  Dim, KOP_SOFTMAX)``; the kernel reads its input at In_Q and writes int16 Q15 (Out_Q 15).
 
-ReLUOper: ``KOP_NONE``, ``KOP_RELU`` (ReLU or Clip(0, inf)) or ``KOP_RELUN`` (ReLU6), whose clip
-bound, the code of 6 at the output Q, is one more trailing ``Imm``. The globals are the weights
-and biases only (no ``Mul_scale``/``Mul_shift``/``Infos``): ``.tensor`` files in their container
-type (int16 ``signed short``, int8 ``signed char``; same names and order as SQ8) with
-``ConstInfo(..., 1, 1, <bits>, <q>)`` carrying their real Q (``q_w``, ``q_b``); activations are
-``signed short`` (16-bit) or ``signed char`` (8-bit). Each ``AddNode`` is preceded by the Qm.n of
-its input(s), weights, bias and output. What the kernels cannot compute raises one
-:class:`AutoTilerError` naming the node (``gen --target c`` handles all of it): an input pre-shift
-(``in_shift != 0``, from the accumulator precision-reduction rule), a left shift to the output
-(``out_shift < 0``), an Add whose inputs or output are at different Qs, a pool that moves Q, an
-activation after an Add or a global pool, a LeakyReLU or any other activation. The header gains
+ReLUOper: ``KOP_NONE``, ``KOP_RELU`` (ReLU, or a Clip(0, hi) whose bound saturates the output
+container, Clip(0, inf) included) or ``KOP_RELUN`` for ReLU6: the generators clamp at ``6 <<
+Out_Q`` themselves (their default ReluN is 6; no binding), and the node's comment keeps that bound.
+A ReLU6 whose ``6 << Out_Q`` does not fit the container is ``KOP_RELU`` (nnshell's bound saturates
+to the top code there, and the SDK rejects such a ReLUN). The globals are the weights and biases
+only (no ``Mul_scale``/``Mul_shift``/``Infos``): ``.tensor`` files in their container type (int16
+``signed short``, int8 ``signed char``; same names and order as SQ8) with ``ConstInfo(..., 1, 1,
+<bits>, <q>)`` carrying their real Q (``q_w``, ``q_b``); activations are ``signed short`` (16-bit)
+or ``signed char`` (8-bit). Each ``AddNode`` is preceded by the Qm.n of its input(s), weights, bias
+and output. What the kernels cannot compute raises one :class:`AutoTilerError` naming the node
+(``gen --target c`` handles all of it): an input pre-shift (``in_shift != 0``, from the
+accumulator precision-reduction rule); a negative ``out_shift``/``bias_shift`` (the kernels'
+``In_Q + Filter_Q - Out_Q`` is an unsigned right-shift count: an Out_Q finer than the accumulator
+is no left shift there); NodeQuant shifts other than the ones the kernels derive; a pool, global
+pool or data-moving node that moves Q; an Add whose Qs are outside the dynamic-adjust range, or
+that broadcasts; an activation after an Add or a global pool; an activation after an average pool
+fused in a conv (the double-precision reduction applies it before the pool); ReLU6 with a pool in
+a depthwise conv or a pool layer (their pool kernels take ``KOP_RELU`` only); a Clip other than
+ReLU6 or the container's saturation; a LeakyReLU or any other activation. The header gains
 ``<G>_<name>_Q`` (``real = code·2^-Q``) per output; ``OUT_SCALE`` is then exactly ``2^-Q``.
 
 Paths: a relative ``tensor_dir`` is relative to ``model_dir`` (written there, and written as given
@@ -163,7 +200,6 @@ class Kernel:
     binding: tuple[str, ...] = ()
     gen_ctrl: list[tuple[str, str]] = field(default_factory=list)
     comment: str = ""
-    imms: tuple[int, ...] = ()  # POW2: immediate values bound after the tensors (shifts, bound)
 
 
 # --------------------------------------------------------------------------------------------
@@ -289,11 +325,14 @@ def _size(q: QType) -> int:
     return 1 if q.bits <= 8 else (2 if q.bits <= 16 else 4)
 
 
-def _activation_pow2(parts: Sequence[Any], out_q: QType, node_name: str) -> tuple[str, list[int]]:
-    """``(KOP_..., trailing Imm values)`` of the activation parts of a POW2 fusion (at most one).
+def _activation_pow2(parts: Sequence[Any], out_q: QType, node_name: str) -> tuple[str, int | None]:
+    """``(KOP_..., ReLUN bound or None)`` of the activation parts of a POW2 fusion (at most one).
 
-    ReLU and Clip(0, inf) are ``KOP_RELU``; ReLU6 is ``KOP_RELUN`` with its bound as the code of
-    6 at the output Q (what nnshell's kernel clips to). Anything else raises.
+    ReLU is ``KOP_RELU``, and so is a Clip(0, hi) whose bound (the code of ``hi`` at the output
+    Q, what nnshell's kernel clips to) is the container's top code, Clip(0, inf) included: the
+    output's saturation already clamps there. A Clip(0, hi) clipping at ``6 << Out_Q`` (ReLU6)
+    is ``KOP_RELUN``, whose bound the generators derive from Out_Q (their ReluN 6). Anything
+    else raises.
     """
     acts = [p for p in parts if p.op not in ("MaxPool", "AveragePool")]
     if len(acts) > 1:
@@ -303,15 +342,22 @@ def _activation_pow2(parts: Sequence[Any], out_q: QType, node_name: str) -> tupl
             POW2_FIX,
         )
     if not acts:
-        return "KOP_NONE", []
+        return "KOP_NONE", None
     act = acts[0]
     if act.op == "Relu":
-        return "KOP_RELU", []
+        return "KOP_RELU", None
     if act.op == "Clip" and float(act.attrs.min) == 0.0:
-        hi = float(act.attrs.max)
-        if not math.isfinite(hi):
-            return "KOP_RELU", []
-        return "KOP_RELUN", [code_of(hi, q_of(out_q), out_q.bits)]
+        q, bits = q_of(out_q), out_q.bits
+        bound = code_of(float(act.attrs.max), q, bits)
+        if bound == (1 << (bits - 1)) - 1:
+            return "KOP_RELU", None
+        if bound == 6 << q:
+            return "KOP_RELUN", bound
+        raise AutoTilerError(
+            f"{node_name}: Clip(0, {float(act.attrs.max):g}) clips at code {bound} of Q{q} and "
+            f"the AutoTiler POW2 KOP_RELUN clamps at 6 << Out_Q = {6 << q}",
+            POW2_FIX,
+        )
     desc = act.op
     if act.op == "Clip":
         desc = f"Clip({float(act.attrs.min):g}, {float(act.attrs.max):g})"
@@ -714,12 +760,18 @@ class _Planner:
                 POW2_FIX,
             )
 
-    def _pow2_weighted(self, node: Node, step: int, nq: Any) -> tuple[list[ConstArg], list[int]]:
-        """Weights and biases globals and the ``Imm(out_shift), Imm(bias_shift)`` values."""
+    def _pow2_weighted(self, node: Node, step: int, nq: Any) -> tuple[list[ConstArg], list[str]]:
+        """Weights and biases globals and the call's ``In_Q, Filter_Q, Bias_Q, Out_Q``.
+
+        The kernels normalise by ``In_Q + Filter_Q - Out_Q`` and shift the bias by ``In_Q +
+        Filter_Q - Bias_Q``; NodeQuant's ``out_shift``/``bias_shift`` must be those (module
+        docstring), with no input pre-shift and no left shift.
+        """
         c, info = nq.consts, nq.info
         in_shift, out_shift = int(c["in_shift"]), int(c["out_shift"])
         bias_shift = int(c["bias_shift"])
-        qi, qacc, qo = q_of(nq.in_q[0]), int(info["q_acc"]), q_of(nq.out_q)
+        qi, qo = q_of(nq.in_q[0]), q_of(nq.out_q)
+        qw, qb = int(info["q_w"]), int(info["q_b"])
         if in_shift:
             raise AutoTilerError(
                 f"{node.name}: the input is pre-shifted right by {in_shift} bit(s) (Q{qi} to "
@@ -727,11 +779,18 @@ class _Planner:
                 "POW2 kernels have no input shift",
                 POW2_FIX,
             )
+        if (out_shift, bias_shift) != (qi + qw - qo, qi + qw - qb):
+            raise AutoTilerError(
+                f"{node.name}: NodeQuant's out_shift {out_shift} / bias_shift {bias_shift} are "
+                f"not the kernels' In_Q + Filter_Q - Out_Q = {qi + qw - qo} / In_Q + Filter_Q - "
+                f"Bias_Q = {qi + qw - qb} (In Q{qi}, Filter Q{qw}, Bias Q{qb}, Out Q{qo})",
+                POW2_FIX,
+            )
         if out_shift < 0 or bias_shift < 0:
             raise AutoTilerError(
-                f"{node.name}: the Q{qacc} accumulator needs a left shift to the Q{qo} output "
+                f"{node.name}: the Q{qi + qw} accumulator needs a left shift to the Q{qo} output "
                 f"(out_shift {out_shift}, bias_shift {bias_shift}) and the AutoTiler POW2 kernels "
-                "only shift right",
+                "only shift right (In_Q + Filter_Q - Out_Q is an unsigned shift count)",
                 POW2_FIX,
             )
         w_name = node.inputs[1] if len(node.inputs) > 1 else f"{node.name}_weights"
@@ -740,7 +799,6 @@ class _Planner:
         b = np.ascontiguousarray(c["biases"]).reshape(-1)
         if {str(w.dtype), str(b.dtype)} - {"int8", "int16"}:
             raise AutoTilerError(f"{node.name}: POW2 weights {w.dtype} / biases {b.dtype}")
-        qw, qb = int(info["q_w"]), int(info["q_b"])
         consts = [
             ConstArg(
                 self.unique("Constant_" + c_safe_name(w_name).lstrip("_"), step),
@@ -759,51 +817,80 @@ class _Planner:
                 qb,
             ),
         ]
-        return consts, [out_shift, bias_shift]
+        return consts, [str(qi), str(qw), str(qb), str(qo)]
 
     def _pow2_comment(self, nq: Any, weights: bool = False) -> str:
         ins = ", ".join(qmn(q) for q in nq.in_q if q is not None)
-        text = f"In: {ins}"
-        if weights:
-            info, c = nq.info, nq.consts
-            wb = 8 * c["weights"].dtype.itemsize
-            bb = 8 * c["biases"].dtype.itemsize
-            text += (
-                f" Weights: {qmn(pow2_qtype(int(info['q_w']), wb))}"
-                f" Bias: {qmn(pow2_qtype(int(info['q_b']), bb))}"
-                f" Acc: Q{int(info['q_acc'])}"
+        if not weights:
+            return f"In: {ins} Out: {qmn(nq.out_q)}"
+        info, c = nq.info, nq.consts
+        wb = 8 * c["weights"].dtype.itemsize
+        bb = 8 * c["biases"].dtype.itemsize
+        return (
+            f"In: {ins}"
+            f" Weights: {qmn(pow2_qtype(int(info['q_w']), wb))}"
+            f" Bias: {qmn(pow2_qtype(int(info['q_b']), bb))}"
+            f" Acc: Q{int(info['q_acc'])}"
+            f" Out: {qmn(nq.out_q)}"
+            f" Shifts: out {int(c['out_shift'])} bias {int(c['bias_shift'])}"
+        )
+
+    def _pow2_same_q(self, node: Node, nq: Any, generator: str, why: str) -> tuple[int, int]:
+        """``(In_Q, Out_Q)`` of a node whose kernel keeps its input's Q; refuses a Q move."""
+        qi, qo = q_of(nq.in_q[0]), q_of(nq.out_q)
+        if qi != qo or int(nq.consts.get("out_shift", 0)):
+            raise AutoTilerError(
+                f"{node.name}: moves its result from Q{qi} to Q{qo} but {generator} keeps its "
+                f"input's Q ({why})",
+                POW2_FIX,
             )
-        return text + f" Out: {qmn(nq.out_q)}"
+        return qi, qo
 
     def conv_pow2(self, node: Node, step: int) -> Kernel:
         nq = self.nq(node)
         lay = self._conv_layout(node, nq, im2col=False)
-        act, act_imms = _activation_pow2(lay.rest, nq.out_q, node.name)
+        act, bound = _activation_pow2(lay.rest, nq.out_q, node.name)
+        pools = {p.op for p in lay.rest if p.op in ("MaxPool", "AveragePool")}
+        # _conv_layout refused an activation before an average pool: here it comes after one
+        if act != "KOP_NONE" and not lay.dw and "AveragePool" in pools:
+            raise AutoTilerError(
+                f"{node.name}: the activation after the average pool would run before it (the "
+                "KOP_CONV_DP reduction applies it, then the pool)",
+                POW2_FIX,
+            )
+        if act == "KOP_RELUN" and lay.dw and pools:
+            raise AutoTilerError(
+                f"{node.name}: a depthwise conv pools then activates and the AutoTiler POW2 pool "
+                "kernels take KOP_RELU only, not KOP_RELUN",
+                POW2_FIX,
+            )
         name = lay.name + (f"_{_ACT_NAMES[act]}" if act != "KOP_NONE" else "")
         cname = self.unique(f"S{step}_{name}", step)
-        consts, imms = self._pow2_weighted(node, step, nq)
+        consts, qs = self._pow2_weighted(node, step, nq)
         sizes = [_size(nq.in_q[0]), consts[0].bits // 8, consts[1].bits // 8, _size(nq.out_q)]
+        args = list(lay.args)
+        if not lay.dw:
+            args[4] = "KOP_CONV_DP"  # one 32-bit accumulator, bias at In_Q + Filter_Q
         generator = "CNN_ConvolutionPoolReLU"
-        lead = [str(v) for v in sizes] + ["0", "0", "0", "0"]
+        lead = [*(str(v) for v in sizes), *qs, "1", "1", "1", "1"]
         if lay.group > 1 and not lay.dw:
             generator = "CNN_GroupedConvolutionPoolReLU"
             lead = [str(lay.in_c // lay.group), str(lay.out_c // lay.group), *lead]
         comment = self._pow2_comment(nq, weights=True)
-        if act_imms:
-            comment += f" ReLUN bound: {act_imms[0]}"
+        if bound is not None:
+            comment += f" ReLUN bound: {bound}"
         return Kernel(
             step,
             cname,
             node,
             generator,
-            [*lead, *lay.args, act],
+            [*lead, *args, act],
             [node.inputs[0]],
             node.outputs[0],
             consts,
             ("in", "w", "b", "out"),
             lay.ctrl,
             comment,
-            (*imms, *act_imms),
         )
 
     def linear_pow2(self, node: Node, step: int) -> Kernel:
@@ -814,20 +901,20 @@ class _Planner:
         x = self.graph.tensors[node.inputs[0]]
         in_dim = int(np.prod(x.shape[1:]))
         out_dim = int(nq.consts["weights"].shape[0])
-        act, act_imms = _activation_pow2(rest, nq.out_q, node.name)
+        act, bound = _activation_pow2(rest, nq.out_q, node.name)
         name = f"Linear_{out_dim}x{in_dim}" + (f"_{_ACT_NAMES[act]}" if act != "KOP_NONE" else "")
         cname = self.unique(f"S{step}_{name}", step)
-        consts, imms = self._pow2_weighted(node, step, nq)
+        consts, qs = self._pow2_weighted(node, step, nq)
         sizes = [_size(nq.in_q[0]), consts[0].bits // 8, consts[1].bits // 8, _size(nq.out_q)]
         comment = self._pow2_comment(nq, weights=True)
-        if act_imms:
-            comment += f" ReLUN bound: {act_imms[0]}"
+        if bound is not None:
+            comment += f" ReLUN bound: {bound}"
         return Kernel(
             step,
             cname,
             node,
             "CNN_LinearReLU",
-            [*(str(v) for v in sizes), "0", "0", "0", "0", str(in_dim), str(out_dim)]
+            [*(str(v) for v in sizes), *qs, "1", "1", "1", "1", str(in_dim), str(out_dim)]
             + ["KOP_LINEAR", act],
             [node.inputs[0]],
             node.outputs[0],
@@ -835,7 +922,6 @@ class _Planner:
             ("in", "w", "b", "out"),
             [],
             comment,
-            (*imms, *act_imms),
         )
 
     def pool_pow2(self, node: Node, step: int) -> Kernel:
@@ -848,27 +934,30 @@ class _Planner:
         x = self.graph.tensors[node.inputs[0]]
         feat, width, height = _hw(x.shape)
         pool_args, pname = _pool_args(head, x.shape)
-        self._pow2_no_shift(node, "CNN_PoolReLU keeps its input's Q")
-        act, act_imms = _activation_pow2(rest, nq.out_q, node.name)
+        qi, qo = self._pow2_same_q(
+            node, nq, "CNN_PoolReLU", "its kernels take no Q, Out_Q only scales the ReLUN bound"
+        )
+        act, _ = _activation_pow2(rest, nq.out_q, node.name)
+        if act == "KOP_RELUN":
+            raise AutoTilerError(
+                f"{node.name}: the AutoTiler POW2 pool kernels take KOP_RELU only, not KOP_RELUN",
+                POW2_FIX,
+            )
         name = pname + (f"_{_ACT_NAMES[act]}" if act != "KOP_NONE" else "")
         ctrl = _pad_ctrl(pool_geometry(head, x.shape)[3], node.name)
-        sizes = [str(_size(nq.in_q[0])), str(_size(nq.out_q)), "0", "0"]
-        comment = self._pow2_comment(nq)
-        if act_imms:
-            comment += f" ReLUN bound: {act_imms[0]}"
+        head_args = [str(_size(nq.in_q[0])), str(_size(nq.out_q)), str(qi), str(qo), "1", "1"]
         return Kernel(
             step,
             self.unique(f"S{step}_{name}", step),
             node,
             "CNN_PoolReLU",
-            [*sizes, str(feat), str(feat), str(width), str(height), *pool_args, act],
+            [*head_args, str(feat), str(feat), str(width), str(height), *pool_args, act],
             [node.inputs[0]],
             node.outputs[0],
             [],
             ("in", "out"),
             ctrl,
-            comment,
-            tuple(act_imms),
+            self._pow2_comment(nq),
         )
 
     def global_pool_pow2(self, node: Node, step: int) -> Kernel:
@@ -879,28 +968,31 @@ class _Planner:
         x = self.graph.tensors[node.inputs[0]]
         feat, width, height = _hw(x.shape)
         avg = head_op == "GlobalAveragePool"
+        # nnshell's mean has 7 guard bits and moves Q by out_shift - 7; the kernel's has Out_Q
+        # guard bits and moves none: the same mean when Qout == Qin (out_shift 7)
+        qi, qo = q_of(nq.in_q[0]), q_of(nq.out_q)
         shift = int(nq.consts.get("out_shift", 0))
-        if shift < 0:
+        if qi != qo or shift != (7 if avg else 0):
             raise AutoTilerError(
-                f"{node.name}: the result needs a left shift of {-shift} bit(s) to the output "
-                f"Q{q_of(nq.out_q)} and the AutoTiler POW2 global pool only shifts right",
+                f"{node.name}: moves its result from Q{qi} to Q{qo} (out_shift {shift}) but "
+                "CNN_GlobalPool keeps its input's Q (Out_Q only sets the guard bits of the "
+                "average)",
                 POW2_FIX,
             )
-        sizes = [str(_size(nq.in_q[0])), str(_size(nq.out_q)), "0", "0"]
+        head_args = [str(_size(nq.in_q[0])), str(_size(nq.out_q)), str(qi), str(qo), "1", "1"]
         oper = "KOP_GLOBAL_AVGPOOL" if avg else "KOP_GLOBAL_MAXPOOL"
         return Kernel(
             step,
             self.unique(f"S{step}_{'GlobalAvgPool' if avg else 'GlobalMaxPool'}", step),
             node,
             "CNN_GlobalPool",
-            [*sizes, str(feat), str(feat), str(width), str(height), oper],
+            [*head_args, str(feat), str(feat), str(width), str(height), oper],
             [node.inputs[0]],
             node.outputs[0],
             [],
             ("in", "out"),
             [],
-            self._pow2_comment(nq) + f" out_shift: {shift}",
-            (shift,),
+            self._pow2_comment(nq),
         )
 
     def matadd_pow2(self, node: Node, step: int) -> Kernel:
@@ -909,22 +1001,45 @@ class _Planner:
         if len(ins) != 2:
             raise AutoTilerError(f"{node.name}: only an Add of two activations is a MatAdd")
         self._no_act(node, "CNN_MatAdd")
-        qs = [q_of(q) for q in nq.in_q if q is not None]
-        qo = q_of(nq.out_q)
-        if any(q != qo for q in qs):
+        out_shape = tuple(self.graph.tensors[node.outputs[0]].shape)
+        if any(tuple(self.graph.tensors[t].shape) != out_shape for t in ins):
             raise AutoTilerError(
-                f"{node.name}: adds inputs at Q{qs[0]} and Q{qs[1]} into Q{qo} and CNN_MatAdd "
-                "(KOP_MATADD) adds codes at one common Q without shifting",
+                f"{node.name}: a broadcasting Add has no AutoTiler POW2 generator (CNN_MatAdd "
+                "adds tensors of one shape)",
                 POW2_FIX,
             )
-        feat, width, height = _hw(self.graph.tensors[node.outputs[0]].shape)
-        sizes = [*(str(_size(q)) for q in nq.in_q if q is not None), str(_size(nq.out_q))]
+        in_q = [q for q in nq.in_q if q is not None]
+        q1, q2 = (q_of(q) for q in in_q)
+        qo, qc = q_of(nq.out_q), max(q1, q2)
+        c = nq.consts
+        in_shifts = [int(v) for v in np.asarray(c.get("in_shifts", [0, 0])).reshape(-1)]
+        out_shift = int(c.get("out_shift", 0))
+        if in_shifts != [qc - q1, qc - q2] or out_shift != qc - qo:
+            raise AutoTilerError(
+                f"{node.name}: NodeQuant's in_shifts {in_shifts} / out_shift {out_shift} are not "
+                f"the alignment of Q{q1} + Q{q2} to Q{qc} and the move to Q{qo}",
+                POW2_FIX,
+            )
+        sizes = [_size(in_q[0]), _size(in_q[1]), _size(nq.out_q)]
+        generator, oper = "CNN_MatAdd", "KOP_MATADD"
+        if not q1 == q2 == qo:
+            generator, oper = "CNN_MatAddDynAdjust", "KOP_MATADD_DYNADJUST"
+            for what, q, size in zip(("In1_Q", "In2_Q", "Out_Q"), (q1, q2, qo), sizes, strict=True):
+                if not 0 <= q <= 8 * size - 1:
+                    raise AutoTilerError(
+                        f"{node.name}: {what} {q} is outside the 0..{8 * size - 1} of "
+                        "CNN_MatAddDynAdjust",
+                        POW2_FIX,
+                    )
+        feat, width, height = _hw(out_shape)
+        args = [*(str(v) for v in sizes), str(q1), str(q2), str(qo), "1", "1", "1"]
+        args += [str(feat), str(feat), str(width), str(height), oper]
         return Kernel(
             step,
             self.unique(f"S{step}_MatAdd_{feat}x{height}x{width}", step),
             node,
-            "CNN_MatAdd",
-            [*sizes, "0", "0", "0", str(feat), str(feat), str(width), str(height), "KOP_MATADD"],
+            generator,
+            args,
             ins,
             node.outputs[0],
             [],
@@ -944,14 +1059,13 @@ class _Planner:
             self.unique(f"S{step}_SoftMax", step),
             node,
             "CNN_SoftMax",
-            [str(_size(nq.in_q[0])), str(_size(nq.out_q)), "0", "0", str(dim), "KOP_SOFTMAX"],
+            [str(_size(nq.in_q[0])), "2", str(qi), "15", "1", "1", str(dim), "KOP_SOFTMAX"],
             [node.inputs[0]],
             node.outputs[0],
             [],
             ("in", "out"),
             [],
             self._pow2_comment(nq),
-            (qi,),
         )
 
     def _comment(self, nq: Any, weights: bool = False) -> str:
@@ -1278,7 +1392,6 @@ class _Emitter:
                 out.append(f'GNodeArg(GNA_OUT, "{self.cname(k.out)}", 0)')
             else:
                 out.append(f'GNodeArg(GNA_IN, "{cmap[role]}", 0)')
-        out += [f"Imm({int(v)})" for v in k.imms]
         return out
 
     def header(self, guard_name: str) -> str:

@@ -1,24 +1,35 @@
 """gen --target autotiler for POW2 graphs (issue 10): generators, tensors, bindings, header.
 
+The generators are the GAP SDK's current POW2 ones: every call carries the Qs of its tensors (the
+NodeQuant's ``q_of`` of each tensor, ``info["q_w"]``/``info["q_b"]`` for the constants), the kernels
+derive their shifts from them, and the ``AddNode`` bindings are tensors only (no ``Imm``).
+
 The sample LeNet with the golden recipe's normalisation ``(x/255 - 0.5)/0.5`` (input [-1, 1]) is
 quantized in 16 bits; the accumulator precision-reduction rule takes one input bit on conv1, and
 since conv1 alone reads the graph input, the input itself is quantized at Q13 (step 4 of
 ``nnshell.quant.pow2``) instead of being pre-shifted inside the layer — so the AutoTiler POW2
 kernels, which have no input shift, can compute every layer. A layer that still pre-shifts its
-input is refused with one line (tested on a doctored NodeQuant).
+input, or whose shifts are not the kernels', is refused with one line (doctored NodeQuants).
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pytest
 
-from nnshell.codegen.autotiler import ALIAS_OPS, AutoTilerError, _Planner, generate_autotiler
-from nnshell.fixed_pow2 import code_of, q_of, qmn
+from nnshell.codegen.autotiler import (
+    ALIAS_OPS,
+    AutoTilerError,
+    _activation_pow2,
+    _Planner,
+    generate_autotiler,
+)
+from nnshell.fixed_pow2 import pow2_qtype, q_of, qmn
 from nnshell.qrecord import NodeQuant
 from nnshell.quant.sq8 import QuantState
 from nnshell.session import Session
@@ -27,6 +38,7 @@ from tests.conftest import CALIB_DIR, ROOT, SAMPLE_MODEL
 
 NORM = "x: (x/255 - 0.5)/0.5"
 MOBILE = ROOT / "sample_models" / "mobile_net_tiny.onnx"
+ONES = ["1", "1", "1", "1"]  # every *_InL3 flag
 
 CIFAR_NAMES = [
     "S1_Conv2d_6x3x5x5_MaxPool_2x2_Relu",
@@ -103,8 +115,11 @@ def _nodes(text: str) -> list[tuple[str, str, int, list[str]]]:
     ]
 
 
-def _imms(binds: list[str]) -> list[int]:
-    return [int(b[4:-1]) for b in binds if b.startswith("Imm(")]
+def _weighted_qs(qs: QuantState, node: Any) -> list[str]:
+    """``In_Q, Filter_Q, Bias_Q, Out_Q`` of a conv / linear node, from the tensors and info."""
+    info = qs.nodes[node.name].info
+    q_in, q_out = q_of(qs.tensors[node.inputs[0]]), q_of(qs.tensors[node.outputs[0]])
+    return [str(q) for q in (q_in, info["q_w"], info["q_b"], q_out)]
 
 
 def _assert_well_formed(text: str) -> None:
@@ -117,6 +132,7 @@ def _assert_well_formed(text: str) -> None:
     assert n_glob == len(g_names) and n_loc == len(l_names)
     for _, _, k, binds in _nodes(text):
         assert k == len(binds)
+    assert "Imm(" not in text  # the kernels derive every shift from the generators' Qs
 
 
 # -- cifar_net POW2-16 ----------------------------------------------------------------------------
@@ -145,23 +161,29 @@ def test_includes_library_and_sections(gen16: tuple[Path, list[Path]]) -> None:
     _assert_well_formed(text)
 
 
-def test_generator_calls(gen16: tuple[Path, list[Path]]) -> None:
+def test_generator_calls(s16: Session, gen16: tuple[Path, list[Path]]) -> None:
     text = gen16[1][0].read_text()
-    # Name, Ctrl, In/Filter/Bias/Out_DataSize, In/Filter/Bias/Out_InL3, InFeat, OutFeat, Width,
-    # Height, ConvOper, Fcx, Fcy, Dcx, Dcy, Scx, Scy, ConvPad, PoolOper, Fpx, Fpy, Dpx, Dpy, Spx,
-    # Spy, PoolPad, ReLUOper
-    sizes = ["2", "2", "2", "2", "0", "0", "0", "0"]
-    conv = ["KOP_CONV", "5", "5", "1", "1", "1", "1", "0"]
+    g, qs = s16.graph, s16.qstate
+    q = [_weighted_qs(qs, node) for node in g.nodes]
+    # conv1 reads the Q13 input with Q13 weights and a Q15 bias into Q11
+    assert q[0] == ["13", "13", "15", "11"]
+    # Name, Ctrl, In/Filter/Bias/Out_DataSize, In/Filter/Bias/Out_Q, In/Filter/Bias/Out_InL3,
+    # InFeat, OutFeat, Width, Height, ConvOper, Fcx, Fcy, Dcx, Dcy, Scx, Scy, ConvPad, PoolOper,
+    # Fpx, Fpy, Dpx, Dpy, Spx, Spy, PoolPad, ReLUOper
+    sizes = ["2", "2", "2", "2"]
+    conv = ["KOP_CONV_DP", "5", "5", "1", "1", "1", "1", "0"]
     pool = ["KOP_MAXPOOL", "2", "2", "1", "1", "2", "2", "0"]
     assert _calls(text, "CNN_ConvolutionPoolReLU") == [
-        [f'"{CIFAR_NAMES[0]}"', "0", *sizes, "3", "6", "32", "32", *conv, *pool, "KOP_RELU"],
-        [f'"{CIFAR_NAMES[1]}"', "0", *sizes, "6", "16", "14", "14", *conv, *pool, "KOP_RELU"],
+        [f'"{CIFAR_NAMES[0]}"', "0", *sizes, *q[0], *ONES, "3", "6", "32", "32", *conv, *pool]
+        + ["KOP_RELU"],
+        [f'"{CIFAR_NAMES[1]}"', "0", *sizes, *q[1], *ONES, "6", "16", "14", "14", *conv, *pool]
+        + ["KOP_RELU"],
     ]
-    # Name, Ctrl, 4 data sizes, 4 InL3 flags, InDim, OutDim, KOP_LINEAR, ReLUOper
+    # Name, Ctrl, 4 data sizes, 4 Qs, 4 InL3 flags, InDim, OutDim, KOP_LINEAR, ReLUOper
     assert _calls(text, "CNN_LinearReLU") == [
-        [f'"{CIFAR_NAMES[2]}"', "0", *sizes, "400", "120", "KOP_LINEAR", "KOP_RELU"],
-        [f'"{CIFAR_NAMES[3]}"', "0", *sizes, "120", "84", "KOP_LINEAR", "KOP_RELU"],
-        [f'"{CIFAR_NAMES[4]}"', "0", *sizes, "84", "10", "KOP_LINEAR", "KOP_NONE"],
+        [f'"{CIFAR_NAMES[2]}"', "0", *sizes, *q[2], *ONES, "400", "120", "KOP_LINEAR", "KOP_RELU"],
+        [f'"{CIFAR_NAMES[3]}"', "0", *sizes, *q[3], *ONES, "120", "84", "KOP_LINEAR", "KOP_RELU"],
+        [f'"{CIFAR_NAMES[4]}"', "0", *sizes, *q[4], *ONES, "84", "10", "KOP_LINEAR", "KOP_NONE"],
     ]
     calls = re.findall(r"^    (CNN_\w+)\(", text, re.M)
     assert calls == ["CNN_ConvolutionPoolReLU"] * 2 + ["CNN_LinearReLU"] * 3
@@ -179,14 +201,19 @@ def test_create_graph_and_bindings(s16: Session, gen16: tuple[Path, list[Path]])
     for (comment, _, k, binds), node in zip(nodes, s16.graph.nodes, strict=True):
         nq = s16.qstate.nodes[node.name]
         c, info = nq.consts, nq.info
-        assert int(c["in_shift"]) == 0
-        assert k == 6 and _imms(binds) == [int(c["out_shift"]), int(c["bias_shift"])]
-        assert _imms(binds) == [info["q_acc"] - info["q_out"], info["q_acc"] - info["q_b"]]
+        q_in, q_w, q_b, q_out = (int(v) for v in _weighted_qs(s16.qstate, node))
+        # Bindings(4, In, Filter, Bias, Out); the kernels derive NodeQuant's shifts from the Qs
+        assert k == 4 and int(c["in_shift"]) == 0
+        assert int(c["out_shift"]) == q_in + q_w - q_out == info["q_acc"] - info["q_out"]
+        assert int(c["bias_shift"]) == q_in + q_w - q_b == info["q_acc"] - info["q_b"]
+        assert binds[0].startswith("GNodeArg(GNA_IN,")
         assert binds[1].startswith('GNodeArg(GNA_IN, "Constant_')
+        assert binds[2].startswith('GNodeArg(GNA_IN, "Constant_')
         assert binds[3].startswith("GNodeArg(GNA_OUT,")
         assert f"In: {qmn(nq.in_q[0])} " in comment and f"Out: {qmn(nq.out_q)}" in comment
         assert f"Weights: Q{15 - info['q_w']}.{info['q_w']} " in comment
         assert f"Bias: Q{15 - info['q_b']}.{info['q_b']} " in comment
+        assert f"Shifts: out {int(c['out_shift'])} bias {int(c['bias_shift'])}" in comment
     assert nodes[0][3][0] == 'GNodeArg(GNA_IN, "Input_1", 0)'
     assert nodes[-1][3][3] == 'GNodeArg(GNA_OUT, "Output_1", 0)'
 
@@ -240,11 +267,13 @@ def test_pow2_8_sizes_types_and_tensors(s8: Session, gen8: tuple[Path, list[Path
     out, paths = gen8
     text = paths[0].read_text()
     assert "generated by nnshell (POW2 8-bit)" in text
-    ones = ["1", "1", "1", "1", "0", "0", "0", "0"]
-    for call in _calls(text, "CNN_ConvolutionPoolReLU") + _calls(text, "CNN_LinearReLU"):
-        assert call[2:10] == ones
+    calls = _calls(text, "CNN_ConvolutionPoolReLU") + _calls(text, "CNN_LinearReLU")
+    assert len(calls) == 5
+    for call, node in zip(calls, s8.graph.nodes, strict=True):
+        assert call[2:6] == ["1", "1", "1", "1"]  # data sizes
+        assert call[6:10] == _weighted_qs(s8.qstate, node)
+        assert call[10:14] == ONES
     assert len(_calls(text, "CNN_ConvolutionPoolReLU")) == 2
-    assert len(_calls(text, "CNN_LinearReLU")) == 3
     _, _, g_types, _, _, l_types = _create_graph(text)
     assert set(g_types) == set(l_types) == {"signed char * __restrict__"}
     infos = re.findall(r'ConstInfo\("([^"]+)", 1, 1, (\d+), (-?\d+)\)', text)
@@ -254,9 +283,7 @@ def test_pow2_8_sizes_types_and_tensors(s8: Session, gen8: tuple[Path, list[Path
         assert (int(wbits), int(wq), int(bbits), int(bq)) == (8, nq.info["q_w"], 8, nq.info["q_b"])
         assert (out / wp).read_bytes() == nq.consts["weights"].astype(np.int8).tobytes()
         assert (out / bp).read_bytes() == nq.consts["biases"].astype(np.int8).tobytes()
-    for (_, _, _, binds), node in zip(_nodes(text), s8.graph.nodes, strict=True):
-        c = s8.qstate.nodes[node.name].consts
-        assert _imms(binds) == [int(c["out_shift"]), int(c["bias_shift"])]
+    assert [k for _, _, k, _ in _nodes(text)] == [4] * 5
     defs = _defines(paths[1].read_text())
     assert int(defs["CIFAR_NET_Input_1_Q"]) == q_of(s8.qstate.tensors[s8.graph.inputs[0]])
     _assert_well_formed(text)
@@ -269,6 +296,12 @@ def _one_line(exc: AutoTilerError) -> None:
     assert "\n" not in str(exc) and exc.hint is not None and "gen --target c" in exc.hint
 
 
+def _with_node(qs: QuantState, name: str, out_q: Any = None, **consts: Any) -> QuantState:
+    nq = qs.nodes[name]
+    new = NodeQuant(nq.in_q, nq.out_q if out_q is None else out_q, {**nq.consts, **consts}, nq.info)
+    return QuantState(qs.scheme, qs.options, qs.tensors, {**qs.nodes, name: new}, qs.ranges)
+
+
 def test_input_pre_shift_is_refused(s16: Session, tmp_path: Path) -> None:
     g, qs = s16.graph, s16.qstate
     assert q_of(qs.tensors[g.inputs[0]]) == 13  # lowered from Q14: conv1 needs no pre-shift
@@ -279,38 +312,110 @@ def test_input_pre_shift_is_refused(s16: Session, tmp_path: Path) -> None:
     assert not any(tmp_path.iterdir())  # nothing half-written
 
 
+def test_shifts_not_the_kernels_are_refused(s16: Session, tmp_path: Path) -> None:
+    g, qs = s16.graph, s16.qstate
+    fc1 = g.nodes[2].name
+    shift = int(qs.nodes[fc1].consts["out_shift"])
+    fake = _with_node(qs, fc1, out_shift=np.array(shift - 1, np.int64))
+    with pytest.raises(AutoTilerError, match=rf"^{fc1}: NodeQuant's out_shift {shift - 1} ") as e:
+        generate_autotiler(g, fake, s16.settings, tmp_path, None, "t", None, False)
+    assert f"In_Q + Filter_Q - Out_Q = {shift}" in str(e.value)
+    _one_line(e.value)
+    assert not any(tmp_path.iterdir())
+
+
+def test_left_shift_and_unknown_scheme_are_refused(s16: Session, tmp_path: Path) -> None:
+    g, qs = s16.graph, s16.qstate
+    fc1 = g.nodes[2].name
+    q_acc = int(qs.nodes[fc1].info["q_acc"])
+    # an output one bit finer than the accumulator: out_shift -1, consistent with the Qs
+    fake = _with_node(qs, fc1, pow2_qtype(q_acc + 1, 16), out_shift=np.array(-1, np.int64))
+    with pytest.raises(AutoTilerError, match=rf"^{fc1}: .* left shift .* only shift right") as e:
+        generate_autotiler(g, fake, s16.settings, tmp_path, None, "t", None, False)
+    _one_line(e.value)
+    other = QuantState("FP16", qs.options, qs.tensors, qs.nodes, qs.ranges)
+    with pytest.raises(AutoTilerError, match="SQ8 and POW2 models only, not FP16") as e:
+        generate_autotiler(g, other, s16.settings, tmp_path, None, "t", None, False)
+    assert "\n" not in str(e.value)
+    assert not any(tmp_path.iterdir())
+
+
+def test_activation_bounds() -> None:
+    """ReLU6 is KOP_RELUN when ``6 << Out_Q`` fits, KOP_RELU when nnshell's bound saturates."""
+
+    def clip(hi: float) -> Any:
+        return SimpleNamespace(op="Clip", attrs=SimpleNamespace(min=0.0, max=hi))
+
+    assert _activation_pow2([], pow2_qtype(12, 16), "n") == ("KOP_NONE", None)
+    assert _activation_pow2([SimpleNamespace(op="Relu")], pow2_qtype(12, 16), "n") == (
+        "KOP_RELU",
+        None,
+    )
+    assert _activation_pow2([clip(6.0)], pow2_qtype(12, 16), "n") == ("KOP_RELUN", 6 << 12)
+    assert _activation_pow2([clip(6.0)], pow2_qtype(4, 8), "n") == ("KOP_RELUN", 6 << 4)
+    # 6 << 13 does not fit int16: nnshell clips at 32767, the container's saturation
+    assert _activation_pow2([clip(6.0)], pow2_qtype(13, 16), "n") == ("KOP_RELU", None)
+    assert _activation_pow2([clip(float("inf"))], pow2_qtype(12, 16), "n") == ("KOP_RELU", None)
+    with pytest.raises(AutoTilerError, match=r"^n: Clip\(0, 4\) clips at code 16384 of Q12") as e:
+        _activation_pow2([clip(4.0)], pow2_qtype(12, 16), "n")
+    _one_line(e.value)
+
+
+# -- mobile_net_tiny POW2-16: dynamic-adjust MatAdd, depthwise ReLU6, global pool --------------
+
+
 def test_mobile_net_tiny_pow2_16(tmp_path: Path) -> None:
     s = _pow2_session(MOBILE, str(CALIB_DIR), NORM, 16)
     g, qs = s.graph, s.qstate
-    # the residual Add's inputs are at Q12 and Q11: CNN_MatAdd (KOP_MATADD) cannot align them
-    add = next(n for n in g.nodes if n.op == "Add")
-    assert [q_of(q) for q in qs.nodes[add.name].in_q] == [12, 11]
-    with pytest.raises(AutoTilerError, match=rf"^{add.name}: adds inputs at Q12 and Q11") as e:
+    steps = {n.name: i for i, n in enumerate((n for n in g.nodes if n.op not in ALIAS_OPS), 1)}
+    planner = _Planner(g, qs)
+    # the residual Adds mix Qs (Q12 + Q11 -> Q11, Q12 + Q10 -> Q10): CNN_MatAddDynAdjust
+    adds = [n for n in g.nodes if n.op == "Add"]
+    assert [[q_of(q) for q in qs.nodes[a.name].in_q] for a in adds] == [[12, 11], [12, 10]]
+    for add, qs_ in zip(adds, [["12", "11", "11"], ["12", "10", "10"]], strict=True):
+        k = planner.matadd_pow2(add, steps[add.name])
+        _, c, h, w = g.tensors[add.outputs[0]].shape
+        assert (
+            k.generator == "CNN_MatAddDynAdjust"
+            and k.cname == f"S{steps[add.name]}_MatAdd_{c}x{h}x{w}"
+        )
+        ins = [i for i in add.inputs if i]
+        assert qs_ == [str(q_of(qs.tensors[t])) for t in [*ins, add.outputs[0]]]
+        assert k.args == ["2", "2", "2", *qs_, "1", "1", "1", str(c), str(c), str(w), str(h)] + [
+            "KOP_MATADD_DYNADJUST"
+        ]
+        assert k.ins == ins and k.binding == ("in", "in", "out") and k.consts == []
+    # the depthwise ReLU6 conv: KOP_CONV_DW, KOP_RELUN, the bound 6 << Out_Q derived by the SDK
+    dw = next(n for n in g.nodes if n.op == "Fused" and n.attrs.parts[0].attrs.group > 1)
+    k = planner.conv_pow2(dw, steps[dw.name])
+    nq = qs.nodes[dw.name]
+    assert k.generator == "CNN_ConvolutionPoolReLU" and k.args[16] == "KOP_CONV_DW"
+    assert k.args[4:8] == _weighted_qs(qs, dw) and k.args[8:12] == ONES
+    assert k.args[-1] == "KOP_RELUN" and k.cname.endswith("_DW_ReluN")
+    assert k.binding == ("in", "w", "b", "out")
+    assert f"ReLUN bound: {6 << q_of(nq.out_q)}" in k.comment
+    # the pointwise convs are double precision
+    pw = next(n for n in g.nodes if n.op == "Conv")
+    assert planner.conv_pow2(pw, steps[pw.name]).args[16] == "KOP_CONV_DP"
+    # the global average pool moves its mean from Q10 to Q13, which CNN_GlobalPool cannot do:
+    # the graph stops there, in one line
+    gap = next(n for n in g.nodes if n.op == "GlobalAveragePool")
+    assert int(qs.nodes[gap.name].consts["out_shift"]) == 10 + 7 - 13
+    with pytest.raises(
+        AutoTilerError, match=rf"^{gap.name}: moves its result from Q10 to Q13"
+    ) as e:
         s.gen_autotiler(model_dir=str(tmp_path))
+    assert "CNN_GlobalPool keeps its input's Q" in str(e.value)
     _one_line(e.value)
     assert not any(tmp_path.iterdir())
-    # the other kernels have their generators: depthwise ReLU6 conv and the global pool
-    planner = _Planner(g, qs)
-    dw = next(n for n in g.nodes if n.op == "Fused" and n.attrs.parts[0].attrs.group > 1)
-    k = planner.conv_pow2(dw, 2)
-    nq = qs.nodes[dw.name]
-    assert k.generator == "CNN_ConvolutionPoolReLU" and "KOP_CONV_DW" in k.args
-    assert k.args[-1] == "KOP_RELUN" and k.cname.endswith("_DW_ReluN")
-    bound = code_of(6.0, q_of(nq.out_q), 16)
-    assert bound == 6 << q_of(nq.out_q)
-    assert k.imms == (int(nq.consts["out_shift"]), int(nq.consts["bias_shift"]), bound)
-    gap = next(n for n in g.nodes if n.op == "GlobalAveragePool")
-    k = planner.global_pool_pow2(gap, 9)
-    assert k.generator == "CNN_GlobalPool" and k.args == [
-        "2", "2", "0", "0", "32", "32", "8", "8", "KOP_GLOBAL_AVGPOOL",
-    ]  # fmt: skip
-    assert k.imms == (int(qs.nodes[gap.name].consts["out_shift"]),)
 
 
-def _small_model(folder: Path, act: str = "Clip") -> Path:
-    """conv+act, depthwise conv+act, Add, MaxPool, GlobalAveragePool, Gemm, Softmax (4x8x8).
+def _small_model(folder: Path, act: str = "Clip", pool: int = 2, dw_act: bool = True) -> Path:
+    """conv+act, depthwise conv(+act), Add, MaxPool, GlobalAveragePool, Gemm, Softmax (4x8x8).
 
-    With ReLU6 on both branches and small weights, the Add's inputs and output share Q12.
+    With ReLU6 on both branches and small weights, the Add's inputs and output share Q12; without
+    the depthwise branch's activation they do not. An 8x8 pool leaves the global average pool a
+    1x1 map, whose mean keeps the pool's Q; a 2x2 one does not.
     """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -336,9 +441,9 @@ def _small_model(folder: Path, act: str = "Clip") -> Path:
         helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
         act_node("c1", "r1"),
         helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1], group=8),
-        act_node("c2", "r2"),
+        act_node("c2", "r2") if dw_act else helper.make_node("Identity", ["c2"], ["r2"]),
         helper.make_node("Add", ["r1", "r2"], ["a"]),
-        helper.make_node("MaxPool", ["a"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("MaxPool", ["a"], ["p"], kernel_shape=[pool, pool], strides=[pool, pool]),
         helper.make_node("GlobalAveragePool", ["p"], ["g"]),
         helper.make_node("Flatten", ["g"], ["f"]),
         helper.make_node("Gemm", ["f", "w3", "b3"], ["y0"], transB=1),
@@ -362,7 +467,7 @@ def _small_model(folder: Path, act: str = "Clip") -> Path:
 
 @pytest.mark.parametrize("bits", [16, 8])
 def test_depthwise_matadd_pools_softmax(tmp_path: Path, bits: int) -> None:
-    s = _pow2_session(_small_model(tmp_path), str(tmp_path / "*.npy"), None, bits)
+    s = _pow2_session(_small_model(tmp_path, pool=8), str(tmp_path / "*.npy"), None, bits)
     g, qs = s.graph, s.qstate
     text = s.gen_autotiler(model_dir=str(tmp_path / "gen"))[0].read_text()
     _assert_well_formed(text)
@@ -377,43 +482,113 @@ def test_depthwise_matadd_pools_softmax(tmp_path: Path, bits: int) -> None:
         "CNN_LinearReLU",
         "CNN_SoftMax",
     ]
+    kernels = [n for n in g.nodes if n.op not in ALIAS_OPS]
+    names = [n[1] for n in _nodes(text)]
+    by_name = dict(zip(names, kernels, strict=True))
+
+    def q(name: str, i: int = 0) -> str:  # Q of a kernel's i-th activation input
+        return str(q_of([t for t in qs.nodes[by_name[name].name].in_q if t is not None][i]))
+
+    def qo(name: str) -> str:
+        return str(q_of(qs.nodes[by_name[name].name].out_q))
+
     conv = _calls(text, "CNN_ConvolutionPoolReLU")
     assert conv[1][0] == '"S2_Conv2d_8x1x3x3_DW_ReluN"'
-    assert conv[1][10:15] == ["8", "8", "8", "8", "KOP_CONV_DW"]
-    assert conv[0][14] == "KOP_CONV" and conv[0][-1] == conv[1][-1] == "KOP_RELUN"
+    assert conv[1][14:19] == ["8", "8", "8", "8", "KOP_CONV_DW"]
+    assert conv[0][18] == "KOP_CONV_DP" and conv[0][-1] == conv[1][-1] == "KOP_RELUN"
+    for call in conv:
+        name = call[0].strip('"')
+        assert call[2:6] == [sz] * 4
+        assert call[6:10] == _weighted_qs(qs, by_name[name]) and call[10:14] == ONES
+    # ReLU6 on both branches: one Q for the Add, so plain KOP_MATADD
+    qa = q("S3_MatAdd_8x8x8")
+    assert qa == q("S3_MatAdd_8x8x8", 1) == qo("S3_MatAdd_8x8x8") == ("12" if bits == 16 else "4")
     assert _calls(text, "CNN_MatAdd") == [
-        ['"S3_MatAdd_8x8x8"', "0", sz, sz, sz, "0", "0", "0", "8", "8", "8", "8", "KOP_MATADD"]
+        ['"S3_MatAdd_8x8x8"', "0", sz, sz, sz, qa, qa, qa, "1", "1", "1", "8", "8", "8", "8"]
+        + ["KOP_MATADD"]
     ]
+    qp = q("S4_MaxPool_8x8")
+    assert qp == qo("S4_MaxPool_8x8")
     assert _calls(text, "CNN_PoolReLU") == [
-        ['"S4_MaxPool_2x2"', "0", sz, sz, "0", "0", "8", "8", "8", "8"]
-        + ["KOP_MAXPOOL", "2", "2", "1", "1", "2", "2", "0", "KOP_NONE"]
+        ['"S4_MaxPool_8x8"', "0", sz, sz, qp, qp, "1", "1", "8", "8", "8", "8"]
+        + ["KOP_MAXPOOL", "8", "8", "1", "1", "8", "8", "0", "KOP_NONE"]
     ]
+    qg = q("S5_GlobalAvgPool")
+    assert qg == qo("S5_GlobalAvgPool")
+    assert int(qs.nodes[by_name["S5_GlobalAvgPool"].name].consts["out_shift"]) == 7
     assert _calls(text, "CNN_GlobalPool") == [
-        ['"S5_GlobalAvgPool"', "0", sz, sz, "0", "0", "8", "8", "4", "4", "KOP_GLOBAL_AVGPOOL"]
+        ['"S5_GlobalAvgPool"', "0", sz, sz, qg, qg, "1", "1", "8", "8", "1", "1"]
+        + ["KOP_GLOBAL_AVGPOOL"]
+    ]
+    linear = _calls(text, "CNN_LinearReLU")
+    assert linear == [
+        ['"S6_Linear_4x8"', "0", sz, sz, sz, sz, *_weighted_qs(qs, by_name["S6_Linear_4x8"])]
+        + [*ONES, "8", "4", "KOP_LINEAR", "KOP_NONE"]
     ]
     # the softmax writes int16 Q15 whatever the width of its input
     assert _calls(text, "CNN_SoftMax") == [
-        ['"S7_SoftMax"', "0", sz, "2", "0", "0", "4", "KOP_SOFTMAX"]
+        ['"S7_SoftMax"', "0", sz, "2", q("S7_SoftMax"), "15", "1", "1", "4", "KOP_SOFTMAX"]
     ]
     nodes = {n[1]: n for n in _nodes(text)}
-    kernels = [n for n in g.nodes if n.op not in ALIAS_OPS]
-    by_name = dict(zip([n[1] for n in _nodes(text)], kernels, strict=True))
     for name in ("S1_Conv2d_8x4x3x3_ReluN", "S2_Conv2d_8x1x3x3_DW_ReluN"):
-        nq = qs.nodes[by_name[name].name]
-        c, q = nq.consts, q_of(nq.out_q)
-        assert nodes[name][2] == 7
-        assert _imms(nodes[name][3]) == [
-            int(c["out_shift"]),
-            int(c["bias_shift"]),
-            code_of(6.0, q, bits),
-        ]
-    assert nodes["S3_MatAdd_8x8x8"][2] == 3 and _imms(nodes["S3_MatAdd_8x8x8"][3]) == []
-    assert nodes["S4_MaxPool_2x2"][2] == 2
-    gap = qs.nodes[by_name["S5_GlobalAvgPool"].name]
-    assert _imms(nodes["S5_GlobalAvgPool"][3]) == [int(gap.consts["out_shift"])]
-    soft = qs.nodes[by_name["S7_SoftMax"].name]
-    assert _imms(nodes["S7_SoftMax"][3]) == [q_of(soft.in_q[0])]
+        comment, _, k, binds = nodes[name]
+        assert k == 4 and binds[3].startswith("GNodeArg(GNA_OUT,")
+        assert f"ReLUN bound: {6 << int(qo(name))}" in comment
+    assert nodes["S3_MatAdd_8x8x8"][2] == 3
+    assert [nodes[n][2] for n in ("S4_MaxPool_8x8", "S5_GlobalAvgPool", "S7_SoftMax")] == [2] * 3
     assert 'TCArgInfo("signed short * __restrict__", "Output_1", ARG_SCOPE_ARG' in text
+
+
+@pytest.mark.parametrize("bits", [16, 8])
+def test_matadd_dynadjust_in_a_generated_graph(tmp_path: Path, bits: int) -> None:
+    """Without ReLU6 on the depthwise branch, the Add's inputs come at different Qs."""
+    model = _small_model(tmp_path, pool=8, dw_act=False)
+    s = _pow2_session(model, str(tmp_path / "*.npy"), None, bits)
+    g, qs = s.graph, s.qstate
+    add = next(n for n in g.nodes if n.op == "Add")
+    nq = qs.nodes[add.name]
+    q1, q2 = (q_of(q) for q in nq.in_q)
+    qo = q_of(nq.out_q)
+    assert q1 != q2  # ReLU6's Q against the depthwise conv's own
+    text = s.gen_autotiler(model_dir=str(tmp_path / "gen"))[0].read_text()
+    _assert_well_formed(text)
+    sz = "2" if bits == 16 else "1"
+    assert _calls(text, "CNN_MatAdd") == []
+    assert _calls(text, "CNN_MatAddDynAdjust") == [
+        ['"S3_MatAdd_8x8x8"', "0", sz, sz, sz, str(q1), str(q2), str(qo), "1", "1", "1"]
+        + ["8", "8", "8", "8", "KOP_MATADD_DYNADJUST"]
+    ]
+    # nnshell aligns to the larger Q and moves the sum to Out_Q, with the same Qs
+    qc = max(q1, q2)
+    assert nq.consts["in_shifts"].tolist() == [qc - q1, qc - q2]
+    assert int(nq.consts["out_shift"]) == qc - qo
+
+
+def test_global_pool_moving_q_is_refused(tmp_path: Path) -> None:
+    s = _pow2_session(_small_model(tmp_path), str(tmp_path / "*.npy"), None, 16)
+    gap = next(n for n in s.graph.nodes if n.op == "GlobalAveragePool")
+    nq = s.qstate.nodes[gap.name]
+    qi, qo = q_of(nq.in_q[0]), q_of(nq.out_q)
+    assert qi != qo  # the mean of a 4x4 map is given a finer Q than its input
+    with pytest.raises(
+        AutoTilerError, match=rf"^{gap.name}: moves its result from Q{qi} to Q{qo}"
+    ) as e:
+        s.gen_autotiler(model_dir=str(tmp_path / "gen"))
+    _one_line(e.value)
+
+
+def test_pool_moving_q_is_refused(tmp_path: Path) -> None:
+    s = _pow2_session(_small_model(tmp_path, pool=8), str(tmp_path / "*.npy"), None, 16)
+    g, qs = s.graph, s.qstate
+    pool = next(n for n in g.nodes if n.op == "MaxPool")
+    q = q_of(qs.nodes[pool.name].out_q)
+    fake = _with_node(qs, pool.name, pow2_qtype(q - 1, 16), out_shift=np.array(1, np.int64))
+    with pytest.raises(
+        AutoTilerError, match=rf"^{pool.name}: moves its result from Q{q} to Q{q - 1}"
+    ) as e:
+        generate_autotiler(g, fake, s.settings, tmp_path / "gen", None, "t", None, False)
+    assert "CNN_PoolReLU keeps its input's Q" in str(e.value)
+    _one_line(e.value)
 
 
 def test_leaky_relu_is_refused(tmp_path: Path) -> None:
@@ -423,22 +598,3 @@ def test_leaky_relu_is_refused(tmp_path: Path) -> None:
         s.gen_autotiler(model_dir=str(tmp_path / "gen"))
     assert str(e.value).startswith(s.graph.nodes[0].name)
     _one_line(e.value)
-
-
-def _with_node(qs: QuantState, name: str, **consts: Any) -> QuantState:
-    nq = qs.nodes[name]
-    new = NodeQuant(nq.in_q, nq.out_q, {**nq.consts, **consts}, nq.info)
-    return QuantState(qs.scheme, qs.options, qs.tensors, {**qs.nodes, name: new}, qs.ranges)
-
-
-def test_left_shift_and_unknown_scheme_are_refused(s16: Session, tmp_path: Path) -> None:
-    g, qs = s16.graph, s16.qstate
-    fake = _with_node(qs, g.nodes[2].name, out_shift=np.array(-1, np.int64))
-    with pytest.raises(AutoTilerError, match=r"_fc1_Gemm_fusion: .* only shift right") as e:
-        generate_autotiler(g, fake, s16.settings, tmp_path, None, "t", None, False)
-    _one_line(e.value)
-    other = QuantState("FP16", qs.options, qs.tensors, qs.nodes, qs.ranges)
-    with pytest.raises(AutoTilerError, match="SQ8 and POW2 models only, not FP16") as e:
-        generate_autotiler(g, other, s16.settings, tmp_path, None, "t", None, False)
-    assert "\n" not in str(e.value)
-    assert not any(tmp_path.iterdir())
