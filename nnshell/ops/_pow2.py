@@ -288,3 +288,22 @@ __all__ = [
     "unit_out",
     "weighted_output",
 ]
+
+
+class Pow2Mover:
+    """The POW2 hooks of a data-moving op (reshape, transpose, identity, ...), mixed into its
+    base class before ``OpDef``: no parameters, the op's own data movement on the codes, then
+    ``clip_bits(shift_round(y, out_shift))`` when the output has its own Q."""
+
+    def quantize_pow2(self, ctx: Pow2Context) -> NodeQuant:
+        """No parameters, an ``out_shift = q_in - q_out`` when the output has its own Q."""
+        return passthrough_quant(ctx)
+
+    def run_int_pow2(self, node: Node, nq: NodeQuant, *xs: Arr | None) -> list[Arr]:
+        """The op's float kernel on the codes (exact: it only moves them), then the shift."""
+        return mover_int(self, node, nq, *xs)
+
+    def emit_c_pow2(self, node: Node, nq: NodeQuant, ctx: Any) -> str:
+        """The op's SQ8 C of the data movement (a copy or a transpose), then ``nn_p2_act`` in
+        place for the shift; an op without one (Split, Slice, Gather) has no C kernel."""
+        return mover_c(self, node, nq, ctx)

@@ -51,6 +51,33 @@ def _parts(node: Node) -> tuple[FusedPart, ...]:
     return node.attrs.parts  # type: ignore[no-any-return]
 
 
+def _has_pool(parts: Sequence[FusedPart]) -> bool:
+    return any(get_op(p.op).kind == "pool" for p in parts)
+
+
+def _conv_chain_c(node: Node, nq: NodeQuant, ctx: Any, acts: Any) -> bool:
+    """A conv head with at most one pool runs its whole chain in one C call (SQ8 ``nn_conv``,
+    POW2 ``nn_p2_conv``): set ``ctx.tail`` to the pool descriptor over the conv's own output map
+    and the activations before and after the pool (``acts``: the scheme's builder,
+    ``ctx.acts`` or ``ctx.p2_acts``). False for any other fusion."""
+    parts = _parts(node)
+    tail = parts[1:]
+    pools = [i for i, p in enumerate(tail) if get_op(p.op).kind == "pool"]
+    if parts[0].op != "Conv" or len(pools) > 1:
+        return False
+    cut = pools[0] if pools else len(tail)
+    pool = "NULL"
+    if pools:
+        c_pool = getattr(get_op(tail[cut].op), "c_pool", None)
+        if c_pool is None:
+            ctx.unsupported(f"{tail[cut].op} after a conv has no C kernel")
+        conv_shape = (1, nq.consts["weights"].shape[0], *nq.info["geometry"][4])
+        pool = c_pool(part_node(tail[cut], ["_"], ["_"]), conv_shape, ctx)
+    pre = acts("pre", tail[:cut], nq.out_q)
+    ctx.tail = (pool, pre, acts("post", tail[cut + 1 :], nq.out_q))
+    return True
+
+
 def op_label(node: Node) -> str:
     """How reports name a node's op: ``Conv+MaxPool+Relu`` for fusions."""
     if node.op == "Fused":
@@ -187,21 +214,10 @@ class Fused(OpDef):
         the activations run on it in place."""
         parts = _parts(node)
         head, tail = part_node(parts[0], node.inputs, node.outputs), parts[1:]
-        pools = [i for i, p in enumerate(tail) if get_op(p.op).kind == "pool"]
-        if parts[0].op == "Conv" and len(pools) <= 1:
-            cut = pools[0] if pools else len(tail)
-            pool = "NULL"
-            if pools:
-                c_pool = getattr(get_op(tail[cut].op), "c_pool", None)
-                if c_pool is None:
-                    ctx.unsupported(f"{tail[cut].op} after a conv has no C kernel")
-                conv_shape = (1, nq.consts["weights"].shape[0], *nq.info["geometry"][4])
-                pool = c_pool(part_node(tail[cut], ["_"], ["_"]), conv_shape, ctx)
-            pre = ctx.acts("pre", tail[:cut], nq.out_q)
-            ctx.tail = (pool, pre, ctx.acts("post", tail[cut + 1 :], nq.out_q))
+        if _conv_chain_c(node, nq, ctx, ctx.acts):
             return str(get_op("Conv").emit_c(head, nq, ctx))  # type: ignore[attr-defined]
         head_emit = getattr(get_op(parts[0].op), "emit_c", None)
-        if pools or head_emit is None:
+        if _has_pool(tail) or head_emit is None:
             ctx.unsupported(f"{op_label(node)} has no C kernel")
         code = head_emit(head, nq, ctx)
         y = node.outputs[0]
@@ -252,20 +268,11 @@ class Fused(OpDef):
         before and after it); a linear head writes its output, then ``nn_p2_act`` runs in place."""
         parts = node.attrs.parts
         head, tail = part_node(parts[0], node.inputs, node.outputs), parts[1:]
-        pools = [i for i, p in enumerate(tail) if get_op(p.op).kind == "pool"]
-        if parts[0].op == "Conv" and len(pools) <= 1:
-            cut = pools[0] if pools else len(tail)
-            pool = "NULL"
-            if pools:
-                conv_shape = (1, nq.consts["weights"].shape[0], *nq.info["geometry"][4])
-                pnode = part_node(tail[cut], ["_"], ["_"])
-                pool = get_op(tail[cut].op).c_pool(pnode, conv_shape, ctx)  # type: ignore[attr-defined]
-            pre = ctx.p2_acts("pre", tail[:cut], nq.out_q)
-            ctx.tail = (pool, pre, ctx.p2_acts("post", tail[cut + 1 :], nq.out_q))
+        if _conv_chain_c(node, nq, ctx, ctx.p2_acts):
             return str(get_op("Conv").emit_c_pow2(head, nq, ctx))  # type: ignore[attr-defined]
         head_emit = getattr(get_op(parts[0].op), "emit_c_pow2", None)
-        if pools or head_emit is None:
-            ctx.unsupported(f"{'+'.join(p.op for p in parts)} has no POW2 C kernel")
+        if _has_pool(tail) or head_emit is None:
+            ctx.unsupported(f"{op_label(node)} has no POW2 C kernel")
         code = head_emit(head, nq, ctx)
         y = node.outputs[0]
         acts = ctx.p2_acts("acts", tail, nq.out_q)

@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 
 from nnshell.errors import ShapeError
-from nnshell.fixed_pow2 import Pow2Context
 from nnshell.ir import Node, Shape, TensorInfo
 from nnshell.ops import _pow2
 from nnshell.ops.registry import OpDef, register
@@ -27,7 +26,7 @@ def reshape_batched(x: np.ndarray, node: Node) -> np.ndarray:
     return x.reshape((x.shape[0], *out_shape[1:]))
 
 
-class _ShapeOnly(OpDef):
+class _ShapeOnly(_pow2.Pow2Mover, OpDef):
     kind = "shape"
     q_passthrough = True
 
@@ -47,19 +46,6 @@ class _ShapeOnly(OpDef):
     def emit_c(self, node: Node, nq: NodeQuant, ctx: Any) -> str:
         """The data order does not change: a copy."""
         return str(ctx.copy())
-
-    # POW2: the data movement on the codes, then the output's shift if its Q differs.
-    def quantize_pow2(self, ctx: Pow2Context) -> NodeQuant:
-        """No parameters, an ``out_shift = q_in - q_out`` when the output has its own Q."""
-        return _pow2.passthrough_quant(ctx)
-
-    def run_int_pow2(self, node: Node, nq: NodeQuant, *xs: np.ndarray | None) -> list[np.ndarray]:
-        """The same codes, reshaped, then ``clip_bits(shift_round(y, out_shift))`` if any."""
-        return _pow2.mover_int(self, node, nq, *xs)
-
-    def emit_c_pow2(self, node: Node, nq: NodeQuant, ctx: Any) -> str:
-        """The SQ8 C of the data movement (a copy), then ``nn_p2_act`` in place for the shift."""
-        return _pow2.mover_c(self, node, nq, ctx)
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ from nnshell.ops.reshape import reshape_batched
 from nnshell.qrecord import NodeQuant, QuantContext
 
 
-class _Shape(OpDef):
+class _Shape(_pow2.Pow2Mover, OpDef):
     kind = "shape"
 
     # Data movement only: integer codes move like floats, with the input's qtype.
@@ -59,20 +59,6 @@ class _Shape(OpDef):
         ):
             raise QuantizationError(f"{node.name}: Concat of a constant is not quantized")
         return self.run_float(node, *xs)
-
-    # POW2: the data movement on the codes, then the output's shift if its Q differs.
-    def quantize_pow2(self, ctx: Pow2Context) -> NodeQuant:
-        """No parameters, an ``out_shift = q_in - q_out`` when the output has its own Q."""
-        return _pow2.passthrough_quant(ctx)
-
-    def run_int_pow2(self, node: Node, nq: NodeQuant, *xs: np.ndarray | None) -> list[np.ndarray]:
-        """The float kernel on the codes, then ``clip_bits(shift_round(y, out_shift))`` if any."""
-        return _pow2.mover_int(self, node, nq, *xs)
-
-    def emit_c_pow2(self, node: Node, nq: NodeQuant, ctx: Any) -> str:
-        """The SQ8 C of the data movement (a copy or a transpose), then ``nn_p2_act`` in place
-        for the shift; Split, Slice and Gather have no C kernel."""
-        return _pow2.mover_c(self, node, nq, ctx)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 
 from nnshell.errors import ShapeError
-from nnshell.fixed_pow2 import Pow2Context
 from nnshell.ir import Node, Shape, TensorInfo
 from nnshell.ops import _pow2
 from nnshell.ops._sq8_ext import passthrough_quant, rescale_int
@@ -26,7 +25,7 @@ from nnshell.ops.registry import OpDef, register
 from nnshell.qrecord import NodeQuant, QuantContext
 
 
-class _PassthroughSQ8(OpDef):
+class _PassthroughSQ8(_pow2.Pow2Mover, OpDef):
     """SQ8 and POW2 hooks of an identity: the input's qtype, the same codes (rescaled only if a
     consumer changed the output qtype; shifted if the POW2 output's Q differs)."""
 
@@ -44,19 +43,6 @@ class _PassthroughSQ8(OpDef):
     def emit_c(self, node: Node, nq: NodeQuant, ctx: Any) -> str:
         """A copy, then the rescale if any."""
         return str(ctx.copy(nq.consts))
-
-    # POW2: the data movement on the codes, then the output's shift if its Q differs.
-    def quantize_pow2(self, ctx: Pow2Context) -> NodeQuant:
-        """No parameters, an ``out_shift = q_in - q_out`` when the output has its own Q."""
-        return _pow2.passthrough_quant(ctx)
-
-    def run_int_pow2(self, node: Node, nq: NodeQuant, *xs: np.ndarray | None) -> list[np.ndarray]:
-        """The input codes, then ``clip_bits(shift_round(y, out_shift))`` if any."""
-        return _pow2.mover_int(self, node, nq, *xs)
-
-    def emit_c_pow2(self, node: Node, nq: NodeQuant, ctx: Any) -> str:
-        """The SQ8 C of the data movement (a copy), then ``nn_p2_act`` in place for the shift."""
-        return _pow2.mover_c(self, node, nq, ctx)
 
 
 class _Unary(OpDef):
