@@ -14,7 +14,7 @@ POW2 Softmax: the same Q15 int16 output from the integer exp ``E(d)`` (no table)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +47,30 @@ def softmax_axis(node: Node, rank: int) -> tuple[int, bool]:
     if axis is None:
         axis = 1 if legacy else -1
     return norm_axis(axis, rank, node), legacy
+
+
+def softmax_q15(
+    x: np.ndarray, node: Node, exp_q15: Callable[[np.ndarray], np.ndarray]
+) -> np.ndarray:
+    """The integer softmax of both schemes along the softmax axis (the float kernel's opset
+    semantics): ``e_i = exp_q15(max_j x_j - x_i)`` (Q15 of ``e^-d``, int64), then
+    ``y_i = min(32767, (e_i << 15) / Σ_j e_j)`` (C division; all terms positive), int16 Q15."""
+    axis, legacy = softmax_axis(node, x.ndim)
+    v = x.reshape(int(np.prod(x.shape[:axis])), -1) if legacy else x
+    ax = 1 if legacy else axis
+    xi = v.astype(np.int64)
+    e = exp_q15(xi.max(axis=ax, keepdims=True) - xi)
+    y = np.minimum(32767, (e << 15) // e.sum(axis=ax, keepdims=True))
+    return np.asarray(y.reshape(x.shape).astype(np.int16))
+
+
+def softmax_c_geometry(node: Node, shape: Sequence[int]) -> tuple[int, int, int]:
+    """(outer, length, inner) of the C softmax kernels: the axis (and opset rule) of
+    :func:`softmax_q15` over a row-major tensor of ``shape``."""
+    axis, legacy = softmax_axis(node, len(shape))
+    outer = int(np.prod(shape[:axis]))
+    inner = 1 if legacy else int(np.prod(shape[axis + 1 :]))
+    return outer, int(np.prod(shape)) // (outer * inner), inner
 
 
 class _Softmax(OpDef):
@@ -117,23 +141,13 @@ class Softmax(_Softmax):
         """
         x = xs[0]
         assert x is not None
-        axis, legacy = softmax_axis(node, x.ndim)
-        v = x.reshape(int(np.prod(x.shape[:axis])), -1) if legacy else x
-        ax = 1 if legacy else axis
-        xi = v.astype(np.int64)
-        e = nq.consts["exp_table"].astype(np.int64)[xi.max(axis=ax, keepdims=True) - xi]
-        s = e.sum(axis=ax, keepdims=True)
-        y = np.minimum(32767, (e << 15) // s)
-        return [y.reshape(x.shape).astype(np.int16)]
+        table = nq.consts["exp_table"].astype(np.int64)
+        return [softmax_q15(x, node, lambda d: table[d])]
 
     def emit_c(self, node: Node, nq: NodeQuant, ctx: Any) -> str:
         """``nn_softmax`` over the axis (and opset rule) of :meth:`run_int`, Q15 output."""
         x, y = node.inputs[0], node.outputs[0]
-        shape = ctx.shape(x)
-        axis, legacy = softmax_axis(node, len(shape))
-        outer = int(np.prod(shape[:axis]))
-        inner = 1 if legacy else int(np.prod(shape[axis + 1 :]))
-        length = int(np.prod(shape)) // (outer * inner)
+        outer, length, inner = softmax_c_geometry(node, ctx.shape(x))
         table = ctx.const("exp_table", nq.consts["exp_table"], "int32_t")
         return f"nn_softmax({ctx.ptr8(x)}, {ctx.ptr(y)}, {outer}, {length}, {inner}, {table});"
 
@@ -147,24 +161,15 @@ class Softmax(_Softmax):
         """``e_i = E(max - x_i)`` (Q15 integer exp), ``y_i = min(32767, (e_i << 15) / Σ e)``."""
         x = xs[0]
         assert x is not None
-        axis, legacy = softmax_axis(node, x.ndim)
-        v = x.reshape(int(np.prod(x.shape[:axis])), -1) if legacy else x
-        ax = 1 if legacy else axis
-        xi = v.astype(np.int64)
-        e = exp_neg_q15(xi.max(axis=ax, keepdims=True) - xi, int(nq.info["q_in"][0]))
-        y = np.minimum(32767, (e << 15) // e.sum(axis=ax, keepdims=True))
-        return [y.reshape(x.shape).astype(np.int16)]
+        q = int(nq.info["q_in"][0])
+        return [softmax_q15(x, node, lambda d: exp_neg_q15(d, q))]
 
     def emit_c_pow2(self, node: Node, nq: NodeQuant, ctx: Any) -> str:
         """``nn_p2_softmax`` over the axis (and opset rule) of the executor, Q15 int16 output."""
         x, y = node.inputs[0], node.outputs[0]
         if ctx.esize(y) != 2:
             ctx.unsupported("the POW2 softmax writes int16 Q15 codes")
-        shape = ctx.shape(x)
-        axis, legacy = softmax_axis(node, len(shape))
-        outer = int(np.prod(shape[:axis]))
-        inner = 1 if legacy else int(np.prod(shape[axis + 1 :]))
-        length = int(np.prod(shape)) // (outer * inner)
+        outer, length, inner = softmax_c_geometry(node, ctx.shape(x))
         qi = int(nq.info["q_in"][0])
         return (
             f"nn_p2_softmax({ctx.ptr(x)}, {ctx.ptr(y)}, {outer}, {length}, {inner}, "
