@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
 from nnshell.codegen.c_emitter import render_c, runtime_text, write_model
@@ -329,3 +331,89 @@ def test_conv_input_pre_shift_bit_exact(tmp_path: Path) -> None:
     assert q_of(qs.tensors["x"]) == 15  # two readers: the graph input keeps its own Q
     res = verify_arrays(g, qs, xs, tmp_path / "build", "shift")
     assert res.ok, res.summary()
+
+
+@st.composite
+def _conv_chains(draw: st.DrawFn) -> dict:
+    """A random conv (kernel, stride, dilation, padding, groups) optionally followed by a pool
+    and an activation, with random weights."""
+    cin = draw(st.sampled_from([1, 2, 4]))
+    group = draw(st.sampled_from([g for g in (1, 2, 4) if cin % g == 0]))
+    cout = group * draw(st.integers(1, 3))
+    k = draw(st.integers(1, 4))
+    return {
+        "cin": cin,
+        "cout": cout,
+        "group": group,
+        "k": k,
+        "stride": draw(st.integers(1, 2)),
+        "dil": draw(st.integers(1, 2)),
+        "pads": draw(st.lists(st.integers(0, k - 1), min_size=4, max_size=4)),
+        "pool": draw(st.sampled_from([None, "MaxPool", "AveragePool"])),
+        "act": draw(st.sampled_from([None, "Relu", "LeakyRelu", "Clip"])),
+        "bits": draw(st.sampled_from([8, 16])),
+        "seed": draw(st.integers(0, 2**16)),
+    }
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_conv_chains())
+def test_random_conv_chains_bit_exact(spec: dict) -> None:
+    """Property: for any conv geometry, with or without a fused pool and activation, in 8 or
+    16 bits, the generated C equals the POW2 executor on every layer."""
+    import tempfile
+
+    r = np.random.default_rng(spec["seed"])
+    w = r.standard_normal((spec["cout"], spec["cin"] // spec["group"], spec["k"], spec["k"]))
+    inits = {
+        "W": (w * 0.5).astype(np.float32),
+        "B": (r.standard_normal(spec["cout"]) * 0.1).astype(np.float32),
+        "lo": np.array(0.0, np.float32),
+        "hi": np.array(6.0, np.float32),
+    }
+    mk = helper.make_node
+    nodes = [
+        mk(
+            "Conv",
+            ["x", "W", "B"],
+            ["c"],
+            strides=[spec["stride"]] * 2,
+            dilations=[spec["dil"]] * 2,
+            pads=spec["pads"],
+            group=spec["group"],
+        )
+    ]
+    last = "c"
+    if spec["pool"]:
+        nodes.append(mk(spec["pool"], [last], ["p"], kernel_shape=[2, 2], strides=[2, 2]))
+        last = "p"
+    if spec["act"] == "Clip":
+        nodes.append(mk("Clip", [last, "lo", "hi"], ["a"]))
+        last = "a"
+    elif spec["act"]:
+        nodes.append(mk(spec["act"], [last], ["a"]))
+        last = "a"
+    nodes.append(mk("Identity", [last], ["y"]))
+    graph = helper.make_graph(
+        nodes,
+        "prop",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", spec["cin"], 11, 9])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(v, k) for k, v in inits.items()],
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "p.onnx"
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+        g = load_onnx(str(path))
+        run_scheme(g, "pow2")
+        xs = r.uniform(-2, 2, (8, spec["cin"], 11, 9)).astype(np.float32)
+        stats: dict[str, TensorStats] = {}
+        run_float(
+            g,
+            {g.inputs[0]: xs},
+            observer=lambda n, v, s=stats: s.setdefault(n, TensorStats()).update(v),
+        )
+        opts = Pow2Options(RangeMode("minmax"), True, True, spec["bits"])
+        qs = quantize_graph_pow2(g, stats, opts)
+        res = verify_arrays(g, qs, xs, Path(tmp) / "build", "prop")
+        assert res.ok, res.summary()
