@@ -21,7 +21,9 @@ import dataclasses
 import glob
 import os
 import re
+import struct
 import warnings
+import zlib
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -217,19 +219,105 @@ def _pil() -> Any:
     return Image
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: Colour types of 8-bit PNGs :func:`_plain_png` reads, with their PIL mode (= raw mode).
+_PLAIN_PNG_MODES = {0: "L", 2: "RGB", 4: "LA", 6: "RGBA"}
+#: Chunks before the image data that change nothing PIL decodes (any other goes to PIL).
+_PLAIN_PNG_CHUNKS = frozenset({b"gAMA", b"cHRM", b"sRGB", b"pHYs", b"tIME", b"tEXt"})
+
+
+#: Largest file :func:`_plain_png` reads whole (larger ones are streamed by PIL).
+_PLAIN_PNG_MAX_BYTES = 16 << 20
+
+
+def _small_file(path: str) -> bytes | None:
+    """The whole file in two system calls (None: unreadable or above the size limit)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        size = os.fstat(fd).st_size
+        if size > _PLAIN_PNG_MAX_BYTES:
+            return None
+        data = os.read(fd, size)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return data if len(data) == size else None
+
+
+def _plain_png(path: str, Image: Any) -> Any:
+    """A plain PNG decoded by PIL's own PNG decoder without its per-file Python parsing.
+
+    Plain: 8-bit L, LA, RGB or RGBA, not interlaced, every chunk's CRC right, the image data in
+    consecutive IDAT chunks followed by IEND, nothing else but :data:`_PLAIN_PNG_CHUNKS` (what
+    small calibration images are). The same zlib stream goes through the same decoder as in
+    ``Image.open(path).load()``, so the pixels are the same, in about two thirds of the time on
+    small images. None for anything else, which PIL's full reader then decodes (or reports).
+    """
+    data = _small_file(path)
+    if data is None or not data.startswith(_PNG_SIGNATURE) or len(data) < 45:
+        return None
+    view = memoryview(data)
+    length, cid = struct.unpack_from(">I4s", data, 8)
+    if cid != b"IHDR" or length != 13:
+        return None
+    w, h, depth, ctype, compression, filtering, interlace = struct.unpack_from(">IIBBBBB", data, 16)
+    mode = _PLAIN_PNG_MODES.get(ctype)
+    limit = Image.MAX_IMAGE_PIXELS or MAX_PIXELS
+    if mode is None or depth != 8 or compression or filtering or interlace:
+        return None
+    if not 0 < w * h <= min(MAX_PIXELS, limit):
+        return None
+    idat: list[memoryview] = []
+    pos = 8
+    while pos + 12 <= len(data):
+        length, cid = struct.unpack_from(">I4s", data, pos)
+        end = pos + 8 + length
+        if end + 4 > len(data) or data[end : end + 4] != zlib.crc32(view[pos + 4 : end]).to_bytes(
+            4, "big"
+        ):
+            return None
+        if cid == b"IDAT":
+            idat.append(view[pos + 8 : end])
+        elif cid == b"IEND":
+            break
+        elif idat or (pos > 8 and cid not in _PLAIN_PNG_CHUNKS):
+            return None  # a chunk after the image data, or one that may matter
+        pos = end + 4
+    else:
+        return None  # no IEND
+    if not idat:
+        return None
+    try:
+        return Image.frombytes(mode, (w, h), b"".join(idat), "zip", mode)
+    except Exception:  # noqa: BLE001 - PIL's full reader gives the verdict and the message
+        return None
+
+
 def _read_pil(path: str, opts: InputOptions, expected: tuple[int, ...]) -> np.ndarray:
+    """The decoded pixels as float32 (the raw values: 0..255 for 8-bit images)."""
+    return _decode_pil(path, opts, expected).astype(np.float32, copy=False)
+
+
+def _decode_pil(path: str, opts: InputOptions, expected: tuple[int, ...]) -> np.ndarray:
+    """The decoded pixels in the image's own dtype (uint8 for 8-bit modes): 4x smaller than
+    float32 to cache and transpose; widening to float32 later gives the same numbers."""
     Image = _pil()
     name = os.path.basename(path)
-    bad = ImageError(f"'{name}' is not a readable image (truncated or corrupt)")
     try:
-        with Image.open(path) as img:
+        plain = _plain_png(path, Image) if path[-4:].lower() == ".png" else None
+        with plain if plain is not None else Image.open(path) as img:
             w, h = img.size
             if w * h > MAX_PIXELS:
                 raise ImageError(
                     f"'{name}' is {w}x{h} pixels, above the limit of {MAX_PIXELS} "
                     "(possible decompression bomb)"
                 )
-            img.load()
+            if plain is None:
+                img.load()
             if opts.mode is not None:
                 img = img.convert(opts.mode)
             elif img.mode == "P":
@@ -242,7 +330,7 @@ def _read_pil(path: str, opts: InputOptions, expected: tuple[int, ...]) -> np.nd
                     img = img.convert("I")
                 if size != (h, w):
                     img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-            arr = np.asarray(img, dtype=np.float32)
+            arr = np.asarray(img)
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -252,7 +340,7 @@ def _read_pil(path: str, opts: InputOptions, expected: tuple[int, ...]) -> np.nd
     except FileNotFoundError:
         raise ImageError(f"'{path}' does not exist") from None
     except (OSError, SyntaxError, ValueError, EOFError):
-        raise bad from None
+        raise ImageError(f"'{name}' is not a readable image (truncated or corrupt)") from None
     return arr
 
 
@@ -367,7 +455,9 @@ def _load(
         if not np.isfinite(arr).all():  # NaN/inf would poison calibration and integer rounding
             raise ImageError(f"'{name}' holds NaN or infinite values")
     else:
-        arr = _read_pil(path, opts, expected)
+        arr = _decode_pil(path, opts, expected)
+        if normalise or arr.dtype != np.uint8:
+            arr = arr.astype(np.float32, copy=False)
     if normalise:
         arr = _normalise(arr, opts, name)
     return _layout(arr, opts, expected, name, raw=ext == "raw")
@@ -452,6 +542,35 @@ def _cached_load(
     return value
 
 
+#: ``-N`` operations whose float64 results might depend on where a value sits in the array
+#: (SIMD kernels against scalar ones); the rest is IEEE arithmetic, exact per element.
+_POSITION_DEPENDENT = re.compile(r"\*\*|//|%|\b(exp|log)\b")
+
+
+@lru_cache(maxsize=8)
+def _uint8_table(opts: InputOptions) -> np.ndarray | None:
+    """The normalised values of every pair of pixel values, as 65,536 8-byte entries: entry
+    ``k`` holds the float32 of the first then the second byte of the uint16 ``k`` in memory
+    order (None: compute batch by batch). Looked up with the batch viewed as uint16, half as
+    many lookups as pixels.
+
+    Normalisation is elementwise, so the table gives every pixel exactly the float32 the batch
+    computation gives it. Not used when a value normalises to inf/NaN (the batch computation
+    names the file) or when the expression uses exp, log, ``**``, ``//`` or ``%``.
+    """
+    if opts.norm_func is not None and _POSITION_DEPENDENT.search(opts.norm_func):
+        return None
+    try:
+        table = _normalise(np.arange(256, dtype=np.float32), opts, "table")
+    except ExpressionError:
+        return None
+    if table.shape != (256,) or not np.isfinite(table).all():
+        return None
+    pairs = np.take(table, np.arange(65536, dtype=np.uint16).view(np.uint8)).view(np.uint64)
+    pairs.setflags(write=False)
+    return pairs
+
+
 def _normalise_batch(names: list[str], arrays: list[np.ndarray], opts: InputOptions) -> np.ndarray:
     """Stack decoded images and normalise the whole batch at once (elementwise: the same
     numbers as image by image, without a Python call per image). A failing expression is
@@ -459,6 +578,12 @@ def _normalise_batch(names: list[str], arrays: list[np.ndarray], opts: InputOpti
     batch = np.stack(arrays)
     if opts.formatter is not None:  # the formatter already produced the network input
         return batch.astype(np.float32, copy=False)
+    if batch.dtype == np.uint8:
+        pairs = _uint8_table(opts)
+        if pairs is not None and batch.size % 2 == 0:
+            flat = np.take(pairs, batch.reshape(-1).view(np.uint16))
+            return flat.view(np.float32).reshape(batch.shape)
+        batch = batch.astype(np.float32)
     try:
         return _normalise(batch, opts, "batch")
     except ExpressionError:

@@ -231,6 +231,69 @@ def test_text_file_named_png(tmp_path: Path) -> None:
         load_image(str(path), InputOptions(), (3, 32, 32))
 
 
+def _png_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
+    out, pos = [], 8
+    while pos < len(data):
+        (length,) = struct.unpack_from(">I", data, pos)
+        out.append((data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]))
+        pos += 12 + length
+    return out
+
+
+def _png_bytes(chunks: list[tuple[bytes, bytes]], bad_crc: bytes = b"") -> bytes:
+    out = b"\x89PNG\r\n\x1a\n"
+    for cid, body in chunks:
+        crc = 0 if cid == bad_crc else zlib.crc32(cid + body)
+        out += struct.pack(">I", len(body)) + cid + body + struct.pack(">I", crc)
+    return out
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA"])
+def test_plain_png_reader_gives_pil_pixels(tmp_path: Path, mode: str) -> None:
+    rng = np.random.default_rng(3)
+    shape = (5, 7) if mode == "L" else (5, 7, len(mode))
+    path = tmp_path / "a.png"
+    Image.fromarray(rng.integers(0, 256, shape, np.uint8), mode).save(path)
+    chunks = _png_chunks(path.read_bytes())
+    (z,) = [body for cid, body in chunks if cid == b"IDAT"]
+    split = tmp_path / "split.png"  # the image data over three IDAT chunks, a gAMA before them
+    split.write_bytes(
+        _png_bytes(
+            [chunks[0], (b"gAMA", struct.pack(">I", 45455))]
+            + [(b"IDAT", z[:3]), (b"IDAT", z[3:9]), (b"IDAT", z[9:])]
+            + [chunks[-1]]
+        )
+    )
+    pil = images._pil()
+    for p in (path, split):
+        plain = images._plain_png(str(p), pil)
+        with Image.open(p) as ref:
+            assert plain is not None and plain.mode == ref.mode == mode
+            np.testing.assert_array_equal(np.asarray(plain), np.asarray(ref))
+
+
+def test_other_pngs_are_left_to_pil(tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    rgb = Image.fromarray(rng.integers(0, 256, (6, 6, 3), np.uint8))
+    rgb.save(tmp_path / "rgb.png")
+    chunks = _png_chunks((tmp_path / "rgb.png").read_bytes())
+    rgb.convert("P").save(tmp_path / "palette.png")
+    Image.fromarray(rng.integers(0, 65535, (6, 6), np.uint16)).save(tmp_path / "deep.png")
+    rgb.save(tmp_path / "trns.png", transparency=(1, 2, 3))
+    (tmp_path / "late_text.png").write_bytes(
+        _png_bytes(chunks[:-1] + [(b"tEXt", b"k\x00v"), chunks[-1]])
+    )
+    (tmp_path / "idat_crc.png").write_bytes(_png_bytes(chunks, bad_crc=b"IDAT"))
+    (tmp_path / "no_iend.png").write_bytes(_png_bytes(chunks[:-1]))
+    pil = images._pil()
+    for name in ("palette", "deep", "trns", "late_text", "idat_crc", "no_iend"):
+        path = str(tmp_path / f"{name}.png")
+        assert images._plain_png(path, pil) is None, name
+        with Image.open(path) as ref:  # PIL's reader still decodes every one of them
+            want = np.asarray(ref.convert("RGB") if ref.mode == "P" else ref, np.float32)
+        np.testing.assert_array_equal(images._read_pil(path, InputOptions(), (6, 6)), want)
+
+
 def _png_claiming(path: Path, width: int, height: int) -> str:
     """A valid 1x1 PNG whose IHDR is patched (with a correct CRC) to claim ``width x height``."""
     Image.new("L", (1, 1)).save(path)
@@ -317,6 +380,36 @@ def test_iter_batches_order_and_sizes(tmp_path: Path, workers: int | None) -> No
     assert report.loaded == 10 and report.auto_transposed == 10
 
 
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"norm_func": NORM},
+        {"divisor": 255.0, "offset": -0.5},
+        {"norm_func": "x: clip(round(x/3), 5, 60) - sqrt(x)"},
+        {"norm_func": "x: exp(x/255) - x**2"},  # computed batch by batch, not by table
+        {"norm_func": "x: 1/x"},  # inf for 0: computed batch by batch, names the file
+    ],
+)
+def test_batches_of_8bit_images_normalise_like_one_image(tmp_path: Path, kwargs: dict) -> None:
+    arrays = [_rgb(i, 8, 8) for i in range(3)]
+    arrays[0][arrays[0] == 0] = 1
+    arrays[1][0, 0] = (0, 128, 255)  # 1/x is inf here: the error names 1.png
+    files = [_save(tmp_path / f"{i}.png", a) for i, a in enumerate(arrays)]
+    opts = InputOptions(**kwargs)
+    try:
+        want = np.stack([load_image(f, opts, (3, 8, 8)) for f in files])
+    except ExpressionError as exc:
+        assert "'1.png'" in exc.message
+        with pytest.raises(ExpressionError) as got:
+            list(iter_batches(files, opts, (3, 8, 8), 3))
+        assert got.value.message == exc.message
+        return
+    (batch,) = [b for _, b in iter_batches(files, opts, (3, 8, 8), 3)]
+    assert batch.dtype == np.float32
+    np.testing.assert_array_equal(batch, want)
+
+
 def test_iter_batches_errors(tmp_path: Path) -> None:
     good = _save(tmp_path / "a.png", _rgb(0, 8, 8))
     bad = tmp_path / "b.png"
@@ -361,7 +454,7 @@ def test_decode_cache_reuses_and_notices_edits(tmp_path: Path) -> None:
     os.utime(p, ns=(os.stat(p).st_atime_ns, os.stat(p).st_mtime_ns + 1_000_000))
     edited = next(iter_batches([str(p)], opts, (3, 8, 8), cache=cache))[1]
     assert edited.min() == 200.0
-    tiny = DecodeCache(max_bytes=3 * 8 * 8 * 4)  # room for exactly one image
+    tiny = DecodeCache(max_bytes=3 * 8 * 8)  # room for exactly one image (8-bit pixels)
     for k in range(3):
         q = tmp_path / f"b{k}.png"
         Image.fromarray(np.full((8, 8, 3), k, np.uint8)).save(q)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -82,3 +83,74 @@ def test_parse_mode_errors() -> None:
     for bad in ("max", "percentile:abc", "percentile:20", "mse:3"):
         with pytest.raises(UsageError):
             parse_mode(bad)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(-30, 30), st.integers(1, 4))
+def test_float32_batches_give_the_float64_statistics_exactly(
+    seed: int, exponent: int, batches: int
+) -> None:
+    """float32 activations take a float32 path for min/max and the histogram: same numbers."""
+    rng = np.random.default_rng(seed)
+    s32, s64 = TensorStats(), TensorStats()
+    for k in range(batches):
+        x = (rng.standard_normal((3, 50)) * 2.0**exponent).astype(np.float32)
+        x[0, :5] = 0.0
+        x[1, 0] = rng.choice([2.0 ** (exponent + 2), -(2.0 ** (exponent + 3))])  # |x| == R
+        s32.update(x, 3 * k)
+        s64.update(x.astype(np.float64), 3 * k)
+    assert s32.to_dict() == s64.to_dict()
+    assert np.array_equal(s32.hist, s64.hist)
+
+
+def _fused_sample_and_batches(n: int = 40, batch: int = 16):  # noqa: ANN202
+    graph = load_onnx(str(SAMPLE_MODEL))
+    run_scheme(graph, "scale8")
+    files = expand_files([str(CALIB_DIR)])[:n]
+    opts = InputOptions(norm_func="x: (x/255 - 0.5)/0.5")
+    return graph, files, list(iter_batches(files, opts, (3, 32, 32), batch_size=batch))
+
+
+def test_fast_runner_pass_equals_a_serial_loop() -> None:
+    """The onnxruntime pass overlaps reading with the runner: the numbers of a plain loop."""
+    from nnshell.exec.ort_backend import make_runner
+
+    graph, files, batches = _fused_sample_and_batches()
+    keep = [o for n in graph.nodes for o in n.outputs]
+    fast = make_runner(graph, batches[0][1][:2], keep)
+    assert fast is not None
+    want: dict[str, TensorStats] = {}
+    first = 0
+    for names, batch in batches:
+        values = {graph.inputs[0]: batch, **fast.run({graph.inputs[0]: batch})}
+        for name in [graph.inputs[0], *keep]:
+            want.setdefault(name, TensorStats()).update(values[name], first)
+        first += len(names)
+    seen: list[int] = []
+    got, order = collect_stats(graph, iter(batches), len(files), lambda d, t: seen.append(d), fast)
+    assert order == files and seen == [16, 32, 40] and list(got) == list(want)
+    for name, s in want.items():
+        assert got[name].to_dict() == s.to_dict() and np.array_equal(got[name].hist, s.hist)
+
+
+def test_fast_runner_pass_stops_at_a_bad_batch() -> None:
+    from nnshell.errors import ImageError
+    from nnshell.exec.ort_backend import make_runner
+
+    graph, _, batches = _fused_sample_and_batches()
+    fast = make_runner(graph, batches[0][1][:2], [o for n in graph.nodes for o in n.outputs])
+    runs: list[int] = []
+
+    class Counting:
+        def run(self, feeds):  # noqa: ANN001, ANN202
+            out = fast.run(feeds)
+            runs.append(1)
+            return out
+
+    def failing():  # noqa: ANN202
+        yield batches[0]
+        raise ImageError("'bad.png' is not a readable image")
+
+    with pytest.raises(ImageError, match="bad.png"):
+        collect_stats(graph, failing(), 40, None, Counting())
+    assert runs == [1]  # the first batch's run had finished when the error came out

@@ -40,17 +40,22 @@ class TensorStats:
 
     def update(self, batch: np.ndarray, first_index: int = 0) -> None:
         """Fold one batch (leading batch axis) into the statistics."""
-        flat = batch.reshape(batch.shape[0], -1).astype(np.float64, copy=False)
+        flat = batch.reshape(batch.shape[0], -1)
+        if flat.dtype != np.float32:  # float32 is widened exactly where float64 is needed
+            flat = flat.astype(np.float64, copy=False)
         mins, maxs = flat.min(axis=1), flat.max(axis=1)
         i_lo, i_hi = int(mins.argmin()), int(maxs.argmax())
-        if mins[i_lo] < self.min:
-            self.min, self.argmin = float(mins[i_lo]), first_index + i_lo
-        if maxs[i_hi] > self.max:
-            self.max, self.argmax = float(maxs[i_hi]), first_index + i_hi
+        lo, hi = float(mins[i_lo]), float(maxs[i_hi])
+        if lo < self.min:
+            self.min, self.argmin = lo, first_index + i_lo
+        if hi > self.max:
+            self.max, self.argmax = hi, first_index + i_hi
         n_b = flat.size
-        mean_b = float(flat.mean())
-        dev = flat - mean_b  # a fresh array: squared in place (same values, one temporary less)
+        dev = flat.astype(np.float64)  # a fresh float64 copy: centred and squared in place
+        mean_b = float(dev.mean())
+        np.subtract(dev, mean_b, out=dev)
         m2_b = float(np.square(dev, out=dev).sum())
+        del dev
         n = self.count + n_b
         delta = mean_b - self.mean_
         self.mean_ += delta * n_b / n
@@ -60,11 +65,7 @@ class TensorStats:
         if peak > self.hist_range:
             self._grow(peak)
         if self.hist_range > 0:
-            mag = np.abs(flat)  # a fresh array: scaled in place
-            mag *= HIST_BINS / self.hist_range
-            idx = mag.astype(np.int64)
-            np.minimum(idx, HIST_BINS - 1, out=idx)
-            self.hist += np.bincount(idx.reshape(-1), minlength=HIST_BINS)
+            self.hist += _bin_counts(flat, HIST_BINS / self.hist_range)
         else:
             self.hist[0] += flat.size  # all zeros so far: they stay in bin 0 when R grows
 
@@ -103,6 +104,24 @@ class TensorStats:
         }
 
 
+def _bin_counts(flat: np.ndarray, scale: float) -> np.ndarray:
+    """Counts of ``floor(|x| * scale)`` clipped to the last bin (``|x| * scale <= HIST_BINS``).
+
+    ``scale`` is a power of two, so for float32 data the product is exact in float32 (or below
+    1 where it is not) and the bin of every value is the one float64 arithmetic gives.
+    """
+    mag = np.abs(flat)  # a fresh array: scaled in place
+    if mag.dtype == np.float32 and 2.0**-100 <= scale == float(np.float32(scale)):
+        mag *= np.float32(scale)
+    else:
+        mag = mag.astype(np.float64, copy=False)
+        mag *= scale
+    counts = np.bincount(mag.astype(np.intp).reshape(-1), minlength=HIST_BINS + 1)
+    out = counts[:HIST_BINS].copy()
+    out[-1] += counts[HIST_BINS:].sum()  # |x| == R lands in the last bin, as does nothing else
+    return out
+
+
 #: ``progress(done, total)`` is called after each batch (the shell draws a progress bar).
 Progress = Callable[[int, int], None]
 
@@ -121,9 +140,10 @@ def collect_stats(
     ``fast`` is an optional validated onnxruntime runner returning every node output; without
     it the numpy executor runs with an observer.
     """
+    if fast is not None:
+        return _collect_fast(graph, batches, total, progress, fast)
     stats: dict[str, TensorStats] = {}
     files: list[str] = []
-
     for names, batch in batches:
         first = len(files)
         files.extend(names)
@@ -131,15 +151,44 @@ def collect_stats(
         def observe(name: str, value: np.ndarray, first: int = first) -> None:
             stats.setdefault(name, TensorStats()).update(value, first)
 
-        if fast is not None:
-            observe(graph.inputs[0], batch)
-            values = fast.run({graph.inputs[0]: batch})
-            for node in graph.nodes:
-                for o in node.outputs:
-                    if o in values:
-                        observe(o, values[o])
-        else:
-            run_float(graph, {graph.inputs[0]: batch}, observer=observe)
+        run_float(graph, {graph.inputs[0]: batch}, observer=observe)
         if progress is not None:
             progress(len(files), total)
+    return stats, files
+
+
+def _collect_fast(
+    graph: Graph,
+    batches: Iterable[tuple[list[str], np.ndarray]],
+    total: int,
+    progress: Progress | None,
+    fast: Any,
+) -> tuple[dict[str, TensorStats], list[str]]:
+    """:func:`collect_stats` with the onnxruntime runner. The runner works on batch k in a
+    worker thread (onnxruntime releases the GIL) while this thread folds batch k's input into
+    its statistics and reads batch k+1; then batch k's outputs are folded in. Every tensor's
+    statistics take the batches in file order, as in a serial loop: the same numbers. At most
+    two batches are in memory."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    stats: dict[str, TensorStats] = {}
+    files: list[str] = []
+    name_in = graph.inputs[0]
+    outputs = [o for node in graph.nodes for o in node.outputs]
+    it = iter(batches)
+    item = next(it, None)
+    with ThreadPoolExecutor(1, thread_name_prefix="nnshell-ort") as worker:
+        while item is not None:
+            names, batch = item
+            first = len(files)
+            files.extend(names)
+            running = worker.submit(fast.run, {name_in: batch})
+            stats.setdefault(name_in, TensorStats()).update(batch, first)
+            item = next(it, None)  # an error here waits for the worker (leaving the with)
+            values = running.result()
+            for o in outputs:
+                if o in values:
+                    stats.setdefault(o, TensorStats()).update(values[o], first)
+            if progress is not None:
+                progress(len(files), total)
     return stats, files
