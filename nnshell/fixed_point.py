@@ -396,7 +396,8 @@ def quantize_bias(b: npt.ArrayLike, s_in: float, s_w: npt.ArrayLike, layer: str)
     bf = np.asarray(b, dtype=np.float64)
     if not bool(np.all(np.isfinite(bf))):
         raise QuantizationError(f"layer '{layer}': bias contains NaN or infinity")
-    ratio = bf / sb
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        ratio = bf / sb  # a scale that underflowed to 0 gives inf: refused just below
     if ratio.size and not bool(np.all(np.abs(ratio) < 2.0**62)):
         bad = float(ratio.flat[int(np.argmax(np.abs(ratio)))])
         raise QuantizationError(
