@@ -3,6 +3,7 @@
 from nnshell.ops import (  # noqa: F401 - registration
     activation,
     conv,
+    conv_transpose,
     elementwise,
     fused,
     gemm,

@@ -4,6 +4,10 @@
   (axis 1), ε = 1e-5 by default. Training mode and the legacy ``spatial=0`` form are rejected.
 - LRN (float only): ``y = x / (bias + α/size · Σ_{c' ∈ window(c)} x_{c'}²)^β`` where the window
   covers channels ``c - ⌊(size-1)/2⌋ .. c + ⌈(size-1)/2⌉``.
+- InstanceNormalization (float only): ``y = scale · (x - μ) / √(σ² + ε) + B`` where μ and σ²
+  are the mean and the (biased) variance of one sample's channel over its spatial axes;
+  ``scale`` and ``B`` are constants with one value per channel. Each sample is normalised on
+  its own, so a batched run equals N runs of batch 1.
 """
 
 from __future__ import annotations
@@ -156,3 +160,53 @@ class LRN(OpDef):
 
     def macs(self, node: Node, ins: Sequence[TensorInfo | None], outs: Sequence[TensorInfo]) -> int:
         return outs[0].size * (node.attrs.size + 2)
+
+
+@dataclass(frozen=True)
+class InstanceNormAttrs:
+    """InstanceNormalization attribute."""
+
+    epsilon: float = 1e-5
+
+
+@register
+class InstanceNormalization(OpDef):
+    """Per-sample, per-channel normalisation over the spatial axes (style transfer, GANs)."""
+
+    name = "InstanceNormalization"
+    onnx_types = ("InstanceNormalization",)
+    Attrs = InstanceNormAttrs
+    kind = "norm"
+    ignored_attrs = frozenset({"consumed_inputs"})
+
+    def infer(self, node: Node, ins: Sequence[TensorInfo | None]) -> list[Shape]:
+        x = ins[0]
+        assert x is not None
+        if len(x.shape) < 3:
+            raise ShapeError(f"{node.name}: InstanceNormalization needs an N×C×spatial input")
+        for i, what in enumerate(("scale", "B"), start=1):
+            t = ins[i] if i < len(ins) else None
+            if t is None or t.const is None:
+                raise ShapeError(f"{node.name}: InstanceNormalization needs a constant {what}")
+            if t.const.size != x.shape[1]:
+                raise ShapeError(
+                    f"{node.name}: {what} has {t.const.size} values for {x.shape[1]} channels"
+                )
+        return [x.shape]
+
+    def run_float(self, node: Node, *xs: np.ndarray | None) -> list[np.ndarray]:
+        x, scale, b = xs[:3]
+        assert x is not None and scale is not None and b is not None
+        dt = np.result_type(x.dtype, np.float32)
+        x = x.astype(dt, copy=False)
+        axes = tuple(range(2, x.ndim))
+        bshape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
+        y = x - x.mean(axis=axes, keepdims=True)
+        var = np.mean(np.square(y), axis=axes, keepdims=True)
+        y *= scale.reshape(bshape).astype(dt) / np.sqrt(var + dt.type(node.attrs.epsilon))
+        y += b.reshape(bshape).astype(dt)
+        return [y]
+
+    def macs(self, node: Node, ins: Sequence[TensorInfo | None], outs: Sequence[TensorInfo]) -> int:
+        """Three per element: the mean, the variance and the affine ``(x - μ)·m + B``."""
+        return 3 * outs[0].size

@@ -1,4 +1,4 @@
-"""Data-movement ops: Transpose, Squeeze, Unsqueeze, Concat, Split, Slice, Gather.
+"""Data-movement ops: Transpose, Squeeze, Unsqueeze, Concat, Split, Slice, Gather, Tile.
 
 - Transpose: ``y = x.transpose(perm)`` (default perm reverses the axes).
 - Squeeze / Unsqueeze: drop / insert size-1 axes (``axes`` attribute before opset 13, constant
@@ -7,12 +7,13 @@
   attribute, constant input or ``num_outputs`` equal chunks).
 - Slice: ``y = x[starts:ends:steps]`` on ``axes`` (constant attributes or inputs).
 - Gather: ``y = take(x, indices, axis)`` with constant indices.
+- Tile: ``y = tile(x, repeats)`` with constant repeats (float only: no quantizer yet).
 
 Every axis refers to the batched ONNX shape; an op that would move, cut or merge the batch axis
 (axis 0) is rejected with a ShapeError so a batched run always equals N runs of batch 1.
 
-POW2: every one moves codes unchanged (a shift when its output's Q differs); Concat shifts each
-input to the output's Q.
+POW2: every one but Tile moves codes unchanged (a shift when its output's Q differs); Concat
+shifts each input to the output's Q.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from nnshell.errors import QuantizationError, ShapeError
+from nnshell.errors import QuantizationError, ShapeError, UnsupportedOpError
 from nnshell.fixed_pow2 import Pow2Context, q_of, requant
 from nnshell.ir import Node, Shape, TensorInfo
 from nnshell.ops import _pow2
@@ -450,3 +451,40 @@ class Gather(_Shape):
         x, idx = xs[0], xs[1]
         assert x is not None and idx is not None
         return [np.take(x, idx.astype(np.int64), axis=node.attrs.axis % x.ndim)]
+
+
+@register
+class Tile(OpDef):
+    """Repeat the input ``repeats[i]`` times along each non-batch axis ``i``.
+
+    No SQ8 / POW2 hooks yet, so quantizing a graph with a Tile names it as not quantizable.
+    """
+
+    name = "Tile"
+    onnx_types = ("Tile",)
+    kind = "shape"
+
+    def infer(self, node: Node, ins: Sequence[TensorInfo | None]) -> list[Shape]:
+        x = ins[0]
+        assert x is not None
+        if len(ins) > 2:
+            raise UnsupportedOpError(
+                f"{node.name}: the Tile-1 form (tiles and axis inputs) is not supported"
+            )
+        reps = int_list(const_input(ins, 1, node, "repeats"))
+        if reps is None:
+            raise ShapeError(f"{node.name}: Tile needs a repeats input")
+        if len(reps) != len(x.shape):
+            raise ShapeError(
+                f"{node.name}: Tile repeats {reps} do not have one value per axis of {x.shape}"
+            )
+        if min(reps) < 1:
+            raise ShapeError(f"{node.name}: Tile repeats {reps} must be positive")
+        if reps[0] != 1:
+            reject_batch_axis([0], node, "repeats along")
+        return [tuple(d * r for d, r in zip(x.shape, reps, strict=True))]
+
+    def run_float(self, node: Node, *xs: np.ndarray | None) -> list[np.ndarray]:
+        x, reps = xs[0], xs[1]
+        assert x is not None and reps is not None
+        return [np.tile(x, (1, *(int(r) for r in np.asarray(reps).reshape(-1)[1:])))]
