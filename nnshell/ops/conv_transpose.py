@@ -1,4 +1,4 @@
-"""ConvTranspose: N-D transposed convolution (1-D, 2-D and 3-D) with groups (float only).
+"""ConvTranspose: N-D transposed convolution (1-D, 2-D and 3-D) with groups.
 
 ``y[n, g·Mg + m, o] = b[g·Mg + m]
 + Σ_{c ∈ group g, k, i : i·s + k·d = o + pad_begin} x[n, g·Cg + c, i] · w[g·Cg + c, m, k]``,
@@ -18,6 +18,19 @@ with weights laid out ``(C, M/group, *kernel)``. Per axis, with ``span = (k - 1)
 The float kernel computes, per kernel tap, one matmul per group over the input channels (the
 whole batch at once) and adds it, strided by ``s``, into an accumulator that covers the
 padding-free output, then crops ``[pad_begin, pad_begin + out)`` per axis.
+
+SQ8 (1-D and 2-D in C): per-output-channel int8 weights, int32 bias and (M, N) exactly as Conv
+(:func:`~nnshell.ops._sq8.quantize_weighted` on the weights regrouped output-channel first,
+``(M, C/group, *kernel)``, the order the NodeQuant stores). Near the borders an output pixel sums
+fewer taps than in the middle, so the input zero-point correction ``-Zi·Σ W`` would vary per
+pixel: the input is made symmetric instead (``q_symmetric_input``, Zi = 0) and the offset is the
+output zero point only. The integer executor runs the float kernel on the codes in an exact float
+type; ``nn_conv_transpose`` gathers, per output pixel, the taps with ``o + pad_begin - k·d``
+divisible by ``s`` (no buffer), then requantizes like ``nn_conv``.
+
+POW2 (as Conv, POW2.md "Conv / linear"): :func:`~nnshell.ops._pow2.quantize_weighted` on the same
+output-channel-first weights, an int64-exact accumulation of the float kernel on the codes, and
+``nn_p2_conv_transpose`` (the gather of ``nn_conv_transpose`` with ``nn_p2_conv``'s arithmetic).
 """
 
 from __future__ import annotations
@@ -25,12 +38,17 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from nnshell.errors import ShapeError
+from nnshell.errors import QuantizationError, ShapeError
+from nnshell.fixed_point import exact_float_dtype
+from nnshell.fixed_pow2 import Pow2Context
 from nnshell.ir import Node, Shape, TensorInfo
+from nnshell.ops import _pow2, _sq8
 from nnshell.ops.registry import OpDef, register
+from nnshell.qrecord import NodeQuant, QuantContext
 
 
 @dataclass(frozen=True)
@@ -179,6 +197,22 @@ def conv_transpose_float(
     return y
 
 
+def to_output_major(w: np.ndarray, group: int) -> np.ndarray:
+    """``(C, M/group, *k)`` weights as ``(M, C/group, *k)`` (output channel ``g·Mg + m`` first)."""
+    c, mg = w.shape[:2]
+    kernel = w.shape[2:]
+    wg = w.reshape(group, c // group, mg, *kernel).swapaxes(1, 2)
+    return np.ascontiguousarray(wg.reshape(group * mg, c // group, *kernel))
+
+
+def to_input_major(w: np.ndarray, group: int) -> np.ndarray:
+    """The inverse of :func:`to_output_major`: back to the ONNX ``(C, M/group, *k)`` order."""
+    m, cg = w.shape[:2]
+    kernel = w.shape[2:]
+    wg = w.reshape(group, m // group, cg, *kernel).swapaxes(1, 2)
+    return np.ascontiguousarray(wg.reshape(group * cg, m // group, *kernel))
+
+
 @register
 class ConvTranspose(OpDef):
     """Transposed ("de-") convolution with optional bias: the upsampling layer of decoders."""
@@ -232,3 +266,118 @@ class ConvTranspose(OpDef):
         x, w = ins[0], ins[1]
         assert x is not None and w is not None
         return int(np.prod(x.shape[2:], dtype=np.int64)) * int(np.prod(w.shape, dtype=np.int64))
+
+    # -- SQ8 (SQ8.md §3-§5, as Conv) -----------------------------------------------------------
+    q_asym_output = True
+
+    def q_symmetric_input(self, node: Node, idx: int) -> str | None:
+        """An output pixel sums a varying number of taps near the borders, so the input
+        zero-point correction is not a per-channel constant: the input must have Zi = 0."""
+        return "transposed conv: taps per output pixel vary" if idx == 0 else None
+
+    def quantize_sq8(self, ctx: QuantContext) -> NodeQuant:
+        """Per-output-channel int8 weights (stored ``(M, C/group, *k)``), int32 bias, the output
+        zero-point offset and (M, N) per channel, through :func:`_sq8.quantize_weighted`."""
+        node = ctx.node
+        w = ctx.const(1)
+        if w is None:
+            raise QuantizationError(f"{node.name}: ConvTranspose weights are not constant")
+        qin = ctx.in_q[0]
+        if qin is None or qin.zero_point != 0:
+            raise QuantizationError(f"{node.name}: ConvTranspose needs a symmetric input (Zi = 0)")
+        group = node.attrs.group
+        wm = to_output_major(np.asarray(w), group)
+        nq = _sq8.quantize_weighted(ctx, wm, ctx.const(2), int(np.prod(wm.shape[1:])))
+        x = ctx.graph.tensors[node.inputs[0]]
+        nq.info["geometry"] = conv_transpose_geometry(node, x.shape, w.shape)
+        return nq
+
+    def run_int(self, node: Node, nq: NodeQuant, *xs: np.ndarray | None) -> list[np.ndarray]:
+        """``clip8(rnorm((Bq + off + Σ Wq·Xq)·M, N))`` per output channel: the float kernel on
+        the codes in a float type where every partial sum is an exact integer."""
+        x = xs[0]
+        assert x is not None
+        strides, dil, begins, outs = nq.info["geometry"]
+        group = node.attrs.group
+        wm = nq.consts["weights"]
+        k = int(np.prod(wm.shape[1:]))
+        ft = exact_float_dtype(k, 128, 128) or np.float64
+        wt = to_input_major(wm, group).astype(ft)
+        acc = conv_transpose_float(x.astype(ft), wt, None, strides, dil, begins, outs, group)
+        return [_sq8.requant_output(acc, nq, k * 128 * 128)]
+
+    def emit_c(self, node: Node, nq: NodeQuant, ctx: Any) -> str:
+        """``nn_conv_transpose`` (1-D and 2-D): gather the taps of each output pixel."""
+        strides, dil, begins, outs = nq.info["geometry"]
+        c = nq.consts
+        x, y = node.inputs[0], node.outputs[0]
+        kernel = c["weights"].shape[2:]
+        conv = ctx.struct(
+            "nn_convt_t",
+            "convt",
+            [
+                *ctx.chw(ctx.shape(x)),
+                *ctx.chw((1, c["weights"].shape[0], *outs)),
+                *ctx.window(kernel, strides, dil, begins),
+                node.attrs.group,
+                ctx.const("weights", c["weights"], "int8_t"),
+                ctx.const("bias", c["bias_total"], "int32_t"),
+                ctx.const("mul", c["mul"], "uint8_t"),
+                ctx.const("shift", c["shift"], "int8_t"),
+            ],
+        )
+        return f"nn_conv_transpose({ctx.ptr8(x)}, {ctx.ptr8(y)}, {conv});"
+
+    # -- POW2 (POW2.md "Conv / linear", as Conv) ----------------------------------------------
+    def quantize_pow2(self, ctx: Pow2Context) -> NodeQuant:
+        """Weights at ``q_w`` (stored ``(M, C/group, *k)``), biases at ``q_b`` and the shifts
+        under the accumulator budget (:func:`~nnshell.ops._pow2.quantize_weighted`)."""
+        node = ctx.node
+        w = ctx.const(1)
+        if w is None:
+            raise QuantizationError(f"{node.name}: ConvTranspose weights are not constant")
+        wm = to_output_major(np.asarray(w), node.attrs.group)
+        nq = _pow2.quantize_weighted(ctx, wm, ctx.const(2), int(np.prod(wm.shape[1:])))
+        x = ctx.graph.tensors[node.inputs[0]]
+        nq.info["geometry"] = conv_transpose_geometry(node, x.shape, w.shape)
+        return nq
+
+    def run_int_pow2(self, node: Node, nq: NodeQuant, *xs: np.ndarray | None) -> list[np.ndarray]:
+        """``clip_bits(shift_round(Σ w·rnorm(x, in_shift) + (b << bias_shift), out_shift))``."""
+        x = xs[0]
+        assert x is not None
+        strides, dil, begins, outs = nq.info["geometry"]
+        group = node.attrs.group
+        wm = nq.consts["weights"]
+        ft = _pow2.float_type(int(np.prod(wm.shape[1:])), _pow2.bits_of(nq), node.name)
+        xf = _pow2.pre_shift(x, nq).astype(ft)
+        wt = to_input_major(wm, group).astype(ft)
+        acc = conv_transpose_float(xf, wt, None, strides, dil, begins, outs, group)
+        return [_pow2.weighted_output(acc, nq)]
+
+    def emit_c_pow2(self, node: Node, nq: NodeQuant, ctx: Any) -> str:
+        """``nn_p2_conv_transpose`` (1-D and 2-D), an ``nn_p2conv_t`` with the crop begins as
+        ``pt`` / ``pl``."""
+        strides, dil, begins, outs = nq.info["geometry"]
+        c = nq.consts
+        x, y = node.inputs[0], node.outputs[0]
+        es = _pow2.code_width(ctx, x, y)
+        if c["weights"].dtype.itemsize != es:
+            ctx.unsupported("weights and activations have different code widths")
+        conv = ctx.struct(
+            "nn_p2conv_t",
+            "convt",
+            [
+                *ctx.chw(ctx.shape(x)),
+                *ctx.chw((1, c["weights"].shape[0], *outs)),
+                *ctx.window(c["weights"].shape[2:], strides, dil, begins),
+                node.attrs.group,
+                es,
+                int(c["in_shift"]),
+                int(c["bias_shift"]),
+                int(c["out_shift"]),
+                ctx.const("weights", c["weights"], _pow2.CTYPE[es]),
+                ctx.const("bias", c["biases"], _pow2.CTYPE[es]),
+            ],
+        )
+        return f"nn_p2_conv_transpose({ctx.ptr(x)}, {ctx.ptr(y)}, {conv});"

@@ -7,13 +7,14 @@
   attribute, constant input or ``num_outputs`` equal chunks).
 - Slice: ``y = x[starts:ends:steps]`` on ``axes`` (constant attributes or inputs).
 - Gather: ``y = take(x, indices, axis)`` with constant indices.
-- Tile: ``y = tile(x, repeats)`` with constant repeats (float only: no quantizer yet).
+- Tile: ``y = tile(x, repeats)`` with constant repeats (``nn_tile`` in C, rank <= 5).
 
 Every axis refers to the batched ONNX shape; an op that would move, cut or merge the batch axis
 (axis 0) is rejected with a ShapeError so a batched run always equals N runs of batch 1.
 
-POW2: every one but Tile moves codes unchanged (a shift when its output's Q differs); Concat
-shifts each input to the output's Q.
+SQ8: every one but Concat moves codes with the input's qtype (Concat rescales inputs whose
+qtype differs). POW2: every one moves codes unchanged (a shift when its output's Q differs);
+Concat shifts each input to the output's Q.
 """
 
 from __future__ import annotations
@@ -454,15 +455,15 @@ class Gather(_Shape):
 
 
 @register
-class Tile(OpDef):
+class Tile(_Shape):
     """Repeat the input ``repeats[i]`` times along each non-batch axis ``i``.
 
-    No SQ8 / POW2 hooks yet, so quantizing a graph with a Tile names it as not quantizable.
+    A data mover (``_Shape``): the codes are tiled unchanged in SQ8 and POW2 (plus the POW2
+    output shift when its Q differs); ``nn_tile`` in C for ranks up to 5.
     """
 
     name = "Tile"
     onnx_types = ("Tile",)
-    kind = "shape"
 
     def infer(self, node: Node, ins: Sequence[TensorInfo | None]) -> list[Shape]:
         x = ins[0]
@@ -482,9 +483,31 @@ class Tile(OpDef):
             raise ShapeError(f"{node.name}: Tile repeats {reps} must be positive")
         if reps[0] != 1:
             reject_batch_axis([0], node, "repeats along")
+        node.meta["tile_reps"] = tuple(int(r) for r in reps)
         return [tuple(d * r for d, r in zip(x.shape, reps, strict=True))]
 
+    @staticmethod
+    def reps(node: Node, given: np.ndarray | None = None) -> tuple[int, ...]:
+        """The repeats: the constant input when given (float run), else those of ``infer``
+        (the integer executors pass constants as None)."""
+        if given is not None:
+            return tuple(int(r) for r in np.asarray(given).reshape(-1))
+        return tuple(node.meta["tile_reps"])
+
     def run_float(self, node: Node, *xs: np.ndarray | None) -> list[np.ndarray]:
-        x, reps = xs[0], xs[1]
-        assert x is not None and reps is not None
-        return [np.tile(x, (1, *(int(r) for r in np.asarray(reps).reshape(-1)[1:])))]
+        x = xs[0]
+        assert x is not None
+        reps = self.reps(node, xs[1] if len(xs) > 1 else None)
+        return [np.tile(x, (1, *reps[1:]))]
+
+    def emit_c(self, node: Node, nq: NodeQuant, ctx: Any) -> str:
+        """``nn_tile`` of a tensor padded to 5-D (its input shape and the repeats)."""
+        x, y = node.inputs[0], node.outputs[0]
+        shape = ctx.shape(x)
+        pad = 5 - len(shape)
+        if pad < 0:
+            ctx.unsupported("a tile of rank > 5")
+        reps = (1,) * pad + (1, *self.reps(node)[1:])
+        shape5 = ctx.const("shape", np.array((1,) * pad + shape), "int32_t")
+        reps5 = ctx.const("reps", np.array(reps), "int32_t")
+        return f"nn_tile({ctx.ptr(x)}, {ctx.ptr(y)}, {shape5}, {reps5}, {ctx.esize(y)});"

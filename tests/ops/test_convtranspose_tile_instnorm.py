@@ -316,7 +316,26 @@ def _conv_then(op: str, tmp_path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("op", ["ConvTranspose", "Tile", "InstanceNormalization"])
+@pytest.mark.parametrize("op", ["ConvTranspose", "Tile"])
+@pytest.mark.parametrize(("scheme", "label"), [("scale8", "SQ8"), ("pow2", "POW2")])
+def test_conv_transpose_and_tile_quantize(
+    shell,  # noqa: ANN001
+    op: str,
+    scheme: str,
+    label: str,
+    tmp_path: Path,
+) -> None:
+    """Both have SQ8 and POW2 hooks (tests/codegen/test_transpose_tile_quant.py checks them)."""
+    ok, _, err = shell.run(f"open {_conv_then(op, tmp_path)}")
+    assert ok, err
+    ok, _, err = shell.run(f"fusions --{scheme}")
+    assert ok, err
+    ok, _, err = shell.run(f"aquant -s {label} {CALIB_DIR}")
+    assert ok, err
+    assert shell.app.session.qstate is not None
+
+
+@pytest.mark.parametrize("op", ["InstanceNormalization"])
 @pytest.mark.parametrize(("scheme", "label"), [("scale8", "SQ8"), ("pow2", "POW2")])
 def test_quantize_names_the_unquantizable_node(
     shell,  # noqa: ANN001

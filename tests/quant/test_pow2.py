@@ -380,7 +380,7 @@ POW2_OPS = {
     *("Conv", "Linear", "Fused", "MaxPool", "AveragePool", "GlobalMaxPool", "GlobalAveragePool"),
     *("Add", "Sum", "Concat", "Relu", "Clip", "LeakyRelu", "Sigmoid", "Tanh", "Softmax"),
     *("Transpose", "Squeeze", "Unsqueeze", "Split", "Slice", "Gather", "Flatten", "Reshape"),
-    *("Identity", "Dropout"),
+    *("Identity", "Dropout", "Tile", "ConvTranspose"),
 }
 
 

@@ -506,3 +506,76 @@ void nn_format(const void *raw, int8_t *out, int h, int w, int c, int layout, in
         }
     }
 }
+
+void nn_tile(const void *in, void *out, const int32_t *shape, const int32_t *reps, size_t esize)
+{
+    const unsigned char *src = (const unsigned char *)in;
+    unsigned char *dst = (unsigned char *)out;
+    const size_t row = (size_t)shape[4] * esize;
+    size_t stride[4];
+    int os[4];
+    int a, i0, i1, i2, i3, r;
+    stride[3] = row;
+    for (a = 2; a >= 0; a--) {
+        stride[a] = stride[a + 1] * (size_t)shape[a + 1];
+    }
+    for (a = 0; a < 4; a++) {
+        os[a] = shape[a] * reps[a];
+    }
+    for (i0 = 0; i0 < os[0]; i0++) {
+        for (i1 = 0; i1 < os[1]; i1++) {
+            for (i2 = 0; i2 < os[2]; i2++) {
+                for (i3 = 0; i3 < os[3]; i3++) {
+                    const unsigned char *s = src + (size_t)(i0 % shape[0]) * stride[0] +
+                                             (size_t)(i1 % shape[1]) * stride[1] +
+                                             (size_t)(i2 % shape[2]) * stride[2] +
+                                             (size_t)(i3 % shape[3]) * stride[3];
+                    for (r = 0; r < reps[4]; r++) {
+                        memcpy(dst, s, row);
+                        dst += row;
+                    }
+                }
+            }
+        }
+    }
+}
+
+void nn_conv_transpose(const int8_t *in, int8_t *out, const nn_convt_t *ct)
+{
+    const int cg = ct->in_c / ct->group;
+    const int mg = ct->out_c / ct->group;
+    const size_t plane = (size_t)ct->in_h * ct->in_w;
+    int co, oy, ox, ci, ky, kx;
+    for (co = 0; co < ct->out_c; co++) {
+        const int8_t *xg = in + (size_t)(co / mg) * cg * plane;
+        const int8_t *w = ct->weights + (size_t)co * cg * ct->kh * ct->kw;
+        for (oy = 0; oy < ct->out_h; oy++) {
+            for (ox = 0; ox < ct->out_w; ox++) {
+                int32_t acc = 0;
+                for (ky = 0; ky < ct->kh; ky++) {
+                    const int ty = oy + ct->pt - ky * ct->dh;
+                    int iy;
+                    if (ty < 0 || ty % ct->sh != 0 || (iy = ty / ct->sh) >= ct->in_h) {
+                        continue;
+                    }
+                    for (kx = 0; kx < ct->kw; kx++) {
+                        const int tx = ox + ct->pl - kx * ct->dw;
+                        const int8_t *x;
+                        const int8_t *wk;
+                        int ix;
+                        if (tx < 0 || tx % ct->sw != 0 || (ix = tx / ct->sw) >= ct->in_w) {
+                            continue;
+                        }
+                        x = xg + (size_t)iy * ct->in_w + ix;
+                        wk = w + (size_t)ky * ct->kw + kx;
+                        for (ci = 0; ci < cg; ci++) {
+                            acc += (int32_t)wk[(size_t)ci * ct->kh * ct->kw] *
+                                   (int32_t)x[(size_t)ci * plane];
+                        }
+                    }
+                }
+                *out++ = requant(acc, ct->bias[co], ct->mul[co], ct->shift[co]);
+            }
+        }
+    }
+}

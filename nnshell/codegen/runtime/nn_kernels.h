@@ -58,6 +58,20 @@ typedef struct {
     const int8_t *shift;
 } nn_conv_t;
 
+/* A (grouped) transposed convolution: out[co, o] sums w[co, c, k] * in[g * cg + c, i] over the
+ * taps with i * s + k * d == o + p (p: the crop begin, pt / pl), then requantizes like nn_conv.
+ * Weights are out_c, in_c/group, kh, kw (output channel first, as nn_conv). */
+typedef struct {
+    int in_c, in_h, in_w;
+    int out_c, out_h, out_w;
+    int kh, kw, sh, sw, dh, dw, pt, pl;
+    int group;
+    const int8_t *weights;
+    const int32_t *bias;
+    const uint8_t *mul;
+    const int8_t *shift;
+} nn_convt_t;
+
 /* Requantization of one Concat input (on == 0: copied unchanged). */
 typedef struct {
     int on;
@@ -99,6 +113,11 @@ void nn_concat(const void *const *ins, int nin, const int32_t *block, const nn_r
 /* Axis permutation of a tensor padded to 5-D (shape of the input, out axis a = in axis perm[a]). */
 void nn_transpose(const void *in, void *out, const int32_t *shape, const int32_t *perm,
                   size_t esize);
+/* Tile of a tensor padded to 5-D (shape of the input): out has shape[a] * reps[a] values on
+ * axis a, out[i] = in[i mod shape] per axis. */
+void nn_tile(const void *in, void *out, const int32_t *shape, const int32_t *reps, size_t esize);
+/* Transposed convolution (no fused pool or activation). */
+void nn_conv_transpose(const int8_t *in, int8_t *out, const nn_convt_t *ct);
 /* Byte copy (reshape, flatten, squeeze, identity). */
 void nn_copy(const void *in, void *out, size_t nbytes);
 /* Input formatter (imageformat): raw H x W x C pixels 0..255 -> C x H x W int8 codes.

@@ -428,3 +428,57 @@ void nn_p2_concat(const void *const *ins, int nin, const int32_t *block, const i
         }
     }
 }
+
+/* One transposed-convolution output: sum w * shift_round(x, in_shift) over the taps with
+ * i * s + k * d == o + p, for one code width. */
+#define NN_P2_TDOT(T)                                                                              \
+    do {                                                                                           \
+        const T *xg = (const T *)in + (size_t)c0 * plane;                                          \
+        const T *ws = (const T *)cv->weights + w0;                                                 \
+        for (ky = 0; ky < cv->kh; ky++) {                                                          \
+            const int ty = oy + cv->pt - ky * cv->dh;                                              \
+            if (ty < 0 || ty % cv->sh != 0 || ty / cv->sh >= cv->in_h) {                           \
+                continue;                                                                          \
+            }                                                                                      \
+            for (kx = 0; kx < cv->kw; kx++) {                                                      \
+                const int tx = ox + cv->pl - kx * cv->dw;                                          \
+                const T *x;                                                                        \
+                const T *wk;                                                                       \
+                if (tx < 0 || tx % cv->sw != 0 || tx / cv->sw >= cv->in_w) {                       \
+                    continue;                                                                      \
+                }                                                                                  \
+                x = xg + (size_t)(ty / cv->sh) * cv->in_w + tx / cv->sw;                           \
+                wk = ws + (size_t)ky * cv->kw + kx;                                                \
+                for (ci = 0; ci < cg; ci++) {                                                      \
+                    acc += (int64_t)wk[(size_t)ci * cv->kh * cv->kw] *                             \
+                           p2_shift(x[(size_t)ci * plane], cv->in_shift);                          \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+    } while (0)
+
+void nn_p2_conv_transpose(const void *in, void *out, const nn_p2conv_t *cv)
+{
+    const int cg = cv->in_c / cv->group;
+    const int mg = cv->out_c / cv->group;
+    const size_t plane = (size_t)cv->in_h * cv->in_w;
+    size_t at = 0;
+    int co, oy, ox, ci, ky, kx;
+    for (co = 0; co < cv->out_c; co++) {
+        const int c0 = (co / mg) * cg;
+        const size_t w0 = (size_t)co * cg * cv->kh * cv->kw;
+        const int64_t b = p2_load(cv->bias, (size_t)co, cv->esize) * ((int64_t)1 << cv->bias_shift);
+        for (oy = 0; oy < cv->out_h; oy++) {
+            for (ox = 0; ox < cv->out_w; ox++) {
+                int64_t acc = 0;
+                if (cv->esize == 1) {
+                    NN_P2_TDOT(int8_t);
+                } else {
+                    NN_P2_TDOT(int16_t);
+                }
+                const int64_t v = p2_clip(p2_shift(acc + b, cv->out_shift), cv->esize);
+                p2_store(out, at++, cv->esize, v);
+            }
+        }
+    }
+}

@@ -53,6 +53,10 @@ typedef struct {
  * the pool. */
 void nn_p2_conv(const void *in, void *out, const nn_p2conv_t *cv, const nn_pool_t *pool,
                 const nn_p2act_t *pre, int npre, const nn_p2act_t *post, int npost);
+/* Transposed convolution (no fused pool or activation): the arithmetic of nn_p2_conv over the
+ * taps with i * s + k * d == o + p (pt / pl: the crop begins); weights out_c, in_c/group, kh,
+ * kw (output channel first). */
+void nn_p2_conv_transpose(const void *in, void *out, const nn_p2conv_t *cv);
 /* Fully connected layer over the flattened input, the arithmetic of nn_p2_conv. */
 void nn_p2_linear(const void *in, void *out, int in_n, int out_n, int esize, const void *weights,
                   const void *bias, int in_shift, int bias_shift, int out_shift);
