@@ -307,3 +307,42 @@ class Pow2Mover:
         """The op's SQ8 C of the data movement (a copy or a transpose), then ``nn_p2_act`` in
         place for the shift; an op without one (Split, Slice, Gather) has no C kernel."""
         return mover_c(self, node, nq, ctx)
+
+
+def conv_struct(
+    ctx: Any,
+    node: Node,
+    nq: NodeQuant,
+    key: str,
+    kernel: Any,
+    strides: Any,
+    dil: Any,
+    pads: Any,
+    outs: Any,
+) -> str:
+    """``&name`` of the ``nn_p2conv_t`` of a conv or transposed conv (``pads``: the conv's
+    leading pads, or the transposed conv's crop begins); weights, biases and activations must
+    share one code width."""
+    c = nq.consts
+    x, y = node.inputs[0], node.outputs[0]
+    es = code_width(ctx, x, y)
+    if c["weights"].dtype.itemsize != es:
+        ctx.unsupported("weights and activations have different code widths")
+    return str(
+        ctx.struct(
+            "nn_p2conv_t",
+            key,
+            [
+                *ctx.chw(ctx.shape(x)),
+                *ctx.chw((1, c["weights"].shape[0], *outs)),
+                *ctx.window(kernel, strides, dil, pads),
+                node.attrs.group,
+                es,
+                int(c["in_shift"]),
+                int(c["bias_shift"]),
+                int(c["out_shift"]),
+                ctx.const("weights", c["weights"], CTYPE[es]),
+                ctx.const("bias", c["biases"], CTYPE[es]),
+            ],
+        )
+    )

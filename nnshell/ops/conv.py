@@ -300,26 +300,7 @@ class Conv(OpDef):
     def emit_c_pow2(self, node: Node, nq: NodeQuant, ctx: Any) -> str:
         """``nn_p2_conv``; a conv-headed fusion passes its pool and activations in ``ctx.tail``."""
         kernel, strides, dil, pads, outs = nq.info["geometry"]
-        c = nq.consts
         x, y = node.inputs[0], node.outputs[0]
-        es = _pow2.code_width(ctx, x, y)
-        if c["weights"].dtype.itemsize != es:
-            ctx.unsupported("weights and activations have different code widths")
-        conv = ctx.struct(
-            "nn_p2conv_t",
-            "conv",
-            [
-                *ctx.chw(ctx.shape(x)),
-                *ctx.chw((1, c["weights"].shape[0], *outs)),
-                *ctx.window(kernel, strides, dil, pads),
-                node.attrs.group,
-                es,
-                int(c["in_shift"]),
-                int(c["bias_shift"]),
-                int(c["out_shift"]),
-                ctx.const("weights", c["weights"], _pow2.CTYPE[es]),
-                ctx.const("bias", c["biases"], _pow2.CTYPE[es]),
-            ],
-        )
+        conv = _pow2.conv_struct(ctx, node, nq, "conv", kernel, strides, dil, pads, outs)
         pool, pre, post = ctx.tail
         return f"nn_p2_conv({ctx.ptr(x)}, {ctx.ptr(y)}, {conv}, {pool}, {pre}, {post});"

@@ -359,25 +359,7 @@ class ConvTranspose(OpDef):
         """``nn_p2_conv_transpose`` (1-D and 2-D), an ``nn_p2conv_t`` with the crop begins as
         ``pt`` / ``pl``."""
         strides, dil, begins, outs = nq.info["geometry"]
-        c = nq.consts
         x, y = node.inputs[0], node.outputs[0]
-        es = _pow2.code_width(ctx, x, y)
-        if c["weights"].dtype.itemsize != es:
-            ctx.unsupported("weights and activations have different code widths")
-        conv = ctx.struct(
-            "nn_p2conv_t",
-            "convt",
-            [
-                *ctx.chw(ctx.shape(x)),
-                *ctx.chw((1, c["weights"].shape[0], *outs)),
-                *ctx.window(c["weights"].shape[2:], strides, dil, begins),
-                node.attrs.group,
-                es,
-                int(c["in_shift"]),
-                int(c["bias_shift"]),
-                int(c["out_shift"]),
-                ctx.const("weights", c["weights"], _pow2.CTYPE[es]),
-                ctx.const("bias", c["biases"], _pow2.CTYPE[es]),
-            ],
-        )
+        kernel = nq.consts["weights"].shape[2:]
+        conv = _pow2.conv_struct(ctx, node, nq, "convt", kernel, strides, dil, begins, outs)
         return f"nn_p2_conv_transpose({ctx.ptr(x)}, {ctx.ptr(y)}, {conv});"
