@@ -129,7 +129,7 @@ def test_c_exp_table_is_the_python_table() -> None:
 
 def test_c_exp_matches_python_on_every_input(tmp_path: Path) -> None:
     """nn_p2_exp_neg_q15 against fixed_pow2.exp_neg_q15 for d in 0..131071 and several q."""
-    for f in ("nn_kernels.h", "nn_pow2.h", "nn_pow2.c"):
+    for f in ("nn_kernels.h", "nn_kernels.c", "nn_pow2.h", "nn_pow2.c"):
         (tmp_path / f).write_text(runtime_text(f))
     (tmp_path / "main.c").write_text(
         '#include <stdio.h>\n#include "nn_pow2.h"\n'
@@ -138,7 +138,7 @@ def test_c_exp_matches_python_on_every_input(tmp_path: Path) -> None:
         '        for (d = 0; d < 131072; d++) { printf("%lld\\n", '
         "(long long)nn_p2_exp_neg_q15(d, q)); }\n    }\n    return 0;\n}\n"
     )
-    cmd = ["gcc", *CFLAGS, "-o", "exp", "main.c", "nn_pow2.c"]
+    cmd = ["gcc", *CFLAGS, "-o", "exp", "main.c", "nn_pow2.c", "nn_kernels.c"]
     subprocess.run(cmd, cwd=tmp_path, check=True, capture_output=True)
     out = subprocess.run([str(tmp_path / "exp")], capture_output=True, text=True, check=True)
     got = np.array(out.stdout.split(), np.int64).reshape(-1, 131072)

@@ -38,8 +38,7 @@ static int8_t act_apply(int8_t v, const nn_act_t *acts, int nacts)
     return v;
 }
 
-/* First and one-past-last kernel tap k with 0 <= base + k * d < size. */
-static void tap_range(int base, int d, int k, int size, int *lo, int *hi)
+void nn_tap_range(int base, int d, int k, int size, int *lo, int *hi)
 {
     int a = 0, b = k;
     while (a < k && base + a * d < 0) {
@@ -65,8 +64,8 @@ static int8_t conv_pixel(const int8_t *in, const nn_conv_t *cv, int co, int oy, 
     const int8_t *w = cv->weights + (size_t)co * cg * cv->kh * cv->kw;
     int32_t acc = 0;
     int ky0, ky1, kx0, kx1, ci, ky, kx;
-    tap_range(iy0, cv->dh, cv->kh, cv->in_h, &ky0, &ky1);
-    tap_range(ix0, cv->dw, cv->kw, cv->in_w, &kx0, &kx1);
+    nn_tap_range(iy0, cv->dh, cv->kh, cv->in_h, &ky0, &ky1);
+    nn_tap_range(ix0, cv->dw, cv->kw, cv->in_w, &kx0, &kx1);
     for (ci = 0; ci < cg; ci++) {
         const int8_t *x = in + (size_t)(c0 + ci) * cv->in_h * cv->in_w + ix0;
         const int8_t *wc = w + (size_t)ci * cv->kh * cv->kw;
@@ -164,7 +163,7 @@ static void conv_row(const int8_t *in, const nn_conv_t *cv, int co, int oy, int 
     for (ox = x0; ox < x1; ox++) {
         acc[ox - x0] = 0;
     }
-    tap_range(iy0, cv->dh, cv->kh, cv->in_h, &ky0, &ky1);
+    nn_tap_range(iy0, cv->dh, cv->kh, cv->in_h, &ky0, &ky1);
     for (ci = 0; ci < cg; ci++) {
         const int8_t *x = in + (size_t)(c0 + ci) * cv->in_h * cv->in_w;
         const int8_t *w = cv->weights + ((size_t)co * cg + ci) * cv->kh * cv->kw;

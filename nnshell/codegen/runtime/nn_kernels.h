@@ -118,6 +118,9 @@ void nn_transpose(const void *in, void *out, const int32_t *shape, const int32_t
 void nn_tile(const void *in, void *out, const int32_t *shape, const int32_t *reps, size_t esize);
 /* Transposed convolution (no fused pool or activation). */
 void nn_conv_transpose(const int8_t *in, int8_t *out, const nn_convt_t *ct);
+/* First and one-past-last kernel tap k with 0 <= base + k * d < size (the taps of a window
+ * that fall inside a map of `size`; shared by the SQ8 and POW2 convolutions). */
+void nn_tap_range(int base, int d, int k, int size, int *lo, int *hi);
 /* Byte copy (reshape, flatten, squeeze, identity). */
 void nn_copy(const void *in, void *out, size_t nbytes);
 /* Input formatter (imageformat): raw H x W x C pixels 0..255 -> C x H x W int8 codes.

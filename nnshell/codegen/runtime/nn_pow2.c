@@ -97,20 +97,6 @@ static int64_t p2_acts(int64_t v, const nn_p2act_t *acts, int nacts, int esize)
     return v;
 }
 
-/* First and one-past-last kernel tap k with 0 <= base + k * d < size. */
-static void p2_taps(int base, int d, int k, int size, int *lo, int *hi)
-{
-    int a = 0, b = k;
-    while (a < k && base + a * d < 0) {
-        a++;
-    }
-    while (b > a && base + (b - 1) * d >= size) {
-        b--;
-    }
-    *lo = a;
-    *hi = b;
-}
-
 /* sum w * shift_round(x, s) over the taps inside the map, for one code width (the compiler
  * unrolls each width on its own: no width test in the inner loop). */
 #define NN_P2_DOT(T)                                                                               \
@@ -148,8 +134,8 @@ static int64_t p2_conv_value(const void *in, const nn_p2conv_t *cv, int co, int 
     const size_t w0 = (size_t)co * cg * cv->kh * cv->kw;
     int64_t acc = 0;
     int ci, ky, kx, ky0, ky1, kx0, kx1;
-    p2_taps(iy0, cv->dh, cv->kh, cv->in_h, &ky0, &ky1);
-    p2_taps(ix0, cv->dw, cv->kw, cv->in_w, &kx0, &kx1);
+    nn_tap_range(iy0, cv->dh, cv->kh, cv->in_h, &ky0, &ky1);
+    nn_tap_range(ix0, cv->dw, cv->kw, cv->in_w, &kx0, &kx1);
     if (cv->esize == 1) {
         NN_P2_DOT(int8_t);
     } else {
