@@ -1,0 +1,184 @@
+"""Bounded reads of files that come from other people (models, states, images, scripts).
+
+Why this exists: a path a user names may be a device (``/dev/zero`` never ends), a FIFO (opening
+or reading it blocks for ever), a socket, or a sparse multi-gigabyte file. Every reader of an
+input file goes through :func:`open_regular` or :func:`read_bytes`, which
+
+* open without blocking (``O_NONBLOCK``, so a FIFO cannot hang the open) and then check the
+  *opened* descriptor with ``fstat`` (no race between the check and the read; a symbolic link to
+  a device is refused like the device itself);
+* accept regular files only;
+* refuse a file larger than the limit of its kind *before* reading it, and never read more than
+  the limit even if the file grows while it is read.
+
+The limits are generous for real work (a 2 GiB ONNX file is protobuf's own ceiling) and can be
+raised with environment variables named in :data:`LIMITS` for the rare user who needs more.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from nnshell.errors import ModelFileError, NnshellError
+
+MiB = 1 << 20
+GiB = 1 << 30
+
+
+@dataclass(frozen=True)
+class Limit:
+    """The largest file of one kind, and the environment variable that raises it."""
+
+    kind: str
+    default: int
+    env: str
+
+    @property
+    def bytes(self) -> int:
+        """The limit in force: the environment's value (bytes) if set and valid, else default."""
+        raw = os.environ.get(self.env)
+        if raw:
+            try:
+                value = int(raw)
+            except ValueError:
+                return self.default
+            if value > 0:
+                return value
+        return self.default
+
+
+MODEL = Limit("model", 2 * GiB, "NNSHELL_MAX_MODEL_BYTES")
+STATE_JSON = Limit("state file", 512 * MiB, "NNSHELL_MAX_STATE_BYTES")
+STATE_ARRAYS = Limit("state array file", 4 * GiB, "NNSHELL_MAX_STATE_ARRAY_BYTES")
+IMAGE = Limit("image", 256 * MiB, "NNSHELL_MAX_IMAGE_BYTES")
+SCRIPT = Limit("script", 16 * MiB, "NNSHELL_MAX_SCRIPT_BYTES")
+TEXT = Limit("text file", 64 * MiB, "NNSHELL_MAX_TEXT_BYTES")
+
+#: Every limit, for documentation and tests.
+LIMITS: tuple[Limit, ...] = (MODEL, STATE_JSON, STATE_ARRAYS, IMAGE, SCRIPT, TEXT)
+
+
+def _describe_mode(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def _human(n: int) -> str:
+    if n >= GiB:
+        return f"{n / GiB:.1f} GiB"
+    if n >= MiB:
+        return f"{n / MiB:.1f} MiB"
+    return f"{n:,} bytes"
+
+
+def open_regular(
+    path: str | os.PathLike[str],
+    what: str,
+    limit: Limit,
+    error: type[NnshellError] = ModelFileError,
+) -> BinaryIO:
+    """Open ``path`` for binary reading if it is a regular file within ``limit``.
+
+    ``what`` names the file in messages ("model", "image", ...). The returned file object is
+    an ordinary buffered reader; callers that read it whole should use :func:`read_bytes`, which
+    also caps the number of bytes read.
+    """
+    p = os.fspath(path)
+    try:
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise error(f"{what} '{p}' not found", "check the path") from None
+    except IsADirectoryError:
+        raise error(f"{what} '{p}' is a folder, not a file", "name a file") from None
+    except OSError as exc:
+        raise error(f"cannot open {what} '{p}': {exc.strerror or exc}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise error(
+                f"{what} '{p}' is {_describe_mode(st.st_mode)}: only regular files are read",
+                "name a regular file",
+            )
+        cap = limit.bytes
+        if st.st_size > cap:
+            raise error(
+                f"{what} '{p}' is {_human(st.st_size)}, over the {_human(cap)} limit for a "
+                f"{limit.kind}",
+                f"set {limit.env} to a larger number of bytes if the file is genuine",
+            )
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_bytes(
+    path: str | os.PathLike[str],
+    what: str,
+    limit: Limit,
+    error: type[NnshellError] = ModelFileError,
+) -> bytes:
+    """The whole content of a regular file within ``limit`` (never more than the limit read)."""
+    with open_regular(path, what, limit, error) as fh:
+        cap = limit.bytes
+        try:
+            data = fh.read(cap + 1)
+        except OSError as exc:
+            raise error(f"cannot read {what} '{os.fspath(path)}': {exc.strerror or exc}") from None
+    if len(data) > cap:
+        raise error(
+            f"{what} '{os.fspath(path)}' grew beyond the {_human(cap)} limit while being read",
+            f"set {limit.env} to a larger number of bytes if the file is genuine",
+        )
+    return data
+
+
+def read_text(
+    path: str | os.PathLike[str],
+    what: str,
+    limit: Limit,
+    error: type[NnshellError] = ModelFileError,
+) -> str:
+    """A UTF-8 text file within ``limit`` (a decoding failure is one error line)."""
+    data = read_bytes(path, what, limit, error)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(
+            f"{what} '{os.fspath(path)}' is not UTF-8 text (byte {exc.start})",
+            "save it as UTF-8",
+        ) from None
+
+
+def bytes_stream(path: str | os.PathLike[str], what: str, limit: Limit) -> io.BytesIO:
+    """An in-memory stream of a bounded file, for libraries that want a seekable file object."""
+    return io.BytesIO(read_bytes(path, what, limit))
+
+
+__all__ = [
+    "IMAGE",
+    "LIMITS",
+    "MODEL",
+    "SCRIPT",
+    "STATE_ARRAYS",
+    "STATE_JSON",
+    "TEXT",
+    "Limit",
+    "bytes_stream",
+    "open_regular",
+    "read_bytes",
+    "read_text",
+]
