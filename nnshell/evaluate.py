@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from nnshell import safeio
 from nnshell.errors import ImageError
 from nnshell.exec import run_float
 from nnshell.images import InputOptions, iter_batches, label_from_name
@@ -64,14 +65,12 @@ def read_labels(files: Sequence[str], labels_csv: str | None) -> np.ndarray:
 
     table: dict[str, int] = {}
     if labels_csv:
-        try:
-            with open(labels_csv, encoding="utf-8") as fh:
-                for line in fh:
-                    parts = [p.strip() for p in line.strip().split(",")]
-                    if len(parts) >= 2 and parts[1].lstrip("-").isdigit():
-                        table[os.path.basename(parts[0])] = int(parts[1])
-        except OSError as exc:
-            raise ImageError(f"cannot read labels file '{labels_csv}': {exc.strerror}") from None
+        # bounded and regular files only: a FIFO or /dev/zero as --labels is one error line
+        text = safeio.read_text(labels_csv, "labels file", safeio.TEXT, ImageError)
+        for line in text.splitlines():
+            parts = [p.strip() for p in line.strip().split(",")]
+            if len(parts) >= 2 and parts[1].lstrip("-").isdigit():
+                table[os.path.basename(parts[0])] = int(parts[1])
     out = []
     for f in files:
         lab = table.get(os.path.basename(f)) if labels_csv else label_from_name(f)

@@ -2,8 +2,10 @@
 
 The pipeline for one file is fixed and mirrors NNTool so its command lines carry over:
 
-1. decode (PIL for images, ``np.load(allow_pickle=False)`` for ``.npy``, ``np.fromfile`` for
-   ``.raw``), refusing decompression bombs and truncated or corrupt files with one
+1. decode (PIL for images, the ``.npy`` header then its data for ``.npy``, the bytes for
+   ``.raw``), every file opened through :mod:`nnshell.safeio` (regular files within
+   ``NNSHELL_MAX_IMAGE_BYTES`` only: a FIFO or device is refused, never waited on), refusing
+   decompression bombs and truncated or corrupt files with one
    :class:`~nnshell.errors.ImageError` naming the file;
 2. ``-M`` mode conversion and ``-H``/``-W`` bilinear resize (images only);
 3. a float32 array, HWC or HW, holding the raw pixel values 0..255 unless told otherwise;
@@ -34,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from nnshell import safeio
 from nnshell.errors import ExpressionError, ImageError, SettingError, UsageError
 from nnshell.expr import NormFunc, compile_expression
 
@@ -153,14 +156,37 @@ def _ext(path: str) -> str:
 
 
 def _is_input(path: str) -> bool:
-    return _ext(path) in IMAGE_EXTENSIONS and os.path.isfile(path)
+    """Whether a folder or glob entry is an input file: a regular file with an image extension.
+
+    A FIFO, device, socket or dangling link with such an extension is refused with one line
+    naming it (reading it later would hang or never end, and a silently smaller data set is
+    worse than an error: bad images are refused too); folders are skipped.
+    """
+    if _ext(path) not in IMAGE_EXTENSIONS or os.path.isdir(path):
+        return False
+    safeio.check_regular(path, "image", ImageError)
+    return True
+
+
+def _folder_inputs(folder: str) -> list[str]:
+    """The input files of one folder, sorted; ``scandir`` knows most entries' type without a
+    ``stat`` each, so only links and odd entries cost a system call."""
+    found = []
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if _ext(entry.name) not in IMAGE_EXTENSIONS:
+                continue
+            if entry.is_file() or _is_input(entry.path):
+                found.append(entry.path)
+    return sorted(found)
 
 
 def expand_files(specs: Sequence[str]) -> list[str]:
     """Expand files, directories (their image files, non-recursive) and globs, in sorted order.
 
     Each spec must contribute at least one file: an empty directory or a glob matching nothing
-    is an error naming it rather than a silently smaller data set.
+    is an error naming it rather than a silently smaller data set. Only regular files are
+    inputs: a FIFO or device named directly or found in a folder is an error naming it.
     """
     if isinstance(specs, str):
         specs = [specs]
@@ -170,9 +196,7 @@ def expand_files(specs: Sequence[str]) -> list[str]:
     for spec in specs:
         path = os.path.expanduser(spec)
         if os.path.isdir(path):
-            found = sorted(
-                os.path.join(path, n) for n in os.listdir(path) if _is_input(os.path.join(path, n))
-            )
+            found = _folder_inputs(path)
             if not found:
                 raise ImageError(
                     f"no image files in '{spec}'", hint=f"supported: {', '.join(IMAGE_EXTENSIONS)}"
@@ -184,6 +208,9 @@ def expand_files(specs: Sequence[str]) -> list[str]:
                     hint=f"supported: {', '.join(IMAGE_EXTENSIONS)}",
                 )
             found = [path]
+        elif os.path.lexists(path):  # a FIFO, device, socket or dangling link: refuse it
+            safeio.check_regular(path, "image", ImageError)
+            raise ImageError(f"'{spec}' is not a regular file")  # raced into something else
         elif glob.has_magic(path):
             found = sorted(p for p in glob.glob(path) if _is_input(p))
             if not found:
@@ -230,25 +257,35 @@ _PLAIN_PNG_CHUNKS = frozenset({b"gAMA", b"cHRM", b"sRGB", b"pHYs", b"tIME", b"tE
 _PLAIN_PNG_MAX_BYTES = 16 << 20
 
 
-def _small_file(path: str) -> bytes | None:
-    """The whole file in two system calls (None: unreadable or above the size limit)."""
+def _read_fd(fd: int, size: int) -> bytes | None:
+    """``size`` bytes of an open regular file in one system call (None: a short read)."""
     try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return None
-    try:
-        size = os.fstat(fd).st_size
-        if size > _PLAIN_PNG_MAX_BYTES:
-            return None
         data = os.read(fd, size)
     except OSError:
         return None
-    finally:
-        os.close(fd)
     return data if len(data) == size else None
 
 
+def _small_file(path: str) -> bytes | None:
+    """The whole file in two system calls (None: above the size limit or a short read).
+
+    Opened through :func:`nnshell.safeio.open_fd`: a FIFO, device or missing file is an
+    ImageError, never a hang.
+    """
+    fd, st = safeio.open_fd(path, "image", safeio.IMAGE, ImageError)
+    try:
+        return _read_fd(fd, st.st_size) if st.st_size <= _PLAIN_PNG_MAX_BYTES else None
+    finally:
+        os.close(fd)
+
+
 def _plain_png(path: str, Image: Any) -> Any:
+    """:func:`_plain_png_data` of the file at ``path`` (None: not a plain PNG)."""
+    data = _small_file(path)
+    return None if data is None else _plain_png_data(data, Image)
+
+
+def _plain_png_data(data: bytes, Image: Any) -> Any:
     """A plain PNG decoded by PIL's own PNG decoder without its per-file Python parsing.
 
     Plain: 8-bit L, LA, RGB or RGBA, not interlaced, every chunk's CRC right, the image data in
@@ -257,8 +294,7 @@ def _plain_png(path: str, Image: Any) -> Any:
     ``Image.open(path).load()``, so the pixels are the same, in about two thirds of the time on
     small images. None for anything else, which PIL's full reader then decodes (or reports).
     """
-    data = _small_file(path)
-    if data is None or not data.startswith(_PNG_SIGNATURE) or len(data) < 45:
+    if not data.startswith(_PNG_SIGNATURE) or len(data) < 45:
         return None
     view = memoryview(data)
     length, cid = struct.unpack_from(">I4s", data, 8)
@@ -307,9 +343,19 @@ def _decode_pil(path: str, opts: InputOptions, expected: tuple[int, ...]) -> np.
     float32 to cache and transpose; widening to float32 later gives the same numbers."""
     Image = _pil()
     name = os.path.basename(path)
+    # one open and one fstat: a FIFO, device or oversized file is refused here, and PIL reads
+    # this same descriptor (never the path again, which could meanwhile be swapped)
+    fd, st = safeio.open_fd(path, "image", safeio.IMAGE, ImageError)
+    fh = None
     try:
-        plain = _plain_png(path, Image) if path[-4:].lower() == ".png" else None
-        with plain if plain is not None else Image.open(path) as img:
+        plain = None
+        if path[-4:].lower() == ".png" and st.st_size <= _PLAIN_PNG_MAX_BYTES:
+            data = _read_fd(fd, st.st_size)
+            plain = None if data is None else _plain_png_data(data, Image)
+        if plain is None:
+            os.lseek(fd, 0, os.SEEK_SET)
+            fh = os.fdopen(fd, "rb", closefd=False)
+        with plain if plain is not None else Image.open(fh) as img:
             w, h = img.size
             if w * h > MAX_PIXELS:
                 raise ImageError(
@@ -337,10 +383,12 @@ def _decode_pil(path: str, opts: InputOptions, expected: tuple[int, ...]) -> np.
         raise ImageError(
             f"'{name}' claims more pixels than PIL allows (possible decompression bomb)"
         ) from None
-    except FileNotFoundError:
-        raise ImageError(f"'{path}' does not exist") from None
     except (OSError, SyntaxError, ValueError, EOFError):
         raise ImageError(f"'{name}' is not a readable image (truncated or corrupt)") from None
+    finally:
+        if fh is not None:
+            fh.close()
+        os.close(fd)
     return arr
 
 
@@ -364,21 +412,59 @@ def _expected_hw(expected: tuple[int, ...]) -> tuple[int, int] | None:
     return None
 
 
-def _read_npy(path: str, opts: InputOptions) -> np.ndarray:
-    name = os.path.basename(path)
+def _npy_header(fh: Any, name: str) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """Shape, Fortran order and dtype from an ``.npy`` header (never the data, never pickles).
+
+    numpy's own header readers cap the header at 10,000 bytes; whatever they raise on a
+    hostile header (a malformed dict, a dtype too large to exist) is one ImageError line.
+    """
+    fmt = np.lib.format
     try:
-        arr = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise ImageError(f"'{path}' does not exist") from None
-    except (OSError, ValueError, EOFError):
+        version = fmt.read_magic(fh)
+        if version == (1, 0):
+            shape, fortran, dtype = fmt.read_array_header_1_0(fh)
+        elif version == (2, 0):
+            shape, fortran, dtype = fmt.read_array_header_2_0(fh)
+        else:  # 3.0 only differs for structured dtypes with non-Latin-1 names
+            raise ValueError(f"version {version}")
+    except (OSError, ValueError, EOFError, SyntaxError, TypeError, OverflowError, MemoryError):
         raise ImageError(f"'{name}' is not a readable .npy array (corrupt or pickled)") from None
-    if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "biuf":
-        raise ImageError(f"'{name}' does not hold a numeric array")
-    if opts.raw_dtype is not None and arr.dtype != np.dtype(opts.raw_dtype):
-        raise ImageError(
-            f"'{name}' holds {arr.dtype}, but -F says {np.dtype(opts.raw_dtype)}",
-            hint="drop -F for .npy files or convert the file",
-        )
+    if any(d < 0 for d in shape):
+        raise ImageError(f"'{name}' claims shape {shape} (corrupt .npy header)")
+    return tuple(int(d) for d in shape), bool(fortran), dtype
+
+
+def _read_npy(path: str, opts: InputOptions) -> np.ndarray:
+    """A ``.npy`` input read bounded: the header is checked against the file's size before a
+    byte of data is read, so a header claiming a huge shape allocates nothing."""
+    name = os.path.basename(path)
+    fd, st = safeio.open_fd(path, "input file", safeio.IMAGE, ImageError)
+    with os.fdopen(fd, "rb") as fh:
+        shape, fortran, dtype = _npy_header(fh, name)
+        if dtype.kind not in "biuf":
+            raise ImageError(f"'{name}' does not hold a numeric array")
+        if opts.raw_dtype is not None and dtype != np.dtype(opts.raw_dtype):
+            raise ImageError(
+                f"'{name}' holds {dtype}, but -F says {np.dtype(opts.raw_dtype)}",
+                hint="drop -F for .npy files or convert the file",
+            )
+        count = 1
+        for d in shape:  # Python ints: no overflow whatever the header claims
+            count *= d
+        nbytes = count * dtype.itemsize
+        held = st.st_size - fh.tell()
+        if nbytes > held:
+            raise ImageError(
+                f"'{name}' claims shape {shape} of {dtype} ({nbytes:,} bytes) but holds "
+                f"{max(held, 0):,} bytes (corrupt or truncated)"
+            )
+        try:
+            data = fh.read(nbytes)
+        except OSError as exc:
+            raise ImageError(f"cannot read '{name}': {exc.strerror or exc}") from None
+    if len(data) != nbytes:
+        raise ImageError(f"'{name}' shrank while being read")
+    arr = np.frombuffer(data, dtype).reshape(shape, order="F" if fortran else "C")
     return arr.astype(np.float32)
 
 
@@ -387,16 +473,20 @@ def _read_raw(path: str, opts: InputOptions, expected: tuple[int, ...]) -> np.nd
     name = os.path.basename(path)
     dt = np.dtype(opts.raw_dtype or "uint8")
     want = int(np.prod(expected)) * dt.itemsize
-    try:
-        size = os.path.getsize(path)
-    except OSError:
-        raise ImageError(f"'{path}' does not exist") from None
-    if size != want:
-        raise ImageError(
-            f"'{name}' has {size} bytes, the input {expected} of {dt} needs {want}",
-            hint="-F to set the raw element type",
-        )
-    return np.fromfile(path, dtype=dt).astype(np.float32).reshape(expected)
+    fd, st = safeio.open_fd(path, "input file", safeio.IMAGE, ImageError)
+    with os.fdopen(fd, "rb") as fh:
+        if st.st_size != want:
+            raise ImageError(
+                f"'{name}' has {st.st_size} bytes, the input {expected} of {dt} needs {want}",
+                hint="-F to set the raw element type",
+            )
+        try:
+            data = fh.read(want)
+        except OSError as exc:
+            raise ImageError(f"cannot read '{name}': {exc.strerror or exc}") from None
+    if len(data) != want:
+        raise ImageError(f"'{name}' shrank while being read")
+    return np.frombuffer(data, dt).astype(np.float32).reshape(expected)
 
 
 def _normalise(arr: np.ndarray, opts: InputOptions, name: str) -> np.ndarray:

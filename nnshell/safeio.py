@@ -11,6 +11,9 @@ input file goes through :func:`open_regular` or :func:`read_bytes`, which
 * refuse a file larger than the limit of its kind *before* reading it, and never read more than
   the limit even if the file grows while it is read.
 
+:func:`open_fd` is the same check for hot loops that read with ``os.read`` (images), and
+:func:`check_regular` the ``stat``-only check for walking folders (never blocks).
+
 The limits are generous for real work (a 2 GiB ONNX file is protobuf's own ceiling) and can be
 raised with environment variables named in :data:`LIMITS` for the rare user who needs more.
 """
@@ -57,9 +60,11 @@ STATE_ARRAYS = Limit("state array file", 4 * GiB, "NNSHELL_MAX_STATE_ARRAY_BYTES
 IMAGE = Limit("image", 256 * MiB, "NNSHELL_MAX_IMAGE_BYTES")
 SCRIPT = Limit("script", 16 * MiB, "NNSHELL_MAX_SCRIPT_BYTES")
 TEXT = Limit("text file", 64 * MiB, "NNSHELL_MAX_TEXT_BYTES")
+#: All the external data of one ONNX model together (the files next to it that hold weights).
+EXTERNAL_DATA = Limit("model's external data", 4 * GiB, "NNSHELL_MAX_EXTERNAL_DATA_BYTES")
 
 #: Every limit, for documentation and tests.
-LIMITS: tuple[Limit, ...] = (MODEL, STATE_JSON, STATE_ARRAYS, IMAGE, SCRIPT, TEXT)
+LIMITS: tuple[Limit, ...] = (MODEL, STATE_JSON, STATE_ARRAYS, IMAGE, SCRIPT, TEXT, EXTERNAL_DATA)
 
 
 def _describe_mode(mode: int) -> str:
@@ -82,6 +87,90 @@ def _human(n: int) -> str:
     return f"{n:,} bytes"
 
 
+#: Read only, never blocking on a FIFO, not inherited by child processes (computed once: the
+#: image loop opens thousands of files).
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def _article(kind: str) -> str:
+    return "an" if kind[:1].lower() in "aeiou" else "a"
+
+
+def open_fd(
+    path: str | os.PathLike[str],
+    what: str,
+    limit: Limit,
+    error: type[NnshellError] = ModelFileError,
+) -> tuple[int, os.stat_result]:
+    """The raw descriptor of ``path`` and its ``fstat``, if it is a regular file within ``limit``.
+
+    For hot loops (one image after another) that read with ``os.read`` and cannot afford the
+    buffered file object: one ``open`` and one ``fstat``, nothing else. The descriptor is left
+    ``O_NONBLOCK``, which Linux and the BSDs ignore for regular files (the only kind returned);
+    the caller closes it.
+    """
+    p = os.fspath(path)
+    try:
+        fd = os.open(p, _OPEN_FLAGS)
+    except FileNotFoundError:
+        raise error(f"{what} '{p}' not found", "check the path") from None
+    except IsADirectoryError:
+        raise error(f"{what} '{p}' is a folder, not a file", "name a file") from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        raise error(f"cannot open {what} '{p}': {getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        st = os.fstat(fd)
+        _check_stat(st, p, what, limit, error)
+        return fd, st
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _check_stat(
+    st: os.stat_result, p: str, what: str, limit: Limit, error: type[NnshellError]
+) -> None:
+    """Raise ``error`` unless ``st`` is a regular file within ``limit``."""
+    if not stat.S_ISREG(st.st_mode):
+        raise error(
+            f"{what} '{p}' is {_describe_mode(st.st_mode)}: only regular files are read",
+            "name a regular file",
+        )
+    cap = limit.bytes
+    if st.st_size > cap:
+        raise error(
+            f"{what} '{p}' is {_human(st.st_size)}, over the {_human(cap)} limit for "
+            f"{_article(limit.kind)} {limit.kind}",
+            f"set {limit.env} to a larger number of bytes if the file is genuine",
+        )
+
+
+def check_regular(
+    path: str | os.PathLike[str],
+    what: str,
+    error: type[NnshellError] = ModelFileError,
+) -> os.stat_result:
+    """``stat`` of ``path`` (links followed) if it is a regular file, else ``error``.
+
+    For walking folders and globs: ``stat`` never blocks, even on a FIFO, so a folder holding
+    a FIFO, a device or a dangling link is refused naming that entry instead of hanging later
+    when it is read. The size is checked when the file is opened (:func:`open_fd`).
+    """
+    p = os.fspath(path)
+    try:
+        st = os.stat(p)
+    except FileNotFoundError:
+        raise error(f"{what} '{p}' not found (a dangling link?)", "check the path") from None
+    except (OSError, ValueError) as exc:
+        raise error(f"cannot read {what} '{p}': {getattr(exc, 'strerror', None) or exc}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise error(
+            f"{what} '{p}' is {_describe_mode(st.st_mode)}: only regular files are read",
+            "remove it or name regular files only",
+        )
+    return st
+
+
 def open_regular(
     path: str | os.PathLike[str],
     what: str,
@@ -94,29 +183,8 @@ def open_regular(
     an ordinary buffered reader; callers that read it whole should use :func:`read_bytes`, which
     also caps the number of bytes read.
     """
-    p = os.fspath(path)
+    fd, _ = open_fd(path, what, limit, error)
     try:
-        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
-        raise error(f"{what} '{p}' not found", "check the path") from None
-    except IsADirectoryError:
-        raise error(f"{what} '{p}' is a folder, not a file", "name a file") from None
-    except OSError as exc:
-        raise error(f"cannot open {what} '{p}': {exc.strerror or exc}") from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise error(
-                f"{what} '{p}' is {_describe_mode(st.st_mode)}: only regular files are read",
-                "name a regular file",
-            )
-        cap = limit.bytes
-        if st.st_size > cap:
-            raise error(
-                f"{what} '{p}' is {_human(st.st_size)}, over the {_human(cap)} limit for a "
-                f"{limit.kind}",
-                f"set {limit.env} to a larger number of bytes if the file is genuine",
-            )
         if hasattr(os, "set_blocking"):
             os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
@@ -163,12 +231,18 @@ def read_text(
         ) from None
 
 
-def bytes_stream(path: str | os.PathLike[str], what: str, limit: Limit) -> io.BytesIO:
+def bytes_stream(
+    path: str | os.PathLike[str],
+    what: str,
+    limit: Limit,
+    error: type[NnshellError] = ModelFileError,
+) -> io.BytesIO:
     """An in-memory stream of a bounded file, for libraries that want a seekable file object."""
-    return io.BytesIO(read_bytes(path, what, limit))
+    return io.BytesIO(read_bytes(path, what, limit, error))
 
 
 __all__ = [
+    "EXTERNAL_DATA",
     "IMAGE",
     "LIMITS",
     "MODEL",
@@ -178,6 +252,8 @@ __all__ = [
     "TEXT",
     "Limit",
     "bytes_stream",
+    "check_regular",
+    "open_fd",
     "open_regular",
     "read_bytes",
     "read_text",

@@ -91,13 +91,12 @@ def parse_defines(items: list[str]) -> dict[str, str]:
 
 def script_lines(path: str, defines: Mapping[str, str]) -> list[ScriptLine]:
     """Read a script file into expanded command lines (all errors found before anything runs)."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            raw = fh.read().splitlines()
-    except FileNotFoundError:
-        raise ScriptError(path, 0, f"script '{path}' not found", "check the path") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ScriptError(path, 0, f"cannot read script '{path}': {exc}") from None
+    from nnshell import safeio
+
+    try:  # bounded, regular files only: `-s FIFO` or `-s /dev/zero` is one line, not a hang
+        raw = safeio.read_text(path, "script", safeio.SCRIPT, NnshellError).splitlines()
+    except NnshellError as exc:
+        raise ScriptError(path, 0, exc.message, exc.hint) from None
     out = []
     for lineno, text in enumerate(raw, start=1):
         for cmd in split_commands(text):

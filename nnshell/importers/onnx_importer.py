@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Mapping, Sequence
-from typing import Any
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, BinaryIO
 
 import numpy as np
 
+from nnshell import safeio
 from nnshell.errors import ModelFileError, ShapeError, UnsupportedOpError
 from nnshell.ir import Graph, Node, TensorInfo, c_safe_name
 from nnshell.ops import op_for_onnx
@@ -43,16 +45,26 @@ def _attr_value(attr: Any) -> Any:
     return v
 
 
-def _read_model(path: str) -> Any:
-    """Load an ONNX file, turning every failure into one ModelFileError line."""
-    import onnx
+def _read_model(path: str) -> tuple[Any, str]:
+    """Load an ONNX file and its external data; return the model and the file's sha256.
 
-    if not os.path.exists(path):
-        raise ModelFileError(f"model file '{path}' not found", "check the path")
-    if os.path.isdir(path):
+    The file is read once, bounded (:mod:`nnshell.safeio`: regular files only, at most
+    ``NNSHELL_MAX_MODEL_BYTES``), and parsed from memory; ``onnx.load`` is not used because it
+    opens the path itself (a FIFO hangs it, ``/dev/zero`` fills memory) and follows external
+    data wherever the model says. Every failure is one ModelFileError line.
+    """
+    import onnx
+    from onnx import serialization
+
+    if os.path.isdir(path):  # stat only: never blocks; kept for its established message
         raise ModelFileError(f"'{path}' is a directory, not an ONNX file")
+    data = safeio.read_bytes(path, "model file", safeio.MODEL, ModelFileError)
+    # the format onnx.load would infer from the extension (text formats too); protobuf else
+    by_extension = getattr(serialization.registry, "get_format_from_file_extension", None)
+    fmt = by_extension(os.path.splitext(path)[1]) if by_extension else None
     try:
-        model = onnx.load(path, load_external_data=True)
+        serializer = serialization.registry.get(fmt or "protobuf")
+        model = serializer.deserialize_proto(data, onnx.ModelProto())
     except Exception as exc:  # noqa: BLE001 - protobuf raises many types for a corrupt file
         raise ModelFileError(
             f"'{path}' is not a readable ONNX model ({type(exc).__name__})",
@@ -61,7 +73,137 @@ def _read_model(path: str) -> Any:
     if len(model.graph.node) == 0:
         raise ModelFileError(f"'{path}' holds no ONNX graph nodes (not an ONNX model?)")
     _check_names(model, path)
-    return model
+    _load_external_data(model, path)
+    return model, hashlib.sha256(data).hexdigest()
+
+
+def _all_tensors(model: Any) -> Iterator[Any]:
+    """Every TensorProto of a model that may hold external data: initializers (dense and
+    sparse) and node attributes, in subgraphs and functions too (what onnx itself walks)."""
+
+    def of_nodes(nodes: Any) -> Iterator[Any]:
+        for node in nodes:
+            for a in node.attribute:
+                if a.HasField("t"):
+                    yield a.t
+                yield from a.tensors
+                sparse = [a.sparse_tensor] if a.HasField("sparse_tensor") else []
+                for sp in [*sparse, *a.sparse_tensors]:
+                    yield sp.values
+                    yield sp.indices
+                if a.HasField("g"):
+                    yield from of_graph(a.g)
+                for g in a.graphs:
+                    yield from of_graph(g)
+
+    def of_graph(g: Any) -> Iterator[Any]:
+        yield from g.initializer
+        for sp in g.sparse_initializer:
+            yield sp.values
+            yield sp.indices
+        yield from of_nodes(g.node)
+
+    yield from of_graph(model.graph)
+    for f in model.functions:
+        yield from of_nodes(f.node)
+
+
+_EXTERNAL_HINT = "keep external data files in the model's folder, named by relative paths"
+
+
+def _external_file(location: str, folder: str, path: str, tensor: str) -> str:
+    """The real path of one external-data file, refused unless it lies inside ``folder``.
+
+    ``location`` comes from the model, so it is an attacker's string: absolute paths, ``..``
+    and symbolic links that lead out of the model's folder would read any file the user can
+    (``/etc/passwd``, ``/dev/zero``); they are refused before anything is opened.
+    """
+    where = f"model '{path}': external data of tensor '{tensor}'"
+    if not location or "\0" in location:
+        raise ModelFileError(f"{where} has no usable location", _EXTERNAL_HINT)
+    parts = re.split(r"[/\\]", location)
+    if os.path.isabs(location) or location[:1] in "/\\" or re.match(r"[A-Za-z]:", location):
+        raise ModelFileError(f"{where} is at absolute path '{location}'", _EXTERNAL_HINT)
+    if ".." in parts:
+        raise ModelFileError(
+            f"{where} is at '{location}', outside the model's folder", _EXTERNAL_HINT
+        )
+    real_folder = os.path.realpath(folder)
+    real = os.path.realpath(os.path.join(folder, location))
+    if os.path.commonpath([real, real_folder]) != real_folder:
+        raise ModelFileError(
+            f"{where} is at '{location}', a link that leads outside the model's folder",
+            _EXTERNAL_HINT,
+        )
+    return real
+
+
+def _external_int(info: dict[str, str], key: str, where: str) -> int | None:
+    """An ``offset`` / ``length`` entry as a non-negative int (None if absent)."""
+    if key not in info:
+        return None
+    try:
+        value = int(info[key])
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ModelFileError(f"{where} has {key} '{info[key]}', not a byte count (corrupt model)")
+    return value
+
+
+def _load_external_data(model: Any, path: str) -> None:
+    """Read every tensor's external data into the model, bounded and confined to its folder.
+
+    Each file is opened once through :mod:`nnshell.safeio` (regular file only); offset and
+    length must lie within it, and all external data together stays within
+    ``NNSHELL_MAX_EXTERNAL_DATA_BYTES``. Afterwards no tensor refers to a file any more, so
+    nothing later (numpy_helper, the reference evaluator) can open one relative to the cwd.
+    """
+    import onnx
+
+    folder = os.path.dirname(os.path.abspath(path))
+    cap = safeio.EXTERNAL_DATA.bytes
+    total = 0
+    files: dict[str, tuple[BinaryIO, int]] = {}
+    try:
+        for tensor in _all_tensors(model):
+            if tensor.data_location != onnx.TensorProto.EXTERNAL:
+                continue
+            info = {e.key: e.value for e in tensor.external_data}
+            where = f"model '{path}': external data of tensor '{tensor.name}'"
+            real = _external_file(info.get("location", ""), folder, path, tensor.name)
+            if real not in files:
+                fh = safeio.open_regular(
+                    real, f"{where}: file", safeio.EXTERNAL_DATA, ModelFileError
+                )
+                files[real] = (fh, os.fstat(fh.fileno()).st_size)
+            fh, size = files[real]
+            offset = _external_int(info, "offset", where) or 0
+            length = _external_int(info, "length", where)
+            length = size - offset if length is None else length
+            if offset > size or length > size - offset:
+                raise ModelFileError(
+                    f"{where} claims bytes {offset}..{offset + length} of "
+                    f"'{info['location']}', which holds {size} (corrupt or truncated)"
+                )
+            total += length
+            if total > cap:
+                raise ModelFileError(
+                    f"model '{path}': external data over the {cap:,}-byte limit",
+                    f"set {safeio.EXTERNAL_DATA.env} to a larger number of bytes if genuine",
+                )
+            fh.seek(offset)
+            blob = fh.read(length)
+            if len(blob) != length:
+                raise ModelFileError(f"{where}: '{info['location']}' shrank while being read")
+            tensor.raw_data = blob
+            tensor.data_location = onnx.TensorProto.DEFAULT
+            del tensor.external_data[:]
+    except OSError as exc:
+        raise ModelFileError(f"model '{path}': cannot read external data: {exc}") from None
+    finally:
+        for fh, _ in files.values():
+            fh.close()
 
 
 def _check_names(model: Any, path: str) -> None:
@@ -409,10 +551,8 @@ class _Importer:
 
 def load_onnx(path: str, input_shapes: Mapping[str, Sequence[int]] | None = None) -> Graph:
     """Import the ONNX model at ``path`` into a Graph with static shapes."""
-    model = _read_model(path)
+    model, digest = _read_model(path)
     graph = _Importer(model, path, input_shapes or {}).run()
-    with open(path, "rb") as fh:
-        digest = hashlib.sha256(fh.read()).hexdigest()
     graph.meta.update(
         source=os.path.abspath(path),
         sha256=digest,
