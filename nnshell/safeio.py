@@ -202,10 +202,22 @@ def read_bytes(
     """The whole content of a regular file within ``limit`` (never more than the limit read)."""
     with open_regular(path, what, limit, error) as fh:
         cap = limit.bytes
+        # Ask for what the file holds (plus one byte to see growth), never for the whole limit:
+        # a read of ``cap + 1`` would reserve up to the limit in address space up front.
+        want = min(os.fstat(fh.fileno()).st_size, cap) + 1
+        chunks: list[bytes] = []
+        total = 0
         try:
-            data = fh.read(cap + 1)
+            while total <= cap:
+                chunk = fh.read(min(want, cap + 1 - total))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                total += len(chunk)
+                want = 1 << 20  # the file grew after fstat: go on in bounded steps
         except OSError as exc:
             raise error(f"cannot read {what} '{os.fspath(path)}': {exc.strerror or exc}") from None
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     if len(data) > cap:
         raise error(
             f"{what} '{os.fspath(path)}' grew beyond the {_human(cap)} limit while being read",
