@@ -168,3 +168,25 @@ def test_residual_model_infos_are_nntools(tmp_path: Path) -> None:
     }
     got = {p.name.split("_")[0]: p.read_bytes().hex() for p in tensors.glob("*_Infos.tensor")}
     assert got == nntool
+
+
+def test_nntool_step_numbers_on_the_lenet() -> None:
+    """Input S0, each layer after its weights and biases, the output last (NNTool's show)."""
+    from nnshell.codegen.at_names import nntool_steps
+    from tests.conftest import ROOT
+
+    s = __import__("nnshell.session", fromlist=["Session"]).Session()
+    s.open(str(ROOT / "sample_models" / "cifar_net.onnx"))
+    s.adjust()
+    s.fusions("scale8")
+    steps = nntool_steps(s.graph)
+    layers = {k[1]: v for k, v in steps.items() if k[0] == "node"}
+    assert layers == {
+        "_conv1_Conv_fusion": 3,
+        "_conv2_Conv_fusion": 6,
+        "_fc1_Gemm_fusion": 9,
+        "_fc2_Gemm_fusion": 12,
+        "_fc3_Gemm": 15,
+    }
+    assert steps[("input", "input")] == 0 and steps[("output", "output")] == 16
+    assert steps[("const", "conv1.weight")] == 1 and steps[("const", "conv1.bias")] == 2
