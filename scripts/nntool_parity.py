@@ -144,30 +144,31 @@ def report(nt: Path, nn: Path) -> tuple[list[str], bool]:
     nt_text = (nt / "model.c").read_text()
     nt_calls = parse_calls(nt_text)
     biases = int32_globals(nt_text)
-    nn_calls = {c.name: c for c in parse_calls((nn / "model.c").read_text())}
+    nn_calls = {c.node: c for c in parse_calls((nn / "model.c").read_text())}  # by graph node
     nt_h = parse_header((nt / "model.h").read_text())
     nn_h = parse_header((nn / "model.h").read_text())
     lines.append("Layers (NNTool's order): node | generator | KOPs NNTool / nnshell | out scale, Z")
     kop_ok = 0
     for c in nt_calls:
-        mine = nn_calls.get(c.name)
+        mine = nn_calls.get(c.node)
         if mine is None:
             lines.append(f"  {c.name} ({c.node}): {c.generator} {' '.join(c.kops)} | MISSING")
             continue
-        same = mine.kops == c.kops and mine.generator == c.generator
+        same = mine.kops == c.kops and mine.generator == c.generator and mine.name == c.name
         kop_ok += same
         args = "args equal" if mine.args == c.args else "ARGS DIFFER"
         s1, z1 = nt_h.get(c.name, (float("nan"), 0))
-        s2, z2 = nn_h.get(c.name, (float("nan"), 0))
+        s2, z2 = nn_h.get(mine.name, (float("nan"), 0))
         q = "same" if abs(s1 - s2) <= 1e-6 * abs(s1) and z1 == z2 else "DIFFER"
         lines.append(
             f"  {c.name} ({c.node}): {c.generator} {' '.join(c.kops)} / "
-            f"{' '.join(mine.kops)} [{'match' if same else 'MISMATCH'}, {args}] | "
+            + ("" if mine.name == c.name else f"{mine.name} ")
+            + f"{' '.join(mine.kops)} [{'match' if same else 'MISMATCH'}, {args}] | "
             f"S={s1:.6g} Z={z1} / S={s2:.6g} Z={z2} [{q}]"
         )
-    extra = sorted(set(nn_calls) - {c.name for c in nt_calls})
-    for name in extra:
-        lines.append(f"  {name}: only in nnshell ({nn_calls[name].generator})")
+    extra = sorted(set(nn_calls) - {c.node for c in nt_calls})
+    for node in extra:
+        lines.append(f"  {nn_calls[node].name} ({node}): only in nnshell")
     lines.append("Tensor files (NNTool's):")
     counts = {"equal": 0, "bias": 0, "other": 0}
     for f in sorted((nt / "tensors").glob("*.tensor"), key=lambda p: p.name.lower()):
