@@ -13,12 +13,17 @@ argument homes from the ``default_*_location`` settings. An input formatter (``i
 pixels, adds a ``CNN_Norm`` generator ``S0_Op_Input_<i>_Formatter`` and its node writing the
 local ``S0_Output_<i>`` that the first kernels read.
 
-Names (GEN.md §A.1). ``<G>`` is the C-safe graph name (``set graph_name`` overrides it). Kernel
-nodes are numbered ``S1, S2, ...`` in execution order (data-moving reshapes are not kernels: their
-output is the same buffer) and named after what they do, e.g. ``S1_Conv2d_6x3x5x5_MaxPool_2x2_Relu``
-or ``S3_Linear_120x400_Relu``. Graph inputs/outputs are ``Input_<i>``/``Output_<i>``, intermediate
-activations ``S<k>_Output``, weights/biases ``Constant_<C-safe initializer name>`` and per-node
-constants ``S<k>_Mul_scale``, ``S<k>_Mul_shift`` and ``S<k>_Infos``.
+Names and steps are NNTool's (:mod:`nnshell.codegen.at_names`): ``<G>`` is the C-safe graph
+name (``set graph_name`` overrides it); steps number every node of NNTool's graph — inputs,
+constants, layers, outputs — in its depth-first topological order (the LeNet's layers are S3,
+S6, S9, S12, S15) and the generators come in that order; data-moving reshapes are no kernels
+(their output is the same buffer). Layers are named after what they do
+(``S3_Conv2d_6x3x5x5_MaxPool_2x2_Relu``, ``S15_Linear_10x84``, ``S9_Op__fc1_Gemm_fusion`` for a
+linear layer with its activation); graph inputs/outputs are ``Input_<i>``/``Output_<i>``,
+intermediate activations ``S<k>_Output``, weights ``<layer>_weights`` and biases
+``Constant_<initializer>`` or ``<layer>_biases`` capitalised as NNTool does
+(``_conv1_conv_weights``), per-node constants ``S<k>_Mul_scale``, ``S<k>_Mul_shift`` and
+``S<k>_Infos``.
 
 Tensor files (raw little-endian, C order): weights int8 ``out_c, in_c, h, w`` (the adjusted
 order), biases int32, ``Mul_scale`` uint8 (the SQ8 multiplier ``M``), ``Mul_shift`` int8 (``N``),
@@ -30,20 +35,9 @@ Biases: the file holds the SDK's single int32 bias per channel, ``Bq + off`` (No
 zero point pre-added inside the accumulator, so the kernel computes exactly
 ``act(clip8(rnorm((Σ Wq·Xq + B)·M, N)))`` — the integers of nnshell's executor.
 
-``Infos`` (``INFOS_SIZE`` = 9 signed bytes per kernel; nnshell's own layout)::
-
-    [0] ACT_LO   lowest code the activation keeps: Zo for ReLU/ReLUN, code(min) for a Clip,
-                 -128 without activation
-    [1] ACT_HI   highest code: code(max) for ReLUN/Clip, 127 otherwise
-    [2] LEAK_A   LeakyReLU slope in Q7, unsigned byte round_half_up(alpha·128) (0: none);
-                 negative codes become rnorm(y·A, 7)
-    [3] IN_ZP    input zero point Zi (conv/linear: already folded into the biases)
-    [4] OUT_ZP   output zero point Zo (conv/linear: already folded into the biases)
-    [5] OUT_M    output requantization multiplier, unsigned byte (pool rescale, global average
-                 pool, MatAdd output; 0: none — conv/linear carry theirs in Mul_scale)
-    [6] OUT_N    its shift
-    [7] IN1_M    MatAdd: multiplier of the rescaled input In1 (unsigned byte; 0: none)
-    [8] IN1_N    its shift
+``Infos``: ``INFOS_SIZE`` = 13 signed bytes per kernel in the layout of the GAP SDK's
+``CNN_Infos_SQ8.h``, and the activation operators NNTool emits (``KOP_RELUM`` for an asymmetric
+ReLU/ReLU6 output): :mod:`nnshell.codegen.at_infos`.
 
 Header ``<model dir>/<header>`` (default ``model.h``): for the graph input and every kernel
 node's output, ``<G>_<name>_OUT_SCALE/_OUT_QSCALE/_OUT_QNORM/_OUT_ZERO_POINT`` with

@@ -535,7 +535,8 @@ def test_depthwise_matadd_pools_softmax(tmp_path: Path, bits: int) -> None:
         assert k == 4 and binds[3].startswith("GNodeArg(GNA_OUT,")
         assert f"ReLUN bound: {6 << int(qo(name))}" in comment
     assert nodes["S7_MatAdd_8x8x8"][2] == 3
-    assert [nodes[n][2] for n in ("S8_MaxPool_8x8", "S9_Op_GlobalAveragePool_6", "S13_SoftMax")] == [2] * 3
+    single = ("S8_MaxPool_8x8", "S9_Op_GlobalAveragePool_6", "S13_SoftMax")
+    assert [nodes[n][2] for n in single] == [2] * 3
     assert 'TCArgInfo("signed short * __restrict__", "Output_1", ARG_SCOPE_ARG' in text
 
 
