@@ -387,7 +387,12 @@ class Session:
             qopts: Any = Pow2Options(parse_mode(mode), True, True, int(bits))
         else:
             graph = self._require_scheme_graph("scale8")
-            qopts = QuantOptions(parse_mode(mode), symmetric, per_tensor)
+            qopts = QuantOptions(
+                parse_mode(mode),
+                symmetric,
+                per_tensor,
+                relun_range=str(self.settings.get("relun_range", "bound")),
+            )
         if files:
             paths = expand_files(files)
             opts = opts if opts is not None else self.input_options()

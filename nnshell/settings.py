@@ -82,6 +82,14 @@ SETTINGS: dict[str, SettingDef] = {
         SettingDef("graph_noinline_node", bool, False, "do not inline the node functions"),
         SettingDef("graph_checksum", bool, False, "checksum the tensors at run time"),
         SettingDef(
+            "relun_range",
+            str,
+            "bound",
+            "SQ8 range of an asymmetric ReLU6/ReLU-N output: bound ([0, N], NNTool's rule) or "
+            "calibrated",
+            choices=("bound", "calibrated"),
+        ),
+        SettingDef(
             "float_backend",
             str,
             "auto",

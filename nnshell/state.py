@@ -19,7 +19,8 @@ JSON layout (``schema_version`` 1)::
     input           normalisation settings and the input layout (informative copy)
     graphs          {"current": G, "imported": G | null, "prefusion": G | null}
     quantization    null | {"scheme", "options": {"mode": {"name", "percentile"}, "symmetric",
-                    "per_tensor", "bits" (POW2 only)}, "tensors": {name: QType.to_dict()},
+                    "per_tensor", "bits" (POW2 only), "relun_range" (SQ8 ReLU-N rule;
+                    "calibrated" when absent)}, "tensors": {name: QType.to_dict()},
                     "ranges": {name: [lo, hi]},
                     "nodes": {name: {"in_q": [QType | null], "out_q": QType,
                     "consts": {key: array ref}, "info": value}}}
@@ -255,6 +256,7 @@ def _qstate_doc(enc: _Encoder, qs: Any) -> dict[str, Any]:
             "symmetric": bool(opts.symmetric),
             "per_tensor": bool(opts.per_tensor),
             **({"bits": int(opts.bits)} if hasattr(opts, "bits") else {}),  # POW2 width
+            "relun_range": str(opts.relun_range),
         },
         "tensors": {name: q.to_dict() for name, q in qs.tensors.items()},
         "ranges": {name: [_float(lo), _float(hi)] for name, (lo, hi) in qs.ranges.items()},
@@ -582,8 +584,14 @@ class _Decoder:
         if mname not in MODES:
             raise _Malformed(f"{w}.options.mode: unknown range mode '{mname}'")
         mode = RangeMode(mname, self.number(m.get("percentile"), f"{w}.options.mode.percentile"))
+        relun = o.get("relun_range", "calibrated")  # states saved before the rule: calibrated
+        if relun not in ("bound", "calibrated"):
+            raise _Malformed(f"{w}.options.relun_range: '{relun}' is not bound or calibrated")
         opts = QuantOptions(
-            mode, _req(o, "symmetric", bool, f"{w}.options"), _req(o, "per_tensor", bool, w)
+            mode,
+            _req(o, "symmetric", bool, f"{w}.options"),
+            _req(o, "per_tensor", bool, w),
+            relun_range=relun,
         )
         if scheme == "POW2":
             from nnshell.quant.pow2 import POW2_BITS, Pow2Options
@@ -591,7 +599,7 @@ class _Decoder:
             bits = _req(o, "bits", int, f"{w}.options")
             if bits not in POW2_BITS:
                 raise _Malformed(f"{w}.options.bits: POW2 width {bits} is not 8 or 16")
-            opts = Pow2Options(opts.mode, opts.symmetric, opts.per_tensor, bits)
+            opts = Pow2Options(opts.mode, opts.symmetric, opts.per_tensor, bits, relun_range=relun)
         tensors = {
             k: self.qtype(v, f"{w}.tensors.{k}") for k, v in _req(d, "tensors", dict, w).items()
         }

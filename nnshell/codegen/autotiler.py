@@ -13,12 +13,17 @@ argument homes from the ``default_*_location`` settings. An input formatter (``i
 pixels, adds a ``CNN_Norm`` generator ``S0_Op_Input_<i>_Formatter`` and its node writing the
 local ``S0_Output_<i>`` that the first kernels read.
 
-Names (GEN.md §A.1). ``<G>`` is the C-safe graph name (``set graph_name`` overrides it). Kernel
-nodes are numbered ``S1, S2, ...`` in execution order (data-moving reshapes are not kernels: their
-output is the same buffer) and named after what they do, e.g. ``S1_Conv2d_6x3x5x5_MaxPool_2x2_Relu``
-or ``S3_Linear_120x400_Relu``. Graph inputs/outputs are ``Input_<i>``/``Output_<i>``, intermediate
-activations ``S<k>_Output``, weights/biases ``Constant_<C-safe initializer name>`` and per-node
-constants ``S<k>_Mul_scale``, ``S<k>_Mul_shift`` and ``S<k>_Infos``.
+Names and steps are NNTool's (:mod:`nnshell.codegen.at_names`): ``<G>`` is the C-safe graph
+name (``set graph_name`` overrides it); steps number every node of NNTool's graph — inputs,
+constants, layers, outputs — in its depth-first topological order (the LeNet's layers are S3,
+S6, S9, S12, S15) and the generators come in that order; data-moving reshapes are no kernels
+(their output is the same buffer). Layers are named after what they do
+(``S3_Conv2d_6x3x5x5_MaxPool_2x2_Relu``, ``S15_Linear_10x84``, ``S9_Op__fc1_Gemm_fusion`` for a
+linear layer with its activation); graph inputs/outputs are ``Input_<i>``/``Output_<i>``,
+intermediate activations ``S<k>_Output``, weights ``<layer>_weights`` and biases
+``Constant_<initializer>`` or ``<layer>_biases`` capitalised as NNTool does
+(``_conv1_conv_weights``), per-node constants ``S<k>_Mul_scale``, ``S<k>_Mul_shift`` and
+``S<k>_Infos``.
 
 Tensor files (raw little-endian, C order): weights int8 ``out_c, in_c, h, w`` (the adjusted
 order), biases int32, ``Mul_scale`` uint8 (the SQ8 multiplier ``M``), ``Mul_shift`` int8 (``N``),
@@ -30,20 +35,9 @@ Biases: the file holds the SDK's single int32 bias per channel, ``Bq + off`` (No
 zero point pre-added inside the accumulator, so the kernel computes exactly
 ``act(clip8(rnorm((Σ Wq·Xq + B)·M, N)))`` — the integers of nnshell's executor.
 
-``Infos`` (``INFOS_SIZE`` = 9 signed bytes per kernel; nnshell's own layout)::
-
-    [0] ACT_LO   lowest code the activation keeps: Zo for ReLU/ReLUN, code(min) for a Clip,
-                 -128 without activation
-    [1] ACT_HI   highest code: code(max) for ReLUN/Clip, 127 otherwise
-    [2] LEAK_A   LeakyReLU slope in Q7, unsigned byte round_half_up(alpha·128) (0: none);
-                 negative codes become rnorm(y·A, 7)
-    [3] IN_ZP    input zero point Zi (conv/linear: already folded into the biases)
-    [4] OUT_ZP   output zero point Zo (conv/linear: already folded into the biases)
-    [5] OUT_M    output requantization multiplier, unsigned byte (pool rescale, global average
-                 pool, MatAdd output; 0: none — conv/linear carry theirs in Mul_scale)
-    [6] OUT_N    its shift
-    [7] IN1_M    MatAdd: multiplier of the rescaled input In1 (unsigned byte; 0: none)
-    [8] IN1_N    its shift
+``Infos``: ``INFOS_SIZE`` = 13 signed bytes per kernel in the layout of the GAP SDK's
+``CNN_Infos_SQ8.h``, and the activation operators NNTool emits (``KOP_RELUM`` for an asymmetric
+ReLU/ReLU6 output): :mod:`nnshell.codegen.at_infos`.
 
 Header ``<model dir>/<header>`` (default ``model.h``): for the graph input and every kernel
 node's output, ``<G>_<name>_OUT_SCALE/_OUT_QSCALE/_OUT_QNORM/_OUT_ZERO_POINT`` with
@@ -133,7 +127,6 @@ Every file is written atomically (temporary file in the same folder, then rename
 
 from __future__ import annotations
 
-import math
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -143,13 +136,13 @@ from typing import Any
 
 import numpy as np
 
+from nnshell.codegen import at_infos as inf
+from nnshell.codegen.at_infos import INFOS_SIZE, ActInfo, sq8_activation
+from nnshell.codegen.at_names import act_label, const_cname, head_op, nntool_steps
 from nnshell.errors import GraphStateError, ModelFileError, NnshellError
-from nnshell.fixed_point import QType, header_qscale_qnorm, round_half_up
+from nnshell.fixed_point import QType, header_qscale_qnorm
 from nnshell.fixed_pow2 import code_of, pow2_qtype, q_of, qmn
 from nnshell.ir import Graph, Node, c_safe_name
-
-INFOS_SIZE = 9
-ACT_LO, ACT_HI, LEAK_A, IN_ZP, OUT_ZP, OUT_M, OUT_N, IN1_M, IN1_N = range(INFOS_SIZE)
 
 #: Data-moving ops that are no kernel: their output shares the input buffer.
 ALIAS_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout"})
@@ -161,7 +154,8 @@ _CTYPES = {
     "int32": "signed int * __restrict__",
 }
 
-_ACT_NAMES = {"KOP_RELU": "Relu", "KOP_RELUN": "ReluN", "KOP_LEAKYRELU": "LeakyRelu"}
+#: NNTool's activation names in POW2 kernel names (``KOP_RELUN`` is always a ReLU6 there).
+_ACT_NAMES = {"KOP_RELU": "Relu", "KOP_RELUN": "Relu6"}
 
 
 class AutoTilerError(NnshellError):
@@ -233,18 +227,6 @@ def _describe_q(q: QType | None) -> str:
     return f"int{q.bits} S={float(q.scale):.9g} Z={q.zero_point}"
 
 
-def _code(v: float, q: QType) -> int:
-    return int(min(127, max(-128, round_half_up(v / float(q.scale)) + q.zero_point)))
-
-
-def _byte(v: Any) -> int:
-    """An unsigned byte stored in a signed char (two's complement bit pattern)."""
-    iv = int(v)
-    if not 0 <= iv <= 255:
-        raise AutoTilerError(f"value {iv} does not fit one unsigned byte of the Infos")
-    return iv - 256 if iv > 127 else iv
-
-
 def _hw(shape: Sequence[int]) -> tuple[int, int, int]:
     """(channels, width, height) of an activation shape with batch (``1,C[,H[,W]]``)."""
     dims = list(shape[1:])
@@ -264,34 +246,6 @@ def _act_parts(node: Node) -> tuple[list[Any], list[Any]]:
     return parts[1:], parts
 
 
-def _activation(parts: Sequence[Any], q: QType, node_name: str) -> tuple[str, list[int]]:
-    """``(KOP_..., infos bytes 0..2)`` of the activation parts of a fusion (at most one)."""
-    acts = [p for p in parts if p.op in ("Relu", "Clip", "LeakyRelu")]
-    others = [
-        p for p in parts if p.op not in ("Relu", "Clip", "LeakyRelu", "MaxPool", "AveragePool")
-    ]
-    if others:
-        raise AutoTilerError(
-            f"{node_name}: {others[0].op} inside a fused layer has no AutoTiler SQ8 operator"
-        )
-    if len(acts) > 1:
-        raise AutoTilerError(f"{node_name}: more than one activation in one fused layer")
-    if not acts:
-        return "KOP_NONE", [-128, 127, 0]
-    act = acts[0]
-    if act.op == "Relu":
-        return "KOP_RELU", [q.zero_point, 127, 0]
-    if act.op == "Clip":
-        lo, hi = float(act.attrs.min), float(act.attrs.max)
-        if lo != 0.0:
-            raise AutoTilerError(f"{node_name}: Clip({lo:g}, {hi:g}) is no ReLU/ReLUN")
-        if not math.isfinite(hi):
-            return "KOP_RELU", [q.zero_point, 127, 0]
-        return "KOP_RELUN", [q.zero_point, _code(hi, q), 0]
-    alpha = int(round_half_up(float(act.attrs.alpha) * 128))
-    return "KOP_LEAKYRELU", [-128, 127, _byte(alpha)]
-
-
 def _pool_args(node: Node, x_shape: Sequence[int]) -> tuple[list[str], str]:
     """Generator arguments ``PoolOper, Fpx, Fpy, Dpx, Dpy, Spx, Spy, PoolPad`` and the name part."""
     from nnshell.ops.pool import pool_geometry
@@ -302,7 +256,7 @@ def _pool_args(node: Node, x_shape: Sequence[int]) -> tuple[list[str], str]:
     oper = "KOP_MAXPOOL" if node.op == "MaxPool" else "KOP_AVGPOOL"
     pad = 1 if any(pads) else 0
     args = [oper, kernel[1], kernel[0], dil[1], dil[0], strides[1], strides[0], pad]
-    kind = "MaxPool" if node.op == "MaxPool" else "AvgPool"
+    kind = "MaxPool" if node.op == "MaxPool" else "AveragePool"  # NNTool's pool_type names
     return [str(a) for a in args], f"{kind}_{kernel[0]}x{kernel[1]}"
 
 
@@ -395,6 +349,7 @@ class _Planner:
         self.kernels: list[Kernel] = []
         self.alias: dict[str, str] = {}
         self.pow2 = getattr(qstate, "scheme", "SQ8") == "POW2"
+        self.steps = nntool_steps(graph)  # NNTool's numbering (nnshell.codegen.at_names)
 
     def unique(self, base: str, step: int) -> str:
         name = base if base not in self.used else f"{base}_S{step}"
@@ -422,8 +377,8 @@ class _Planner:
                 if self.pow2:
                     self._pow2_no_shift(node, "a data-moving node is no AutoTiler kernel")
                 continue
-            step = len(self.kernels) + 1
-            head = node.attrs.parts[0].op if node.op == "Fused" else node.op
+            step = self.steps[("node", node.name)]
+            head = head_op(node)
             if self.pow2:
                 k = self.plan_pow2(node, step, head)
             elif head == "Conv":
@@ -438,37 +393,43 @@ class _Planner:
                 k = self.matadd(node, step)
             elif head == "Softmax":
                 k = self.softmax(node, step)
+            elif head in ("Relu", "Clip", "LeakyRelu") and node.op != "Fused":
+                k = self.activation(node, step)
             else:
                 raise AutoTilerError(
                     f"node '{node.name}' ({head}) has no AutoTiler SQ8 generator in nnshell",
                     "gen --target c supports more layers",
                 )
             self.kernels.append(k)
+        self.kernels.sort(key=lambda k: k.step)  # NNTool's generator order (its step order)
         return self.kernels
 
     # -- per kind ------------------------------------------------------------------------------
-    def _infos(self, step: int, values: list[int]) -> ConstArg:
-        data = np.array(values, dtype=np.int64)
-        if data.min() < -128 or data.max() > 127:
-            raise AutoTilerError(f"S{step}: Infos value outside a signed byte: {values}")
-        return ConstArg(self.unique(f"S{step}_Infos", step), "int8", data.astype(np.int8), 8)
+    def _infos(self, step: int, data: np.ndarray, comment: str = "") -> ConstArg:
+        """The ``S<step>_Infos`` global: bytes in the ``CNN_Infos_SQ8.h`` layout (at_infos)."""
+        return ConstArg(self.unique(f"S{step}_Infos", step), "int8", data, 8, comment)
+
+    def _act(self, parts: Sequence[Any], nq: Any, node: Node) -> ActInfo | None:
+        try:
+            return sq8_activation(parts, nq.out_q, node.name)
+        except inf.InfosError as exc:
+            raise AutoTilerError(exc.message) from None
 
     def _weighted_consts(self, node: Node, step: int, nq: Any) -> list[ConstArg]:
         c = nq.consts
-        w_name = node.inputs[1] if len(node.inputs) > 1 else f"{node.name}_weights"
-        b_src = node.inputs[2] if len(node.inputs) > 2 and node.inputs[2] else f"{w_name}_bias"
+        b_src = node.inputs[2] if len(node.inputs) > 2 else ""
         shift = np.asarray(c["shift"], dtype=np.int64)
         if shift.min(initial=0) < -128 or shift.max(initial=0) > 127:
             raise AutoTilerError(f"{node.name}: a shift does not fit the int8 Mul_shift")
         return [
             ConstArg(
-                self.unique("Constant_" + c_safe_name(w_name).lstrip("_"), step),
+                self.unique(const_cname(self.graph, node, "", "weights"), step),
                 "int8",
                 np.ascontiguousarray(c["weights"], dtype=np.int8),
                 8,
             ),
             ConstArg(
-                self.unique("Constant_" + c_safe_name(b_src).lstrip("_"), step),
+                self.unique(const_cname(self.graph, node, b_src, "biases"), step),
                 "int32",
                 np.ascontiguousarray(c["bias_total"], dtype=np.int32),
                 32,
@@ -488,14 +449,6 @@ class _Planner:
             ),
         ]
 
-    def _base_infos(self, act: list[int], nq: Any) -> list[int]:
-        infos = [0] * INFOS_SIZE
-        infos[ACT_LO], infos[ACT_HI], infos[LEAK_A] = act
-        qin = next((q for q in nq.in_q if q is not None), None)
-        infos[IN_ZP] = qin.zero_point if qin is not None else 0
-        infos[OUT_ZP] = nq.out_q.zero_point
-        return infos
-
     def _conv_layout(self, node: Node, nq: Any, im2col: bool) -> _ConvLayout:
         from nnshell.ops.conv import conv_geometry
         from nnshell.ops.fused import part_node
@@ -514,8 +467,6 @@ class _Planner:
         ctrl = _pad_ctrl(pads, node.name)
         dw = group > 1 and group == in_c == out_c
         name = f"Conv2d_{out_c}x{wq.shape[1]}x{kernel[0]}x{kernel[1]}"
-        if dw:
-            name += "_DW"
         if im2col and kernel == (1, 1) and group == 1:
             ctrl.append(("ENABLEIM2COL", "AT_OPT_VAL(1)"))
         pool_args = ["KOP_NONE", "0", "0", "0", "0", "0", "0", "0"]
@@ -542,19 +493,16 @@ class _Planner:
     def conv(self, node: Node, step: int) -> Kernel:
         nq = self.nq(node)
         lay = self._conv_layout(node, nq, im2col=True)
-        name = lay.name
-        act, act_infos = _activation(lay.rest, nq.out_q, node.name)
-        if act != "KOP_NONE":
-            name += f"_{_ACT_NAMES[act]}"
-        cname = self.unique(f"S{step}_{name}", step)
-        args = [*lay.args, act]
+        act = self._act(lay.rest, nq, node)
+        cname = self.unique(f"S{step}_{lay.name}{act_label(act and act.name)}", step)
+        args = [*lay.args, act.kop if act else "KOP_NONE"]
         generator = "CNN_ConvolutionPoolAct_SQ8"
         lead = ["4", "1"]
         if lay.group > 1 and not lay.dw:
             generator = "CNN_GroupedConvolutionPoolAct_SQ8"
             lead = [str(lay.in_c // lay.group), str(lay.out_c // lay.group), *lead]
         consts = self._weighted_consts(node, step, nq)
-        consts.append(self._infos(step, self._base_infos(act_infos, nq)))
+        consts.append(self._infos(step, inf.conv_infos(act)))
         return Kernel(
             step,
             cname,
@@ -579,19 +527,18 @@ class _Planner:
         wq = nq.consts["weights"]
         in_dim = int(np.prod(x.shape[1:]))
         out_dim = int(wq.shape[0])
-        act, act_infos = _activation(rest, nq.out_q, node.name)
-        name = f"Linear_{out_dim}x{in_dim}"
-        if act != "KOP_NONE":
-            name += f"_{_ACT_NAMES[act]}"
+        act = self._act(rest, nq, node)
+        # NNTool names a lone linear layer by its shape, a linear+activation fusion by its node
+        name = f"Op_{node.name}" if act else f"Linear_{out_dim}x{in_dim}"
         cname = self.unique(f"S{step}_{name}", step)
         consts = self._weighted_consts(node, step, nq)
-        consts.append(self._infos(step, self._base_infos(act_infos, nq)))
+        consts.append(self._infos(step, inf.conv_infos(act)))
         return Kernel(
             step,
             cname,
             node,
             "CNN_LinearAct_SQ8",
-            ["4", "1", str(in_dim), str(out_dim), "KOP_LINEAR", act],
+            ["4", "1", str(in_dim), str(out_dim), "KOP_LINEAR", act.kop if act else "KOP_NONE"],
             [node.inputs[0]],
             node.outputs[0],
             consts,
@@ -600,13 +547,11 @@ class _Planner:
             self._comment(nq, weights=True),
         )
 
-    def _rescale_infos(self, infos: list[int], c: Mapping[str, np.ndarray]) -> None:
-        if "rescale_mul" in c:
-            infos[OUT_M] = _byte(c["rescale_mul"])
-            infos[OUT_N] = int(c["rescale_shift"])
-        elif "mul" in c:
-            infos[OUT_M] = _byte(c["mul"])
-            infos[OUT_N] = int(c["shift"])
+    def _rescale(self, nq: Any, node: Node) -> tuple[int, int]:
+        try:
+            return inf.rescale_of(nq.consts, node.name)
+        except inf.InfosError as exc:
+            raise AutoTilerError(exc.message) from None
 
     def pool(self, node: Node, step: int) -> Kernel:
         from nnshell.ops.fused import part_node
@@ -618,11 +563,9 @@ class _Planner:
         x = g.tensors[node.inputs[0]]
         feat, width, height = _hw(x.shape)
         pool_args, pname = _pool_args(head, x.shape)
-        act, act_infos = _activation(rest, nq.out_q, node.name)
-        name = pname + (f"_{_ACT_NAMES[act]}" if act != "KOP_NONE" else "")
-        cname = self.unique(f"S{step}_{name}", step)
-        infos = self._base_infos(act_infos, nq)
-        self._rescale_infos(infos, nq.consts)
+        act = self._act(rest, nq, node)
+        cname = self.unique(f"S{step}_{pname}{act_label(act and act.name)}", step)
+        infos = inf.pool_infos(act, self._rescale(nq, node))
         from nnshell.ops.pool import pool_geometry
 
         ctrl = _pad_ctrl(pool_geometry(head, x.shape)[3], node.name)
@@ -631,7 +574,7 @@ class _Planner:
             cname,
             node,
             "CNN_PoolAct_SQ8",
-            [str(feat), str(width), str(height), *pool_args, act],
+            [str(feat), str(width), str(height), *pool_args, act.kop if act else "KOP_NONE"],
             [node.inputs[0]],
             node.outputs[0],
             [self._infos(step, infos)],
@@ -644,22 +587,25 @@ class _Planner:
         g = self.graph
         nq = self.nq(node)
         rest, parts = _act_parts(node)
-        head_op = parts[0].op if parts else node.op
+        avg = (parts[0].op if parts else node.op) == "GlobalAveragePool"
         x = g.tensors[node.inputs[0]]
         feat, width, height = _hw(x.shape)
-        act, act_infos = _activation(rest, nq.out_q, node.name)
-        oper = "KOP_GLOBAL_AVGPOOL" if head_op == "GlobalAveragePool" else "KOP_GLOBAL_MAXPOOL"
-        name = ("GlobalAvgPool" if oper == "KOP_GLOBAL_AVGPOOL" else "GlobalMaxPool") + (
-            f"_{_ACT_NAMES[act]}" if act != "KOP_NONE" else ""
-        )
-        infos = self._base_infos(act_infos, nq)
-        self._rescale_infos(infos, nq.consts)
+        act = self._act(rest, nq, node)
+        oper = "KOP_GLOBAL_AVGPOOL" if avg else "KOP_GLOBAL_MAXPOOL"
+        # NNTool: a lone global pool is Op_<node>, one fused with an activation is named
+        name = f"Op_{node.name}"
+        if act:
+            name = f"{'Average' if avg else 'Max'}Pool_{feat}x1x1_{act.name}"
+        try:
+            infos = inf.global_pool_infos(act, avg, nq.consts, node.name)
+        except inf.InfosError as exc:
+            raise AutoTilerError(exc.message) from None
         return Kernel(
             step,
             self.unique(f"S{step}_{name}", step),
             node,
             "CNN_GlobalPoolAct_SQ8",
-            [str(feat), str(width), str(height), oper, act],
+            [str(feat), str(width), str(height), oper, act.kop if act else "KOP_NONE"],
             [node.inputs[0]],
             node.outputs[0],
             [self._infos(step, infos)],
@@ -679,19 +625,19 @@ class _Planner:
         j = int(c["ref_input"])
         i = 1 - j
         feat, width, height = _hw(g.tensors[node.outputs[0]].shape)
-        act, act_infos = _activation(rest, nq.out_q, node.name)
-        infos = self._base_infos(act_infos, nq)
-        infos[OUT_M], infos[OUT_N] = _byte(c["mul"]), int(c["shift"])
-        infos[IN1_M], infos[IN1_N] = _byte(c["in_mul"][i]), int(c["in_shift"][i])
-        name = f"MatAdd_{feat}x{height}x{width}" + (
-            f"_{_ACT_NAMES[act]}" if act != "KOP_NONE" else ""
+        act = self._act(rest, nq, node)
+        infos = inf.matadd_infos(
+            act,
+            (int(c["in_mul"][i]), int(c["in_shift"][i])),
+            (int(c["mul"]), int(c["shift"])),
         )
+        name = f"MatAdd_{feat}x{height}x{width}{act_label(act and act.name)}"
         return Kernel(
             step,
             self.unique(f"S{step}_{name}", step),
             node,
             "CNN_MatAddAct_SQ8",
-            [str(feat), str(width), str(height), "KOP_MATADD", act],
+            [str(feat), str(width), str(height), "KOP_MATADD", act.kop if act else "KOP_NONE"],
             [ins[i], ins[j]],  # In1 is the input rescaled to In2's scale
             node.outputs[0],
             [self._infos(step, infos)],
@@ -705,7 +651,7 @@ class _Planner:
         nq = self.nq(node)
         dim = int(np.prod(g.tensors[node.inputs[0]].shape[1:]))
         ctrl = [("OUTPUT_DATASIZE", "AT_OPT_VAL(1)")] if nq.out_q.bits == 8 else []
-        infos = self._base_infos([-128, 127, 0], nq)
+        infos = inf.softmax_infos(float(nq.in_q[0].scale))
         return Kernel(
             step,
             self.unique(f"S{step}_SoftMax", step),
@@ -717,6 +663,35 @@ class _Planner:
             [self._infos(step, infos)],
             ("in", "out", "infos"),
             ctrl,
+            self._comment(nq),
+        )
+
+    def activation(self, node: Node, step: int) -> Kernel:
+        """A lone ReLU / ReLU-N / LeakyReLU: ``CNN_PoolAct_SQ8`` without a pool (NNTool's)."""
+        from nnshell.ops.activation import Clip
+
+        nq = self.nq(node)
+        attrs = node.attrs
+        if node.op == "Clip":
+            consts = [self.graph.tensors[t].const if t else None for t in node.inputs[1:3]]
+            lo, hi = Clip().bounds(node, None, *consts)
+            attrs = type("ClipBounds", (), {"min": lo, "max": hi})
+        try:
+            act = inf.activation_info(node.op, attrs, nq.out_q, node.name)
+        except inf.InfosError as exc:
+            raise AutoTilerError(exc.message) from None
+        feat, width, height = _hw(self.graph.tensors[node.inputs[0]].shape)
+        return Kernel(
+            step,
+            self.unique(f"S{step}_Act_{act.name}", step),
+            node,
+            "CNN_PoolAct_SQ8",
+            [str(feat), str(width), str(height), "KOP_NONE", *["0"] * 7, act.kop],
+            [node.inputs[0]],
+            node.outputs[0],
+            [self._infos(step, inf.pool_infos(act, self._rescale(nq, node)))],
+            ("in", "out", "infos"),
+            [],
             self._comment(nq),
         )
 
@@ -793,15 +768,14 @@ class _Planner:
                 "only shift right (In_Q + Filter_Q - Out_Q is an unsigned shift count)",
                 POW2_FIX,
             )
-        w_name = node.inputs[1] if len(node.inputs) > 1 else f"{node.name}_weights"
-        b_src = node.inputs[2] if len(node.inputs) > 2 and node.inputs[2] else f"{w_name}_bias"
+        b_src = node.inputs[2] if len(node.inputs) > 2 else ""
         w = np.ascontiguousarray(c["weights"])
         b = np.ascontiguousarray(c["biases"]).reshape(-1)
         if {str(w.dtype), str(b.dtype)} - {"int8", "int16"}:
             raise AutoTilerError(f"{node.name}: POW2 weights {w.dtype} / biases {b.dtype}")
         consts = [
             ConstArg(
-                self.unique("Constant_" + c_safe_name(w_name).lstrip("_"), step),
+                self.unique(const_cname(self.graph, node, "", "weights"), step),
                 str(w.dtype),
                 w,
                 8 * w.dtype.itemsize,
@@ -809,7 +783,7 @@ class _Planner:
                 qw,
             ),
             ConstArg(
-                self.unique("Constant_" + c_safe_name(b_src).lstrip("_"), step),
+                self.unique(const_cname(self.graph, node, b_src, "biases"), step),
                 str(b.dtype),
                 b,
                 8 * b.dtype.itemsize,
@@ -902,7 +876,7 @@ class _Planner:
         in_dim = int(np.prod(x.shape[1:]))
         out_dim = int(nq.consts["weights"].shape[0])
         act, bound = _activation_pow2(rest, nq.out_q, node.name)
-        name = f"Linear_{out_dim}x{in_dim}" + (f"_{_ACT_NAMES[act]}" if act != "KOP_NONE" else "")
+        name = f"Op_{node.name}" if act != "KOP_NONE" else f"Linear_{out_dim}x{in_dim}"
         cname = self.unique(f"S{step}_{name}", step)
         consts, qs = self._pow2_weighted(node, step, nq)
         sizes = [_size(nq.in_q[0]), consts[0].bits // 8, consts[1].bits // 8, _size(nq.out_q)]
@@ -983,7 +957,7 @@ class _Planner:
         oper = "KOP_GLOBAL_AVGPOOL" if avg else "KOP_GLOBAL_MAXPOOL"
         return Kernel(
             step,
-            self.unique(f"S{step}_{'GlobalAvgPool' if avg else 'GlobalMaxPool'}", step),
+            self.unique(f"S{step}_Op_{node.name}", step),
             node,
             "CNN_GlobalPool",
             [*head_args, str(feat), str(feat), str(width), str(height), oper],

@@ -107,6 +107,13 @@ class ClipAttrs:
     max: float = float("inf")
 
 
+def relun_bound(lo: float, hi: float) -> tuple[float, float] | None:
+    """``(0, hi)`` when ``Clip(lo, hi)`` is a ReLU-N (lo 0, hi finite and positive), else None."""
+    if lo == 0.0 and 0.0 < hi < float("inf"):
+        return 0.0, hi
+    return None
+
+
 @register
 class Clip(_Activation):
     """Clamp to [min, max]; ReLU6 is Clip(0, 6)."""
@@ -141,6 +148,12 @@ class Clip(_Activation):
 
     # SQ8 §6: the output keeps the input's qtype; the bounds become codes.
     q_passthrough = True
+
+    def q_output_bound(self, node: Node, graph: Any) -> tuple[float, float] | None:
+        """``[0, max]`` for a ReLU-N (``Clip(0, N)``, N finite): NNTool's range rule."""
+        consts = [graph.tensors[i].const if i else None for i in node.inputs[1:3]]
+        lo, hi = self.bounds(node, None, *consts)
+        return relun_bound(lo, hi)
 
     def quantize_sq8(self, ctx: QuantContext) -> NodeQuant:
         """``lo_q = q(lo)``, ``hi_q = q(hi)`` with ``q(v) = clip8(round_half_up(v/S) + Z)``."""

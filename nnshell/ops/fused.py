@@ -144,6 +144,23 @@ class Fused(OpDef):
                 return False
         return True
 
+    def q_output_bound(self, node: Node, graph: Any) -> tuple[float, float] | None:
+        """The ReLU-N range rule (:meth:`OpDef.q_output_bound`) of a conv/linear-headed fusion
+        whose last activation is ``Clip(0, N)``; only max pools may follow it (they keep the
+        range), as in NNTool's ``conv_active_pool`` / ``conv_pool_active`` fusions."""
+        from nnshell.ops.activation import relun_bound
+
+        parts = _parts(node)
+        if parts[0].op not in ("Conv", "Linear"):
+            return None
+        for p in reversed(parts[1:]):
+            if p.op == "MaxPool":
+                continue
+            if p.op == "Clip":
+                return relun_bound(float(p.attrs.min), float(p.attrs.max))
+            return None
+        return None
+
     def q_symmetric_input(self, node: Node, idx: int) -> str | None:
         """The head's requirement on input ``idx``."""
         first = _parts(node)[0]

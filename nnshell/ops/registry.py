@@ -82,6 +82,15 @@ class OpDef:
         """A fixed output qtype the op imposes (softmax Q15, sigmoid 1/127), or None."""
         return None
 
+    def q_output_bound(self, node: Node, graph: Any) -> tuple[float, float] | None:
+        """The real range ``[0, N]`` a ReLU-N output is given when nothing forces it symmetric.
+
+        NNTool quantizes a ReLU6 (any ``Clip(0, N)``) output to exactly ``[0, N]``, whatever
+        the calibration saw, so that the int8 saturation is the clip (SQ8.md §2); ops whose
+        output is no ReLU-N return None and keep their calibrated range.
+        """
+        return None
+
     def quantize_sq8(self, ctx: Any) -> Any:
         """Return the NodeQuant (integer parameters) of ``ctx.node``."""
         raise QuantizationError(

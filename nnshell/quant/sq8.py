@@ -8,7 +8,12 @@
    Concat's inputs and output — found by union-find), from the union of the members' ranges:
    the graph input is symmetric unless its calibrated min is exactly 0; outputs of
    conv/linear-based layers are asymmetric unless forced (or ``--symmetric``); graph outputs
-   are symmetric; a fixed output format (Q15 softmax, 1/127 sigmoid) wins.
+   are symmetric; a fixed output format (Q15 softmax, 1/127 sigmoid) wins. An asymmetric
+   ReLU-N output (ReLU6, any ``Clip(0, N)``) gets exactly ``[0, N]`` whatever the calibration
+   saw — NNTool's rule, so the int8 saturation is the clip and its AutoTiler kernels need no
+   upper bound (``KOP_RELUM``); ``QuantOptions.relun_range = "calibrated"`` (``set
+   relun_range calibrated``) keeps the calibrated range instead. A ReLU-N output that a
+   consumer forces symmetric keeps its calibrated range, as in NNTool.
 3. Each op's own ``quantize_sq8`` hook turns the qtypes into integer parameters.
 An op without a hook is an error naming the node: nnshell never falls back to float silently.
 """
@@ -33,13 +38,19 @@ class QuantOptions:
     mode: RangeMode = field(default_factory=lambda: RangeMode("minmax"))
     symmetric: bool = False
     per_tensor: bool = False
+    #: ReLU-N outputs: "bound" (NNTool's rule, [0, N]) or "calibrated" (the calibrated range).
+    #: Keyword-only so the positional fields of subclasses (POW2's ``bits``) keep their place.
+    relun_range: str = field(default="bound", kw_only=True)
 
     def describe(self) -> str:
         """One line for reports: ``SQ8 minmax, asymmetric activations, per-channel weights``."""
-        return (
+        text = (
             f"SQ8 {self.mode}, {'symmetric' if self.symmetric else 'asymmetric'} activations, "
             f"{'per-tensor' if self.per_tensor else 'per-channel'} weights"
         )
+        if self.relun_range == "calibrated":
+            text += ", calibrated ReLU-N ranges"
+        return text
 
 
 @dataclass
@@ -139,18 +150,6 @@ def _group_qtype(
             fixed = get_op(node.op).q_output_qtype(node, [])
             if fixed is not None:
                 return fixed, (float("nan"), float("nan"))
-    lo, hi = float("inf"), float("-inf")
-    for t in members:
-        st = stats.get(t)
-        if st is None or st.count == 0:
-            continue
-        tlo, thi = choose_range(st, opts.mode)
-        lo, hi = min(lo, tlo), max(hi, thi)
-    if lo > hi:
-        raise QuantizationError(
-            f"tensor '{members[0]}' has no calibration statistics",
-            "run aquant on calibration images",
-        )
     why = next((req[t] for t in members if t in req), None)
     sym = opts.symmetric or why is not None
     for t in members:
@@ -160,6 +159,24 @@ def _group_qtype(
             sym = sym or st is None or st.min != 0.0  # SQ8 §2: inputs symmetric unless min is 0
         elif node is not None and not get_op(node.op).q_passthrough and node.op != "Concat":
             sym = sym or not get_op(node.op).q_asym(node)
+    lo, hi = float("inf"), float("-inf")
+    for t in members:
+        bound = None
+        if not sym and opts.relun_range == "bound" and t in producers:
+            bound = get_op(producers[t].op).q_output_bound(producers[t], graph)
+        st = stats.get(t)
+        if bound is not None:
+            tlo, thi = bound  # NNTool's ReLU-N rule (SQ8.md §2): [0, N] whatever was seen
+        elif st is None or st.count == 0:
+            continue
+        else:
+            tlo, thi = choose_range(st, opts.mode)
+        lo, hi = min(lo, tlo), max(hi, thi)
+    if lo > hi:
+        raise QuantizationError(
+            f"tensor '{members[0]}' has no calibration statistics",
+            "run aquant on calibration images",
+        )
     return qtype_from_range(lo, hi, sym, forced_by=why, name=members[0]), (lo, hi)
 
 

@@ -87,7 +87,7 @@ def test_sections_in_order(generated: tuple[Path, list[Path]]) -> None:
         "// generator for _conv1_Conv_fusion",
         'CreateGraph("cifar_netCNN",',
         "/* no concats in graph so not stacked tensors created */",
-        'AddNode("S1_Conv2d_6x3x5x5_MaxPool_2x2_Relu",',
+        'AddNode("S3_Conv2d_6x3x5x5_MaxPool_2x2_Relu",',
         "CloseGraph();",
         "int main(int argc, char **argv)",
         "TilerParseOptions(argc, argv)",
@@ -133,22 +133,24 @@ def test_two_conv_pool_act_calls(generated: tuple[Path, list[Path]]) -> None:
     conv = ["KOP_CONV", "5", "5", "1", "1", "1", "1", "0"]
     pool = ["KOP_MAXPOOL", "2", "2", "1", "1", "2", "2", "0"]
     assert calls[0] == [
-        '"S1_Conv2d_6x3x5x5_MaxPool_2x2_Relu"', "0", "4", "1",
-        "3", "6", "32", "32", *conv, *pool, "KOP_RELU",
+        '"S3_Conv2d_6x3x5x5_MaxPool_2x2_Relu"', "0", "4", "1",
+        "3", "6", "32", "32", *conv, *pool, "KOP_RELUM",
     ]  # fmt: skip
     assert calls[1] == [
-        '"S2_Conv2d_16x6x5x5_MaxPool_2x2_Relu"', "0", "4", "1",
-        "6", "16", "14", "14", *conv, *pool, "KOP_RELU",
+        '"S6_Conv2d_16x6x5x5_MaxPool_2x2_Relu"', "0", "4", "1",
+        "6", "16", "14", "14", *conv, *pool, "KOP_RELUM",
     ]  # fmt: skip
 
 
 def test_three_linear_calls(generated: tuple[Path, list[Path]]) -> None:
     calls = _calls(_model_c(generated), "CNN_LinearAct_SQ8")
-    # Name, Ctrl, Bias_DataSize, Scale_DataSize, InDim, OutDim, KOP_LINEAR, ActOper
+    # Name, Ctrl, Bias_DataSize, Scale_DataSize, InDim, OutDim, KOP_LINEAR, ActOper; NNTool
+    # names a linear+ReLU fusion Op_<node>, steps count inputs and constants (S9, S12, S15);
+    # the ReLU outputs are asymmetric (Z = -128): KOP_RELUM
     assert calls == [
-        ['"S3_Linear_120x400_Relu"', "0", "4", "1", "400", "120", "KOP_LINEAR", "KOP_RELU"],
-        ['"S4_Linear_84x120_Relu"', "0", "4", "1", "120", "84", "KOP_LINEAR", "KOP_RELU"],
-        ['"S5_Linear_10x84"', "0", "4", "1", "84", "10", "KOP_LINEAR", "KOP_NONE"],
+        ['"S9_Op__fc1_Gemm_fusion"', "0", "4", "1", "400", "120", "KOP_LINEAR", "KOP_RELUM"],
+        ['"S12_Op__fc2_Gemm_fusion"', "0", "4", "1", "120", "84", "KOP_LINEAR", "KOP_RELUM"],
+        ['"S15_Linear_10x84"', "0", "4", "1", "84", "10", "KOP_LINEAR", "KOP_NONE"],
     ]
 
 
@@ -167,37 +169,37 @@ def test_create_graph_globals_and_locals(generated: tuple[Path, list[Path]]) -> 
     assert n_loc == len(l_names) == 4
     assert g_names[0] == "Input_1" and g_names[-1] == "Output_1"
     assert g_names[1:6] == [
-        "Constant_conv1_weight",
+        "_conv1_conv_weights",
         "Constant_conv1_bias",
-        "S1_Mul_scale",
-        "S1_Mul_shift",
-        "S1_Infos",
+        "S3_Mul_scale",
+        "S3_Mul_shift",
+        "S3_Infos",
     ]
-    assert l_names == ["S1_Output", "S2_Output", "S3_Output", "S4_Output"]
+    assert l_names == ["S3_Output", "S6_Output", "S9_Output", "S12_Output"]
     assert "ARG_SCOPE_ARG, ARG_DIR_IN" in glob and "ARG_SCOPE_ARG, ARG_DIR_OUT" in glob
     assert glob.count("ARG_SCOPE_GLOBAL, ARG_DIR_CONSTIN, AT_MEM_L3_HFLASH, AT_MEM_UNDEF") == 25
     assert loc.count("ARG_SCOPE_LOCAL, ARG_DIR_INOUT, AT_MEM_UNDEF, AT_MEM_UNDEF, 0") == 4
     nodes = re.findall(r'AddNode\("([^"]+)",\s*Bindings\((\d+),(.*?)\)\s*\);', text, re.S)
     assert [n[0] for n in nodes] == [
-        "S1_Conv2d_6x3x5x5_MaxPool_2x2_Relu",
-        "S2_Conv2d_16x6x5x5_MaxPool_2x2_Relu",
-        "S3_Linear_120x400_Relu",
-        "S4_Linear_84x120_Relu",
-        "S5_Linear_10x84",
+        "S3_Conv2d_6x3x5x5_MaxPool_2x2_Relu",
+        "S6_Conv2d_16x6x5x5_MaxPool_2x2_Relu",
+        "S9_Op__fc1_Gemm_fusion",
+        "S12_Op__fc2_Gemm_fusion",
+        "S15_Linear_10x84",
     ]
     first = re.findall(r"GNodeArg\((GNA_\w+), \"([^\"]+)\", 0\)", nodes[0][2])
     assert first == [
         ("GNA_IN", "Input_1"),
-        ("GNA_IN", "Constant_conv1_weight"),
+        ("GNA_IN", "_conv1_conv_weights"),
         ("GNA_IN", "Constant_conv1_bias"),
-        ("GNA_OUT", "S1_Output"),
-        ("GNA_IN", "S1_Mul_scale"),
-        ("GNA_IN", "S1_Mul_shift"),
-        ("GNA_IN", "S1_Infos"),
+        ("GNA_OUT", "S3_Output"),
+        ("GNA_IN", "S3_Mul_scale"),
+        ("GNA_IN", "S3_Mul_shift"),
+        ("GNA_IN", "S3_Infos"),
     ]
     assert all(int(n[1]) == 7 for n in nodes)
     last = re.findall(r"GNodeArg\((GNA_\w+), \"([^\"]+)\", 0\)", nodes[4][2])
-    assert last[0] == ("GNA_IN", "S4_Output") and last[3] == ("GNA_OUT", "Output_1")
+    assert last[0] == ("GNA_IN", "S12_Output") and last[3] == ("GNA_OUT", "Output_1")
 
 
 # -- tensors ---------------------------------------------------------------------------------
@@ -224,11 +226,12 @@ def test_every_tensor_file_exists_with_right_size_and_values(
         np.testing.assert_array_equal(np.frombuffer(b, "<i4"), c["bias_total"])
         assert ms == c["mul"].astype(np.uint8).tobytes() and len(ms) == out_c
         np.testing.assert_array_equal(np.frombuffer(mn, np.int8), c["shift"])
-        assert len(inf) == INFOS_SIZE
+        assert len(inf) == INFOS_SIZE == 13
         zo = session.qstate.nodes[node.name].out_q.zero_point
-        relu = node.op == "Fused"
-        assert np.frombuffer(inf, np.int8)[0] == (zo if relu else -128)
-    assert files[0].name == "Constant_fc3_Gemm_weights.tensor"
+        relu = node.op == "Fused"  # ReLU: ACTSCALE 1, ACTSCALEN 0, A0 = Zo; else all 0
+        expected = [1, 0, zo, 0, *[0] * 9] if relu else [0] * 13
+        assert np.frombuffer(inf, np.int8).tolist() == expected
+    assert files[0].name == "_fc3_gemm_weights.tensor"
 
 
 # -- header ----------------------------------------------------------------------------------
@@ -252,11 +255,11 @@ def test_header_matches_qshow(session: Any, generated: tuple[Path, list[Path]]) 
     defs = _defines(header.read_text())
     doc = _qshow_json(session)
     names = ["Input_1"] + [
-        "S1_Conv2d_6x3x5x5_MaxPool_2x2_Relu",
-        "S2_Conv2d_16x6x5x5_MaxPool_2x2_Relu",
-        "S3_Linear_120x400_Relu",
-        "S4_Linear_84x120_Relu",
-        "S5_Linear_10x84",
+        "S3_Conv2d_6x3x5x5_MaxPool_2x2_Relu",
+        "S6_Conv2d_16x6x5x5_MaxPool_2x2_Relu",
+        "S9_Op__fc1_Gemm_fusion",
+        "S12_Op__fc2_Gemm_fusion",
+        "S15_Linear_10x84",
     ]
     qs = [doc["layers"][0]["inputs"][0]] + [row["output"] for row in doc["layers"]]
     assert len(defs) == 4 * len(names)
@@ -284,9 +287,9 @@ def test_header_qscale_128_case(session: Any, tmp_path: Path) -> None:
         session.graph, fake, session.settings, tmp_path, None, "tensors", "x.h", False
     )
     defs = _defines(paths[1].read_text())
-    assert defs["CIFAR_NET_S5_Linear_10x84_OUT_QSCALE"] == "64"
-    assert defs["CIFAR_NET_S5_Linear_10x84_OUT_QNORM"] == str(7 - e - 1)
-    assert float(defs["CIFAR_NET_S5_Linear_10x84_OUT_SCALE"]) == s
+    assert defs["CIFAR_NET_S15_Linear_10x84_OUT_QSCALE"] == "64"
+    assert defs["CIFAR_NET_S15_Linear_10x84_OUT_QNORM"] == str(7 - e - 1)
+    assert float(defs["CIFAR_NET_S15_Linear_10x84_OUT_SCALE"]) == s
 
 
 # -- determinism, goldens, command line --------------------------------------------------------
@@ -404,27 +407,28 @@ def test_pool_matadd_global_pool_softmax_generators(tmp_path: Path) -> None:
     paths = s.gen_autotiler(model_dir=str(tmp_path / "gen"))
     text = paths[0].read_text()
     conv = _calls(text, "CNN_ConvolutionPoolAct_SQ8")
-    assert [c[0] for c in conv] == ['"S1_Conv2d_8x3x3x3_Relu"', '"S2_Conv2d_8x8x3x3"']
+    assert [c[0] for c in conv] == ['"S3_Conv2d_8x3x3x3_Relu"', '"S6_Conv2d_8x8x3x3"']
     assert conv[0][4:16] == ["3", "8", "8", "8", "KOP_CONV", "3", "3", "1", "1", "1", "1", "1"]
     assert conv[1][-9:] == ["KOP_NONE", "0", "0", "0", "0", "0", "0", "0", "KOP_NONE"]
     assert _calls(text, "CNN_MatAddAct_SQ8") == [
-        ['"S3_MatAdd_8x8x8_Relu"', "0", "8", "8", "8", "KOP_MATADD", "KOP_RELU"]
+        ['"S7_MatAdd_8x8x8_Relu"', "0", "8", "8", "8", "KOP_MATADD", "KOP_RELU"]
     ]
     assert _calls(text, "CNN_PoolAct_SQ8") == [
-        ['"S4_AvgPool_2x2"', "0", "8", "8", "8", "KOP_AVGPOOL"]
+        ['"S8_AveragePool_2x2"', "0", "8", "8", "8", "KOP_AVGPOOL"]
         + ["2", "2", "1", "1", "2", "2", "0", "KOP_NONE"]
     ]
     assert _calls(text, "CNN_GlobalPoolAct_SQ8") == [
-        ['"S5_GlobalAvgPool"', "0", "8", "4", "4", "KOP_GLOBAL_AVGPOOL", "KOP_NONE"]
+        ['"S9_Op_GlobalAveragePool_6"', "0", "8", "4", "4", "KOP_GLOBAL_AVGPOOL", "KOP_NONE"]
     ]
-    assert _calls(text, "CNN_SoftMax_SQ8") == [['"S7_SoftMax"', "0", "4", "KOP_SOFTMAX"]]
+    assert _calls(text, "CNN_SoftMax_SQ8") == [['"S13_SoftMax"', "0", "4", "KOP_SOFTMAX"]]
     # the flatten is no kernel; the softmax writes Q15 shorts straight to the graph output
     assert 'TCArgInfo("signed short * __restrict__", "Output_1", ARG_SCOPE_ARG' in text
-    add = re.search(r'AddNode\("S3_MatAdd_8x8x8_Relu",(.*?)\);', text, re.S)
+    add = re.search(r'AddNode\("S7_MatAdd_8x8x8_Relu",(.*?)\);', text, re.S)
     assert add is not None
     binds = re.findall(r"GNodeArg\((GNA_\w+), \"([^\"]+)\", 0\)", add.group(1))
     assert [b[0] for b in binds] == ["GNA_IN", "GNA_IN", "GNA_OUT", "GNA_IN"]
-    assert {binds[0][1], binds[1][1]} == {"S1_Output", "S2_Output"}
-    infos = np.fromfile(tmp_path / "gen" / "tensors" / "S3_Infos.tensor", np.int8)
+    assert {binds[0][1], binds[1][1]} == {"S3_Output", "S6_Output"}
+    infos = np.fromfile(tmp_path / "gen" / "tensors" / "S7_Infos.tensor", np.int8)
     nq = s.qstate.nodes[s.graph.nodes[2].name].consts
-    assert int(infos[5]) & 0xFF == int(nq["mul"]) and infos[6] == int(nq["shift"])
+    # CNN_Infos_SQ8.h: OUTSCALE at 10, OUTSCALEN at 11
+    assert int(infos[10]) & 0xFF == int(nq["mul"]) and infos[11] == int(nq["shift"])

@@ -41,11 +41,11 @@ MOBILE = ROOT / "sample_models" / "mobile_net_tiny.onnx"
 ONES = ["1", "1", "1", "1"]  # every *_InL3 flag
 
 CIFAR_NAMES = [
-    "S1_Conv2d_6x3x5x5_MaxPool_2x2_Relu",
-    "S2_Conv2d_16x6x5x5_MaxPool_2x2_Relu",
-    "S3_Linear_120x400_Relu",
-    "S4_Linear_84x120_Relu",
-    "S5_Linear_10x84",
+    "S3_Conv2d_6x3x5x5_MaxPool_2x2_Relu",
+    "S6_Conv2d_16x6x5x5_MaxPool_2x2_Relu",
+    "S9_Op__fc1_Gemm_fusion",
+    "S12_Op__fc2_Gemm_fusion",
+    "S15_Linear_10x84",
 ]
 
 
@@ -150,7 +150,7 @@ def test_includes_library_and_sections(gen16: tuple[Path, list[Path]]) -> None:
         "LoadCNNLibrary();",
         "// generator for _conv1_Conv_fusion",
         'CreateGraph("cifar_netCNN",',
-        'AddNode("S1_Conv2d_6x3x5x5_MaxPool_2x2_Relu",',
+        'AddNode("S3_Conv2d_6x3x5x5_MaxPool_2x2_Relu",',
         "CloseGraph();",
         "GenerateTilingCode();",
     ]
@@ -193,7 +193,7 @@ def test_create_graph_and_bindings(s16: Session, gen16: tuple[Path, list[Path]])
     text = gen16[1][0].read_text()
     n_glob, g_names, g_types, n_loc, l_names, l_types = _create_graph(text)
     assert n_glob == len(g_names) == 1 + 5 * 2 + 1 and n_loc == len(l_names) == 4
-    assert g_names[:3] == ["Input_1", "Constant_conv1_weight", "Constant_conv1_bias"]
+    assert g_names[:3] == ["Input_1", "_conv1_conv_weights", "Constant_conv1_bias"]
     assert g_names[-1] == "Output_1"
     assert set(g_types) == set(l_types) == {"signed short * __restrict__"}
     nodes = _nodes(text)
@@ -207,8 +207,8 @@ def test_create_graph_and_bindings(s16: Session, gen16: tuple[Path, list[Path]])
         assert int(c["out_shift"]) == q_in + q_w - q_out == info["q_acc"] - info["q_out"]
         assert int(c["bias_shift"]) == q_in + q_w - q_b == info["q_acc"] - info["q_b"]
         assert binds[0].startswith("GNodeArg(GNA_IN,")
-        assert binds[1].startswith('GNodeArg(GNA_IN, "Constant_')
-        assert binds[2].startswith('GNodeArg(GNA_IN, "Constant_')
+        assert binds[1].endswith('_weights", 0)')
+        assert binds[2].endswith(('_bias", 0)', '_biases", 0)'))
         assert binds[3].startswith("GNodeArg(GNA_OUT,")
         assert f"In: {qmn(nq.in_q[0])} " in comment and f"Out: {qmn(nq.out_q)}" in comment
         assert f"Weights: Q{15 - info['q_w']}.{info['q_w']} " in comment
@@ -391,7 +391,7 @@ def test_mobile_net_tiny_pow2_16(tmp_path: Path) -> None:
     nq = qs.nodes[dw.name]
     assert k.generator == "CNN_ConvolutionPoolReLU" and k.args[16] == "KOP_CONV_DW"
     assert k.args[4:8] == _weighted_qs(qs, dw) and k.args[8:12] == ONES
-    assert k.args[-1] == "KOP_RELUN" and k.cname.endswith("_DW_ReluN")
+    assert k.args[-1] == "KOP_RELUN" and k.cname.endswith("x1x3x3_Relu6")
     assert k.binding == ("in", "w", "b", "out")
     assert f"ReLUN bound: {6 << q_of(nq.out_q)}" in k.comment
     # the pointwise convs are double precision
@@ -493,7 +493,7 @@ def test_depthwise_matadd_pools_softmax(tmp_path: Path, bits: int) -> None:
         return str(q_of(qs.nodes[by_name[name].name].out_q))
 
     conv = _calls(text, "CNN_ConvolutionPoolReLU")
-    assert conv[1][0] == '"S2_Conv2d_8x1x3x3_DW_ReluN"'
+    assert conv[1][0] == '"S6_Conv2d_8x1x3x3_Relu6"'
     assert conv[1][14:19] == ["8", "8", "8", "8", "KOP_CONV_DW"]
     assert conv[0][18] == "KOP_CONV_DP" and conv[0][-1] == conv[1][-1] == "KOP_RELUN"
     for call in conv:
@@ -501,41 +501,42 @@ def test_depthwise_matadd_pools_softmax(tmp_path: Path, bits: int) -> None:
         assert call[2:6] == [sz] * 4
         assert call[6:10] == _weighted_qs(qs, by_name[name]) and call[10:14] == ONES
     # ReLU6 on both branches: one Q for the Add, so plain KOP_MATADD
-    qa = q("S3_MatAdd_8x8x8")
-    assert qa == q("S3_MatAdd_8x8x8", 1) == qo("S3_MatAdd_8x8x8") == ("12" if bits == 16 else "4")
+    qa = q("S7_MatAdd_8x8x8")
+    assert qa == q("S7_MatAdd_8x8x8", 1) == qo("S7_MatAdd_8x8x8") == ("12" if bits == 16 else "4")
     assert _calls(text, "CNN_MatAdd") == [
-        ['"S3_MatAdd_8x8x8"', "0", sz, sz, sz, qa, qa, qa, "1", "1", "1", "8", "8", "8", "8"]
+        ['"S7_MatAdd_8x8x8"', "0", sz, sz, sz, qa, qa, qa, "1", "1", "1", "8", "8", "8", "8"]
         + ["KOP_MATADD"]
     ]
-    qp = q("S4_MaxPool_8x8")
-    assert qp == qo("S4_MaxPool_8x8")
+    qp = q("S8_MaxPool_8x8")
+    assert qp == qo("S8_MaxPool_8x8")
     assert _calls(text, "CNN_PoolReLU") == [
-        ['"S4_MaxPool_8x8"', "0", sz, sz, qp, qp, "1", "1", "8", "8", "8", "8"]
+        ['"S8_MaxPool_8x8"', "0", sz, sz, qp, qp, "1", "1", "8", "8", "8", "8"]
         + ["KOP_MAXPOOL", "8", "8", "1", "1", "8", "8", "0", "KOP_NONE"]
     ]
-    qg = q("S5_GlobalAvgPool")
-    assert qg == qo("S5_GlobalAvgPool")
-    assert int(qs.nodes[by_name["S5_GlobalAvgPool"].name].consts["out_shift"]) == 7
+    qg = q("S9_Op_GlobalAveragePool_6")
+    assert qg == qo("S9_Op_GlobalAveragePool_6")
+    assert int(qs.nodes[by_name["S9_Op_GlobalAveragePool_6"].name].consts["out_shift"]) == 7
     assert _calls(text, "CNN_GlobalPool") == [
-        ['"S5_GlobalAvgPool"', "0", sz, sz, qg, qg, "1", "1", "8", "8", "1", "1"]
+        ['"S9_Op_GlobalAveragePool_6"', "0", sz, sz, qg, qg, "1", "1", "8", "8", "1", "1"]
         + ["KOP_GLOBAL_AVGPOOL"]
     ]
     linear = _calls(text, "CNN_LinearReLU")
     assert linear == [
-        ['"S6_Linear_4x8"', "0", sz, sz, sz, sz, *_weighted_qs(qs, by_name["S6_Linear_4x8"])]
+        ['"S12_Linear_4x8"', "0", sz, sz, sz, sz, *_weighted_qs(qs, by_name["S12_Linear_4x8"])]
         + [*ONES, "8", "4", "KOP_LINEAR", "KOP_NONE"]
     ]
     # the softmax writes int16 Q15 whatever the width of its input
     assert _calls(text, "CNN_SoftMax") == [
-        ['"S7_SoftMax"', "0", sz, "2", q("S7_SoftMax"), "15", "1", "1", "4", "KOP_SOFTMAX"]
+        ['"S13_SoftMax"', "0", sz, "2", q("S13_SoftMax"), "15", "1", "1", "4", "KOP_SOFTMAX"]
     ]
     nodes = {n[1]: n for n in _nodes(text)}
-    for name in ("S1_Conv2d_8x4x3x3_ReluN", "S2_Conv2d_8x1x3x3_DW_ReluN"):
+    for name in ("S3_Conv2d_8x4x3x3_Relu6", "S6_Conv2d_8x1x3x3_Relu6"):
         comment, _, k, binds = nodes[name]
         assert k == 4 and binds[3].startswith("GNodeArg(GNA_OUT,")
         assert f"ReLUN bound: {6 << int(qo(name))}" in comment
-    assert nodes["S3_MatAdd_8x8x8"][2] == 3
-    assert [nodes[n][2] for n in ("S4_MaxPool_8x8", "S5_GlobalAvgPool", "S7_SoftMax")] == [2] * 3
+    assert nodes["S7_MatAdd_8x8x8"][2] == 3
+    single = ("S8_MaxPool_8x8", "S9_Op_GlobalAveragePool_6", "S13_SoftMax")
+    assert [nodes[n][2] for n in single] == [2] * 3
     assert 'TCArgInfo("signed short * __restrict__", "Output_1", ARG_SCOPE_ARG' in text
 
 
@@ -555,7 +556,7 @@ def test_matadd_dynadjust_in_a_generated_graph(tmp_path: Path, bits: int) -> Non
     sz = "2" if bits == 16 else "1"
     assert _calls(text, "CNN_MatAdd") == []
     assert _calls(text, "CNN_MatAddDynAdjust") == [
-        ['"S3_MatAdd_8x8x8"', "0", sz, sz, sz, str(q1), str(q2), str(qo), "1", "1", "1"]
+        ['"S7_MatAdd_8x8x8"', "0", sz, sz, sz, str(q1), str(q2), str(qo), "1", "1", "1"]
         + ["8", "8", "8", "8", "KOP_MATADD_DYNADJUST"]
     ]
     # nnshell aligns to the larger Q and moves the sum to Out_Q, with the same Qs

@@ -23,125 +23,125 @@ void cifar_netModel(unsigned int L1Memory, unsigned int L2Memory, unsigned int L
     LoadCNN_SQ8_Library();
 
     // generator for _conv1_Conv_fusion
-    CNN_ConvolutionPoolAct_SQ8("S1_Conv2d_6x3x5x5_MaxPool_2x2_Relu", 0, 4, 1, 3, 6, 32, 32, KOP_CONV, 5, 5, 1, 1, 1, 1, 0, KOP_MAXPOOL, 2, 2, 1, 1, 2, 2, 0, KOP_RELU);
+    CNN_ConvolutionPoolAct_SQ8("S3_Conv2d_6x3x5x5_MaxPool_2x2_Relu", 0, 4, 1, 3, 6, 32, 32, KOP_CONV, 5, 5, 1, 1, 1, 1, 0, KOP_MAXPOOL, 2, 2, 1, 1, 2, 2, 0, KOP_RELUM);
 
     // generator for _conv2_Conv_fusion
-    CNN_ConvolutionPoolAct_SQ8("S2_Conv2d_16x6x5x5_MaxPool_2x2_Relu", 0, 4, 1, 6, 16, 14, 14, KOP_CONV, 5, 5, 1, 1, 1, 1, 0, KOP_MAXPOOL, 2, 2, 1, 1, 2, 2, 0, KOP_RELU);
+    CNN_ConvolutionPoolAct_SQ8("S6_Conv2d_16x6x5x5_MaxPool_2x2_Relu", 0, 4, 1, 6, 16, 14, 14, KOP_CONV, 5, 5, 1, 1, 1, 1, 0, KOP_MAXPOOL, 2, 2, 1, 1, 2, 2, 0, KOP_RELUM);
 
     // generator for _fc1_Gemm_fusion
-    CNN_LinearAct_SQ8("S3_Linear_120x400_Relu", 0, 4, 1, 400, 120, KOP_LINEAR, KOP_RELU);
+    CNN_LinearAct_SQ8("S9_Op__fc1_Gemm_fusion", 0, 4, 1, 400, 120, KOP_LINEAR, KOP_RELUM);
 
     // generator for _fc2_Gemm_fusion
-    CNN_LinearAct_SQ8("S4_Linear_84x120_Relu", 0, 4, 1, 120, 84, KOP_LINEAR, KOP_RELU);
+    CNN_LinearAct_SQ8("S12_Op__fc2_Gemm_fusion", 0, 4, 1, 120, 84, KOP_LINEAR, KOP_RELUM);
 
     // generator for _fc3_Gemm
-    CNN_LinearAct_SQ8("S5_Linear_10x84", 0, 4, 1, 84, 10, KOP_LINEAR, KOP_NONE);
+    CNN_LinearAct_SQ8("S15_Linear_10x84", 0, 4, 1, 84, 10, KOP_LINEAR, KOP_NONE);
 
     CreateGraph("cifar_netCNN",
         /* Arguments either passed or globals */
         CArgs(27,
             TCArgInfo("signed char * __restrict__", "Input_1", ARG_SCOPE_ARG, ARG_DIR_IN, AT_MEM_L2, AT_MEM_L2, 0),
-            TCArgInfo("signed char * __restrict__", "Constant_conv1_weight", ARG_SCOPE_GLOBAL, ARG_DIR_CONSTIN, AT_MEM_L3_HFLASH, AT_MEM_UNDEF, ConstInfo("tensors/Constant_conv1_weight.tensor", 1, 1, 8, 0)),
+            TCArgInfo("signed char * __restrict__", "_conv1_conv_weights", ARG_SCOPE_GLOBAL, ARG_DIR_CONSTIN, AT_MEM_L3_HFLASH, AT_MEM_UNDEF, ConstInfo("tensors/_conv1_conv_weights.tensor", 1, 1, 8, 0)),
             // BiasQ: 0 (int32 bias + zero-point offsets)
             TCArgInfo("signed int * __restrict__", "Constant_conv1_bias", ARG_SCOPE_GLOBAL, ARG_DIR_CONSTIN, AT_MEM_L3_HFLASH, AT_MEM_UNDEF, ConstInfo("tensors/Constant_conv1_bias.tensor", 1, 1, 32, 0)),
-            TCArgInfo("unsigned char * __restrict__", "S1_Mul_scale", ARG_SCOPE_GLOBAL, ARG_DIR_CONSTIN, AT_MEM_L3_HFLASH, AT_MEM_UNDEF, ConstInfo("tensors/S1_Mul_scale.tensor", 1, 1, 8, 0)),
-            TCArgInfo("signed char * __restrict__", "S1_Mul_shift", ARG_SCOPE_GLOBAL, ARG_DIR_CONSTIN, AT_MEM_L3_HFLASH, AT_MEM_UNDEF, ConstInfo("tensors/S1_Mul_shift.tensor", 1, 1, 8, 0)),
-            TCArgInfo("signed char * __restrict__", "S1_Infos", ARG_SCOPE_GLOBAL, ARG_DIR_CONSTIN, AT_MEM_L3_HFLASH, AT_MEM_UNDEF, ConstInfo("tensors/S1_Infos.tensor", 1, 1, 8, 0)),
-            TCArgInfo("signed char * __restrict__", "Constant_conv2_weight", ARG_SCOPE_GLOBAL, ARG_DIR_CONSTIN, AT_MEM_L3_HFLASH, AT_MEM_UNDEF, ConstInfo("tensors/Constant_conv2_weight.tensor", 1, 1, 8, 0)),
-            // BiasQ: 0 (int32 bias + zero-point offsets)
-            TCArgInfo("signed int * __restrict__", "Constant_conv2_bias", ARG_SCOPE_GLOBAL, ARG_DIR_CONSTIN, AT_MEM_L3_HFLASH, AT_MEM_UNDEF, ConstInfo("tensors/Constant_conv2_bias.tensor", 1, 1, 32, 0)),
-            TCArgInfo("unsigned char * __restrict__", "S2_Mul_scale", ARG_SCOPE_GLOBAL, ARG_DIR_CONSTIN, AT_MEM_L3_HFLASH, AT_MEM_UNDEF, ConstInfo("tensors/S2_Mul_scale.tensor", 1, 1, 8, 0)),
-            TCArgInfo("signed char * __restrict__", "S2_Mul_shift", ARG_SCOPE_GLOBAL, ARG_DIR_CONSTIN, AT_MEM_L3_HFLASH, AT_MEM_UNDEF, ConstInfo("tensors/S2_Mul_shift.tensor", 1, 1, 8, 0)),
-            TCArgInfo("signed char * __restrict__", "S2_Infos", ARG_SCOPE_GLOBAL, ARG_DIR_CONSTIN, AT_MEM_L3_HFLASH, AT_MEM_UNDEF, ConstInfo("tensors/S2_Infos.tensor", 1, 1, 8, 0)),
-            TCArgInfo("signed char * __restrict__", "Constant_fc1_Gemm_weights", ARG_SCOPE_GLOBAL, ARG_DIR_CONSTIN, AT_MEM_L3_HFLASH, AT_MEM_UNDEF, ConstInfo("tensors/Constant_fc1_Gemm_weights.tensor", 1, 1, 8, 0)),
-            // BiasQ: 0 (int32 bias + zero-point offsets)
-            TCArgInfo("signed int * __restrict__", "Constant_fc1_Gemm_biases", ARG_SCOPE_GLOBAL, ARG_DIR_CONSTIN, AT_MEM_L3_HFLASH, AT_MEM_UNDEF, ConstInfo("tensors/Constant_fc1_Gemm_biases.tensor", 1, 1, 32, 0)),
             TCArgInfo("unsigned char * __restrict__", "S3_Mul_scale", ARG_SCOPE_GLOBAL, ARG_DIR_CONSTIN, AT_MEM_L3_HFLASH, AT_MEM_UNDEF, ConstInfo("tensors/S3_Mul_scale.tensor", 1, 1, 8, 0)),
             TCArgInfo("signed char * __restrict__", "S3_Mul_shift", ARG_SCOPE_GLOBAL, ARG_DIR_CONSTIN, AT_MEM_L3_HFLASH, AT_MEM_UNDEF, ConstInfo("tensors/S3_Mul_shift.tensor", 1, 1, 8, 0)),
             TCArgInfo("signed char * __restrict__", "S3_Infos", ARG_SCOPE_GLOBAL, ARG_DIR_CONSTIN, AT_MEM_L3_HFLASH, AT_MEM_UNDEF, ConstInfo("tensors/S3_Infos.tensor", 1, 1, 8, 0)),
-            TCArgInfo("signed char * __restrict__", "Constant_fc2_Gemm_weights", ARG_SCOPE_GLOBAL, ARG_DIR_CONSTIN, AT_MEM_L3_HFLASH, AT_MEM_UNDEF, ConstInfo("tensors/Constant_fc2_Gemm_weights.tensor", 1, 1, 8, 0)),
+            TCArgInfo("signed char * __restrict__", "_conv2_conv_weights", ARG_SCOPE_GLOBAL, ARG_DIR_CONSTIN, AT_MEM_L3_HFLASH, AT_MEM_UNDEF, ConstInfo("tensors/_conv2_conv_weights.tensor", 1, 1, 8, 0)),
             // BiasQ: 0 (int32 bias + zero-point offsets)
-            TCArgInfo("signed int * __restrict__", "Constant_fc2_Gemm_biases", ARG_SCOPE_GLOBAL, ARG_DIR_CONSTIN, AT_MEM_L3_HFLASH, AT_MEM_UNDEF, ConstInfo("tensors/Constant_fc2_Gemm_biases.tensor", 1, 1, 32, 0)),
-            TCArgInfo("unsigned char * __restrict__", "S4_Mul_scale", ARG_SCOPE_GLOBAL, ARG_DIR_CONSTIN, AT_MEM_L3_HFLASH, AT_MEM_UNDEF, ConstInfo("tensors/S4_Mul_scale.tensor", 1, 1, 8, 0)),
-            TCArgInfo("signed char * __restrict__", "S4_Mul_shift", ARG_SCOPE_GLOBAL, ARG_DIR_CONSTIN, AT_MEM_L3_HFLASH, AT_MEM_UNDEF, ConstInfo("tensors/S4_Mul_shift.tensor", 1, 1, 8, 0)),
-            TCArgInfo("signed char * __restrict__", "S4_Infos", ARG_SCOPE_GLOBAL, ARG_DIR_CONSTIN, AT_MEM_L3_HFLASH, AT_MEM_UNDEF, ConstInfo("tensors/S4_Infos.tensor", 1, 1, 8, 0)),
-            TCArgInfo("signed char * __restrict__", "Constant_fc3_Gemm_weights", ARG_SCOPE_GLOBAL, ARG_DIR_CONSTIN, AT_MEM_L3_HFLASH, AT_MEM_UNDEF, ConstInfo("tensors/Constant_fc3_Gemm_weights.tensor", 1, 1, 8, 0)),
+            TCArgInfo("signed int * __restrict__", "Constant_conv2_bias", ARG_SCOPE_GLOBAL, ARG_DIR_CONSTIN, AT_MEM_L3_HFLASH, AT_MEM_UNDEF, ConstInfo("tensors/Constant_conv2_bias.tensor", 1, 1, 32, 0)),
+            TCArgInfo("unsigned char * __restrict__", "S6_Mul_scale", ARG_SCOPE_GLOBAL, ARG_DIR_CONSTIN, AT_MEM_L3_HFLASH, AT_MEM_UNDEF, ConstInfo("tensors/S6_Mul_scale.tensor", 1, 1, 8, 0)),
+            TCArgInfo("signed char * __restrict__", "S6_Mul_shift", ARG_SCOPE_GLOBAL, ARG_DIR_CONSTIN, AT_MEM_L3_HFLASH, AT_MEM_UNDEF, ConstInfo("tensors/S6_Mul_shift.tensor", 1, 1, 8, 0)),
+            TCArgInfo("signed char * __restrict__", "S6_Infos", ARG_SCOPE_GLOBAL, ARG_DIR_CONSTIN, AT_MEM_L3_HFLASH, AT_MEM_UNDEF, ConstInfo("tensors/S6_Infos.tensor", 1, 1, 8, 0)),
+            TCArgInfo("signed char * __restrict__", "_fc1_gemm_weights", ARG_SCOPE_GLOBAL, ARG_DIR_CONSTIN, AT_MEM_L3_HFLASH, AT_MEM_UNDEF, ConstInfo("tensors/_fc1_gemm_weights.tensor", 1, 1, 8, 0)),
             // BiasQ: 0 (int32 bias + zero-point offsets)
-            TCArgInfo("signed int * __restrict__", "Constant_fc3_Gemm_biases", ARG_SCOPE_GLOBAL, ARG_DIR_CONSTIN, AT_MEM_L3_HFLASH, AT_MEM_UNDEF, ConstInfo("tensors/Constant_fc3_Gemm_biases.tensor", 1, 1, 32, 0)),
-            TCArgInfo("unsigned char * __restrict__", "S5_Mul_scale", ARG_SCOPE_GLOBAL, ARG_DIR_CONSTIN, AT_MEM_L3_HFLASH, AT_MEM_UNDEF, ConstInfo("tensors/S5_Mul_scale.tensor", 1, 1, 8, 0)),
-            TCArgInfo("signed char * __restrict__", "S5_Mul_shift", ARG_SCOPE_GLOBAL, ARG_DIR_CONSTIN, AT_MEM_L3_HFLASH, AT_MEM_UNDEF, ConstInfo("tensors/S5_Mul_shift.tensor", 1, 1, 8, 0)),
-            TCArgInfo("signed char * __restrict__", "S5_Infos", ARG_SCOPE_GLOBAL, ARG_DIR_CONSTIN, AT_MEM_L3_HFLASH, AT_MEM_UNDEF, ConstInfo("tensors/S5_Infos.tensor", 1, 1, 8, 0)),
+            TCArgInfo("signed int * __restrict__", "_fc1_gemm_biases", ARG_SCOPE_GLOBAL, ARG_DIR_CONSTIN, AT_MEM_L3_HFLASH, AT_MEM_UNDEF, ConstInfo("tensors/_fc1_gemm_biases.tensor", 1, 1, 32, 0)),
+            TCArgInfo("unsigned char * __restrict__", "S9_Mul_scale", ARG_SCOPE_GLOBAL, ARG_DIR_CONSTIN, AT_MEM_L3_HFLASH, AT_MEM_UNDEF, ConstInfo("tensors/S9_Mul_scale.tensor", 1, 1, 8, 0)),
+            TCArgInfo("signed char * __restrict__", "S9_Mul_shift", ARG_SCOPE_GLOBAL, ARG_DIR_CONSTIN, AT_MEM_L3_HFLASH, AT_MEM_UNDEF, ConstInfo("tensors/S9_Mul_shift.tensor", 1, 1, 8, 0)),
+            TCArgInfo("signed char * __restrict__", "S9_Infos", ARG_SCOPE_GLOBAL, ARG_DIR_CONSTIN, AT_MEM_L3_HFLASH, AT_MEM_UNDEF, ConstInfo("tensors/S9_Infos.tensor", 1, 1, 8, 0)),
+            TCArgInfo("signed char * __restrict__", "_fc2_gemm_weights", ARG_SCOPE_GLOBAL, ARG_DIR_CONSTIN, AT_MEM_L3_HFLASH, AT_MEM_UNDEF, ConstInfo("tensors/_fc2_gemm_weights.tensor", 1, 1, 8, 0)),
+            // BiasQ: 0 (int32 bias + zero-point offsets)
+            TCArgInfo("signed int * __restrict__", "_fc2_gemm_biases", ARG_SCOPE_GLOBAL, ARG_DIR_CONSTIN, AT_MEM_L3_HFLASH, AT_MEM_UNDEF, ConstInfo("tensors/_fc2_gemm_biases.tensor", 1, 1, 32, 0)),
+            TCArgInfo("unsigned char * __restrict__", "S12_Mul_scale", ARG_SCOPE_GLOBAL, ARG_DIR_CONSTIN, AT_MEM_L3_HFLASH, AT_MEM_UNDEF, ConstInfo("tensors/S12_Mul_scale.tensor", 1, 1, 8, 0)),
+            TCArgInfo("signed char * __restrict__", "S12_Mul_shift", ARG_SCOPE_GLOBAL, ARG_DIR_CONSTIN, AT_MEM_L3_HFLASH, AT_MEM_UNDEF, ConstInfo("tensors/S12_Mul_shift.tensor", 1, 1, 8, 0)),
+            TCArgInfo("signed char * __restrict__", "S12_Infos", ARG_SCOPE_GLOBAL, ARG_DIR_CONSTIN, AT_MEM_L3_HFLASH, AT_MEM_UNDEF, ConstInfo("tensors/S12_Infos.tensor", 1, 1, 8, 0)),
+            TCArgInfo("signed char * __restrict__", "_fc3_gemm_weights", ARG_SCOPE_GLOBAL, ARG_DIR_CONSTIN, AT_MEM_L3_HFLASH, AT_MEM_UNDEF, ConstInfo("tensors/_fc3_gemm_weights.tensor", 1, 1, 8, 0)),
+            // BiasQ: 0 (int32 bias + zero-point offsets)
+            TCArgInfo("signed int * __restrict__", "_fc3_gemm_biases", ARG_SCOPE_GLOBAL, ARG_DIR_CONSTIN, AT_MEM_L3_HFLASH, AT_MEM_UNDEF, ConstInfo("tensors/_fc3_gemm_biases.tensor", 1, 1, 32, 0)),
+            TCArgInfo("unsigned char * __restrict__", "S15_Mul_scale", ARG_SCOPE_GLOBAL, ARG_DIR_CONSTIN, AT_MEM_L3_HFLASH, AT_MEM_UNDEF, ConstInfo("tensors/S15_Mul_scale.tensor", 1, 1, 8, 0)),
+            TCArgInfo("signed char * __restrict__", "S15_Mul_shift", ARG_SCOPE_GLOBAL, ARG_DIR_CONSTIN, AT_MEM_L3_HFLASH, AT_MEM_UNDEF, ConstInfo("tensors/S15_Mul_shift.tensor", 1, 1, 8, 0)),
+            TCArgInfo("signed char * __restrict__", "S15_Infos", ARG_SCOPE_GLOBAL, ARG_DIR_CONSTIN, AT_MEM_L3_HFLASH, AT_MEM_UNDEF, ConstInfo("tensors/S15_Infos.tensor", 1, 1, 8, 0)),
             TCArgInfo("signed char * __restrict__", "Output_1", ARG_SCOPE_ARG, ARG_DIR_OUT, AT_MEM_L2, AT_MEM_L2, 0)
         ),
         /* Locals, allocated dynamically */
         CArgs(4,
-            TCArgInfo("signed char * __restrict__", "S1_Output", ARG_SCOPE_LOCAL, ARG_DIR_INOUT, AT_MEM_UNDEF, AT_MEM_UNDEF, 0),
-            TCArgInfo("signed char * __restrict__", "S2_Output", ARG_SCOPE_LOCAL, ARG_DIR_INOUT, AT_MEM_UNDEF, AT_MEM_UNDEF, 0),
             TCArgInfo("signed char * __restrict__", "S3_Output", ARG_SCOPE_LOCAL, ARG_DIR_INOUT, AT_MEM_UNDEF, AT_MEM_UNDEF, 0),
-            TCArgInfo("signed char * __restrict__", "S4_Output", ARG_SCOPE_LOCAL, ARG_DIR_INOUT, AT_MEM_UNDEF, AT_MEM_UNDEF, 0)
+            TCArgInfo("signed char * __restrict__", "S6_Output", ARG_SCOPE_LOCAL, ARG_DIR_INOUT, AT_MEM_UNDEF, AT_MEM_UNDEF, 0),
+            TCArgInfo("signed char * __restrict__", "S9_Output", ARG_SCOPE_LOCAL, ARG_DIR_INOUT, AT_MEM_UNDEF, AT_MEM_UNDEF, 0),
+            TCArgInfo("signed char * __restrict__", "S12_Output", ARG_SCOPE_LOCAL, ARG_DIR_INOUT, AT_MEM_UNDEF, AT_MEM_UNDEF, 0)
         )
     );
 
     /* no concats in graph so not stacked tensors created */
 
     // In: int8 S=0.00787401575 Z=0 Weights: int8 per-channel Bias: int32 Out: int8 S=0.0623697393 Z=-128
-    AddNode("S1_Conv2d_6x3x5x5_MaxPool_2x2_Relu",
+    AddNode("S3_Conv2d_6x3x5x5_MaxPool_2x2_Relu",
         Bindings(7,
             GNodeArg(GNA_IN, "Input_1", 0),
-            GNodeArg(GNA_IN, "Constant_conv1_weight", 0),
+            GNodeArg(GNA_IN, "_conv1_conv_weights", 0),
             GNodeArg(GNA_IN, "Constant_conv1_bias", 0),
-            GNodeArg(GNA_OUT, "S1_Output", 0),
-            GNodeArg(GNA_IN, "S1_Mul_scale", 0),
-            GNodeArg(GNA_IN, "S1_Mul_shift", 0),
-            GNodeArg(GNA_IN, "S1_Infos", 0)
-        )
-    );
-    // In: int8 S=0.0623697393 Z=-128 Weights: int8 per-channel Bias: int32 Out: int8 S=0.144399261 Z=-128
-    AddNode("S2_Conv2d_16x6x5x5_MaxPool_2x2_Relu",
-        Bindings(7,
-            GNodeArg(GNA_IN, "S1_Output", 0),
-            GNodeArg(GNA_IN, "Constant_conv2_weight", 0),
-            GNodeArg(GNA_IN, "Constant_conv2_bias", 0),
-            GNodeArg(GNA_OUT, "S2_Output", 0),
-            GNodeArg(GNA_IN, "S2_Mul_scale", 0),
-            GNodeArg(GNA_IN, "S2_Mul_shift", 0),
-            GNodeArg(GNA_IN, "S2_Infos", 0)
-        )
-    );
-    // In: int8 S=0.144399261 Z=-128 Weights: int8 per-channel Bias: int32 Out: int8 S=0.260554235 Z=-128
-    AddNode("S3_Linear_120x400_Relu",
-        Bindings(7,
-            GNodeArg(GNA_IN, "S2_Output", 0),
-            GNodeArg(GNA_IN, "Constant_fc1_Gemm_weights", 0),
-            GNodeArg(GNA_IN, "Constant_fc1_Gemm_biases", 0),
             GNodeArg(GNA_OUT, "S3_Output", 0),
             GNodeArg(GNA_IN, "S3_Mul_scale", 0),
             GNodeArg(GNA_IN, "S3_Mul_shift", 0),
             GNodeArg(GNA_IN, "S3_Infos", 0)
         )
     );
-    // In: int8 S=0.260554235 Z=-128 Weights: int8 per-channel Bias: int32 Out: int8 S=0.302296508 Z=-128
-    AddNode("S4_Linear_84x120_Relu",
+    // In: int8 S=0.0623697393 Z=-128 Weights: int8 per-channel Bias: int32 Out: int8 S=0.144399261 Z=-128
+    AddNode("S6_Conv2d_16x6x5x5_MaxPool_2x2_Relu",
         Bindings(7,
             GNodeArg(GNA_IN, "S3_Output", 0),
-            GNodeArg(GNA_IN, "Constant_fc2_Gemm_weights", 0),
-            GNodeArg(GNA_IN, "Constant_fc2_Gemm_biases", 0),
-            GNodeArg(GNA_OUT, "S4_Output", 0),
-            GNodeArg(GNA_IN, "S4_Mul_scale", 0),
-            GNodeArg(GNA_IN, "S4_Mul_shift", 0),
-            GNodeArg(GNA_IN, "S4_Infos", 0)
+            GNodeArg(GNA_IN, "_conv2_conv_weights", 0),
+            GNodeArg(GNA_IN, "Constant_conv2_bias", 0),
+            GNodeArg(GNA_OUT, "S6_Output", 0),
+            GNodeArg(GNA_IN, "S6_Mul_scale", 0),
+            GNodeArg(GNA_IN, "S6_Mul_shift", 0),
+            GNodeArg(GNA_IN, "S6_Infos", 0)
+        )
+    );
+    // In: int8 S=0.144399261 Z=-128 Weights: int8 per-channel Bias: int32 Out: int8 S=0.260554235 Z=-128
+    AddNode("S9_Op__fc1_Gemm_fusion",
+        Bindings(7,
+            GNodeArg(GNA_IN, "S6_Output", 0),
+            GNodeArg(GNA_IN, "_fc1_gemm_weights", 0),
+            GNodeArg(GNA_IN, "_fc1_gemm_biases", 0),
+            GNodeArg(GNA_OUT, "S9_Output", 0),
+            GNodeArg(GNA_IN, "S9_Mul_scale", 0),
+            GNodeArg(GNA_IN, "S9_Mul_shift", 0),
+            GNodeArg(GNA_IN, "S9_Infos", 0)
+        )
+    );
+    // In: int8 S=0.260554235 Z=-128 Weights: int8 per-channel Bias: int32 Out: int8 S=0.302296508 Z=-128
+    AddNode("S12_Op__fc2_Gemm_fusion",
+        Bindings(7,
+            GNodeArg(GNA_IN, "S9_Output", 0),
+            GNodeArg(GNA_IN, "_fc2_gemm_weights", 0),
+            GNodeArg(GNA_IN, "_fc2_gemm_biases", 0),
+            GNodeArg(GNA_OUT, "S12_Output", 0),
+            GNodeArg(GNA_IN, "S12_Mul_scale", 0),
+            GNodeArg(GNA_IN, "S12_Mul_shift", 0),
+            GNodeArg(GNA_IN, "S12_Infos", 0)
         )
     );
     // In: int8 S=0.302296508 Z=-128 Weights: int8 per-channel Bias: int32 Out: int8 S=0.960331202 Z=0
-    AddNode("S5_Linear_10x84",
+    AddNode("S15_Linear_10x84",
         Bindings(7,
-            GNodeArg(GNA_IN, "S4_Output", 0),
-            GNodeArg(GNA_IN, "Constant_fc3_Gemm_weights", 0),
-            GNodeArg(GNA_IN, "Constant_fc3_Gemm_biases", 0),
+            GNodeArg(GNA_IN, "S12_Output", 0),
+            GNodeArg(GNA_IN, "_fc3_gemm_weights", 0),
+            GNodeArg(GNA_IN, "_fc3_gemm_biases", 0),
             GNodeArg(GNA_OUT, "Output_1", 0),
-            GNodeArg(GNA_IN, "S5_Mul_scale", 0),
-            GNodeArg(GNA_IN, "S5_Mul_shift", 0),
-            GNodeArg(GNA_IN, "S5_Infos", 0)
+            GNodeArg(GNA_IN, "S15_Mul_scale", 0),
+            GNodeArg(GNA_IN, "S15_Mul_shift", 0),
+            GNodeArg(GNA_IN, "S15_Infos", 0)
         )
     );
     CloseGraph();
