@@ -4,6 +4,19 @@ Error contract (one place for every command): an NnshellError prints one line
 ``[FILE:LINE: ]error: <message> [hint: ...]``; any other exception is reported as an internal
 error naming the command, and the session stays usable. Tracebacks only with ``--debug`` or
 ``set debug true``. ``last_error`` lets the script runner stop at the first failure.
+
+Shell escapes (untrusted scripts must not run operating-system commands): scripts and models
+come from other people, so nnshell runs its own commands only. cmd2's ``shell`` (``!``),
+``alias`` and ``macro`` are refused by a post-parsing hook, and also disabled in cmd2 so no
+direct call reaches them; ``run_script`` (``@``, ``@@``), ``run_pyscript``, ``edit``, ``py`` and
+``ipy`` are not part of nnshell at all, and ``history -e`` (which runs the editor) never works.
+Pipes and redirections are not parsed (NnStatementParser leaves ``|``, ``>``, ``>>`` as
+characters) and an unquoted ``|`` or ``>`` in a line is refused, so the user learns it did not
+redirect. In scripts and ``-c`` (``scripted``) all of this is final, ``history`` is refused too,
+as is a ``;`` the script reader took for quoted (cmd2 would drop what follows it), and
+``allow_shell`` cannot be set. Interactively, ``set allow_shell true`` brings back
+``shell``/``!``, ``alias``, ``macro``, pipes and redirections for that session only: it is a cmd2
+setting, not an nnshell setting, so no state file can carry it.
 """
 
 from __future__ import annotations
@@ -26,7 +39,23 @@ from nnshell.shell.commands.quant_cmds import QuantCommands
 from nnshell.shell.commands.run_cmds import RunCommands
 from nnshell.shell.commands.state_cmds import StateCommands
 from nnshell.shell.commands.transform_cmds import TransformCommands
-from nnshell.shell.parser import NnArgumentParser
+from nnshell.shell.parser import NnArgumentParser, NnStatementParser
+
+#: cmd2 commands that run operating-system commands or define new command lines; interactive
+#: sessions get them back with ``set allow_shell true``.
+SHELL_COMMANDS = ("shell", "alias", "macro")
+#: cmd2 commands nnshell removes for good (they run files of commands, Python or an editor).
+REMOVED_COMMANDS = frozenset(
+    {"run_script", "_relative_run_script", "run_pyscript", "edit", "py", "ipy"}
+)
+#: Refused in scripts and ``-c`` only: ``history`` can re-run, write out or edit commands and
+#: has no use in a replay.
+SCRIPT_REFUSED = frozenset({"history"})
+
+
+class ShellEscapeError(UsageError):
+    """A shell escape (``shell``, ``!``, a pipe, ...) where nnshell does not allow one."""
+
 
 INTRO = f"nnshell {__version__} — float ONNX to int8 for microcontrollers. Type help or help CMD."
 
@@ -41,7 +70,9 @@ class NnShell(cmd2.Cmd):
         stdin: Any = None,
         stdout: Any = None,
         persistent_history_file: str = "",
+        scripted: bool = False,
     ) -> None:
+        """``scripted``: commands come from ``-s``/``-c`` (shell escapes can never be enabled)."""
         super().__init__(
             stdin=stdin,
             stdout=stdout,
@@ -64,11 +95,33 @@ class NnShell(cmd2.Cmd):
         )
         for name in ("do_run_pyscript", "do_edit", "do_run_script", "do__relative_run_script"):
             setattr(self, name, None)
+        old = self.statement_parser
+        self.statement_parser = NnStatementParser(
+            terminators=old.terminators,
+            multiline_commands=old.multiline_commands,
+            aliases=old.aliases,
+            shortcuts=dict(old.shortcuts),
+        )
+        self.scripted = scripted
+        self._allow_shell = False
+        self.allow_redirection = False
+        for name in SHELL_COMMANDS:
+            self.disable_command(name, str(self._refusal(f"'{name}'")))
+        if not scripted:
+            self.add_settable(
+                cmd2.Settable(
+                    "allow_shell",
+                    bool,
+                    "interactive only: allow shell/!, alias, macro, | and > (runs OS commands)",
+                    self,
+                )
+            )
         self.session = session or Session()
         self.error_prefix = ""
         self.last_error: str | None = None
         self.current_line = ""
         self.default_category = "Shell"
+        self.register_postparsing_hook(self._refuse_shell_escapes)
         self.register_precmd_hook(self._before_command)
         self.register_postcmd_hook(self._after_command)
         self.update_prompt()
@@ -78,6 +131,79 @@ class NnShell(cmd2.Cmd):
         """Show the open model's name in the prompt."""
         name = self.session.name
         self.prompt = f"nnshell ({name}) > " if name else "nnshell > "
+
+    # -- shell escapes ---------------------------------------------------------------------
+    @property
+    def allow_shell(self) -> bool:
+        """Whether cmd2's shell escapes are on (interactive opt-in only)."""
+        return self._allow_shell
+
+    @allow_shell.setter
+    def allow_shell(self, value: bool) -> None:
+        if self.scripted:  # a second lock besides do_set: nothing in a script turns this on
+            raise ShellEscapeError("'allow_shell' cannot be set in scripts or -c")
+        self._allow_shell = bool(value)
+        self.statement_parser.redirection = self._allow_shell
+        self.allow_redirection = self._allow_shell
+        for name in SHELL_COMMANDS:
+            if self._allow_shell:
+                self.enable_command(name)
+            else:
+                self.disable_command(name, str(self._refusal(f"'{name}'")))
+
+    def _refusal(self, what: str) -> ShellEscapeError:
+        """The one-line error for a shell escape ``what``, worded for scripts or the shell."""
+        if self.scripted:
+            return ShellEscapeError(
+                f"{what} is not allowed in scripts: scripts and -c run nnshell commands only",
+                "run operating-system commands outside nnshell",
+            )
+        return ShellEscapeError(
+            f"{what} is off: it would run operating-system commands",
+            "'set allow_shell true' turns on shell, !, alias, macro, | and > for this session",
+        )
+
+    def _refuse_shell_escapes(
+        self, data: cmd2.plugin.PostparsingData
+    ) -> cmd2.plugin.PostparsingData:
+        """Stop a shell escape before cmd2 runs or redirects anything (see the module doc)."""
+        st = data.statement
+        raw = st.raw.lstrip()
+        shortcut = next((s for s, _ in self.statement_parser.shortcuts if raw.startswith(s)), "")
+        name = f"'{shortcut}' ({st.command})" if shortcut else f"'{st.command}'"
+        if st.command in REMOVED_COMMANDS:
+            if self.scripted:
+                raise self._refusal(name)
+            raise ShellEscapeError(
+                f"{name} is not available in nnshell",
+                "nnshell runs its own commands only (help lists them); scripts: nnshell -s FILE",
+            )
+        if self.scripted and st.command in SCRIPT_REFUSED:
+            raise self._refusal(name)
+        if self.scripted and st.suffix:
+            # the script reader took this ';' as quoted (a quote inside a word): cmd2 would run
+            # the first part and silently drop the rest
+            raise ShellEscapeError(
+                f"'; {st.suffix}' would be ignored: a quote inside a word hid the ';'",
+                'put the whole argument in quotes, e.g. "it\'s.onnx"',
+            )
+        if not self.allow_shell:
+            if st.command in SHELL_COMMANDS:
+                raise self._refusal(name)
+            for tok in (st.command, *st.arg_list):
+                if not cmd2.string_utils.is_quoted(tok) and ("|" in tok or ">" in tok):
+                    op = "'|' (a pipe)" if "|" in tok else "'>' (a redirection)"
+                    err = self._refusal(op)
+                    err.hint = f"{err.hint}; quote the argument to pass it as text"
+                    raise err
+        return data
+
+    def run_editor(self, file_path: str | None = None) -> None:
+        """Never start an editor: it is a shell command, and its file would run as a script."""
+        raise ShellEscapeError(
+            "editing commands (edit, history -e) is not available in nnshell",
+            "leave nnshell to edit files",
+        )
 
     def _before_command(self, data: cmd2.plugin.PrecommandData) -> cmd2.plugin.PrecommandData:
         self.current_line = data.statement.raw
@@ -179,6 +305,11 @@ class NnShell(cmd2.Cmd):
             self.print_table(settings_table(values, helps))
             return
         text = " ".join(args.value)
+        if args.name == "allow_shell" and self.scripted:
+            raise ShellEscapeError(
+                "'allow_shell' cannot be set in scripts or -c",
+                "shell escapes are only for an interactive session",
+            )
         if args.name in self.settables:
             st = self.settables[args.name]
             if not args.value:
@@ -199,7 +330,7 @@ class NnShell(cmd2.Cmd):
 
 
 def make_app(**kwargs: Any) -> NnShell:
-    """Build the shell (tests use this with their own stdout)."""
+    """Build the shell (tests use this with their own stdout; ``scripted=True`` for -s/-c)."""
     return NnShell(**kwargs)
 
 

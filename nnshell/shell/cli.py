@@ -3,13 +3,16 @@
 All three feed the same command lines to the same cmd2 application. In script and ``-c`` modes
 the first failing command stops the run with ``FILE:LINE: error: ...`` on stderr and exit 1;
 Ctrl-C stops it with exit 130. No traceback unless ``--debug``.
+
+Scripts and ``-c`` run nnshell's commands only: the app is built ``scripted``, which refuses
+cmd2's shell escapes (``shell``, ``!``, pipes, redirections, ``alias``, ``macro``, ...) with
+``FILE:LINE: error:`` and exit 1, and ``-D`` values are substituted as data (see nnshell.script).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import sys
 
 from nnshell import __version__
@@ -59,7 +62,13 @@ def main(argv: list[str] | None = None) -> int:
         return _generate_from_state(args)
     # Imported here so `nnshell --help` and `--version` stay instant.
     from nnshell.errors import NnshellError
-    from nnshell.script import ScriptLine, command_lines, parse_defines, script_lines
+    from nnshell.script import (
+        ScriptLine,
+        command_lines,
+        parse_defines,
+        quote_arg,
+        script_lines,
+    )
     from nnshell.shell.app import make_app, run_command
 
     batch = bool(args.script or args.commands)
@@ -75,10 +84,15 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"{where}error: {exc}\n")
         return 1
     history = "" if batch else os.path.expanduser("~/.nnshell_history")
-    app = make_app(persistent_history_file=history)
+    # scripted: shell escapes are refused for good (the script is someone else's text)
+    app = make_app(persistent_history_file=history, scripted=batch)
     app.debug = args.debug
     if args.file:
-        lines.insert(0, ScriptLine("", 0, f"open {shlex.quote(args.file)}"))
+        try:  # quoted the way nnshell's parser reads it (shlex.quote is POSIX-shell quoting)
+            lines.insert(0, ScriptLine("", 0, f"open {quote_arg(args.file)}"))
+        except ValueError:
+            sys.stderr.write(f"error: model path {args.file!r} holds both ' and \" quotes\n")
+            return 1
     if not batch:
         for line in lines:
             try:

@@ -1,0 +1,1 @@
+"""Security regression tests: untrusted scripts, models and values must fail safely."""
