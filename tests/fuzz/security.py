@@ -120,7 +120,7 @@ def injected_code(text: str) -> str | None:
     for line in code.splitlines():
         s = line.strip()
         if s.startswith("#") and not re.fullmatch(
-            r'#\s*(include\s*(<[\w./]+>|"[\w.]+")|ifndef \w+|define \w+( .*)?|endif|ifdef \w+|'
+            r'#\s*(include\s*(<[\w./]+>|"[\w.]+")|ifndef \w+|define \w+(\(.*?\))?( .*)?|endif|ifdef \w+|'
             r"if .*|else|pragma .*|undef \w+)\s*",
             s,
         ):
@@ -601,7 +601,7 @@ def special_file_commands(path: Path, work: Path) -> list[tuple[str, list[str]]]
     if state.is_symlink() or state.exists():
         state.unlink()
     state.symlink_to(path)
-    return [
+    cases = [
         ("open (model)", ["-c", f"open {path}"]),
         ("open (state .json)", ["-c", f"open {state}"]),
         ("nnshell -s (script)", ["-s", str(path)]),
@@ -609,6 +609,9 @@ def special_file_commands(path: Path, work: Path) -> list[tuple[str, list[str]]]
         ("aquant (folder entry)", [model, "-c", f"fusions --scale8; aquant {folder}"]),
         ("dump (input)", [model, "-c", f"dump {path}"]),
     ]
+    if path.is_dir():  # a sub-folder of a calibration folder is skipped, as it should be
+        cases = [c for c in cases if c[0] != "aquant (folder entry)"]
+    return cases
 
 
 def run_special_case(work: Path, args: list[str], limit: float = 60.0) -> CaseResult:
