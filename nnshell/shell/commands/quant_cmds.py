@@ -137,7 +137,9 @@ class QuantCommands(NnCommandSet):
 
     validate_parser = NnArgumentParser(
         description="Top-1 accuracy on a labelled folder (label = last _ field of the file "
-        "name, or --labels CSV): float, quantized, the drop and the images that flipped."
+        "name, or --labels CSV): float, quantized, the drop and the images that flipped, and the "
+        "paired test of the drop on the same images (exact McNemar on the images right in only "
+        "one version; 95% intervals: paired Wald and Newcombe)."
     )
     validate_parser.add_argument("files", nargs="+", completer=cmd2.Cmd.path_complete)
     validate_parser.add_argument(
@@ -183,7 +185,9 @@ class QuantCommands(NnCommandSet):
 
     footprint_parser = NnArgumentParser(
         description="Memory footprint, float vs quantized: parameter bytes (weights, biases, "
-        "multipliers) and peak activation RAM from tensor lifetimes."
+        "multipliers) and peak activation RAM from tensor lifetimes, step by step (the float "
+        "model as imported, the fused float graph, the quantized one, with the tensors at each "
+        "peak), and where the quantized model goes on GAP8 under the l1_size/l2_size budgets."
     )
     footprint_parser.add_argument("--json", action="store_true", help="machine-readable output")
 
