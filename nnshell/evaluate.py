@@ -13,6 +13,7 @@ from nnshell.errors import ImageError
 from nnshell.exec import run_float
 from nnshell.images import InputOptions, iter_batches, label_from_name
 from nnshell.ir import Graph
+from nnshell.paired import PairedComparison, compare_predictions
 
 Progress = Callable[[int, int], None]
 
@@ -49,6 +50,16 @@ class ValidationResult:
             (self.files[i], int(self.labels[i]), int(self.float_pred[i]), int(self.quant_pred[i]))
             for i in idx
         ]
+
+    def paired(self, confidence: float = 0.95) -> PairedComparison | None:
+        """Float against quantized on the same images: the paired test of the drop.
+
+        ``broken``: right in float, wrong quantized; ``fixed``: the reverse. None when not
+        quantized.
+        """
+        if self.quant_pred is None or not len(self.files):
+            return None
+        return compare_predictions(self.labels, self.float_pred, self.quant_pred, confidence)
 
     def confusion(self, quantized: bool) -> np.ndarray:
         """Confusion matrix (rows: label, columns: prediction)."""

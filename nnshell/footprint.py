@@ -5,12 +5,22 @@ per-channel requantization constants (uint8 multiplier + int8 shift). Activation
 over the execution order of the bytes of every tensor alive at that step (a tensor lives from the
 step that writes it to the last step that reads it; graph outputs live to the end), at 4 bytes per
 float element and at each tensor's quantized width (int8, int16 for Q15 softmax outputs).
+
+What the peak counts, so that a reader can compare it with another tool's figure: whole tensors
+only. Not counted: the tiles a tiler streams through a small fast memory (the AutoTiler's L1),
+the int32 accumulators (registers or per-tile scratch), constants (they are parameters), and the
+AutoTiler's per-layer ``Infos`` arrays (a few bytes per layer; the portable C target has none).
+
+Fusion and quantization shrink the peak for different reasons, and the report keeps them apart:
+the float graph *as imported* (what ``show`` prints) holds e.g. a whole conv output before its
+pool, which a fused layer never writes out; quantizing then divides what is left by four (int8
+against float32). :func:`gap8_placement` turns the figures into where each part lives on GAP8.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -36,6 +46,21 @@ class LayerFootprint:
 
 
 @dataclass(frozen=True)
+class Peak:
+    """The step with the most live activation bytes, and the tensors that make it up.
+
+    A reader checking the figure by hand needs the breakdown, not only the total: e.g. "the
+    12,288-byte input plus the 18,816-byte conv1 output".
+    """
+
+    bytes: int
+    step: int
+    node: str
+    #: (tensor name, bytes) of every tensor alive at that step, in order of appearance.
+    tensors: list[tuple[str, int]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class Footprint:
     """The whole model: per-layer parameters and the peak activation RAM of both versions."""
 
@@ -45,6 +70,11 @@ class Footprint:
     quant_act_peak_step: int
     #: The quantized side's label: "SQ8", or "POW2-16" / "POW2-8" (16- or 8-bit containers).
     scheme: str = "SQ8"
+    #: Breakdowns of the float and the quantized peaks of the (fused) graph.
+    float_peak: Peak | None = None
+    quant_peak: Peak | None = None
+    #: The float graph as imported, before fusions: what ``show`` prints (None if unknown).
+    unfused_peak: Peak | None = None
 
     @property
     def float_params(self) -> int:
@@ -59,6 +89,16 @@ class Footprint:
 
 def peak_live_bytes(graph: Graph, nbytes: Callable[[str], int]) -> tuple[int, int]:
     """Return (peak bytes, step of the peak) of the tensors alive during each step."""
+    peak = peak_detail(graph, nbytes)
+    return peak.bytes, peak.step
+
+
+def peak_detail(graph: Graph, nbytes: Callable[[str], int]) -> Peak:
+    """The peak of live tensor bytes over the execution order, with its tensors.
+
+    At step ``i`` the live set is every tensor written before or at ``i`` and still read at or
+    after ``i`` (so a node's inputs and outputs coexist); constants are not activations.
+    """
     last_use: dict[str, int] = {}
     for idx, node in enumerate(graph.nodes):
         for i in node.inputs:
@@ -68,21 +108,26 @@ def peak_live_bytes(graph: Graph, nbytes: Callable[[str], int]) -> tuple[int, in
     for o in graph.outputs:
         last_use[o] = end
     live = {i: nbytes(i) for i in graph.inputs}
-    peak, peak_step = sum(live.values()), 0
+    peak, peak_step, peak_live = sum(live.values()), 0, dict(live)
     for idx, node in enumerate(graph.nodes):
         for o in node.outputs:
             if o:
                 live[o] = nbytes(o)
         total = sum(live.values())
         if total > peak:
-            peak, peak_step = total, idx
+            peak, peak_step, peak_live = total, idx, dict(live)
         for name in [n for n in live if last_use.get(n, -1) <= idx]:
             del live[name]
-    return peak, peak_step
+    node = graph.nodes[peak_step].name if graph.nodes else ""
+    return Peak(peak, peak_step, node, list(peak_live.items()))
 
 
-def footprint(graph: Graph, qstate: Any) -> Footprint:
-    """Compute the footprint of ``graph`` float and as quantized by ``qstate``."""
+def footprint(graph: Graph, qstate: Any, unfused: Graph | None = None) -> Footprint:
+    """Compute the footprint of ``graph`` float and as quantized by ``qstate``.
+
+    ``unfused``: the float graph before fusions (the session's imported graph), whose peak is
+    the float model's real one; without it only the fused graph's float peak is known.
+    """
     rows = []
     for node in graph.nodes:
         _, fbytes = node_params(graph, node)
@@ -100,9 +145,61 @@ def footprint(graph: Graph, qstate: Any) -> Footprint:
         q = qstate.tensors[name]
         return graph.tensors[name].size * int(np.dtype(q.dtype).itemsize)
 
-    fpeak, _ = peak_live_bytes(graph, float_bytes)
-    qpeak, qstep = peak_live_bytes(graph, quant_bytes)
+    fpeak = peak_detail(graph, float_bytes)
+    qpeak = peak_detail(graph, quant_bytes)
+    upeak = None
+    if unfused is not None:
+        upeak = peak_detail(unfused, lambda name: unfused.tensors[name].size * 4)
     scheme = getattr(qstate, "scheme", "SQ8")
     if scheme == "POW2":
         scheme += f"-{getattr(qstate.options, 'bits', 16)}"
-    return Footprint(rows, fpeak, qpeak, qstep, scheme)
+    return Footprint(rows, fpeak.bytes, qpeak.bytes, qpeak.step, scheme, fpeak, qpeak, upeak)
+
+
+#: GAP8's memories (GreenWaves GAP8 datasheet): a 64 KB L1 shared by the 8 cluster cores, a
+#: 512 KB L2, external L3 (HyperRAM, HyperFlash). The AutoTiler gets budgets below these (the
+#: ``l1_size`` / ``l2_size`` settings): L2 also holds the code, the stacks and the I/O buffers.
+GAP8_L1_BYTES = 64 * 1024
+GAP8_L2_BYTES = 512 * 1024
+
+
+@dataclass(frozen=True)
+class Gap8Placement:
+    """Where the quantized model's bytes live on GAP8 under the AutoTiler's budgets.
+
+    GAP8 has no floating-point unit, so only the integer model is a candidate. Activations live
+    in L2 (``default_local_location``) and each layer streams tiles of them through L1;
+    constants have their home in L3 flash and the graph constructor can promote them to L2 when
+    they fit the L2 budget beside the activations, otherwise they are read from L3 tile by tile.
+    """
+
+    l1_budget: int
+    l2_budget: int
+    act_bytes: int
+    const_bytes: int
+
+    @property
+    def l2_needed(self) -> int:
+        """Activations plus every constant, if all of it sat in L2."""
+        return self.act_bytes + self.const_bytes
+
+    @property
+    def act_fits_l2(self) -> bool:
+        """The live activations fit the L2 budget (otherwise they spill to L3 RAM)."""
+        return self.act_bytes <= self.l2_budget
+
+    @property
+    def consts_fit_l2(self) -> bool:
+        """Constants and activations fit the L2 budget together."""
+        return self.l2_needed <= self.l2_budget
+
+
+def gap8_placement(fp: Footprint, settings: dict[str, Any] | None = None) -> Gap8Placement:
+    """Place ``fp``'s quantized model on GAP8 under the AutoTiler budgets in ``settings``."""
+    st = settings or {}
+    return Gap8Placement(
+        int(st.get("l1_size", 64000)),
+        int(st.get("l2_size", 300000)),
+        fp.quant_act_peak,
+        fp.quant_params,
+    )

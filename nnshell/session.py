@@ -464,7 +464,7 @@ class Session:
         """Parameter bytes and peak activation RAM, float against quantized."""
         from nnshell.footprint import footprint
 
-        return footprint(self.require_graph(), self.require_quantized())
+        return footprint(self.require_graph(), self.require_quantized(), self.imported)
 
     # -- saved state and AutoTiler generation (issue 7) ------------------------------------
     def _restore(self, saved: Any) -> Graph:

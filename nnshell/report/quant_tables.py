@@ -167,6 +167,57 @@ def footprint_summary(fp: Any) -> list[str]:
         f"{human_bytes(fp.quant_act_peak)} quantized ({ar:.1%})",
         f"total: {human_bytes(total_f)} -> {human_bytes(total_q)} "
         f"({total_q / total_f:.1%}, {total_f / max(total_q, 1):.2f}x smaller)",
+        *peak_lines(fp),
+    ]
+
+
+def _peak_line(label: str, peak: Any) -> str:
+    """One peak with the tensors that make it up, in bytes (a reader can add them up)."""
+    parts = " + ".join(f"'{name}' {size:,}" for name, size in peak.tensors)
+    return f"  {label} {peak.bytes:>8,} B at step {peak.step} {peak.node}: {parts}"
+
+
+def peak_lines(fp: Any) -> list[str]:
+    """Where the activation peak comes from: unfused float, fused float, quantized.
+
+    Fusion and quantization are separate savings (a fused layer never writes its conv output
+    out; int8 then divides the rest by four), so the lines show each step and its share.
+    """
+    fpk, qpk, upk = (getattr(fp, k, None) for k in ("float_peak", "quant_peak", "unfused_peak"))
+    if fpk is None or qpk is None:
+        return []
+    lines = ["peak activation RAM, step by step (whole tensors live at the worst step):"]
+    rows = [("float, as imported:", upk)] if upk is not None else []
+    rows += [("float, fused:", fpk), (f"{fp.scheme}, fused:", qpk)]
+    width = max(len(label) for label, _ in rows)
+    lines += [_peak_line(label.ljust(width), peak) for label, peak in rows]
+    if upk is not None and upk.bytes:
+        lines.append(
+            f"  fusion saves {upk.bytes - fpk.bytes:,} B, quantization "
+            f"{fpk.bytes - qpk.bytes:,} B more: {qpk.bytes:,} B is "
+            f"{qpk.bytes / upk.bytes:.1%} of the float model's {upk.bytes:,} B"
+        )
+    lines += [
+        "note: peak: whole tensors only; no tiles (the AutoTiler streams them through L1), "
+        "no int32",
+        "  accumulators, no constants (parameters), no AutoTiler Infos arrays (C target: none)",
+    ]
+    return lines
+
+
+def gap8_lines(place: Any) -> list[str]:
+    """Where the quantized model lives on GAP8 (no FPU: the float model is not a candidate)."""
+    act = "fits" if place.act_fits_l2 else "does not fit: spills to L3 RAM"
+    if place.consts_fit_l2:
+        const = f"promotable to L2 ({place.l2_needed:,} B with the activations fits the budget)"
+    else:
+        const = f"read from L3 tile by tile ({place.l2_needed:,} B with the activations: over)"
+    return [
+        "GAP8 (gen --target autotiler): no FPU, so only the quantized model runs there",
+        f"  budgets: L1 {place.l1_budget:,} B (l1_size), L2 {place.l2_budget:,} B (l2_size); "
+        "the chip: 64 KiB L1, 512 KiB L2, external L3",
+        f"  activations: {place.act_bytes:,} B peak, in L2 ({act}), each layer tiled through L1",
+        f"  constants: {place.const_bytes:,} B, home in L3 flash; {const}",
     ]
 
 
@@ -184,7 +235,32 @@ def validate_lines(res: Any, show_flips: int = 20) -> list[str]:
             lines.append(f"  {f}: label {lab}, float {fp}, quantized {qp}")
         if len(flips) > show_flips:
             lines.append(f"  ... and {len(flips) - show_flips} more (--json lists all)")
+        lines += paired_lines(res.paired())
     return lines
+
+
+def paired_lines(
+    pc: Any, what: str = "drop", first: str = "float", second: str = "quantized"
+) -> list[str]:
+    """The paired test of a drop: McNemar on the discordant images, two intervals.
+
+    Both accuracies are measured on the same images, so the noise of their difference comes
+    from the discordant images only (see :mod:`nnshell.paired`), not from each accuracy's own
+    standard error.
+    """
+    if pc is None:
+        return []
+    conf = f"{pc.confidence:.0%}"
+
+    def iv(lo_hi: tuple[float, float]) -> str:
+        return f"[{100 * lo_hi[0]:+.2f}, {100 * lo_hi[1]:+.2f}]"
+
+    return [
+        f"paired: {pc.discordant} of {pc.n} images right in only one version: {pc.broken} "
+        f"broken (right in {first}), {pc.fixed} fixed (right {second}); exact McNemar "
+        f"p = {pc.p_value:.3g}",
+        f"{what} {conf} interval: {iv(pc.wald)} points (paired Wald), {iv(pc.newcombe)} (Newcombe)",
+    ]
 
 
 def confusion_table(m: np.ndarray, title: str) -> Table:

@@ -90,6 +90,25 @@ def test_footprint_ratio_and_hand_computed_peak(session: Session) -> None:
     # int8: at step 0 the 3x32x32 input and the 6x14x14 output of conv1+pool+relu are alive
     assert fp.quant_act_peak == 3 * 32 * 32 + 6 * 14 * 14
     assert fp.float_act_peak == 4 * fp.quant_act_peak
+    # the float model as imported holds conv1's whole 6x28x28 output before the pool: the
+    # peak `show` prints, which fusion (not int8) removes
+    assert fp.unfused_peak is not None and fp.unfused_peak.node == "_conv1_Conv"
+    assert fp.unfused_peak.bytes == 4 * (3 * 32 * 32 + 6 * 28 * 28) == 31_104
+    assert [b for _, b in fp.unfused_peak.tensors] == [12_288, 18_816]
+    assert fp.quant_peak is not None and fp.quant_peak.bytes == fp.quant_act_peak
+    assert fp.float_peak is not None and fp.float_peak.step == fp.quant_peak.step == 0
+
+
+def test_gap8_placement_follows_the_budgets(session: Session) -> None:
+    from nnshell.footprint import gap8_placement
+
+    fp = session.footprint()
+    place = gap8_placement(fp, session.settings)
+    assert (place.l1_budget, place.l2_budget) == (64_000, 300_000)
+    assert place.l2_needed == fp.quant_act_peak + fp.quant_params
+    assert place.act_fits_l2 and place.consts_fit_l2
+    tight = gap8_placement(fp, {"l2_size": fp.quant_act_peak + fp.quant_params - 1})
+    assert tight.act_fits_l2 and not tight.consts_fit_l2
 
 
 def test_interrupted_aquant_keeps_previous_quantization(session: Session) -> None:

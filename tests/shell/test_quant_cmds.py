@@ -123,6 +123,9 @@ def test_validate_prints_float_quant_and_drop(shell) -> None:  # noqa: ANN001
     assert "float     top-1: 98.15% (530/540)" in text
     assert "quantized top-1:" in text
     assert "drop:" in text and "points" in text
+    # the paired view of the drop: McNemar on the discordant images and its interval
+    assert "exact McNemar p = " in text
+    assert "drop 95% interval: [" in text and "(paired Wald)" in text and "(Newcombe)" in text
 
 
 def test_validate_json(shell) -> None:  # noqa: ANN001
@@ -130,9 +133,15 @@ def test_validate_json(shell) -> None:  # noqa: ANN001
     ok, out, err = shell.run(f"validate {TEST_DIR} --json")
     assert ok, err
     doc = json.loads(out)
-    assert set(doc) == {"images", "float_top1", "quant_top1", "flips"}
+    assert set(doc) == {"images", "float_top1", "quant_top1", "flips", "paired"}
     assert doc["images"] == 540
     assert doc["float_top1"] == pytest.approx(530 / 540)
+    paired = doc["paired"]
+    assert paired["broken"] + paired["fixed"] == len(doc["flips"]) - sum(
+        1 for f in doc["flips"] if f["label"] not in (f["float"], f["quant"])
+    )
+    assert paired["diff"] == pytest.approx(doc["float_top1"] - doc["quant_top1"])
+    assert 0.0 <= paired["mcnemar_exact_p"] <= 1.0
     assert doc["float_top1"] - doc["quant_top1"] <= 0.01
     for flip in doc["flips"]:
         assert set(flip) == {"file", "label", "float", "quant"}
@@ -146,6 +155,15 @@ def test_footprint_prints_ratio(shell) -> None:  # noqa: ANN001
     assert "parameters:" in text and "(25.5%)" in text
     assert "peak activation RAM:" in text
     assert "x smaller" in text
+    # the float model as imported (what `show` prints), the fused float graph, int8: each
+    # peak with the tensors that make it up
+    assert "float, as imported:   31,104 B at step 0 _conv1_Conv: 'input' 12,288 + " in text
+    assert "float, fused:         16,992 B" in text
+    assert "SQ8, fused:            4,248 B" in text
+    assert "4,248 B is 13.7% of the float model's 31,104 B" in text
+    assert "GAP8 (gen --target autotiler): no FPU" in text
+    assert "activations: 4,248 B peak, in L2 (fits)" in text
+    assert "constants: 63,186 B, home in L3 flash; promotable to L2 (67,434 B" in text
 
 
 def test_footprint_json(shell) -> None:  # noqa: ANN001
@@ -158,6 +176,9 @@ def test_footprint_json(shell) -> None:  # noqa: ANN001
         "quant_param_bytes",
         "float_peak_act_bytes",
         "quant_peak_act_bytes",
+        "unfused_float_peak_act_bytes",
+        "peaks",
+        "gap8",
         "layers",
     } == set(doc)
     assert doc["float_param_bytes"] == 62_006 * 4
@@ -165,6 +186,17 @@ def test_footprint_json(shell) -> None:  # noqa: ANN001
         r["weight_bytes"] + r["bias_bytes"] + r["mult_bytes"] for r in doc["layers"]
     )
     assert doc["quant_peak_act_bytes"] * 4 == doc["float_peak_act_bytes"]
+    # the float model as imported: the 3x32x32 input and conv1's whole 6x28x28 output
+    assert doc["unfused_float_peak_act_bytes"] == 4 * (3 * 32 * 32 + 6 * 28 * 28)
+    for key, total in (
+        ("unfused_float", doc["unfused_float_peak_act_bytes"]),
+        ("float", doc["float_peak_act_bytes"]),
+        ("quant", doc["quant_peak_act_bytes"]),
+    ):
+        assert sum(size for _, size in doc["peaks"][key]["tensors"]) == total
+    assert doc["gap8"]["const_bytes"] == doc["quant_param_bytes"]
+    assert doc["gap8"]["act_bytes"] == doc["quant_peak_act_bytes"]
+    assert doc["gap8"]["l2_budget"] == 300_000 and doc["gap8"]["consts_fit_l2"] is True
     assert [r["name"] for r in doc["layers"]] == FUSED
 
 

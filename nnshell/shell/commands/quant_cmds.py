@@ -137,7 +137,9 @@ class QuantCommands(NnCommandSet):
 
     validate_parser = NnArgumentParser(
         description="Top-1 accuracy on a labelled folder (label = last _ field of the file "
-        "name, or --labels CSV): float, quantized, the drop and the images that flipped."
+        "name, or --labels CSV): float, quantized, the drop and the images that flipped, and the "
+        "paired test of the drop on the same images (exact McNemar on the images right in only "
+        "one version; 95% intervals: paired Wald and Newcombe)."
     )
     validate_parser.add_argument("files", nargs="+", completer=cmd2.Cmd.path_complete)
     validate_parser.add_argument(
@@ -170,6 +172,9 @@ class QuantCommands(NnCommandSet):
                     for f in res.flips()
                 ],
             }
+            paired = res.paired()
+            if paired is not None:
+                doc["paired"] = paired.to_dict()
             self.app.poutput(json.dumps(doc, indent=1))
             return
         self.app.poutput("\n".join(validate_lines(res)))
@@ -180,25 +185,44 @@ class QuantCommands(NnCommandSet):
 
     footprint_parser = NnArgumentParser(
         description="Memory footprint, float vs quantized: parameter bytes (weights, biases, "
-        "multipliers) and peak activation RAM from tensor lifetimes."
+        "multipliers) and peak activation RAM from tensor lifetimes, step by step (the float "
+        "model as imported, the fused float graph, the quantized one, with the tensors at each "
+        "peak), and where the quantized model goes on GAP8 under the l1_size/l2_size budgets."
     )
     footprint_parser.add_argument("--json", action="store_true", help="machine-readable output")
 
     @cmd2.with_argparser(footprint_parser)
     def do_footprint(self, args: Any) -> None:
         """Compare the memory of the float and the quantized model."""
-        from nnshell.report.quant_tables import footprint_summary, footprint_table
+        from dataclasses import asdict
 
-        fp = self.app.session.footprint()
+        from nnshell.footprint import gap8_placement
+        from nnshell.report.quant_tables import footprint_summary, footprint_table, gap8_lines
+
+        session = self.app.session
+        fp = session.footprint()
+        place = gap8_placement(fp, session.settings)
         if args.json:
             doc = {
                 "float_param_bytes": fp.float_params,
                 "quant_param_bytes": fp.quant_params,
                 "float_peak_act_bytes": fp.float_act_peak,
                 "quant_peak_act_bytes": fp.quant_act_peak,
+                "unfused_float_peak_act_bytes": (
+                    fp.unfused_peak.bytes if fp.unfused_peak is not None else None
+                ),
+                "peaks": {
+                    k: asdict(p) if p is not None else None
+                    for k, p in (
+                        ("unfused_float", fp.unfused_peak),
+                        ("float", fp.float_peak),
+                        ("quant", fp.quant_peak),
+                    )
+                },
+                "gap8": {**asdict(place), "consts_fit_l2": place.consts_fit_l2},
                 "layers": [vars(r) for r in fp.layers],
             }
             self.app.poutput(json.dumps(doc, indent=1))
             return
         self.app.print_table(footprint_table(fp))
-        self.app.poutput("\n".join(footprint_summary(fp)))
+        self.app.poutput("\n".join([*footprint_summary(fp), *gap8_lines(place)]))
