@@ -120,8 +120,8 @@ def injected_code(text: str) -> str | None:
     for line in code.splitlines():
         s = line.strip()
         if s.startswith("#") and not re.fullmatch(
-            r'#\s*(include\s*(<[\w./]+>|"[\w.]+")|ifndef \w+|define \w+(\(.*?\))?( .*)?|endif|ifdef \w+|'
-            r"if .*|else|pragma .*|undef \w+)\s*",
+            r'#\s*(include\s*(<[\w./]+>|"[\w.]+")|ifndef \w+|define \w+(\(.*?\))?( .*)?|'
+            r"endif|ifdef \w+|if .*|else|pragma .*|undef \w+)\s*",
             s,
         ):
             return f"unexpected preprocessor line: {s[:120]!r}"
