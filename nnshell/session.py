@@ -490,7 +490,7 @@ class Session:
         return os.path.join(folder, f"{graph.name}.json")
 
     def save_state(self, path: str | None = None) -> tuple[Any, Any]:
-        """Save everything to ``PATH.json`` + ``PATH.npz``; return both paths.
+        """Save everything to ``PATH.json`` + the npz it names (``nnshell.state``); return both.
 
         No path: ``<folder of the opened model>/<graph name>.json``. A folder: ``<graph
         name>.json`` in it. Another extension is replaced by ``.json``.

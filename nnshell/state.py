@@ -1,18 +1,28 @@
 """Save and restore a whole session: ``save_state`` / ``load_state`` (``nnshell STATE.json``).
 
-A state is two files in one folder, written atomically, never pickled:
+A state is two files in one folder, never pickled:
 
 * ``<stem>.json`` — everything that is not a numeric array, as plain JSON (strict: no NaN or
   Infinity literals, keys in a fixed order, so saving the same session twice gives the same bytes);
-* ``<stem>.npz`` — every array (constants, integer parameters, histograms), each stored once
-  (identical arrays share one key), read back with ``np.load(..., allow_pickle=False)``.
+* ``<stem>.<h>.npz`` — every array (constants, integer parameters, histograms), each stored once
+  (identical arrays share one key), where ``<h>`` is the first 16 hex digits of the npz's own
+  SHA-256. The JSON names it (``arrays.file``); states written before this naming used
+  ``<stem>.npz``, which still loads.
+
+Why the npz name carries its hash: two files cannot be renamed at once, so a save must have a
+single commit point. With a content-derived name the new npz never replaces the one the current
+JSON needs, and replacing the JSON (last, atomically, with fsync) switches from the old state to
+the new in one step; the old npz is removed only afterwards. The name is deterministic, so saving
+an unchanged session gives byte-identical files. The file-level protocol (lock against a second
+writer, temporary files and their cleanup, SIGINT/SIGTERM deferred during the commit, file modes)
+is :mod:`nnshell.state_files`; this module owns what is in the files.
 
 JSON layout (``schema_version`` 1)::
 
     format          "nnshell-state"
     schema_version  1 (a newer file is refused with both versions named)
     tool_version    nnshell version that wrote it
-    arrays          {"file": "<stem>.npz", "sha256": <hex of the npz bytes>, "count": n}
+    arrays          {"file": "<stem>.<h>.npz", "sha256": <hex of the npz bytes>, "count": n}
     source_model    {"path", "sha256"} of the model first opened (graph.meta)
     session         {"adjusted", "scheme", "history": [commands]}
     settings        every ``set`` value by name
@@ -39,9 +49,24 @@ Values that JSON cannot hold are tagged objects with one ``__tag__`` key: ``{"__
 whitelist: the dataclasses defined in the modules of the registered ops. Nothing is ever
 evaluated or unpickled.
 
-Loading validates everything before the session sees any of it (the schema version, required keys
-and types, the npz: a plain file name in the state's folder, present, with the recorded SHA-256,
-registered op names, whitelisted classes); any failure is one :class:`ModelFileError` line.
+A state file may come from anyone, so loading treats it like an ONNX model and validates
+everything before the session sees any of it; any failure is one :class:`ModelFileError` line:
+
+* the files: regular files within the size limits of :mod:`nnshell.safeio` (no device, FIFO or
+  sparse giant is read); the npz a plain file name in the state's folder with the recorded
+  SHA-256 (hashed in chunks), holding exactly the arrays the JSON refers to, each checked from
+  its zip and ``.npy`` headers before it is read (:func:`nnshell.state_files.read_arrays`);
+* the JSON: strict (a duplicate key, a NaN literal or a number beyond int64/uint64 and float64
+  is refused), the schema version, required keys and types, registered op names, whitelisted
+  classes;
+* each graph, as the importer would build it: unique tensor and node names, topological order,
+  one writer per tensor, shapes non-negative with at most 2^31 elements, and every node's output
+  shapes re-inferred with its op's shape rule and equal to the recorded ones (an edited shape
+  would otherwise reach the kernels and the generated C);
+* the numbers: quantization scales finite and > 0, zero points within their integer type, bit
+  widths, range mode, statistics;
+* an OverflowError, MemoryError or RecursionError anywhere is a refusal too, never an internal
+  error.
 """
 
 from __future__ import annotations
@@ -53,7 +78,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,7 +85,7 @@ from typing import Any
 
 import numpy as np
 
-from nnshell import __version__
+from nnshell import __version__, safeio, state_files
 from nnshell import settings as settings_mod
 from nnshell.errors import ModelFileError, NnshellError
 from nnshell.ir import Graph, Node, TensorInfo
@@ -348,58 +372,37 @@ def dump_json(doc: dict[str, Any]) -> bytes:
     return (json.dumps(doc, indent=1, allow_nan=False, ensure_ascii=False) + "\n").encode()
 
 
-def state_paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
-    """``(json path, npz path)`` of a state: ``X.json`` and ``X.npz`` side by side."""
+def state_json_path(path: str | os.PathLike[str]) -> Path:
+    """The JSON path of a state named ``path``: ``X.json`` as given, another suffix replaced."""
     p = Path(path)
     if p.suffix.lower() != ".json":
         p = p.with_name(p.name + ".json") if not p.suffix else p.with_suffix(".json")
-    return p, p.with_suffix(".npz")
+    return p
 
 
 def save_state(src: Any, path: str | os.PathLike[str]) -> tuple[Path, Path]:
-    """Write the state of the session-like ``src`` to ``path`` (``.json``) and its ``.npz``.
+    """Write the state of the session-like ``src`` as ``path`` (``.json``) and its npz.
 
-    Both files are written to temporary names in the target folder, then renamed (the npz first,
-    the JSON last), so an interrupted save leaves the previous state readable or detectably
-    inconsistent (its recorded npz hash no longer matches), never half-written.
+    The npz is ``<stem>.<16 hex of its SHA-256>.npz`` and the JSON, replaced last, is the one
+    commit point (:func:`nnshell.state_files.commit_state`: lock, temporary files, SIGINT and
+    SIGTERM deferred, fsync): an interrupted save leaves the previous state or the new one, never
+    a mix. The folder must exist: a mistyped path is refused rather than silently created.
+    Returns ``(json path, npz path)``.
     """
-    json_path, npz_path = state_paths(path)
-    doc, arrays = state_document(src, npz_path.name)
-    blob = npz_bytes(arrays)
-    doc["arrays"]["sha256"] = hashlib.sha256(blob).hexdigest()
-    text = dump_json(doc)
-    folder = json_path.parent if str(json_path.parent) else Path(".")
+    json_path = state_json_path(path)
+    folder = json_path.parent
     if not folder.is_dir():
-        try:  # like `gen -M`, a missing output folder is created
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ModelFileError(
-                f"cannot save state '{json_path}': cannot create folder '{folder}' "
-                f"({exc.strerror or type(exc).__name__})"
-            ) from None
-    tmps: list[str] = []
-    try:
-        staged = []
-        for target, data in ((npz_path, blob), (json_path, text)):
-            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
-            tmps.append(tmp)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            staged.append((tmp, target))
-        for tmp, target in staged:
-            os.replace(tmp, target)
-    except OSError as exc:
         raise ModelFileError(
-            f"cannot save state '{json_path}': {exc.strerror or exc}",
-            "choose a writable folder",
-        ) from None
-    finally:
-        for tmp in tmps:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-    return json_path, npz_path
+            f"cannot save state '{json_path}': folder '{folder}' does not exist",
+            "create it first, or check the path",
+        )
+    doc, arrays = state_document(src, "")
+    blob = npz_bytes(arrays)
+    digest = hashlib.sha256(blob).hexdigest()
+    npz = state_files.npz_name(json_path.stem, digest)
+    doc["arrays"]["file"] = npz
+    doc["arrays"]["sha256"] = digest
+    return state_files.commit_state(json_path, dump_json(doc), npz, blob)
 
 
 # --------------------------------------------------------------------------------------------
@@ -426,6 +429,116 @@ def _str_list(v: Any, where: str) -> list[str]:
     if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
         raise _Malformed(f"{where} is not a list of strings")
     return list(v)
+
+
+#: Element types a tensor of a state may declare (what the importer and the passes create).
+_TENSOR_DTYPES = frozenset(
+    {
+        "bool",
+        "int8",
+        "int16",
+        "int32",
+        "int64",
+        "uint8",
+        "uint16",
+        "uint32",
+        "uint64",
+        "float16",
+        "float32",
+        "float64",
+    }
+)
+
+
+def _check_shape(shape: list[int] | tuple[int, ...], where: str) -> None:
+    """Non-negative dimensions, a sane rank, at most ``MAX_ELEMENTS`` elements (the importer's)."""
+    if len(shape) > state_files.MAX_RANK:
+        raise _Malformed(f"{where}: shape of rank {len(shape)}")
+    count = 1
+    for dim in shape:
+        if dim < 0:
+            raise _Malformed(f"{where}: shape {tuple(shape)} has a negative dimension")
+        count *= dim
+    if count > state_files.MAX_ELEMENTS:
+        raise _Malformed(
+            f"{where}: shape {tuple(shape)} is more than {state_files.MAX_ELEMENTS:,} elements"
+        )
+
+
+#: What an op's shape rule may raise on attributes or shapes it cannot handle (as the importer).
+_INFER_ERRORS = (
+    NnshellError,
+    TypeError,
+    ValueError,
+    KeyError,
+    IndexError,
+    OverflowError,
+    ZeroDivisionError,
+    AssertionError,
+    AttributeError,
+)
+
+
+def _check_graph(g: Graph, where: str) -> None:
+    """The checks of an ONNX import, on a graph read from a state.
+
+    Unique node names; topological order (every input is a graph input, a constant or an output
+    of an earlier node); one writer per tensor, never a graph input or a constant; every graph
+    output produced; and every node's output shapes re-inferred with its op's shape rule and
+    equal to the recorded ones, so an edited shape cannot reach the kernels or the generated C.
+    """
+    from nnshell.ops import get_op
+
+    names: set[str] = set()
+    available = {t for t in g.inputs} | {k for k, t in g.tensors.items() if t.is_const}
+    for t in g.inputs:
+        if g.tensors[t].is_const:
+            raise _Malformed(f"{where}: graph input '{t}' is a constant")
+    writer: dict[str, str] = {}
+    for node in g.nodes:
+        label = f"{where}: node '{node.name}' ({node.op})"
+        if node.name in names:
+            raise _Malformed(f"{where}: two nodes are called '{node.name}'")
+        names.add(node.name)
+        for t in node.inputs:
+            if t and t not in available:
+                raise _Malformed(
+                    f"{label} reads '{t}' before any node writes it (nodes out of order, "
+                    "a cycle or a dangling input)"
+                )
+        for t in node.outputs:
+            if not t:
+                raise _Malformed(f"{label} has an unnamed output")
+            if t in writer:
+                raise _Malformed(f"{label} writes '{t}', already written by '{writer[t]}'")
+            if t in available:
+                raise _Malformed(f"{label} writes '{t}', a graph input or a constant")
+            writer[t] = node.name
+        probe = Node(node.name, node.op, list(node.inputs), list(node.outputs), node.attrs)
+        probe.meta = dict(node.meta)  # shape rules may note things in meta: not in the state's
+        try:
+            shapes = get_op(node.op).infer(probe, g.in_infos(node))
+        except _INFER_ERRORS as exc:
+            msg = exc.message if isinstance(exc, NnshellError) else f"{type(exc).__name__} {exc}"
+            raise _Malformed(
+                f"{label}: its output shapes cannot be inferred ({_one_line(msg)[:160]})"
+            ) from None
+        if len(shapes) < len(node.outputs):
+            raise _Malformed(
+                f"{label} names {len(node.outputs)} outputs; its op produces {len(shapes)}"
+            )
+        for t, shape in zip(node.outputs, shapes, strict=False):
+            inferred = tuple(int(s) for s in shape)
+            recorded = g.tensors[t].shape
+            if inferred != recorded:
+                raise _Malformed(
+                    f"{label}: output '{t}' is recorded as {list(recorded)} but its inputs "
+                    f"give {list(inferred)} (the state was edited)"
+                )
+        available.update(node.outputs)
+    for t in g.outputs:
+        if t not in available:
+            raise _Malformed(f"{where}: graph output '{t}' is never produced")
 
 
 class _Decoder:
@@ -477,7 +590,11 @@ class _Decoder:
         if tag == "__np__":
             if not isinstance(body, str) or body not in _NP_SCALARS:
                 raise _Malformed(f"{where}: numpy scalar type {body!r} not allowed")
-            return np.dtype(body).type(self.value(v.get("v"), where))
+            raw = self.value(v.get("v"), where)
+            try:
+                return np.dtype(body).type(raw)
+            except (OverflowError, ValueError, TypeError):
+                raise _Malformed(f"{where}: {raw!r} is not a {body}") from None
         if tag == "__slice__":
             if not isinstance(body, list) or len(body) != 3:
                 raise _Malformed(f"{where}: malformed slice")
@@ -515,6 +632,7 @@ class _Decoder:
         return obj
 
     def graph(self, d: Any, where: str) -> Graph:
+        """Rebuild one graph and check it as strictly as an ONNX import (:func:`_check_graph`)."""
         from nnshell.ops import all_ops
 
         ops = all_ops()
@@ -527,14 +645,21 @@ class _Decoder:
         for i, t in enumerate(_req(d, "tensors", list, where)):
             tw = f"{where}.tensors[{i}]"
             tname = _req(t, "name", str, tw)
+            if tname in g.tensors:
+                raise _Malformed(f"{tw}: tensor '{tname}' is declared twice")
             shape = _req(t, "shape", list, tw)
             if not all(isinstance(s, int) and not isinstance(s, bool) for s in shape):
                 raise _Malformed(f"{tw}.shape is not a list of integers")
+            _check_shape(shape, f"{tw} ('{tname}')")
             dtype = _req(t, "dtype", str, tw)
+            if dtype not in _TENSOR_DTYPES:
+                raise _Malformed(f"{tw}: tensor '{tname}' has dtype {dtype!r}")
             ref = _req(t, "const", (str, type(None)), tw)
             const = self.array(ref, tw) if ref is not None else None
             if const is not None and tuple(const.shape) != tuple(shape):
                 raise _Malformed(f"{tw}: array shape {const.shape} is not {tuple(shape)}")
+            if const is not None and str(const.dtype) != dtype:
+                raise _Malformed(f"{tw}: array dtype {const.dtype} is not {dtype}")
             g.tensors[tname] = TensorInfo(tname, tuple(shape), dtype, const)
         for i, n in enumerate(_req(d, "nodes", list, where)):
             nw = f"{where}.nodes[{i}]"
@@ -559,6 +684,7 @@ class _Decoder:
         for t in [*g.inputs, *g.outputs]:
             if t not in g.tensors:
                 raise _Malformed(f"{where}: graph tensor '{t}' is not declared")
+        _check_graph(g, where)
         return g
 
     def qtype(self, d: Any, where: str) -> Any:
@@ -578,12 +704,17 @@ class _Decoder:
 
         w = "quantization"
         scheme = _req(d, "scheme", str, w)
+        if scheme not in ("SQ8", "POW2"):
+            raise _Malformed(f"{w}.scheme: unknown scheme {scheme!r}")
         o = _req(d, "options", dict, w)
         m = _req(o, "mode", dict, f"{w}.options")
         mname = _req(m, "name", str, f"{w}.options.mode")
         if mname not in MODES:
             raise _Malformed(f"{w}.options.mode: unknown range mode '{mname}'")
-        mode = RangeMode(mname, self.number(m.get("percentile"), f"{w}.options.mode.percentile"))
+        pct = self.number(m.get("percentile"), f"{w}.options.mode.percentile")
+        if not 50.0 < pct <= 100.0:  # what parse_mode accepts
+            raise _Malformed(f"{w}.options.mode.percentile: {pct} is not in (50, 100]")
+        mode = RangeMode(mname, pct)
         relun = o.get("relun_range", "calibrated")  # states saved before the rule: calibrated
         if relun not in ("bound", "calibrated"):
             raise _Malformed(f"{w}.options.relun_range: '{relun}' is not bound or calibrated")
@@ -600,14 +731,23 @@ class _Decoder:
             if bits not in POW2_BITS:
                 raise _Malformed(f"{w}.options.bits: POW2 width {bits} is not 8 or 16")
             opts = Pow2Options(opts.mode, opts.symmetric, opts.per_tensor, bits, relun_range=relun)
-        tensors = {
-            k: self.qtype(v, f"{w}.tensors.{k}") for k, v in _req(d, "tensors", dict, w).items()
-        }
+        # QType itself refuses a scale that is not finite and > 0, a zero point outside its
+        # integer type and a width outside 2..32 bits (from_dict: one _Malformed line)
+        tensors = {}
+        for k, v in _req(d, "tensors", dict, w).items():
+            if k not in graph.tensors:
+                raise _Malformed(f"{w}.tensors: the graph has no tensor '{k}'")
+            tensors[k] = self.qtype(v, f"{w}.tensors.{k}")
         ranges = {}
         for k, v in _req(d, "ranges", dict, w).items():
             if not isinstance(v, list) or len(v) != 2:
                 raise _Malformed(f"{w}.ranges.{k} is not [lo, hi]")
-            ranges[k] = (self.number(v[0], f"{w}.ranges"), self.number(v[1], f"{w}.ranges"))
+            if k not in graph.tensors:
+                raise _Malformed(f"{w}.ranges: the graph has no tensor '{k}'")
+            lo, hi = (self.number(x, f"{w}.ranges.{k}") for x in v)
+            if math.isnan(lo) or math.isnan(hi):
+                raise _Malformed(f"{w}.ranges.{k}: [{lo}, {hi}] is not a range")
+            ranges[k] = (lo, hi)
         nodes = {}
         names = {n.name for n in graph.nodes}
         for k, v in _req(d, "nodes", dict, w).items():
@@ -618,6 +758,10 @@ class _Decoder:
                 self.qtype(q, f"{nw}.in_q") if q is not None else None
                 for q in _req(v, "in_q", list, nw)
             ]
+            if len(in_q) != len(graph.node(k).inputs):
+                raise _Malformed(
+                    f"{nw}.in_q has {len(in_q)} entries for {len(graph.node(k).inputs)} inputs"
+                )
             consts = {}
             for ck, ref in _req(v, "consts", dict, nw).items():
                 if not isinstance(ref, dict) or set(ref) != {"__nd__"}:
@@ -628,7 +772,7 @@ class _Decoder:
         return QuantState(scheme, opts, tensors, nodes, ranges)
 
     def stats(self, d: Any) -> tuple[dict[str, Any], list[str]]:
-        from nnshell.quant.stats import TensorStats
+        from nnshell.quant.stats import HIST_BINS, TensorStats
 
         w = "calibration"
         files = _str_list(_req(d, "files", list, w), f"{w}.files")
@@ -636,9 +780,11 @@ class _Decoder:
         for name, v in _req(d, "tensors", dict, w).items():
             sw = f"{w}.tensors.{name}"
             hist = self.value(_req(v, "hist", dict, sw), f"{sw}.hist")
-            if not isinstance(hist, np.ndarray) or hist.ndim != 1:
-                raise _Malformed(f"{sw}.hist is not a 1-D array")
-            out[name] = TensorStats(
+            if not isinstance(hist, np.ndarray) or hist.shape != (HIST_BINS,):
+                raise _Malformed(f"{sw}.hist is not a 1-D array of {HIST_BINS} bins")
+            if hist.dtype.kind not in "iu" or (hist.size and int(hist.min()) < 0):
+                raise _Malformed(f"{sw}.hist is not a histogram (counts must be integers >= 0)")
+            st = TensorStats(
                 min=self.number(v.get("min"), f"{sw}.min"),
                 max=self.number(v.get("max"), f"{sw}.max"),
                 count=_req(v, "count", int, sw),
@@ -649,7 +795,23 @@ class _Decoder:
                 argmin=_req(v, "argmin", int, sw),
                 argmax=_req(v, "argmax", int, sw),
             )
+            _check_stats(st, sw)
+            out[name] = st
         return out, files
+
+
+def _check_stats(st: Any, where: str) -> None:
+    """Statistics a calibration can produce: finite figures (min/max too once a value was seen),
+    a non-negative count, variance and histogram range, image indices >= -1."""
+    if st.count < 0 or st.argmin < -1 or st.argmax < -1:
+        raise _Malformed(f"{where}: negative count or image index")
+    figures = [st.mean_, st.m2, st.hist_range]
+    if st.count > 0:
+        figures += [st.min, st.max]
+        if st.min > st.max:
+            raise _Malformed(f"{where}: min {st.min} > max {st.max}")
+    if not all(math.isfinite(x) for x in figures) or st.m2 < 0 or st.hist_range < 0:
+        raise _Malformed(f"{where}: statistics out of range")
 
 
 _NP_SCALARS = {
@@ -692,27 +854,123 @@ def _check_npz_name(name: Any, json_path: Path) -> Path:
     return json_path.parent / name
 
 
-def load_state(path: str | os.PathLike[str]) -> SavedState:
-    """Read and validate a state written by :func:`save_state`; raise one ModelFileError line."""
-    json_path = Path(path)
-    if not json_path.is_file():
-        raise ModelFileError(f"state file '{json_path}' not found", "check the path")
+class _JsonRefused(Exception):
+    """Internal: the JSON text parses but breaks the state's stricter rules."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise _JsonRefused(f"key '{_one_line(k)[:60]}' appears twice in one object")
+        out[k] = v
+    return out
+
+
+def _bounded_int(text: str) -> int:
+    # a state holds int64 / uint64 values at most; longer literals are refused before int()
+    if len(text) > 21:
+        raise _JsonRefused(f"integer {text[:24]}... is out of range")
+    v = int(text)
+    if not -(1 << 63) <= v < (1 << 64):
+        raise _JsonRefused(f"integer {text} is out of range")
+    return v
+
+
+def _finite_float(text: str) -> float:
+    v = float(text)
+    if not math.isfinite(v):
+        raise _JsonRefused(f"number {text[:24]} is out of range (non-finite values are tagged)")
+    return v
+
+
+def _no_constant(text: str) -> Any:
+    raise _JsonRefused(f"'{text}' is not JSON (non-finite values are tagged)")
+
+
+def _parse_json(raw: bytes, json_path: Path) -> Any:
+    """Strict JSON: no duplicate keys, no NaN/Infinity literals, numbers within int64/float64."""
     try:
-        raw = json_path.read_bytes()
-    except OSError as exc:
-        raise ModelFileError(f"cannot read state file '{json_path}': {exc.strerror}") from None
-    try:
-        doc = json.loads(raw.decode("utf-8"))
+        return json.loads(
+            raw.decode("utf-8"),
+            object_pairs_hook=_unique_keys,
+            parse_int=_bounded_int,
+            parse_float=_finite_float,
+            parse_constant=_no_constant,
+        )
+    except _JsonRefused as exc:
+        raise ModelFileError(
+            f"state file '{json_path}' is not a state written by nnshell ({exc})",
+            "save the state again",
+        ) from None
     except RecursionError:
         raise ModelFileError(
             f"state file '{json_path}' is not a state (JSON nested too deeply)"
         ) from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, ValueError) as exc:
         raise ModelFileError(
             f"state file '{json_path}' is not valid JSON (corrupt or truncated: "
             f"{_one_line(getattr(exc, 'msg', str(exc)))} at byte {getattr(exc, 'pos', '?')})",
             "save the state again",
         ) from None
+
+
+def _array_refs(doc: dict[str, Any]) -> set[str]:
+    """Every npz key the document refers to: ``{"__nd__": key}`` anywhere, tensor constants.
+
+    Only these members of the npz are ever read. Iterative: the JSON parser already bounded the
+    nesting, this walk must not hit the recursion limit either.
+    """
+    refs: set[str] = set()
+    graphs = doc.get("graphs")
+    if isinstance(graphs, dict):
+        for g in graphs.values():
+            tensors = g.get("tensors") if isinstance(g, dict) else None
+            for t in tensors if isinstance(tensors, list) else []:
+                if isinstance(t, dict) and isinstance(t.get("const"), str):
+                    refs.add(t["const"])
+    stack: list[Any] = [doc]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, dict):
+            if isinstance(v.get("__nd__"), str):
+                refs.add(v["__nd__"])
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+    return refs
+
+
+def load_state(path: str | os.PathLike[str]) -> SavedState:
+    """Read and validate a state written by :func:`save_state`; raise one ModelFileError line.
+
+    A number too large for Python, an allocation that fails or a structure nested too deeply
+    anywhere in the decoding is a refusal of the state too, never an internal error.
+    """
+    json_path = Path(path)
+    try:
+        return _load_state(json_path)
+    except RecursionError:
+        raise ModelFileError(
+            f"state file '{json_path}' is malformed: values nested too deeply"
+        ) from None
+    except OverflowError as exc:
+        raise ModelFileError(
+            f"state file '{json_path}' is malformed: a number is out of range "
+            f"({_one_line(str(exc))[:120]})",
+            "save the state again",
+        ) from None
+    except MemoryError:
+        raise ModelFileError(
+            f"state file '{json_path}' needs more memory than is available: it declares "
+            "arrays too large for this machine"
+        ) from None
+
+
+def _load_state(json_path: Path) -> SavedState:
+    raw = safeio.read_bytes(json_path, "state file", safeio.STATE_JSON)
+    doc = _parse_json(raw, json_path)
+    del raw
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise ModelFileError(f"'{json_path}' is not an nnshell state file (no format '{FORMAT}')")
     version = doc.get("schema_version")
@@ -721,42 +979,31 @@ def load_state(path: str | os.PathLike[str]) -> SavedState:
     if version > SCHEMA_VERSION:
         raise ModelFileError(
             f"state file '{json_path}' has schema version {version} (written by nnshell "
-            f"{doc.get('tool_version', '?')}); this nnshell {__version__} reads schema version "
-            f"{SCHEMA_VERSION} at most",
+            f"{_one_line(str(doc.get('tool_version', '?')))[:40]}); this nnshell {__version__} "
+            f"reads schema version {SCHEMA_VERSION} at most",
             "upgrade nnshell",
         )
     arrays_doc = doc.get("arrays")
     if not isinstance(arrays_doc, dict):
         raise ModelFileError(f"state file '{json_path}' is malformed: no 'arrays' section")
     npz_path = _check_npz_name(arrays_doc.get("file"), json_path)
-    if not npz_path.is_file():
+    digest = arrays_doc.get("sha256")
+    if not isinstance(digest, str) or len(digest) != 64:
+        raise ModelFileError(
+            f"state file '{json_path}' is malformed: arrays.sha256 is not a SHA-256",
+            "save the state again",
+        )
+    if not os.path.lexists(npz_path):
         raise ModelFileError(
             f"state file '{json_path}': its array file '{npz_path}' is missing",
             "copy the .npz together with the .json",
         )
-    blob = npz_path.read_bytes()
-    if hashlib.sha256(blob).hexdigest() != arrays_doc.get("sha256"):
-        raise ModelFileError(
-            f"state file '{json_path}': '{npz_path.name}' does not match the state (SHA-256 "
-            "differs: modified, truncated or from another save)",
-            "save the state again",
-        )
-    try:
-        with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except Exception as exc:  # noqa: BLE001 - zipfile/numpy raise many types for bad data
-        raise ModelFileError(
-            f"state file '{json_path}': '{npz_path.name}' is not readable ({type(exc).__name__})"
-        ) from None
+    arrays = state_files.read_arrays(npz_path, digest, _array_refs(doc), json_path)
     try:
         return _decode(doc, arrays, json_path)
     except _Malformed as exc:
         raise ModelFileError(
             f"state file '{json_path}' is malformed: {_one_line(str(exc))}", "save the state again"
-        ) from None
-    except RecursionError:
-        raise ModelFileError(
-            f"state file '{json_path}' is malformed: values nested too deeply"
         ) from None
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         raise ModelFileError(
@@ -830,5 +1077,5 @@ __all__ = [
     "load_state",
     "save_state",
     "state_document",
-    "state_paths",
+    "state_json_path",
 ]

@@ -247,6 +247,8 @@ def process_rows(repeat: int, tmp: Path) -> list[Row]:
     cold = _wall([sys.executable, "-m", "nnshell", "-c", "quit"], repeat)
     script = tmp / "quickstart_no_gen.nnscript"
     lines = (ROOT / "scripts" / "quickstart.nnscript").read_text().splitlines()
+    # without gen nothing creates build/quickstart, and save_state does not create folders
+    lines = [ln.replace("save_state build/quickstart/", f"save_state {tmp}/") for ln in lines]
     script.write_text("\n".join(ln for ln in lines if not ln.startswith("gen ")) + "\n")
     flow = _wall([sys.executable, "-m", "nnshell", "-s", str(script)], max(1, repeat // 2))
     return [

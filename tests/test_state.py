@@ -6,6 +6,7 @@ import io
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -82,7 +83,8 @@ def test_save_writes_json_and_npz_with_hash(saved: tuple[Session, Path]) -> None
     _, path = saved
     doc = json.loads(path.read_text())
     assert doc["format"] == "nnshell-state" and doc["schema_version"] == 1
-    assert doc["arrays"]["file"] == "cifar.npz"
+    assert re.fullmatch(r"cifar\.[0-9a-f]{16}\.npz", doc["arrays"]["file"])
+    assert doc["arrays"]["sha256"].startswith(doc["arrays"]["file"].split(".")[1])
     assert doc["source_model"]["sha256"] == saved[0].graph.meta["sha256"]
     assert doc["session"] == {
         "adjusted": True,
@@ -182,7 +184,8 @@ def test_save_load_save_is_byte_identical(saved: tuple[Session, Path], tmp_path:
     s = _reopen(path)
     j2, n2 = s.save_state(str(tmp_path / "cifar.json"))
     assert j2.read_bytes() == path.read_bytes()
-    assert n2.read_bytes() == path.with_suffix(".npz").read_bytes()
+    assert n2 == tmp_path / _npz_of(path).name  # the npz name follows from its content
+    assert n2.read_bytes() == _npz_of(path).read_bytes()
 
 
 def test_shell_save_state_and_default_path(saved: tuple[Session, Path], tmp_path: Path) -> None:
@@ -193,7 +196,9 @@ def test_shell_save_state_and_default_path(saved: tuple[Session, Path], tmp_path
     app = make_app(session=_reopen(path), stdout=buf)
     ok, _ = run_command(app, f"save_state {tmp_path}")  # a folder: <graph name>.json in it
     assert ok, app.last_error
-    assert (tmp_path / "cifar_net.json").is_file() and (tmp_path / "cifar_net.npz").is_file()
+    assert (tmp_path / "cifar_net.json").is_file() and _npz_of(
+        tmp_path / "cifar_net.json"
+    ).is_file()
     assert "saved state to" in buf.getvalue() and "KiB" in buf.getvalue()
     s = _reopen(tmp_path / "cifar_net.json")
     assert s.default_state_path() == str(tmp_path / "cifar_net.json")
@@ -204,10 +209,15 @@ def test_shell_save_state_and_default_path(saved: tuple[Session, Path], tmp_path
 # -- refusals ---------------------------------------------------------------------------------
 
 
+def _npz_of(path: Path) -> Path:
+    """The npz a state's JSON names (``<stem>.<16 hex>.npz``)."""
+    return path.parent / json.loads(path.read_text())["arrays"]["file"]
+
+
 def _copy_state(path: Path, dest: Path) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copy(path, dest / path.name)
-    shutil.copy(path.with_suffix(".npz"), dest / path.with_suffix(".npz").name)
+    shutil.copy(_npz_of(path), dest / _npz_of(path).name)
     return dest / path.name
 
 
@@ -234,18 +244,18 @@ def _newer(p: Path) -> None:
 
 
 def _missing_npz(p: Path) -> None:
-    p.with_suffix(".npz").unlink()
+    _npz_of(p).unlink()
 
 
 def _wrong_hash(p: Path) -> None:
-    npz = p.with_suffix(".npz")
+    npz = _npz_of(p)
     data = bytearray(npz.read_bytes())
     data[len(data) // 2] ^= 0xFF
     npz.write_bytes(bytes(data))
 
 
 def _truncated_npz(p: Path) -> None:
-    npz = p.with_suffix(".npz")
+    npz = _npz_of(p)
     npz.write_bytes(npz.read_bytes()[:1000])
 
 
@@ -350,19 +360,19 @@ def test_unwritable_folder_keeps_previous_state(
     folder.chmod(0o500)
     try:
         if os.access(folder, os.W_OK):  # root ignores the mode: fail like a read-only folder
-            import nnshell.state as state_mod
+            import nnshell.state_files as files_mod
 
             def denied(*args: Any, **kwargs: Any) -> Any:
                 raise PermissionError(13, "Permission denied")
 
-            monkeypatch.setattr(state_mod.tempfile, "mkstemp", denied)
+            monkeypatch.setattr(files_mod.tempfile, "mkstemp", denied)
         with pytest.raises(ModelFileError) as err:
             s.save_state(str(folder / "m.json"))
         assert "Permission denied" in str(err.value) and "\n" not in str(err.value)
     finally:
         folder.chmod(0o700)
     assert j.read_bytes() == old_j and n.read_bytes() == old_n
-    assert sorted(p.name for p in folder.iterdir()) == ["m.json", "m.npz"]  # no temp left
+    assert sorted(p.name for p in folder.iterdir()) == sorted(["m.json", n.name])  # no temp left
     load_state(j)
 
 
@@ -382,7 +392,7 @@ def test_failed_rename_leaves_no_temp_and_old_state(
     with pytest.raises(ModelFileError):
         s.save_state(str(tmp_path / "m.json"))
     assert j.read_bytes() == old
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.npz"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["m.json", n.name])
 
 
 # -- property: save -> load -> save is byte-identical ---------------------------------------
