@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from nnshell import settings as settings_mod
-from nnshell.errors import GraphStateError, UsageError
+from nnshell.errors import CodegenError, GraphStateError, UsageError
 from nnshell.selectors import select_steps
 
 if TYPE_CHECKING:  # numpy and the op registry load on first use: the shell starts fast
@@ -722,7 +722,14 @@ class Session:
         opts = opts if opts is not None else self.input_options()
         if out_dir is not None:
             return verify(graph, qstate, files, opts, out_dir, self.c_name())
-        with tempfile.TemporaryDirectory(prefix="nnshell_verify_") as tmp:
+        try:
+            tmp_dir = tempfile.TemporaryDirectory(prefix="nnshell_verify_")
+        except OSError as exc:  # no space or no permission in the temporary folder
+            raise CodegenError(
+                f"gen --verify cannot create its build folder: {exc.strerror or exc}",
+                "free some space, or gen --verify IMAGES -M <folder>",
+            ) from None
+        with tmp_dir as tmp:
             return verify(graph, qstate, files, opts, tmp, self.c_name())
 
 

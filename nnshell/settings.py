@@ -2,12 +2,23 @@
 
 Each setting is declared once with its type, default and help; values typed by the user are
 parsed here so a wrong type is one clear error. Unknown names get close-match suggestions.
+
+Values are also *validated* (:func:`validate`), for ``set`` and for every value a state file
+brings (:func:`validate_loaded`), because several settings end up in generated code or name the
+files gen writes: an ``AT_MEM_*`` setting is one of the AutoTiler's memory names and nothing
+else, sizes are bounded non-negative integers, ``graph_name`` and ``model_file`` are plain names.
+A state file is someone else's text, so it may not point gen's output anywhere:
+``model_directory`` and ``tensor_directory`` loaded from a state are relative paths without
+``..`` (typed by the user, any folder is fine).
 """
 
 from __future__ import annotations
 
 import difflib
+import math
+import re
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import Any
 
 from nnshell.errors import SettingError
@@ -99,6 +110,55 @@ SETTINGS: dict[str, SettingDef] = {
     ]
 }
 
+#: The GAP AutoTiler memory names (``AutoTilerLibTypes.h``): what an ``AT_MEM_*`` setting may be.
+AT_MEMORIES = (
+    "AT_MEM_UNDEF",
+    "AT_MEM_L1",
+    "AT_MEM_L2",
+    "AT_MEM_L3_HRAM",
+    "AT_MEM_L3_QSPIRAM",
+    "AT_MEM_L3_OSPIRAM",
+    "AT_MEM_L3_DEFAULTRAM",
+    "AT_MEM_L3_HFLASH",
+    "AT_MEM_L3_QSPIFLASH",
+    "AT_MEM_L3_OSPIFLASH",
+    "AT_MEM_L3_MRAMFLASH",
+    "AT_MEM_L3_DEFAULTFLASH",
+    "AT_MEM_L3_EMRAMFLASH",
+)
+#: The settings whose value is written into the AutoTiler model as a memory name.
+MEMORY_SETTINGS = (
+    "l3_ram_device",
+    "l3_flash_device",
+    "default_input_home_location",
+    "default_input_exec_location",
+    "default_output_home_location",
+    "default_output_exec_location",
+    "default_global_home_location",
+    "default_global_exec_location",
+    "default_local_location",
+)
+#: Largest memory size in bytes (a C ``int`` literal in the model's ``main``).
+MAX_MEMORY_BYTES = (1 << 31) - 1
+#: Largest L3 flash in MB (``MB*1024*1024`` must stay a C ``int``).
+MAX_FLASH_MB = 2047
+#: Inclusive bounds of the integer settings.
+INT_BOUNDS: dict[str, tuple[int, int]] = {
+    "batch_size": (1, 1 << 16),
+    "l1_size": (0, MAX_MEMORY_BYTES),
+    "l2_size": (0, MAX_MEMORY_BYTES),
+    "l3_size": (0, MAX_MEMORY_BYTES),
+    "l3_flash_mb": (0, MAX_FLASH_MB),
+    "graph_warm_construct": (0, 2),
+    "graph_dump_tensor": (0, 255),
+    "graph_size_opt": (0, 2),
+}
+#: A graph name: what ``set graph_name`` takes (made C-safe by gen: ``my-net.v2``).
+_GRAPH_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}\Z")
+#: A plain file name (the model file gen writes inside ``model_directory``).
+_FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,127}\Z")
+_DIRECTORIES = ("model_directory", "tensor_directory")
+
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 
@@ -108,23 +168,87 @@ def parse_value(name: str, text: str) -> Any:
     sd = lookup(name)
     if sd.optional and text.lower() in ("none", ""):
         return None
+    value: Any = text
     try:
         if sd.type is bool:
             low = text.lower()
             if low not in _TRUE | _FALSE:
                 raise ValueError(text)
-            return low in _TRUE
-        if sd.type is int:
-            return int(text, 0)
-        if sd.type is float:
-            return float(text)
-        if sd.choices and text not in sd.choices:
+            value = low in _TRUE
+        elif sd.type is int:
+            value = int(text, 0)
+        elif sd.type is float:
+            value = float(text)
+        elif sd.choices and text not in sd.choices:
             raise SettingError(f"set {name}: '{text}' is not one of {', '.join(sd.choices)}")
-        return text
     except ValueError:
         raise SettingError(
             f"set {name}: '{text}' is not a valid {sd.type.__name__}", f"help: {sd.help}"
         ) from None
+    return validate(name, value)
+
+
+def validate(name: str, value: Any, source: str = "set") -> Any:
+    """Return ``value`` if setting ``name`` may hold it; a one-line SettingError otherwise.
+
+    Why here: settings reach generated C (memory names, sizes) and name files gen writes, so a
+    value is checked once, where every way of setting it passes (``set``, a state file).
+    ``source`` words the message (``set`` or ``state file 'x.json'``).
+    """
+    sd = lookup(name)
+    if value is None and sd.optional:
+        return None
+
+    def bad(why: str, hint: str | None = None) -> SettingError:
+        where = f"set {name}" if source == "set" else f"{source}: setting {name}"
+        return SettingError(f"{where}: {value!r:.80} {why}", hint or f"help: {sd.help}")
+
+    if sd.choices and value not in sd.choices:
+        raise bad(f"is not one of {', '.join(sd.choices)}")
+    if name in MEMORY_SETTINGS and value not in AT_MEMORIES:
+        raise bad("is not an AutoTiler memory", f"one of {', '.join(AT_MEMORIES)}")
+    if name in INT_BOUNDS and not isinstance(value, bool) and isinstance(value, int):
+        lo, hi = INT_BOUNDS[name]
+        if not lo <= value <= hi:
+            raise bad(f"is outside {lo}..{hi}")
+    if sd.type is float and isinstance(value, float) and not math.isfinite(value):
+        raise bad("is not a finite number")
+    if name == "graph_name" and not (isinstance(value, str) and _GRAPH_NAME.match(value)):
+        raise bad("is not a plain name (letters, digits, _ . -, at most 64 characters)")
+    if name == "model_file" and not (
+        isinstance(value, str) and _FILE_NAME.match(value) and value not in (".", "..")
+    ):
+        raise bad(
+            "is not a plain file name (letters, digits, _ . + -, no folder)",
+            "put the folder in model_directory",
+        )
+    if name in _DIRECTORIES and isinstance(value, str):
+        if not value or any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+            raise bad("is not a folder name (empty, or control characters)")
+        if source != "set" and _escapes(value):
+            raise bad(
+                "leaves the state's working folder (absolute or with ..); a state may only "
+                "name a folder below the current one",
+                f"set {name} <folder> after loading it",
+            )
+    return value
+
+
+def _escapes(path: str) -> bool:
+    """Whether ``path`` is absolute (any OS) or climbs with ``..``."""
+    parts = re.split(r"[\\/]+", path)
+    return (
+        path.startswith(("/", "\\", "~"))
+        or PurePosixPath(path).is_absolute()
+        or re.match(r"[A-Za-z]:", path) is not None
+        or ".." in parts
+    )
+
+
+def validate_loaded(name: str, value: Any, source: str = "state file") -> Any:
+    """:func:`validate` a value a state file brings (stricter for folders: never absolute,
+    never ``..``). Raises a one-line SettingError naming the state and the setting."""
+    return validate(name, value, source if source != "set" else "state file")
 
 
 def lookup(name: str) -> SettingDef:

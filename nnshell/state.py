@@ -1043,7 +1043,7 @@ def _decode(doc: dict[str, Any], arrays: dict[str, np.ndarray], json_path: Path)
             val, ok = float(val), True
         if not ok:
             raise _Malformed(f"settings.{name}: {val!r} is not a {sd.type.__name__}")
-        settings[name] = val
+        settings[name] = settings_mod.validate_loaded(name, val, f"state file '{json_path}'")
     qstate = None
     if doc.get("quantization") is not None:
         qstate = dec.qstate(doc["quantization"], graph)

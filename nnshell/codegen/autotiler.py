@@ -128,7 +128,6 @@ Every file is written atomically (temporary file in the same folder, then rename
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -136,13 +135,33 @@ from typing import Any
 
 import numpy as np
 
+from nnshell.atomic import atomic_write_files, os_error_text
 from nnshell.codegen import at_infos as inf
 from nnshell.codegen.at_infos import INFOS_SIZE, ActInfo, sq8_activation
 from nnshell.codegen.at_names import act_label, const_cname, head_op, nntool_steps
-from nnshell.errors import GraphStateError, ModelFileError, NnshellError
+from nnshell.codegen.checks import check_shapes
+from nnshell.codegen.csafe import (
+    c_comment,
+    c_float,
+    c_ident,
+    c_int,
+    c_string,
+    c_token,
+    is_c_ident,
+    plain_file_name,
+    short_name,
+)
+from nnshell.errors import CodegenError, GraphStateError, ModelFileError, NnshellError
 from nnshell.fixed_point import QType, header_qscale_qnorm
 from nnshell.fixed_pow2 import code_of, pow2_qtype, q_of, qmn
 from nnshell.ir import Graph, Node, c_safe_name
+from nnshell.settings import (
+    AT_MEMORIES,
+    MAX_FLASH_MB,
+    MAX_MEMORY_BYTES,
+    MEMORY_SETTINGS,
+    SETTINGS,
+)
 
 #: Data-moving ops that are no kernel: their output shares the input buffer.
 ALIAS_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout"})
@@ -201,22 +220,45 @@ class Kernel:
 # --------------------------------------------------------------------------------------------
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def _fmt(x: float) -> str:
-    """A float as C source: shortest repr that round-trips (deterministic)."""
-    return repr(float(x))
+    """A float as C source: shortest repr that round-trips (deterministic); finite only."""
+    return c_float(x, "scale")
+
+
+#: Longest C-safe tensor name kept whole in a ``Constant_<name>`` (it names a file too).
+_MAX_CONST_NAME = 160
+
+
+def _ctrl_value(val: str) -> str:
+    """A generator control value: ``AT_OPT_VAL(<int or constant>)`` or a constant."""
+    if val.startswith("AT_OPT_VAL(") and val.endswith(")"):
+        return f"AT_OPT_VAL({c_token(val[len('AT_OPT_VAL(') : -1], 'generator control')})"
+    return c_token(val, "generator control")
+
+
+def _memory(settings: Mapping[str, Any], name: str, default: str) -> str:
+    """An ``AT_MEM_*`` setting, refused unless it is one of :data:`AT_MEMORIES`."""
+    value = settings.get(name, default)
+    if value not in AT_MEMORIES:
+        raise AutoTilerError(
+            f"setting {name} is {value!r}, not an AutoTiler memory",
+            f"one of {', '.join(AT_MEMORIES)}",
+        )
+    return str(value)
+
+
+def _size_setting(settings: Mapping[str, Any], name: str, default: int, hi: int) -> str:
+    """A memory size setting as a C integer, refused outside ``0..hi``."""
+    value = settings.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value <= hi:
+        raise AutoTilerError(f"setting {name} is {value!r}, not an integer in 0..{hi}")
+    return str(int(value))
+
+
+def _short_const(name: str) -> str:
+    """An NNTool-style constant name (``at_names.const_cname``) cut to a bounded length and
+    tagged with a hash when cut, so the identifier and its ``.tensor`` file name stay short."""
+    return short_name(name, _MAX_CONST_NAME, name)
 
 
 def _describe_q(q: QType | None) -> str:
@@ -354,7 +396,7 @@ class _Planner:
     def unique(self, base: str, step: int) -> str:
         name = base if base not in self.used else f"{base}_S{step}"
         self.used.add(name)
-        return name
+        return c_ident(name, "AutoTiler name")
 
     def nq(self, node: Node) -> Any:
         try:
@@ -423,13 +465,13 @@ class _Planner:
             raise AutoTilerError(f"{node.name}: a shift does not fit the int8 Mul_shift")
         return [
             ConstArg(
-                self.unique(const_cname(self.graph, node, "", "weights"), step),
+                self.unique(_short_const(const_cname(self.graph, node, "", "weights")), step),
                 "int8",
                 np.ascontiguousarray(c["weights"], dtype=np.int8),
                 8,
             ),
             ConstArg(
-                self.unique(const_cname(self.graph, node, b_src, "biases"), step),
+                self.unique(_short_const(const_cname(self.graph, node, b_src, "biases")), step),
                 "int32",
                 np.ascontiguousarray(c["bias_total"], dtype=np.int32),
                 32,
@@ -775,7 +817,7 @@ class _Planner:
             raise AutoTilerError(f"{node.name}: POW2 weights {w.dtype} / biases {b.dtype}")
         consts = [
             ConstArg(
-                self.unique(const_cname(self.graph, node, "", "weights"), step),
+                self.unique(_short_const(const_cname(self.graph, node, "", "weights")), step),
                 str(w.dtype),
                 w,
                 8 * w.dtype.itemsize,
@@ -783,7 +825,7 @@ class _Planner:
                 qw,
             ),
             ConstArg(
-                self.unique(const_cname(self.graph, node, b_src, "biases"), step),
+                self.unique(_short_const(const_cname(self.graph, node, b_src, "biases")), step),
                 str(b.dtype),
                 b,
                 8 * b.dtype.itemsize,
@@ -1086,8 +1128,6 @@ _NORM_TEXT = {"offset_int8": "q = p - 128", "shift_int8": "q = p >> 1", "out_int
 def graph_controls(settings: Mapping[str, Any]) -> list[tuple[str, str]]:
     """``(AT_GRAPH_<NAME>, AT_OPT_ON|AT_OPT_OFF|AT_OPT_VAL(n))`` for each ``graph_*`` setting
     that differs from its default (NNTool's names, see :mod:`nnshell.settings`)."""
-    from nnshell.settings import SETTINGS
-
     out = []
     for name in GRAPH_CONTROLS:
         sd = SETTINGS[name]
@@ -1098,13 +1138,24 @@ def graph_controls(settings: Mapping[str, Any]) -> list[tuple[str, str]]:
         if sd.type is bool:
             out.append((ctrl, "AT_OPT_ON" if val else "AT_OPT_OFF"))
         else:
-            out.append((ctrl, f"AT_OPT_VAL({int(val)})"))
+            out.append((ctrl, f"AT_OPT_VAL({c_int(val, name, 0, 1 << 30)})"))
     return out
 
 
 def graph_c_name(graph: Graph, settings: Mapping[str, Any]) -> str:
-    """The ``<G>`` of the generated names: ``set graph_name``, else the C-safe graph name."""
-    return c_safe_name(settings.get("graph_name") or graph.name)
+    """The ``<G>`` of the generated names: ``set graph_name``, else the C-safe graph name.
+
+    A name longer than 64 characters is cut and tagged with a hash (:func:`short_name`), so
+    the identifiers built from it stay short; a name C reserves (``__x``, ``_X``) is prefixed
+    with ``m``; every identifier built from ``<G>`` (``<G>Model``, ``<G>_L1_Memory``) is then
+    checked by :func:`c_ident`.
+    """
+    raw = str(settings.get("graph_name") or graph.name)
+    g = short_name(c_safe_name(raw), source=raw)
+    if not is_c_ident(g + "Model"):
+        g = "m" + g
+    c_ident(g + "Model", "graph name")
+    return g
 
 
 class _Emitter:
@@ -1118,6 +1169,9 @@ class _Emitter:
         self.g = graph_c_name(graph, settings)
         from nnshell.formatter import formatters
 
+        self.memory = {
+            name: _memory(settings, name, SETTINGS[name].default) for name in MEMORY_SETTINGS
+        }
         self.formatters = formatters(graph)
         self.pow2 = getattr(qstate, "scheme", "SQ8") == "POW2"
         planner = _Planner(graph, qstate)
@@ -1154,14 +1208,18 @@ class _Emitter:
     @staticmethod
     def _tcarg(*fields: str, const: str = "0") -> str:
         ctype, name, *rest = fields
-        return f'TCArgInfo("{ctype}", "{name}", {", ".join(rest)}, {const})'
+        args = ", ".join(c_token(r, "CreateGraph argument") for r in rest)
+        return f"TCArgInfo({c_string(ctype)}, {c_string(c_ident(name))}, {args}, {const})"
 
     def model_c(self, model_file_h: str) -> str:
         g, st = self.g, self.settings
         out: list[str] = []
         w = out.append
         scheme = f"POW2 {self._pow2_bits()}-bit" if self.pow2 else "SQ8"
-        w(f"/* AutoTiler model of graph '{self.graph.name}', generated by nnshell ({scheme}). */")
+        w(
+            f"/* AutoTiler model of graph '{c_comment(self.graph.name)}', generated by nnshell "
+            f"({scheme}). */"
+        )
         w("#include <stdint.h>")
         w("#include <stdio.h>")
         w('#include "AutoTilerLib.h"')
@@ -1181,20 +1239,24 @@ class _Emitter:
         w("    SetSymbolDynamics();")
         w("")
         kernels_h = "CNN_BasicKernels.h" if self.pow2 else "CNN_BasicKernels_SQ8.h"
-        w(f'    SetUsedFilesNames(0, 3, "Gap.h", "{model_file_h}", "{kernels_h}");')
-        w(f'    SetGeneratedFilesNames("{g}Kernels.c", "{g}Kernels.h");')
+        w(
+            f'    SetUsedFilesNames(0, 3, "Gap.h", {c_string(plain_file_name(model_file_h))}, '
+            f'"{kernels_h}");'
+        )
+        w(f"    SetGeneratedFilesNames({c_string(g + 'Kernels.c')}, {c_string(g + 'Kernels.h')});")
         w("")
         for ctrl, val in graph_controls(st):
             w(f"    AT_SetGraphCtrl({ctrl}, {val});")
         if graph_controls(st):
             w("")
+        mem = self.memory
         w("    SetMemoryDeviceInfos(4,")
-        w(f'        AT_MEM_L1, L1Memory, "{g}_L1_Memory", 0, 0,')
-        w(f'        AT_MEM_L2, L2Memory, "{g}_L2_Memory", 0, 1,')
-        w(f'        {st.get("l3_ram_device", "AT_MEM_L3_HRAM")}, L3Memory, "{g}_L3_Memory", 0, 0,')
+        w(f"        AT_MEM_L1, L1Memory, {c_string(g + '_L1_Memory')}, 0, 0,")
+        w(f"        AT_MEM_L2, L2Memory, {c_string(g + '_L2_Memory')}, 0, 1,")
+        w(f"        {mem['l3_ram_device']}, L3Memory, {c_string(g + '_L3_Memory')}, 0, 0,")
         w(
-            f'        {st.get("l3_flash_device", "AT_MEM_L3_HFLASH")}, L3Flash, "{g}_L3_Flash", '
-            f'"{g}_L3_Flash_Const.dat", 0);'
+            f"        {mem['l3_flash_device']}, L3Flash, {c_string(g + '_L3_Flash')}, "
+            f"{c_string(g + '_L3_Flash_Const.dat')}, 0);"
         )
         w("")
         if not self.pow2:
@@ -1207,26 +1269,28 @@ class _Emitter:
             if f is not None:
                 _, h, wd = (int(d) for d in self.graph.tensors[t].dims)
                 w(
-                    f"    // input formatter of {t}: raw {f.fmt} HWC {f.ctype} {h}x{wd} -> "
-                    f"CHW int8, {f.norm} ({_NORM_TEXT[f.norm]})"
+                    f"    // input formatter of {c_comment(t)}: raw {f.fmt} HWC {f.ctype} "
+                    f"{h}x{wd} -> CHW int8, {f.norm} ({_NORM_TEXT[f.norm]})"
                 )
                 w(
-                    f'    CNN_Norm("{self._formatter_name(i)}", {wd}, {h}, '
+                    f"    CNN_Norm({c_string(self._formatter_name(i))}, {c_int(wd)}, {c_int(h)}, "
                     f"{1 if f.norm == 'offset_int8' else 0}, {_NORM_KOP[f.fmt]});"
                 )
                 w("")
         for k in self.kernels:
-            w(f"    // generator for {k.node.name}")
+            w(f"    // generator for {c_comment(k.node.name)}")
             ctrl = "0"
             if k.gen_ctrl:
-                gc = f"gen_ctrl_{k.cname}"
+                gc = c_ident(f"gen_ctrl_{k.cname}", "generator control name")
                 w(f"    CNN_GenControl_T {gc};")
                 w(f"    CNN_InitGenCtrl(&{gc});")
                 for key, val in k.gen_ctrl:
-                    w(f'    CNN_SetGenCtrl(&{gc}, "{key}", {val});')
+                    w(f"    CNN_SetGenCtrl(&{gc}, {c_string(key)}, {_ctrl_value(val)});")
                 ctrl = f"&{gc}"
-            args = ", ".join([f'"{k.cname}"', ctrl, *k.args])
-            w(f"    {k.generator}({args});")
+            args = ", ".join(
+                [c_string(c_ident(k.cname)), ctrl, *(c_token(a, k.node.name) for a in k.args)]
+            )
+            w(f"    {c_ident(k.generator)}({args});")
             w("")
         # CreateGraph
         globals_: list[str] = []
@@ -1238,23 +1302,25 @@ class _Emitter:
                     f"Input_{i}",
                     "ARG_SCOPE_ARG",
                     "ARG_DIR_IN",
-                    st.get("default_input_home_location", "AT_MEM_L2"),
-                    st.get("default_input_exec_location", "AT_MEM_L2"),
+                    self.memory["default_input_home_location"],
+                    self.memory["default_input_exec_location"],
                 )
             )
         for k in self.kernels:
             for c in k.consts:
-                ci = f'ConstInfo("{self.tensor_dir}/{c.name}.tensor", 1, 1, {c.bits}, {c.q})'
+                path = c_string(f"{self.tensor_dir}/{c_ident(c.name)}.tensor")
+                ci = f"ConstInfo({path}, 1, 1, {c_int(c.bits)}, {c_int(c.q)})"
                 arg = self._tcarg(
                     _CTYPES[c.ctype],
                     c.name,
                     "ARG_SCOPE_GLOBAL",
                     "ARG_DIR_CONSTIN",
-                    st.get("default_global_home_location", "AT_MEM_L3_HFLASH"),
-                    st.get("default_global_exec_location", "AT_MEM_UNDEF"),
+                    self.memory["default_global_home_location"],
+                    self.memory["default_global_exec_location"],
                     const=ci,
                 )
-                globals_.append((f"// {c.comment}\n            " if c.comment else "") + arg)
+                note = f"// {c_comment(c.comment)}\n            " if c.comment else ""
+                globals_.append(note + arg)
         for t in self.graph.outputs:
             globals_.append(
                 self._tcarg(
@@ -1262,12 +1328,12 @@ class _Emitter:
                     self.cname(t),
                     "ARG_SCOPE_ARG",
                     "ARG_DIR_OUT",
-                    st.get("default_output_home_location", "AT_MEM_L2"),
-                    st.get("default_output_exec_location", "AT_MEM_L2"),
+                    self.memory["default_output_home_location"],
+                    self.memory["default_output_exec_location"],
                 )
             )
         outputs = {self.root(t) for t in self.graph.outputs}
-        loc = st.get("default_local_location", "AT_MEM_UNDEF")
+        loc = self.memory["default_local_location"]
         locals_ = [
             self._tcarg(
                 _ctype_of(self.qstate.tensors[t]),
@@ -1292,7 +1358,7 @@ class _Emitter:
             for k in self.kernels
             if k.out not in outputs
         ]
-        w(f'    CreateGraph("{g}CNN",')
+        w(f"    CreateGraph({c_string(g + 'CNN')},")
         w("        /* Arguments either passed or globals */")
         w(f"        CArgs({len(globals_)}" + ("," if globals_ else ""))
         w(",\n".join(f"            {a}" for a in globals_))
@@ -1309,16 +1375,16 @@ class _Emitter:
         for i, t in enumerate(self.graph.inputs, start=1):
             if t in self.formatters:
                 w(f"    // input formatter: raw Input_{i} -> {self.cname(t)}")
-                w(f'    AddNode("{self._formatter_name(i)}",')
+                w(f"    AddNode({c_string(self._formatter_name(i))},")
                 w("        Bindings(2,")
                 w(f'            GNodeArg(GNA_IN, "Input_{i}", 0),')
-                w(f'            GNodeArg(GNA_OUT, "{self.cname(t)}", 0)')
+                w(f"            GNodeArg(GNA_OUT, {c_string(c_ident(self.cname(t)))}, 0)")
                 w("        )")
                 w("    );")
         for k in self.kernels:
             binds = self._bindings(k)
-            w(f"    // {k.comment}")
-            w(f'    AddNode("{k.cname}",')
+            w(f"    // {c_comment(k.comment)}")
+            w(f"    AddNode({c_string(c_ident(k.cname))},")
             w(f"        Bindings({len(binds)},")
             w(",\n".join(f"            {b}" for b in binds))
             w("        )")
@@ -1332,8 +1398,10 @@ class _Emitter:
         w('        printf("Failed to initialize or incorrect output arguments directory.\\n");')
         w("        return 1;")
         w("    }")
-        l1, l2 = int(st.get("l1_size", 64000)), int(st.get("l2_size", 300000))
-        l3, fl = int(st.get("l3_size", 8000000)), int(st.get("l3_flash_mb", 64))
+        l1 = _size_setting(st, "l1_size", 64000, MAX_MEMORY_BYTES)
+        l2 = _size_setting(st, "l2_size", 300000, MAX_MEMORY_BYTES)
+        l3 = _size_setting(st, "l3_size", 8000000, MAX_MEMORY_BYTES)
+        fl = _size_setting(st, "l3_flash_mb", 64, MAX_FLASH_MB)
         w(f"    {g}Model({l1}, {l2}, {l3}, {fl}*1024*1024);")
         w("    GenerateTilingCode();")
         w("    return 0;")
@@ -1361,26 +1429,31 @@ class _Emitter:
         out = []
         for role in k.binding:
             if role == "in":
-                out.append(f'GNodeArg(GNA_IN, "{self.cname(next(ins))}", 0)')
+                name = self.cname(next(ins))
             elif role == "out":
-                out.append(f'GNodeArg(GNA_OUT, "{self.cname(k.out)}", 0)')
+                name = self.cname(k.out)
             else:
-                out.append(f'GNodeArg(GNA_IN, "{cmap[role]}", 0)')
+                name = str(cmap[role])
+            kind = "GNA_OUT" if role == "out" else "GNA_IN"
+            out.append(f"GNodeArg({kind}, {c_string(c_ident(name))}, 0)")
         return out
 
     def header(self, guard_name: str) -> str:
         g = self.g.upper()
         guard = c_safe_name(guard_name).upper().lstrip("_") + "_"
+        guard = c_ident(f"H_{guard}" if guard[0].isdigit() else guard, "header guard")
         pow2 = getattr(self.qstate, "scheme", "SQ8") == "POW2"
         out = [f"#ifndef {guard}", f"#define {guard}", ""]
         if pow2:
             out += [
-                f"/* Output quantization of graph '{self.graph.name}' (POW2.md): Qm.n codes,",
+                f"/* Output quantization of graph '{c_comment(self.graph.name)}' (POW2.md): "
+                "Qm.n codes,",
                 " * real = code * 2^-Q (ZERO_POINT 0, SCALE = 2^-Q ~= QSCALE * 2^-QNORM). */",
             ]
         else:
             out += [
-                f"/* Output quantization of graph '{self.graph.name}' (SQ8.md section 8):",
+                f"/* Output quantization of graph '{c_comment(self.graph.name)}' (SQ8.md "
+                "section 8):",
                 " * real = (q - ZERO_POINT) * SCALE, SCALE ~= QSCALE * 2^-QNORM (7-bit QSCALE). */",
             ]
         entries = [
@@ -1388,15 +1461,17 @@ class _Emitter:
         ]
         entries += [(k.cname, self.qstate.tensors[k.out]) for k in self.kernels]
         for name, q in entries:
-            s = float(q.scale)
+            scale = _fmt(q.scale)
+            s = float(scale)
             qs, qn = header_qscale_qnorm(s)
+            prefix = c_ident(f"{g}_{name}", "header macro")
             out.append(f"// {name}")
-            out.append(f"#define {g}_{name}_OUT_SCALE\t{_fmt(s)}")
-            out.append(f"#define {g}_{name}_OUT_QSCALE\t{qs}")
-            out.append(f"#define {g}_{name}_OUT_QNORM\t{qn}")
-            out.append(f"#define {g}_{name}_OUT_ZERO_POINT\t{q.zero_point}")
+            out.append(f"#define {prefix}_OUT_SCALE\t{scale}")
+            out.append(f"#define {prefix}_OUT_QSCALE\t{c_int(qs)}")
+            out.append(f"#define {prefix}_OUT_QNORM\t{c_int(qn)}")
+            out.append(f"#define {prefix}_OUT_ZERO_POINT\t{c_int(q.zero_point)}")
             if pow2:  # POW2.md: real = code * 2^-Q
-                out.append(f"#define {g}_{name}_Q\t{q_of(q)}")
+                out.append(f"#define {prefix}_Q\t{c_int(q_of(q))}")
         out += ["", f"#endif /* {guard} */", ""]
         return "\n".join(out)
 
@@ -1425,39 +1500,41 @@ def generate_autotiler(
             f"gen --target autotiler writes SQ8 and POW2 models only, not {scheme} ones",
             "fusions --scale8 and aquant -s SQ8, or fusions --pow2 and aquant -s POW2",
         )
+    check_shapes(graph, qstate)
     em = _Emitter(graph, qstate, settings, str(tensor_dir))
     mdir = Path(model_dir)
-    model_name = model_file or f"{em.g}Model.c"
-    header_name = header or "model.h"
+    model_name = plain_file_name(model_file or f"{em.g}Model.c", "model file name")
+    header_name = plain_file_name(header or "model.h", "header file name")
+    if model_name == header_name:
+        raise CodegenError(f"gen autotiler: the model file and the header are both '{model_name}'")
+    if "\0" in str(tensor_dir) or "\0" in str(model_dir):
+        raise CodegenError("gen autotiler: a folder name holds a NUL character")
     tdir = Path(tensor_dir)
     if not tdir.is_absolute():
         tdir = mdir / tdir
     for d in (mdir, tdir) if write_tensors else (mdir,):
         if d.exists() and not d.is_dir():
             raise ModelFileError(f"gen autotiler: cannot write to '{d}': it is a file")
+    # everything is rendered before anything is written; then one atomic set of files
+    files: dict[Path, bytes] = {
+        mdir / model_name: em.model_c(f"{em.g}.h").encode(),
+        mdir / header_name: em.header(header_name).encode(),
+    }
+    if write_tensors:
+        for k in em.kernels:
+            for c in k.consts:
+                data = np.ascontiguousarray(c.data, dtype=np.dtype(c.ctype).newbyteorder("<"))
+                files[tdir / f"{c_ident(c.name)}.tensor"] = data.tobytes()
     try:
         mdir.mkdir(parents=True, exist_ok=True)
         if write_tensors:
             tdir.mkdir(parents=True, exist_ok=True)
-        written: list[Path] = []
-        model_path = mdir / model_name
-        _atomic_write(model_path, em.model_c(f"{em.g}.h").encode())
-        written.append(model_path)
-        header_path = mdir / header_name
-        _atomic_write(header_path, em.header(Path(header_name).name).encode())
-        written.append(header_path)
-        if write_tensors:
-            for k in em.kernels:
-                for c in k.consts:
-                    p = tdir / f"{c.name}.tensor"
-                    data = np.ascontiguousarray(c.data, dtype=np.dtype(c.ctype).newbyteorder("<"))
-                    _atomic_write(p, data.tobytes())
-                    written.append(p)
+        return atomic_write_files(files)
     except OSError as exc:
         raise ModelFileError(
-            f"gen autotiler: cannot write to '{exc.filename or mdir}': {exc.strerror or exc}"
+            f"gen autotiler: cannot write {os_error_text(exc, mdir)}",
+            "free some space or choose another folder (-M)",
         ) from None
-    return written
 
 
 __all__ = [

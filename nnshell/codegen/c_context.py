@@ -10,12 +10,14 @@ here too, next to the activation parameters of a fused layer, which mirror
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 import numpy as np
 
+from nnshell.codegen.csafe import c_ident, c_token, shown
 from nnshell.errors import CodegenError
 from nnshell.fixed_point import QType, round_half_up
 from nnshell.ir import Graph, Node
@@ -49,8 +51,55 @@ class Declarations:
     names: set[str] = field(default_factory=set)
 
 
-def _fmt_row(values: Sequence[Any]) -> str:
-    return ", ".join(str(v) for v in values)
+def _field(v: Any) -> str:
+    """One initialiser or argument: an integer, a constant name or ``&name`` (nothing else, so
+    a string smuggled into a NodeQuant's ``info`` by a state file cannot become code)."""
+    if isinstance(v, str) and v.startswith("&"):
+        return "&" + c_ident(v[1:], "descriptor name")
+    return c_token(v, "kernel argument")
+
+
+def _fmt_row(values: Iterable[Any]) -> str:
+    return ", ".join(_field(v) for v in values)
+
+
+def _join(exprs: Iterable[str]) -> str:
+    """Arena pointers (``NN_A8(64)``) built by :meth:`CContext.ptr`, comma-separated."""
+    return ", ".join(exprs)
+
+
+#: What a node's C may contain: identifiers, decimal numbers, blanks and the punctuation of
+#: calls, blocks and declarations; no quote, slash, backslash, ``#`` or ``?`` (no string,
+#: comment, preprocessor line or trigraph can start in it).
+_CODE_CHARS = re.compile(r"[A-Za-z0-9_ \n(){}\[\],;&*+\-=]*\Z")
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_RUNTIME_WORD = re.compile(r"(nn|NN)_[A-Za-z0-9_]*\Z")
+_C_WORDS = frozenset({"const", "void", "int8_t", "uint8_t", "int16_t", "int32_t", "NULL", "ins"})
+
+
+def check_code(code: Any, decls: Declarations, node: Node) -> str:
+    """Return the C a node's ``emit_c`` hook wrote, once checked to be calls only.
+
+    Why: a hook formats values it reads from the NodeQuant, which a state file supplies. The
+    code may name only the runtime (``nn_*``, ``NN_*``), the constants declared for the graph
+    and a few C words; any other identifier or character means a value that is not what the
+    quantizer produced, and the node is refused instead of generating it.
+    """
+    if not isinstance(code, str) or not _CODE_CHARS.match(code):
+        bad = next((c for c in str(code) if not _CODE_CHARS.match(c)), "?")
+        raise CodegenError(
+            f"{node.name}: its C kernel call would contain {shown(bad)} (corrupt or edited state?)",
+            "quantize the model again (aquant) and save a new state",
+        )
+    for word in _WORD.findall(code):
+        if word in decls.names or word in _C_WORDS or _RUNTIME_WORD.match(word):
+            continue
+        raise CodegenError(
+            f"{node.name}: its C kernel call would name {shown(word)}, which is neither the "
+            "runtime nor a declared constant (corrupt or edited state?)",
+            "quantize the model again (aquant) and save a new state",
+        )
+    return code
 
 
 class CContext:
@@ -141,7 +190,7 @@ class CContext:
 
     # -- declarations --------------------------------------------------------------------------
     def _unique(self, key: str) -> str:
-        name = f"{self.prefix}_{key}"
+        name = c_ident(f"{self.prefix}_{key}", "constant name")
         if name in self.decls.names:
             raise ValueError(f"C name {name} declared twice")
         self.decls.names.add(name)
@@ -151,7 +200,7 @@ class CContext:
         """Declare ``static const <ctype> s<step>_<key>[]``; returns its name."""
         arr = np.asarray(values).reshape(-1)
         if arr.dtype.kind not in "iub":
-            raise TypeError(f"{key}: constants must be integers, got {arr.dtype}")
+            self.unsupported(f"constant {key} holds {arr.dtype} values, not integers")
         lo, hi = _RANGES.get(ctype, (-(1 << 31), (1 << 31) - 1))
         if arr.size and (int(arr.min()) < lo or int(arr.max()) > hi):
             self.unsupported(f"constant {key} does not fit {ctype}")
@@ -291,7 +340,7 @@ class CContext:
             self.unsupported("a broadcasting add has no C kernel")
         mul = self.const("in_mul", consts["in_mul"], "uint8_t")
         shift = self.const("in_shift", consts["in_shift"], "int8_t")
-        ptrs = _fmt_row(self.ptr8(i) for i in ins)
+        ptrs = _join(self.ptr8(i) for i in ins)
         call = (
             f"nn_matadd(ins, {len(ins)}, {int(consts['ref_input'])}, {mul}, {shift}, "
             f"{int(consts['mul'])}, {int(consts['shift'])}, {self.ptr8(y)}, {self.size(y)});"
@@ -328,7 +377,7 @@ class CContext:
                 rows.append([0, 0, 0, 0, 0])
         bl = self.const("blocks", np.array(blocks), "int32_t")
         rs = self.struct_array("nn_rescale_t", "rescale", rows)
-        ptrs = _fmt_row(self.ptr(i) for i in ins)
+        ptrs = _join(self.ptr(i) for i in ins)
         outer = int(np.prod(shape[:axis]))
         call = f"nn_concat(ins, {len(ins)}, {bl}, {rs}, {outer}, {self.esize(y)}, {self.ptr(y)});"
         return f"{{\n    const void *const ins[{len(ins)}] = {{{ptrs}}};\n    {call}\n}}"

@@ -21,7 +21,10 @@ from typing import Any
 
 import numpy as np
 
+from nnshell.atomic import os_error_text
 from nnshell.codegen.c_emitter import CModel, Step, render_c, write_model
+from nnshell.codegen.checks import verify_bytes
+from nnshell.codegen.csafe import plain_file_name
 from nnshell.errors import CodegenError
 from nnshell.ir import Graph
 
@@ -91,8 +94,10 @@ def compile_model(model: CModel, build_dir: Path, extra: Sequence[str] = ()) -> 
     """Compile the generated model and its harness with ``-Wall -Wextra -Werror`` (``extra``:
     more flags, e.g. ``-DNN_MAX_ROW=4`` to test the kernels' narrow-stack paths)."""
     cc = find_compiler()
-    exe = build_dir / f"{model.name}_harness"
-    cmd = [cc, *CFLAGS, *extra, "-o", exe.name, *model.sources]
+    exe = build_dir / plain_file_name(f"{model.name}_harness")
+    # no shell: a list of plain file names (none starts with '-', so none reads as an option)
+    sources = [plain_file_name(s, "source file") for s in model.sources]
+    cmd = [cc, *CFLAGS, *extra, "-o", exe.name, *sources]
     proc = subprocess.run(cmd, cwd=build_dir, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         first = (proc.stderr.strip().splitlines() or ["(no message)"])[0]
@@ -101,7 +106,10 @@ def compile_model(model: CModel, build_dir: Path, extra: Sequence[str] = ()) -> 
 
 
 def _run_harness(exe: Path, inputs: Path, out_dir: Path) -> float:
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CodegenError(f"gen --verify cannot create {os_error_text(exc, out_dir)}") from None
     proc = subprocess.run(
         [str(exe), str(out_dir), str(inputs)], capture_output=True, text=True, check=False
     )
@@ -151,27 +159,47 @@ def verify_arrays(
 ) -> VerifyResult:
     """Generate, compile and run the C on a batch (float, or int8 codes of the input qtype;
     a formatted input: raw ``(N, H, W, C)`` pixels 0..255)."""
-    from nnshell.exec.int_exec import quantize_inputs, run_int
-
     if len(graph.inputs) != 1:
         raise CodegenError("gen --verify feeds images: the graph must have exactly one input")
     if len(xs) == 0:
         raise CodegenError("gen --verify needs at least one image")
     build = Path(build_dir)
     model = render_c(graph, qstate, name)
+    return _verify_model(graph, qstate, model, xs, build, cflags)
+
+
+def _check_data_size(model: CModel, n_images: int) -> None:
+    """Refuse before anything is loaded or written when the images' inputs and every step's
+    outputs would exceed the ``gen --verify`` data cap (a huge recorded input shape)."""
+    per_image = [*model.input_bytes, *(s.nbytes for s in model.formatted)]
+    verify_bytes(n_images, [*per_image, *(s.nbytes for s in model.steps)])
+
+
+def _verify_model(
+    graph: Graph, qstate: Any, model: CModel, xs: np.ndarray, build: Path, cflags: Sequence[str]
+) -> VerifyResult:
+    """Write, build and run ``model`` on ``xs``; compare every step with the executor."""
+    from nnshell.exec.int_exec import quantize_inputs, run_int
+
+    _check_data_size(model, len(xs))
     files = write_model(model, build)
     exe = compile_model(model, build, cflags)
     inp = graph.inputs[0]
     inputs = build / "inputs.bin"
-    if model.formatted:
-        feed = _raw_feed(graph, inp, xs)
-        q = quantize_inputs(graph, qstate, {inp: feed})[inp]
-        _raw_bytes(graph, inp, feed).tofile(inputs)
-    else:
-        dtype = np.dtype(qstate.tensors[inp].dtype)  # int8 (SQ8, POW2-8) or int16 (POW2-16)
-        q = np.ascontiguousarray(quantize_inputs(graph, qstate, {inp: xs})[inp]).astype(dtype)
-        feed = q
-        q.tofile(inputs)
+    try:
+        if model.formatted:
+            feed = _raw_feed(graph, inp, xs)
+            q = quantize_inputs(graph, qstate, {inp: feed})[inp]
+            _raw_bytes(graph, inp, feed).tofile(inputs)
+        else:
+            dtype = np.dtype(qstate.tensors[inp].dtype)  # int8 (SQ8, POW2-8) or int16 (POW2-16)
+            q = np.ascontiguousarray(quantize_inputs(graph, qstate, {inp: xs})[inp]).astype(dtype)
+            feed = q
+            q.tofile(inputs)
+    except OSError as exc:
+        raise CodegenError(
+            f"gen --verify cannot write {os_error_text(exc, inputs)}", "free some space"
+        ) from None
     c_us = _run_harness(exe, inputs, build / "steps")
     keep = [s.output for s in model.steps]
     t0 = time.perf_counter()
@@ -241,10 +269,14 @@ def verify(
         raise CodegenError("gen --verify feeds images: the graph must have exactly one input")
     if not images:
         raise CodegenError("gen --verify needs at least one image")
+    # render (and check) first: a corrupt graph or a huge input is refused before any image
+    # is loaded at its size or any byte is written
+    model = render_c(graph, qstate, name)
+    _check_data_size(model, len(images))
     expected = graph.tensors[graph.inputs[0]].dims
     if getattr(opts, "formatter", None) is not None:  # the C reads the raw pixels
         shape = tuple(int(d) for d in expected)
         xs = np.stack([_load_raw(str(p), opts, shape) for p in images])
     else:
         xs = np.concatenate([b for _, b in iter_batches(images, opts, expected, 256)])
-    return verify_arrays(graph, qstate, xs, build_dir, name)
+    return _verify_model(graph, qstate, model, xs, Path(build_dir), ())

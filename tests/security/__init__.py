@@ -1,1 +1,1 @@
-"""Security regression tests: untrusted scripts, models and values must fail safely."""
+"""Security regression tests: untrusted models, states and scripts must fail safely."""
