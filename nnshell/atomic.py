@@ -20,11 +20,24 @@ import numpy as np
 from nnshell.errors import NnshellError
 
 
-def _umask() -> int:
-    """The process umask (read by setting it and putting it back; no other way in Python)."""
+def umask() -> int:
+    """The process umask, read without changing it where Linux allows (``/proc``), else by
+    setting it and putting it back (the only other way in Python; not thread-safe)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def file_mode() -> int:
+    """The mode of a new ordinary file under the current umask (0644 under umask 022)."""
+    return 0o666 & ~umask()
 
 
 def os_error_text(exc: OSError, fallback: str | os.PathLike[str]) -> str:
@@ -58,7 +71,7 @@ def atomic_write_files(files: Mapping[Path, bytes]) -> list[Path]:
     over its target; on any error all temporary files are removed and the OSError propagates
     (the caller turns it into its one-line error), so the targets keep their previous bytes.
     """
-    mode = 0o666 & ~_umask()
+    mode = file_mode()
     temps: list[tuple[str, Path]] = []
     current = Path(".")
     try:
@@ -100,7 +113,7 @@ def atomic_write_npz(path: str, arrays: Mapping[str, np.ndarray]) -> None:
         raise NnshellError(f"cannot write '{path}': folder '{folder}' does not exist")
     tmp = ""
     try:
-        tmp = _temp_for(Path(path).absolute(), 0o666 & ~_umask())
+        tmp = _temp_for(Path(path).absolute(), file_mode())
         with open(tmp, "wb") as fh:
             np.savez(fh, **dict(arrays))
         os.replace(tmp, path)

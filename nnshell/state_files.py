@@ -55,6 +55,7 @@ from typing import IO, Any
 import numpy as np
 
 from nnshell import safeio
+from nnshell.atomic import file_mode
 from nnshell.errors import ModelFileError
 
 try:  # POSIX only; on Windows saves are not locked (see the module docstring)
@@ -202,20 +203,6 @@ def deferred_signals() -> Iterator[None]:
             signal.raise_signal(sig)
 
 
-def _umask() -> int:
-    """The process umask, read without changing it where Linux allows."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def _fsync_dir(folder: Path) -> None:
     """Make the renames in ``folder`` durable (a no-op where folders cannot be opened)."""
     try:
@@ -313,7 +300,7 @@ def commit_state(json_path: Path, text: bytes, npz: str, blob: bytes) -> tuple[P
     """
     folder = json_path.parent
     npz_path = folder / npz
-    mode = 0o666 & ~_umask()
+    mode = file_mode()
     lock = _SaveLock(json_path)
     tmps: list[str] = []
     try:

@@ -108,7 +108,7 @@ def nntool_steps(graph: Graph) -> dict[Key, int]:
 
 def const_cname(graph: Graph, node: Node, tensor: str, role: str) -> str:
     """The C name of a layer's weights (``role`` "weights") or biases ("biases")."""
-    head = head_name(node)
+    head = c_safe_name(head_name(node))  # a state may carry any text; ONNX names are C-safe
     generated = f"{head}_{role}"
     if role == "weights" or not tensor or tensor not in graph.tensors:
         name = generated  # NNTool's importer renames every filter to <layer>_weights

@@ -255,6 +255,12 @@ def _size_setting(settings: Mapping[str, Any], name: str, default: int, hi: int)
     return str(int(value))
 
 
+def _op_name(node: Node) -> str:
+    """NNTool's ``Op_<node name>``, with the name made C-safe and bounded (a state may carry
+    any text as a node name; names imported from ONNX are already C-safe, so unchanged)."""
+    return "Op_" + short_name(c_safe_name(node.name), _MAX_CONST_NAME, node.name)
+
+
 def _short_const(name: str) -> str:
     """An NNTool-style constant name (``at_names.const_cname``) cut to a bounded length and
     tagged with a hash when cut, so the identifier and its ``.tensor`` file name stay short."""
@@ -571,7 +577,7 @@ class _Planner:
         out_dim = int(wq.shape[0])
         act = self._act(rest, nq, node)
         # NNTool names a lone linear layer by its shape, a linear+activation fusion by its node
-        name = f"Op_{node.name}" if act else f"Linear_{out_dim}x{in_dim}"
+        name = _op_name(node) if act else f"Linear_{out_dim}x{in_dim}"
         cname = self.unique(f"S{step}_{name}", step)
         consts = self._weighted_consts(node, step, nq)
         consts.append(self._infos(step, inf.conv_infos(act)))
@@ -635,7 +641,7 @@ class _Planner:
         act = self._act(rest, nq, node)
         oper = "KOP_GLOBAL_AVGPOOL" if avg else "KOP_GLOBAL_MAXPOOL"
         # NNTool: a lone global pool is Op_<node>, one fused with an activation is named
-        name = f"Op_{node.name}"
+        name = _op_name(node)
         if act:
             name = f"{'Average' if avg else 'Max'}Pool_{feat}x1x1_{act.name}"
         try:
@@ -918,7 +924,7 @@ class _Planner:
         in_dim = int(np.prod(x.shape[1:]))
         out_dim = int(nq.consts["weights"].shape[0])
         act, bound = _activation_pow2(rest, nq.out_q, node.name)
-        name = f"Op_{node.name}" if act != "KOP_NONE" else f"Linear_{out_dim}x{in_dim}"
+        name = _op_name(node) if act != "KOP_NONE" else f"Linear_{out_dim}x{in_dim}"
         cname = self.unique(f"S{step}_{name}", step)
         consts, qs = self._pow2_weighted(node, step, nq)
         sizes = [_size(nq.in_q[0]), consts[0].bits // 8, consts[1].bits // 8, _size(nq.out_q)]
@@ -999,7 +1005,7 @@ class _Planner:
         oper = "KOP_GLOBAL_AVGPOOL" if avg else "KOP_GLOBAL_MAXPOOL"
         return Kernel(
             step,
-            self.unique(f"S{step}_Op_{node.name}", step),
+            self.unique(f"S{step}_{_op_name(node)}", step),
             node,
             "CNN_GlobalPool",
             [*head_args, str(feat), str(feat), str(width), str(height), oper],
@@ -1440,6 +1446,8 @@ class _Emitter:
 
     def header(self, guard_name: str) -> str:
         g = self.g.upper()
+        if not is_c_ident(g + "_X"):  # "_abc" is fine, "_ABC" is reserved in C
+            g = "M" + g
         guard = c_safe_name(guard_name).upper().lstrip("_") + "_"
         guard = c_ident(f"H_{guard}" if guard[0].isdigit() else guard, "header guard")
         pow2 = getattr(self.qstate, "scheme", "SQ8") == "POW2"

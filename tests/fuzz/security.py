@@ -120,7 +120,7 @@ def injected_code(text: str) -> str | None:
     for line in code.splitlines():
         s = line.strip()
         if s.startswith("#") and not re.fullmatch(
-            r'#\s*(include\s*(<[\w./]+>|"[\w.]+")|ifndef \w+|define \w+(\(.*?\))?( .*)?|'
+            r'#\s*(include\s*(<[\w./]+>|"[\w.]+")|ifndef \w+|define \w+(\(.*?\))?(\s.*)?|'
             r"endif|ifdef \w+|if .*|else|pragma .*|undef \w+)\s*",
             s,
         ):

@@ -12,6 +12,7 @@ node, before any C exists; sizes are capped.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -28,7 +29,7 @@ import pytest
 from nnshell.codegen.autotiler import generate_autotiler
 from nnshell.codegen.c_emitter import render_c
 from nnshell.codegen.verify import verify_arrays
-from nnshell.errors import CodegenError, NnshellError, SettingError
+from nnshell.errors import CodegenError, ModelFileError, NnshellError, SettingError
 from nnshell.session import Session
 from nnshell.settings import AT_MEMORIES, MEMORY_SETTINGS
 from tests.conftest import CALIB_DIR, SAMPLE_MODEL, TEST_DIR
@@ -371,17 +372,29 @@ def test_edited_activation_shape_is_refused_naming_the_node(
         tensor["shape"] = [1, 6, 1, 1]
 
     s = Session()
-    s.open(str(rewrite_state(saved_state, tmp_path / "s", edit)))
+    s.open(str(saved_state))
     node = s.graph.nodes[0].name
+    # first defence: the state loader re-infers every shape (one line, node and both shapes)
+    with pytest.raises(ModelFileError) as info:
+        s.open(str(rewrite_state(saved_state, tmp_path / "s", edit)))
+    msg = str(info.value)
+    assert "\n" not in msg and node in msg and "[1, 6, 1, 1]" in msg and "[1, 6, 14, 14]" in msg
+    # second defence: gen checks again, whatever changed the graph in memory
+    out = s.graph.nodes[0].outputs[0]
+    s.graph.tensors[out] = dataclasses.replace(s.graph.tensors[out], shape=(1, 6, 1, 1))
     for gen in (
         lambda: s.gen_c(str(tmp_path / "c")),
         lambda: s.gen_autotiler(model_dir=str(tmp_path / "at")),
         lambda: s.gen_verify([str(TEST_DIR)], out_dir=str(tmp_path / "v")),
     ):
-        with pytest.raises(CodegenError) as info:
+        with pytest.raises(CodegenError) as cinfo:
             gen()
-        msg = str(info.value)
-        assert "\n" not in msg and node in msg and "[1, 6, 1, 1]" in msg and "[1, 6, 14, 14]" in msg
+        msg = str(cinfo.value)
+        assert (
+            "\n" not in msg
+            and node in msg
+            and "(1, 6, 1, 1)" in msg.replace("[", "(").replace("]", ")")
+        )
     assert not any((tmp_path / d).exists() for d in ("c", "at", "v"))
 
 
@@ -425,10 +438,15 @@ def test_huge_input_shape_is_refused_before_loading_or_writing(
         t["shape"] = [1, 3, 32000, 32000]
 
     s = Session()
-    s.open(str(rewrite_state(saved_state, tmp_path / "s", edit)))
-    with pytest.raises(CodegenError) as info:
-        s.gen_verify([str(TEST_DIR)], out_dir=str(tmp_path / "v"))
+    with pytest.raises(ModelFileError) as info:  # the state loader bounds every shape
+        s.open(str(rewrite_state(saved_state, tmp_path / "s", edit)))
     assert "\n" not in str(info.value)
+    s.open(str(saved_state))  # and gen --verify does too, before loading or writing
+    inp = s.graph.inputs[0]
+    s.graph.tensors[inp] = dataclasses.replace(s.graph.tensors[inp], shape=(1, 3, 32000, 32000))
+    with pytest.raises(CodegenError) as cinfo:
+        s.gen_verify([str(TEST_DIR)], out_dir=str(tmp_path / "v"))
+    assert "\n" not in str(cinfo.value)
     assert not (tmp_path / "v").exists()
 
 
