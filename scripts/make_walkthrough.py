@@ -306,7 +306,7 @@ def compute(ran: dict[str, Ran]) -> tuple[dict[str, str], dict[str, str]]:
 
     v: dict[str, str] = {}
     t: dict[str, str] = {}
-    state = "build/lab/cifar_net.json"
+    state = "build/lab/autotiler/cifar_net.json"
 
     rows, totals = find(ran, "show").results["layers"]
     v["float_layers"] = str(len(rows))
