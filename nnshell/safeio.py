@@ -79,7 +79,8 @@ def _describe_mode(mode: int) -> str:
     return "not a regular file"
 
 
-def _human(n: int) -> str:
+def human_bytes(n: int) -> str:
+    """A byte count for messages: GiB / MiB with one decimal, else bytes with separators."""
     if n >= GiB:
         return f"{n / GiB:.1f} GiB"
     if n >= MiB:
@@ -139,7 +140,7 @@ def _check_stat(
     cap = limit.bytes
     if st.st_size > cap:
         raise error(
-            f"{what} '{p}' is {_human(st.st_size)}, over the {_human(cap)} limit for "
+            f"{what} '{p}' is {human_bytes(st.st_size)}, over the {human_bytes(cap)} limit for "
             f"{_article(limit.kind)} {limit.kind}",
             f"set {limit.env} to a larger number of bytes if the file is genuine",
         )
@@ -220,7 +221,7 @@ def read_bytes(
         data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     if len(data) > cap:
         raise error(
-            f"{what} '{os.fspath(path)}' grew beyond the {_human(cap)} limit while being read",
+            f"{what} '{os.fspath(path)}' grew beyond the {human_bytes(cap)} limit while being read",
             f"set {limit.env} to a larger number of bytes if the file is genuine",
         )
     return data
@@ -264,6 +265,7 @@ __all__ = [
     "TEXT",
     "Limit",
     "bytes_stream",
+    "human_bytes",
     "check_regular",
     "open_fd",
     "open_regular",

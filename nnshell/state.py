@@ -465,20 +465,6 @@ def _check_shape(shape: list[int] | tuple[int, ...], where: str) -> None:
         )
 
 
-#: What an op's shape rule may raise on attributes or shapes it cannot handle (as the importer).
-_INFER_ERRORS = (
-    NnshellError,
-    TypeError,
-    ValueError,
-    KeyError,
-    IndexError,
-    OverflowError,
-    ZeroDivisionError,
-    AssertionError,
-    AttributeError,
-)
-
-
 def _check_graph(g: Graph, where: str) -> None:
     """The checks of an ONNX import, on a graph read from a state.
 
@@ -488,6 +474,7 @@ def _check_graph(g: Graph, where: str) -> None:
     equal to the recorded ones, so an edited shape cannot reach the kernels or the generated C.
     """
     from nnshell.ops import get_op
+    from nnshell.ops.registry import INFER_ERRORS
 
     names: set[str] = set()
     available = {t for t in g.inputs} | {k for k, t in g.tensors.items() if t.is_const}
@@ -518,7 +505,7 @@ def _check_graph(g: Graph, where: str) -> None:
         probe.meta = dict(node.meta)  # shape rules may note things in meta: not in the state's
         try:
             shapes = get_op(node.op).infer(probe, g.in_infos(node))
-        except _INFER_ERRORS as exc:
+        except (NnshellError, *INFER_ERRORS) as exc:
             msg = exc.message if isinstance(exc, NnshellError) else f"{type(exc).__name__} {exc}"
             raise _Malformed(
                 f"{label}: its output shapes cannot be inferred ({_one_line(msg)[:160]})"
@@ -814,20 +801,8 @@ def _check_stats(st: Any, where: str) -> None:
         raise _Malformed(f"{where}: statistics out of range")
 
 
-_NP_SCALARS = {
-    "bool",
-    "int8",
-    "int16",
-    "int32",
-    "int64",
-    "uint8",
-    "uint16",
-    "uint32",
-    "uint64",
-    "float16",
-    "float32",
-    "float64",
-}
+#: numpy scalar types a state may hold: the tensor element types.
+_NP_SCALARS = _TENSOR_DTYPES
 
 
 def _one_line(text: str) -> str:

@@ -26,7 +26,7 @@ import numpy as np
 from nnshell.codegen.csafe import shown
 from nnshell.errors import CodegenError, NnshellError
 from nnshell.ir import Graph, Node
-from nnshell.safeio import GiB, Limit, MiB
+from nnshell.safeio import GiB, Limit, MiB, human_bytes
 
 #: Largest activation tensor, and largest arena, of generated C.
 ARENA = Limit("arena of generated C", 256 * MiB, "NNSHELL_MAX_ARENA_BYTES")
@@ -42,20 +42,12 @@ _WEIGHTED = ("Conv", "ConvTranspose", "Linear")
 _PER_CHANNEL = ("bias_total", "biases", "mul", "shift", "weights_scale")
 
 
-def _human(n: int) -> str:
-    if n >= GiB:
-        return f"{n / GiB:.1f} GiB"
-    if n >= MiB:
-        return f"{n / MiB:.1f} MiB"
-    return f"{n} bytes"
-
-
 def check_limit(limit: Limit, nbytes: int, what: str) -> None:
     """Refuse ``nbytes`` above ``limit`` in one line naming ``what`` and the variable."""
     if nbytes > limit.bytes:
         raise CodegenError(
-            f"{what} needs {_human(nbytes)}, more than the {limit.kind} limit of "
-            f"{_human(limit.bytes)} (a shape in the graph is far too large: corrupt or edited "
+            f"{what} needs {human_bytes(nbytes)}, more than the {limit.kind} limit of "
+            f"{human_bytes(limit.bytes)} (a shape in the graph is far too large: corrupt or edited "
             "state?)",
             f"check the model's input size; {limit.env}=BYTES raises the limit",
         )

@@ -23,6 +23,7 @@ from nnshell import safeio
 from nnshell.errors import ModelFileError, ShapeError, UnsupportedOpError
 from nnshell.ir import Graph, Node, TensorInfo, c_safe_name
 from nnshell.ops import op_for_onnx
+from nnshell.ops.registry import INFER_ERRORS
 
 #: Declared tensors larger than this are refused before any memory is allocated.
 MAX_TENSOR_ELEMENTS = 1 << 31
@@ -378,16 +379,7 @@ class _Importer:
         node.meta["n_outputs"] = len(nproto.output)  # Split without sizes needs the count
         try:
             shapes = opdef.infer(node, self.graph.in_infos(node))
-        except (
-            TypeError,
-            ValueError,
-            KeyError,
-            IndexError,
-            OverflowError,
-            ZeroDivisionError,
-            AssertionError,  # ops assert their required inputs are present
-            AttributeError,
-        ) as e:
+        except INFER_ERRORS as e:
             raise self._bad_node(name, op_type, "attributes or input shapes", e) from None
         if len(nproto.output) < len(shapes) or not all(nproto.output[: len(shapes)]):
             raise ModelFileError(

@@ -18,6 +18,19 @@ import numpy as np
 from nnshell.errors import QuantizationError, UnsupportedOpError
 from nnshell.ir import Node, Shape, TensorInfo
 
+#: What an op's shape rule may raise on attributes or input shapes it cannot handle: the ONNX
+#: importer and the state loader turn these into one error line naming the node.
+INFER_ERRORS: tuple[type[BaseException], ...] = (
+    TypeError,
+    ValueError,
+    KeyError,
+    IndexError,
+    OverflowError,
+    ZeroDivisionError,
+    AssertionError,  # ops assert their required inputs are present
+    AttributeError,
+)
+
 
 @dataclasses.dataclass(frozen=True)
 class NoAttrs:
