@@ -400,6 +400,8 @@ class _Planner:
         self.steps = nntool_steps(graph)  # NNTool's numbering (nnshell.codegen.at_names)
 
     def unique(self, base: str, step: int) -> str:
+        if not is_c_ident(base):  # a name C reserves (``__x``, ``_X``, ``int``): a letter first
+            base = "N" + base
         name = base if base not in self.used else f"{base}_S{step}"
         self.used.add(name)
         return c_ident(name, "AutoTiler name")
