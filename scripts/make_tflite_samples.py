@@ -53,7 +53,9 @@ def _images(folder: str, gray: bool, norm: float, offset: float) -> np.ndarray:
     return np.stack(out) / norm - offset
 
 
-def _lenet(weights: dict[str, np.ndarray], shape: tuple[int, int, int], fcs: list[str]) -> tf.keras.Model:
+def _lenet(
+    weights: dict[str, np.ndarray], shape: tuple[int, int, int], fcs: list[str]
+) -> tf.keras.Model:
     """The sample LeNet in Keras (NHWC) with the ONNX model's weights."""
     layers = tf.keras.layers
     inp = tf.keras.Input(shape=shape, batch_size=1, name="input_1")
@@ -248,7 +250,9 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     tf.keras.utils.set_random_seed(19)
 
-    cifar = _lenet(_onnx_weights(ROOT / "sample_models" / "cifar_net.onnx"), (32, 32, 3), ["fc1", "fc2", "fc3"])
+    cifar = _lenet(
+        _onnx_weights(ROOT / "sample_models" / "cifar_net.onnx"), (32, 32, 3), ["fc1", "fc2", "fc3"]
+    )
     calib = _images("calib", gray=False, norm=127.5, offset=1.0)
     _write("cifar_net.tflite", _convert(cifar))
     _write("cifar_net_int8.tflite", _convert(cifar, calib, "int8"))
@@ -258,7 +262,9 @@ def main() -> None:
     if u8 is not None:
         _write("cifar_net_uint8.tflite", u8)
 
-    bw = _lenet(_onnx_weights(ROOT / "sample_models" / "lenet_bw.onnx"), (28, 28, 1), ["fc1", "fc2"])
+    bw = _lenet(
+        _onnx_weights(ROOT / "sample_models" / "lenet_bw.onnx"), (28, 28, 1), ["fc1", "fc2"]
+    )
     bw_calib = _images("bw_calib", gray=True, norm=128.0, offset=1.0)
     _write("lenet_bw.tflite", _convert(bw))
     _write("lenet_bw_int8.tflite", _convert(bw, bw_calib, "int8"))
