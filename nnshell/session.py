@@ -248,7 +248,25 @@ class Session:
                 self.scheme = scheme
             if (result.changed or rederived) and self._drop_quantization():
                 notes.append("the graph changed: calibration and quantization dropped")
+            if work.meta.get("load_quantization"):
+                notes += self._apply_file_quantization(work, scheme)
         return FusionOutcome(scheme, result, dry_run, rederived, notes)
+
+    def _apply_file_quantization(self, graph: Graph, scheme: str | None) -> list[str]:
+        """``open -q``: after ``fusions --scale8`` the file's quantization becomes the
+        session's (docs/tflite.md); other schemes are calibrated with aquant as usual."""
+        if scheme != "scale8":
+            return ["open -q: the file's quantization applies to --scale8 only; run aquant"]
+        from nnshell.quant.tflite_quant import quantize_from_file
+
+        fq = quantize_from_file(graph, str(self.settings.get("relun_range", "bound")))
+        self.stats, self.stats_files, self.qstate = fq.stats, [], fq.qstate
+        notes = [
+            f"open -q: the file's quantization applied (no aquant needed): {len(fq.kept)} "
+            f"tensor(s) keep the file's scale and zero point, {len(fq.changed)} differ"
+        ]
+        notes += [f"  {t}: {why}" for t, why in fq.changed.items()]
+        return notes
 
     def dump(
         self,

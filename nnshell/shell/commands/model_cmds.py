@@ -27,9 +27,8 @@ def parse_input_shapes(items: list[str] | None) -> dict[str, list[int]]:
 
 def _supported_ops_epilog() -> str:
     """The op list for ``help open`` (built on demand: importing the ops loads numpy)."""
-    from nnshell.ops import supported_onnx_types
-
     from nnshell.importers.tflite_importer import supported_tflite_ops
+    from nnshell.ops import supported_onnx_types
 
     return (
         "Supported ONNX operators: "
