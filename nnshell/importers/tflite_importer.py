@@ -235,6 +235,21 @@ class _Importer:
         """Add one IR node made by the op that imports ONNX ``onnx_type``; return its outputs."""
         opdef = op_for_onnx(onnx_type)
         assert opdef is not None, onnx_type
+        return self.emit_op(opdef.name, name, inputs, attrs, n_out)
+
+    def emit_op(
+        self,
+        op_name: str,
+        name: str,
+        inputs: list[str],
+        attrs: dict[str, Any] | None = None,
+        n_out: int = 1,
+    ) -> list[str]:
+        """Add one node of IR op ``op_name`` (ops no ONNX type maps to, like ResizeBilinear)."""
+        from nnshell.ops import get_op
+
+        opdef = get_op(op_name)
+        onnx_type = op_name
         name = self.graph.unique_name(name)
         node = Node(name, opdef.name, list(inputs), [], opdef.from_onnx(attrs or {}, name))
         node.meta["opset"] = _OPSET
@@ -774,6 +789,19 @@ def _resize_nearest(imp: _Importer, name: str, op: Any, ins: list[int], outs: li
     sizes = imp.add_const(f"{name}_sizes", np.array([n, c, *size[:2]], np.int64))
     y = imp.emit("Resize", name, [x, "", "", sizes], attrs)[0]
     imp.set_out(outs[0], y, True)
+
+
+@_handles("RESIZE_BILINEAR")
+def _resize_bilinear(imp: _Importer, name: str, op: Any, ins: list[int], outs: list[int]) -> None:
+    opt = imp.options(op, "ResizeBilinearOptions")
+    size = imp.int_const(ins[1], "size", name).reshape(-1)
+    x = imp.value(ins[0], True)
+    attrs = {
+        "size": (int(size[0]), int(size[1])),
+        "align_corners": bool(opt.AlignCorners()) if opt is not None else False,
+        "half_pixel_centers": bool(opt.HalfPixelCenters()) if opt is not None else False,
+    }
+    imp.set_out(outs[0], imp.emit_op("ResizeBilinear", name, [x], attrs)[0], True)
 
 
 @_handles("QUANTIZE", "DEQUANTIZE")

@@ -83,10 +83,14 @@ def _fill_missing(graph: Any, ranges: dict[str, tuple[float, float]]) -> None:
             ):
                 ranges[ins[0]] = ranges[out]
                 grew = True
-            elif len(ins) == 1 and out not in ranges and ins[0] in ranges:
-                if get_op(node.op).q_passthrough:
-                    ranges[out] = ranges[ins[0]]
-                    grew = True
+            elif (
+                len(ins) == 1
+                and out not in ranges
+                and ins[0] in ranges
+                and get_op(node.op).q_passthrough
+            ):
+                ranges[out] = ranges[ins[0]]
+                grew = True
         if not grew:
             return
 
