@@ -55,6 +55,15 @@ class TensorQuant:
     dtype: str  # int8, uint8, int16, int32
     axis: int = 0
 
+    def as_dict(self) -> dict[str, Any]:
+        """Plain JSON-able values: ``graph.meta`` goes into saved states."""
+        return {
+            "scale": [float(v) for v in np.asarray(self.scale).reshape(-1)],
+            "zero_point": [int(v) for v in np.asarray(self.zero_point).reshape(-1)],
+            "dtype": self.dtype,
+            "axis": int(self.axis),
+        }
+
 
 @dataclass
 class _Value:
@@ -850,7 +859,7 @@ def import_tflite(
         opset=_OPSET,
         input_layout="NHWC",
         format="tflite",
-        tflite_quant={k: q for k, q in imp.quant.items() if k in graph.tensors},
+        tflite_quant={k: q.as_dict() for k, q in imp.quant.items() if k in graph.tensors},
     )
     names = {i: (imp.sg.Tensors(i).Name() or b"").decode("utf-8", "replace") for i in imp.values}
     return TfliteImport(graph, {i: (v.name, v.chw) for i, v in imp.values.items()}, names)

@@ -43,21 +43,24 @@ class FileQuantization:
 def file_qtype(q: Any) -> tuple[QType | None, tuple[float, float], str | None]:
     """The int8 QType a per-tensor file quantization gives, its real range, and why not.
 
+    ``q`` is one entry of ``graph.meta['tflite_quant']`` (``scale``, ``zero_point``, ``dtype``).
+
     int8 is kept as it is; legacy uint8 moves to int8 with the zero point − 128 (NNTool's rule,
     same scale, so the same real values); int16 (16x8 models) gives only its real range, since
     nnshell's SQ8 kernels are 8-bit.
     """
-    scale = float(np.asarray(q.scale).reshape(-1)[0])
-    zp = int(np.asarray(q.zero_point).reshape(-1)[0]) if np.size(q.zero_point) else 0
-    if q.dtype == "uint8":
+    dtype = q["dtype"]
+    scale = float(q["scale"][0])
+    zp = int(q["zero_point"][0]) if q["zero_point"] else 0
+    if dtype == "uint8":
         zp -= 128
-    if q.dtype in ("int8", "uint8"):
+    if dtype in ("int8", "uint8"):
         lo, hi = (-128 - zp) * scale, (127 - zp) * scale
         return QType(scale, zp, 8, symmetric=zp == 0), (lo, hi), None
-    if q.dtype == "int16":
+    if dtype == "int16":
         lo, hi = (-32768 - zp) * scale, (32767 - zp) * scale
         return None, (lo, hi), "int16 in the file: int8 from its range (SQ8 kernels are 8-bit)"
-    return None, (0.0, 0.0), f"{q.dtype} activations are not supported"
+    return None, (0.0, 0.0), f"{dtype} activations are not supported"
 
 
 def _fill_missing(graph: Any, ranges: dict[str, tuple[float, float]]) -> None:
@@ -106,6 +109,7 @@ def quantize_from_file(graph: Any, relun_range: str = "bound") -> FileQuantizati
     runs: requantization uses nnshell's multiplier rule from these scales.
     """
     from nnshell.formatter import fixed_qtypes
+    from nnshell.ops import get_op
     from nnshell.quant.sq8 import QuantOptions, qtype_groups, quantize_graph, symmetric_requirements
     from nnshell.quant.stats import TensorStats
 
@@ -116,7 +120,7 @@ def quantize_from_file(graph: Any, relun_range: str = "bound") -> FileQuantizati
     out = FileQuantization(None, {})
     for t in acts:
         q = file_q.get(t)
-        if q is None or np.size(q.scale) != 1:
+        if q is None or len(q["scale"]) != 1:
             continue
         qt, rng, why = file_qtype(q)
         if why is not None and qt is None and rng == (0.0, 0.0):
@@ -135,6 +139,11 @@ def quantize_from_file(graph: Any, relun_range: str = "bound") -> FileQuantizati
             "calibrate instead: aquant CALIBRATION_IMAGES",
         )
     req = symmetric_requirements(graph)
+    producers = {o: n for n in graph.nodes for o in n.outputs}
+    for t, node in producers.items():  # SQ8 kernels whose own output is symmetric (add, tanh)
+        op = get_op(node.op)
+        if not (op.q_passthrough or node.op == "Concat" or op.q_asym(node)):
+            req.setdefault(t, f"{node.name} ({node.op} output is symmetric in SQ8)")
     fixed: dict[str, QType] = {}
     for members in groups.values():
         forced = next((req[t] for t in members if t in req), None)
