@@ -138,7 +138,9 @@ def quantize_from_file(graph: Any, relun_range: str = "bound") -> FileQuantizati
             f"open -q: the file gives no quantization for tensor(s) {', '.join(missing[:4])}",
             "calibrate instead: aquant CALIBRATION_IMAGES",
         )
-    req = symmetric_requirements(graph)
+    # A graph output is symmetric in SQ8 by convention only (no kernel needs it): -q keeps the
+    # file's output qtype, as NNTool does, so the outputs' codes are the interpreter's.
+    req = {t: why for t, why in symmetric_requirements(graph).items() if why != "graph output"}
     producers = {o: n for n in graph.nodes for o in n.outputs}
     for t, node in producers.items():  # SQ8 kernels whose own output is symmetric (add, tanh)
         op = get_op(node.op)

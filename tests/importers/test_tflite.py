@@ -143,9 +143,9 @@ def test_load_quantization_agrees_with_the_interpreter(name: str, cifar_images) 
     ag = quantized_agreement(TFLITE_DIR / f"{name}.tflite", x, labels)
     assert ag.images == 120
     assert ag.top1_same >= 118  # 8-bit SQ8 multipliers against TFLite's 32-bit ones
-    assert abs(ag.top1_nnshell - ag.top1_tflite) <= 1
+    assert abs(ag.top1_nnshell - ag.top1_tflite) <= 2
     assert ag.exact() > 0.95 and ag.within1() > 0.999
-    assert len(ag.codes) >= 5  # input, both conv+pool outputs, both hidden dense outputs
+    assert len(ag.codes) == 6  # input, both conv+pool outputs, both hidden dense, the output
 
 
 def test_load_quantization_keeps_the_file_scales() -> None:
