@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from nnshell import safeio
-from nnshell.errors import ModelFileError, ShapeError, UnsupportedOpError
+from nnshell.errors import ModelFileError, NnshellError, ShapeError, UnsupportedOpError
 from nnshell.ir import Graph, Node, TensorInfo, c_safe_name
 from nnshell.ops import op_for_onnx
 
@@ -851,7 +851,16 @@ def import_tflite(
         raise ShapeError("a TFLite model has static input shapes: --input_shapes does not apply")
     model, data = _read(path)
     imp = _Importer(model, path)
-    graph = imp.run()
+    try:
+        graph = imp.run()
+    except NnshellError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - flatbuffers reads fields lazily: a corrupt
+        # offset surfaces wherever it is followed (IndexError, struct.error, numpy errors)
+        raise ModelFileError(
+            f"'{path}' is not a readable TFLite model ({type(exc).__name__} while importing)",
+            "open a .tflite file written by the TensorFlow Lite converter",
+        ) from None
     graph.meta.update(
         source=os.path.abspath(path),
         sha256=hashlib.sha256(data).hexdigest(),

@@ -256,3 +256,29 @@ def test_quickstart_flow_on_the_tflite_lenet(name: str, tmp_path: Path) -> None:
     if name == "cifar_net":
         _, ref = flow(ROOT / "sample_models" / "cifar_net.onnx")
         assert np.array_equal(res.float_pred, ref.float_pred)  # type: ignore[attr-defined]
+
+
+def test_corrupt_files_fail_with_one_line_errors(tmp_path: Path) -> None:
+    """Truncated files and flipped bytes: an NnshellError (one line) or a graph, never a
+    traceback."""
+    from nnshell.errors import NnshellError
+
+    data = (TFLITE_DIR / "mobile_block_int8.tflite").read_bytes()
+    rng = np.random.default_rng(19)
+    path = tmp_path / "m.tflite"
+    outcomes = {"error": 0, "graph": 0}
+    for k in range(60):
+        blob = bytearray(data)
+        if k < 10:
+            blob = blob[: int(len(blob) * (k + 1) / 11)]
+        else:
+            for pos in rng.integers(8, len(blob), size=4):
+                blob[pos] = int(rng.integers(0, 256))
+        path.write_bytes(bytes(blob))
+        try:
+            Session().open(str(path))
+            outcomes["graph"] += 1
+        except NnshellError as exc:
+            assert "\n" not in str(exc)
+            outcomes["error"] += 1
+    assert outcomes["error"] >= 10
