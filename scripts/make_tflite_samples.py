@@ -169,6 +169,18 @@ def _mobile_block_fn(x):
     return tf.nn.softmax(x)
 
 
+def _dw_block_fn(x):
+    """Depthwise-separable layers with the activations SQ8 fuses (so ``-q`` runs end to end):
+    conv s2 + relu6, depthwise + relu6, pointwise + relu, global mean, dense."""
+    x = _conv(x, 8, 3, 2, act=tf.nn.relu6)
+    x = _dwconv(x, 3, act=tf.nn.relu6)
+    x = _conv(x, 12, 1, act=tf.nn.relu)
+    x = _dwconv(x, 3, 2, "VALID", mult=2, act=tf.nn.relu6)
+    x = tf.reduce_mean(x, axis=[1, 2])
+    w = tf.constant(RNG.normal(0, 0.3, (24, 5)).astype(np.float32))
+    return tf.matmul(x, w) + tf.constant(RNG.normal(0, 0.1, (5,)).astype(np.float32))
+
+
 def _const(*shape: int) -> np.ndarray:
     return RNG.uniform(-1, 1, shape).astype(np.float32)
 
@@ -271,6 +283,7 @@ def main() -> None:
 
     small = {
         "mobile_block": (_mobile_block_fn, (16, 16, 3)),
+        "dw_block": (_dw_block_fn, (16, 16, 3)),
         "ops_shapes": (_shapes_fn, (8, 8, 4)),
         "ops_elementwise": (_elementwise_fn, (8, 8, 3)),
         "ops_activations": (_activations_fn, (6, 6, 3)),

@@ -188,7 +188,7 @@ def quantized_agreement(
             if dets[idx]["dtype"] == np.uint8:
                 r = r - 128
             v = ints[name][k : k + 1].astype(np.int64)
-            if v.shape != r.shape and v.ndim == 4:
+            if v.ndim == 4:  # after adjust every 4-D activation is CHW
                 v = v.transpose(0, 2, 3, 1)
             v = v.reshape(r.shape)
             d = np.abs(v - r)

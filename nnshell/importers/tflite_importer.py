@@ -581,6 +581,15 @@ def _mean(imp: _Importer, name: str, op: Any, ins: list[int], outs: list[int]) -
     chw = v.chw and rank == 4 and (keep or axes == [1, 2])
     x = imp.value(ins[0], bool(chw))
     ir_axes = tuple(sorted(_axis_chw(a, 4) for a in axes)) if chw else tuple(axes)
+    if chw and ir_axes == (2, 3):
+        # a global average pool (NNTool's mapping too): it has SQ8 and C kernels
+        pooled = y = imp.emit("GlobalAveragePool", name, [x])[0]
+        if not keep:
+            y = imp.emit("Flatten", f"{name}_flatten", [y], {"axis": 1})[0]
+        imp.set_out(outs[0], y, keep)
+        if y in imp.quant:  # fusions may drop the flatten: the pool's output has the same codes
+            imp.quant[pooled] = imp.quant[y]
+        return
     y = imp.emit("ReduceMean", name, [x], {"axes": ir_axes, "keepdims": int(keep)})[0]
     imp.set_out(outs[0], y, chw and keep)
 

@@ -22,6 +22,7 @@ FLOAT_MODELS = [
     "cifar_net",
     "lenet_bw",
     "mobile_block",
+    "dw_block",
     "ops_shapes",
     "ops_elementwise",
     "ops_activations",
@@ -146,6 +147,23 @@ def test_load_quantization_agrees_with_the_interpreter(name: str, cifar_images) 
     assert abs(ag.top1_nnshell - ag.top1_tflite) <= 2
     assert ag.exact() > 0.95 and ag.within1() > 0.999
     assert len(ag.codes) == 6  # input, both conv+pool outputs, both hidden dense, the output
+
+
+def test_load_quantization_on_depthwise_separable_layers() -> None:
+    """Padded convs need symmetric inputs in SQ8: those tensors keep the file's range only
+    (the notes say so), the others its qtype; MEAN over H, W is a global average pool."""
+    path = TFLITE_DIR / "dw_block_int8.tflite"
+    s = Session()
+    s.open(str(path), load_quantization=True)
+    s.adjust()
+    out = s.fusions("scale8")
+    assert any("(conv with padding) needs 0" in n for n in out.notes)
+    assert [n.op for n in s.graph.nodes].count("GlobalAveragePool") == 1
+    x = np.random.default_rng(3).uniform(-1, 1, (100, 16, 16, 3)).astype(np.float32)
+    ag = quantized_agreement(path, x)
+    assert ag.top1_same >= 95
+    assert ag.within1() > 0.95
+    assert "CONV_2D_0_3_activation_out" in ag.codes
 
 
 def test_load_quantization_keeps_the_file_scales() -> None:
