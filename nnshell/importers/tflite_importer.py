@@ -743,6 +743,12 @@ def _binary(imp: _Importer, name: str, op: Any, ins: list[int], outs: list[int])
         imp.value(i, chw) if i in imp.values else _const_operand(imp, i, chw, f"{name}_const")
         for i in ins
     ]
+    if kind == "SUB" and len(ins) == 2 and ins[1] not in imp.values:
+        # x - c is x + (-c): SQ8 has an add-a-constant kernel, no subtract
+        c = imp.graph.tensors[xs[1]].const
+        assert c is not None
+        xs[1] = imp.add_const(f"{name}_const", np.negative(c))
+        kind = "ADD"
     y = imp.emit(kind.capitalize(), name, xs)[0]
     act = opt.FusedActivationFunction() if opt is not None else _ACT_NONE
     imp.set_out(outs[0], imp.activation(name, y, act), chw)
