@@ -320,6 +320,17 @@ class _Importer:
         if q is not None:
             self.quant[name] = q
 
+    def quant_weights(self, name: str, ins: list[int]) -> None:
+        """Remember the file's weight (and bias) quantization of node ``name`` (for ``-q``
+        reports and tests: SQ8 recomputes the same weight scales from the dequantized codes)."""
+        q = self.tquant(ins[1])
+        if q is not None:
+            self.quant[f"{name}_weights"] = q
+        if len(ins) > 2 and ins[2] >= 0:
+            qb = self.tquant(ins[2])
+            if qb is not None:
+                self.quant[f"{name}_biases"] = qb
+
     def activation(self, name: str, x: str, act: int) -> str:
         """Append the fused activation of a TFLite op (NNTool names it ``{name}_activation``)."""
         n = f"{name}_activation"
@@ -475,15 +486,7 @@ def _bias(imp: _Importer, ins: list[int], n_out: int, name: str) -> str:
 
 @_handles("CONV_2D", "DEPTHWISE_CONV_2D")
 def _conv(imp: _Importer, name: str, op: Any, ins: list[int], outs: list[int]) -> None:
-    depthwise = (
-        imp.op_names.get(
-            max(
-                int(imp.model.OperatorCodes(op.OpcodeIndex()).BuiltinCode()),
-                int(imp.model.OperatorCodes(op.OpcodeIndex()).DeprecatedBuiltinCode()),
-            )
-        )
-        == "DEPTHWISE_CONV_2D"
-    )
+    depthwise = name.startswith("DEPTHWISE_CONV_2D")
     opt = imp.options(op, "DepthwiseConv2DOptions" if depthwise else "Conv2DOptions")
     w = imp.const(ins[1])
     if w is None:
@@ -511,20 +514,6 @@ def _conv(imp: _Importer, name: str, op: Any, ins: list[int], outs: list[int]) -
     )[0]
     imp.quant_weights(name, ins)
     imp.set_out(outs[0], imp.activation(name, y, opt.FusedActivationFunction()), True)
-
-
-def _quant_weights(self: _Importer, name: str, ins: list[int]) -> None:
-    """Remember the file's weight (and bias) quantization of node ``name`` for ``-q``."""
-    q = self.tquant(ins[1])
-    if q is not None:
-        self.quant[f"{name}_weights"] = q
-    if len(ins) > 2 and ins[2] >= 0:
-        qb = self.tquant(ins[2])
-        if qb is not None:
-            self.quant[f"{name}_biases"] = qb
-
-
-_Importer.quant_weights = _quant_weights  # type: ignore[attr-defined]
 
 
 @_handles("FULLY_CONNECTED")
