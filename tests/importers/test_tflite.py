@@ -300,3 +300,18 @@ def test_corrupt_files_fail_with_one_line_errors(tmp_path: Path) -> None:
             assert "\n" not in str(exc)
             outcomes["error"] += 1
     assert outcomes["error"] >= 10
+
+
+def test_load_quantization_survives_save_state(tmp_path: Path) -> None:
+    """The file's quantization is saved like any other (meta holds plain JSON values)."""
+    s = Session()
+    s.open(str(TFLITE_DIR / "cifar_net_int8.tflite"), load_quantization=True)
+    s.adjust()
+    s.fusions("scale8")
+    s.save_state(str(tmp_path / "st.json"))
+    r = Session()
+    r.open(str(tmp_path / "st.json"))
+    assert r.qstate is not None and r.graph is not None
+    assert r.graph.meta["format"] == "tflite"
+    name = "MAX_POOL_2D_0_2_activation_out"
+    assert r.qstate.tensors[name].zero_point == s.qstate.tensors[name].zero_point
