@@ -67,7 +67,7 @@ class ModelCommands(NnCommandSet):
 
     @cmd2.with_argparser(open_parser)
     def do_open(self, args: Any) -> None:
-        """Import an ONNX model; unsupported ops are all listed and the session is unchanged."""
+        """Import an ONNX or TFLite model; unsupported ops are all listed, the session unchanged."""
         graph = self.app.session.open(
             args.file, parse_input_shapes(args.input_shapes), args.load_quantization
         )
