@@ -72,18 +72,39 @@ class Session:
         self.history.append(command)
 
     # -- commands --------------------------------------------------------------------------
-    def open(self, path: str, input_shapes: dict[str, list[int]] | None = None) -> Graph:
-        """Import an ONNX model; on any failure the previously open graph stays open.
+    def open(
+        self,
+        path: str,
+        input_shapes: dict[str, list[int]] | None = None,
+        load_quantization: bool = False,
+    ) -> Graph:
+        """Import an ONNX or TFLite model; on any failure the previously open graph stays open.
 
         A ``.json`` path is a saved state (see :mod:`nnshell.state`): everything is restored.
+        A ``.tflite`` path goes to the TFLite importer (docs/tflite.md); ``load_quantization``
+        (NNTool's ``open -q``) keeps a quantized file's scales and zero points: they become the
+        quantization of the graph as soon as ``fusions --scale8`` has run.
         """
         from nnshell.importers.onnx_importer import load_onnx
+        from nnshell.importers.tflite_importer import is_tflite, load_tflite
 
         if str(path).lower().endswith(".json"):
             from nnshell.state import load_state
 
             return self._restore(load_state(path))
-        graph = load_onnx(path, input_shapes)
+        if is_tflite(path):
+            graph = load_tflite(path, input_shapes)
+            if load_quantization:
+                from nnshell.quant.tflite_quant import require_file_quantization
+
+                require_file_quantization(graph, path)
+            graph.meta["load_quantization"] = bool(load_quantization)
+        elif load_quantization:
+            raise UsageError(
+                f"open -q: '{path}' is not a TFLite file; an ONNX model has no quantization to load"
+            )
+        else:
+            graph = load_onnx(path, input_shapes)
         current = graph.copy()  # before any assignment: a failure here changes nothing
         self.imported = graph
         self.graph = current
@@ -227,7 +248,25 @@ class Session:
                 self.scheme = scheme
             if (result.changed or rederived) and self._drop_quantization():
                 notes.append("the graph changed: calibration and quantization dropped")
+            if work.meta.get("load_quantization"):
+                notes += self._apply_file_quantization(work, scheme)
         return FusionOutcome(scheme, result, dry_run, rederived, notes)
+
+    def _apply_file_quantization(self, graph: Graph, scheme: str | None) -> list[str]:
+        """``open -q``: after ``fusions --scale8`` the file's quantization becomes the
+        session's (docs/tflite.md); other schemes are calibrated with aquant as usual."""
+        if scheme != "scale8":
+            return ["open -q: the file's quantization applies to --scale8 only; run aquant"]
+        from nnshell.quant.tflite_quant import quantize_from_file
+
+        fq = quantize_from_file(graph, str(self.settings.get("relun_range", "bound")))
+        self.stats, self.stats_files, self.qstate = fq.stats, [], fq.qstate
+        notes = [
+            f"open -q: the file's quantization applied (no aquant needed): {len(fq.kept)} "
+            f"tensor(s) keep the file's scale and zero point, {len(fq.changed)} differ"
+        ]
+        notes += [f"  {t}: {why}" for t, why in fq.changed.items()]
+        return notes
 
     def dump(
         self,

@@ -16,6 +16,7 @@ from nnshell.ops import (  # noqa: F401 - registration
     relu,
     reshape,
     resize,
+    resize_bilinear,
     shape_ops,
     softmax,
     unary,

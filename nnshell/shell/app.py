@@ -278,6 +278,12 @@ class NnShell(cmd2.Cmd):
             cmd2.Cmd.perror(self, "interrupted (Ctrl-C): the session is unchanged", style=None)
             return False
 
+    def help_tflite(self) -> None:
+        """``help tflite``: the TFLite operators the importer maps (issue 19)."""
+        from nnshell.importers.tflite_importer import help_text
+
+        self.poutput(help_text())
+
     def default(self, statement: cmd2.Statement) -> bool | None:
         """An unknown command is an error (scripts stop), with close matches suggested."""
         import difflib

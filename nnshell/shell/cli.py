@@ -23,7 +23,13 @@ def _arg_parser() -> argparse.ArgumentParser:
         prog="nnshell",
         description="Take a float ONNX CNN to an int8 model for a microcontroller.",
     )
-    p.add_argument("file", nargs="?", help="model (.onnx) to open first")
+    p.add_argument("file", nargs="?", help="model (.onnx, .tflite) to open first")
+    p.add_argument(
+        "-q",
+        "--load_quantization",
+        action="store_true",
+        help="with a .tflite file: keep its quantization (open -q)",
+    )
     p.add_argument("-s", "--script", metavar="SCRIPT", help="run a .nnscript file, then exit")
     p.add_argument(
         "-c",
@@ -89,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     app.debug = args.debug
     if args.file:
         try:  # quoted the way nnshell's parser reads it (shlex.quote is POSIX-shell quoting)
-            lines.insert(0, ScriptLine("", 0, f"open {quote_arg(args.file)}"))
+            q = " -q" if args.load_quantization else ""
+            lines.insert(0, ScriptLine("", 0, f"open {quote_arg(args.file)}{q}"))
         except ValueError:
             sys.stderr.write(f"error: model path {args.file!r} holds both ' and \" quotes\n")
             return 1

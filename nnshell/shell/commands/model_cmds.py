@@ -27,9 +27,15 @@ def parse_input_shapes(items: list[str] | None) -> dict[str, list[int]]:
 
 def _supported_ops_epilog() -> str:
     """The op list for ``help open`` (built on demand: importing the ops loads numpy)."""
+    from nnshell.importers.tflite_importer import supported_tflite_ops
     from nnshell.ops import supported_onnx_types
 
-    return "Supported ONNX operators: " + ", ".join(supported_onnx_types())
+    return (
+        "Supported ONNX operators: "
+        + ", ".join(supported_onnx_types())
+        + ".\nSupported TFLite operators (open MODEL.tflite; see 'help tflite'): "
+        + ", ".join(supported_tflite_ops())
+    )
 
 
 class ModelCommands(NnCommandSet):
@@ -38,12 +44,20 @@ class ModelCommands(NnCommandSet):
     DEFAULT_CATEGORY = "Model"
 
     open_parser = NnArgumentParser(
-        description="Import an ONNX model (float) into the session. Nodes whose inputs are all "
+        description="Import an ONNX or TFLite model into the session. Nodes whose inputs are all "
         "constant are folded; every unsupported op is listed at once and the session is left "
-        "unchanged.",
+        "unchanged. TFLite node names follow NNTool (CONV_2D_0_1).",
     )
     open_parser.epilog_fn = _supported_ops_epilog  # type: ignore[attr-defined]
-    open_parser.add_argument("file", completer=cmd2.Cmd.path_complete, help="model .onnx file")
+    open_parser.add_argument(
+        "file", completer=cmd2.Cmd.path_complete, help="model .onnx / .tflite file"
+    )
+    open_parser.add_argument(
+        "-q",
+        "--load_quantization",
+        action="store_true",
+        help="TFLite: keep the file's int8 / int16x8 / uint8 quantization (as NNTool's -q)",
+    )
     open_parser.add_argument(
         "--input_shapes",
         nargs="+",
@@ -53,11 +67,18 @@ class ModelCommands(NnCommandSet):
 
     @cmd2.with_argparser(open_parser)
     def do_open(self, args: Any) -> None:
-        """Import an ONNX model; unsupported ops are all listed and the session is unchanged."""
-        graph = self.app.session.open(args.file, parse_input_shapes(args.input_shapes))
+        """Import an ONNX or TFLite model; unsupported ops are all listed, the session unchanged."""
+        graph = self.app.session.open(
+            args.file, parse_input_shapes(args.input_shapes), args.load_quantization
+        )
         ins = ", ".join(f"{i} {graph.tensors[i].dims}" for i in graph.inputs)
         self.app.pinfo(
             f"opened {args.file}: graph '{graph.name}', {len(graph.nodes)} nodes, input {ins}"
+            + (
+                " (file quantization kept: applied by fusions --scale8)"
+                if args.load_quantization
+                else ""
+            )
         )
 
     show_parser = NnArgumentParser(

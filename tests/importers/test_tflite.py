@@ -1,0 +1,317 @@
+"""TFLite import (issue 19), checked against the TFLite interpreter (ai-edge-litert)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nnshell.errors import ModelFileError, UnsupportedOpError, UsageError
+from nnshell.session import Session
+from tests.tflite_oracle import ROOT, TFLITE_DIR, float_errors, load_images, quantized_agreement
+
+pytest.importorskip("tflite")
+litert = pytest.importorskip("ai_edge_litert")
+
+FLOAT_MODELS = [
+    "cifar_net",
+    "lenet_bw",
+    "mobile_block",
+    "dw_block",
+    "ops_shapes",
+    "ops_elementwise",
+    "ops_activations",
+    "ops_pool_resize",
+]
+TEST = ROOT / "sample_images" / "test"
+BW_TEST = ROOT / "sample_images" / "bw_test"
+MNIST_SCRIPT = ROOT / "tests" / "data" / "nntool_mnist.nnscript"
+
+
+@pytest.mark.parametrize("name", FLOAT_MODELS)
+def test_every_tensor_matches_the_interpreter_in_float(name: str) -> None:
+    errors = float_errors(TFLITE_DIR / f"{name}.tflite")
+    assert len(errors) >= 5
+    bad = {k: v for k, v in errors.items() if v > 1e-4}
+    assert not bad, bad
+
+
+@pytest.mark.parametrize("name", FLOAT_MODELS)
+def test_int8_files_open_as_float_graphs(name: str) -> None:
+    """A quantized file opens without -q: weights dequantized, QUANTIZE/DEQUANTIZE gone."""
+    s = Session()
+    g = s.open(str(TFLITE_DIR / f"{name}_int8.tflite"))
+    assert not any(n.name.startswith(("QUANTIZE", "DEQUANTIZE")) for n in g.nodes)
+    assert all(t.dtype == "float32" for t in g.tensors.values() if t.is_const is False)
+    # the float graph is the int8 file's real arithmetic up to its rounding: close to it
+    errors = float_errors(TFLITE_DIR / f"{name}_int8.tflite", samples=1)
+    assert errors[g.outputs[0]] < 0.15
+
+
+def test_nntool_names_and_adjust_removes_the_layout_transposes() -> None:
+    s = Session()
+    g = s.open(str(TFLITE_DIR / "cifar_net_int8.tflite"))
+    names = [n.name for n in g.nodes]
+    assert "CONV_2D_0_1" in names and "FULLY_CONNECTED_0_8" in names
+    assert "MAX_POOL_2D_0_2_activation" in names  # the fused ReLU, named as NNTool does
+    assert g.inputs == ["input_1"] and g.outputs == ["output_1"]
+    assert g.tensors["input_1"].dims == (32, 32, 3)  # NHWC as in the file
+    res = s.adjust()
+    assert any("folded into the input" in e for e in res.edits)
+    assert not [n for n in s.graph.nodes if n.op == "Transpose"]
+    assert s.graph.tensors["input_1"].dims == (3, 32, 32)
+
+
+def test_nntool_nodeoption_name_resolves_after_fusions(shell) -> None:  # noqa: ANN001
+    model = TFLITE_DIR / "cifar_net_int8.tflite"
+    for line in (f"open {model}", "adjust", "fusions --scale8"):
+        ok, _out, err = shell.run(line)
+        assert ok, err
+    ok, out, err = shell.run("show CONV_2D_0_1_fusion")
+    assert ok, err
+    assert "CONV_2D_0_1_fusion" in out
+
+
+def test_unsupported_operators_are_all_listed_on_one_line(tmp_path: Path) -> None:
+    import tflite
+
+    data = bytearray((TFLITE_DIR / "ops_activations.tflite").read_bytes())
+    model = tflite.Model.GetRootAsModel(data, 0)
+    # turn the LOGISTIC and TANH operator codes into ones nnshell does not import (in place)
+    codes = {}
+    for k in range(model.OperatorCodesLength()):
+        oc = model.OperatorCodes(k)
+        codes[oc.BuiltinCode()] = oc
+    patched = 0
+    for code, new in (
+        (tflite.BuiltinOperator.LOGISTIC, tflite.BuiltinOperator.EXP),
+        (tflite.BuiltinOperator.TANH, tflite.BuiltinOperator.LOG),
+    ):
+        oc = codes[code]
+        for field_off, width in ((10, 4), (4, 1)):  # BuiltinCode (int32), deprecated (int8)
+            o = oc._tab.Offset(field_off)
+            if o:
+                pos = oc._tab.Pos + o
+                data[pos : pos + width] = int(new if width == 4 else min(new, 127)).to_bytes(
+                    width, "little", signed=True
+                )
+                patched += 1
+    assert patched
+    path = tmp_path / "bad.tflite"
+    path.write_bytes(bytes(data))
+    with pytest.raises(UnsupportedOpError) as exc:
+        Session().open(str(path))
+    msg = str(exc.value)
+    assert "\n" not in msg
+    assert "2 node(s) use unsupported operators: EXP (EXP_0_4); LOG (LOG_0_5)" in msg
+    assert "help tflite" in msg
+
+
+def test_not_a_tflite_file_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "x.tflite"
+    path.write_bytes(b"\x00" * 64)
+    with pytest.raises(ModelFileError, match="not a TFLite model"):
+        Session().open(str(path))
+    with pytest.raises(UsageError, match="not a TFLite file"):
+        Session().open(str(ROOT / "sample_models" / "cifar_net.onnx"), load_quantization=True)
+    with pytest.raises(ModelFileError, match="holds no quantization"):
+        Session().open(str(TFLITE_DIR / "cifar_net.tflite"), load_quantization=True)
+
+
+def test_help_tflite_lists_the_operators(shell) -> None:  # noqa: ANN001
+    ok, out, _ = shell.run("help tflite")
+    assert ok
+    for op in ("CONV_2D", "DEPTHWISE_CONV_2D", "RESIZE_NEAREST_NEIGHBOR", "HARD_SWISH"):
+        assert op in out
+
+
+# -- open -q ---------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def cifar_images() -> tuple[np.ndarray, list[int], list[str]]:
+    """The first 120 test images, normalised as the LeNet was trained."""
+    x, labels, files = load_images(TEST, False, lambda p: p / 127.5 - 1)
+    return x[:120], labels[:120], files[:120]
+
+
+@pytest.mark.parametrize("name", ["cifar_net_int8", "cifar_net_uint8", "cifar_net_int8io"])
+def test_load_quantization_agrees_with_the_interpreter(name: str, cifar_images) -> None:  # noqa: ANN001
+    x, labels, _ = cifar_images
+    ag = quantized_agreement(TFLITE_DIR / f"{name}.tflite", x, labels)
+    assert ag.images == 120
+    assert ag.top1_same >= 118  # 8-bit SQ8 multipliers against TFLite's 32-bit ones
+    assert abs(ag.top1_nnshell - ag.top1_tflite) <= 2
+    assert ag.exact() > 0.95 and ag.within1() > 0.999
+    assert len(ag.codes) == 6  # input, both conv+pool outputs, both hidden dense, the output
+
+
+def test_load_quantization_on_depthwise_separable_layers() -> None:
+    """Padded convs need symmetric inputs in SQ8: those tensors keep the file's range only
+    (the notes say so), the others its qtype; MEAN over H, W is a global average pool."""
+    path = TFLITE_DIR / "dw_block_int8.tflite"
+    s = Session()
+    s.open(str(path), load_quantization=True)
+    s.adjust()
+    out = s.fusions("scale8")
+    assert any("(conv with padding) needs 0" in n for n in out.notes)
+    assert [n.op for n in s.graph.nodes].count("GlobalAveragePool") == 1
+    x = np.random.default_rng(3).uniform(-1, 1, (100, 16, 16, 3)).astype(np.float32)
+    ag = quantized_agreement(path, x)
+    assert ag.top1_same >= 95
+    assert ag.within1() > 0.95
+    assert "CONV_2D_0_3_activation_out" in ag.codes
+
+
+def test_load_quantization_keeps_the_file_scales() -> None:
+    import tflite
+
+    from nnshell.importers.tflite_importer import import_tflite
+
+    path = TFLITE_DIR / "cifar_net_int8.tflite"
+    s = Session()
+    s.open(str(path), load_quantization=True)
+    s.adjust()
+    out = s.fusions("scale8")
+    assert any("file's quantization applied" in n for n in out.notes)
+    qs = s.qstate
+    fq = import_tflite(str(path)).graph.meta["tflite_quant"]
+    q = fq["MAX_POOL_2D_0_2_activation_out"]
+    mine = qs.tensors["MAX_POOL_2D_0_2_activation_out"]
+    assert mine.zero_point == q["zero_point"][0] and np.isclose(mine.scale, q["scale"][0])
+    # the weights' per-channel scales are the file's
+    nq = qs.nodes["CONV_2D_0_1_fusion"]
+    assert np.allclose(nq.consts["weights_scale"], fq["CONV_2D_0_1_weights"]["scale"], rtol=1e-5)
+    assert tflite  # the parser is the library
+
+
+def test_uint8_model_gen_verify_is_bit_exact(tmp_path: Path) -> None:
+    s = Session()
+    s.open(str(TFLITE_DIR / "cifar_net_uint8.tflite"), load_quantization=True)
+    s.adjust()
+    s.fusions("scale8")
+    s.set("input_norm_func", "x: x/127.5 - 1")
+    files = sorted(str(p) for p in TEST.glob("*.png"))[:40]
+    res = s.gen_verify(files, out_dir=str(tmp_path / "c"))
+    assert res.ok, res.summary()
+
+
+def test_sixteen_by_eight_model_opens_with_q() -> None:
+    s = Session()
+    s.open(str(TFLITE_DIR / "cifar_net_16x8.tflite"), load_quantization=True)
+    s.adjust()
+    out = s.fusions("scale8")
+    assert s.qstate is not None
+    assert any("int16 in the file" in n for n in out.notes)
+
+
+# -- the command line and NNTool's MNIST script ------------------------------------------------
+def _cli(args: list[str], cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "nnshell", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+
+
+def test_nntool_mnist_script_runs_unchanged_on_a_tflite_model(tmp_path: Path) -> None:
+    model = tmp_path / "lenet_bw.tflite"
+    shutil.copy(TFLITE_DIR / "lenet_bw.tflite", model)
+    proc = _cli(
+        [str(model), "-s", str(MNIST_SCRIPT)]
+        + ["-D", "MODEL_L3_RAM=AT_MEM_L3_HRAM", "-D", "MODEL_L3_FLASH=AT_MEM_L3_HFLASH"]
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (tmp_path / "lenet_bw.json").is_file()
+    proc = _cli([str(tmp_path / "lenet_bw.json"), "-c", "validate sample_images/bw_test"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "quantized top-1" in proc.stdout
+
+
+def test_command_line_q_and_quickstart_flow(tmp_path: Path) -> None:
+    proc = _cli(
+        [
+            "-q",
+            str(TFLITE_DIR / "cifar_net_int8.tflite"),
+            "-c",
+            "adjust; fusions --scale8; qshow; set input_norm_func 'x: x/127.5 - 1'; "
+            f"validate sample_images/test; gen --target c -M {tmp_path / 'c'} "
+            "--verify sample_images/test",
+        ]
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "file's quantization applied" in proc.stdout
+    assert "bit-exact" in proc.stdout
+
+
+@pytest.mark.parametrize("name", ["cifar_net", "cifar_net_int8"])
+def test_quickstart_flow_on_the_tflite_lenet(name: str, tmp_path: Path) -> None:
+    """open, adjust, fusions --scale8, norm, aquant, validate, gen --verify; the float graph
+    gives the ONNX LeNet's float predictions (same trained weights)."""
+    calib = sorted(str(p) for p in (ROOT / "sample_images" / "calib").glob("*.png"))[:64]
+    test = sorted(str(p) for p in TEST.glob("*.png"))[:60]
+
+    def flow(model: Path) -> tuple[Session, object]:
+        s = Session()
+        s.open(str(model))
+        s.adjust()
+        s.fusions("scale8")
+        s.set("input_norm_func", "x: x/127.5 - 1")
+        s.aquant(calib)
+        return s, s.validate(test)
+
+    s, res = flow(TFLITE_DIR / f"{name}.tflite")
+    assert s.graph.tensors["input_1"].dims == (3, 32, 32)  # no image layout option needed
+    verify = s.gen_verify(test[:20], out_dir=str(tmp_path / "c"))
+    assert verify.ok, verify.summary()
+    if name == "cifar_net":
+        _, ref = flow(ROOT / "sample_models" / "cifar_net.onnx")
+        assert np.array_equal(res.float_pred, ref.float_pred)  # type: ignore[attr-defined]
+
+
+def test_corrupt_files_fail_with_one_line_errors(tmp_path: Path) -> None:
+    """Truncated files and flipped bytes: an NnshellError (one line) or a graph, never a
+    traceback."""
+    from nnshell.errors import NnshellError
+
+    data = (TFLITE_DIR / "mobile_block_int8.tflite").read_bytes()
+    rng = np.random.default_rng(19)
+    path = tmp_path / "m.tflite"
+    outcomes = {"error": 0, "graph": 0}
+    for k in range(60):
+        blob = bytearray(data)
+        if k < 10:
+            blob = blob[: int(len(blob) * (k + 1) / 11)]
+        else:
+            for pos in rng.integers(8, len(blob), size=4):
+                blob[pos] = int(rng.integers(0, 256))
+        path.write_bytes(bytes(blob))
+        try:
+            Session().open(str(path))
+            outcomes["graph"] += 1
+        except NnshellError as exc:
+            assert "\n" not in str(exc)
+            outcomes["error"] += 1
+    assert outcomes["error"] >= 10
+
+
+def test_load_quantization_survives_save_state(tmp_path: Path) -> None:
+    """The file's quantization is saved like any other (meta holds plain JSON values)."""
+    s = Session()
+    s.open(str(TFLITE_DIR / "cifar_net_int8.tflite"), load_quantization=True)
+    s.adjust()
+    s.fusions("scale8")
+    s.save_state(str(tmp_path / "st.json"))
+    r = Session()
+    r.open(str(tmp_path / "st.json"))
+    assert r.qstate is not None and r.graph is not None
+    assert r.graph.meta["format"] == "tflite"
+    name = "MAX_POOL_2D_0_2_activation_out"
+    assert r.qstate.tensors[name].zero_point == s.qstate.tensors[name].zero_point
