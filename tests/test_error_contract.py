@@ -109,15 +109,20 @@ def test_ctrl_c_under_dash_c_exits_130() -> None:
             f"aquant {LONG_CALIB}",
         ],
         cwd=ROOT,
-        env=_env(),
+        env={**_env(), "PYTHONUNBUFFERED": "1"},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
-        # wait until the calibration has started: the fusions report is on stdout by then
-        deadline = time.time() + 60
-        time.sleep(2.5)
+        # wait until the first -c has run (its last line, "batch_size = 1", is on stdout), so the
+        # interrupt lands in the second one whatever the machine's load, not at a fixed time
+        deadline = time.time() + 120
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith("batch_size"):
+                break
+        time.sleep(0.3)
         while proc.poll() is None and time.time() < deadline:
             proc.send_signal(signal.SIGINT)
             try:
