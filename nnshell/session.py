@@ -707,10 +707,21 @@ class Session:
         out = out_dir if out_dir is not None else self.settings.get("model_directory") or "."
         return generate_c(graph, qstate, out, self.c_name(name))
 
-    def gen_verify(self, specs: list[str], opts: Any = None, out_dir: str | None = None) -> Any:
+    def gen_verify(
+        self,
+        specs: list[str],
+        opts: Any = None,
+        out_dir: str | None = None,
+        phase: Any = None,
+        sources_only: bool = False,
+    ) -> Any:
         """Build the generated C on the host, run it on images and compare every layer's bytes
         with the integer executor (``gen --verify``). Without ``out_dir`` the build happens in
-        a temporary folder removed afterwards."""
+        a temporary folder removed afterwards; with it, the whole build (binary,
+        ``inputs.bin``, the per-step dumps: megabytes) lands there, unless ``sources_only``
+        (the shell's ``gen -M DIR --verify``): then only the verified C sources are written
+        to ``out_dir`` and the build stays temporary. ``phase(text)`` hears of each step."""
+        import dataclasses
         import tempfile
 
         from nnshell.codegen.verify import verify
@@ -720,10 +731,13 @@ class Session:
         qstate = self.require_quantized()
         files = expand_files(specs)
         opts = opts if opts is not None else self.input_options()
-        if out_dir is not None:
-            return verify(graph, qstate, files, opts, out_dir, self.c_name())
+        if out_dir is not None and not sources_only:
+            return verify(graph, qstate, files, opts, out_dir, self.c_name(), phase=phase)
         with tempfile.TemporaryDirectory(prefix="nnshell_verify_") as tmp:
-            return verify(graph, qstate, files, opts, tmp, self.c_name())
+            res = verify(graph, qstate, files, opts, tmp, self.c_name(), phase=phase)
+        if out_dir is not None:
+            res = dataclasses.replace(res, files=self.gen_c(out_dir))
+        return res
 
 
 @dataclass

@@ -14,7 +14,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -148,6 +148,7 @@ def verify_arrays(
     build_dir: str | Path,
     name: str | None = None,
     cflags: Sequence[str] = (),
+    phase: Callable[[str], None] | None = None,
 ) -> VerifyResult:
     """Generate, compile and run the C on a batch (float, or int8 codes of the input qtype;
     a formatted input: raw ``(N, H, W, C)`` pixels 0..255)."""
@@ -160,6 +161,8 @@ def verify_arrays(
     build = Path(build_dir)
     model = render_c(graph, qstate, name)
     files = write_model(model, build)
+    say = phase or (lambda text: None)  # compiling and running take seconds: say which
+    say("compiling")
     exe = compile_model(model, build, cflags)
     inp = graph.inputs[0]
     inputs = build / "inputs.bin"
@@ -172,7 +175,9 @@ def verify_arrays(
         q = np.ascontiguousarray(quantize_inputs(graph, qstate, {inp: xs})[inp]).astype(dtype)
         feed = q
         q.tofile(inputs)
+    say(f"running on {len(q)} image(s)")
     c_us = _run_harness(exe, inputs, build / "steps")
+    say("comparing every layer")
     keep = [s.output for s in model.steps]
     t0 = time.perf_counter()
     values = run_int(graph, qstate, {inp: feed}, keep=keep)
@@ -233,18 +238,22 @@ def verify(
     opts: Any,
     build_dir: str | Path,
     name: str | None = None,
+    phase: Callable[[str], None] | None = None,
 ) -> VerifyResult:
-    """Load ``images`` with ``opts`` and :func:`verify_arrays` them."""
+    """Load ``images`` with ``opts`` and :func:`verify_arrays` them (``phase(text)`` hears
+    of each step: loading, compiling, running, comparing)."""
     from nnshell.images import iter_batches
 
     if len(graph.inputs) != 1:
         raise CodegenError("gen --verify feeds images: the graph must have exactly one input")
     if not images:
         raise CodegenError("gen --verify needs at least one image")
+    if phase is not None:
+        phase(f"loading {len(images)} image(s)")
     expected = graph.tensors[graph.inputs[0]].dims
     if getattr(opts, "formatter", None) is not None:  # the C reads the raw pixels
         shape = tuple(int(d) for d in expected)
         xs = np.stack([_load_raw(str(p), opts, shape) for p in images])
     else:
         xs = np.concatenate([b for _, b in iter_batches(images, opts, expected, 256)])
-    return verify_arrays(graph, qstate, xs, build_dir, name)
+    return verify_arrays(graph, qstate, xs, build_dir, name, phase=phase)

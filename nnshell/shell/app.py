@@ -216,9 +216,15 @@ class NnShell(cmd2.Cmd):
     # -- output helpers --------------------------------------------------------------------
     def print_table(self, renderable: Any) -> None:
         """Print a rich renderable; off a terminal, at its natural width (never squashed)."""
-        isatty = getattr(self.stdout, "isatty", lambda: False)
-        if isatty():
-            self.poutput(renderable, soft_wrap=False)
+        width = self.terminal_width()
+        if width is not None:
+            from rich.table import Table
+
+            from nnshell.report.fit import fit_table
+
+            parts = fit_table(renderable, width) if isinstance(renderable, Table) else [renderable]
+            for part in parts:
+                self.poutput(part, soft_wrap=False)
             return
         import io
 
@@ -229,11 +235,37 @@ class NnShell(cmd2.Cmd):
         Console(file=buf, width=width, color_system=None, force_terminal=False).print(renderable)
         self.poutput(buf.getvalue().rstrip("\n"))
 
+    def terminal_width(self) -> int | None:
+        """Columns of the terminal ``stdout`` is, or None off a terminal (files, pipes, tests)."""
+        import os
+
+        isatty = getattr(self.stdout, "isatty", lambda: False)
+        if not isatty():
+            return None
+        try:
+            return max(20, os.get_terminal_size(self.stdout.fileno()).columns)
+        except (OSError, ValueError, AttributeError):
+            return 80
+
+    def poutput(self, *objects: Any, **kwargs: Any) -> None:
+        """On a terminal, wrap text lines at word boundaries (the terminal would cut a number
+        in two at its last column); JSON and other output stay unwrapped."""
+        if (
+            len(objects) == 1
+            and isinstance(objects[0], str)
+            and not objects[0].lstrip().startswith(("{", "["))
+            and "soft_wrap" not in kwargs
+            and self.terminal_width() is not None
+        ):
+            kwargs["soft_wrap"] = False
+        super().poutput(*objects, **kwargs)
+
     def pinfo(self, text: str) -> None:
         """Status lines go to stderr so ``nnshell M -c "show --json"`` prints pure JSON."""
         import sys
 
-        self.print_to(sys.stderr, text)
+        wrap = getattr(sys.stderr, "isatty", lambda: False)()
+        self.print_to(sys.stderr, text, soft_wrap=not wrap)
 
     # -- the error contract ----------------------------------------------------------------
     def pexcept(self, exception: BaseException, **kwargs: Any) -> None:

@@ -46,6 +46,14 @@ def spark(counts: list[int], log: bool = True) -> str:
     return "".join(BLOCKS[int(round(v / top * 8))] if v > 0 else " " for v in vals)
 
 
+def _styled(text: str, style: str) -> Any:
+    """A table cell with a style as a rich Text: markup in a plain string would be printed
+    literally by a console that does not render markup (cmd2's terminal writer)."""
+    from rich.text import Text
+
+    return Text(text, style=style)
+
+
 def _dumps(doc: Any) -> str:
     def default(o: Any) -> Any:
         try:
@@ -126,12 +134,12 @@ def print_compare(app: NnShell, rep: Any, as_json: bool = False) -> None:
     for i, name in enumerate(rep.layers):
         vals = [rep.qsnr[m][i] for m in rep.modes]
         best = max(vals)
-        table.add_row(name, *[f"[bold]{v:.2f}[/bold]" if v == best else f"{v:.2f}" for v in vals])
+        table.add_row(name, *[_styled(f"{v:.2f}", "bold" if v == best else "") for v in vals])
     if rep.quant_acc:
         accs = [rep.quant_acc[m] for m in rep.modes]
         table.add_row(
             f"top-1 ({rep.validate_images} img)",
-            *[f"[bold]{a:.2%}[/bold]" if a == max(accs) else f"{a:.2%}" for a in accs],
+            *[_styled(f"{a:.2%}", "bold" if a == max(accs) else "") for a in accs],
             end_section=True,
         )
     app.print_table(table)
@@ -204,7 +212,7 @@ class AnalysisCommands(NnCommandSet):
                 f"{r.harm_db:+.2f}",
                 f"{r.cosine:.5f}",
                 f"{r.max_abs:.4g}",
-                f"[bold red]{sat}[/bold red]" if r.saturated_pct >= 1.0 else sat,
+                _styled(sat, "bold red" if r.saturated_pct >= 1.0 else ""),
                 f"{r.worst_file} ({r.worst_qsnr:.1f})",
             )
         self.app.print_table(table)
@@ -330,7 +338,7 @@ class AnalysisCommands(NnCommandSet):
                 f"{r.mean:.4g}",
                 f"{r.std:.4g}",
                 *[
-                    f"[bold]{rng(r.ranges[m])}[/bold]" if m == rep.mode else rng(r.ranges[m])
+                    _styled(rng(r.ranges[m]), "bold" if m == rep.mode else "")
                     for m in modes
                 ],
                 f"{r.outliers} ({r.outlier_pct:.3f}%)",
@@ -386,7 +394,7 @@ class AnalysisCommands(NnCommandSet):
             for p, d in zip(pct, dev, strict=True):
                 block = BLOCKS[max(1, min(8, int(round(min(p, 100.0) / 12.5))))]
                 style = "green" if d <= conv.tolerance else "yellow"
-                cells.append(f"[{style}]{block} {p:.0f}%[/{style}]")
+                cells.append(_styled(f"{block} {p:.0f}%", style))
             table.add_row(names.get(t, t), *cells, str(conv.stable_from(t)))
         if conv.classes_seen:
             table.add_row("classes seen", *map(str, conv.classes_seen), "", end_section=True)

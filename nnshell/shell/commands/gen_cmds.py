@@ -84,13 +84,28 @@ class GenCommands(NnCommandSet):
                 args.header_file,
                 args.output_tensors,
             )
-            self.app.poutput(f"gen: wrote {len(paths)} file(s)")
+            self.app.poutput(
+                f"gen: wrote {len(paths)} file(s): {', '.join(str(p) for p in paths)}"
+            )
             return
         if args.verify is not None:
             if not args.verify:
                 raise CodegenError("gen --verify needs images", "gen --verify sample_images/test")
+            from nnshell.shell.progress import image_progress
+
             opts = session.input_options(**input_overrides(args))
-            res = session.gen_verify(args.verify, opts, args.model_directory)
+            with image_progress("gen --verify", after="") as progress:
+                res = session.gen_verify(
+                    args.verify,
+                    opts,
+                    args.model_directory,
+                    phase=progress.phase,  # type: ignore[attr-defined]
+                    sources_only=True,
+                )
+            if args.model_directory is not None:
+                self.app.poutput(
+                    f"gen: wrote {', '.join(p.name for p in res.files)} to {args.model_directory}"
+                )
             self.app.poutput("\n".join(_verify_lines(res)))
             if not res.ok:
                 raise CodegenError(f"the generated C differs: {res.summary()}")
