@@ -49,6 +49,9 @@ class Session:
         #: Calibration statistics of the current graph's tensors, and the files they came from.
         self.stats: dict[str, Any] | None = None
         self.stats_files: list[str] = []
+        #: The image input options the statistics were gathered with (InputOptions): a
+        #: quantized graph run on images prepared differently is silently wrong.
+        self.calib_inputs: Any = None
         self.qstate: Any = None
         #: Decoded images kept between commands (aquant, validate, qerror, ... reuse folders).
         self.image_cache: Any = None
@@ -99,6 +102,7 @@ class Session:
         """Forget statistics and quantization (they name tensors of the old graph)."""
         had = self.qstate is not None or self.stats is not None
         self.stats, self.stats_files, self.qstate = None, [], None
+        self.calib_inputs = None
         return had
 
     def layers(self, selector: str | None = None) -> tuple[list[LayerInfo], GraphTotals]:
@@ -408,7 +412,9 @@ class Session:
                 graph, itertools.chain([first], batches), len(paths), progress, fast
             )
             reused = False
+            calib_inputs = opts
         elif self.stats is not None:
+            calib_inputs = self.calib_inputs
             stats, seen, reused = self.stats, self.stats_files, True
         else:
             raise GraphStateError("aquant needs calibration images", "aquant sample_images/calib")
@@ -423,7 +429,28 @@ class Session:
         else:
             qstate = quantize_graph(graph, stats, qopts, fixed_qtypes(graph))
         self.stats, self.stats_files, self.qstate = stats, seen, qstate
+        self.calib_inputs = calib_inputs
         return AquantOutcome(qopts, len(seen), reused)
+
+    def input_drift(self, opts: Any) -> str | None:
+        """A warning when ``opts`` differ from the input options of the calibration, else None.
+
+        The quantized graph's input scale and every activation range were measured on images
+        prepared one way; fed images prepared another way (``set input_norm_func ""`` after
+        calibrating with ``x/128-1``) it computes garbage without any error: top-1 falls to
+        chance and nothing says why. Commands that run the quantized graph print this line.
+        """
+        from nnshell.images import describe_inputs
+
+        if self.qstate is None or self.calib_inputs is None or opts is None:
+            return None
+        if opts.to_dict() == self.calib_inputs.to_dict():
+            return None
+        return (
+            f"the quantization was calibrated with input options "
+            f"{describe_inputs(self.calib_inputs)} but this run uses {describe_inputs(opts)}: "
+            "quantized results will be wrong (give the same options, or aquant again)"
+        )
 
     def require_quantized(self) -> Any:
         """Return the QuantState or raise the error that says to run aquant."""
@@ -478,6 +505,7 @@ class Session:
         self.adjusted = saved.adjusted
         self.scheme = saved.scheme
         self.stats, self.stats_files, self.qstate = saved.stats, saved.stats_files, saved.qstate
+        self.calib_inputs = saved.calib_inputs
         self._runners = {}
         return saved.graph
 
@@ -684,6 +712,7 @@ class Session:
         )
         if self.stats is None and batches is not None:
             self.stats, self.stats_files = new_stats, seen
+            self.calib_inputs = opts
         return report
 
     # -- portable C generation (issue 7) ---------------------------------------------------

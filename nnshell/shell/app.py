@@ -260,6 +260,13 @@ class NnShell(cmd2.Cmd):
             kwargs["soft_wrap"] = False
         super().poutput(*objects, **kwargs)
 
+    def warn_input_drift(self, opts: Any) -> None:
+        """One warning line (stderr) when a command runs the quantized graph on images
+        prepared with other input options than the calibration's (see Session.input_drift)."""
+        text = self.session.input_drift(opts)
+        if text:
+            self.pinfo(f"warning: {text}")
+
     def pinfo(self, text: str) -> None:
         """Status lines go to stderr so ``nnshell M -c "show --json"`` prints pure JSON."""
         import sys

@@ -48,9 +48,7 @@ class NnArgumentParser(cmd2.Cmd2ArgumentParser):
             name = tok.split("=", 1)[0]
             action = self._option_string_actions.get(name)
             if action is None and name.startswith("--"):  # an abbreviation of a long option
-                hits = {
-                    a for opt, a in self._option_string_actions.items() if opt.startswith(name)
-                }
+                hits = {a for opt, a in self._option_string_actions.items() if opt.startswith(name)}
                 action = next(iter(hits)) if len(hits) == 1 else None
             if action is None or isinstance(
                 action, argparse._AppendAction | argparse._CountAction | argparse._HelpAction

@@ -65,7 +65,7 @@ def image_progress(label: str, after: str = "computing") -> Iterator[Any]:
             bar = start(1)
             bar.update(state["task"], description=f"{label}: {text}")
         else:
-            print(f"{label}: {text}", file=sys.stderr, flush=True)
+            console.print(f"{label}: {text}", markup=False, highlight=False, soft_wrap=True)
 
     update.phase = phase  # type: ignore[attr-defined]
     callback: Callable[[int, int], None] = update

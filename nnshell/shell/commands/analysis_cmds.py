@@ -180,6 +180,7 @@ class AnalysisCommands(NnCommandSet):
 
         session = self.app.session
         opts = session.input_options(**input_overrides(args))
+        self.app.warn_input_drift(opts)
         with image_progress("measuring") as progress:
             rep = session.qerror(args.files, opts, args.single, progress)
         if args.png:
@@ -337,10 +338,7 @@ class AnalysisCommands(NnCommandSet):
                 f"{r.max:.4g}",
                 f"{r.mean:.4g}",
                 f"{r.std:.4g}",
-                *[
-                    _styled(rng(r.ranges[m]), "bold" if m == rep.mode else "")
-                    for m in modes
-                ],
+                *[_styled(rng(r.ranges[m]), "bold" if m == rep.mode else "") for m in modes],
                 f"{r.outliers} ({r.outlier_pct:.3f}%)",
                 f"min {_short(r.argmin_file)}\nmax {_short(r.argmax_file)}",
             )

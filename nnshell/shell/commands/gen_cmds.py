@@ -84,9 +84,7 @@ class GenCommands(NnCommandSet):
                 args.header_file,
                 args.output_tensors,
             )
-            self.app.poutput(
-                f"gen: wrote {len(paths)} file(s): {', '.join(str(p) for p in paths)}"
-            )
+            self.app.poutput(f"gen: wrote {len(paths)} file(s): {', '.join(str(p) for p in paths)}")
             return
         if args.verify is not None:
             if not args.verify:
@@ -94,6 +92,7 @@ class GenCommands(NnCommandSet):
             from nnshell.shell.progress import image_progress
 
             opts = session.input_options(**input_overrides(args))
+            self.app.warn_input_drift(opts)
             with image_progress("gen --verify", after="") as progress:
                 res = session.gen_verify(
                     args.verify,
