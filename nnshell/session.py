@@ -53,6 +53,8 @@ class Session:
         #: quantized graph run on images prepared differently is silently wrong.
         self.calib_inputs: Any = None
         self.qstate: Any = None
+        #: The quantization as last saved or restored (``unsaved_work`` compares with it).
+        self.saved_qstate: Any = None
         #: Decoded images kept between commands (aquant, validate, qerror, ... reuse folders).
         self.image_cache: Any = None
         #: Validated onnxruntime runners per (graph object, all-tensors?) — see exec.ort_backend.
@@ -69,6 +71,26 @@ class Session:
     def name(self) -> str | None:
         """The name of the open graph (used in the prompt)."""
         return self.graph.name if self.graph is not None else None
+
+    def status(self) -> str:
+        """A few words for the prompt: the graph, whether fused and how quantized
+        (``cifar_net fused SQ8*``; ``*`` marks a quantization not saved yet)."""
+        if self.graph is None:
+            return ""
+        words = [self.graph.name]
+        if self.scheme is not None:
+            words.append("fused")
+        if self.qstate is not None:
+            opts = self.qstate.options
+            label = f"POW2-{opts.bits}" if hasattr(opts, "bits") else self.qstate.scheme
+            words.append(label + ("*" if self.unsaved_work() else ""))
+        return " ".join(words)
+
+    def unsaved_work(self) -> str | None:
+        """Why closing the session now loses work (a quantization not saved), else None."""
+        if self.qstate is None or self.qstate is self.saved_qstate:
+            return None
+        return f"the {self.qstate.scheme} quantization of {self.name} is not saved (save_state)"
 
     def record(self, command: str) -> None:
         """Append a state-changing command to the history (saved with the state later)."""
@@ -506,6 +528,7 @@ class Session:
         self.scheme = saved.scheme
         self.stats, self.stats_files, self.qstate = saved.stats, saved.stats_files, saved.qstate
         self.calib_inputs = saved.calib_inputs
+        self.saved_qstate = saved.qstate
         self._runners = {}
         return saved.graph
 
@@ -532,7 +555,9 @@ class Session:
             path = self.default_state_path()
         elif os.path.isdir(path):
             path = os.path.join(path, f"{self.require_graph().name}.json")
-        return save_state(self, path)
+        written = save_state(self, path)
+        self.saved_qstate = self.qstate
+        return written
 
     def gen_autotiler(
         self,

@@ -72,7 +72,9 @@ class VerifyResult:
         """``bit-exact on N images, L layers`` or the first difference."""
         if self.mismatch is not None:
             return f"NOT bit-exact: {self.mismatch.describe()}"
-        return f"bit-exact on {self.images} images, {self.layers} layers"
+        images = f"{self.images} image" + ("s" if self.images != 1 else "")
+        layers = f"{self.layers} layer" + ("s" if self.layers != 1 else "")
+        return f"bit-exact on {images}, {layers}"
 
 
 def find_compiler() -> str:

@@ -62,6 +62,8 @@ def column_bounds(col: Any) -> tuple[int, int]:
             for word in line.split():
                 need = len(word) if is_number_word(word) else min(len(word), NAME_MIN)
                 minimum = max(minimum, need)
+    if col.no_wrap:  # a column the table asked never to wrap (setting names): whole lines
+        minimum = max(len(_plain(c)) for c in col._cells) if col._cells else minimum
     return minimum, natural
 
 

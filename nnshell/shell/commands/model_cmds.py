@@ -45,6 +45,9 @@ class ModelCommands(NnCommandSet):
     open_parser.epilog_fn = _supported_ops_epilog  # type: ignore[attr-defined]
     open_parser.add_argument("file", completer=cmd2.Cmd.path_complete, help="model .onnx file")
     open_parser.add_argument(
+        "-f", "--force", action="store_true", help="replace an unsaved quantization without asking"
+    )
+    open_parser.add_argument(
         "--input_shapes",
         nargs="+",
         metavar="NAME=[d,..]",
@@ -54,7 +57,10 @@ class ModelCommands(NnCommandSet):
     @cmd2.with_argparser(open_parser)
     def do_open(self, args: Any) -> None:
         """Import an ONNX model; unsupported ops are all listed and the session is unchanged."""
-        graph = self.app.session.open(args.file, parse_input_shapes(args.input_shapes))
+        shapes = parse_input_shapes(args.input_shapes)
+        if not args.force and not self.app.confirm_discard("open"):
+            return
+        graph = self.app.session.open(args.file, shapes)
         ins = ", ".join(f"{i} {graph.tensors[i].dims}" for i in graph.inputs)
         self.app.pinfo(
             f"opened {args.file}: graph '{graph.name}', {len(graph.nodes)} nodes, input {ins}"
@@ -81,4 +87,5 @@ class ModelCommands(NnCommandSet):
         title = (
             f"{self.app.session.name}: {len(rows)} of {len(self.app.session.graph.nodes)} layers"
         )
-        self.app.print_table(layer_table(rows, totals, title))
+        partial = len(rows) < len(self.app.session.graph.nodes)
+        self.app.print_table(layer_table(rows, totals, title, partial))

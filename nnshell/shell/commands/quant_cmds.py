@@ -155,7 +155,21 @@ class QuantCommands(NnCommandSet):
         for warning in getattr(session.qstate, "warnings", []):
             self.app.poutput(f"warning: {warning}")
 
-    qshow_parser = NnArgumentParser(description="Show the quantization of each layer.")
+    qshow_parser = NnArgumentParser(
+        description="Show the quantization of each layer.",
+        epilog="How to read it (SQ8): a tensor is int8 with real value = S·(q − Z). "
+        "S: the scale (real units per code); Z: the zero point (the code of real 0); "
+        "[lo, hi]: the calibrated range. Weights: int8, one scale per output channel "
+        "(S min..max) or per layer; Bias: int32 at the accumulator scale S_in·S_w. Mult/shift: "
+        "the output is rescaled by the integer multiplier M and a right shift >>N, i.e. "
+        "x·M·2^-N ≈ x·S_in·S_w/S_out; 'M a..b >>c..d (16 ch)' gives the spread over the "
+        "channels, '8b>>N M=m' a single value. Acc: bits the int32 accumulator really needs "
+        "for these weights and inputs. Forced by: another layer that imposed this output's "
+        "quantization (an add needs equal input scales, a padded conv a zero point that codes "
+        "0 exactly, the graph output is symmetric). POW2: Qm.n formats (n fractional bits) "
+        "and the shift of the accumulator. The line under the table names the calibration's "
+        "images and input options.",
+    )
     qshow_parser.add_argument(
         "selector",
         nargs="?",
