@@ -92,8 +92,13 @@ def _set_widths(table: Table, width: int) -> None:
     avail = width - _overhead(len(bounds), table)
     widths = [lo for lo, _ in bounds]
     extra = avail - sum(widths)
-    # give the narrowest wishes first: a column that fits entirely reads best
-    for i in sorted(range(len(bounds)), key=lambda k: bounds[k][1] - bounds[k][0]):
+    # the names that identify a row first, then the narrowest wishes: a column that fits
+    # entirely reads best
+    def order(k: int) -> tuple[bool, int]:
+        key = _plain(table.columns[k].header) in KEY_HEADERS
+        return (not key, bounds[k][1] - bounds[k][0])
+
+    for i in sorted(range(len(bounds)), key=order):
         want = bounds[i][1] - widths[i]
         give = max(0, min(want, extra))
         widths[i] += give

@@ -70,11 +70,6 @@ class ShellEscapeError(UsageError):
 INTRO = f"nnshell {__version__} — float ONNX to int8 for microcontrollers. Type help or help CMD."
 
 
-def _setting_names(app: Any) -> list[str]:
-    """Tab completion for ``set``: nnshell's settings and the shell's own."""
-    return sorted({*settings_mod.SETTINGS, *app.settables})
-
-
 class NnShell(cmd2.Cmd):
     """The interactive shell; every command is a thin wrapper over a Session method."""
 
@@ -385,6 +380,10 @@ class NnShell(cmd2.Cmd):
         return True
 
     # -- set ---------------------------------------------------------------------------------
+    def _setting_names(self) -> cmd2.Choices:
+        """Tab completion for ``set``: nnshell's settings and the shell's own."""
+        return cmd2.Choices.from_values(sorted({*settings_mod.SETTINGS, *self.settables}))
+
     set_parser = NnArgumentParser(
         description="Show or change a setting (NNTool's names); no argument lists them all."
     )
