@@ -92,6 +92,7 @@ def _set_widths(table: Table, width: int) -> None:
     avail = width - _overhead(len(bounds), table)
     widths = [lo for lo, _ in bounds]
     extra = avail - sum(widths)
+
     # the names that identify a row first, then the narrowest wishes: a column that fits
     # entirely reads best
     def order(k: int) -> tuple[bool, int]:

@@ -14,7 +14,7 @@ from typing import Any
 
 import cmd2
 
-from nnshell.errors import CodegenError
+from nnshell.errors import CodegenError, UsageError
 from nnshell.shell.commands.base import NnCommandSet
 from nnshell.shell.commands.common import add_input_options, input_overrides
 from nnshell.shell.parser import NnArgumentParser
@@ -74,6 +74,13 @@ class GenCommands(NnCommandSet):
     def do_gen(self, args: Any) -> None:
         """Generate the C implementation (or the AutoTiler model) of the quantized graph."""
         session = self.app.session
+        if args.model_directory in ("L", "RGB") and not Path(args.model_directory).is_dir():
+            # -M is gen's model folder (NNTool); elsewhere it is the image mode: a user who
+            # meant the image mode would get a folder named RGB
+            raise UsageError(
+                f"gen: -M {args.model_directory} names the output folder, not the image mode",
+                f"gen --image_mode {args.model_directory}; an existing folder of that name works",
+            )
         if args.target == "autotiler":
             if importlib.util.find_spec("nnshell.codegen.autotiler") is None:
                 raise CodegenError("gen --target autotiler is not available in this build")
