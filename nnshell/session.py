@@ -758,8 +758,11 @@ class Session:
 
         graph = self.require_graph()
         qstate = self.require_quantized()
-        out = out_dir if out_dir is not None else self.settings.get("model_directory") or "."
-        return generate_c(graph, qstate, out, self.c_name(name))
+        # five files (the model, its header, the harness, the kernels): a folder of their own
+        # rather than the current directory, unless model_directory / -M says otherwise
+        cname = self.c_name(name)
+        out = out_dir if out_dir is not None else self.settings.get("model_directory") or None
+        return generate_c(graph, qstate, out if out is not None else f"{cname}_c", cname)
 
     def gen_verify(
         self,

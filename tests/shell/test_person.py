@@ -202,3 +202,18 @@ def test_pictures_have_labelled_axes_and_report_size(shell, tmp_path: Path) -> N
         assert img.size[0] == 1200 and 300 <= img.size[1] <= 800, img.size  # two panels
         assert img.text["XAxis"] == "|x| (activation magnitude)"
         assert img.text["YAxis"] == "count (log scale)"
+
+
+def test_plain_gen_writes_a_folder_of_its_own(
+    shell,  # noqa: ANN001
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _quantized(shell)
+    monkeypatch.chdir(tmp_path)
+    ok, out, err = shell.run("gen")
+    assert ok, err
+    assert [p.name for p in tmp_path.iterdir()] == ["cifar_net_c"]
+    assert "to cifar_net_c" in out
+    ok, out, err = shell.run("gen -M RGB")
+    assert not ok and "names the output folder, not the image mode" in err

@@ -48,7 +48,7 @@ class GenCommands(NnCommandSet):
         "--model_directory",
         metavar="DIR",
         completer=cmd2.Cmd.path_complete,
-        help="output folder (default: set model_directory)",
+        help="output folder (default: set model_directory; unset: GRAPH_c for --target c)",
     )
     gen_parser.add_argument(
         "-m", "--model_file", metavar="FILE", help="model file (c: its stem names the C files)"
