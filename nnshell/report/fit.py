@@ -141,9 +141,9 @@ def fit_table(table: Table, width: int) -> list[Table]:
     out = []
     for k, group in enumerate(groups):
         title = table.title
-        if len(groups) > 1:
-            part = f"(columns, part {k + 1} of {len(groups)})"
-            title = f"{title} {part}" if title else part
+        if len(groups) > 1:  # the later parts are often narrow: a short title that fits
+            part = f"part {k + 1}/{len(groups)}"
+            title = f"{title} ({part})" if title and k == 0 else f"({part}, continued)"
         new = _copy_table(table, keys + group, title)
         _set_widths(new, width)
         out.append(new)
