@@ -217,3 +217,5 @@ def test_plain_gen_writes_a_folder_of_its_own(
     assert "to cifar_net_c" in out
     ok, out, err = shell.run("gen -M RGB")
     assert not ok and "names the output folder, not the image mode" in err
+    ok, out, err = shell.run("gen -H 32")
+    assert not ok and "names the header file, not the image height" in err

@@ -81,6 +81,11 @@ class GenCommands(NnCommandSet):
                 f"gen: -M {args.model_directory} names the output folder, not the image mode",
                 f"gen --image_mode {args.model_directory}; an existing folder of that name works",
             )
+        if args.header_file is not None and args.header_file.isdigit():
+            raise UsageError(  # -H is the image height in the image commands
+                f"gen: -H {args.header_file} names the header file, not the image height",
+                f"gen --height {args.header_file}",
+            )
         if args.target == "autotiler":
             if importlib.util.find_spec("nnshell.codegen.autotiler") is None:
                 raise CodegenError("gen --target autotiler is not available in this build")
