@@ -30,7 +30,7 @@ def image_progress(label: str, after: str = "computing") -> Iterator[Any]:
     """Yield a ``progress(done, total)`` callback drawing a bar on stderr once work starts.
 
     The callback also has ``phase(text)``: a status line for a step without a count
-    (``gen --verify``: compiling, running).
+    (``gen --verify``: compiling, running), shown on a terminal only.
     """
     console = Console(file=sys.stderr)
     columns = (
@@ -61,11 +61,10 @@ def image_progress(label: str, after: str = "computing") -> Iterator[Any]:
         bar.update(state["task"], completed=done, total=total, rate=rate, description=desc)
 
     def phase(text: str) -> None:
+        # a terminal only: logs and scripts keep their output as it was (nobody waits there)
         if console.is_terminal:
             bar = start(1)
             bar.update(state["task"], description=f"{label}: {text}")
-        else:
-            console.print(f"{label}: {text}", markup=False, highlight=False, soft_wrap=True)
 
     update.phase = phase  # type: ignore[attr-defined]
     callback: Callable[[int, int], None] = update
