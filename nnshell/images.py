@@ -127,6 +127,37 @@ class InputOptions:
         return cls(**data)
 
 
+def describe_inputs(opts: InputOptions) -> str:
+    """The options that differ from the defaults, with their flags (``-N 'x: x/128-1'``), or
+    ``none (raw pixel values)``: short enough for a warning line that names two of them."""
+    flags = {
+        "transpose": "-T",
+        "divisor": "-D",
+        "offset": "-O",
+        "norm_func": "-N",
+        "height": "-H",
+        "width": "-W",
+        "mode": "-M",
+        "raw_dtype": "-F",
+        "formatter": "formatter",
+    }
+    parts = []
+    for name, value in opts.to_dict().items():
+        if value is None or value is False or value == "":
+            continue
+        flag = flags.get(name, name)
+        parts.append(
+            flag
+            if value is True
+            else f"{flag} {value!r}"
+            if isinstance(value, str)
+            else f"{flag} {value:g}"
+            if isinstance(value, float)
+            else f"{flag} {value}"
+        )
+    return ", ".join(parts) if parts else "none (raw pixel values)"
+
+
 @dataclass
 class LoadReport:
     """What the loader did on its own initiative, so the caller can mention it once.

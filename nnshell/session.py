@@ -49,7 +49,12 @@ class Session:
         #: Calibration statistics of the current graph's tensors, and the files they came from.
         self.stats: dict[str, Any] | None = None
         self.stats_files: list[str] = []
+        #: The image input options the statistics were gathered with (InputOptions): a
+        #: quantized graph run on images prepared differently is silently wrong.
+        self.calib_inputs: Any = None
         self.qstate: Any = None
+        #: The quantization as last saved or restored (``unsaved_work`` compares with it).
+        self.saved_qstate: Any = None
         #: Decoded images kept between commands (aquant, validate, qerror, ... reuse folders).
         self.image_cache: Any = None
         #: Validated onnxruntime runners per (graph object, all-tensors?) — see exec.ort_backend.
@@ -66,6 +71,26 @@ class Session:
     def name(self) -> str | None:
         """The name of the open graph (used in the prompt)."""
         return self.graph.name if self.graph is not None else None
+
+    def status(self) -> str:
+        """A few words for the prompt: the graph, whether fused and how quantized
+        (``cifar_net fused SQ8*``; ``*`` marks a quantization not saved yet)."""
+        if self.graph is None:
+            return ""
+        words = [self.graph.name]
+        if self.scheme is not None:
+            words.append("fused")
+        if self.qstate is not None:
+            opts = self.qstate.options
+            label = f"POW2-{opts.bits}" if hasattr(opts, "bits") else self.qstate.scheme
+            words.append(label + ("*" if self.unsaved_work() else ""))
+        return " ".join(words)
+
+    def unsaved_work(self) -> str | None:
+        """Why closing the session now loses work (a quantization not saved), else None."""
+        if self.qstate is None or self.qstate is self.saved_qstate:
+            return None
+        return f"the {self.qstate.scheme} quantization of {self.name} is not saved (save_state)"
 
     def record(self, command: str) -> None:
         """Append a state-changing command to the history (saved with the state later)."""
@@ -120,6 +145,7 @@ class Session:
         """Forget statistics and quantization (they name tensors of the old graph)."""
         had = self.qstate is not None or self.stats is not None
         self.stats, self.stats_files, self.qstate = None, [], None
+        self.calib_inputs = None
         return had
 
     def layers(self, selector: str | None = None) -> tuple[list[LayerInfo], GraphTotals]:
@@ -447,7 +473,9 @@ class Session:
                 graph, itertools.chain([first], batches), len(paths), progress, fast
             )
             reused = False
+            calib_inputs = opts
         elif self.stats is not None:
+            calib_inputs = self.calib_inputs
             stats, seen, reused = self.stats, self.stats_files, True
         else:
             raise GraphStateError("aquant needs calibration images", "aquant sample_images/calib")
@@ -462,7 +490,28 @@ class Session:
         else:
             qstate = quantize_graph(graph, stats, qopts, fixed_qtypes(graph))
         self.stats, self.stats_files, self.qstate = stats, seen, qstate
+        self.calib_inputs = calib_inputs
         return AquantOutcome(qopts, len(seen), reused)
+
+    def input_drift(self, opts: Any) -> str | None:
+        """A warning when ``opts`` differ from the input options of the calibration, else None.
+
+        The quantized graph's input scale and every activation range were measured on images
+        prepared one way; fed images prepared another way (``set input_norm_func ""`` after
+        calibrating with ``x/128-1``) it computes garbage without any error: top-1 falls to
+        chance and nothing says why. Commands that run the quantized graph print this line.
+        """
+        from nnshell.images import describe_inputs
+
+        if self.qstate is None or self.calib_inputs is None or opts is None:
+            return None
+        if opts.to_dict() == self.calib_inputs.to_dict():
+            return None
+        return (
+            f"the quantization was calibrated with input options "
+            f"{describe_inputs(self.calib_inputs)} but this run uses {describe_inputs(opts)}: "
+            "quantized results will be wrong (give the same options, or aquant again)"
+        )
 
     def require_quantized(self) -> Any:
         """Return the QuantState or raise the error that says to run aquant."""
@@ -517,6 +566,8 @@ class Session:
         self.adjusted = saved.adjusted
         self.scheme = saved.scheme
         self.stats, self.stats_files, self.qstate = saved.stats, saved.stats_files, saved.qstate
+        self.calib_inputs = saved.calib_inputs
+        self.saved_qstate = saved.qstate
         self._runners = {}
         return saved.graph
 
@@ -543,7 +594,9 @@ class Session:
             path = self.default_state_path()
         elif os.path.isdir(path):
             path = os.path.join(path, f"{self.require_graph().name}.json")
-        return save_state(self, path)
+        written = save_state(self, path)
+        self.saved_qstate = self.qstate
+        return written
 
     def gen_autotiler(
         self,
@@ -723,6 +776,7 @@ class Session:
         )
         if self.stats is None and batches is not None:
             self.stats, self.stats_files = new_stats, seen
+            self.calib_inputs = opts
         return report
 
     # -- portable C generation (issue 7) ---------------------------------------------------
@@ -743,13 +797,27 @@ class Session:
 
         graph = self.require_graph()
         qstate = self.require_quantized()
-        out = out_dir if out_dir is not None else self.settings.get("model_directory") or "."
-        return generate_c(graph, qstate, out, self.c_name(name))
+        # five files (the model, its header, the harness, the kernels): a folder of their own
+        # rather than the current directory, unless model_directory / -M says otherwise
+        cname = self.c_name(name)
+        out = out_dir if out_dir is not None else self.settings.get("model_directory") or None
+        return generate_c(graph, qstate, out if out is not None else f"{cname}_c", cname)
 
-    def gen_verify(self, specs: list[str], opts: Any = None, out_dir: str | None = None) -> Any:
+    def gen_verify(
+        self,
+        specs: list[str],
+        opts: Any = None,
+        out_dir: str | None = None,
+        phase: Any = None,
+        sources_only: bool = False,
+    ) -> Any:
         """Build the generated C on the host, run it on images and compare every layer's bytes
         with the integer executor (``gen --verify``). Without ``out_dir`` the build happens in
-        a temporary folder removed afterwards."""
+        a temporary folder removed afterwards; with it, the whole build (binary,
+        ``inputs.bin``, the per-step dumps: megabytes) lands there, unless ``sources_only``
+        (the shell's ``gen -M DIR --verify``): then only the verified C sources are written
+        to ``out_dir`` and the build stays temporary. ``phase(text)`` hears of each step."""
+        import dataclasses
         import tempfile
 
         from nnshell.codegen.verify import verify
@@ -759,8 +827,8 @@ class Session:
         qstate = self.require_quantized()
         files = expand_files(specs)
         opts = opts if opts is not None else self.input_options()
-        if out_dir is not None:
-            return verify(graph, qstate, files, opts, out_dir, self.c_name())
+        if out_dir is not None and not sources_only:
+            return verify(graph, qstate, files, opts, out_dir, self.c_name(), phase=phase)
         try:
             tmp_dir = tempfile.TemporaryDirectory(prefix="nnshell_verify_")
         except OSError as exc:  # no space or no permission in the temporary folder
@@ -769,7 +837,10 @@ class Session:
                 "free some space, or gen --verify IMAGES -M <folder>",
             ) from None
         with tmp_dir as tmp:
-            return verify(graph, qstate, files, opts, tmp, self.c_name())
+            res = verify(graph, qstate, files, opts, tmp, self.c_name(), phase=phase)
+        if out_dir is not None:
+            res = dataclasses.replace(res, files=self.gen_c(out_dir))
+        return res
 
 
 @dataclass

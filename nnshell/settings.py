@@ -56,7 +56,12 @@ SETTINGS: dict[str, SettingDef] = {
             "C name of the generated graph (default: model name)",
             optional=True,
         ),
-        SettingDef("model_directory", str, ".", "where gen writes the model C file"),
+        SettingDef(
+            "model_directory",
+            str,
+            "",
+            "where gen writes (empty: a folder GRAPH_c for --target c, . for autotiler)",
+        ),
         SettingDef("tensor_directory", str, "tensors", "where gen writes the constant tensors"),
         SettingDef("model_file", str, None, "name of the generated model file", optional=True),
         SettingDef("batch_size", int, 64, "images per batch when walking a folder"),

@@ -117,6 +117,8 @@ class SavedState:
     schema_version: int = SCHEMA_VERSION
     source_sha256: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: The image input options of the calibration (InputOptions), None in older states.
+    calib_inputs: Any = None
 
 
 class _Malformed(Exception):
@@ -296,13 +298,18 @@ def _qstate_doc(enc: _Encoder, qs: Any) -> dict[str, Any]:
     }
 
 
-def _stats_doc(enc: _Encoder, stats: dict[str, Any], files: list[str]) -> dict[str, Any]:
+def _stats_doc(
+    enc: _Encoder, stats: dict[str, Any], files: list[str], inputs: Any = None
+) -> dict[str, Any]:
     tensors = {}
     for name, st in stats.items():
         d = {k: _float(v) if isinstance(v, float) else v for k, v in st.to_dict().items()}
         d["hist"] = {"__nd__": enc.array(st.hist)}
         tensors[name] = d
-    return {"files": list(files), "tensors": tensors}
+    doc: dict[str, Any] = {"files": list(files), "tensors": tensors}
+    if inputs is not None:  # how the images were prepared: a later run must match
+        doc["input_options"] = inputs.to_dict()
+    return doc
 
 
 def state_document(src: Any, npz_name: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -348,7 +355,9 @@ def state_document(src: Any, npz_name: str) -> tuple[dict[str, Any], dict[str, n
         },
         "quantization": _qstate_doc(enc, src.qstate) if src.qstate is not None else None,
         "calibration": (
-            _stats_doc(enc, src.stats, src.stats_files) if src.stats is not None else None
+            _stats_doc(enc, src.stats, src.stats_files, getattr(src, "calib_inputs", None))
+            if src.stats is not None
+            else None
         ),
     }
     doc["arrays"]["count"] = len(enc.arrays)
@@ -758,6 +767,23 @@ class _Decoder:
             nodes[k] = NodeQuant(in_q, self.qtype(v.get("out_q"), f"{nw}.out_q"), consts, info)
         return QuantState(scheme, opts, tensors, nodes, ranges)
 
+    def input_options(self, d: Any) -> Any:
+        """The calibration's input options (absent in older states: None)."""
+        from nnshell.errors import NnshellError
+        from nnshell.images import InputOptions
+
+        if d is None:
+            return None
+        w = "calibration.input_options"
+        if not isinstance(d, dict) or not all(
+            v is None or isinstance(v, str | int | float | bool) for v in d.values()
+        ):
+            raise _Malformed(f"{w} is not a mapping of plain values")
+        try:
+            return InputOptions.from_dict(d)
+        except (NnshellError, TypeError) as exc:
+            raise _Malformed(f"{w}: {exc}") from None
+
     def stats(self, d: Any) -> tuple[dict[str, Any], list[str]]:
         from nnshell.quant.stats import HIST_BINS, TensorStats
 
@@ -1022,9 +1048,10 @@ def _decode(doc: dict[str, Any], arrays: dict[str, np.ndarray], json_path: Path)
     qstate = None
     if doc.get("quantization") is not None:
         qstate = dec.qstate(doc["quantization"], graph)
-    stats, files = None, []
+    stats, files, calib_inputs = None, [], None
     if doc.get("calibration") is not None:
         stats, files = dec.stats(doc["calibration"])
+        calib_inputs = dec.input_options(doc["calibration"].get("input_options"))
     src = doc.get("source_model") or {}
     return SavedState(
         path=str(json_path),
@@ -1038,6 +1065,7 @@ def _decode(doc: dict[str, Any], arrays: dict[str, np.ndarray], json_path: Path)
         stats=stats,
         stats_files=files,
         qstate=qstate,
+        calib_inputs=calib_inputs,
         tool_version=str(doc.get("tool_version", "?")),
         schema_version=int(doc["schema_version"]),
         source_sha256=src.get("sha256") if isinstance(src, dict) else None,

@@ -1,6 +1,7 @@
 """``qexplain``: the integer formula of one layer, with its actual numbers (SQ8.md §3-§6).
 
-For a conv / linear layer (alone or heading a fusion), numbered ``i`` among the weighted layers:
+For a conv / linear layer (alone or heading a fusion) at step ``i`` (symbols use the step
+number, like show and qshow; ``layer_index`` is its rank among the weighted layers):
 
 ``Oiq = clip8(rnorm((Biq + Σ_k Wiq·Iq) · Mi, Ni))``, per output channel ``c``, where
 
@@ -128,7 +129,10 @@ def explain_weighted(graph: Graph, qstate: Any, step: int) -> QExplain:
     node = graph.nodes[step]
     nq = qstate.nodes[node.name]
     c = nq.consts
-    i = _weighted_index(graph, qstate, step)
+    # symbols carry the step number (O2q is step 2's output), as show / qshow count steps;
+    # the rank among the weighted layers is reported separately ("layer_index")
+    wi = _weighted_index(graph, qstate, step)
+    i = step
     in_t = next(t for t in node.inputs if t and not graph.tensors[t].is_const)
     qi, qo = qstate.tensors[in_t], qstate.tensors[node.outputs[0]]
     si, zi, so, zo = float(qi.scale), qi.zero_point, float(qo.scale), qo.zero_point
@@ -180,7 +184,7 @@ def explain_weighted(graph: Graph, qstate: Any, step: int) -> QExplain:
         "name": node.name,
         "op": op,
         "head": head,
-        "layer_index": i,
+        "layer_index": wi,
         "formula": formula,
         "K": k,
         "acc_bits": nq.info.get("acc_bits"),
@@ -194,7 +198,10 @@ def explain_weighted(graph: Graph, qstate: Any, step: int) -> QExplain:
         "chain": chain,
     }
     L: list[str] = []
-    L.append(f"step {step} {node.name} ({op}): weighted layer {i}, K = {k} terms per output")
+    L.append(
+        f"step {step} {node.name} ({op}): weighted layer {wi} of the graph (symbols indexed "
+        f"by step: O{i}q is this step's output), K = {k} terms per output"
+    )
     L.append("integer formula, per output channel c:")
     L.append(f"  {formula}")
     L.append(
@@ -258,9 +265,9 @@ def explain_weighted(graph: Graph, qstate: Any, step: int) -> QExplain:
         where = "graph input" if e["step"] is None else f"step {e['step']} {e['name']}"
         L.append(f"  {where}: '{e['tensor']}' s = {_g(e['scale'])}")
     if prod is None:
-        L.append(f"  layer {i} reads the graph input: sI is the input quantization scale")
+        L.append(f"  step {i} reads the graph input: sI is the input quantization scale")
     else:
-        L.append(f"  sI of layer {i} = sO of {prod[1]} = {_g(si)}")
+        L.append(f"  sI of step {i} = sO of {prod[1]} = {_g(si)}")
     L.append(
         "general form for conv_i fed by conv_(i−1): "
         "O_iq = clip8(rnorm((B_iq + Σ W_iq·O_(i−1)q) · M_i, N_i)), "

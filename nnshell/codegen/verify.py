@@ -14,7 +14,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,7 +75,9 @@ class VerifyResult:
         """``bit-exact on N images, L layers`` or the first difference."""
         if self.mismatch is not None:
             return f"NOT bit-exact: {self.mismatch.describe()}"
-        return f"bit-exact on {self.images} images, {self.layers} layers"
+        images = f"{self.images} image" + ("s" if self.images != 1 else "")
+        layers = f"{self.layers} layer" + ("s" if self.layers != 1 else "")
+        return f"bit-exact on {images}, {layers}"
 
 
 def find_compiler() -> str:
@@ -156,6 +158,7 @@ def verify_arrays(
     build_dir: str | Path,
     name: str | None = None,
     cflags: Sequence[str] = (),
+    phase: Callable[[str], None] | None = None,
 ) -> VerifyResult:
     """Generate, compile and run the C on a batch (float, or int8 codes of the input qtype;
     a formatted input: raw ``(N, H, W, C)`` pixels 0..255)."""
@@ -165,7 +168,7 @@ def verify_arrays(
         raise CodegenError("gen --verify needs at least one image")
     build = Path(build_dir)
     model = render_c(graph, qstate, name)
-    return _verify_model(graph, qstate, model, xs, build, cflags)
+    return _verify_model(graph, qstate, model, xs, build, cflags, phase)
 
 
 def _check_data_size(model: CModel, n_images: int) -> None:
@@ -176,13 +179,21 @@ def _check_data_size(model: CModel, n_images: int) -> None:
 
 
 def _verify_model(
-    graph: Graph, qstate: Any, model: CModel, xs: np.ndarray, build: Path, cflags: Sequence[str]
+    graph: Graph,
+    qstate: Any,
+    model: CModel,
+    xs: np.ndarray,
+    build: Path,
+    cflags: Sequence[str],
+    phase: Callable[[str], None] | None = None,
 ) -> VerifyResult:
     """Write, build and run ``model`` on ``xs``; compare every step with the executor."""
     from nnshell.exec.int_exec import quantize_inputs, run_int
 
     _check_data_size(model, len(xs))
     files = write_model(model, build)
+    say = phase or (lambda text: None)  # compiling and running take seconds: say which
+    say("compiling")
     exe = compile_model(model, build, cflags)
     inp = graph.inputs[0]
     inputs = build / "inputs.bin"
@@ -200,7 +211,9 @@ def _verify_model(
         raise CodegenError(
             f"gen --verify cannot write {os_error_text(exc, inputs)}", "free some space"
         ) from None
+    say(f"running on {len(q)} image(s)")
     c_us = _run_harness(exe, inputs, build / "steps")
+    say("comparing every layer")
     keep = [s.output for s in model.steps]
     t0 = time.perf_counter()
     values = run_int(graph, qstate, {inp: feed}, keep=keep)
@@ -261,8 +274,10 @@ def verify(
     opts: Any,
     build_dir: str | Path,
     name: str | None = None,
+    phase: Callable[[str], None] | None = None,
 ) -> VerifyResult:
-    """Load ``images`` with ``opts`` and :func:`verify_arrays` them."""
+    """Load ``images`` with ``opts`` and :func:`verify_arrays` them (``phase(text)`` hears
+    of each step: loading, compiling, running, comparing)."""
     from nnshell.images import iter_batches
 
     if len(graph.inputs) != 1:
@@ -273,10 +288,12 @@ def verify(
     # is loaded at its size or any byte is written
     model = render_c(graph, qstate, name)
     _check_data_size(model, len(images))
+    if phase is not None:
+        phase(f"loading {len(images)} image(s)")
     expected = graph.tensors[graph.inputs[0]].dims
     if getattr(opts, "formatter", None) is not None:  # the C reads the raw pixels
         shape = tuple(int(d) for d in expected)
         xs = np.stack([_load_raw(str(p), opts, shape) for p in images])
     else:
         xs = np.concatenate([b for _, b in iter_batches(images, opts, expected, 256)])
-    return _verify_model(graph, qstate, model, xs, Path(build_dir), ())
+    return _verify_model(graph, qstate, model, xs, Path(build_dir), (), phase)

@@ -67,6 +67,12 @@ def _read_model(path: str) -> tuple[Any, str]:
         serializer = serialization.registry.get(fmt or "protobuf")
         model = serializer.deserialize_proto(data, onnx.ModelProto())
     except Exception as exc:  # noqa: BLE001 - protobuf raises many types for a corrupt file
+        other = sniff_model_format(data, path)
+        if other is not None:  # "DecodeError" says nothing to someone who opened a .tflite
+            raise ModelFileError(
+                f"'{path}' is a {other} file, not an ONNX model",
+                "convert it to ONNX (e.g. tf2onnx, torch.onnx.export) and open the .onnx",
+            ) from None
         raise ModelFileError(
             f"'{path}' is not a readable ONNX model ({type(exc).__name__})",
             "open a .onnx file exported by a framework",
@@ -76,6 +82,22 @@ def _read_model(path: str) -> tuple[Any, str]:
     _check_names(model, path)
     _load_external_data(model, path)
     return model, hashlib.sha256(data).hexdigest()
+
+
+def sniff_model_format(data: bytes, path: str) -> str | None:
+    """The name of a non-ONNX model format recognised by its magic bytes or extension."""
+    ext = os.path.splitext(path)[1].lower()
+    if data[4:8] == b"TFL3" or ext == ".tflite":
+        return "TensorFlow Lite (flatbuffer)"
+    if data[:8] == b"\x89HDF\r\n\x1a\n" or ext in (".h5", ".hdf5", ".keras"):
+        return "Keras/HDF5"
+    if data[:2] == b"PK" and ext in (".pt", ".pth", ".zip", ".keras"):
+        return "PyTorch (zip archive)"
+    if ext in (".pb", ".pbtxt"):
+        return "TensorFlow graph (protobuf)"
+    if ext in (".caffemodel", ".prototxt"):
+        return "Caffe"
+    return None
 
 
 def _all_tensors(model: Any) -> Iterator[Any]:

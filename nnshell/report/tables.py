@@ -25,11 +25,27 @@ def human_bytes(n: int) -> str:
     return f"{n / (1024 * 1024):.2f} MiB"
 
 
-def layer_table(rows: Sequence[LayerInfo], totals: GraphTotals, title: str) -> Table:
-    """Render the ``show`` layer table with its totals row."""
+def layer_table(
+    rows: Sequence[LayerInfo], totals: GraphTotals, title: str, partial: bool = False
+) -> Table:
+    """Render the ``show`` layer table with its totals row.
+
+    ``partial`` (a selector picked some layers): the footer sums the rows shown, so ``show 2``
+    never prints the whole graph's totals under one layer; the activation peak is a property
+    of the whole graph and is left out.
+    """
+    if partial:
+        from nnshell.summary import GraphTotals as _Totals
+
+        totals = _Totals(
+            params=sum(r.params for r in rows),
+            param_bytes=sum(r.param_bytes for r in rows),
+            macs=sum(r.macs for r in rows),
+            peak_act_bytes=0,
+        )
     table = Table(title=title, show_footer=True, header_style="bold", footer_style="bold")
     table.add_column("Step", justify="right", footer="")
-    table.add_column("Name", footer="Total")
+    table.add_column("Name", footer=f"Total of these {len(rows)}" if partial else "Total")
     table.add_column("Op")
     table.add_column("In dims")
     table.add_column("Out dims")
@@ -37,7 +53,9 @@ def layer_table(rows: Sequence[LayerInfo], totals: GraphTotals, title: str) -> T
     table.add_column("Params", justify="right", footer=f"{totals.params:,}")
     table.add_column("Param bytes", justify="right", footer=human_bytes(totals.param_bytes))
     table.add_column(
-        "Act bytes", justify="right", footer=f"peak {human_bytes(totals.peak_act_bytes)}"
+        "Act bytes",
+        justify="right",
+        footer="" if partial else f"peak {human_bytes(totals.peak_act_bytes)}",
     )
     table.add_column("MACs", justify="right", footer=f"{totals.macs:,}")
     for r in rows:
@@ -86,7 +104,7 @@ def layers_json(rows: Sequence[LayerInfo], totals: GraphTotals) -> dict[str, Any
 def settings_table(values: dict[str, Any], helps: dict[str, str]) -> Table:
     """Render ``set`` with no arguments: every setting, its value and what it does."""
     table = Table(title="Settings", header_style="bold")
-    table.add_column("Name")
+    table.add_column("Name", no_wrap=True)  # the name one types: never wrapped
     table.add_column("Value")
     table.add_column("Meaning")
     for name in sorted(values):

@@ -48,6 +48,16 @@ SHELL_COMMANDS = ("shell", "alias", "macro")
 REMOVED_COMMANDS = frozenset(
     {"run_script", "_relative_run_script", "run_pyscript", "edit", "py", "ipy"}
 )
+#: cmd2 settings that mean nothing in nnshell (no editor is ever started, scripts are not
+#: cmd2 scripts, tracebacks are nnshell's own, completion menus are small): not listed by ``set``.
+CMD2_SETTABLES_REMOVED = (
+    "editor",
+    "scripts_add_to_history",
+    "max_completion_table_items",
+    "max_column_completion_results",
+    "traceback_show_locals",
+    "traceback_width",
+)
 #: Refused in scripts and ``-c`` only: ``history`` can re-run, write out or edit commands and
 #: has no use in a replay.
 SCRIPT_REFUSED = frozenset({"history"})
@@ -107,6 +117,9 @@ class NnShell(cmd2.Cmd):
         self.allow_redirection = False
         for name in SHELL_COMMANDS:
             self.disable_command(name, str(self._refusal(f"'{name}'")))
+        for name in CMD2_SETTABLES_REMOVED:
+            if name in self.settables:
+                self.remove_settable(name)
         if not scripted:
             self.add_settable(
                 cmd2.Settable(
@@ -129,8 +142,8 @@ class NnShell(cmd2.Cmd):
     # -- prompt and hooks ------------------------------------------------------------------
     def update_prompt(self) -> None:
         """Show the open model's name in the prompt."""
-        name = self.session.name
-        self.prompt = f"nnshell ({name}) > " if name else "nnshell > "
+        status = self.session.status()
+        self.prompt = f"nnshell ({status}) > " if status else "nnshell > "
 
     # -- shell escapes ---------------------------------------------------------------------
     @property
@@ -216,9 +229,15 @@ class NnShell(cmd2.Cmd):
     # -- output helpers --------------------------------------------------------------------
     def print_table(self, renderable: Any) -> None:
         """Print a rich renderable; off a terminal, at its natural width (never squashed)."""
-        isatty = getattr(self.stdout, "isatty", lambda: False)
-        if isatty():
-            self.poutput(renderable, soft_wrap=False)
+        width = self.terminal_width()
+        if width is not None:
+            from rich.table import Table
+
+            from nnshell.report.fit import fit_table
+
+            parts = fit_table(renderable, width) if isinstance(renderable, Table) else [renderable]
+            for part in parts:
+                self.poutput(part, soft_wrap=False)
             return
         import io
 
@@ -229,17 +248,53 @@ class NnShell(cmd2.Cmd):
         Console(file=buf, width=width, color_system=None, force_terminal=False).print(renderable)
         self.poutput(buf.getvalue().rstrip("\n"))
 
+    def terminal_width(self) -> int | None:
+        """Columns of the terminal ``stdout`` is, or None off a terminal (files, pipes, tests)."""
+        import os
+
+        isatty = getattr(self.stdout, "isatty", lambda: False)
+        if not isatty():
+            return None
+        try:
+            return max(20, os.get_terminal_size(self.stdout.fileno()).columns)
+        except (OSError, ValueError, AttributeError):
+            return 80
+
+    def poutput(self, *objects: Any, **kwargs: Any) -> None:
+        """On a terminal, wrap text lines at word boundaries (the terminal would cut a number
+        in two at its last column); JSON and other output stay unwrapped."""
+        if (
+            len(objects) == 1
+            and isinstance(objects[0], str)
+            and not objects[0].lstrip().startswith(("{", "["))
+            and "soft_wrap" not in kwargs
+            and self.terminal_width() is not None
+        ):
+            kwargs["soft_wrap"] = False
+        super().poutput(*objects, **kwargs)
+
+    def warn_input_drift(self, opts: Any) -> None:
+        """One warning line (stderr) when a command runs the quantized graph on images
+        prepared with other input options than the calibration's (see Session.input_drift)."""
+        text = self.session.input_drift(opts)
+        if text:
+            self.pinfo(f"warning: {text}")
+
     def pinfo(self, text: str) -> None:
         """Status lines go to stderr so ``nnshell M -c "show --json"`` prints pure JSON."""
         import sys
 
-        self.print_to(sys.stderr, text)
+        wrap = getattr(sys.stderr, "isatty", lambda: False)()
+        self.print_to(sys.stderr, text, soft_wrap=not wrap)
 
     # -- the error contract ----------------------------------------------------------------
     def pexcept(self, exception: BaseException, **kwargs: Any) -> None:
         """Print one ``error:`` line (plus a traceback when debugging) and remember it."""
         if isinstance(exception, NnshellError):
             msg = str(exception)
+        elif isinstance(exception, IndexError) and self.current_line.split()[:1] == ["history"]:
+            # cmd2's own history -r/-o with a number past the end
+            msg = "history: no such entry (history lists the numbers)"
         else:
             cmd = self.current_line.strip() or "?"
             msg = (
@@ -255,6 +310,10 @@ class NnShell(cmd2.Cmd):
     def perror(self, *objects: Any, **kwargs: Any) -> None:
         """Route cmd2's own error messages (e.g. bad syntax) through the contract too."""
         text = " ".join(str(o) for o in objects)
+        if text.startswith("Elapsed: "):  # ``set timing true``: a measurement, not an error
+            kwargs.setdefault("style", None)
+            super().perror(f"timing: {text[9:]}", **kwargs)
+            return
         if "error:" not in text and not self.debug:
             self.last_error = text
             text = f"{self.error_prefix}error: {text}"
@@ -292,11 +351,51 @@ class NnShell(cmd2.Cmd):
         hint = f"did you mean {', '.join(close)}?" if close else "type help for the commands"
         raise UsageError(f"unknown command '{statement.command}'", hint)
 
+    # -- leaving and replacing the session -------------------------------------------------
+    def confirm_discard(self, what: str) -> bool:
+        """Ask before ``what`` (quit, open) drops a quantization not saved; True = go on.
+
+        Only a person at a terminal is asked: a script or piped input has no one to answer
+        and decided its own order of commands.
+        """
+        reason = self.session.unsaved_work()
+        isatty = getattr(self.stdin, "isatty", lambda: False)
+        if reason is None or self.scripted or not isatty():
+            return True
+        try:
+            answer = self.read_input(f"{reason}: {what} anyway? [y/N] ")
+        except EOFError:
+            answer = ""
+        if answer.strip().lower() in ("y", "yes"):
+            return True
+        self.pinfo(f"{what} cancelled: save_state keeps the session ({what} -f skips the question)")
+        return False
+
+    quit_parser = NnArgumentParser(
+        description="Leave nnshell. A quantization not saved with save_state is lost: at a "
+        "terminal you are asked first."
+    )
+    quit_parser.add_argument("-f", "--force", action="store_true", help="quit without asking")
+
+    @cmd2.with_argparser(quit_parser)
+    def do_quit(self, args: Any) -> bool | None:
+        """Leave nnshell (asks first if a quantization is not saved)."""
+        if not args.force and not self.confirm_discard("quit"):
+            return None
+        self.last_result = True
+        return True
+
     # -- set ---------------------------------------------------------------------------------
+    def _setting_names(self) -> cmd2.Choices:
+        """Tab completion for ``set``: nnshell's settings and the shell's own."""
+        return cmd2.Choices.from_values(sorted({*settings_mod.SETTINGS, *self.settables}))
+
     set_parser = NnArgumentParser(
         description="Show or change a setting (NNTool's names); no argument lists them all."
     )
-    set_parser.add_argument("name", nargs="?", help="setting name")
+    set_parser.add_argument(
+        "name", nargs="?", choices_provider=_setting_names, help="setting name (Tab completes)"
+    )
     set_parser.add_argument("value", nargs="*", help="new value (several words are joined)")
 
     @cmd2.with_argparser(set_parser)

@@ -13,7 +13,8 @@ unquoted ``|`` or ``>`` with a message (see ``NnShell``) rather than handing it 
 
 from __future__ import annotations
 
-from typing import NoReturn
+import argparse
+from typing import Any, NoReturn
 
 import cmd2
 from cmd2.parsing import Statement, StatementParser
@@ -30,6 +31,37 @@ class NnArgumentParser(cmd2.Cmd2ArgumentParser):
         if fn is not None:
             self.epilog = fn()
         return super().format_help()
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        """Refuse an option given twice: argparse keeps the last one silently, so
+        ``gen -M out --verify img.png -M RGB`` would write into ``./RGB``."""
+        self._refuse_repeats(list(args) if args is not None else [])
+        return super().parse_known_args(args, namespace)
+
+    def _refuse_repeats(self, args: list[str]) -> None:
+        seen: dict[int, str] = {}
+        for tok in args:
+            if tok == "--":
+                break
+            if not tok.startswith("-") or tok == "-" or tok[1:2].isdigit():
+                continue
+            name = tok.split("=", 1)[0]
+            action = self._option_string_actions.get(name)
+            if action is None and name.startswith("--"):  # an abbreviation of a long option
+                hits = {a for opt, a in self._option_string_actions.items() if opt.startswith(name)}
+                action = next(iter(hits)) if len(hits) == 1 else None
+            if action is None or isinstance(
+                action, argparse._AppendAction | argparse._CountAction | argparse._HelpAction
+            ):
+                continue
+            if id(action) in seen:
+                cmd = self.prog.split()[-1] if self.prog else "command"
+                both = "/".join(action.option_strings)
+                raise UsageError(
+                    f"{cmd}: {both} given twice ({seen[id(action)]} and {tok}): which one?",
+                    f"give {both} once (help {cmd})",
+                )
+            seen[id(action)] = tok
 
     def error(self, message: str) -> NoReturn:
         """Raise instead of printing usage and exiting."""

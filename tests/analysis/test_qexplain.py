@@ -36,7 +36,7 @@ def test_qexplain_conv1_numbers_match_qshow(shell) -> None:  # noqa: ANN001
     assert ok, err
     ex = json.loads(out)["layers"][0]
     assert ex["step"] == 0 and ex["layer_index"] == 1
-    assert ex["formula"] == "O1q = clip8(rnorm((B1q + Σ W1q·Iq) · M1, N1))"
+    assert ex["formula"] == "O0q = clip8(rnorm((B0q + Σ W0q·Iq) · M0, N0))"
     assert ex["input"]["scale"] == s_in and ex["input"]["zero_point"] == z_in
     assert ex["output"]["scale"] == s_out and ex["output"]["zero_point"] == z_out
     assert ex["input"]["producer"] == "graph input"
@@ -59,12 +59,12 @@ def test_qexplain_conv1_numbers_match_qshow(shell) -> None:  # noqa: ANN001
     # the text shows the same numbers
     ok, text, err = shell.run("qexplain 0")
     assert ok, err
-    assert "O1q = clip8(rnorm((B1q + Σ W1q·Iq) · M1, N1))" in text
-    assert f"sI = {s_in:.6g}, zI = {z_in}" in text and f"sO1 = {s_out:.6g}, zO1 = {z_out}" in text
+    assert "O0q = clip8(rnorm((B0q + Σ W0q·Iq) · M0, N0))" in text
+    assert f"sI = {s_in:.6g}, zI = {z_in}" in text and f"sO0 = {s_out:.6g}, zO0 = {z_out}" in text
     c0 = chans[0]
     assert f"≈ {mm[0]}·2^-{nn[0]} = {mm[0] * 2.0 ** -nn[0]:.6g}" in text
     assert f"(rel. error {c0['rel_err']:.2e})" in text
-    assert f"B1q[0] = {c0['bias_total']}" in text
+    assert f"B0q[0] = {c0['bias_total']}" in text
     for c in chans:
         assert f"{c['M']}  {c['N']}" in text
 
@@ -84,7 +84,7 @@ def test_qexplain_chain_names_the_producer(shell) -> None:  # noqa: ANN001
         "_conv2_Conv_fusion",
     ]
     ok, text, _ = shell.run("qexplain 1")
-    assert "sI of layer 2 = sO of _conv1_Conv_fusion" in text
+    assert "sI of step 1 = sO of _conv1_Conv_fusion" in text
     assert "M_i·2^-N_i ≈ sO_(i−1)·sW_i[c]/sO_i" in text
     ok, _, err = shell.run("qexplain _nope")
     assert not ok and err.count("error:") == 1

@@ -100,7 +100,7 @@ def test_qshow_json_has_stable_keys(shell) -> None:  # noqa: ANN001
     ok, out, err = shell.run("qshow --json")
     assert ok, err
     doc = json.loads(out)
-    assert set(doc) == {"scheme", "options", "layers"}
+    assert set(doc) == {"scheme", "options", "input_options", "layers"}
     assert doc["scheme"] == "SQ8"
     assert [r["name"] for r in doc["layers"]] == FUSED
     assert [r["step"] for r in doc["layers"]] == list(range(len(FUSED)))

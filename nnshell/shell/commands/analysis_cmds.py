@@ -17,6 +17,7 @@ from nnshell.errors import UsageError
 from nnshell.shell.commands.base import NnCommandSet
 from nnshell.shell.commands.common import add_input_options, input_overrides
 from nnshell.shell.parser import NnArgumentParser
+from nnshell.shell.pictures import png_hbars, png_histograms
 
 if TYPE_CHECKING:
     import numpy as np
@@ -46,6 +47,14 @@ def spark(counts: list[int], log: bool = True) -> str:
     return "".join(BLOCKS[int(round(v / top * 8))] if v > 0 else " " for v in vals)
 
 
+def _styled(text: str, style: str) -> Any:
+    """A table cell with a style as a rich Text: markup in a plain string would be printed
+    literally by a console that does not render markup (cmd2's terminal writer)."""
+    from rich.text import Text
+
+    return Text(text, style=style)
+
+
 def _dumps(doc: Any) -> str:
     def default(o: Any) -> Any:
         try:
@@ -54,61 +63,6 @@ def _dumps(doc: Any) -> str:
             return str(o)
 
     return json.dumps(doc, indent=1, default=default)
-
-
-# -- PNG pictures (pillow) --------------------------------------------------------------------
-def png_hbars(path: str, title: str, labels: list[str], values: list[float], unit: str) -> None:
-    """Horizontal bars with labels and values, written with pillow."""
-    from PIL import Image, ImageDraw
-
-    row, left, right, top = 22, 230, 90, 40
-    width = 760
-    height = top + row * max(1, len(labels)) + 30
-    img = Image.new("RGB", (width, height), "white")
-    d = ImageDraw.Draw(img)
-    d.text((10, 10), title, fill="black")
-    vmax = max([v for v in values if math.isfinite(v)] + [1e-9])
-    span = width - left - right
-    d.line([(left, top - 4), (left, height - 26)], fill="black")
-    for i, (lab, v) in enumerate(zip(labels, values, strict=True)):
-        y = top + i * row
-        d.text((10, y + 4), lab[:34], fill="black")
-        w = int(span * max(0.0, min(v, vmax)) / vmax) if math.isfinite(v) else 0
-        d.rectangle([left, y + 3, left + max(w, 1), y + row - 4], fill=(70, 120, 200))
-        d.text((left + w + 6, y + 4), f"{v:.1f} {unit}", fill="black")
-    d.text((left, height - 20), f"0 .. {vmax:.1f} {unit}", fill="gray")
-    img.save(path)
-
-
-def png_histograms(path: str, title: str, panels: list[dict[str, Any]]) -> None:
-    """One panel per layer: log-count bars of |x| and a red line at the chosen clip."""
-    from PIL import Image, ImageDraw
-
-    pw, ph, pad = 640, 120, 36
-    width, height = pw + 2 * pad, 30 + len(panels) * (ph + pad)
-    img = Image.new("RGB", (width, max(height, 80)), "white")
-    d = ImageDraw.Draw(img)
-    d.text((10, 8), title, fill="black")
-    for k, p in enumerate(panels):
-        x0, y0 = pad, 30 + k * (ph + pad) + 16
-        counts = p["counts"]
-        edges = p["edges"]
-        d.text((x0, y0 - 14), p["title"], fill="black")
-        d.rectangle([x0, y0, x0 + pw, y0 + ph], outline="black")
-        top = max((math.log1p(c) for c in counts), default=1.0) or 1.0
-        bw = pw / max(1, len(counts))
-        for i, c in enumerate(counts):
-            h = int(ph * math.log1p(c) / top)
-            beyond = edges[i] >= p["clip"]
-            color = (210, 70, 60) if beyond else (70, 120, 200)
-            d.rectangle([x0 + i * bw, y0 + ph - h, x0 + (i + 1) * bw - 1, y0 + ph], fill=color)
-        xmax = edges[-1] if edges[-1] > 0 else 1.0
-        cx = x0 + pw * min(p["clip"], xmax) / xmax
-        d.line([(cx, y0), (cx, y0 + ph)], fill=(200, 0, 0), width=2)
-        d.text((x0, y0 + ph + 2), "0", fill="gray")
-        d.text((x0 + pw - 60, y0 + ph + 2), f"{xmax:.3g}", fill="gray")
-        d.text((min(cx + 4, x0 + pw - 90), y0 + 2), f"clip {p['clip']:.3g}", fill=(200, 0, 0))
-    img.save(path)
 
 
 # -- renderers shared with other command sets ---------------------------------------------------
@@ -126,12 +80,12 @@ def print_compare(app: NnShell, rep: Any, as_json: bool = False) -> None:
     for i, name in enumerate(rep.layers):
         vals = [rep.qsnr[m][i] for m in rep.modes]
         best = max(vals)
-        table.add_row(name, *[f"[bold]{v:.2f}[/bold]" if v == best else f"{v:.2f}" for v in vals])
+        table.add_row(name, *[_styled(f"{v:.2f}", "bold" if v == best else "") for v in vals])
     if rep.quant_acc:
         accs = [rep.quant_acc[m] for m in rep.modes]
         table.add_row(
             f"top-1 ({rep.validate_images} img)",
-            *[f"[bold]{a:.2%}[/bold]" if a == max(accs) else f"{a:.2%}" for a in accs],
+            *[_styled(f"{a:.2%}", "bold" if a == max(accs) else "") for a in accs],
             end_section=True,
         )
     app.print_table(table)
@@ -172,6 +126,7 @@ class AnalysisCommands(NnCommandSet):
 
         session = self.app.session
         opts = session.input_options(**input_overrides(args))
+        self.app.warn_input_drift(opts)
         with image_progress("measuring") as progress:
             rep = session.qerror(args.files, opts, args.single, progress)
         if args.png:
@@ -204,7 +159,7 @@ class AnalysisCommands(NnCommandSet):
                 f"{r.harm_db:+.2f}",
                 f"{r.cosine:.5f}",
                 f"{r.max_abs:.4g}",
-                f"[bold red]{sat}[/bold red]" if r.saturated_pct >= 1.0 else sat,
+                _styled(sat, "bold red" if r.saturated_pct >= 1.0 else ""),
                 f"{r.worst_file} ({r.worst_qsnr:.1f})",
             )
         self.app.print_table(table)
@@ -329,10 +284,7 @@ class AnalysisCommands(NnCommandSet):
                 f"{r.max:.4g}",
                 f"{r.mean:.4g}",
                 f"{r.std:.4g}",
-                *[
-                    f"[bold]{rng(r.ranges[m])}[/bold]" if m == rep.mode else rng(r.ranges[m])
-                    for m in modes
-                ],
+                *[_styled(rng(r.ranges[m]), "bold" if m == rep.mode else "") for m in modes],
                 f"{r.outliers} ({r.outlier_pct:.3f}%)",
                 f"min {_short(r.argmin_file)}\nmax {_short(r.argmax_file)}",
             )
@@ -386,7 +338,7 @@ class AnalysisCommands(NnCommandSet):
             for p, d in zip(pct, dev, strict=True):
                 block = BLOCKS[max(1, min(8, int(round(min(p, 100.0) / 12.5))))]
                 style = "green" if d <= conv.tolerance else "yellow"
-                cells.append(f"[{style}]{block} {p:.0f}%[/{style}]")
+                cells.append(_styled(f"{block} {p:.0f}%", style))
             table.add_row(names.get(t, t), *cells, str(conv.stable_from(t)))
         if conv.classes_seen:
             table.add_row("classes seen", *map(str, conv.classes_seen), "", end_section=True)

@@ -14,7 +14,7 @@ from typing import Any
 
 import cmd2
 
-from nnshell.errors import CodegenError
+from nnshell.errors import CodegenError, UsageError
 from nnshell.shell.commands.base import NnCommandSet
 from nnshell.shell.commands.common import add_input_options, input_overrides
 from nnshell.shell.parser import NnArgumentParser
@@ -48,7 +48,7 @@ class GenCommands(NnCommandSet):
         "--model_directory",
         metavar="DIR",
         completer=cmd2.Cmd.path_complete,
-        help="output folder (default: set model_directory)",
+        help="output folder (default: set model_directory; unset: GRAPH_c for --target c)",
     )
     gen_parser.add_argument(
         "-m", "--model_file", metavar="FILE", help="model file (c: its stem names the C files)"
@@ -74,6 +74,18 @@ class GenCommands(NnCommandSet):
     def do_gen(self, args: Any) -> None:
         """Generate the C implementation (or the AutoTiler model) of the quantized graph."""
         session = self.app.session
+        if args.model_directory in ("L", "RGB") and not Path(args.model_directory).is_dir():
+            # -M is gen's model folder (NNTool); elsewhere it is the image mode: a user who
+            # meant the image mode would get a folder named RGB
+            raise UsageError(
+                f"gen: -M {args.model_directory} names the output folder, not the image mode",
+                f"gen --image_mode {args.model_directory}; an existing folder of that name works",
+            )
+        if args.header_file is not None and args.header_file.isdigit():
+            raise UsageError(  # -H is the image height in the image commands
+                f"gen: -H {args.header_file} names the header file, not the image height",
+                f"gen --height {args.header_file}",
+            )
         if args.target == "autotiler":
             if importlib.util.find_spec("nnshell.codegen.autotiler") is None:
                 raise CodegenError("gen --target autotiler is not available in this build")
@@ -84,13 +96,27 @@ class GenCommands(NnCommandSet):
                 args.header_file,
                 args.output_tensors,
             )
-            self.app.poutput(f"gen: wrote {len(paths)} file(s)")
+            self.app.poutput(f"gen: wrote {len(paths)} file(s): {', '.join(str(p) for p in paths)}")
             return
         if args.verify is not None:
             if not args.verify:
                 raise CodegenError("gen --verify needs images", "gen --verify sample_images/test")
+            from nnshell.shell.progress import image_progress
+
             opts = session.input_options(**input_overrides(args))
-            res = session.gen_verify(args.verify, opts, args.model_directory)
+            self.app.warn_input_drift(opts)
+            with image_progress("gen --verify", after="") as progress:
+                res = session.gen_verify(
+                    args.verify,
+                    opts,
+                    args.model_directory,
+                    phase=progress.phase,  # type: ignore[attr-defined]
+                    sources_only=True,
+                )
+            if args.model_directory is not None:
+                self.app.poutput(
+                    f"gen: wrote {', '.join(p.name for p in res.files)} to {args.model_directory}"
+                )
             self.app.poutput("\n".join(_verify_lines(res)))
             if not res.ok:
                 raise CodegenError(f"the generated C differs: {res.summary()}")

@@ -59,6 +59,9 @@ class ModelCommands(NnCommandSet):
         help="TFLite: keep the file's int8 / int16x8 / uint8 quantization (as NNTool's -q)",
     )
     open_parser.add_argument(
+        "-f", "--force", action="store_true", help="replace an unsaved quantization without asking"
+    )
+    open_parser.add_argument(
         "--input_shapes",
         nargs="+",
         metavar="NAME=[d,..]",
@@ -68,9 +71,10 @@ class ModelCommands(NnCommandSet):
     @cmd2.with_argparser(open_parser)
     def do_open(self, args: Any) -> None:
         """Import an ONNX or TFLite model; unsupported ops are all listed, the session unchanged."""
-        graph = self.app.session.open(
-            args.file, parse_input_shapes(args.input_shapes), args.load_quantization
-        )
+        shapes = parse_input_shapes(args.input_shapes)
+        if not args.force and not self.app.confirm_discard("open"):
+            return
+        graph = self.app.session.open(args.file, shapes, args.load_quantization)
         ins = ", ".join(f"{i} {graph.tensors[i].dims}" for i in graph.inputs)
         self.app.pinfo(
             f"opened {args.file}: graph '{graph.name}', {len(graph.nodes)} nodes, input {ins}"
@@ -102,4 +106,5 @@ class ModelCommands(NnCommandSet):
         title = (
             f"{self.app.session.name}: {len(rows)} of {len(self.app.session.graph.nodes)} layers"
         )
-        self.app.print_table(layer_table(rows, totals, title))
+        partial = len(rows) < len(self.app.session.graph.nodes)
+        self.app.print_table(layer_table(rows, totals, title, partial))

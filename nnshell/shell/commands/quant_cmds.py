@@ -12,6 +12,19 @@ from nnshell.shell.commands.common import add_input_options, input_overrides
 from nnshell.shell.parser import NnArgumentParser
 
 
+def calibration_line(session: Any) -> str:
+    """What the calibration saw: the images and the input options they were prepared with
+    (a later run with other options gets a warning; see Session.input_drift)."""
+    from nnshell.images import describe_inputs
+
+    if session.calib_inputs is None:
+        return "calibration input options: not recorded (a state saved by an older version)"
+    return (
+        f"calibrated on {len(session.stats_files)} image(s) with input options "
+        f"{describe_inputs(session.calib_inputs)}"
+    )
+
+
 class QuantCommands(NnCommandSet):
     """aquant, qshow, validate, footprint."""
 
@@ -43,13 +56,31 @@ class QuantCommands(NnCommandSet):
     aquant_parser.add_argument(
         "--mode", default="minmax", help="range: minmax (default), percentile:P, mse, kl"
     )
-    aquant_parser.add_argument(
-        "--symmetric", action="store_true", help="every zero point 0 (the classic symmetric scheme)"
+    sym = aquant_parser.add_mutually_exclusive_group()
+    sym.add_argument(
+        "--symmetric",
+        action="store_true",
+        default=None,
+        help="every zero point 0 (the classic symmetric scheme); kept by later aquant runs",
     )
-    aquant_parser.add_argument(
+    sym.add_argument(
+        "--asymmetric",
+        dest="symmetric",
+        action="store_false",
+        help="zero points from the ranges (the default)",
+    )
+    per = aquant_parser.add_mutually_exclusive_group()
+    per.add_argument(
         "--per_tensor",
         action="store_true",
-        help="one weight scale per layer instead of per channel",
+        default=None,
+        help="one weight scale per layer instead of per channel; kept by later aquant runs",
+    )
+    per.add_argument(
+        "--per_channel",
+        dest="per_tensor",
+        action="store_false",
+        help="one weight scale per output channel (the default)",
     )
     aquant_parser.add_argument(
         "--compare",
@@ -65,10 +96,26 @@ class QuantCommands(NnCommandSet):
 
     @cmd2.with_argparser(aquant_parser)
     def do_aquant(self, args: Any) -> None:
-        """Calibrate and quantize the fused graph with the SQ8 scheme."""
+        """Calibrate and quantize the fused graph (SQ8, or POW2 with -s POW2).
+
+        --symmetric / --per_tensor not given: the current quantization's choice is kept (a
+        restored state too), so ``aquant --mode kl`` after ``aquant --per_tensor`` changes
+        only the range method.
+        """
         from nnshell.shell.progress import image_progress
 
         session = self.app.session
+        kept = []
+        cur = getattr(session.qstate, "options", None)
+        for flag, on, off in (
+            ("symmetric", "--symmetric", "--asymmetric"),
+            ("per_tensor", "--per_tensor", "--per_channel"),
+        ):
+            if getattr(args, flag) is None:
+                value = bool(getattr(cur, flag, False)) and args.scheme == "SQ8"
+                setattr(args, flag, value)
+                if value:
+                    kept.append(f"{on} (kept from the current quantization; {off} undoes it)")
         opts = session.input_options(**input_overrides(args))
         if args.compare:
             from nnshell.shell.commands.analysis_cmds import print_compare
@@ -103,10 +150,26 @@ class QuantCommands(NnCommandSet):
             else f"calibrated on {out.images} image(s)"
         )
         self.app.poutput(f"aquant: {out.options.describe()}; {how}. Use qshow to see the result.")
+        for note in kept:
+            self.app.poutput(f"note: {note}")
         for warning in getattr(session.qstate, "warnings", []):
             self.app.poutput(f"warning: {warning}")
 
-    qshow_parser = NnArgumentParser(description="Show the quantization of each layer.")
+    qshow_parser = NnArgumentParser(
+        description="Show the quantization of each layer.",
+        epilog="How to read it (SQ8): a tensor is int8 with real value = S·(q − Z). "
+        "S: the scale (real units per code); Z: the zero point (the code of real 0); "
+        "[lo, hi]: the calibrated range. Weights: int8, one scale per output channel "
+        "(S min..max) or per layer; Bias: int32 at the accumulator scale S_in·S_w. Mult/shift: "
+        "the output is rescaled by the integer multiplier M and a right shift >>N, i.e. "
+        "x·M·2^-N ≈ x·S_in·S_w/S_out; 'M a..b >>c..d (16 ch)' gives the spread over the "
+        "channels, '8b>>N M=m' a single value. Acc: bits the int32 accumulator really needs "
+        "for these weights and inputs. Forced by: another layer that imposed this output's "
+        "quantization (an add needs equal input scales, a padded conv a zero point that codes "
+        "0 exactly, the graph output is symmetric). POW2: Qm.n formats (n fractional bits) "
+        "and the shift of the accumulator. The line under the table names the calibration's "
+        "images and input options.",
+    )
     qshow_parser.add_argument(
         "selector",
         nargs="?",
@@ -128,12 +191,16 @@ class QuantCommands(NnCommandSet):
             doc = {
                 "scheme": qstate.scheme,
                 "options": qstate.options.describe(),
+                "input_options": (
+                    session.calib_inputs.to_dict() if session.calib_inputs is not None else None
+                ),
                 "layers": qshow_rows(session.graph, qstate, steps),
             }
             self.app.poutput(json.dumps(doc, indent=1, default=float))
             return
         title = f"{session.name}: {qstate.options.describe()}"
         self.app.print_table(qshow_table(session.graph, qstate, steps, title))
+        self.app.poutput(calibration_line(session))
 
     validate_parser = NnArgumentParser(
         description="Top-1 accuracy on a labelled folder (label = last _ field of the file "
@@ -160,6 +227,8 @@ class QuantCommands(NnCommandSet):
 
         session = self.app.session
         opts = session.input_options(**input_overrides(args))
+        if not args.float_only:
+            self.app.warn_input_drift(opts)
         with image_progress("validating") as progress:
             res = session.validate(args.files, opts, not args.float_only, args.labels, progress)
         if args.json:

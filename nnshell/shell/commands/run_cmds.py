@@ -45,6 +45,8 @@ class RunCommands(NnCommandSet):
 
         session = self.app.session
         opts = session.input_options(**input_overrides(args))
+        if args.quantized or args.dequantize:
+            self.app.warn_input_drift(opts)
         arrays = session.dump(
             args.file, opts, args.quantized, args.dequantize, args.step, args.store
         )

@@ -46,3 +46,8 @@ class StateCommands(NnCommandSet):
             f"saved state to {json_path} ({_size(os.path.getsize(json_path))}) and "
             f"{npz_path} ({_size(os.path.getsize(npz_path))})"
         )
+        session = self.app.session
+        if session.qstate is not None:
+            from nnshell.shell.commands.quant_cmds import calibration_line
+
+            self.app.poutput(f"  {session.qstate.options.describe()}; {calibration_line(session)}")
