@@ -228,7 +228,9 @@ def validate(name: str, value: Any, source: str = "set") -> Any:
             "put the folder in model_directory",
         )
     if name in _DIRECTORIES and isinstance(value, str):
-        if not value or any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        # empty model_directory is its default: gen picks GRAPH_c/ (C) or . (AutoTiler)
+        empty_ok = name == "model_directory" and SETTINGS[name].default == ""
+        if (not value and not empty_ok) or any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
             raise bad("is not a folder name (empty, or control characters)")
         if source != "set" and _escapes(value):
             raise bad(

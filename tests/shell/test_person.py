@@ -172,11 +172,17 @@ def test_history_past_the_end_is_one_line(shell) -> None:  # noqa: ANN001
 
 
 def test_non_onnx_model_format_is_named(shell, tmp_path: Path) -> None:  # noqa: ANN001
-    fake = tmp_path / "model.tflite"
+    # a TFLite file named .onnx: the ONNX importer names the format it found
+    fake = tmp_path / "model.onnx"
     fake.write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(64))
     ok, out, err = shell.run(f"open {fake}")
     assert not ok
     assert "is a TensorFlow Lite (flatbuffer) file, not an ONNX model" in err, err
+    # a corrupt .tflite goes to the TFLite importer, which says so in one line
+    bad = tmp_path / "model.tflite"
+    bad.write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(64))
+    ok, out, err = shell.run(f"open {bad}")
+    assert not ok and "not a readable TFLite model" in err and len(err.strip().splitlines()) == 1
 
 
 def test_help_explains_qshow_and_aquant(shell) -> None:  # noqa: ANN001
