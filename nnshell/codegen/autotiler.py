@@ -66,8 +66,9 @@ from L3 through L2.
   Out_Q`` under the activation's clamp — NodeQuant's ``acc + (b << bias_shift)`` and
   ``shift_round(., out_shift)``. Plain ``KOP_CONV`` would not compute that: it copies the bias
   into the output unshifted (as if ``Bias_Q == Out_Q``) and rounds the running sum to Out_Q after
-  every tile of input channels. A depthwise conv is ``KOP_CONV_DW``: per channel, bias shifted by
-  ``In_Q + Filter_Q - Bias_Q``, one normalisation — the same integers;
+  every tile of input channels. A depthwise conv is ``KOP_CONV_DWDP``, as NNTool writes it: per
+  channel, a 32-bit accumulator, bias shifted by ``In_Q + Filter_Q - Bias_Q``, one normalisation
+  — the same integers;
 * linear: ``CNN_LinearReLU(Name, Ctrl, In_DataSize, Filter_DataSize, Bias_DataSize,
   Out_DataSize, In_Q, Filter_Q, Bias_Q, Out_Q, In_InL3, Filter_InL3, Bias_InL3, Out_InL3, InDim,
   OutDim, KOP_LINEAR, ReLUOper)``, normalised like a conv. For both, NodeQuant's shifts must be the
@@ -891,8 +892,8 @@ class _Planner:
         consts, qs = self._pow2_weighted(node, step, nq)
         sizes = [_size(nq.in_q[0]), consts[0].bits // 8, consts[1].bits // 8, _size(nq.out_q)]
         args = list(lay.args)
-        if not lay.dw:
-            args[4] = "KOP_CONV_DP"  # one 32-bit accumulator, bias at In_Q + Filter_Q
+        # one 32-bit accumulator, bias at In_Q + Filter_Q (NNTool's choice for both)
+        args[4] = "KOP_CONV_DWDP" if lay.dw else "KOP_CONV_DP"
         generator = "CNN_ConvolutionPoolReLU"
         lead = [*(str(v) for v in sizes), *qs, "1", "1", "1", "1"]
         if lay.group > 1 and not lay.dw:

@@ -385,11 +385,11 @@ def test_mobile_net_tiny_pow2_16(tmp_path: Path) -> None:
             "KOP_MATADD_DYNADJUST"
         ]
         assert k.ins == ins and k.binding == ("in", "in", "out") and k.consts == []
-    # the depthwise ReLU6 conv: KOP_CONV_DW, KOP_RELUN, the bound 6 << Out_Q derived by the SDK
+    # the depthwise ReLU6 conv: KOP_CONV_DWDP (NNTool's), KOP_RELUN, the bound 6 << Out_Q
     dw = next(n for n in g.nodes if n.op == "Fused" and n.attrs.parts[0].attrs.group > 1)
     k = planner.conv_pow2(dw, steps[dw.name])
     nq = qs.nodes[dw.name]
-    assert k.generator == "CNN_ConvolutionPoolReLU" and k.args[16] == "KOP_CONV_DW"
+    assert k.generator == "CNN_ConvolutionPoolReLU" and k.args[16] == "KOP_CONV_DWDP"
     assert k.args[4:8] == _weighted_qs(qs, dw) and k.args[8:12] == ONES
     assert k.args[-1] == "KOP_RELUN" and k.cname.endswith("x1x3x3_Relu6")
     assert k.binding == ("in", "w", "b", "out")
@@ -494,7 +494,7 @@ def test_depthwise_matadd_pools_softmax(tmp_path: Path, bits: int) -> None:
 
     conv = _calls(text, "CNN_ConvolutionPoolReLU")
     assert conv[1][0] == '"S6_Conv2d_8x1x3x3_Relu6"'
-    assert conv[1][14:19] == ["8", "8", "8", "8", "KOP_CONV_DW"]
+    assert conv[1][14:19] == ["8", "8", "8", "8", "KOP_CONV_DWDP"]
     assert conv[0][18] == "KOP_CONV_DP" and conv[0][-1] == conv[1][-1] == "KOP_RELUN"
     for call in conv:
         name = call[0].strip('"')
