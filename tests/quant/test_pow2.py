@@ -292,9 +292,7 @@ def test_pow2_16_qsnr_accuracy_and_codes(session: Session, test_set: np.ndarray)
     nq1 = qs.nodes[g.nodes[0].name]
     assert q_of(qs.tensors[g.inputs[0]]) == 14 - nq1.info["input_lowered_bits"] == 12
     assert nq1.info["q_w"] == 13 and nq1.info["lost_bits"] == 4
-    assert all(
-        int(n.consts["in_shift"]) == 0 for n in qs.nodes.values() if "in_shift" in n.consts
-    )
+    assert all(int(n.consts["in_shift"]) == 0 for n in qs.nodes.values() if "in_shift" in n.consts)
     assert any(g.nodes[0].name in w and "precision reduced" in w for w in qs.warnings)
     assert any(
         "input Q14->Q12; input 'input' quantized at Q12 by its producer" in w for w in qs.warnings
