@@ -147,11 +147,39 @@ def run_nnshell(
     try:
         s.gen_autotiler(str(out / "nn"), "model.c", "tensors", "model.h", True)
     except Exception as e:  # noqa: BLE001 - reported, and the Q formats still compared
-        (out / "nn" / "tensors").mkdir(parents=True, exist_ok=True)
-        (out / "nn" / "model.c").write_text("")
-        (out / "nn" / "model.h").write_text("")
-        return out / "nn", qs, f"{type(e).__name__}: {e}"
+        refused = f"{type(e).__name__}: {e}"
+        real, s.qstate = s.qstate, _gap_keeps_input_q(s)
+        try:
+            s.gen_autotiler(str(out / "nn"), "model.c", "tensors", "model.h", True)
+            refused += (
+                " -- the files below come from a copy in which each global average pool keeps "
+                "its input's Q, as NNTool's kernel does (the other layers are unchanged)"
+            )
+        except Exception:  # noqa: BLE001
+            (out / "nn" / "tensors").mkdir(parents=True, exist_ok=True)
+            (out / "nn" / "model.c").write_text("")
+            (out / "nn" / "model.h").write_text("")
+        s.qstate = real
+        return out / "nn", qs, refused
     return out / "nn", qs, ""
+
+
+def _gap_keeps_input_q(s: object) -> object:
+    """A copy of the session's POW2 quantization in which every global average pool writes its
+    input's Q (``out_shift`` 7: the 7 guard bits of the mean only), what ``CNN_GlobalPool``
+    computes. nnshell's own quantization moves the mean to its output's Q, which that kernel
+    cannot: gen refuses it, and this copy lets the other layers' files be compared."""
+    import copy
+
+    import numpy as np
+
+    qstate = copy.deepcopy(s.qstate)  # type: ignore[attr-defined]
+    for node in s.graph.nodes:  # type: ignore[attr-defined]
+        nq = qstate.nodes.get(node.name)
+        if node.op == "GlobalAveragePool" and nq is not None and nq.in_q[0] != nq.out_q:
+            nq.out_q = nq.in_q[0]
+            nq.consts["out_shift"] = np.array(7, np.int64)
+    return qstate
 
 
 def int32_globals(text: str) -> set[str]:
