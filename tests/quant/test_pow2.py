@@ -349,7 +349,7 @@ def test_qshow_footprint_and_aquant_commands(shell) -> None:  # noqa: ANN001
     ok, out, _ = shell.run("qshow")
     assert ok and "Q3.12" in out and "Q15" in out  # the input, lowered from Q1.14 (step 4)
     ok, out, _ = shell.run("qexplain 0")
-    assert ok and "POW2 16-bit" in out and "acc = Σ w·x + (b << 11)" in out and "warning" in out
+    assert ok and "POW2 16-bit" in out and "acc = Σ w·x + (b << 10)" in out and "warning" in out
     ok, out, _ = shell.run(f"qerror {TEST_DIR}")
     assert ok and "_fc3_Gemm" in out
     ok, out, _ = shell.run("footprint")
