@@ -109,8 +109,9 @@ only (no ``Mul_scale``/``Mul_shift``/``Infos``): ``.tensor`` files in their cont
 <bits>, <q>)`` carrying their real Q (``q_w``, ``q_b``); activations are ``signed short`` (16-bit)
 or ``signed char`` (8-bit). Each ``AddNode`` is preceded by the Qm.n of its input(s), weights, bias
 and output. What the kernels cannot compute raises one :class:`AutoTilerError` naming the node
-(``gen --target c`` handles all of it): an input pre-shift (``in_shift != 0``, from the
-accumulator precision-reduction rule); a negative ``out_shift``/``bias_shift`` (the kernels'
+(``gen --target c`` handles all of it): an input pre-shift (``in_shift != 0``, left by the
+accumulator precision-reduction rule only when the input's Q is one an op imposes: softmax,
+sigmoid, tanh outputs; any other producer writes the lower Q itself); a negative ``out_shift``/``bias_shift`` (the kernels'
 ``In_Q + Filter_Q - Out_Q`` is an unsigned right-shift count: an Out_Q finer than the accumulator
 is no left shift there); NodeQuant shifts other than the ones the kernels derive; a pool, global
 pool or data-moving node that moves Q; an Add whose Qs are outside the dynamic-adjust range, or
