@@ -110,15 +110,15 @@ only (no ``Mul_scale``/``Mul_shift``/``Infos``): ``.tensor`` files in their cont
 or ``signed char`` (8-bit). Each ``AddNode`` is preceded by the Qm.n of its input(s), weights, bias
 and output. What the kernels cannot compute raises one :class:`AutoTilerError` naming the node
 (``gen --target c`` handles all of it): an input pre-shift (``in_shift != 0``, left by the
-accumulator precision-reduction rule only when the input's Q is one an op imposes: softmax,
-sigmoid, tanh outputs; any other producer writes the lower Q itself); a negative ``out_shift``/``bias_shift`` (the kernels'
-``In_Q + Filter_Q - Out_Q`` is an unsigned right-shift count: an Out_Q finer than the accumulator
-is no left shift there); NodeQuant shifts other than the ones the kernels derive; a pool, global
-pool or data-moving node that moves Q; an Add whose Qs are outside the dynamic-adjust range, or
-that broadcasts; an activation after an Add or a global pool; an activation after an average pool
-fused in a conv (the double-precision reduction applies it before the pool); ReLU6 with a pool in
-a depthwise conv or a pool layer (their pool kernels take ``KOP_RELU`` only); a Clip other than
-ReLU6 or the container's saturation; a LeakyReLU or any other activation. The header gains
+accumulator precision-reduction rule only when the input's Q is one an op imposes: softmax, sigmoid,
+tanh outputs; any other producer writes the lower Q itself); a negative ``out_shift``/``bias_shift``
+(the kernels' ``In_Q + Filter_Q - Out_Q`` is an unsigned right-shift count: an Out_Q finer than the
+accumulator is no left shift there); NodeQuant shifts other than the ones the kernels derive; a
+pool, global pool or data-moving node that moves Q; an Add whose Qs are outside the dynamic-adjust
+range, or that broadcasts; an activation after an Add or a global pool; an activation after an
+average pool fused in a conv (the double-precision reduction applies it before the pool); ReLU6 with
+a pool in a depthwise conv or a pool layer (their pool kernels take ``KOP_RELU`` only); a Clip other
+than ReLU6 or the container's saturation; a LeakyReLU or any other activation. The header gains
 ``<G>_<name>_Q`` (``real = code·2^-Q``) per output; ``OUT_SCALE`` is then exactly ``2^-Q``.
 
 Paths: a relative ``tensor_dir`` is relative to ``model_dir`` (written there, and written as given
