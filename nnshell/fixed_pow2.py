@@ -144,8 +144,12 @@ def exp_neg_q15(d: np.ndarray, q: int) -> np.ndarray:
 class Pow2Context(QuantContext):
     """A :class:`QuantContext` plus what POW2 needs: the container width and observed ranges.
 
-    ``out_range`` is the observed range of the node's output (the accumulator budget of a conv /
-    linear layer is taken from it); ``ranges`` holds every activation tensor's range.
+    ``out_range`` is the range a conv / linear layer's accumulator budget is sized from: the
+    observed range of the node's output joined with its accumulator's, when calibration recorded
+    it (:func:`nnshell.quant.stats.acc_key`); ``ranges`` holds every activation tensor's range.
+    ``w_cut``, when set, is the number of weight bits the budget took the first time the layer
+    was quantized, before the input's share was moved onto the producer's output Q: the layer is
+    then quantized again with that share fixed (NNTool does not quantize the layer again).
     """
 
     bits: int = 16
@@ -153,6 +157,7 @@ class Pow2Context(QuantContext):
     ranges: dict[str, tuple[float, float]] | None = None
     #: The graph node named in messages (a fusion's name while its head part is quantized).
     layer: str = ""
+    w_cut: int | None = None
 
 
 def q_in(ctx: QuantContext, idx: int = 0) -> int:

@@ -63,6 +63,33 @@ def parse_calls(text: str) -> list[Call]:
     return calls
 
 
+#: Where a POW2 generator takes its Q formats (indices into Call.args): in, weights, bias, out
+#: for conv / linear; in(s) and out for the others.
+POW2_Q_ARGS = {
+    "CNN_ConvolutionPoolReLU": slice(5, 9),
+    "CNN_GroupedConvolutionPoolReLU": slice(7, 11),
+    "CNN_LinearReLU": slice(5, 9),
+    "CNN_PoolReLU": slice(3, 5),
+    "CNN_GlobalPool": slice(3, 5),
+    "CNN_MatAddDynAdjust": slice(4, 7),
+}
+
+
+def call_qs(call: Call) -> list[int] | None:
+    """The Q formats a POW2 generator call sets, or None for a generator without them."""
+    sl = POW2_Q_ARGS.get(call.generator)
+    return [int(a) for a in call.args[sl]] if sl is not None else None
+
+
+def node_qs(nq: object) -> list[int]:
+    """nnshell's Q formats of a layer in the generator's order (in..., weights, bias, out)."""
+    info = nq.info  # type: ignore[attr-defined]
+    qs = [int(q) for q in info.get("q_in", []) if q is not None]
+    if "q_w" in info:
+        qs += [int(info["q_w"]), int(info["q_b"])]
+    return [*qs, int(info["q_out"])]
+
+
 def parse_header(text: str) -> dict[str, tuple[float, int]]:
     """``{layer name: (OUT_SCALE, OUT_ZERO_POINT)}`` of a ``*_OUT_SCALE`` header."""
     scales = dict(re.findall(r"#define \w*?_(S\d+_\w+|Input_\d+)_OUT_SCALE\s+(\S+)", text))
@@ -99,8 +126,11 @@ def run_nntool(model: Path, images: list[str], norm: str, scheme: str, out: Path
     return out / "nt"
 
 
-def run_nnshell(model: Path, images: list[str], norm: str, scheme: str, out: Path) -> Path:
-    """The same flow through nnshell's Session; return its model directory."""
+def run_nnshell(
+    model: Path, images: list[str], norm: str, scheme: str, out: Path
+) -> tuple[Path, dict[str, list[int]], str]:
+    """The same flow through nnshell's Session; return its model directory, every layer's Q
+    formats (POW2) and, when gen refused the model, its message (the folder is then empty)."""
     sys.path.insert(0, str(ROOT))
     from nnshell.session import Session
 
@@ -111,8 +141,45 @@ def run_nnshell(model: Path, images: list[str], norm: str, scheme: str, out: Pat
     s.adjust()
     s.fusions("scale8" if scheme == "SQ8" else "pow2")
     s.aquant(images, scheme=scheme, bits=16)
-    s.gen_autotiler(str(out / "nn"), "model.c", "tensors", "model.h", True)
-    return out / "nn"
+    qs = {}
+    if scheme == "POW2":
+        qs = {name: node_qs(nq) for name, nq in s.qstate.nodes.items()}
+    try:
+        s.gen_autotiler(str(out / "nn"), "model.c", "tensors", "model.h", True)
+    except Exception as e:  # noqa: BLE001 - reported, and the Q formats still compared
+        refused = f"{type(e).__name__}: {e}"
+        real, s.qstate = s.qstate, _gap_keeps_input_q(s)
+        try:
+            s.gen_autotiler(str(out / "nn"), "model.c", "tensors", "model.h", True)
+            refused += (
+                " -- the files below come from a copy in which each global average pool keeps "
+                "its input's Q, as NNTool's kernel does (the other layers are unchanged)"
+            )
+        except Exception:  # noqa: BLE001
+            (out / "nn" / "tensors").mkdir(parents=True, exist_ok=True)
+            (out / "nn" / "model.c").write_text("")
+            (out / "nn" / "model.h").write_text("")
+        s.qstate = real
+        return out / "nn", qs, refused
+    return out / "nn", qs, ""
+
+
+def _gap_keeps_input_q(s: object) -> object:
+    """A copy of the session's POW2 quantization in which every global average pool writes its
+    input's Q (``out_shift`` 7: the 7 guard bits of the mean only), what ``CNN_GlobalPool``
+    computes. nnshell's own quantization moves the mean to its output's Q, which that kernel
+    cannot: gen refuses it, and this copy lets the other layers' files be compared."""
+    import copy
+
+    import numpy as np
+
+    qstate = copy.deepcopy(s.qstate)  # type: ignore[attr-defined]
+    for node in s.graph.nodes:  # type: ignore[attr-defined]
+        nq = qstate.nodes.get(node.name)
+        if node.op == "GlobalAveragePool" and nq is not None and nq.in_q[0] != nq.out_q:
+            nq.out_q = nq.in_q[0]
+            nq.consts["out_shift"] = np.array(7, np.int64)
+    return qstate
 
 
 def int32_globals(text: str) -> set[str]:
@@ -138,16 +205,36 @@ def compare_tensor(a: Path, b: Path, bias: bool) -> str:
     return f"DIFFERS ({n} of {len(x)} bytes; first at {i}: {x[i]:02x} vs {y[i]:02x})"
 
 
-def report(nt: Path, nn: Path) -> tuple[list[str], bool]:
-    """The printed lines and whether everything matched."""
+def report(
+    nt: Path, nn: Path, qs: dict[str, list[int]] | None = None, refused: str = ""
+) -> tuple[list[str], bool]:
+    """The printed lines and whether everything matched. With ``qs`` (POW2: nnshell's Q formats
+    per layer), each layer's Q formats are compared with the ones NNTool's call sets."""
     lines: list[str] = []
+    if refused:
+        lines.append(f"nnshell's gen refused the model: {refused}")
+    q_ok = q_total = 0
+    if qs:
+        lines.append("Q formats (in..., weights, bias, out) NNTool / nnshell:")
+        for c in parse_calls((nt / "model.c").read_text()):
+            theirs, mine = call_qs(c), qs.get(c.node)
+            if theirs is None:
+                continue
+            q_total += 1
+            q_ok += theirs == mine
+            verdict = "same" if theirs == mine else "DIFFER"
+            lines.append(f"  {c.name} ({c.node}): {theirs} / {mine} [{verdict}]")
+        lines.append(f"Q formats agree on {q_ok}/{q_total} layers")
     nt_text = (nt / "model.c").read_text()
     nt_calls = parse_calls(nt_text)
     biases = int32_globals(nt_text)
     nn_calls = {c.node: c for c in parse_calls((nn / "model.c").read_text())}  # by graph node
     nt_h = parse_header((nt / "model.h").read_text())
     nn_h = parse_header((nn / "model.h").read_text())
-    lines.append("Layers (NNTool's order): node | generator | KOPs NNTool / nnshell | out scale, Z")
+    lines.append(
+        "Layers (NNTool's order): node | generator | KOPs NNTool / nnshell"
+        + ("" if qs else " | out scale, Z")
+    )
     kop_ok = 0
     for c in nt_calls:
         mine = nn_calls.get(c.node)
@@ -160,11 +247,12 @@ def report(nt: Path, nn: Path) -> tuple[list[str], bool]:
         s1, z1 = nt_h.get(c.name, (float("nan"), 0))
         s2, z2 = nn_h.get(mine.name, (float("nan"), 0))
         q = "same" if abs(s1 - s2) <= 1e-6 * abs(s1) and z1 == z2 else "DIFFER"
+        scale = "" if qs else f" | S={s1:.6g} Z={z1} / S={s2:.6g} Z={z2} [{q}]"  # SQ8 only
         lines.append(
             f"  {c.name} ({c.node}): {c.generator} {' '.join(c.kops)} / "
             + ("" if mine.name == c.name else f"{mine.name} ")
-            + f"{' '.join(mine.kops)} [{'match' if same else 'MISMATCH'}, {args}] | "
-            f"S={s1:.6g} Z={z1} / S={s2:.6g} Z={z2} [{q}]"
+            + f"{' '.join(mine.kops)} [{'match' if same else 'MISMATCH'}, {args}]"
+            + scale
         )
     extra = sorted(set(nn_calls) - {c.node for c in nt_calls})
     for node in extra:
@@ -176,7 +264,7 @@ def report(nt: Path, nn: Path) -> tuple[list[str], bool]:
         counts["equal" if verdict == "equal" else "bias" if "±1" in verdict else "other"] += 1
         lines.append(f"  {f.name}: {verdict}")
     total = sum(counts.values())
-    ok = counts["other"] == 0 and kop_ok == len(nt_calls) and not extra
+    ok = counts["other"] == 0 and kop_ok == len(nt_calls) and not extra and q_ok == q_total
     lines.append(
         f"Summary: {counts['equal']}/{total} tensor files byte-identical, {counts['bias']} "
         f"bias(es) within ±1, {counts['other']} different or missing; KOP operators match on "
@@ -204,8 +292,8 @@ def main(argv: list[str] | None = None) -> int:
         out = args.keep or Path(tmp)
         out.mkdir(parents=True, exist_ok=True)
         nt = run_nntool(args.model.resolve(), images, args.norm, args.scheme, out, args.nntool)
-        nn = run_nnshell(args.model.resolve(), images, args.norm, args.scheme, out)
-        lines, ok = report(nt, nn)
+        nn, qs, refused = run_nnshell(args.model.resolve(), images, args.norm, args.scheme, out)
+        lines, ok = report(nt, nn, qs, refused)
     print(f"nntool_parity: {args.model.name}, {len(images)} image(s), {args.norm!r}, {args.scheme}")
     print("\n".join(lines))
     return 0 if ok else 1

@@ -66,8 +66,9 @@ from L3 through L2.
   Out_Q`` under the activation's clamp — NodeQuant's ``acc + (b << bias_shift)`` and
   ``shift_round(., out_shift)``. Plain ``KOP_CONV`` would not compute that: it copies the bias
   into the output unshifted (as if ``Bias_Q == Out_Q``) and rounds the running sum to Out_Q after
-  every tile of input channels. A depthwise conv is ``KOP_CONV_DW``: per channel, bias shifted by
-  ``In_Q + Filter_Q - Bias_Q``, one normalisation — the same integers;
+  every tile of input channels. A depthwise conv is ``KOP_CONV_DWDP``, as NNTool writes it: per
+  channel, a 32-bit accumulator, bias shifted by ``In_Q + Filter_Q - Bias_Q``, one normalisation
+  — the same integers;
 * linear: ``CNN_LinearReLU(Name, Ctrl, In_DataSize, Filter_DataSize, Bias_DataSize,
   Out_DataSize, In_Q, Filter_Q, Bias_Q, Out_Q, In_InL3, Filter_InL3, Bias_InL3, Out_InL3, InDim,
   OutDim, KOP_LINEAR, ReLUOper)``, normalised like a conv. For both, NodeQuant's shifts must be the
@@ -108,15 +109,16 @@ only (no ``Mul_scale``/``Mul_shift``/``Infos``): ``.tensor`` files in their cont
 <bits>, <q>)`` carrying their real Q (``q_w``, ``q_b``); activations are ``signed short`` (16-bit)
 or ``signed char`` (8-bit). Each ``AddNode`` is preceded by the Qm.n of its input(s), weights, bias
 and output. What the kernels cannot compute raises one :class:`AutoTilerError` naming the node
-(``gen --target c`` handles all of it): an input pre-shift (``in_shift != 0``, from the
-accumulator precision-reduction rule); a negative ``out_shift``/``bias_shift`` (the kernels'
-``In_Q + Filter_Q - Out_Q`` is an unsigned right-shift count: an Out_Q finer than the accumulator
-is no left shift there); NodeQuant shifts other than the ones the kernels derive; a pool, global
-pool or data-moving node that moves Q; an Add whose Qs are outside the dynamic-adjust range, or
-that broadcasts; an activation after an Add or a global pool; an activation after an average pool
-fused in a conv (the double-precision reduction applies it before the pool); ReLU6 with a pool in
-a depthwise conv or a pool layer (their pool kernels take ``KOP_RELU`` only); a Clip other than
-ReLU6 or the container's saturation; a LeakyReLU or any other activation. The header gains
+(``gen --target c`` handles all of it): an input pre-shift (``in_shift != 0``, left by the
+accumulator precision-reduction rule only when the input's Q is one an op imposes: softmax, sigmoid,
+tanh outputs; any other producer writes the lower Q itself); a negative ``out_shift``/``bias_shift``
+(the kernels' ``In_Q + Filter_Q - Out_Q`` is an unsigned right-shift count: an Out_Q finer than the
+accumulator is no left shift there); NodeQuant shifts other than the ones the kernels derive; a
+pool, global pool or data-moving node that moves Q; an Add whose Qs are outside the dynamic-adjust
+range, or that broadcasts; an activation after an Add or a global pool; an activation after an
+average pool fused in a conv (the double-precision reduction applies it before the pool); ReLU6 with
+a pool in a depthwise conv or a pool layer (their pool kernels take ``KOP_RELU`` only); a Clip other
+than ReLU6 or the container's saturation; a LeakyReLU or any other activation. The header gains
 ``<G>_<name>_Q`` (``real = code·2^-Q``) per output; ``OUT_SCALE`` is then exactly ``2^-Q``.
 
 Paths: a relative ``tensor_dir`` is relative to ``model_dir`` (written there, and written as given
@@ -893,8 +895,8 @@ class _Planner:
         consts, qs = self._pow2_weighted(node, step, nq)
         sizes = [_size(nq.in_q[0]), consts[0].bits // 8, consts[1].bits // 8, _size(nq.out_q)]
         args = list(lay.args)
-        if not lay.dw:
-            args[4] = "KOP_CONV_DP"  # one 32-bit accumulator, bias at In_Q + Filter_Q
+        # one 32-bit accumulator, bias at In_Q + Filter_Q (NNTool's choice for both)
+        args[4] = "KOP_CONV_DWDP" if lay.dw else "KOP_CONV_DP"
         generator = "CNN_ConvolutionPoolReLU"
         lead = [*(str(v) for v in sizes), *qs, "1", "1", "1", "1"]
         if lay.group > 1 and not lay.dw:

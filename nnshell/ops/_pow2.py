@@ -26,6 +26,7 @@ NodeQuant layout (what an emitter reads), ``info["scheme"] == "POW2"`` on every 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -75,8 +76,30 @@ def base_nq(ctx: Pow2Context, consts: dict[str, Arr] | None = None, **info: Any)
 # -- conv / linear (POW2.md "Conv / linear") ----------------------------------------------------
 
 
+def split_missing(missing: int, qi: int, qw: int) -> tuple[int, int]:
+    """``(input bits, weight bits)`` taken when the accumulator lacks ``missing`` integer bits.
+
+    NNTool's rule (POW2.md "Conv / linear"): each side gives in proportion to its share of the
+    accumulator's fractional bits, ``min(floor(0.5 + missing·q/(qi + qw)), q)``, and any bit the
+    rounding left over comes from the weights. Both shares round half up, so the two can take one
+    bit more than ``missing`` (``missing = 1``, ``qi == qw``); NNTool takes both, and so do we,
+    because the formats it writes are the ones the AutoTiler kernels are generated from.
+    """
+    total = qi + qw
+    di = min(math.floor(0.5 + missing * qi / total), qi)
+    dw = min(math.floor(0.5 + missing * qw / total), qw)
+    return di, dw + max(0, missing - di - dw)
+
+
 def quantize_weighted(ctx: Pow2Context, w: Arr, b: Arr | None, k: int) -> NodeQuant:
-    """Weights, bias and shifts of a conv / linear layer, with the accumulator budget rule."""
+    """Weights, bias and shifts of a conv / linear layer, with the accumulator budget rule.
+
+    The budget is sized from ``ctx.out_range``, which :mod:`nnshell.quant.pow2` makes the union
+    of the layer's output range and its accumulator range (before any fused activation or pool,
+    and for a linear layer the sums without the bias too): the accumulator holds those values,
+    not the activation's output. ``ctx.w_cut`` (set when the input's share of the reduction has
+    been moved onto the producer's output Q) fixes the weights' share decided the first time.
+    """
     name, bits = ctx.layer or ctx.node.name, ctx.bits
     wf = np.asarray(w, np.float64)
     if not bool(np.all(np.isfinite(wf))):
@@ -97,7 +120,12 @@ def quantize_weighted(ctx: Pow2Context, w: Arr, b: Arr | None, k: int) -> NodeQu
     missing = max(0, acc_ib - room)
     warnings: list[str] = []
     dw = di = 0
-    if missing:
+    if ctx.w_cut is not None:  # the input already arrives at its reduced Q
+        dw = ctx.w_cut
+        if dw < missing:
+            raise QuantizationError(f"layer '{name}': the weights' reduction no longer fits")
+        missing = dw
+    elif missing:
         if missing > MAX_PRECISION_LOSS * qacc0:
             raise QuantizationError(
                 f"layer '{name}': the accumulator needs {acc_ib} integer bits; fitting "
@@ -105,11 +133,9 @@ def quantize_weighted(ctx: Pow2Context, w: Arr, b: Arr | None, k: int) -> NodeQu
                 f"input (Q{qi}) and weights (Q{qw}), more than {MAX_PRECISION_LOSS:.0%}",
                 "check the calibration range of this layer's output, or use aquant -s SQ8",
             )
-        for _ in range(missing):  # take each bit from whichever has more (weights on ties)
-            if qw - dw >= qi - di:
-                dw += 1
-            else:
-                di += 1
+        di, dw = split_missing(missing, qi, qw)
+        missing = di + dw
+    if missing:
         warnings.append(
             f"{name}: accumulator needs {acc_ib} integer bits but Q{qacc0} leaves {room} of "
             f"{ACC_BUDGET}; precision reduced by {missing} bit(s): weights Q{qw}->Q{qw - dw}, "
@@ -143,6 +169,8 @@ def quantize_weighted(ctx: Pow2Context, w: Arr, b: Arr | None, k: int) -> NodeQu
         acc_int_bits=acc_ib,
         acc_bits=acc_ib + qacc,
         lost_bits=missing,
+        w_cut=dw,
+        in_cut=di,
         warnings=warnings,
     )
 
@@ -283,6 +311,7 @@ __all__ = [
     "pre_shift",
     "quantize_weighted",
     "scalar",
+    "split_missing",
     "store",
     "to_out",
     "unit_out",

@@ -10,7 +10,7 @@ fusion's output scale / Q and run the later pools and scale-preserving activatio
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -252,17 +252,7 @@ class Fused(OpDef):
                     "POW2 fused layers support ReLU, ReLU6 and LeakyReLU",
                 )
         head = part_node(parts[0], ctx.node.inputs, ["_"])
-        hctx = Pow2Context(
-            ctx.graph,
-            head,
-            ctx.in_q,
-            ctx.out_q,
-            True,
-            ctx.bits,
-            ctx.out_range,
-            ctx.ranges,
-            ctx.node.name,
-        )
+        hctx = replace(ctx, node=head, layer=ctx.node.name)
         nq = get_op(parts[0].op).quantize_pow2(hctx)
         return nq  # type: ignore[no-any-return]
 

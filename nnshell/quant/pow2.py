@@ -13,11 +13,18 @@ From the same calibration statistics as SQ8 (no new pass over the images):
 3. Each op's ``quantize_pow2`` hook (a method of its class, built on ``nnshell.ops._pow2``)
    gives the integer parameters; the conv / linear hook applies the accumulator budget and
    records its warning in ``NodeQuant.info["warnings"]`` (collected by
-   :attr:`QuantState.warnings`).
-4. When the budget takes bits from a layer's input and that input is a graph input read by this
-   layer alone, the graph input itself is quantized at the lower Q (and the layer quantized
-   again) instead of pre-shifting it inside the layer: the same precision, one rounding instead
-   of two, and no input shift — which the AutoTiler's POW2 kernels do not have.
+   :attr:`QuantState.warnings`). As in NNTool, the budget counts the integer bits of the
+   accumulator itself, not only of the layer's output: the range it is sized from joins the
+   output's range with the accumulator's recorded during calibration
+   (:func:`nnshell.quant.stats.acc_key`: before a fused activation or pool, and for a linear
+   layer the sums of products without the bias), and missing bits are split between weights
+   and input in proportion to their fractional bits (:func:`nnshell.ops._pow2.split_missing`).
+4. When the budget takes bits from a layer's input, the input is not pre-shifted inside the
+   layer: its producer writes it at the lower Q (the input's whole group is lowered) and the
+   graph is quantized again, the layer keeping the weights' share it first took. This is what
+   NNTool does (its quantizer moves the input's Q back up the graph), the AutoTiler's POW2
+   kernels have no input shift, and the producer's rounding replaces two. Only a tensor whose
+   format an op imposes (softmax, sigmoid, tanh outputs) keeps its Q and the pre-shift.
 An op without a POW2 hook is an error naming the node.
 """
 
@@ -34,7 +41,7 @@ from nnshell.ops import get_op
 from nnshell.qrecord import NodeQuant
 from nnshell.quant.ranges import choose_range
 from nnshell.quant.sq8 import QuantOptions, QuantState
-from nnshell.quant.stats import TensorStats
+from nnshell.quant.stats import TensorStats, acc_key
 
 POW2_BITS = (8, 16)
 
@@ -162,30 +169,73 @@ def assign_q(
 def quantize_graph_pow2(
     graph: Graph, stats: dict[str, TensorStats], opts: Pow2Options
 ) -> QuantState:
-    """Quantize every node with POW2; the first node that cannot be quantized raises."""
+    """Quantize every node with POW2; the first node that cannot be quantized raises.
+
+    Step 4 of the module docstring: when a layer's budget takes ``d`` bits from its input, the
+    input's whole group is quantized ``d`` bits lower and every node again from the start, the
+    layer keeping the weights' share it took the first time (``w_cut``). Each pass lowers a Q,
+    so the loop ends.
+    """
     if opts.bits not in POW2_BITS:
         raise QuantizationError(f"POW2 needs -f 8 or -f 16, not {opts.bits}")
     qt, ranges = assign_q(graph, stats, opts)
-    readers: dict[str, int] = {}
-    for node in graph.nodes:
-        for i in set(node.inputs):
-            readers[i] = readers.get(i, 0) + 1
+    groups = pow2_groups(graph)
+    group_of = {t: k for k, members in groups.items() for t in members}
+    w_cut: dict[str, int] = {}
+    notes: dict[str, tuple[str, int, int, list[str]]] = {}
+    while True:
+        nodes, lowered = _quantize_pass(graph, stats, opts, qt, ranges, w_cut)
+        if lowered is None:
+            break
+        node, nq = lowered
+        x = node.inputs[0]
+        di = int(nq.consts["in_shift"])
+        q0 = q_of(qt[x])
+        for t in groups[group_of[x]]:
+            qt[t] = pow2_qtype(q_of(qt[t]) - di, opts.bits)
+        w_cut[node.name] = int(nq.info.get("w_cut", 0))
+        notes[node.name] = (x, q0, q0 - di, list(nq.info.get("warnings", [])))
+    for name, (x, q0, q1, first) in notes.items():
+        _note_lowered_input(nodes[name], x, q0, q1, first)
+    return QuantState("POW2", opts, qt, nodes, ranges)
+
+
+def _fixed_tensors(graph: Graph, bits: int) -> set[str]:
+    """Tensors whose Q an op imposes (and every tensor tied to one): never lowered."""
+    producers = _producers(graph)
+    out: set[str] = set()
+    for members in pow2_groups(graph).values():
+        if any(m in producers and _fixed_qtype(producers[m], bits) for m in members):
+            out.update(members)
+    return out
+
+
+def _quantize_pass(
+    graph: Graph,
+    stats: dict[str, TensorStats],
+    opts: Pow2Options,
+    qt: dict[str, QType],
+    ranges: dict[str, tuple[float, float]],
+    w_cut: dict[str, int],
+) -> tuple[dict[str, NodeQuant], tuple[Node, NodeQuant] | None]:
+    """Quantize every node in order; stop at the first layer whose budget took input bits that
+    its producer's output Q can give instead (returned with its NodeQuant)."""
+    fixed = _fixed_tensors(graph, opts.bits)
     nodes: dict[str, NodeQuant] = {}
     for node in graph.nodes:
         out = node.outputs[0]
         st = stats.get(out)
         out_range = choose_range(st, opts.mode) if st is not None and st.count else ranges[out]
-        nq = _quantize_node(graph, node, qt, opts.bits, out_range, ranges)
+        acc = stats.get(acc_key(node.name))
+        if acc is not None and acc.count:
+            out_range = (min(out_range[0], acc.min), max(out_range[1], acc.max))
+        nq = _quantize_node(graph, node, qt, opts.bits, out_range, ranges, w_cut.get(node.name))
         x = node.inputs[0] if node.inputs else ""
-        if _own_graph_input(graph, x, readers) and int(nq.consts.get("in_shift", 0)):
-            q0, first = q_of(qt[x]), list(nq.info.get("warnings", []))
-            while int(nq.consts.get("in_shift", 0)):  # each round lowers Q: at most `bits`
-                qt[x] = pow2_qtype(q_of(qt[x]) - int(nq.consts["in_shift"]), opts.bits)
-                nq = _quantize_node(graph, node, qt, opts.bits, out_range, ranges)
-            _note_lowered_input(nq, x, q0, q_of(qt[x]), first)
+        if int(nq.consts.get("in_shift", 0)) and x in qt and x not in fixed:
+            return nodes, (node, nq)
         nq.info.setdefault("scheme", "POW2")
         nodes[node.name] = nq
-    return QuantState("POW2", opts, qt, nodes, ranges)
+    return nodes, None
 
 
 def _quantize_node(
@@ -195,21 +245,19 @@ def _quantize_node(
     bits: int,
     out_range: tuple[float, float],
     ranges: dict[str, tuple[float, float]],
+    w_cut: int | None = None,
 ) -> NodeQuant:
     in_q = [qt.get(i) if i and not graph.tensors[i].is_const else None for i in node.inputs]
-    ctx = Pow2Context(graph, node, in_q, qt[node.outputs[0]], True, bits, out_range, ranges)
+    ctx = Pow2Context(
+        graph, node, in_q, qt[node.outputs[0]], True, bits, out_range, ranges, "", w_cut
+    )
     return get_op(node.op).quantize_pow2(ctx)  # type: ignore[no-any-return]
-
-
-def _own_graph_input(graph: Graph, x: str, readers: dict[str, int]) -> bool:
-    """``x`` is a graph input (not also an output) that one node reads."""
-    return x in graph.inputs and x not in graph.outputs and readers.get(x, 0) == 1
 
 
 def _note_lowered_input(nq: NodeQuant, x: str, q0: int, q1: int, first: list[str]) -> None:
     """Step 4's record: the budget as first computed (its warning names every bit taken), the
     input bits counted as lost, and where they went."""
-    note = f"graph input '{x}' quantized at Q{q1} directly instead of Q{q0} (no pre-shift)"
+    note = f"input '{x}' quantized at Q{q1} by its producer instead of Q{q0} (no pre-shift)"
     nq.info["lost_bits"] = int(nq.info.get("lost_bits", 0)) + (q0 - q1)
     nq.info["input_lowered_bits"] = q0 - q1
     nq.info["warnings"] = [f"{w}; {note}" for w in first] or [note]

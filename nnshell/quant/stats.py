@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from nnshell.exec import run_float
-from nnshell.ir import Graph
+from nnshell.ir import Graph, Node
 
 HIST_BINS = 2048
 
@@ -122,6 +122,68 @@ def _bin_counts(flat: np.ndarray, scale: float) -> np.ndarray:
     return out
 
 
+#: Statistics of a layer's accumulator are kept under ``ACC_PREFIX + node name`` (see
+#: :func:`acc_key`), next to the tensors' own; only their min and max are used.
+ACC_PREFIX = "acc::"
+#: The weighted ops whose accumulator the POW2 budget sizes (POW2.md "Conv / linear").
+_WEIGHTED = ("Conv", "ConvTranspose", "Linear")
+
+
+def acc_key(node_name: str) -> str:
+    """The statistics key of the accumulator of layer ``node_name``."""
+    return ACC_PREFIX + node_name
+
+
+def _acc_layers(graph: Graph) -> list[tuple[Node, Node]]:
+    """``(layer, head)`` of every layer whose accumulator can leave the range of its output: a
+    fusion headed by a conv / linear with a tail (the activation and pool run on the accumulator
+    after it), and every linear layer (NNTool's linear kernel also counts the sum of products
+    before the bias). A lone conv's accumulator is its output: nothing to record."""
+    from nnshell.ops.fused import part_node
+
+    out = []
+    for node in graph.nodes:
+        if node.op == "Fused":
+            parts = node.attrs.parts
+            head = parts[0]
+            if head.op in _WEIGHTED and (len(parts) > 1 or head.op == "Linear"):
+                out.append((node, part_node(head, node.inputs, ["_"])))
+        elif node.op == "Linear":
+            out.append((node, node))
+    return out
+
+
+def _acc_update(
+    graph: Graph,
+    layers: list[tuple[Node, Node]],
+    value_of: Callable[[str], np.ndarray | None],
+    stats: dict[str, TensorStats],
+    first: int,
+) -> None:
+    """Fold one batch's accumulator values of ``layers`` into ``stats`` (:func:`acc_key`).
+
+    The accumulator is the head's float output (bias included), before any fused activation or
+    pool. For a linear layer, the sum of products without the bias, where negative, joins it:
+    NNTool sizes a linear accumulator from ``min(Σ w·x, 0)`` per output too (its float linear
+    kernel records it), and POW2 parity needs the same integer bits.
+    """
+    from nnshell.ops import get_op
+
+    for node, head in layers:
+        args: list[np.ndarray | None] = []
+        for i in node.inputs:
+            t = graph.tensors[i] if i else None
+            args.append(None if t is None else t.const if t.is_const else value_of(i))
+        if args and args[0] is None:
+            continue
+        op = get_op(head.op)
+        st = stats.setdefault(acc_key(node.name), TensorStats())
+        st.update(np.asarray(op.run_float(head, *args)[0]), first)
+        if head.op == "Linear" and len(args) > 2 and args[2] is not None:
+            dot = np.asarray(op.run_float(head, *args[:2])[0])
+            st.update(np.minimum(dot, 0), first)
+
+
 #: ``progress(done, total)`` is called after each batch (the shell draws a progress bar).
 Progress = Callable[[int, int], None]
 
@@ -144,14 +206,22 @@ def collect_stats(
         return _collect_fast(graph, batches, total, progress, fast)
     stats: dict[str, TensorStats] = {}
     files: list[str] = []
+    layers = _acc_layers(graph)
+    wanted = {n.inputs[0] for n, _ in layers if n.inputs}
     for names, batch in batches:
         first = len(files)
         files.extend(names)
+        kept: dict[str, np.ndarray] = {}
 
-        def observe(name: str, value: np.ndarray, first: int = first) -> None:
+        def observe(
+            name: str, value: np.ndarray, first: int = first, kept: dict[str, np.ndarray] = kept
+        ) -> None:
             stats.setdefault(name, TensorStats()).update(value, first)
+            if name in wanted:
+                kept[name] = value
 
         run_float(graph, {graph.inputs[0]: batch}, observer=observe)
+        _acc_update(graph, layers, kept.get, stats, first)
         if progress is not None:
             progress(len(files), total)
     return stats, files
@@ -175,6 +245,7 @@ def _collect_fast(
     files: list[str] = []
     name_in = graph.inputs[0]
     outputs = [o for node in graph.nodes for o in node.outputs]
+    layers = _acc_layers(graph)
     it = iter(batches)
     item = next(it, None)
     with ThreadPoolExecutor(1, thread_name_prefix="nnshell-ort") as worker:
@@ -189,6 +260,8 @@ def _collect_fast(
             for o in outputs:
                 if o in values:
                     stats.setdefault(o, TensorStats()).update(values[o], first)
+            values.setdefault(name_in, batch)
+            _acc_update(graph, layers, values.get, stats, first)
             if progress is not None:
                 progress(len(files), total)
     return stats, files

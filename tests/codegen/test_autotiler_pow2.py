@@ -5,8 +5,8 @@ NodeQuant's ``q_of`` of each tensor, ``info["q_w"]``/``info["q_b"]`` for the con
 derive their shifts from them, and the ``AddNode`` bindings are tensors only (no ``Imm``).
 
 The sample LeNet with the golden recipe's normalisation ``(x/255 - 0.5)/0.5`` (input [-1, 1]) is
-quantized in 16 bits; the accumulator precision-reduction rule takes one input bit on conv1, and
-since conv1 alone reads the graph input, the input itself is quantized at Q13 (step 4 of
+quantized in 16 bits; the accumulator precision-reduction rule takes two input bits on conv1
+(NNTool's split), and the input itself is quantized at Q12 (step 4 of
 ``nnshell.quant.pow2``) instead of being pre-shifted inside the layer — so the AutoTiler POW2
 kernels, which have no input shift, can compute every layer. A layer that still pre-shifts its
 input, or whose shifts are not the kernels', is refused with one line (doctored NodeQuants).
@@ -165,8 +165,8 @@ def test_generator_calls(s16: Session, gen16: tuple[Path, list[Path]]) -> None:
     text = gen16[1][0].read_text()
     g, qs = s16.graph, s16.qstate
     q = [_weighted_qs(qs, node) for node in g.nodes]
-    # conv1 reads the Q13 input with Q13 weights and a Q15 bias into Q11
-    assert q[0] == ["13", "13", "15", "11"]
+    # conv1 reads the Q12 input with Q13 weights and a Q15 bias into Q10 (NNTool's formats)
+    assert q[0] == ["12", "13", "15", "10"]
     # Name, Ctrl, In/Filter/Bias/Out_DataSize, In/Filter/Bias/Out_Q, In/Filter/Bias/Out_InL3,
     # InFeat, OutFeat, Width, Height, ConvOper, Fcx, Fcy, Dcx, Dcy, Scx, Scy, ConvPad, PoolOper,
     # Fpx, Fpy, Dpx, Dpy, Spx, Spy, PoolPad, ReLUOper
@@ -304,7 +304,7 @@ def _with_node(qs: QuantState, name: str, out_q: Any = None, **consts: Any) -> Q
 
 def test_input_pre_shift_is_refused(s16: Session, tmp_path: Path) -> None:
     g, qs = s16.graph, s16.qstate
-    assert q_of(qs.tensors[g.inputs[0]]) == 13  # lowered from Q14: conv1 needs no pre-shift
+    assert q_of(qs.tensors[g.inputs[0]]) == 12  # lowered from Q14: conv1 needs no pre-shift
     fake = _with_node(qs, g.nodes[0].name, in_shift=np.array(1, np.int64))
     with pytest.raises(AutoTilerError, match=r"_conv1_Conv_fusion: the input is pre-shifted") as e:
         generate_autotiler(g, fake, s16.settings, tmp_path, None, "t", None, True)
@@ -385,11 +385,11 @@ def test_mobile_net_tiny_pow2_16(tmp_path: Path) -> None:
             "KOP_MATADD_DYNADJUST"
         ]
         assert k.ins == ins and k.binding == ("in", "in", "out") and k.consts == []
-    # the depthwise ReLU6 conv: KOP_CONV_DW, KOP_RELUN, the bound 6 << Out_Q derived by the SDK
+    # the depthwise ReLU6 conv: KOP_CONV_DWDP (NNTool's), KOP_RELUN, the bound 6 << Out_Q
     dw = next(n for n in g.nodes if n.op == "Fused" and n.attrs.parts[0].attrs.group > 1)
     k = planner.conv_pow2(dw, steps[dw.name])
     nq = qs.nodes[dw.name]
-    assert k.generator == "CNN_ConvolutionPoolReLU" and k.args[16] == "KOP_CONV_DW"
+    assert k.generator == "CNN_ConvolutionPoolReLU" and k.args[16] == "KOP_CONV_DWDP"
     assert k.args[4:8] == _weighted_qs(qs, dw) and k.args[8:12] == ONES
     assert k.args[-1] == "KOP_RELUN" and k.cname.endswith("x1x3x3_Relu6")
     assert k.binding == ("in", "w", "b", "out")
@@ -397,12 +397,13 @@ def test_mobile_net_tiny_pow2_16(tmp_path: Path) -> None:
     # the pointwise convs are double precision
     pw = next(n for n in g.nodes if n.op == "Conv")
     assert planner.conv_pow2(pw, steps[pw.name]).args[16] == "KOP_CONV_DP"
-    # the global average pool moves its mean from Q10 to Q13, which CNN_GlobalPool cannot do:
-    # the graph stops there, in one line
+    # the global average pool moves its mean from Q10 to Q12 (Q13 by its range, one bit moved
+    # onto it by the linear layer's budget), which CNN_GlobalPool cannot do: the graph stops
+    # there, in one line (NNTool labels Q12 and writes Q10: docs/nntool-parity.md)
     gap = next(n for n in g.nodes if n.op == "GlobalAveragePool")
-    assert int(qs.nodes[gap.name].consts["out_shift"]) == 10 + 7 - 13
+    assert int(qs.nodes[gap.name].consts["out_shift"]) == 10 + 7 - 12
     with pytest.raises(
-        AutoTilerError, match=rf"^{gap.name}: moves its result from Q10 to Q13"
+        AutoTilerError, match=rf"^{gap.name}: moves its result from Q10 to Q12"
     ) as e:
         s.gen_autotiler(model_dir=str(tmp_path))
     assert "CNN_GlobalPool keeps its input's Q" in str(e.value)
@@ -494,7 +495,7 @@ def test_depthwise_matadd_pools_softmax(tmp_path: Path, bits: int) -> None:
 
     conv = _calls(text, "CNN_ConvolutionPoolReLU")
     assert conv[1][0] == '"S6_Conv2d_8x1x3x3_Relu6"'
-    assert conv[1][14:19] == ["8", "8", "8", "8", "KOP_CONV_DW"]
+    assert conv[1][14:19] == ["8", "8", "8", "8", "KOP_CONV_DWDP"]
     assert conv[0][18] == "KOP_CONV_DP" and conv[0][-1] == conv[1][-1] == "KOP_RELUN"
     for call in conv:
         name = call[0].strip('"')

@@ -297,8 +297,10 @@ def test_reopened_state_generates_the_same_c(lenet16: Session, tmp_path: Path) -
 
 
 def test_conv_input_pre_shift_bit_exact(tmp_path: Path) -> None:
-    """A graph input read by two convs keeps its Q, so the accumulator budget pre-shifts it
-    inside each conv (``in_shift`` > 0): the C repeats that shift bit for bit."""
+    """A tanh output (Q15, a format the op imposes) read by two convs keeps its Q, so the
+    accumulator budget pre-shifts it inside each conv (``in_shift`` > 0): the C repeats that
+    shift bit for bit. (Any other producer would write the lower Q itself: step 4 of
+    ``nnshell.quant.pow2``.)"""
     r = np.random.default_rng(5)
     inits = {
         "Wa": (r.standard_normal((6, 4, 3, 3)) * 0.6).astype(np.float32),
@@ -306,8 +308,9 @@ def test_conv_input_pre_shift_bit_exact(tmp_path: Path) -> None:
     }
     mk = helper.make_node
     nodes = [
-        mk("Conv", ["x", "Wa"], ["a"], pads=[1, 1, 1, 1]),
-        mk("Conv", ["x", "Wb"], ["b"]),
+        mk("Tanh", ["x"], ["t"]),
+        mk("Conv", ["t", "Wa"], ["a"], pads=[1, 1, 1, 1]),
+        mk("Conv", ["t", "Wb"], ["b"]),
         mk("Add", ["a", "b"], ["y"]),
     ]
     graph = helper.make_graph(
@@ -328,7 +331,7 @@ def test_conv_input_pre_shift_bit_exact(tmp_path: Path) -> None:
     qs = quantize_graph_pow2(g, stats, Pow2Options(RangeMode("minmax"), True, True, 16))
     shifts = [int(nq.consts["in_shift"]) for nq in qs.nodes.values() if "in_shift" in nq.consts]
     assert len(shifts) == 2 and min(shifts) > 0, shifts
-    assert q_of(qs.tensors["x"]) == 15  # two readers: the graph input keeps its own Q
+    assert q_of(qs.tensors["t"]) == 15  # the tanh's own format: never lowered
     res = verify_arrays(g, qs, xs, tmp_path / "build", "shift")
     assert res.ok, res.summary()
 
