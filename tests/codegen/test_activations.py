@@ -1,0 +1,250 @@
+"""Issue 17, activations slice: every activation fused into a conv and standalone is bit-exact
+in C in SQ8, POW2-16 and POW2-8; ``fusions`` never builds a layer ``aquant`` refuses (every
+fusion pattern × every activation × both schemes); QSNR vs float per activation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from nnshell.codegen.verify import verify_arrays
+from nnshell.exec import run_float
+from nnshell.exec.int_exec import dequantize, run_int
+from nnshell.importers.onnx_importer import load_onnx
+from nnshell.ir import Graph, Node
+from nnshell.ops import get_op
+from nnshell.ops.fused_act import POW2, SQ8, fusable_activations
+from nnshell.passes import run_scheme
+from nnshell.passes._edit import reinfer
+from nnshell.quant.pow2 import Pow2Options, quantize_graph_pow2
+from nnshell.quant.ranges import RangeMode
+from nnshell.quant.sq8 import QuantOptions, quantize_graph
+from nnshell.quant.stats import TensorStats
+from tests.conftest import ROOT
+
+
+def _script() -> Any:
+    """scripts/make_act_model.py (scripts/ is no package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "make_act_model", ROOT / "scripts" / "make_act_model.py"
+    )
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+_MAKE = _script()
+ACTIVATIONS, build = _MAKE.ACTIVATIONS, _MAKE.build
+
+#: (scheme, bits) of the three integer schemes.
+SCHEMES = [("SQ8", 8), ("POW2", 16), ("POW2", 8)]
+ALL_ACTS = ["Relu", "Clip", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Swish"]
+
+
+def to_swish(graph: Graph) -> None:
+    """Rewrite ``Mul(x, Sigmoid(x))`` into one Swish node (stands in for the pattern pass)."""
+    for mul in [n for n in graph.nodes if n.op == "Mul"]:
+        for a, s in (mul.inputs[:2], mul.inputs[1::-1]):
+            sig = graph.producer(s)
+            if sig is None or sig.op != "Sigmoid" or sig.inputs[0] != a:
+                continue
+            if len(graph.consumers(s)) != 1:
+                continue
+            attrs = get_op("Swish").from_onnx({}, mul.name)
+            graph.nodes[graph.nodes.index(mul)] = Node(
+                mul.name, "Swish", [a], list(mul.outputs), attrs
+            )
+            graph.nodes.remove(sig)
+            graph.tensors.pop(s, None)
+            break
+    reinfer(graph)
+
+
+def _load(model: onnx.ModelProto, path: Path) -> Graph:
+    onnx.save(model, path)
+    graph = load_onnx(str(path))
+    to_swish(graph)
+    return graph
+
+
+def _quantize(graph: Graph, xs: np.ndarray, scheme: str, bits: int) -> Any:
+    stats: dict[str, TensorStats] = {}
+    run_float(
+        graph,
+        {graph.inputs[0]: xs},
+        observer=lambda n, v, s=stats: s.setdefault(n, TensorStats()).update(v),
+    )
+    if scheme == "SQ8":
+        return quantize_graph(graph, stats, QuantOptions())
+    return quantize_graph_pow2(graph, stats, Pow2Options(RangeMode("minmax"), True, True, bits))
+
+
+def _labels(graph: Graph) -> set[str]:
+    return {"+".join(p.op for p in n.attrs.parts) if n.op == "Fused" else n.op for n in graph.nodes}
+
+
+def test_every_activation_is_fusable_in_both_schemes() -> None:
+    """The registry: an activation is fusable iff its class has the scheme's fused hooks."""
+    assert set(ALL_ACTS) <= fusable_activations(SQ8)
+    assert set(ALL_ACTS) <= fusable_activations(POW2)
+    assert "Elu" not in fusable_activations(SQ8) | fusable_activations(POW2)
+
+
+@pytest.fixture(scope="module")
+def acts_inputs() -> np.ndarray:
+    return np.random.default_rng(3).uniform(-2.5, 2.5, (24, 3, 10, 10)).astype(np.float32)
+
+
+@pytest.mark.parametrize(("scheme", "bits"), SCHEMES)
+def test_conv_plus_each_activation_and_each_standalone_bit_exact_in_c(
+    tmp_path: Path, acts_inputs: np.ndarray, scheme: str, bits: int
+) -> None:
+    graph = _load(build(), tmp_path / "acts.onnx")
+    run_scheme(graph, "scale8" if scheme == "SQ8" else "pow2")
+    labels = _labels(graph)
+    assert {f"Conv+{a}" for a in ALL_ACTS} <= labels, labels
+    assert set(ALL_ACTS) <= labels, labels
+    qstate = _quantize(graph, acts_inputs, scheme, bits)
+    res = verify_arrays(graph, qstate, acts_inputs, tmp_path / "build", "acts")
+    assert res.ok, res.summary()
+    assert res.layers == len(graph.nodes)
+
+
+def qsnr_table(scheme: str, bits: int, tmp: Path, xs: np.ndarray) -> dict[str, float]:
+    """QSNR (dB) of every graph output of the acceptance model vs the float model."""
+    graph = _load(build(), tmp / f"q_{scheme}{bits}.onnx")
+    run_scheme(graph, "scale8" if scheme == "SQ8" else "pow2")
+    qstate = _quantize(graph, xs, scheme, bits)
+    ref = run_float(graph, {"x": xs})
+    got = run_int(graph, qstate, {"x": xs})
+    out: dict[str, float] = {}
+    for name in graph.outputs:
+        f = np.asarray(ref[name], np.float64)
+        q = np.asarray(dequantize(qstate, name, got[name]), np.float64)
+        err = float(np.mean((f - q) ** 2))
+        out[name] = 10 * np.log10(float(np.mean(f**2)) / max(err, 1e-30))
+    return out
+
+
+@pytest.mark.parametrize(("scheme", "bits"), SCHEMES)
+def test_qsnr_of_every_activation(
+    tmp_path: Path, acts_inputs: np.ndarray, scheme: str, bits: int
+) -> None:
+    """>= 25 dB in SQ8 and POW2-8, >= 40 dB in POW2-16, fused and standalone."""
+    table = qsnr_table(scheme, bits, tmp_path, acts_inputs)
+    floor = 40.0 if bits == 16 else 25.0
+    low = {k: round(v, 1) for k, v in table.items() if v < floor}
+    assert not low, (scheme, bits, low)
+
+
+# -- the fusion invariant ---------------------------------------------------------------------
+
+X = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, 8, 8])
+
+
+def _act_nodes(op: str, x: str, y: str, tag: str) -> tuple[list[Any], list[Any]]:
+    for _, onnx_op, attrs, consts in ACTIVATIONS:
+        if onnx_op == op:
+            return _MAKE._act(onnx_op, attrs, consts, x, y, tag)  # type: ignore[no-any-return]
+    raise AssertionError(op)
+
+
+def _conv(x: str, y: str, rng: np.random.Generator, tag: str, pads: int = 1) -> tuple[Any, Any]:
+    w = numpy_helper.from_array((rng.standard_normal((4, 4, 3, 3)) * 0.4).astype(np.float32), tag)
+    return helper.make_node("Conv", [x, tag], [y], pads=[pads] * 4), w
+
+
+POOL = {"kernel_shape": [2, 2], "strides": [2, 2]}
+
+
+def _pattern(kind: str, act: str) -> onnx.ModelProto:
+    """A small model with fusion pattern ``kind`` ending (or containing) activation ``act``."""
+    rng = np.random.default_rng(7)
+    mk = helper.make_node
+    nodes: list[Any] = []
+    inits: list[Any] = []
+
+    def add_act(src: str, dst: str) -> None:
+        ns, cs = _act_nodes(act, src, dst, f"a_{dst}")
+        nodes.extend(ns)
+        inits.extend(cs)
+
+    def conv(x: str, y: str, tag: str) -> None:
+        n, w = _conv(x, y, rng, tag)
+        nodes.append(n)
+        inits.append(w)
+
+    if kind == "conv_active":
+        conv("x", "c", "W")
+        add_act("c", "y")
+    elif kind == "conv_pool_active":
+        conv("x", "c", "W")
+        nodes.append(mk("MaxPool", ["c"], ["p"], **POOL))
+        add_act("p", "y")
+    elif kind == "conv_avgpool_active":
+        conv("x", "c", "W")
+        nodes.append(mk("AveragePool", ["c"], ["p"], **POOL))
+        add_act("p", "y")
+    elif kind == "conv_active_pool":
+        conv("x", "c", "W")
+        add_act("c", "a")
+        nodes.append(mk("MaxPool", ["a"], ["y"], **POOL))
+    elif kind == "linear_active":
+        nodes.append(mk("Flatten", ["x"], ["f"]))
+        w = numpy_helper.from_array((rng.standard_normal((256, 6)) * 0.1).astype(np.float32), "L")
+        inits.append(w)
+        nodes.append(mk("MatMul", ["f", "L"], ["m"]))
+        add_act("m", "y")
+    elif kind == "pool_active":
+        nodes.append(mk("MaxPool", ["x"], ["p"], **POOL))
+        add_act("p", "y")
+    elif kind == "global_pool_active":
+        nodes.append(mk("GlobalAveragePool", ["x"], ["p"]))
+        add_act("p", "y")
+    elif kind == "add_active":
+        conv("x", "c1", "W1")
+        conv("x", "c2", "W2")
+        nodes.append(mk("Add", ["c1", "c2"], ["s"]))
+        add_act("s", "y")
+    else:
+        raise AssertionError(kind)
+    graph = helper.make_graph(
+        nodes, "p", [X], [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+
+
+PATTERNS = [
+    "conv_active",
+    "conv_pool_active",
+    "conv_avgpool_active",
+    "conv_active_pool",
+    "linear_active",
+    "pool_active",
+    "global_pool_active",
+    "add_active",
+]
+
+
+@pytest.mark.parametrize("act", ALL_ACTS)
+@pytest.mark.parametrize("kind", PATTERNS)
+def test_fusions_never_build_a_layer_aquant_refuses(tmp_path: Path, kind: str, act: str) -> None:
+    """Every pattern × activation × scheme: whatever ``fusions`` built quantizes and runs; the
+    activation of a pattern the scheme fuses ends inside a Fused node."""
+    xs = np.random.default_rng(2).uniform(-1, 1, (8, 4, 8, 8)).astype(np.float32)
+    for scheme, bits in SCHEMES:
+        graph = _load(_pattern(kind, act), tmp_path / f"{kind}_{act}.onnx")
+        run_scheme(graph, "scale8" if scheme == "SQ8" else "pow2")
+        fused_acts = {p.op for n in graph.nodes if n.op == "Fused" for p in n.attrs.parts[1:]}
+        if scheme == "SQ8" or act != "Clip":  # POW2 fuses a Clip as ReLU6 (0, 6): it is one
+            assert act in fused_acts, (scheme, kind, [n.op for n in graph.nodes])
+        qstate = _quantize(graph, xs, scheme, bits)  # never a QuantizationError
+        run_int(graph, qstate, {"x": xs})
