@@ -80,7 +80,11 @@ def _tail_lines(node: Any, zo: int) -> list[str]:
             note = " — clip8 already floors at -128, so it costs nothing" if zo == -128 else ""
             out.append(f"then ReLU on codes: max(zO, y) = max({zo}, y){note}")
         else:
-            out.append(f"then {p.op} on the int8 codes (SQ8.md §6)")
+            from nnshell.ops.fused_act import SQ8, fused_act
+
+            act = fused_act(p.op, SQ8)
+            what = act.fused_explain(p.attrs, SQ8) if act is not None else p.op
+            out.append(f"then {what} (SQ8.md §6, docs/activations.md)")
     return out
 
 

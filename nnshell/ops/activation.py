@@ -660,6 +660,13 @@ class Swish(_FunctionActivation):
         assert x is not None
         return [x * Sigmoid().run_float(node, x)[0]]
 
+    def onnx_decompose(
+        self, ins: list[str], outs: list[str], temp: Any
+    ) -> list[tuple[str, list[str], list[str]]]:
+        """ONNX has no Swish before opset 22: the exporter writes ``Mul(x, Sigmoid(x))``."""
+        s = temp("sigmoid")
+        return [("Sigmoid", [ins[0]], [s]), ("Mul", [ins[0], s], list(outs))]
+
     def pow2_fn(self, attrs: Any, x: np.ndarray, q_in: int, q_out: int) -> np.ndarray:
         """``shift_round(x·sigmoid_q15(x), q_in + 15 - q_out)``."""
         return np.asarray(shift_round(x * sigmoid_q15(x, q_in), q_in + 15 - q_out))

@@ -248,3 +248,22 @@ def test_fusions_never_build_a_layer_aquant_refuses(tmp_path: Path, kind: str, a
             assert act in fused_acts, (scheme, kind, [n.op for n in graph.nodes])
         qstate = _quantize(graph, xs, scheme, bits)  # never a QuantizationError
         run_int(graph, qstate, {"x": xs})
+
+
+def test_swish_exports_to_onnx_for_the_fast_float_path(tmp_path: Path) -> None:
+    """ONNX has no Swish: the exporter writes Mul(x, Sigmoid(x)), fused or not, and
+    onnxruntime then computes what the float executor computes."""
+    import onnxruntime as ort
+
+    from nnshell.exporters.onnx_export import export_onnx
+
+    graph = _load(build(), tmp_path / "acts.onnx")
+    run_scheme(graph, "scale8")
+    assert "Swish" in _labels(graph) and "Conv+Swish" in _labels(graph)
+    xs = np.random.default_rng(4).uniform(-3, 3, (2, 3, 10, 10)).astype(np.float32)
+    sess = ort.InferenceSession(export_onnx(graph).SerializeToString())
+    names = [o.name for o in sess.get_outputs()]
+    got = dict(zip(names, sess.run(None, {"x": xs}), strict=True))
+    want = run_float(graph, {"x": xs})
+    for name in ("solo_swish", "conv_swish_out"):
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-5)
