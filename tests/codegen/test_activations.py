@@ -16,11 +16,9 @@ from nnshell.codegen.verify import verify_arrays
 from nnshell.exec import run_float
 from nnshell.exec.int_exec import dequantize, run_int
 from nnshell.importers.onnx_importer import load_onnx
-from nnshell.ir import Graph, Node
-from nnshell.ops import get_op
+from nnshell.ir import Graph
 from nnshell.ops.fused_act import POW2, SQ8, fusable_activations
 from nnshell.passes import run_scheme
-from nnshell.passes._edit import reinfer
 from nnshell.quant.pow2 import Pow2Options, quantize_graph_pow2
 from nnshell.quant.ranges import RangeMode
 from nnshell.quant.sq8 import QuantOptions, quantize_graph
@@ -49,23 +47,7 @@ SCHEMES = [("SQ8", 8), ("POW2", 16), ("POW2", 8)]
 ALL_ACTS = ["Relu", "Clip", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Swish"]
 
 
-def to_swish(graph: Graph) -> None:
-    """Rewrite ``Mul(x, Sigmoid(x))`` into one Swish node (stands in for the pattern pass)."""
-    for mul in [n for n in graph.nodes if n.op == "Mul"]:
-        for a, s in (mul.inputs[:2], mul.inputs[1::-1]):
-            sig = graph.producer(s)
-            if sig is None or sig.op != "Sigmoid" or sig.inputs[0] != a:
-                continue
-            if len(graph.consumers(s)) != 1:
-                continue
-            attrs = get_op("Swish").from_onnx({}, mul.name)
-            graph.nodes[graph.nodes.index(mul)] = Node(
-                mul.name, "Swish", [a], list(mul.outputs), attrs
-            )
-            graph.nodes.remove(sig)
-            graph.tensors.pop(s, None)
-            break
-    reinfer(graph)
+to_swish = _MAKE.to_swish
 
 
 def _load(model: onnx.ModelProto, path: Path) -> Graph:
