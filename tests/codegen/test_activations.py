@@ -249,3 +249,47 @@ def test_swish_exports_to_onnx_for_the_fast_float_path(tmp_path: Path) -> None:
     want = run_float(graph, {"x": xs})
     for name in ("solo_swish", "conv_swish_out"):
         np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("act", "kop"),
+    [
+        ("Sigmoid", "KOP_SIGMOID"),
+        ("Tanh", "KOP_TANH"),
+        ("HardSigmoid", "KOP_HSIGMOID"),
+        ("HardSwish", "KOP_HSWISH"),
+        ("Swish", "KOP_SWISH"),
+    ],
+)
+def test_autotiler_sq8_refuses_a_fused_function_activation_naming_the_node(
+    tmp_path: Path, act: str, kop: str
+) -> None:
+    """nnshell's int8-table function activations are not the AutoTiler's Q12 kernels: one
+    line naming the fused node and the operator, never a silently different model."""
+    from nnshell.codegen.autotiler import AutoTilerError, generate_autotiler
+
+    graph = _load(_pattern("conv_active", act), tmp_path / "m.onnx")
+    run_scheme(graph, "scale8")
+    xs = np.random.default_rng(2).uniform(-1, 1, (8, 4, 8, 8)).astype(np.float32)
+    qstate = _quantize(graph, xs, "SQ8", 8)
+    fused = next(n for n in graph.nodes if n.op == "Fused")
+    with pytest.raises(AutoTilerError, match=kop) as exc:
+        generate_autotiler(graph, qstate, {}, tmp_path, None, "t", None, False)
+    assert fused.name in str(exc.value)
+
+
+def test_autotiler_sq8_maps_fused_leaky_relu_to_kop_leakyrelu_with_the_q7_slope(
+    tmp_path: Path,
+) -> None:
+    """NNTool's conv + LeakyReLU: symmetric output, slope 0.1 -> 13 (Q7), KOP_LEAKYRELU."""
+    from nnshell.codegen.autotiler import generate_autotiler
+
+    graph = _load(_pattern("conv_active", "LeakyRelu"), tmp_path / "m.onnx")
+    run_scheme(graph, "scale8")
+    xs = np.random.default_rng(2).uniform(-1, 1, (8, 4, 8, 8)).astype(np.float32)
+    qstate = _quantize(graph, xs, "SQ8", 8)
+    fused = next(n for n in graph.nodes if n.op == "Fused")
+    assert qstate.tensors[fused.outputs[0]].zero_point == 0
+    paths = generate_autotiler(graph, qstate, {}, tmp_path, None, "t", None, False)
+    text = "".join(Path(p).read_text() for p in paths if str(p).endswith(".c"))
+    assert "KOP_LEAKYRELU" in text
