@@ -293,3 +293,46 @@ def test_autotiler_sq8_maps_fused_leaky_relu_to_kop_leakyrelu_with_the_q7_slope(
     paths = generate_autotiler(graph, qstate, {}, tmp_path, None, "t", None, False)
     text = "".join(Path(p).read_text() for p in paths if str(p).endswith(".c"))
     assert "KOP_LEAKYRELU" in text
+
+
+def _all_patterns(act: str) -> onnx.ModelProto:
+    """Every pattern of :data:`PATTERNS` with ``act``, side by side on one input."""
+    nodes: list[Any] = []
+    inits: list[Any] = []
+    outs: list[Any] = []
+    for k, kind in enumerate(PATTERNS):
+        g = _pattern(kind, act).graph
+
+        def ren(n: str, k: int = k) -> str:
+            return n if n in ("x", "") else f"p{k}_{n}"
+
+        for n in g.node:
+            new = onnx.NodeProto()
+            new.CopyFrom(n)
+            new.name = ren(n.name or n.output[0])
+            new.ClearField("input")
+            new.ClearField("output")
+            new.input.extend(ren(i) for i in n.input)
+            new.output.extend(ren(o) for o in n.output)
+            nodes.append(new)
+        for t in g.initializer:
+            new_t = onnx.TensorProto()
+            new_t.CopyFrom(t)
+            new_t.name = ren(t.name)
+            inits.append(new_t)
+        outs.append(helper.make_tensor_value_info(ren("y"), TensorProto.FLOAT, None))
+    graph = helper.make_graph(nodes, "all", [X], outs, inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+
+
+@pytest.mark.parametrize("act", ALL_ACTS)
+def test_every_pattern_with_each_activation_is_bit_exact_in_c(tmp_path: Path, act: str) -> None:
+    """The C of every fusion head (conv with pools, linear, pool, global pool, add) with each
+    activation repeats the integer executor in SQ8, POW2-16 and POW2-8."""
+    xs = np.random.default_rng(5).uniform(-1, 1, (8, 4, 8, 8)).astype(np.float32)
+    for scheme, bits in SCHEMES:
+        graph = _load(_all_patterns(act), tmp_path / f"all_{act}.onnx")
+        run_scheme(graph, "scale8" if scheme == "SQ8" else "pow2")
+        qstate = _quantize(graph, xs, scheme, bits)
+        res = verify_arrays(graph, qstate, xs, tmp_path / f"b_{scheme}{bits}", "pats")
+        assert res.ok, (scheme, bits, res.summary())
