@@ -336,3 +336,28 @@ def test_every_pattern_with_each_activation_is_bit_exact_in_c(tmp_path: Path, ac
         qstate = _quantize(graph, xs, scheme, bits)
         res = verify_arrays(graph, qstate, xs, tmp_path / f"b_{scheme}{bits}", "pats")
         assert res.ok, (scheme, bits, res.summary())
+
+
+def test_state_with_fused_fixed_format_activations_round_trips(tmp_path: Path) -> None:
+    """A fused Sigmoid / Tanh output has a fixed qtype and no calibrated range: save_state
+    leaves the NaN range out, so the state reopens (it was refused as malformed)."""
+    from PIL import Image
+
+    from nnshell.session import Session
+    from nnshell.state import load_state
+
+    graph_model = _pattern("conv_active", "Tanh")
+    onnx.save(graph_model, tmp_path / "m.onnx")
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    r = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(r.integers(0, 255, (8, 8, 4), dtype=np.uint8)).save(imgs / f"{i}.png")
+    s = Session()
+    s.open(str(tmp_path / "m.onnx"))
+    s.set("input_norm_func", "x: x/128-1")
+    s.fusions("scale8")
+    s.aquant([str(imgs)])
+    json_path, _ = s.save_state(str(tmp_path / "m.json"))
+    st = load_state(json_path)
+    assert st is not None
