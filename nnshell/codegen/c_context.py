@@ -3,8 +3,8 @@
 An op's hook describes its C call (which kernel, which arguments) with these generic pieces; the
 emitter owns the arena, the constant arrays and the order of the calls. Kernel-call builders
 shared by several ops (the per-channel affine, MatAdd, copies, transposes, concatenation) live
-here too, next to the activation parameters of a fused layer, which mirror
-``ops._sq8.activation_int`` integer for integer.
+here too, next to the activation rows of a fused layer, which each activation class writes
+itself (``fused_sq8_row`` / ``fused_pow2_row``, ``ops/fused_act.py``) next to its integer kernel.
 """
 
 from __future__ import annotations

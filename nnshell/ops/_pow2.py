@@ -172,14 +172,6 @@ def weighted_output(acc: Arr, nq: NodeQuant) -> Arr:
 # -- activations and data movers ---------------------------------------------------------------
 
 
-def activation_codes(op: str, attrs: Any, y: Arr, q: int, bits: int, name: str) -> Arr:
-    """A scale-preserving fused activation on codes at ``q``: the op class's own
-    ``fused_pow2_int`` hook (``ops/fused_act.py``, which imports no op module)."""
-    from nnshell.ops.fused_act import POW2, require
-
-    return require(op, POW2, name).fused_pow2_int(attrs, np.asarray(y, np.int64), q, q, bits, name)
-
-
 def passthrough_quant(ctx: Pow2Context, **consts: Arr) -> NodeQuant:
     """A data-moving / scale-preserving op: an ``out_shift`` only when input and output Q differ."""
     qin = ctx.in_q[0]
@@ -263,7 +255,6 @@ def mover_c(op: Any, node: Node, nq: NodeQuant, ctx: Any) -> str:
 __all__ = [
     "CTYPE",
     "act_call",
-    "activation_codes",
     "base_nq",
     "bits_of",
     "code_width",

@@ -13,7 +13,6 @@ import numpy as np
 
 from nnshell.errors import QuantizationError
 from nnshell.fixed_point import (
-    QType,
     int_matmul_exact,
     multiplier_headroom,
     multipliers,
@@ -91,14 +90,6 @@ def linear_int(x: np.ndarray, nq: NodeQuant) -> np.ndarray:
     w2 = wq.reshape(wq.shape[0], -1)
     acc = int_matmul_exact(x.reshape(x.shape[0], -1), w2.T)
     return requant_output(acc, nq, _dot_bound(x, wq, w2.shape[1]))
-
-
-def activation_int(op: str, attrs: Any, y: np.ndarray, q: QType, name: str) -> np.ndarray:
-    """A scale-preserving fused activation on int8 codes of qtype ``q`` (SQ8.md §6): the op
-    class's own ``fused_sq8_int`` hook (``ops/fused_act.py``)."""
-    from nnshell.ops.fused_act import SQ8, require
-
-    return require(op, SQ8, name).fused_sq8_int(attrs, y, q, q, name)
 
 
 def conv_int(
