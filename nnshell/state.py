@@ -285,7 +285,13 @@ def _qstate_doc(enc: _Encoder, qs: Any) -> dict[str, Any]:
             "relun_range": str(opts.relun_range),
         },
         "tensors": {name: q.to_dict() for name, q in qs.tensors.items()},
-        "ranges": {name: [_float(lo), _float(hi)] for name, (lo, hi) in qs.ranges.items()},
+        # a fixed-format output (Sigmoid / Tanh / Softmax, fused or not) has no calibrated
+        # range (NaN): left out, as the loader refuses NaN and every reader uses .get
+        "ranges": {
+            name: [_float(lo), _float(hi)]
+            for name, (lo, hi) in qs.ranges.items()
+            if not (math.isnan(lo) or math.isnan(hi))
+        },
         "nodes": {
             name: {
                 "in_q": [q.to_dict() if q is not None else None for q in nq.in_q],

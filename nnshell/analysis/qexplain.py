@@ -81,7 +81,11 @@ def _tail_lines(node: Any, zo: int) -> list[str]:
             note = " — clip8 already floors at -128, so it costs nothing" if zo == -128 else ""
             out.append(f"then ReLU on codes: max(zO, y) = max({zo}, y){note}")
         else:
-            out.append(f"then {p.op} on the int8 codes (SQ8.md §6)")
+            from nnshell.ops.fused_act import SQ8, fused_act
+
+            act = fused_act(p.op, SQ8)
+            what = act.fused_explain(p.attrs, SQ8) if act is not None else p.op
+            out.append(f"then {what} (SQ8.md §6, docs/activations.md)")
     return out
 
 
@@ -136,6 +140,9 @@ def explain_weighted(graph: Graph, qstate: Any, step: int) -> QExplain:
     in_t = next(t for t in node.inputs if t and not graph.tensors[t].is_const)
     qi, qo = qstate.tensors[in_t], qstate.tensors[node.outputs[0]]
     si, zi, so, zo = float(qi.scale), qi.zero_point, float(qo.scale), qo.zero_point
+    act_in = nq.info.get("act_in_scale")
+    if act_in is not None:  # a fused function activation: the head requantizes to its input
+        so, zo = float(act_in), 0
     sw = np.asarray(c["weights_scale"], np.float64).reshape(-1)
     mm = np.asarray(c["mul"]).astype(np.int64).reshape(-1)
     nn = np.asarray(c["shift"]).astype(np.int64).reshape(-1)
@@ -211,7 +218,13 @@ def explain_weighted(graph: Graph, qstate: Any, step: int) -> QExplain:
     L.extend("  " + t for t in _tail_lines(node, zo))
     L.append("real values: I = sI·(Iq − zI), W[c] = sW[c]·Wq[c], O = sO·(Oq − zO)")
     L.append(f"  sI = {_g(si)}, zI = {zi}  (input '{in_t}', from {producer})")
-    L.append(f"  sO{sym} = {_g(so)}, zO{sym} = {zo}  (output '{node.outputs[0]}')")
+    if act_in is None:
+        L.append(f"  sO{sym} = {_g(so)}, zO{sym} = {zo}  (output '{node.outputs[0]}')")
+    else:
+        L.append(
+            f"  sO{sym} = {_g(so)}, zO{sym} = {zo}  (the fused activation's intermediate input; "
+            f"output '{node.outputs[0]}' s = {_g(float(qo.scale))}, z = {qo.zero_point})"
+        )
     L.append(f"  sW{sym}[c] = max|W[c]|/127 in {_g(sw.min())}..{_g(sw.max())} ({sw.size} channels)")
     L.append(
         f"real multiplier m{sym}[c] = sI·sW{sym}[c]/sO{sym} ≈ M{sym}[c]·2^-N{sym}[c] "

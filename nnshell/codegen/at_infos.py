@@ -109,9 +109,11 @@ def sq8_activation(parts: Sequence[Any], q: QType, node_name: str) -> ActInfo | 
     The activation keeps the scale (``ACTSCALE`` 1, ``ACTSCALEN`` 0): nnshell requantizes once,
     at the head, to the fused output qtype (SQ8.md §5).
     """
-    acts = [p for p in parts if p.op in ("Relu", "Clip", "LeakyRelu")]
+    from nnshell.ops.fused_act import is_activation
+
+    acts = [p for p in parts if is_activation(p.op)]
     others = [
-        p for p in parts if p.op not in ("Relu", "Clip", "LeakyRelu", "MaxPool", "AveragePool")
+        p for p in parts if not is_activation(p.op) and p.op not in ("MaxPool", "AveragePool")
     ]
     if others:
         raise InfosError(
@@ -146,6 +148,18 @@ def activation_info(op: str, attrs: Any, q: QType, node_name: str) -> ActInfo:
             raise InfosError(f"{node_name}: LeakyRelu slope {float(attrs.alpha):g} exceeds Q7")
         slots = ((AT_INF_ACTSCALE, 1, 1), (AT_INF_ACTSCALEN, 0, 1), (AT_INF_A0, slope, 1))
         return ActInfo("KOP_LEAKYRELU", "Leaky", (*slots, (AT_INF_B0, zo, 1), (AT_INF_C0, 0, 1)))
+    from nnshell.ops.fused_act import SQ8, fused_act
+
+    act = fused_act(op, SQ8)
+    kop = getattr(act, "at_kop", None)
+    if act is not None and kop is not None:
+        # docs/activations.md: nnshell's function activations run on an int8 intermediate
+        # through a table; the AutoTiler operator computes from a Q12 int32 input: the
+        # integers would differ, so the mapping is refused rather than silently inexact.
+        raise InfosError(
+            f"{node_name}: {op} ({kop}) is not mapped: nnshell's int8-table {op} is not the "
+            "AutoTiler kernel's Q12 arithmetic (docs/activations.md)"
+        )
     raise InfosError(f"{node_name}: {op} has no AutoTiler SQ8 activation operator")
 
 

@@ -157,6 +157,7 @@ from nnshell.errors import CodegenError, GraphStateError, ModelFileError, Nnshel
 from nnshell.fixed_point import QType, header_qscale_qnorm
 from nnshell.fixed_pow2 import code_of, pow2_qtype, q_of, qmn
 from nnshell.ir import Graph, Node, c_safe_name
+from nnshell.ops.fused_act import fused_act
 from nnshell.settings import (
     AT_MEMORIES,
     MAX_FLASH_MB,
@@ -445,7 +446,7 @@ class _Planner:
                 k = self.matadd(node, step)
             elif head == "Softmax":
                 k = self.softmax(node, step)
-            elif head in ("Relu", "Clip", "LeakyRelu") and node.op != "Fused":
+            elif node.op != "Fused" and fused_act(head, "SQ8") is not None:
                 k = self.activation(node, step)
             else:
                 raise AutoTilerError(

@@ -3,13 +3,12 @@
 An op's hook describes its C call (which kernel, which arguments) with these generic pieces; the
 emitter owns the arena, the constant arrays and the order of the calls. Kernel-call builders
 shared by several ops (the per-channel affine, MatAdd, copies, transposes, concatenation) live
-here too, next to the activation parameters of a fused layer, which mirror
-``ops._sq8.activation_int`` integer for integer.
+here too, next to the activation rows of a fused layer, which each activation class writes
+itself (``fused_sq8_row`` / ``fused_pow2_row``, ``ops/fused_act.py``) next to its integer kernel.
 """
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ import numpy as np
 
 from nnshell.codegen.csafe import c_ident, c_token, shown
 from nnshell.errors import CodegenError
-from nnshell.fixed_point import QType, round_half_up
+from nnshell.fixed_point import QType
 from nnshell.ir import Graph, Node
 
 #: C element type of each numpy dtype the constants use, with its byte size.
@@ -222,32 +221,25 @@ class CContext:
         return name
 
     # -- fused activations and pools -----------------------------------------------------------
-    def acts(self, key: str, parts: Sequence[Any], q: QType) -> str:
-        """``name, n`` of the activations of a fused layer at output qtype ``q`` (or NULL, 0).
+    def acts(self, key: str, parts: Sequence[Any], q: QType, entry: QType | None = None) -> str:
+        """``name, n`` of the activations of a fused layer with output qtype ``q`` (or NULL, 0).
 
-        The parameters are those of ``ops._sq8.activation_int``: ReLU ``max(y, Zo)``, Clip
-        ``min(max(y, q(lo)), q(hi))`` (an infinite bound is -128 / 127), LeakyReLU
-        ``A = round_half_up(alpha·128)`` with a symmetric output.
+        ``entry`` is the qtype of the codes reaching the first activation (the head's, a
+        function activation's intermediate qtype; default ``q``). Each row is the op class's
+        own ``fused_sq8_row`` (``ops/fused_act.py``), the C twin of its ``fused_sq8_int``.
         """
+        from nnshell.ops.fused_act import SQ8, SQ8_ROW_LEN, fused_act, pad_row
+
         if not parts:
             return NO_ACTS
-        z, s = q.zero_point, float(q.scale)
-
-        def code(v: float) -> int:
-            return int(min(127, max(-128, round_half_up(v / s) + z)))
-
+        cur = q if entry is None else entry
         rows: list[list[Any]] = []
         for p in parts:
-            if p.op == "Relu":
-                rows.append(["NN_ACT_CLAMP", z, 127, 0])
-            elif p.op == "Clip":
-                lo = code(p.attrs.min) if math.isfinite(p.attrs.min) else -128
-                hi = code(p.attrs.max) if math.isfinite(p.attrs.max) else 127
-                rows.append(["NN_ACT_CLAMP", lo, hi, 0])
-            elif p.op == "LeakyRelu" and z == 0:
-                rows.append(["NN_ACT_LEAKY", 0, 0, round_half_up(float(p.attrs.alpha) * 128)])
-            else:
+            act = fused_act(p.op, SQ8)
+            if act is None:
                 self.unsupported(f"{p.op} inside a fused layer has no integer kernel")
+            rows.append(pad_row(act.fused_sq8_row(p.attrs, cur, q, self), SQ8_ROW_LEN, "NULL"))
+            cur = q
         return f"{self.struct_array('nn_act_t', key, rows)}, {len(rows)}"
 
     def pool(
@@ -275,36 +267,26 @@ class CContext:
             bounds = [0, h, 0, w]
         return self.struct("nn_pool_t", "pool", [kind, *win, oh, ow, *bounds])
 
-    def p2_acts(self, key: str, parts: Sequence[Any], q: QType) -> str:
-        """``name, n`` of POW2 activations (``nn_p2act_t``) on codes of qtype ``q``, or NULL, 0.
+    def p2_acts(self, key: str, parts: Sequence[Any], q: QType, entry: int | None = None) -> str:
+        """``name, n`` of POW2 activations (``nn_p2act_t``) ending at qtype ``q``, or NULL, 0.
 
-        The parameters of ``ops._pow2.activation_codes``: ReLU keeps ``[0, max]``, Clip
-        ``[code(min), code(max)]`` at ``q`` (saturated; an infinite bound is the container's),
-        LeakyReLU the slope ``round_half_up(alpha·2^15)``.
+        ``entry`` is the Q of the codes reaching the first activation (default ``q``'s). Each
+        row is the op class's own ``fused_pow2_row`` (``ops/fused_act.py``).
         """
-        from nnshell.fixed_pow2 import code_of, q_of
+        from nnshell.fixed_pow2 import q_of
+        from nnshell.ops.fused_act import POW2, POW2_ROW_LEN, fused_act, pad_row
 
         if not parts:
             return NO_ACTS
         qq, bits = q_of(q), q.bits
-        top = (1 << (bits - 1)) - 1
+        cur = qq if entry is None else int(entry)
         rows: list[list[Any]] = []
         for p in parts:
-            if p.op == "Relu":
-                rows.append(["NN_ACT_CLAMP", 0, top, 0])
-            elif p.op == "Clip":
-                rows.append(
-                    [
-                        "NN_ACT_CLAMP",
-                        code_of(p.attrs.min, qq, bits),
-                        code_of(p.attrs.max, qq, bits),
-                        0,
-                    ]
-                )
-            elif p.op == "LeakyRelu":
-                rows.append(["NN_ACT_LEAKY", 0, 0, round_half_up(float(p.attrs.alpha) * 32768)])
-            else:
+            act = fused_act(p.op, POW2)
+            if act is None:
                 self.unsupported(f"{p.op} inside a fused layer has no POW2 kernel")
+            rows.append(pad_row(act.fused_pow2_row(p.attrs, cur, qq, bits), POW2_ROW_LEN, 0))
+            cur = qq
         return f"{self.struct_array('nn_p2act_t', key, rows)}, {len(rows)}"
 
     # -- calls shared by several ops -----------------------------------------------------------

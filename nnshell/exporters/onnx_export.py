@@ -72,8 +72,14 @@ class _Builder:
         self.nodes.append(onnx.helper.make_node(op, ins, outs, name=name, **attrs))
 
     def node(self, node: Node, ins: list[str], outs: list[str]) -> None:
+        from nnshell.ops import get_op
+
+        decompose = getattr(get_op(node.op), "onnx_decompose", None)
         if node.op == "Fused":
             self.fused(node, ins, outs)
+        elif decompose is not None:  # an op with no ONNX type of its own (Swish)
+            for k, (op, d_ins, d_outs) in enumerate(decompose(ins, outs, self.temp)):
+                self.emit(op, d_ins, d_outs, f"{node.name}_{k}")
         elif node.op == "Linear":
             flat = self.temp("flat")
             self.emit("Flatten", [ins[0]], [flat], f"{node.name}_flatten", axis=1)

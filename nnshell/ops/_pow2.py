@@ -38,7 +38,6 @@ from nnshell.fixed_pow2 import (
     MAX_PRECISION_LOSS,
     Pow2Context,
     clip_bits,
-    code_of,
     int_bits,
     q_from_range,
     q_in,
@@ -201,22 +200,6 @@ def weighted_output(acc: Arr, nq: NodeQuant) -> Arr:
 # -- activations and data movers ---------------------------------------------------------------
 
 
-def activation_codes(op: str, attrs: Any, y: Arr, q: int, bits: int, name: str) -> Arr:
-    """A scale-preserving activation on codes at ``q`` (ReLU, ReLU6 / Clip, LeakyReLU)."""
-    y = np.asarray(y, np.int64)
-    if op == "Relu":
-        return np.maximum(y, 0)
-    if op == "Clip":
-        return np.clip(y, code_of(attrs.min, q, bits), code_of(attrs.max, q, bits))
-    if op == "LeakyRelu":
-        a = int(round_half_up(float(attrs.alpha) * 32768))
-        return np.where(y >= 0, y, np.asarray(rnorm(y * a, 15)))
-    raise QuantizationError(
-        f"{name}: activation {op} inside a fused layer has no POW2 kernel",
-        "POW2 fused layers support ReLU, ReLU6 and LeakyReLU",
-    )
-
-
 def passthrough_quant(ctx: Pow2Context, **consts: Arr) -> NodeQuant:
     """A data-moving / scale-preserving op: an ``out_shift`` only when input and output Q differ."""
     qin = ctx.in_q[0]
@@ -275,6 +258,7 @@ def act_call(ctx: Any, rows: list[list[Any]], nq: NodeQuant) -> str:
     """``nn_p2_act`` of a standalone activation: ``clip(shift_round(act(x), out_shift))``."""
     x, y = ctx.act_inputs()[0], ctx.node.outputs[0]
     es = code_width(ctx, x, y)
+    rows = [[*r, *([0] * (5 - len(r)))] for r in rows]  # every nn_p2act_t field (-Wextra)
     acts = ctx.struct_array("nn_p2act_t", "act", rows)
     return (
         f"nn_p2_act({ctx.ptr(x)}, {ctx.ptr(y)}, {ctx.size(y)}, {es}, {acts}, {len(rows)}, "
@@ -299,7 +283,6 @@ def mover_c(op: Any, node: Node, nq: NodeQuant, ctx: Any) -> str:
 __all__ = [
     "CTYPE",
     "act_call",
-    "activation_codes",
     "base_nq",
     "bits_of",
     "code_width",

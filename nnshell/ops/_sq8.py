@@ -13,15 +13,12 @@ import numpy as np
 
 from nnshell.errors import QuantizationError
 from nnshell.fixed_point import (
-    QType,
     int_matmul_exact,
     multiplier_headroom,
     multipliers,
     quantize_bias,
     requant_scale,
     requantize_clip8,
-    rnorm,
-    round_half_up,
     weight_qtype_per_channel,
     zero_point_offset,
 )
@@ -93,30 +90,6 @@ def linear_int(x: np.ndarray, nq: NodeQuant) -> np.ndarray:
     w2 = wq.reshape(wq.shape[0], -1)
     acc = int_matmul_exact(x.reshape(x.shape[0], -1), w2.T)
     return requant_output(acc, nq, _dot_bound(x, wq, w2.shape[1]))
-
-
-def activation_int(op: str, attrs: Any, y: np.ndarray, q: QType, name: str) -> np.ndarray:
-    """Apply a scale-preserving activation to int8 codes of qtype ``q`` (SQ8.md §6)."""
-    z, s = q.zero_point, float(q.scale)
-
-    def code(v: float) -> int:
-        return int(min(127, max(-128, round_half_up(v / s) + z)))
-
-    if op == "Relu":
-        return np.maximum(y, z)
-    if op == "Clip":
-        lo = code(attrs.min) if np.isfinite(attrs.min) else -128
-        hi = code(attrs.max) if np.isfinite(attrs.max) else 127
-        return np.minimum(np.maximum(y, lo), hi)
-    if op == "LeakyRelu":
-        if z != 0:
-            raise QuantizationError(f"{name}: LeakyRelu needs a symmetric output")
-        a = int(round_half_up(float(attrs.alpha) * 128))
-        return np.where(y >= 0, y, rnorm(y.astype(np.int64) * a, 7))
-    raise QuantizationError(
-        f"{name}: activation {op} inside a fused layer has no SQ8 kernel yet",
-        "use Relu/ReLU6/LeakyRelu, or quantize with a scheme that supports it",
-    )
 
 
 def conv_int(

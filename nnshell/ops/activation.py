@@ -31,9 +31,17 @@ from typing import Any
 
 import numpy as np
 
-from nnshell.errors import ShapeError
+from nnshell.errors import QuantizationError, ShapeError
 from nnshell.fixed_point import QType, rnorm, round_half_up
-from nnshell.fixed_pow2 import Pow2Context, code_of, exp_neg_q15, q_in, q_of
+from nnshell.fixed_pow2 import (
+    Pow2Context,
+    code_of,
+    exp_neg_q15,
+    q_from_range,
+    q_in,
+    q_of,
+    shift_round,
+)
 from nnshell.ir import Node, Shape, TensorInfo
 from nnshell.ops import _pow2
 from nnshell.ops._batching import opset_of
@@ -44,6 +52,7 @@ from nnshell.ops._sq8_ext import (
     rescale_int,
     table_int,
 )
+from nnshell.ops.fused_act import SQ8, FusedAct, act_node
 from nnshell.ops.registry import OpDef, register
 from nnshell.qrecord import NodeQuant, QuantContext
 
@@ -51,7 +60,7 @@ from nnshell.qrecord import NodeQuant, QuantContext
 UNIT_QTYPE = QType(scale=1.0 / 127, zero_point=0, symmetric=True, forced_by="unit-range output")
 
 
-class _Activation(OpDef):
+class _Activation(FusedAct, OpDef):
     kind = "activation"
 
 
@@ -92,6 +101,120 @@ class _TableActivation(_Activation):
         x, y = node.inputs[0], node.outputs[0]
         table = ctx.const("table", nq.consts["table"], "int8_t")
         return f"nn_table({ctx.ptr8(x)}, {ctx.ptr8(y)}, {ctx.size(y)}, {table});"
+
+
+class _FunctionActivation(_TableActivation):
+    """A non-scale-preserving activation fusable in both schemes (docs/activations.md).
+
+    Inside a fused layer the head requantizes to an intermediate format chosen from the
+    function's own input range (``sat_range``: where it saturates or stops mattering; the
+    unbounded positive side of HardSwish / Swish follows the fused output's range), because no
+    calibration statistic sees the pre-activation tensor of a fusion. SQ8: a 256-entry table
+    from the intermediate codes to the output codes. POW2: :meth:`pow2_fn`, integer only.
+    """
+
+    #: ``(lo, hi)`` real input range the intermediate format must cover (None: per attrs).
+    sat: tuple[float, float] = (-8.0, 8.0)
+    #: Whether the positive side is unbounded (HardSwish, Swish: y ≈ x for large x).
+    follows_output: bool = False
+    #: The ``nn_p2act_t`` kind of the POW2 kernel.
+    p2_kind: str = ""
+
+    def sat_range(self, attrs: Any) -> tuple[float, float]:
+        """The real input range the intermediate format covers."""
+        return self.sat
+
+    # -- SQ8 --
+    def fused_sq8_mid(self, attrs: Any, out_q: QType) -> QType | None:
+        """Symmetric int8 over ``max(|lo|, hi)`` (``hi`` grows to the output's top real value
+        for the unbounded functions)."""
+        lo, hi = self.sat_range(attrs)
+        if self.follows_output:
+            hi = max(hi, (127 - out_q.zero_point) * float(out_q.scale))
+        return QType(scale=max(-lo, hi) / 127.0, zero_point=0, forced_by="fused activation")
+
+    def fused_table(self, attrs: Any, in_q: QType, out_q: QType) -> np.ndarray:
+        """The 256-entry int8 table from ``in_q`` codes to ``out_q`` codes."""
+        return build_table(lambda v: self.table_fn(act_node(self.name, attrs), v), in_q, out_q)
+
+    def fused_sq8_int(
+        self, attrs: Any, y: np.ndarray, in_q: QType, out_q: QType, name: str
+    ) -> np.ndarray:
+        """``T[y + 128]``."""
+        return table_int(y, self.fused_table(attrs, in_q, out_q)).astype(np.int64)
+
+    def fused_sq8_row(self, attrs: Any, in_q: QType, out_q: QType, ctx: Any) -> list[Any]:
+        """``NN_ACT_TABLE`` with the table as a constant array."""
+        table = ctx.const("act_table", self.fused_table(attrs, in_q, out_q), "int8_t")
+        return ["NN_ACT_TABLE", 0, 0, 0, table]
+
+    # -- POW2 --
+    def fused_pow2_mid(self, attrs: Any, q_out: int, bits: int) -> int | None:
+        """The Q covering :meth:`sat_range` (and the output's range for unbounded functions)."""
+        lo, hi = self.sat_range(attrs)
+        q = q_from_range(lo, hi, bits, f"{self.name} input")
+        return min(q, q_out) if self.follows_output else q
+
+    def pow2_fn(self, attrs: Any, x: np.ndarray, q_in: int, q_out: int) -> np.ndarray:
+        """The integer kernel: int64 codes at ``q_in`` to int64 codes at ``q_out``."""
+        raise NotImplementedError
+
+    def pow2_params(self, attrs: Any) -> tuple[int, int]:
+        """The ``alpha`` / ``beta`` fields of the C row."""
+        return 0, 0
+
+    def fused_pow2_int(
+        self, attrs: Any, y: np.ndarray, q_in: int, q_out: int, bits: int, name: str
+    ) -> np.ndarray:
+        """:meth:`pow2_fn` on the codes."""
+        return self.pow2_fn(attrs, np.asarray(y, np.int64), q_in, q_out)
+
+    def fused_pow2_row(self, attrs: Any, q_in: int, q_out: int, bits: int) -> list[Any]:
+        """``[kind, q_in, q_out, alpha, beta]``."""
+        return [self.p2_kind, q_in, q_out, *self.pow2_params(attrs)]
+
+    def quantize_pow2(self, ctx: Pow2Context) -> NodeQuant:
+        """No parameters: the input's Q in ``info``, the output Q from its own range."""
+        q_in(ctx)
+        return _pow2.base_nq(ctx)
+
+    def run_int_pow2(self, node: Node, nq: NodeQuant, *xs: np.ndarray | None) -> list[np.ndarray]:
+        """:meth:`pow2_fn` from Q``q_in`` to Q``q_out``, saturated to the container."""
+        assert xs[0] is not None
+        qi, qo = int(nq.info["q_in"][0]), q_of(nq.out_q)
+        return [_pow2.store(self.pow2_fn(node.attrs, xs[0].astype(np.int64), qi, qo), nq)]
+
+    def emit_c_pow2(self, node: Node, nq: NodeQuant, ctx: Any) -> str:
+        """``nn_p2_act`` with this activation's row."""
+        qi, qo = int(nq.info["q_in"][0]), q_of(nq.out_q)
+        return _pow2.act_call(ctx, [self.fused_pow2_row(node.attrs, qi, qo, nq.out_q.bits)], nq)
+
+    def fused_explain(self, attrs: Any, scheme: str) -> str:
+        """The intermediate format and the kernel."""
+        lo, hi = self.sat_range(attrs)
+        top = " (up to the output's range)" if self.follows_output else ""
+        if scheme == SQ8:
+            return (
+                f"{self.name}: head requantized to symmetric int8 over [{lo:g}, {hi:g}]{top}, "
+                "then a 256-entry table to the output codes"
+            )
+        return (
+            f"{self.name}: head shifted to the Q of [{lo:g}, {hi:g}]{top}, then integer "
+            f"{self.name.lower()} ({self.p2_kind}) to the output Q"
+        )
+
+
+def sigmoid_q15(x: np.ndarray, q: int) -> np.ndarray:
+    """Q15 of ``sigmoid(x·2^-q)``: ``p = 2^30 / (2^15 + E(|x|))``, ``2^15 - p`` for ``x < 0``."""
+    e = exp_neg_q15(np.abs(x), q)
+    p = (1 << 30) // (32768 + e)
+    return np.where(x >= 0, p, 32768 - p)
+
+
+def tanh_abs_q15(x: np.ndarray, q: int) -> np.ndarray:
+    """Q15 of ``tanh|x·2^-q|``: ``((2^15 - E(2|x|)) << 15) / (2^15 + E(2|x|))``."""
+    e = exp_neg_q15(2 * np.abs(x), q)
+    return ((32768 - e) << 15) // (32768 + e)
 
 
 def _f(x: np.ndarray, v: float) -> np.ndarray:
@@ -201,6 +324,37 @@ class Clip(_Activation):
         c = nq.consts
         return _pow2.act_call(ctx, [["NN_ACT_CLAMP", int(c["lo"]), int(c["hi"]), 0]], nq)
 
+    # -- fused (ops/fused_act.py) --
+    at_kop = "KOP_RELUN"
+
+    def fused_sq8_int(
+        self, attrs: Any, y: np.ndarray, in_q: QType, out_q: QType, name: str
+    ) -> np.ndarray:
+        """``min(max(y, q(lo)), q(hi))`` (an infinite bound is -128 / 127)."""
+        lo, hi = activation_code(attrs.min, out_q), activation_code(attrs.max, out_q)
+        return np.minimum(np.maximum(y, lo), hi).astype(np.int64)
+
+    def fused_sq8_row(self, attrs: Any, in_q: QType, out_q: QType, ctx: Any) -> list[Any]:
+        """``NN_ACT_CLAMP`` to the code bounds."""
+        lo, hi = activation_code(attrs.min, out_q), activation_code(attrs.max, out_q)
+        return ["NN_ACT_CLAMP", lo, hi, 0, "NULL"]
+
+    def fused_pow2_int(
+        self, attrs: Any, y: np.ndarray, q_in: int, q_out: int, bits: int, name: str
+    ) -> np.ndarray:
+        """``clip(y, code(min), code(max))`` at the Q."""
+        lo, hi = code_of(attrs.min, q_out, bits), code_of(attrs.max, q_out, bits)
+        return np.clip(np.asarray(y, np.int64), lo, hi)
+
+    def fused_pow2_row(self, attrs: Any, q_in: int, q_out: int, bits: int) -> list[Any]:
+        """``NN_ACT_CLAMP`` to the code bounds."""
+        lo, hi = code_of(attrs.min, q_out, bits), code_of(attrs.max, q_out, bits)
+        return ["NN_ACT_CLAMP", lo, hi, 0, 0]
+
+    def fused_explain(self, attrs: Any, scheme: str) -> str:
+        """The bounds as codes of the output."""
+        return f"Clip({float(attrs.min):g}, {float(attrs.max):g}): clamp to the bounds' codes"
+
 
 @dataclass(frozen=True)
 class AlphaAttrs:
@@ -239,6 +393,47 @@ class LeakyRelu(_TableActivation):
     def emit_c_pow2(self, node: Node, nq: NodeQuant, ctx: Any) -> str:
         """``nn_p2_act`` with the Q15 slope, then the output shift."""
         return _pow2.act_call(ctx, [["NN_ACT_LEAKY", 0, 0, int(nq.consts["alpha_q15"])]], nq)
+
+    # -- fused (ops/fused_act.py): NNTool's Q7 leak on a symmetric output --
+    at_kop = "KOP_LEAKYRELU"
+    #: ``rnorm(y·A, 7)`` scales codes about 0: the fused output must be symmetric.
+    fused_symmetric_out = True
+
+    def fused_sq8_int(
+        self, attrs: Any, y: np.ndarray, in_q: QType, out_q: QType, name: str
+    ) -> np.ndarray:
+        """``y >= 0 ? y : rnorm(y·A, 7)``, ``A = round_half_up(alpha·128)`` (0.1 → 13)."""
+        if out_q.zero_point != 0:
+            raise QuantizationError(f"{name}: LeakyRelu needs a symmetric output")
+        a = int(round_half_up(float(attrs.alpha) * 128))
+        y = np.asarray(y, np.int64)
+        return np.where(y >= 0, y, np.asarray(rnorm(y * a, 7)))
+
+    def fused_sq8_row(self, attrs: Any, in_q: QType, out_q: QType, ctx: Any) -> list[Any]:
+        """``NN_ACT_LEAKY`` with the Q7 slope."""
+        if out_q.zero_point != 0:
+            ctx.unsupported("LeakyRelu inside a fused layer needs a symmetric output")
+        return ["NN_ACT_LEAKY", 0, 0, int(round_half_up(float(attrs.alpha) * 128)), "NULL"]
+
+    def fused_pow2_int(
+        self, attrs: Any, y: np.ndarray, q_in: int, q_out: int, bits: int, name: str
+    ) -> np.ndarray:
+        """``y >= 0 ? y : rnorm(y·A, 15)`` with the Q15 slope."""
+        a = int(round_half_up(float(attrs.alpha) * 32768))
+        y = np.asarray(y, np.int64)
+        return np.where(y >= 0, y, np.asarray(rnorm(y * a, 15)))
+
+    def fused_pow2_row(self, attrs: Any, q_in: int, q_out: int, bits: int) -> list[Any]:
+        """``NN_ACT_LEAKY`` with the Q15 slope."""
+        return ["NN_ACT_LEAKY", 0, 0, int(round_half_up(float(attrs.alpha) * 32768)), 0]
+
+    def fused_explain(self, attrs: Any, scheme: str) -> str:
+        """The slope's fixed-point factor."""
+        if scheme == SQ8:
+            a = int(round_half_up(float(attrs.alpha) * 128))
+            return f"LeakyRelu: negative codes times {a}/128 (Q7), symmetric output"
+        a = int(round_half_up(float(attrs.alpha) * 32768))
+        return f"LeakyRelu: negative codes times {a}/32768 (Q15)"
 
 
 @register
@@ -280,13 +475,20 @@ class PRelu(_Activation):
 
 
 @register
-class Sigmoid(_TableActivation):
+class Sigmoid(_FunctionActivation):
     """Logistic function."""
 
     name = "Sigmoid"
     onnx_types = ("Sigmoid",)
     q_sym_reason = "sigmoid"
     q_fixed_out = UNIT_QTYPE
+    at_kop = "KOP_SIGMOID"
+    sat = (-8.0, 8.0)  # sigmoid(8) = 1 - 3.4e-4: the top code at 1/127
+    p2_kind = "NN_ACT_SIGMOID"
+
+    def pow2_fn(self, attrs: Any, x: np.ndarray, q_in: int, q_out: int) -> np.ndarray:
+        """``shift_round(sigmoid_q15(x), 15 - q_out)`` (the standalone kernel's integers)."""
+        return np.asarray(shift_round(sigmoid_q15(x, q_in), 15 - q_out))
 
     def run_float(self, node: Node, *xs: np.ndarray | None) -> list[np.ndarray]:
         x = xs[0]
@@ -317,13 +519,21 @@ class Sigmoid(_TableActivation):
 
 
 @register
-class Tanh(_TableActivation):
+class Tanh(_FunctionActivation):
     """Hyperbolic tangent."""
 
     name = "Tanh"
     onnx_types = ("Tanh",)
     q_sym_reason = "tanh"
     q_fixed_out = UNIT_QTYPE
+    at_kop = "KOP_TANH"
+    sat = (-4.0, 4.0)  # tanh(4) = 1 - 6.7e-4: the top code at 1/127
+    p2_kind = "NN_ACT_TANH"
+
+    def pow2_fn(self, attrs: Any, x: np.ndarray, q_in: int, q_out: int) -> np.ndarray:
+        """``±shift_round(tanh_abs_q15(x), 15 - q_out)``, the sign applied after rounding."""
+        y = np.asarray(shift_round(tanh_abs_q15(x, q_in), 15 - q_out))
+        return np.where(x < 0, -y, y)
 
     def run_float(self, node: Node, *xs: np.ndarray | None) -> list[np.ndarray]:
         assert xs[0] is not None
@@ -368,13 +578,35 @@ class HardSigmoidAttrs:
 
 
 @register
-class HardSigmoid(_TableActivation):
+class HardSigmoid(_FunctionActivation):
     """Piecewise-linear sigmoid."""
 
     name = "HardSigmoid"
     onnx_types = ("HardSigmoid",)
     Attrs = HardSigmoidAttrs
     q_fixed_out = UNIT_QTYPE
+    at_kop = "KOP_HSIGMOID"
+    p2_kind = "NN_ACT_HSIGMOID"
+
+    def sat_range(self, attrs: Any) -> tuple[float, float]:
+        """Where ``alpha·x + beta`` reaches 0 and 1 (both signs of alpha), and 0 itself."""
+        a, b = float(attrs.alpha), float(attrs.beta)
+        if a == 0.0:
+            return -1.0, 1.0
+        ends = [-b / a, (1.0 - b) / a, 0.0]
+        m = max(abs(v) for v in ends) or 1.0
+        return -m, m
+
+    def pow2_params(self, attrs: Any) -> tuple[int, int]:
+        """``alpha`` and ``beta`` in Q15."""
+        a = int(round_half_up(float(attrs.alpha) * 32768))
+        return a, int(round_half_up(float(attrs.beta) * 32768))
+
+    def pow2_fn(self, attrs: Any, x: np.ndarray, q_in: int, q_out: int) -> np.ndarray:
+        """``t = clip(shift_round(x·A, q_in) + B, 0, 2^15)`` (Q15), then to ``q_out``."""
+        a, b = self.pow2_params(attrs)
+        t = np.clip(np.asarray(shift_round(x * a, q_in)) + b, 0, 32768)
+        return np.asarray(shift_round(t, 15 - q_out))
 
     def run_float(self, node: Node, *xs: np.ndarray | None) -> list[np.ndarray]:
         x = xs[0]
@@ -384,18 +616,60 @@ class HardSigmoid(_TableActivation):
 
 
 @register
-class HardSwish(_TableActivation):
+class HardSwish(_FunctionActivation):
     """x times the hard sigmoid with alpha 1/6 (MobileNetV3)."""
 
     name = "HardSwish"
     onnx_types = ("HardSwish",)
     q_asym_output = True
+    at_kop = "KOP_HSWISH"
+    monotonic = False
+    sat = (-3.0, 3.0)  # 0 below -3, x above 3
+    follows_output = True
+    p2_kind = "NN_ACT_HSWISH"
+
+    def pow2_fn(self, attrs: Any, x: np.ndarray, q_in: int, q_out: int) -> np.ndarray:
+        """``t = clip(x + 3, 0, 6)`` at ``q_in``; ``shift_round(x·t·5461, 2·q_in + 15 - q_out)``
+        (5461 = round(2^15/6))."""
+        t = np.clip(x + (3 << q_in), 0, 6 << q_in)
+        return np.asarray(shift_round(x * t * 5461, 2 * q_in + 15 - q_out))
 
     def run_float(self, node: Node, *xs: np.ndarray | None) -> list[np.ndarray]:
         x = xs[0]
         assert x is not None
         g = np.clip(x * _f(x, 1.0 / 6.0) + _f(x, 0.5), _f(x, 0.0), _f(x, 1.0))
         return [x * g]
+
+
+@register
+class Swish(_FunctionActivation):
+    """``x·sigmoid(x)`` (SiLU; NNTool's "Swish"): what the pattern pass makes of
+    ``Mul(x, Sigmoid(x))``. No ONNX op of its own before opset 22 (no ``onnx_types``)."""
+
+    name = "Swish"
+    onnx_types = ()
+    q_asym_output = True
+    at_kop = "KOP_SWISH"
+    monotonic = False
+    sat = (-8.0, 8.0)  # |swish(-8)| = 0.0027; x above 8
+    follows_output = True
+    p2_kind = "NN_ACT_SWISH"
+
+    def run_float(self, node: Node, *xs: np.ndarray | None) -> list[np.ndarray]:
+        x = xs[0]
+        assert x is not None
+        return [x * Sigmoid().run_float(node, x)[0]]
+
+    def onnx_decompose(
+        self, ins: list[str], outs: list[str], temp: Any
+    ) -> list[tuple[str, list[str], list[str]]]:
+        """ONNX has no Swish before opset 22: the exporter writes ``Mul(x, Sigmoid(x))``."""
+        s = temp("sigmoid")
+        return [("Sigmoid", [ins[0]], [s]), ("Mul", [ins[0], s], list(outs))]
+
+    def pow2_fn(self, attrs: Any, x: np.ndarray, q_in: int, q_out: int) -> np.ndarray:
+        """``shift_round(x·sigmoid_q15(x), q_in + 15 - q_out)``."""
+        return np.asarray(shift_round(x * sigmoid_q15(x, q_in), q_in + 15 - q_out))
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from nnshell.errors import QuantizationError
-from nnshell.fixed_pow2 import Pow2Context, q_of
+from nnshell.fixed_point import QType
+from nnshell.fixed_pow2 import Pow2Context, pow2_qtype, q_of
 from nnshell.ir import Node, Shape, TensorInfo
 from nnshell.ops import _pow2
-from nnshell.ops._sq8 import activation_int, conv_int
+from nnshell.ops._sq8 import conv_int
+from nnshell.ops.fused_act import POW2, SQ8, FusedAct, require
 from nnshell.ops.registry import OpDef, get_op, register
 from nnshell.qrecord import NodeQuant, QuantContext
 
@@ -73,9 +74,46 @@ def _conv_chain_c(node: Node, nq: NodeQuant, ctx: Any, acts: Any) -> bool:
             ctx.unsupported(f"{tail[cut].op} after a conv has no C kernel")
         conv_shape = (1, nq.consts["weights"].shape[0], *nq.info["geometry"][4])
         pool = c_pool(part_node(tail[cut], ["_"], ["_"]), conv_shape, ctx)
-    pre = acts("pre", tail[:cut], nq.out_q)
-    ctx.tail = (pool, pre, acts("post", tail[cut + 1 :], nq.out_q))
+    entry = head_entry(node, nq)
+    pre_parts = tail[:cut]
+    pre = acts("pre", pre_parts, nq.out_q, entry)
+    after = nq.out_q if any(_is_act(p) for p in pre_parts) else entry
+    ctx.tail = (pool, pre, acts("post", tail[cut + 1 :], nq.out_q, after))
     return True
+
+
+def _is_act(p: FusedPart) -> bool:
+    return get_op(p.op).kind != "pool"
+
+
+def head_qtype_sq8(parts: Sequence[FusedPart], out_q: QType) -> QType:
+    """The qtype the head produces: the intermediate one of a function activation
+    (:meth:`~nnshell.ops.fused_act.FusedAct.fused_sq8_mid`), else the fused output's."""
+    for p in parts[1:]:
+        op = get_op(p.op)
+        if isinstance(op, FusedAct):
+            mid = op.fused_sq8_mid(p.attrs, out_q)
+            if mid is not None:
+                return mid
+    return out_q
+
+
+def head_q_pow2(parts: Sequence[FusedPart], q_out: int, bits: int) -> int:
+    """The Q the head produces (a function activation's intermediate Q, else the output's)."""
+    for p in parts[1:]:
+        op = get_op(p.op)
+        if isinstance(op, FusedAct):
+            mid = op.fused_pow2_mid(p.attrs, q_out, bits)
+            if mid is not None:
+                return mid
+    return q_out
+
+
+def head_entry(node: Node, nq: NodeQuant) -> Any:
+    """What the head hands the first activation: an SQ8 qtype, or a POW2 Q."""
+    if nq.info.get("scheme") == "POW2":
+        return head_q_pow2(_parts(node), q_of(nq.out_q), nq.out_q.bits)
+    return head_qtype_sq8(_parts(node), nq.out_q)
 
 
 def op_label(node: Node) -> str:
@@ -85,8 +123,11 @@ def op_label(node: Node) -> str:
     return node.op
 
 
-#: Activations that keep their input's scale / Q, so they may follow the head of a fusion.
-_SCALE_PRESERVING_ACTS = ("Relu", "Clip", "LeakyRelu")
+def _check_parts(node: Node, scheme: str) -> None:
+    """Every non-pool part must be an activation fusable in ``scheme`` (ops/fused_act.py)."""
+    for p in _parts(node)[1:]:
+        if _is_act(p):
+            require(p.op, scheme, node.name)
 
 
 @register
@@ -136,7 +177,7 @@ class Fused(OpDef):
         if parts[0].op not in ("Conv", "Linear"):
             return False
         for p in parts[1:]:
-            if p.op == "LeakyRelu":
+            if getattr(get_op(p.op), "fused_symmetric_out", False):
                 return False
             if p.op == "AveragePool" and get_op(p.op).q_symmetric_input(
                 part_node(p, ["_"], ["_"]), 0
@@ -161,35 +202,43 @@ class Fused(OpDef):
             return None
         return None
 
+    def q_output_qtype(self, node: Node, in_q: list[QType | None]) -> QType | None:
+        """A fusion ending in Sigmoid / Tanh / HardSigmoid outputs their fixed int8 at 1/127
+        (NNTool's fused conv + sigmoid / tanh / hsigmoid output)."""
+        last = _parts(node)[-1]
+        if len(_parts(node)) > 1 and _is_act(last):
+            return getattr(get_op(last.op), "q_fixed_out", None)
+        return None
+
     def q_symmetric_input(self, node: Node, idx: int) -> str | None:
         """The head's requirement on input ``idx``."""
         first = _parts(node)[0]
         return get_op(first.op).q_symmetric_input(part_node(first, node.inputs, ["_"]), idx)
 
     def quantize_sq8(self, ctx: QuantContext) -> NodeQuant:
-        """Quantize the head layer at the fusion's final output scale; check every later part.
+        """Quantize the head layer at the qtype its activation needs; check every later part.
 
-        Pools and ReLU-like activations keep the scale, so one requantization (at the head)
-        serves the whole chain (SQ8.md §5: the output scale of a fused node is that of its final
-        output). Heads: conv / linear (``conv_*``, ``linear_active``), a pool or global pool
-        (``pool_active``: the pool's own kernel, then a rescale to the fused output qtype) and
-        Add (``add_active``: MatAdd straight to the fused output scale). A table activation
-        (Sigmoid, Tanh, HardSigmoid, HardSwish) after the head is refused: its table would be
-        indexed by the head's pre-activation codes, whose range no calibration statistic records
-        inside a fusion.
+        Pools and scale-preserving activations (ReLU, Clip, LeakyReLU) keep the scale, so one
+        requantization (at the head, to the fusion's output qtype) serves the whole chain
+        (SQ8.md §5). A function activation (Sigmoid, Tanh, HardSigmoid, HardSwish, Swish) has
+        the head requantize to its intermediate qtype instead (fixed by the function's input
+        range, since no statistic records the pre-activation tensor of a fusion), then maps
+        those codes to the output codes with a 256-entry table (docs/activations.md).
         """
         parts = _parts(ctx.node)
-        for p in parts[1:]:
-            kind = get_op(p.op).kind
-            if kind != "pool" and p.op not in _SCALE_PRESERVING_ACTS:
-                raise QuantizationError(
-                    f"{ctx.node.name}: {p.op} inside a fused layer has no SQ8 kernel yet",
-                    "use Relu/ReLU6/LeakyRelu activations, or do not fuse it (its own table kernel "
-                    "then runs on calibrated input codes)",
-                )
+        _check_parts(ctx.node, SQ8)
+        head_q = head_qtype_sq8(parts, ctx.out_q)
         head = part_node(parts[0], ctx.node.inputs, ["_"])
-        head_ctx = QuantContext(ctx.graph, head, ctx.in_q, ctx.out_q, ctx.per_tensor)
-        return get_op(parts[0].op).quantize_sq8(head_ctx)
+        head_ctx = QuantContext(ctx.graph, head, ctx.in_q, head_q, ctx.per_tensor)
+        nq: NodeQuant = get_op(parts[0].op).quantize_sq8(head_ctx)
+        nq.out_q = ctx.out_q
+        if head_q is not ctx.out_q:
+            nq.info["act_in_scale"] = float(head_q.scale)
+            for p in parts[1:]:
+                op = get_op(p.op)
+                if _is_act(p) and hasattr(op, "fused_table"):
+                    nq.consts["act_table"] = op.fused_table(p.attrs, head_q, ctx.out_q)
+        return nq
 
     def run_int(self, node: Node, nq: NodeQuant, *xs: np.ndarray | None) -> list[np.ndarray]:
         """Head kernel (with requantization), then each pool / activation on int8 codes in order.
@@ -202,7 +251,8 @@ class Fused(OpDef):
         parts = _parts(node)
         rest = list(parts[1:])
         pools = [p for p in rest if get_op(p.op).kind == "pool"]
-        if parts[0].op == "Conv" and pools and all(p.op == "MaxPool" for p in pools):
+        monotonic = all(get_op(p.op).monotonic for p in rest if _is_act(p))  # type: ignore[attr-defined]
+        if parts[0].op == "Conv" and pools and monotonic and all(p.op == "MaxPool" for p in pools):
             head = part_node(parts[0], node.inputs, ["_"])
             x = xs[0]
             assert x is not None
@@ -216,12 +266,14 @@ class Fused(OpDef):
             rest = [p for p in rest if p.op != "MaxPool"]
         else:
             y = get_op(parts[0].op).run_int(part_node(parts[0], node.inputs, ["_"]), nq, *xs)[0]
-        same = NodeQuant([nq.out_q], nq.out_q)
+        cur = head_qtype_sq8(parts, nq.out_q)
         for p in rest:
             if get_op(p.op).kind == "pool":
-                y = get_op(p.op).run_int(part_node(p, ["_"], ["_"]), same, y)[0]
+                y = get_op(p.op).run_int(part_node(p, ["_"], ["_"]), NodeQuant([cur], cur), y)[0]
             else:
-                y = activation_int(p.op, p.attrs, y, nq.out_q, node.name).astype(np.int8)
+                act = require(p.op, SQ8, node.name)
+                y = act.fused_sq8_int(p.attrs, y, cur, nq.out_q, node.name).astype(np.int8)
+                cur = nq.out_q
         return [y]
 
     def emit_c(self, node: Node, nq: NodeQuant, ctx: Any) -> str:
@@ -238,36 +290,47 @@ class Fused(OpDef):
             ctx.unsupported(f"{op_label(node)} has no C kernel")
         code = head_emit(head, nq, ctx)
         y = node.outputs[0]
-        acts = ctx.acts("acts", tail, nq.out_q)
+        acts = ctx.acts("acts", tail, nq.out_q, head_entry(node, nq))
         return f"{code}\nnn_act_inplace({ctx.ptr8(y)}, {ctx.size(y)}, {acts});"
 
     # -- POW2 (POW2.md) ------------------------------------------------------------------------
     def quantize_pow2(self, ctx: Pow2Context) -> NodeQuant:
-        """The head at the fusion's output Q; pools and ReLU / ReLU6 / LeakyReLU keep that Q."""
+        """The head at the Q its activation needs (the output's, or a function activation's
+        intermediate Q, whose range then stands for the head's observed output range in the
+        accumulator budget); pools and the activations run at / to the output Q."""
         parts = ctx.node.attrs.parts
-        for p in parts[1:]:
-            if get_op(p.op).kind != "pool" and p.op not in _SCALE_PRESERVING_ACTS:
-                raise QuantizationError(
-                    f"{ctx.node.name}: {p.op} inside a fused layer has no POW2 kernel",
-                    "POW2 fused layers support ReLU, ReLU6 and LeakyReLU",
-                )
+        _check_parts(ctx.node, POW2)
+        q_out = q_of(ctx.out_q)
+        q_head = head_q_pow2(parts, q_out, ctx.bits)
+        out_q, out_range = ctx.out_q, ctx.out_range
+        if q_head != q_out:
+            out_q = pow2_qtype(q_head, ctx.bits, "fused activation input")
+            half = 2.0 ** (ctx.bits - 2 - q_head)  # the range whose integer bits give q_head
+            out_range = (-half, half)
         head = part_node(parts[0], ctx.node.inputs, ["_"])
-        hctx = replace(ctx, node=head, layer=ctx.node.name)
-        nq = get_op(parts[0].op).quantize_pow2(hctx)
-        return nq  # type: ignore[no-any-return]
+        hctx = replace(ctx, node=head, layer=ctx.node.name, out_q=out_q, out_range=out_range)
+        nq: NodeQuant = get_op(parts[0].op).quantize_pow2(hctx)
+        if q_head != q_out:
+            nq.out_q = ctx.out_q
+            nq.info["q_act_in"] = q_head
+        return nq
 
     def run_int_pow2(self, node: Node, nq: NodeQuant, *xs: np.ndarray | None) -> list[np.ndarray]:
-        """The head's POW2 kernel (codes at the fusion's output Q), then each pool's POW2 kernel
-        and each activation (:func:`~nnshell.ops._pow2.activation_codes`) at that Q in order."""
+        """The head's POW2 kernel (codes at the head's Q), then each pool's POW2 kernel and each
+        activation's fused POW2 kernel (``ops/fused_act.py``) in order."""
         parts = node.attrs.parts
         y = get_op(parts[0].op).run_int_pow2(part_node(parts[0], node.inputs, ["_"]), nq, *xs)[0]
-        same = NodeQuant([nq.out_q], nq.out_q, {}, {"bits": _pow2.bits_of(nq), "scheme": "POW2"})
         q, bits = q_of(nq.out_q), nq.out_q.bits
+        cur = head_q_pow2(parts, q, bits)
         for p in parts[1:]:
             if get_op(p.op).kind == "pool":
+                qt = pow2_qtype(cur, bits)
+                same = NodeQuant([qt], qt, {}, {"bits": _pow2.bits_of(nq), "scheme": "POW2"})
                 y = get_op(p.op).run_int_pow2(part_node(p, ["_"], ["_"]), same, y)[0]
             else:
-                y = _pow2.store(_pow2.activation_codes(p.op, p.attrs, y, q, bits, node.name), nq)
+                act = require(p.op, POW2, node.name)
+                y = _pow2.store(act.fused_pow2_int(p.attrs, y, cur, q, bits, node.name), nq)
+                cur = q
         return [y]
 
     def emit_c_pow2(self, node: Node, nq: NodeQuant, ctx: Any) -> str:
@@ -282,7 +345,7 @@ class Fused(OpDef):
             ctx.unsupported(f"{op_label(node)} has no POW2 C kernel")
         code = head_emit(head, nq, ctx)
         y = node.outputs[0]
-        acts = ctx.p2_acts("acts", tail, nq.out_q)
+        acts = ctx.p2_acts("acts", tail, nq.out_q, head_entry(node, nq))
         return (
             f"{code}\nnn_p2_act({ctx.ptr(y)}, {ctx.ptr(y)}, {ctx.size(y)}, {ctx.esize(y)}, "
             f"{acts}, 0);"

@@ -10,16 +10,18 @@ from typing import Any
 
 import numpy as np
 
+from nnshell.fixed_point import QType
 from nnshell.fixed_pow2 import Pow2Context
 from nnshell.ir import Node
 from nnshell.ops import _pow2
 from nnshell.ops._sq8_ext import passthrough_quant, rescale_int
+from nnshell.ops.fused_act import FusedAct
 from nnshell.ops.registry import OpDef, register
 from nnshell.qrecord import NodeQuant, QuantContext
 
 
 @register
-class Relu(OpDef):
+class Relu(FusedAct, OpDef):
     """Rectified linear unit."""
 
     name = "Relu"
@@ -65,3 +67,30 @@ class Relu(OpDef):
         """``nn_p2_act`` clamping to ``[0, max code]``, then the output shift."""
         top = (1 << (nq.out_q.bits - 1)) - 1
         return _pow2.act_call(ctx, [["NN_ACT_CLAMP", 0, top, 0]], nq)
+
+    # -- fused (ops/fused_act.py): scale-preserving, on the output's codes --
+    at_kop = "KOP_RELU"
+
+    def fused_sq8_int(
+        self, attrs: Any, y: np.ndarray, in_q: QType, out_q: QType, name: str
+    ) -> np.ndarray:
+        """``max(y, Zo)`` (with ``Zo = -128`` the saturation already does it)."""
+        return np.maximum(np.asarray(y, np.int64), out_q.zero_point)
+
+    def fused_sq8_row(self, attrs: Any, in_q: QType, out_q: QType, ctx: Any) -> list[Any]:
+        """``NN_ACT_CLAMP`` to ``[Zo, 127]``."""
+        return ["NN_ACT_CLAMP", out_q.zero_point, 127, 0, "NULL"]
+
+    def fused_pow2_int(
+        self, attrs: Any, y: np.ndarray, q_in: int, q_out: int, bits: int, name: str
+    ) -> np.ndarray:
+        """``max(y, 0)``."""
+        return np.maximum(np.asarray(y, np.int64), 0)
+
+    def fused_pow2_row(self, attrs: Any, q_in: int, q_out: int, bits: int) -> list[Any]:
+        """``NN_ACT_CLAMP`` to ``[0, max code]``."""
+        return ["NN_ACT_CLAMP", 0, (1 << (bits - 1)) - 1, 0, 0]
+
+    def fused_explain(self, attrs: Any, scheme: str) -> str:
+        """The zero code."""
+        return "Relu: max(code, zero point)" if scheme == "SQ8" else "Relu: max(code, 0)"

@@ -6,7 +6,9 @@
 - ``pool/global pool + act``: ``pool_active``;
 - ``add + act``: ``add_active``.
 A chain link must be the only reader of the previous output (a fan-out stops the fusion) and an
-activation must be one the scheme's kernels implement. The fused node is named after the first
+activation must be one the scheme's kernels implement: exactly the op classes with that scheme's
+fused-activation hooks (``ops/fused_act.py``), so a fusion is never built that ``aquant`` of the
+same scheme refuses. The fused node is named after the first
 layer with ``_fusion`` appended and computes exactly what the chain computed.
 """
 
@@ -17,13 +19,14 @@ import numpy as np
 from nnshell.ir import Graph, Node
 from nnshell.ops.activation import ClipAttrs
 from nnshell.ops.fused import FusedAttrs, FusedPart
+from nnshell.ops.fused_act import POW2, SQ8, fusable_activations
 from nnshell.passes._edit import act_inputs, const_of, prune_consts, sole_consumer
 from nnshell.passes.base import FusionRecord, PassResult, register_pass
 
-SQ8_ACTIVATIONS = frozenset(
-    {"Relu", "Clip", "LeakyRelu", "HardSigmoid", "HardSwish", "Sigmoid", "Tanh"}
-)
-POW2_ACTIVATIONS = frozenset({"Relu", "Clip", "LeakyRelu", "HardSigmoid", "HardSwish"})
+#: What each scheme fuses: the activations whose op class has that scheme's fused hooks.
+SQ8_ACTIVATIONS = fusable_activations(SQ8)
+POW2_ACTIVATIONS = fusable_activations(POW2)
+ANY_FUSABLE = SQ8_ACTIVATIONS | POW2_ACTIVATIONS
 POOLS = frozenset({"MaxPool", "AveragePool"})
 GLOBAL_POOLS = frozenset({"GlobalAveragePool", "GlobalMaxPool"})
 
@@ -125,7 +128,7 @@ def _run(
             kind = {"Linear": "linear_active", "Add": "add_active"}.get(node.op, "pool_active")
         if len(chain) == 1:
             nxt = sole_consumer(graph, node.outputs[0])
-            if nxt is not None and nxt.op in SQ8_ACTIVATIONS and nxt.op not in acts:
+            if nxt is not None and nxt.op in ANY_FUSABLE and nxt.op not in acts:
                 res.notes.append(f"{node.name}: {nxt.op} is not fusable in this scheme; kept")
             elif nxt is not None and nxt.op == "Clip" and pow2 and not _is_pow2_ok(graph, nxt):
                 res.notes.append(f"{node.name}: POW2 kernels clip to [0, 6] only; {nxt.name} kept")
@@ -149,15 +152,13 @@ def make_fusion_passes() -> None:
 
         # Under POW2 a Clip fuses only as ReLU6 (checked per node, see _is_pow2_ok).
         def conv(g: Graph, acts: frozenset[str] = acts, pow2: bool = pow2) -> PassResult:
-            extra = {"Sigmoid"} if pow2 else set()
-            return _run(g, frozenset({"Conv"}), acts | extra, True, pow2)
+            return _run(g, frozenset({"Conv"}), acts, True, pow2)
 
         def linear(g: Graph, acts: frozenset[str] = acts, pow2: bool = pow2) -> PassResult:
             return _run(g, frozenset({"Linear"}), acts, False, pow2)
 
         def pool(g: Graph, acts: frozenset[str] = acts, pow2: bool = pow2) -> PassResult:
-            extra = {"Sigmoid"} if pow2 else set()
-            return _run(g, POOLS | GLOBAL_POOLS, acts | extra, False, pow2)
+            return _run(g, POOLS | GLOBAL_POOLS, acts, False, pow2)
 
         def add(g: Graph, acts: frozenset[str] = acts, pow2: bool = pow2) -> PassResult:
             return _run(g, frozenset({"Add"}), acts, False, pow2)

@@ -7,10 +7,12 @@ follows a Flatten/Reshape after a conv/linear is moved next to that layer, where
 from __future__ import annotations
 
 from nnshell.ir import Graph
+from nnshell.ops.fused_act import POW2, SQ8, fusable_activations
 from nnshell.passes._edit import reinfer, sole_consumer
 from nnshell.passes.base import PassResult, register_pass
 
-ACTIVATIONS = {"Relu", "Clip", "LeakyRelu", "HardSigmoid", "HardSwish", "Sigmoid", "Tanh"}
+#: The pointwise activations a fusion could take (ops/fused_act.py), in either scheme.
+ACTIVATIONS = fusable_activations(SQ8) | fusable_activations(POW2)
 _SHAPE_ONLY = {"Flatten", "Reshape", "Squeeze", "Unsqueeze"}
 
 

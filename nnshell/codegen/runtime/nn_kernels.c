@@ -33,6 +33,8 @@ static int8_t act_apply(int8_t v, const nn_act_t *acts, int nacts)
             v = (int8_t)(v < a->lo ? a->lo : (v > a->hi ? a->hi : v));
         } else if (a->kind == NN_ACT_LEAKY && v < 0) {
             v = (int8_t)rnorm64((int64_t)v * a->alpha, 7);
+        } else if (a->kind == NN_ACT_TABLE) { /* activations: function activations */
+            v = a->table[v + 128];
         }
     }
     return v;

@@ -24,14 +24,17 @@
 /* Called after every step by the generated <graph>_run() when not NULL (test harnesses). */
 typedef void (*nn_step_fn)(int step, const void *data, size_t nbytes, void *user);
 
-/* An activation applied to int8 codes: a clamp to [lo, hi] (ReLU, ReLU6, Clip) or the
- * LeakyReLU y < 0 ? rnorm(y * alpha, 7) : y. */
-enum { NN_ACT_CLAMP = 1, NN_ACT_LEAKY = 2 };
+/* An activation applied to int8 codes: a clamp to [lo, hi] (ReLU, ReLU6, Clip), the
+ * LeakyReLU y < 0 ? rnorm(y * alpha, 7) : y, or (activations: function activations) a
+ * 256-entry table table[y + 128] from the head's intermediate codes to the output codes
+ * (Sigmoid, Tanh, HardSigmoid, HardSwish, Swish; table is NULL for the other kinds). */
+enum { NN_ACT_CLAMP = 1, NN_ACT_LEAKY = 2, NN_ACT_TABLE = 3 };
 typedef struct {
     int kind;
     int lo;
     int hi;
     int alpha;
+    const int8_t *table;
 } nn_act_t;
 
 /* A pooling window over a C x H x W int8 map. Positions are o * s - p + k * d; positions

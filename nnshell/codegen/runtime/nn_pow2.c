@@ -81,6 +81,45 @@ static void p2_store(void *p, size_t i, int esize, int64_t v)
     }
 }
 
+/* ---- activations: function activations (nn_p2act_t kinds NN_ACT_SIGMOID..NN_ACT_SWISH) ---- */
+static int64_t p2_sigmoid_q15(int64_t x, int q)
+{
+    const int64_t e = nn_p2_exp_neg_q15(x < 0 ? -x : x, q);
+    const int64_t p = ((int64_t)1 << 30) / (32768 + e);
+    return x >= 0 ? p : 32768 - p;
+}
+
+static int64_t p2_fn_act(int64_t x, const nn_p2act_t *a)
+{
+    const int qi = (int)a->lo;
+    const int qo = (int)a->hi;
+    switch (a->kind) {
+    case NN_ACT_SIGMOID:
+        return p2_shift(p2_sigmoid_q15(x, qi), 15 - qo);
+    case NN_ACT_TANH: {
+        const int64_t e = nn_p2_exp_neg_q15(2 * (x < 0 ? -x : x), qi);
+        const int64_t y = p2_shift(((32768 - e) * 32768) / (32768 + e), 15 - qo);
+        return x < 0 ? -y : y;
+    }
+    case NN_ACT_HSIGMOID: {
+        int64_t t = p2_shift(x * a->alpha, qi) + a->beta;
+        t = t < 0 ? 0 : (t > 32768 ? 32768 : t);
+        return p2_shift(t, 15 - qo);
+    }
+    case NN_ACT_HSWISH: {
+        const int64_t three = (int64_t)3 << qi;
+        int64_t t = x + three;
+        t = t < 0 ? 0 : (t > 2 * three ? 2 * three : t);
+        return p2_shift(x * t * 5461, 2 * qi + 15 - qo);
+    }
+    case NN_ACT_SWISH:
+        return p2_shift(x * p2_sigmoid_q15(x, qi), qi + 15 - qo);
+    default:
+        return x;
+    }
+}
+/* ---- end of activations block ---- */
+
 /* The activations in order, each result saturated (the executor stores after each one). */
 static int64_t p2_acts(int64_t v, const nn_p2act_t *acts, int nacts, int esize)
 {
@@ -91,6 +130,8 @@ static int64_t p2_acts(int64_t v, const nn_p2act_t *acts, int nacts, int esize)
             v = v < a->lo ? a->lo : (v > a->hi ? a->hi : v);
         } else if (a->kind == NN_ACT_LEAKY && v < 0) {
             v = p2_shift(v * a->alpha, 15);
+        } else if (a->kind >= NN_ACT_SIGMOID) {
+            v = p2_fn_act(v, a);
         }
         v = p2_clip(v, esize);
     }
@@ -324,6 +365,8 @@ void nn_p2_act(const void *in, void *out, size_t n, int esize, const nn_p2act_t 
                 v = v < a->lo ? a->lo : (v > a->hi ? a->hi : v);
             } else if (a->kind == NN_ACT_LEAKY && v < 0) {
                 v = p2_shift(v * a->alpha, 15);
+            } else if (a->kind >= NN_ACT_SIGMOID) { /* activations: function activations */
+                v = p2_fn_act(v, a);
             }
             if (i + 1 < nacts) {
                 v = p2_clip(v, esize);

@@ -31,7 +31,22 @@ typedef struct {
     int32_t lo;
     int32_t hi;
     int32_t alpha;
+    int32_t beta;
 } nn_p2act_t;
+
+/* activations: function activations from codes at Q lo (the head's intermediate Q) to codes
+ * at Q hi, integer only (the exp of nn_p2_exp_neg_q15):
+ *   NN_ACT_SIGMOID  sigmoid in Q15, then to Q hi;  NN_ACT_TANH  the same for tanh;
+ *   NN_ACT_HSIGMOID t = clip(shift_round(x * alpha, lo) + beta, 0, 2^15) (alpha, beta Q15);
+ *   NN_ACT_HSWISH   shift_round(x * clip(x + 3, 0, 6) * 5461, 2 lo + 15 - hi);
+ *   NN_ACT_SWISH    shift_round(x * sigmoid_q15(x), lo + 15 - hi). */
+enum {
+    NN_ACT_SIGMOID = 4,
+    NN_ACT_TANH = 5,
+    NN_ACT_HSIGMOID = 6,
+    NN_ACT_HSWISH = 7,
+    NN_ACT_SWISH = 8
+};
 
 /* A (grouped, depthwise) POW2 convolution; out_h x out_w is the convolution's own output,
  * before any fused pool. Weights (out_c, in_c/group, kh, kw) and biases (out_c) are codes of
