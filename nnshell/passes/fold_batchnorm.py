@@ -1,9 +1,12 @@
 """fold_batchnorm: fold an inference BatchNormalization into the conv/linear before it.
 
 With ``s[c] = gamma[c] / sqrt(var[c] + eps)`` (ONNX default ``eps = 1e-5``):
-``W'[c] = W[c] · s[c]`` and ``b'[c] = (b[c] - mean[c]) · s[c] + beta[c]``, so
+``W'[c] = W[c] · s[c]`` (a ConvTranspose's output channel ``c = g·Mg + m`` is the weights'
+axis 1 within group ``g``: DBNet heads put a BN after each transposed conv) and
+``b'[c] = (b[c] - mean[c]) · s[c] + beta[c]``, so
 ``BN(conv(x)) = conv'(x)`` exactly in real arithmetic. A BatchNormalization that does not follow
-a single-consumer Conv/Linear/Gemm stays (the quantizer treats it as a per-channel scale-shift).
+a single-consumer Conv/ConvTranspose/Linear/Gemm stays (the quantizer treats it as a per-channel
+scale-shift).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from nnshell.ir import Graph, Node
 from nnshell.passes._edit import const_of, remove_node, set_input_const, sole_consumer
 from nnshell.passes.base import PassResult, register_pass
 
-_FOLDABLE = {"Conv", "Linear", "Gemm"}
+_FOLDABLE = {"Conv", "ConvTranspose", "Linear", "Gemm"}
 
 
 def _scale_shift(graph: Graph, bn: Node) -> tuple[np.ndarray, np.ndarray] | None:
@@ -38,6 +41,12 @@ def _fold_into(graph: Graph, layer: Node, s: np.ndarray, t: np.ndarray) -> bool:
             return False
         w = np.asarray(w, np.float64)
         w_new = w * s[None, :] if not at.transB else w * s[:, None]
+    elif layer.op == "ConvTranspose":
+        # weights (C, M/group, *k): output channel g·Mg + m is w[g·Cg : (g+1)·Cg, m]
+        w = np.asarray(w, np.float64)
+        g = int(layer.attrs.group)
+        wg = w.reshape(g, w.shape[0] // g, w.shape[1], -1)
+        w_new = (wg * s.reshape(g, 1, w.shape[1], 1)).reshape(w.shape)
     else:
         w_new = np.asarray(w, np.float64) * s.reshape((-1,) + (1,) * (w.ndim - 1))
     b_old = np.zeros(n_out) if b is None else np.asarray(b, np.float64).reshape(-1)

@@ -1,0 +1,298 @@
+"""Integer building blocks of broadcasting elementwise ops, constant affines and Resize (issue 17).
+
+Kept apart from ``_sq8.py`` / ``_pow2.py`` so the shared helpers of other ops stay untouched; like
+them it imports no op module.
+
+- **Broadcast binary, SQ8** (two activations, numpy broadcasting, batch axis kept):
+
+  * Add / Sub: the MatAdd of SQ8.md §5 with a sign on ``b``: the input with the smaller scale is
+    the reference ``j``, the other is rescaled ``rnorm(X·Mi, Ni)``, ``acc = A' ± B'``,
+    ``out = clip8(rnorm(acc·Mo, No))`` (symmetric inputs and output).
+  * Mul: NNTool's SE-block expression ``out = clip8(rnorm(A·B·M, N) + Zo)`` with
+    ``M·2^-N ≈ Sa·Sb/So`` (symmetric inputs; the output may be asymmetric).
+
+- **Broadcast binary, POW2**: Add / Sub align both inputs to ``q_common = max(qa, qb)`` by
+  exact left shifts, add or subtract, ``shift_round`` to ``q_out``; Mul multiplies the codes
+  (``Q(qa+qb)``) and shifts by ``qa + qb - q_out``.
+
+- **Constant affine, POW2** ``y[c] = s[c]·x + t[c]`` (Add / Sub / Mul / Div by a per-channel or
+  scalar constant, an unfolded BatchNormalization): a depthwise 1×1 conv with ``K = 1`` through
+  :func:`nnshell.ops._pow2.quantize_weighted` (the same weight / bias / accumulator rules).
+
+- **Resize**: nearest is a gather of codes (a data mover); bilinear interpolates codes with
+  fixed-point weights ``w = round_half_up(frac·2^F)`` (``F = RESIZE_FRAC``) per axis::
+
+      v = rnorm((2^F - wy)·((2^F - wx)·p00 + wx·p01) + wy·((2^F - wx)·p10 + wx·p11), 2F)
+
+  The weights of each axis sum to ``2^F`` exactly, so the result is a convex combination of codes:
+  it needs no zero-point terms, stays inside the container, and the output keeps the input's qtype.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from nnshell.errors import QuantizationError
+from nnshell.fixed_point import clip8, multiplier, rnorm
+from nnshell.fixed_pow2 import Pow2Context, q_of
+from nnshell.ir import Node
+from nnshell.ops import _pow2
+from nnshell.qrecord import NodeQuant, QuantContext
+
+#: Fraction bits of the bilinear Resize weights (int64 accumulators in C: 16-bit codes · 2^24).
+RESIZE_FRAC = 12
+
+#: Codes of the C ``op`` argument of ``nn_ew_sq8`` / ``nn_p2_ew``.
+EW_CODES = {"Add": 0, "Sub": 1, "Mul": 2}
+
+
+# -- broadcasting ---------------------------------------------------------------------------------
+
+
+def broadcast_strides(in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> list[int]:
+    """Element strides of ``in_shape`` read at every index of ``out_shape`` without its batch axis,
+    padded to 4 dims (0 where the input broadcasts); the C kernels walk 4 nested loops."""
+    rank = len(out_shape) - 1
+    if rank > 4:
+        raise QuantizationError(f"broadcast of rank {rank + 1} (at most 5 dims are generated)")
+    full = (1,) * (len(out_shape) - len(in_shape)) + tuple(in_shape)
+    dims = full[1:]
+    strides, acc = [], 1
+    for d in reversed(dims):
+        strides.append(acc)
+        acc *= d
+    strides.reverse()
+    pairs = zip(dims, out_shape[1:], strides, strict=True)
+    st = [0 if d == 1 and o != 1 else s for d, o, s in pairs]
+    return [0] * (4 - rank) + st
+
+
+def out_dims4(out_shape: tuple[int, ...]) -> list[int]:
+    """The output shape without the batch axis, padded to 4 dims with leading 1s."""
+    dims = list(out_shape[1:])
+    return [1] * (4 - len(dims)) + dims
+
+
+def bcast_struct(ctx: Any, a: str, b: str, y: str) -> str:
+    """``&name`` of the ``nn_bcast_t`` (output dims, element strides of ``a`` and ``b``)."""
+    ys = ctx.shape(y)
+    if len(ys) > 5:
+        ctx.unsupported("a broadcast of rank > 5")
+    fields = [*out_dims4(ys), *broadcast_strides(ctx.shape(a), ys)]
+    fields += broadcast_strides(ctx.shape(b), ys)
+    return str(ctx.struct("nn_bcast_t", "bcast", fields))
+
+
+# -- SQ8 broadcast binary -------------------------------------------------------------------------
+
+
+def sq8_binary_quantize(ctx: QuantContext, op: str) -> NodeQuant:
+    """Constants of :func:`sq8_binary_int` for ``op`` in Add / Sub / Mul of two activations."""
+    name = ctx.node.name
+    qa, qb = ctx.in_q[0], ctx.in_q[1]
+    assert qa is not None and qb is not None
+    if qa.zero_point or qb.zero_point:
+        raise QuantizationError(f"{name}: {op} of two activations needs symmetric inputs")
+    sa, sb, so = float(qa.scale), float(qb.scale), float(ctx.out_q.scale)
+    c: dict[str, np.ndarray] = {"ew_op": np.array(EW_CODES[op], np.int64)}
+    if op == "Mul":
+        mm, nn = multiplier(sa * sb / so, 1, name)
+        c.update(
+            ref_input=np.array(0, np.int64),
+            in_mul=np.array(0, np.int64),
+            in_shift=np.array(0, np.int64),
+            mul=np.array(mm, np.int64),
+            shift=np.array(nn, np.int64),
+        )
+        info = {"kernel": "broadcast mul clip8(rnorm(a*b*M, N) + Zo)", "m_out": sa * sb / so}
+    else:
+        if ctx.out_q.zero_point:
+            raise QuantizationError(f"{name}: {op} of two activations needs a symmetric output")
+        j = 0 if sa <= sb else 1
+        s_ref, s_other = (sa, sb) if j == 0 else (sb, sa)
+        mi, ni = multiplier(s_other / s_ref, 1, name)
+        mo, no = multiplier(s_ref / so, 1, name)
+        c.update(
+            ref_input=np.array(j, np.int64),
+            in_mul=np.array(mi, np.int64),
+            in_shift=np.array(ni, np.int64),
+            mul=np.array(mo, np.int64),
+            shift=np.array(no, np.int64),
+        )
+        info = {"kernel": f"broadcast {op.lower()} (MatAdd)", "m_out": s_ref / so}
+    c["zout"] = np.array(ctx.out_q.zero_point, np.int64)
+    return NodeQuant(list(ctx.in_q), ctx.out_q, c, info)
+
+
+def sq8_binary_int(nq: NodeQuant, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The integer kernel of :func:`sq8_binary_quantize` on broadcast int8 codes."""
+    c = nq.consts
+    op = int(c["ew_op"])
+    a64, b64 = a.astype(np.int64), b.astype(np.int64)
+    if op == EW_CODES["Mul"]:
+        y = rnorm(a64 * b64 * int(c["mul"]), int(c["shift"])) + int(c["zout"])
+        return np.asarray(clip8(y)).astype(np.int8)
+    if int(c["ref_input"]) == 0:
+        b64 = np.asarray(rnorm(b64 * int(c["in_mul"]), int(c["in_shift"])))
+    else:
+        a64 = np.asarray(rnorm(a64 * int(c["in_mul"]), int(c["in_shift"])))
+    acc = a64 - b64 if op == EW_CODES["Sub"] else a64 + b64
+    return np.asarray(clip8(rnorm(acc * int(c["mul"]), int(c["shift"])))).astype(np.int8)
+
+
+def sq8_binary_c(node: Node, nq: NodeQuant, ctx: Any) -> str:
+    """``nn_ew_sq8`` (the C of :func:`sq8_binary_int`)."""
+    a, b = node.inputs[0], node.inputs[1]
+    y = node.outputs[0]
+    bc = bcast_struct(ctx, a, b, y)
+    c = nq.consts
+    keys = ("ew_op", "ref_input", "in_mul", "in_shift", "mul", "shift", "zout")
+    args = ", ".join(str(int(c[k])) for k in keys)
+    return f"nn_ew_sq8({ctx.ptr8(a)}, {ctx.ptr8(b)}, {ctx.ptr8(y)}, {bc}, {args});"
+
+
+# -- POW2 broadcast binary ------------------------------------------------------------------------
+
+
+def p2_binary_quantize(ctx: Pow2Context, op: str) -> NodeQuant:
+    """Shifts of :func:`p2_binary_int`: Add / Sub align to ``max(qa, qb)``; Mul works at
+    ``qa + qb``; then ``out_shift`` to ``q_out``."""
+    qa, qb = ctx.in_q[0], ctx.in_q[1]
+    assert qa is not None and qb is not None
+    a, b, qo = q_of(qa), q_of(qb), q_of(ctx.out_q)
+    if op == "Mul":
+        sh = (0, 0)
+        qc = a + b
+    else:
+        qc = max(a, b)
+        sh = (qc - a, qc - b)
+    return _pow2.base_nq(
+        ctx,
+        {
+            "ew_op": _pow2.scalar(EW_CODES[op]),
+            "in_shifts": np.array(sh, np.int64),
+            "out_shift": _pow2.scalar(qc - qo),
+        },
+        q_common=qc,
+    )
+
+
+def p2_binary_int(nq: NodeQuant, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``clip(shift_round(op(a << sa, b << sb), out_shift))`` on broadcast codes."""
+    c = nq.consts
+    op = int(c["ew_op"])
+    sa, sb = (int(v) for v in c["in_shifts"])
+    a64 = np.left_shift(a.astype(np.int64), sa)
+    b64 = np.left_shift(b.astype(np.int64), sb)
+    if op == EW_CODES["Mul"]:
+        acc = a64 * b64
+    elif op == EW_CODES["Sub"]:
+        acc = a64 - b64
+    else:
+        acc = a64 + b64
+    return _pow2.to_out(acc, nq)
+
+
+def p2_binary_c(node: Node, nq: NodeQuant, ctx: Any) -> str:
+    """``nn_p2_ew`` (the C of :func:`p2_binary_int`)."""
+    a, b = node.inputs[0], node.inputs[1]
+    y = node.outputs[0]
+    es = _pow2.code_width(ctx, a, b, y)
+    bc = bcast_struct(ctx, a, b, y)
+    c = nq.consts
+    sa, sb = (int(v) for v in c["in_shifts"])
+    return (
+        f"nn_p2_ew({ctx.ptr(a)}, {ctx.ptr(b)}, {ctx.ptr(y)}, {bc}, {int(c['ew_op'])}, "
+        f"{sa}, {sb}, {int(c['out_shift'])}, {es});"
+    )
+
+
+# -- POW2 constant affine -------------------------------------------------------------------------
+
+
+def p2_affine_quantize(ctx: Pow2Context, x_idx: int, scale: np.ndarray, shift: np.ndarray) -> Any:
+    """``y[c] = scale[c]·x + shift[c]`` as a depthwise 1×1 conv (``K = 1``) of POW2.md."""
+    pc = dataclasses.replace(ctx, in_q=[ctx.in_q[x_idx]])
+    w = np.asarray(scale, np.float64).reshape(-1, 1)
+    nq = _pow2.quantize_weighted(pc, w, np.asarray(shift, np.float64).reshape(-1), 1)
+    nq.in_q = list(ctx.in_q)
+    nq.info["kernel"] = "channel affine (depthwise 1x1)"
+    return nq
+
+
+def p2_affine_int(x: np.ndarray, nq: NodeQuant) -> np.ndarray:
+    """``clip(shift_round(rnorm(x, in_shift)·w[c] + (b[c] << bias_shift), out_shift))``."""
+    w = nq.consts["weights"].astype(np.int64).reshape((1, -1) + (1,) * (x.ndim - 2))
+    return _pow2.weighted_output(np.asarray(_pow2.pre_shift(x, nq), np.int64) * w, nq)
+
+
+def p2_affine_c(x: str, y: str, nq: NodeQuant, ctx: Any) -> str:
+    """``nn_p2_affine`` (the C of :func:`p2_affine_int`)."""
+    es = _pow2.code_width(ctx, x, y)
+    c = nq.consts
+    if c["weights"].dtype.itemsize != es:
+        ctx.unsupported("weights and activations have different code widths")
+    ch, inner = ctx.c_hw(ctx.shape(y))
+    w = ctx.const("weights", c["weights"].reshape(-1), _pow2.CTYPE[es])
+    b = ctx.const("bias", c["biases"].reshape(-1), _pow2.CTYPE[es])
+    shifts = ", ".join(str(int(c[k])) for k in ("in_shift", "bias_shift", "out_shift"))
+    return f"nn_p2_affine({ctx.ptr(x)}, {ctx.ptr(y)}, {ch}, {inner}, {w}, {b}, {shifts}, {es});"
+
+
+# -- Resize ---------------------------------------------------------------------------------------
+
+
+def resize_int(x: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
+    """Nearest: gather the codes; bilinear: the fixed-point interpolation of the module docstring
+    (int64, vectorised), stored in ``x``'s dtype."""
+    if "resize_linear" not in meta:
+        y = x
+        for d, idx in enumerate(meta["resize_index"], start=1):
+            if idx is not None:
+                y = np.take(y, idx, axis=d)
+        return np.ascontiguousarray(y)
+    (y0, y1, wy), (x0, x1, wx) = meta["resize_linear"]
+    one = 1 << RESIZE_FRAC
+    v = x.astype(np.int64)
+    rows0, rows1 = v[:, :, y0, :], v[:, :, y1, :]
+
+    def horiz(r: np.ndarray) -> np.ndarray:
+        return (one - wx) * r[..., x0] + wx * r[..., x1]
+
+    wyc = wy.reshape(-1, 1)
+    acc = (one - wyc) * horiz(rows0) + wyc * horiz(rows1)
+    return np.asarray(rnorm(acc, 2 * RESIZE_FRAC)).astype(x.dtype)
+
+
+def resize_c(node: Node, ctx: Any) -> str:
+    """``nn_resize_nearest`` / ``nn_resize_bilinear`` of a 4-D tensor (only H and W resized)."""
+    x, y = node.inputs[0], node.outputs[0]
+    xs, ys = ctx.shape(x), ctx.shape(y)
+    if len(xs) != 4 or xs[1] != ys[1]:
+        ctx.unsupported("only a 4-D Resize of the two spatial axes has a C kernel")
+    es = ctx.esize(y)
+    dims = f"{xs[1]}, {xs[2]}, {xs[3]}, {ys[2]}, {ys[3]}"
+    if "resize_linear" in node.meta:
+        (y0, y1, wy), (x0, x1, wx) = node.meta["resize_linear"]
+        arrs = [
+            ctx.const("y0", y0, "int32_t"),
+            ctx.const("y1", y1, "int32_t"),
+            ctx.const("wy", wy, "int32_t"),
+            ctx.const("x0", x0, "int32_t"),
+            ctx.const("x1", x1, "int32_t"),
+            ctx.const("wx", wx, "int32_t"),
+        ]
+        return (
+            f"nn_resize_bilinear({ctx.ptr(x)}, {ctx.ptr(y)}, {dims}, {', '.join(arrs)}, "
+            f"{RESIZE_FRAC}, {es});"
+        )
+    idx = node.meta["resize_index"]
+    iy = idx[1] if idx[1] is not None else np.arange(xs[2])
+    ix = idx[2] if idx[2] is not None else np.arange(xs[3])
+    if idx[0] is not None:
+        ctx.unsupported("a Resize of the channel axis")
+    ay, ax = ctx.const("iy", iy, "int32_t"), ctx.const("ix", ix, "int32_t")
+    return f"nn_resize_nearest({ctx.ptr(x)}, {ctx.ptr(y)}, {dims}, {ay}, {ax}, {es});"
