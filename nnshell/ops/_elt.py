@@ -77,13 +77,14 @@ def out_dims4(out_shape: tuple[int, ...]) -> list[int]:
 
 
 def bcast_struct(ctx: Any, a: str, b: str, y: str) -> str:
-    """``&name`` of the ``nn_bcast_t`` (output dims, element strides of ``a`` and ``b``)."""
+    """Name of the ``int32_t bc[12]`` geometry (output dims, element strides of ``a`` and
+    ``b``) the broadcasting C kernels walk."""
     ys = ctx.shape(y)
     if len(ys) > 5:
         ctx.unsupported("a broadcast of rank > 5")
     fields = [*out_dims4(ys), *broadcast_strides(ctx.shape(a), ys)]
     fields += broadcast_strides(ctx.shape(b), ys)
-    return str(ctx.struct("nn_bcast_t", "bcast", fields))
+    return str(ctx.const("bcast", np.array(fields, np.int64), "int32_t"))
 
 
 # -- SQ8 broadcast binary -------------------------------------------------------------------------

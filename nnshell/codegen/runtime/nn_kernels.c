@@ -581,19 +581,19 @@ void nn_conv_transpose(const int8_t *in, int8_t *out, const nn_convt_t *ct)
 
 /* ==== issue 17 (branch elt): broadcasting elementwise, Resize ================================ */
 
-void nn_ew_sq8(const int8_t *a, const int8_t *b, int8_t *out, const nn_bcast_t *bc, int op,
+void nn_ew_sq8(const int8_t *a, const int8_t *b, int8_t *out, const int32_t *bc, int op,
                int ref, int in_mul, int in_shift, int mul, int shift, int zout)
 {
     int i0, i1, i2, i3;
     size_t k = 0;
-    for (i0 = 0; i0 < bc->dims[0]; i0++) {
-        for (i1 = 0; i1 < bc->dims[1]; i1++) {
-            for (i2 = 0; i2 < bc->dims[2]; i2++) {
-                for (i3 = 0; i3 < bc->dims[3]; i3++, k++) {
-                    int64_t va = a[i0 * bc->sa[0] + i1 * bc->sa[1] + i2 * bc->sa[2] +
-                                   i3 * bc->sa[3]];
-                    int64_t vb = b[i0 * bc->sb[0] + i1 * bc->sb[1] + i2 * bc->sb[2] +
-                                   i3 * bc->sb[3]];
+    for (i0 = 0; i0 < bc[0]; i0++) {
+        for (i1 = 0; i1 < bc[1]; i1++) {
+            for (i2 = 0; i2 < bc[2]; i2++) {
+                for (i3 = 0; i3 < bc[3]; i3++, k++) {
+                    int64_t va = a[i0 * bc[4] + i1 * bc[5] + i2 * bc[6] +
+                                   i3 * bc[7]];
+                    int64_t vb = b[i0 * bc[8] + i1 * bc[9] + i2 * bc[10] +
+                                   i3 * bc[11]];
                     if (op == 2) {
                         out[k] = clip8(rnorm64(va * vb * mul, shift) + zout);
                         continue;

@@ -132,18 +132,14 @@ enum { NN_NORM_OFFSET = 1, NN_NORM_SHIFT = 2 };
 void nn_format(const void *raw, int8_t *out, int h, int w, int c, int layout, int norm);
 
 /* ==== issue 17 (branch elt): broadcasting elementwise, Resize ==================================
- * Output dims without the batch axis padded to 4 (leading 1s); element strides of each input at
- * every output index (0 on a broadcast axis). */
-typedef struct {
-    int32_t dims[4];
-    int32_t sa[4];
-    int32_t sb[4];
-} nn_bcast_t;
+ * Broadcast geometry bc[12]: bc[0..3] the output dims without the batch axis padded to 4
+ * (leading 1s), bc[4..7] and bc[8..11] the element strides of inputs a and b at every output
+ * index (0 on a broadcast axis). */
 /* SQ8 binary of two broadcast int8 inputs, op 0 add, 1 sub, 2 mul:
  *   add/sub: the reference input (ref) unscaled, the other rnorm(x * in_mul, in_shift);
  *            out = clip8(rnorm((a' +/- b') * mul, shift))
  *   mul:     out = clip8(rnorm(a * b * mul, shift) + zout) */
-void nn_ew_sq8(const int8_t *a, const int8_t *b, int8_t *out, const nn_bcast_t *bc, int op,
+void nn_ew_sq8(const int8_t *a, const int8_t *b, int8_t *out, const int32_t *bc, int op,
                int ref, int in_mul, int in_shift, int mul, int shift, int zout);
 /* Nearest Resize of c x h x w codes (esize bytes each) to c x oh x ow: out[y][x] = in[iy[y]][ix[x]]. */
 void nn_resize_nearest(const void *in, void *out, int c, int h, int w, int oh, int ow,

@@ -471,19 +471,19 @@ void nn_p2_conv_transpose(const void *in, void *out, const nn_p2conv_t *cv)
 
 /* ==== issue 17 (branch elt): broadcasting elementwise, channel affine ======================== */
 
-void nn_p2_ew(const void *a, const void *b, void *out, const nn_bcast_t *bc, int op, int sa,
+void nn_p2_ew(const void *a, const void *b, void *out, const int32_t *bc, int op, int sa,
               int sb, int out_shift, int esize)
 {
     int i0, i1, i2, i3;
     size_t k = 0;
-    for (i0 = 0; i0 < bc->dims[0]; i0++) {
-        for (i1 = 0; i1 < bc->dims[1]; i1++) {
-            for (i2 = 0; i2 < bc->dims[2]; i2++) {
-                for (i3 = 0; i3 < bc->dims[3]; i3++, k++) {
-                    const size_t ka = (size_t)(i0 * bc->sa[0] + i1 * bc->sa[1] + i2 * bc->sa[2] +
-                                               i3 * bc->sa[3]);
-                    const size_t kb = (size_t)(i0 * bc->sb[0] + i1 * bc->sb[1] + i2 * bc->sb[2] +
-                                               i3 * bc->sb[3]);
+    for (i0 = 0; i0 < bc[0]; i0++) {
+        for (i1 = 0; i1 < bc[1]; i1++) {
+            for (i2 = 0; i2 < bc[2]; i2++) {
+                for (i3 = 0; i3 < bc[3]; i3++, k++) {
+                    const size_t ka = (size_t)(i0 * bc[4] + i1 * bc[5] + i2 * bc[6] +
+                                               i3 * bc[7]);
+                    const size_t kb = (size_t)(i0 * bc[8] + i1 * bc[9] + i2 * bc[10] +
+                                               i3 * bc[11]);
                     const int64_t va = p2_load(a, ka, esize) * ((int64_t)1 << sa);
                     const int64_t vb = p2_load(b, kb, esize) * ((int64_t)1 << sb);
                     const int64_t acc = op == 2 ? va * vb : (op == 1 ? va - vb : va + vb);

@@ -1,0 +1,155 @@
+"""Issue 17: broadcasting elementwise ops, constant affines, Resize, Concat of differently scaled
+branches and ConvTranspose + BN in a DBNet-like graph — the integer executor and the generated C
+(``gen --target c --verify``) agree bit for bit in SQ8, POW2-16 and POW2-8, and the quantized
+graph stays close to the float one."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from nnshell.codegen.verify import verify_arrays
+from nnshell.exec import run_float
+from nnshell.exec.int_exec import run_int
+from nnshell.importers.onnx_importer import load_onnx
+from nnshell.passes import run_scheme
+from nnshell.quant.pow2 import Pow2Options, quantize_graph_pow2
+from nnshell.quant.ranges import RangeMode
+from nnshell.quant.sq8 import QuantOptions, quantize_graph
+from nnshell.quant.stats import TensorStats
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("gcc") is None, reason="gen --target c tests need gcc on PATH (CI has it)"
+)
+
+C = 8
+
+
+def _dbnet_like(path: Path) -> None:
+    """conv→BN→ReLU, ConvTranspose→BN→ReLU, Resize nearest (asymmetric, floor) and bilinear
+    (half_pixel), an SE gate (feature map × per-channel ReLU vector), Add, Sub and Div by
+    constants, Mul by a constant, Concat of differently scaled branches, a standalone BN and a
+    bilinear Resize then a standalone sigmoid head (no fused
+    table activations: another branch adds those)."""
+    r = np.random.default_rng(17)
+
+    def w(*shape: int, scale: float = 0.3) -> np.ndarray:
+        return (r.standard_normal(shape) * scale).astype(np.float32)
+
+    def bn(p: str, c: int) -> dict[str, np.ndarray]:
+        return {
+            f"{p}_g": (1 + 0.2 * r.standard_normal(c)).astype(np.float32),
+            f"{p}_b": w(c, scale=0.1),
+            f"{p}_m": w(c, scale=0.1),
+            f"{p}_v": (0.5 + r.uniform(0, 1, c)).astype(np.float32),
+        }
+
+    inits: dict[str, np.ndarray] = {
+        "W1": w(C, 3, 3, 3),
+        "W2": w(C, C, 3, 3),
+        "Wt": w(C, C, 2, 2),
+        "Wse": w(C, C, 1, 1),
+        "Bse": w(C),
+        "W3": w(C, 2 * C, 3, 3, scale=0.1),
+        "W4": w(1, C, 1, 1),
+        "scale2": np.array([1, 1, 2, 2], np.float32),
+        "roi": np.zeros(0, np.float32),
+        "three": np.array(3.0, np.float32),
+        "six": np.array(6.0, np.float32),
+        "chan": (0.5 + r.uniform(0, 1, (1, C, 1, 1))).astype(np.float32),
+        "off": w(1, C, 1, 1),
+        **bn("bn1", C),
+        **bn("bnt", C),
+        **bn("bns", 2 * C),
+    }
+    mk = helper.make_node
+
+    def bnode(x: str, p: str, y: str) -> onnx.NodeProto:
+        return mk("BatchNormalization", [x, f"{p}_g", f"{p}_b", f"{p}_m", f"{p}_v"], [y])
+
+    nodes = [
+        mk("Conv", ["x", "W1"], ["c1"], pads=[1, 1, 1, 1], strides=[2, 2]),
+        bnode("c1", "bn1", "b1"),
+        mk("Relu", ["b1"], ["r1"]),
+        # SE block: global pool, 1x1 conv, sigmoid, feature map x per-channel vector
+        mk("GlobalAveragePool", ["r1"], ["gp"]),
+        mk("Conv", ["gp", "Wse", "Bse"], ["se"]),
+        mk("Relu", ["se"], ["sg"]),
+        mk("Mul", ["r1", "sg"], ["se_out"]),
+        # hard-swish-like arithmetic with constants
+        mk("Add", ["se_out", "three"], ["a3"]),
+        mk("Div", ["a3", "six"], ["d6"]),
+        mk("Sub", ["d6", "off"], ["s1"]),
+        mk("Mul", ["chan", "s1"], ["m1"]),
+        # downsample branch then two upsamples
+        mk("Conv", ["m1", "W2"], ["c2"], pads=[1, 1, 1, 1], strides=[2, 2]),
+        mk("Relu", ["c2"], ["r2"]),
+        mk(
+            "Resize",
+            ["r2", "roi", "scale2"],
+            ["up_n"],
+            mode="nearest",
+            coordinate_transformation_mode="asymmetric",
+            nearest_mode="floor",
+        ),
+        mk("ConvTranspose", ["r2", "Wt"], ["ct"], kernel_shape=[2, 2], strides=[2, 2]),
+        bnode("ct", "bnt", "bt"),
+        mk("Relu", ["bt"], ["rt"]),
+        mk("Add", ["up_n", "rt"], ["sum"]),
+        mk("Sub", ["sum", "gp"], ["diff"]),  # broadcast [1,C,H,W] - [1,C,1,1]
+        mk("Concat", ["diff", "m1"], ["cat"], axis=1),  # differently scaled branches
+        bnode("cat", "bns", "bs"),  # standalone BN (after a Concat: not folded)
+        mk("Conv", ["bs", "W3"], ["c3"], pads=[1, 1, 1, 1]),
+        mk("Relu", ["c3"], ["r3"]),
+        mk("Conv", ["r3", "W4"], ["c4"]),
+        mk("Resize", ["c4", "roi", "scale2"], ["up_l"], mode="linear"),
+        mk("Sigmoid", ["up_l"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "dbnet_like",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 16, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(v, k) for k, v in inits.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    onnx.save(model, str(path))
+
+
+def _quantized(path: Path, scheme: str, bits: int) -> tuple:
+    graph = load_onnx(str(path))
+    run_scheme(graph, "pow2" if scheme == "POW2" else "scale8")
+    xs = np.random.default_rng(3).uniform(-1, 1, (16, 3, 16, 16)).astype(np.float32)
+    stats: dict[str, TensorStats] = {}
+    run_float(
+        graph, {"x": xs}, observer=lambda n, v, s=stats: s.setdefault(n, TensorStats()).update(v)
+    )
+    if scheme == "POW2":
+        qstate = quantize_graph_pow2(
+            graph, stats, Pow2Options(RangeMode("minmax"), True, True, bits)
+        )
+    else:
+        qstate = quantize_graph(graph, stats, QuantOptions())
+    return graph, qstate, xs
+
+
+@pytest.mark.parametrize(("scheme", "bits"), [("SQ8", 8), ("POW2", 16), ("POW2", 8)])
+def test_dbnet_like_bit_exact(tmp_path: Path, scheme: str, bits: int) -> None:
+    _dbnet_like(tmp_path / "db.onnx")
+    graph, qstate, xs = _quantized(tmp_path / "db.onnx", scheme, bits)
+    ops = [n.op for n in graph.nodes]
+    assert "BatchNormalization" in ops  # the one after the Concat
+    assert ops.count("Resize") == 2
+    # the BN after the ConvTranspose was folded: only one BN left
+    assert ops.count("BatchNormalization") == 1
+    res = verify_arrays(graph, qstate, xs[:4], tmp_path / "build", "db")
+    assert res.ok, res.summary()
+    assert res.layers == len(graph.nodes)
+    want = run_float(graph, {"x": xs})["y"]
+    got = qstate.tensors["y"].dequantize(run_int(graph, qstate, {"x": xs})["y"])
+    assert float(np.abs(got - want).max()) < (0.08 if bits == 8 else 0.01)
