@@ -153,3 +153,154 @@ def test_dbnet_like_bit_exact(tmp_path: Path, scheme: str, bits: int) -> None:
     want = run_float(graph, {"x": xs})["y"]
     got = qstate.tensors["y"].dequantize(run_int(graph, qstate, {"x": xs})["y"])
     assert float(np.abs(got - want).max()) < (0.08 if bits == 8 else 0.01)
+
+
+def _save(path: Path, nodes: list, inits: dict[str, np.ndarray], shape: tuple[int, ...]) -> None:
+    graph = helper.make_graph(
+        nodes,
+        path.stem,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", *shape[1:]])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(v, k) for k, v in inits.items()],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+
+
+def _check(path: Path, scheme: str, bits: int, shape: tuple[int, ...], tol: float) -> tuple:
+    graph = load_onnx(str(path))
+    run_scheme(graph, "pow2" if scheme == "POW2" else "scale8")
+    xs = np.random.default_rng(5).uniform(-1, 1, (12, *shape[1:])).astype(np.float32)
+    stats: dict[str, TensorStats] = {}
+    run_float(
+        graph, {"x": xs}, observer=lambda n, v, s=stats: s.setdefault(n, TensorStats()).update(v)
+    )
+    if scheme == "POW2":
+        qstate = quantize_graph_pow2(
+            graph, stats, Pow2Options(RangeMode("minmax"), True, True, bits)
+        )
+    else:
+        qstate = quantize_graph(graph, stats, QuantOptions())
+    res = verify_arrays(graph, qstate, xs[:3], path.parent / f"build_{scheme}{bits}", path.stem)
+    assert res.ok, res.summary()
+    assert res.layers == len(graph.nodes)
+    want = run_float(graph, {"x": xs})["y"]
+    got = qstate.tensors["y"].dequantize(run_int(graph, qstate, {"x": xs})["y"])
+    err = float(np.abs(got - want).max() / max(float(np.abs(want).max()), 1e-6))
+    assert err < tol, err
+    return graph, qstate
+
+
+SCHEMES = [("SQ8", 8), ("POW2", 16), ("POW2", 8)]
+
+
+@pytest.mark.parametrize(("scheme", "bits"), SCHEMES)
+def test_broadcast_binaries_and_constant_affines(tmp_path: Path, scheme: str, bits: int) -> None:
+    """Every broadcast pattern ([C,H,W] with [C,1,1], [1,H,W], [1,1,1], both sides broadcast)
+    of Add / Sub / Mul, and Add / Sub / Mul / Div by scalar and per-channel constants on either
+    side; each result is a layer the C is compared on."""
+    r = np.random.default_rng(11)
+    inits = {
+        "W": (r.standard_normal((4, 3, 3, 3)) * 0.4).astype(np.float32),
+        "W1": (r.standard_normal((1, 4, 1, 1)) * 0.4).astype(np.float32),
+        "Wo": (r.standard_normal((2, 44, 1, 1)) * 0.2).astype(np.float32),
+        "k": np.array(1.5, np.float32),
+        "pc": (
+            r.uniform(0.5, 2, (1, 4, 1, 1)) * np.array([1, -1, 1, -1]).reshape(1, 4, 1, 1)
+        ).astype(np.float32),
+        "four": np.array(4.0, np.float32),
+    }
+    mk = helper.make_node
+    nodes = [
+        mk("Conv", ["x", "W"], ["a"], pads=[1, 1, 1, 1]),  # [4, 6, 6]
+        mk("GlobalAveragePool", ["a"], ["g"]),  # [4, 1, 1]
+        mk("Conv", ["a", "W1"], ["s"]),  # [1, 6, 6]
+        mk("Conv", ["g", "W1"], ["t"]),  # [1, 1, 1]
+        mk("Mul", ["a", "g"], ["y1"]),
+        mk("Sub", ["s", "a"], ["y2"]),
+        mk("Add", ["a", "t"], ["y3"]),
+        mk("Mul", ["g", "s"], ["y4"]),  # both sides broadcast
+        mk("Sub", ["a", "g"], ["y5"]),
+        mk("Add", ["g", "a"], ["y6"]),
+        mk("Add", ["a", "k"], ["c1"]),
+        mk("Sub", ["k", "a"], ["c2"]),
+        mk("Mul", ["pc", "a"], ["c3"]),
+        mk("Div", ["a", "four"], ["c4"]),
+        mk("Sub", ["a", "pc"], ["c5"]),
+        mk(
+            "Concat",
+            ["y1", "y2", "y3", "y4", "y5", "y6", "c1", "c2", "c3", "c4", "c5"],
+            ["cat"],
+            axis=1,
+        ),
+        mk("Conv", ["cat", "Wo"], ["y"]),
+    ]
+    _save(tmp_path / "bin.onnx", nodes, inits, (1, 3, 6, 6))
+    graph, _ = _check(
+        tmp_path / "bin.onnx", scheme, bits, (1, 3, 6, 6), 0.25 if bits == 8 else 0.02
+    )
+    ops = [n.op for n in graph.nodes]
+    assert ops.count("Mul") == 3 and ops.count("Sub") == 4 and "Div" in ops
+
+
+@pytest.mark.parametrize(("scheme", "bits"), SCHEMES)
+def test_resize_modes(tmp_path: Path, scheme: str, bits: int) -> None:
+    """Nearest (asymmetric floor, half_pixel round_prefer_floor, align_corners) and bilinear
+    (asymmetric, half_pixel, pytorch_half_pixel, align_corners; up and down) on integer codes."""
+    r = np.random.default_rng(12)
+    inits = {
+        "W": (r.standard_normal((3, 3, 3, 3)) * 0.4).astype(np.float32),
+        "roi": np.zeros(0, np.float32),
+        "up": np.array([1, 1, 2, 2], np.float32),
+        "odd": np.array([1, 1, 1.5, 0.6], np.float32),
+        "Wo": (r.standard_normal((2, 21, 1, 1)) * 0.3).astype(np.float32),
+    }
+    mk = helper.make_node
+    variants = [
+        ("nearest", "asymmetric", "floor", "up"),
+        ("nearest", "half_pixel", "round_prefer_floor", "odd"),
+        ("nearest", "align_corners", "round_prefer_floor", "up"),
+        ("linear", "asymmetric", "floor", "up"),
+        ("linear", "half_pixel", "floor", "odd"),
+        ("linear", "pytorch_half_pixel", "floor", "up"),
+        ("linear", "align_corners", "floor", "odd"),
+    ]
+    nodes = [mk("Conv", ["x", "W"], ["a"], pads=[1, 1, 1, 1])]
+    pooled = []
+    for k, (mode, ctm, near, sc) in enumerate(variants):
+        nodes.append(
+            mk(
+                "Resize",
+                ["a", "roi", sc],
+                [f"r{k}"],
+                mode=mode,
+                coordinate_transformation_mode=ctm,
+                nearest_mode=near,
+            )
+        )
+        nodes.append(mk("GlobalMaxPool", [f"r{k}"], [f"p{k}"]))
+        pooled.append(f"p{k}")
+    nodes += [mk("Concat", pooled, ["cat"], axis=1), mk("Conv", ["cat", "Wo"], ["y"])]
+    _save(tmp_path / "rs.onnx", nodes, inits, (1, 3, 7, 9))
+    _check(tmp_path / "rs.onnx", scheme, bits, (1, 3, 7, 9), 0.25 if bits == 8 else 0.02)
+
+
+@pytest.mark.parametrize(("scheme", "bits"), SCHEMES)
+def test_concat_of_a_fixed_format_input_rescales_it(tmp_path: Path, scheme: str, bits: int) -> None:
+    """A sigmoid output (fixed 1/127 or Q15 format) concatenated with a wide-range branch is
+    rescaled by the Concat instead of imposing its format on the other branch."""
+    r = np.random.default_rng(13)
+    inits = {
+        "W": (r.standard_normal((4, 3, 3, 3)) * 2.0).astype(np.float32),
+        "Wo": (r.standard_normal((2, 8, 1, 1)) * 0.3).astype(np.float32),
+    }
+    mk = helper.make_node
+    nodes = [
+        mk("Conv", ["x", "W"], ["a"], pads=[1, 1, 1, 1]),
+        mk("Relu", ["a"], ["ra"]),
+        mk("Sigmoid", ["ra"], ["sg"]),
+        mk("Concat", ["ra", "sg"], ["cat"], axis=1),
+        mk("Conv", ["cat", "Wo"], ["y"]),
+    ]
+    _save(tmp_path / "cat.onnx", nodes, inits, (1, 3, 6, 6))
+    _, qs = _check(tmp_path / "cat.onnx", scheme, bits, (1, 3, 6, 6), 0.2 if bits == 8 else 0.02)
+    assert float(qs.tensors["cat"].scale) != float(qs.tensors["sg"].scale)
