@@ -297,3 +297,49 @@ def resize_c(node: Node, ctx: Any) -> str:
         ctx.unsupported("a Resize of the channel axis")
     ay, ax = ctx.const("iy", iy, "int32_t"), ctx.const("ix", ix, "int32_t")
     return f"nn_resize_nearest({ctx.ptr(x)}, {ctx.ptr(y)}, {dims}, {ay}, {ax}, {es});"
+
+
+# -- Slice / Split --------------------------------------------------------------------------------
+
+
+def slice_geometry(in_shape: tuple[int, ...], slices: tuple[slice, ...]) -> list[int]:
+    """``[dims4, strides4, offset]`` of ``nn_slice``: the output dims without the batch axis
+    padded to 4, the input element stride of each (times the step, negative when reversed) and
+    the element offset of the first value read."""
+    dims = in_shape[1:]
+    if len(dims) > 4:
+        raise QuantizationError(f"a slice of rank {len(in_shape)} (at most 5 dims are generated)")
+    contiguous, acc = [], 1
+    for d in reversed(dims):
+        contiguous.append(acc)
+        acc *= d
+    contiguous.reverse()
+    out, strides, offset = [], [], 0
+    for d, s, cs in zip(dims, slices[1:], contiguous, strict=True):
+        start, stop, step = s.indices(d)
+        out.append(len(range(start, stop, step)))
+        strides.append(cs * step)
+        offset += start * cs
+    pad = 4 - len(dims)
+    return [1] * pad + out + [0] * pad + strides + [offset]
+
+
+def slice_c(ctx: Any, x: str, y: str, slices: tuple[slice, ...], key: str) -> str:
+    """``nn_slice`` of ``x`` into ``y`` (any code width)."""
+    if len(ctx.shape(x)) > 5:
+        ctx.unsupported("a slice of rank > 5")
+    geom = slice_geometry(ctx.shape(x), slices)
+    name = ctx.const(key, np.array(geom, np.int64), "int32_t")
+    return f"nn_slice({ctx.ptr(x)}, {ctx.ptr(y)}, {name}, {ctx.esize(y)});"
+
+
+def split_slices(node: Node, rank: int) -> list[tuple[slice, ...]]:
+    """The slice of each output of a Split (consecutive parts along its axis)."""
+    axis = node.attrs.axis % rank
+    out, start = [], 0
+    for size in node.meta["split_sizes"]:
+        sl = [slice(None)] * rank
+        sl[axis] = slice(start, start + size)
+        out.append(tuple(sl))
+        start += size
+    return out

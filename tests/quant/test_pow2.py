@@ -381,12 +381,14 @@ POW2_OPS = {
     *("Add", "Sum", "Concat", "Relu", "Clip", "LeakyRelu", "Sigmoid", "Tanh", "Softmax"),
     *("Transpose", "Squeeze", "Unsqueeze", "Split", "Slice", "Gather", "Flatten", "Reshape"),
     *("Identity", "Dropout", "Tile", "ConvTranspose"),
+    # issue 17: broadcasting binaries and constant affines, Resize, unfolded BatchNormalization
+    *("Sub", "Mul", "Div", "Resize", "Upsample", "BatchNormalization"),
 }
 
 
 def test_ops_with_a_pow2_quantizer_and_the_check_naming_the_others() -> None:
     """The pre-calibration check sees each class's own or inherited hook; an op without one
-    (HardSigmoid, a table activation whose base has none; Mul, SQ8 only) is named."""
+    (HardSigmoid, a table activation whose base has none; Pow) is named."""
     from nnshell.ops import all_ops
     from nnshell.ops.registry import OpDef
     from nnshell.quant.sq8 import describe_unquantizable
@@ -396,8 +398,8 @@ def test_ops_with_a_pow2_quantizer_and_the_check_naming_the_others() -> None:
     for name in POW2_OPS:  # a quantizer comes with its integer kernel and its C emitter
         cls = type(all_ops()[name])
         assert cls.run_int_pow2 is not OpDef.run_int_pow2 and hasattr(cls, "emit_c_pow2")
-    ops = ["Conv", "Identity", "Squeeze", "Concat", "HardSigmoid", "Mul"]
+    ops = ["Conv", "Identity", "Squeeze", "Concat", "HardSigmoid", "Pow"]
     graph = types.SimpleNamespace(nodes=[types.SimpleNamespace(name=f"n{o}", op=o) for o in ops])
     bad = describe_unquantizable(graph, "quantize_pow2")  # type: ignore[arg-type]
-    assert bad == ["nHardSigmoid (HardSigmoid)", "nMul (Mul)"]
-    assert describe_unquantizable(graph, "quantize_sq8") == []  # type: ignore[arg-type]
+    assert bad == ["nHardSigmoid (HardSigmoid)", "nPow (Pow)"]
+    assert describe_unquantizable(graph, "quantize_sq8") == ["nPow (Pow)"]  # type: ignore[arg-type]

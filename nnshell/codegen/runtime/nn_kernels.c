@@ -659,4 +659,23 @@ void nn_resize_bilinear(const void *in, void *out, int c, int h, int w, int oh, 
         }
     }
 }
+
+void nn_slice(const void *in, void *out, const int32_t *g, int esize)
+{
+    int i0, i1, i2, i3;
+    const char *src = (const char *)in;
+    char *dst = (char *)out;
+    for (i0 = 0; i0 < g[0]; i0++) {
+        for (i1 = 0; i1 < g[1]; i1++) {
+            for (i2 = 0; i2 < g[2]; i2++) {
+                for (i3 = 0; i3 < g[3]; i3++) {
+                    const long k = (long)g[8] + (long)i0 * g[4] + (long)i1 * g[5] +
+                                   (long)i2 * g[6] + (long)i3 * g[7];
+                    memcpy(dst, src + k * esize, (size_t)esize);
+                    dst += esize;
+                }
+            }
+        }
+    }
+}
 /* ==== end of issue 17 (branch elt) ============================================================ */

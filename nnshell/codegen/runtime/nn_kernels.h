@@ -150,6 +150,10 @@ void nn_resize_bilinear(const void *in, void *out, int c, int h, int w, int oh, 
                         const int32_t *y0, const int32_t *y1, const int32_t *wy,
                         const int32_t *x0, const int32_t *x1, const int32_t *wx, int frac,
                         int esize);
+/* Strided copy (Slice, one output of a Split): g[0..3] output dims without the batch axis
+ * (padded with leading 1s), g[4..7] input element strides (times the step), g[8] the offset of
+ * the first element: out[i] = in[g[8] + sum_k i_k * g[4 + k]]. */
+void nn_slice(const void *in, void *out, const int32_t *g, int esize);
 /* ==== end of issue 17 (branch elt) ============================================================ */
 
 #endif /* NN_KERNELS_H */
