@@ -36,8 +36,8 @@ from typing import Any
 import numpy as np
 
 from nnshell.errors import QuantizationError
-from nnshell.fixed_point import clip8, multiplier, rnorm
-from nnshell.fixed_pow2 import Pow2Context, q_of
+from nnshell.fixed_point import clip8, multiplier, qtype_from_range, rnorm, round_half_up
+from nnshell.fixed_pow2 import Pow2Context, clip_bits, pow2_qtype, q_from_range, q_of
 from nnshell.ir import Node
 from nnshell.ops import _pow2
 from nnshell.qrecord import NodeQuant, QuantContext
@@ -76,15 +76,67 @@ def out_dims4(out_shape: tuple[int, ...]) -> list[int]:
     return [1] * (4 - len(dims)) + dims
 
 
-def bcast_struct(ctx: Any, a: str, b: str, y: str) -> str:
-    """Name of the ``int32_t bc[12]`` geometry (output dims, element strides of ``a`` and
-    ``b``) the broadcasting C kernels walk."""
+def bcast_struct(ctx: Any, a: tuple[int, ...], b: tuple[int, ...], y: str) -> str:
+    """Name of the ``int32_t bc[12]`` geometry (output dims, element strides of shapes ``a``
+    and ``b``) the broadcasting C kernels walk."""
     ys = ctx.shape(y)
     if len(ys) > 5:
         ctx.unsupported("a broadcast of rank > 5")
-    fields = [*out_dims4(ys), *broadcast_strides(ctx.shape(a), ys)]
-    fields += broadcast_strides(ctx.shape(b), ys)
+    fields = [*out_dims4(ys), *broadcast_strides(a, ys), *broadcast_strides(b, ys)]
     return str(ctx.const("bcast", np.array(fields, np.int64), "int32_t"))
+
+
+def operands_c(node: Node, nq: NodeQuant, ctx: Any, ctype: str) -> list[tuple[str, tuple]]:
+    """``(C pointer, shape)`` of both operands: an activation in the arena, or the quantized
+    constant operand (``const_codes``) declared as a static array."""
+    out = []
+    for k in (0, 1):
+        if "const_codes" in nq.consts and int(nq.consts["const_index"]) == k:
+            codes = nq.consts["const_codes"]
+            out.append((str(ctx.const("operand", codes, ctype)), tuple(codes.shape)))
+        else:
+            name = node.inputs[k]
+            out.append((str(ctx.ptr(name)), tuple(ctx.shape(name))))
+    return out
+
+
+def with_const(nq: NodeQuant, xs: tuple[np.ndarray | None, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Both operands of a binary kernel, the quantized constant (if any) in its place."""
+    ops = list(xs[:2])
+    if "const_codes" in nq.consts:
+        ops[int(nq.consts["const_index"])] = nq.consts["const_codes"]
+    a, b = ops
+    assert a is not None and b is not None
+    return a, b
+
+
+def const_operand_sq8(ctx: QuantContext, idx: int, v: np.ndarray, op: str) -> NodeQuant:
+    """A binary op with a constant that is not one value per channel (a YOLO grid, a spatial
+    mask): the constant gets its own symmetric int8 qtype from its range and the broadcasting
+    kernel runs on its codes (``const_codes``, full rank, batch 1)."""
+    name = ctx.node.name
+    lo, hi = min(float(v.min()), 0.0), max(float(v.max()), 0.0)
+    qc = qtype_from_range(lo, hi, True, name=f"{name} constant operand")
+    in_q = [qc if k == idx else ctx.in_q[k] for k in (0, 1)]
+    nq = sq8_binary_quantize(dataclasses.replace(ctx, in_q=in_q), op)
+    nq.consts["const_codes"] = np.asarray(qc.quantize(v)).astype(np.int8)
+    nq.consts["const_index"] = np.array(idx, np.int64)
+    nq.in_q = list(ctx.in_q)
+    return nq
+
+
+def const_operand_pow2(ctx: Pow2Context, idx: int, v: np.ndarray, op: str) -> NodeQuant:
+    """POW2 twin of :func:`const_operand_sq8`: the constant at its own Q in the container."""
+    name = ctx.node.name
+    q = q_from_range(float(v.min()), float(v.max()), ctx.bits, f"{name} constant operand")
+    in_q = [pow2_qtype(q, ctx.bits) if k == idx else ctx.in_q[k] for k in (0, 1)]
+    nq = p2_binary_quantize(dataclasses.replace(ctx, in_q=in_q), op)
+    codes = clip_bits(round_half_up(np.asarray(v, np.float64) * 2.0**q), ctx.bits)
+    nq.consts["const_codes"] = np.asarray(codes).astype(np.int16 if ctx.bits > 8 else np.int8)
+    nq.consts["const_index"] = np.array(idx, np.int64)
+    nq.in_q = list(ctx.in_q)
+    nq.info["q_const"] = q
+    return nq
 
 
 # -- SQ8 broadcast binary -------------------------------------------------------------------------
@@ -146,13 +198,15 @@ def sq8_binary_int(nq: NodeQuant, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def sq8_binary_c(node: Node, nq: NodeQuant, ctx: Any) -> str:
     """``nn_ew_sq8`` (the C of :func:`sq8_binary_int`)."""
-    a, b = node.inputs[0], node.inputs[1]
     y = node.outputs[0]
-    bc = bcast_struct(ctx, a, b, y)
+    for name in ctx.act_inputs():
+        ctx.ptr8(name)  # refuses 16-bit codes
+    (pa, sa), (pb, sb) = operands_c(node, nq, ctx, "int8_t")
+    bc = bcast_struct(ctx, sa, sb, y)
     c = nq.consts
     keys = ("ew_op", "ref_input", "in_mul", "in_shift", "mul", "shift", "zout")
     args = ", ".join(str(int(c[k])) for k in keys)
-    return f"nn_ew_sq8({ctx.ptr8(a)}, {ctx.ptr8(b)}, {ctx.ptr8(y)}, {bc}, {args});"
+    return f"nn_ew_sq8({pa}, {pb}, {ctx.ptr8(y)}, {bc}, {args});"
 
 
 # -- POW2 broadcast binary ------------------------------------------------------------------------
@@ -199,14 +253,14 @@ def p2_binary_int(nq: NodeQuant, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def p2_binary_c(node: Node, nq: NodeQuant, ctx: Any) -> str:
     """``nn_p2_ew`` (the C of :func:`p2_binary_int`)."""
-    a, b = node.inputs[0], node.inputs[1]
     y = node.outputs[0]
-    es = _pow2.code_width(ctx, a, b, y)
-    bc = bcast_struct(ctx, a, b, y)
+    es = _pow2.code_width(ctx, *ctx.act_inputs(), y)
+    (pa, sha), (pb, shb) = operands_c(node, nq, ctx, _pow2.CTYPE[es])
+    bc = bcast_struct(ctx, sha, shb, y)
     c = nq.consts
     sa, sb = (int(v) for v in c["in_shifts"])
     return (
-        f"nn_p2_ew({ctx.ptr(a)}, {ctx.ptr(b)}, {ctx.ptr(y)}, {bc}, {int(c['ew_op'])}, "
+        f"nn_p2_ew({pa}, {pb}, {ctx.ptr(y)}, {bc}, {int(c['ew_op'])}, "
         f"{sa}, {sb}, {int(c['out_shift'])}, {es});"
     )
 

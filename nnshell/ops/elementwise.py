@@ -88,7 +88,14 @@ class _Binary(OpDef):
         assert a is not None and b is not None
         shapes = [a.shape, _legacy_shape(node, a.shape, b.shape)]
         node.meta["const_inputs"] = (a.is_const, b.is_const)
-        return [broadcast_infer(node, shapes, [a.is_const, b.is_const])]
+        out = broadcast_infer(node, shapes, [a.is_const, b.is_const])
+        # issue 17: a constant that varies along more than the channel axis is quantized as an
+        # operand of its own (the kernels that read it need symmetric inputs)
+        node.meta["const_tensor"] = any(
+            c and any(d != 1 for i, d in enumerate((1,) * (len(out) - len(s)) + s) if i != 1)
+            for s, c in zip(shapes, (a.is_const, b.is_const), strict=True)
+        )
+        return [out]
 
     def run_float(self, node: Node, *xs: np.ndarray | None) -> list[np.ndarray]:
         a, b = xs[0], xs[1]
@@ -242,12 +249,30 @@ class _Arith(_Binary):
     sym_why: str | None = None
 
     def q_asym(self, node: Node) -> bool:
-        """An affine (constant operand) may have an asymmetric output."""
-        return _has_const_operand(node)
+        """An affine (per-channel constant operand) may have an asymmetric output."""
+        return _has_const_operand(node) and not node.meta.get("const_tensor")
 
     def q_symmetric_input(self, node: Node, idx: int) -> str | None:
-        """The two-activation kernels add / multiply codes with no zero-point terms."""
-        return None if _has_const_operand(node) else self.sym_why
+        """The two-operand kernels add / multiply codes with no zero-point terms."""
+        if _has_const_operand(node) and not node.meta.get("const_tensor"):
+            return None
+        return self.sym_why or self.name.lower()
+
+    def _const_tensor(self, ctx: QuantContext) -> tuple[int, np.ndarray, str]:
+        """``(index, full-rank value, kernel op)`` of a constant that is not per channel; a
+        Div by it is a Mul by its reciprocal."""
+        idx = 1 if ctx.const(1) is not None else 0
+        v = np.asarray(ctx.const(idx), np.float64)
+        if idx == 1:
+            x_shape = ctx.graph.tensors[ctx.node.inputs[0]].shape
+            v = v.reshape(_legacy_shape(ctx.node, x_shape, v.shape))
+        rank = len(ctx.graph.tensors[ctx.node.outputs[0]].shape)
+        v = v.reshape((1,) * (rank - v.ndim) + v.shape)
+        if self.name != "Div":
+            return idx, v, self.name
+        if idx == 0 or not np.all(v != 0):
+            raise QuantizationError(f"{ctx.node.name}: Div by this constant has no kernel")
+        return idx, 1.0 / v, "Mul"
 
     def affine_of(self, idx: int, v: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
         """``(scale, shift)`` of ``y = scale·x + shift`` when operand ``idx`` is the constant
@@ -273,6 +298,8 @@ class _Arith(_Binary):
                     "only a division by a constant (a scale) is supported",
                 )
             return _elt.sq8_binary_quantize(ctx, self.name)
+        if ctx.node.meta.get("const_tensor"):
+            return _elt.const_operand_sq8(ctx, *self._const_tensor(ctx))
         xi, scale, shift = self._affine(ctx)
         sub = dataclasses.replace(ctx, in_q=[ctx.in_q[xi]])
         nq = affine_quantize(sub, scale, shift)
@@ -284,8 +311,7 @@ class _Arith(_Binary):
         """The integer kernel :meth:`quantize_sq8` chose."""
         if "weights" in nq.consts:
             return [affine_int(_activation_operand(xs), nq)]
-        a, b = xs[0], xs[1]
-        assert a is not None and b is not None
+        a, b = _elt.with_const(nq, xs)
         if "ew_op" in nq.consts:
             return [_elt.sq8_binary_int(nq, a, b)]
         return [matadd_int(nq, [a, b])]
@@ -311,6 +337,8 @@ class _Arith(_Binary):
                     "only a division by a constant (a scale) is supported",
                 )
             return _elt.p2_binary_quantize(ctx, self.name)
+        if ctx.node.meta.get("const_tensor"):
+            return _elt.const_operand_pow2(ctx, *self._const_tensor(ctx))
         xi, scale, shift = self._affine(ctx)
         return _elt.p2_affine_quantize(ctx, xi, scale, shift)
 
@@ -318,8 +346,7 @@ class _Arith(_Binary):
         """The integer kernel :meth:`quantize_pow2` chose."""
         if "weights" in nq.consts:
             return [_elt.p2_affine_int(_activation_operand(xs), nq)]
-        a, b = xs[0], xs[1]
-        assert a is not None and b is not None
+        a, b = _elt.with_const(nq, xs)
         if "ew_op" in nq.consts:
             return [_elt.p2_binary_int(nq, a, b)]
         return [p2_add_int(nq, xs)]

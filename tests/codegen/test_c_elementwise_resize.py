@@ -304,3 +304,47 @@ def test_concat_of_a_fixed_format_input_rescales_it(tmp_path: Path, scheme: str,
     _save(tmp_path / "cat.onnx", nodes, inits, (1, 3, 6, 6))
     _, qs = _check(tmp_path / "cat.onnx", scheme, bits, (1, 3, 6, 6), 0.2 if bits == 8 else 0.02)
     assert float(qs.tensors["cat"].scale) != float(qs.tensors["sg"].scale)
+
+
+@pytest.mark.parametrize(("scheme", "bits"), SCHEMES)
+def test_yolo_like_split_slice_concat_resize(tmp_path: Path, scheme: str, bits: int) -> None:
+    """YOLOv8-style pieces: Split into unequal parts, a strided and a reversed Slice, nearest
+    upsample, Concat of differently scaled branches, box decoding with Sub / Mul / Div."""
+    r = np.random.default_rng(14)
+    inits = {
+        "W": (r.standard_normal((6, 3, 3, 3)) * 0.5).astype(np.float32),
+        "W2": (r.standard_normal((4, 2, 3, 3)) * 0.5).astype(np.float32),
+        "sp": np.array([2, 4], np.int64),
+        "st": np.array([1, 7], np.int64),
+        "en": np.array([8, -9], np.int64),
+        "ax": np.array([2, 3], np.int64),
+        "stp": np.array([2, -1], np.int64),
+        "roi": np.zeros(0, np.float32),
+        "up": np.array([1, 1, 2, 2], np.float32),
+        "grid": r.uniform(0, 8, (1, 1, 8, 8)).astype(np.float32),
+        "two": np.array(2.0, np.float32),
+        "Wo": (r.standard_normal((2, 14, 1, 1)) * 0.3).astype(np.float32),
+        "Wg": (r.standard_normal((2, 4, 1, 1)) * 0.3).astype(np.float32),
+    }
+    mk = helper.make_node
+    nodes = [
+        mk("Conv", ["x", "W"], ["a"], pads=[1, 1, 1, 1]),  # [6, 8, 8]
+        mk("Split", ["a", "sp"], ["p0", "p1"], axis=1),  # [2, 8, 8], [4, 8, 8]
+        mk("Slice", ["p1", "st", "en", "ax", "stp"], ["sl"]),  # [4, 4, 8] (rows 1,3,5,7; reversed)
+        mk("Conv", ["p0", "W2"], ["c"], pads=[1, 1, 1, 1], strides=[2, 2]),  # [4, 4, 4]
+        mk("Resize", ["c", "roi", "up"], ["u"], mode="nearest"),  # [4, 8, 8]
+        mk("Sub", ["grid", "p0"], ["d"]),  # box decoding: anchor grid (a constant) - dist
+        mk("Div", ["d", "two"], ["h"]),
+        mk("Mul", ["h", "p0"], ["m"]),
+        mk("Concat", ["u", "p1", "m", "d", "p0"], ["cat"], axis=1),  # [14, 8, 8]
+        mk("Conv", ["cat", "Wo"], ["o"]),
+        mk("GlobalAveragePool", ["sl"], ["gs"]),
+        mk("Conv", ["gs", "Wg"], ["g2"]),  # [2, 1, 1]
+        mk("Add", ["o", "g2"], ["y"]),  # broadcast add of two activations
+    ]
+    _save(tmp_path / "yolo.onnx", nodes, inits, (1, 3, 8, 8))
+    graph, _ = _check(
+        tmp_path / "yolo.onnx", scheme, bits, (1, 3, 8, 8), 0.25 if bits == 8 else 0.02
+    )
+    ops = [n.op for n in graph.nodes]
+    assert {"Split", "Slice", "Resize", "Concat", "Sub", "Div", "Mul"} <= set(ops)
