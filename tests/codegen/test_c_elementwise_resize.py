@@ -348,3 +348,21 @@ def test_yolo_like_split_slice_concat_resize(tmp_path: Path, scheme: str, bits: 
     )
     ops = [n.op for n in graph.nodes]
     assert {"Split", "Slice", "Resize", "Concat", "Sub", "Div", "Mul"} <= set(ops)
+
+
+@pytest.mark.parametrize(("scheme", "bits"), SCHEMES)
+def test_autotiler_refuses_the_new_layers_in_one_line(
+    tmp_path: Path, scheme: str, bits: int
+) -> None:
+    """``gen --target autotiler`` has no generator for the issue-17 kernels yet: each model
+    stops with one line naming its first such node (never a traceback)."""
+    from nnshell.codegen.autotiler import generate_autotiler
+    from nnshell.errors import NnshellError
+
+    _dbnet_like(tmp_path / "db.onnx")
+    graph, qstate, _ = _quantized(tmp_path / "db.onnx", scheme, bits)
+    with pytest.raises(NnshellError) as exc:
+        generate_autotiler(graph, qstate, {}, tmp_path / "at", None, tmp_path / "at", None)
+    msg = str(exc.value)
+    assert "\n" not in msg
+    assert any(n.name in msg for n in graph.nodes), msg
