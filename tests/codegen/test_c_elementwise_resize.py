@@ -366,3 +366,69 @@ def test_autotiler_refuses_the_new_layers_in_one_line(
     msg = str(exc.value)
     assert "\n" not in msg
     assert any(n.name in msg for n in graph.nodes), msg
+
+
+@pytest.mark.parametrize(
+    ("scheme", "fusions", "bits"), [("SQ8", "scale8", 8), ("POW2", "pow2", 16)]
+)
+def test_session_flow_and_reopened_state_give_the_same_c(
+    tmp_path: Path, scheme: str, fusions: str, bits: int
+) -> None:
+    """open, adjust, fusions, aquant on images, save_state, reopen: the reopened state
+    (Resize indices and weights re-derived, quantized constant operands restored) generates
+    the same C."""
+    from PIL import Image
+
+    from nnshell.codegen.c_emitter import render_c
+    from nnshell.session import Session
+
+    _dbnet_like(tmp_path / "db.onnx")
+    # the head is a ReLU here: a state whose graph output is a fixed-format Sigmoid records the
+    # range [nan, nan], which load_state refuses (a separate, pre-existing issue)
+    m = onnx.load(str(tmp_path / "db.onnx"))
+    m.graph.node[-1].op_type = "Relu"
+    onnx.save(m, str(tmp_path / "db.onnx"))
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    rng = np.random.default_rng(8)
+    for k in range(4):
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(imgs / f"{k}.png")
+    s = Session()
+    s.open(str(tmp_path / "db.onnx"))
+    s.set("input_norm_func", "x: x/127.5 - 1")
+    s.adjust()
+    s.fusions(fusions)
+    s.aquant([str(imgs)], scheme=scheme, bits=bits)
+    json_path, _ = s.save_state(str(tmp_path / "db.json"))
+    again = Session()
+    again.open(str(json_path))
+    assert (
+        render_c(s.graph, s.qstate, "db").files == render_c(again.graph, again.qstate, "db").files
+    )
+
+
+@pytest.mark.parametrize(("scheme", "bits"), SCHEMES)
+def test_broadcast_add_fused_with_relu(tmp_path: Path, scheme: str, bits: int) -> None:
+    """A broadcasting Add followed by a ReLU is fused (Add+Relu) and stays bit-exact; Sub and
+    Mul of two activations with standalone ReLUs around them too."""
+    r = np.random.default_rng(15)
+    inits = {
+        "W": (r.standard_normal((4, 3, 3, 3)) * 0.4).astype(np.float32),
+        "Wo": (r.standard_normal((2, 4, 1, 1)) * 0.4).astype(np.float32),
+    }
+    mk = helper.make_node
+    nodes = [
+        mk("Conv", ["x", "W"], ["a"], pads=[1, 1, 1, 1]),
+        mk("GlobalAveragePool", ["a"], ["g"]),
+        mk("Add", ["a", "g"], ["s"]),
+        mk("Relu", ["s"], ["r"]),
+        mk("Sub", ["a", "g"], ["d"]),
+        mk("Relu", ["d"], ["r2"]),
+        mk("Mul", ["r", "r2"], ["m"]),
+        mk("Relu", ["m"], ["m2"]),
+        mk("Conv", ["m2", "Wo"], ["y"]),
+    ]
+    _save(tmp_path / "fa.onnx", nodes, inits, (1, 3, 6, 6))
+    graph, _ = _check(tmp_path / "fa.onnx", scheme, bits, (1, 3, 6, 6), 0.25 if bits == 8 else 0.02)
+    fused = ["+".join(p.op for p in n.attrs.parts) for n in graph.nodes if n.op == "Fused"]
+    assert "Add+Relu" in fused
