@@ -268,7 +268,9 @@ def p2_binary_c(node: Node, nq: NodeQuant, ctx: Any) -> str:
 # -- POW2 constant affine -------------------------------------------------------------------------
 
 
-def p2_affine_quantize(ctx: Pow2Context, x_idx: int, scale: np.ndarray, shift: np.ndarray) -> Any:
+def p2_affine_quantize(
+    ctx: Pow2Context, x_idx: int, scale: np.ndarray, shift: np.ndarray
+) -> NodeQuant:
     """``y[c] = scale[c]·x + shift[c]`` as a depthwise 1×1 conv (``K = 1``) of POW2.md."""
     pc = dataclasses.replace(ctx, in_q=[ctx.in_q[x_idx]])
     w = np.asarray(scale, np.float64).reshape(-1, 1)

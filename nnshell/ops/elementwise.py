@@ -9,13 +9,17 @@ opset < 7 (B's dims aligned at ``axis``). A constant may sit on either side and 
 To keep the batch axis apart, every activation operand must have the output's full rank and a
 full-rank constant must have 1 on the batch axis.
 
-SQ8 (SQ8.md §5): Add of two activations and Sum are the MatAdd kernel (symmetric inputs and
-output); Add / Mul by a per-channel constant are a per-channel affine (a depthwise 1×1 conv with
-``K = 1``, asymmetric input and output allowed). Other elementwise ops have no SQ8 kernel.
+SQ8 (SQ8.md §5): Add of two equal-shape activations and Sum are the MatAdd kernel (symmetric
+inputs and output). Issue 17 (:class:`_Arith`, kernels in :mod:`nnshell.ops._elt`): Add / Sub
+of two broadcast activations are a MatAdd with a sign, Mul of two activations NNTool's
+``clip8(rnorm(a·b·M, N) + Zo)``; Add / Sub / Mul / Div by a scalar or per-channel constant are a
+per-channel affine (a depthwise 1×1 conv with ``K = 1``, asymmetric input and output allowed); a
+constant varying along other axes gets its own qtype and goes through the broadcasting kernel.
+Div of two activations, Pow, Max, Min and Mean have no SQ8 kernel.
 
-POW2: Add and Sum of two or more activations align their inputs to the largest Q (exact left
-shifts), add, and shift the sum to the output Q (:func:`p2_add_quantize`); no other elementwise op
-has a POW2 kernel.
+POW2: Add and Sum of equal-shape activations align their inputs to the largest Q (exact left
+shifts), add, and shift the sum to the output Q (:func:`p2_add_quantize`); broadcasting Add /
+Sub / Mul, constant affines and constant operands mirror the SQ8 cases with shifts only.
 """
 
 from __future__ import annotations
