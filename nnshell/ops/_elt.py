@@ -8,8 +8,9 @@ them it imports no op module.
   * Add / Sub: the MatAdd of SQ8.md §5 with a sign on ``b``: the input with the smaller scale is
     the reference ``j``, the other is rescaled ``rnorm(X·Mi, Ni)``, ``acc = A' ± B'``,
     ``out = clip8(rnorm(acc·Mo, No))`` (symmetric inputs and output).
-  * Mul: NNTool's SE-block expression ``out = clip8(rnorm(A·B·M, N) + Zo)`` with
-    ``M·2^-N ≈ Sa·Sb/So`` (symmetric inputs; the output may be asymmetric).
+  * Mul: NNTool's SE-block expression ``out = clip8(rnorm((A - Za)·(B - Zb)·M, N) + Zo)`` with
+    ``M·2^-N ≈ Sa·Sb/So`` (inputs and output may be asymmetric: a gate in [0, 1] keeps its
+    8 bits).
 
 - **Broadcast binary, POW2**: Add / Sub align both inputs to ``q_common = max(qa, qb)`` by
   exact left shifts, add or subtract, ``shift_round`` to ``q_out``; Mul multiplies the codes
@@ -147,10 +148,14 @@ def sq8_binary_quantize(ctx: QuantContext, op: str) -> NodeQuant:
     name = ctx.node.name
     qa, qb = ctx.in_q[0], ctx.in_q[1]
     assert qa is not None and qb is not None
-    if qa.zero_point or qb.zero_point:
+    if op != "Mul" and (qa.zero_point or qb.zero_point):
         raise QuantizationError(f"{name}: {op} of two activations needs symmetric inputs")
     sa, sb, so = float(qa.scale), float(qb.scale), float(ctx.out_q.scale)
-    c: dict[str, np.ndarray] = {"ew_op": np.array(EW_CODES[op], np.int64)}
+    c: dict[str, np.ndarray] = {
+        "ew_op": np.array(EW_CODES[op], np.int64),
+        "za": np.array(qa.zero_point, np.int64),
+        "zb": np.array(qb.zero_point, np.int64),
+    }
     if op == "Mul":
         mm, nn = multiplier(sa * sb / so, 1, name)
         c.update(
@@ -186,6 +191,7 @@ def sq8_binary_int(nq: NodeQuant, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     op = int(c["ew_op"])
     a64, b64 = a.astype(np.int64), b.astype(np.int64)
     if op == EW_CODES["Mul"]:
+        a64, b64 = a64 - int(c.get("za", 0)), b64 - int(c.get("zb", 0))
         y = rnorm(a64 * b64 * int(c["mul"]), int(c["shift"])) + int(c["zout"])
         return np.asarray(clip8(y)).astype(np.int8)
     if int(c["ref_input"]) == 0:
@@ -204,7 +210,7 @@ def sq8_binary_c(node: Node, nq: NodeQuant, ctx: Any) -> str:
     (pa, sa), (pb, sb) = operands_c(node, nq, ctx, "int8_t")
     bc = bcast_struct(ctx, sa, sb, y)
     c = nq.consts
-    keys = ("ew_op", "ref_input", "in_mul", "in_shift", "mul", "shift", "zout")
+    keys = ("ew_op", "ref_input", "in_mul", "in_shift", "mul", "shift", "za", "zb", "zout")
     args = ", ".join(str(int(c[k])) for k in keys)
     return f"nn_ew_sq8({pa}, {pb}, {ctx.ptr8(y)}, {bc}, {args});"
 

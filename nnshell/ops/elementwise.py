@@ -12,9 +12,10 @@ full-rank constant must have 1 on the batch axis.
 SQ8 (SQ8.md §5): Add of two equal-shape activations and Sum are the MatAdd kernel (symmetric
 inputs and output). Issue 17 (:class:`_Arith`, kernels in :mod:`nnshell.ops._elt`): Add / Sub
 of two broadcast activations are a MatAdd with a sign, Mul of two activations NNTool's
-``clip8(rnorm(a·b·M, N) + Zo)``; Add / Sub / Mul / Div by a scalar or per-channel constant are a
-per-channel affine (a depthwise 1×1 conv with ``K = 1``, asymmetric input and output allowed); a
-constant varying along other axes gets its own qtype and goes through the broadcasting kernel.
+``clip8(rnorm((a - Za)·(b - Zb)·M, N) + Zo)``; Add / Sub / Mul / Div by a scalar or per-channel
+constant are a per-channel affine (a depthwise 1×1 conv with ``K = 1``, asymmetric input and
+output allowed); a constant varying along other axes gets its own qtype and goes through the
+broadcasting kernel.
 Div of two activations, Pow, Max, Min and Mean have no SQ8 kernel.
 
 POW2: Add and Sum of equal-shape activations align their inputs to the largest Q (exact left
@@ -242,8 +243,8 @@ class _Arith(_Binary):
 
     - Two activations: SQ8 MatAdd (Add of equal shapes, SQ8 §5), otherwise the broadcasting
       kernels of :mod:`nnshell.ops._elt` (Add / Sub MatAdd with a sign, Mul
-      ``clip8(rnorm(a·b·M, N) + Zo)``); POW2 ``nn_p2_add`` for an equal-shape Add, otherwise the
-      broadcasting ``nn_p2_ew``. Div of two activations has no kernel.
+      ``clip8(rnorm((a - Za)·(b - Zb)·M, N) + Zo)``); POW2 ``nn_p2_add`` for an equal-shape Add,
+      otherwise the broadcasting ``nn_p2_ew``. Div of two activations has no kernel.
     - An activation and a per-channel or scalar constant: the per-channel affine
       ``y = s[c]·x + t[c]`` (SQ8: ``nn_affine``; POW2: ``nn_p2_affine``) — what stays after the
       normalisation passes folded what they could into a neighbour.
@@ -402,8 +403,12 @@ class Mul(_Arith):
     sym_why = "mul"
 
     def q_asym(self, node: Node) -> bool:
-        """The affine and ``clip8(rnorm(a·b·M, N) + Zo)`` both take an output zero point."""
+        """The affine and ``clip8(rnorm((a - Za)·(b - Zb)·M, N) + Zo)`` both take zero points."""
         return True
+
+    def q_symmetric_input(self, node: Node, idx: int) -> str | None:
+        """No requirement: the product subtracts the inputs' zero points."""
+        return None
 
     def affine_of(self, idx: int, v: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
         """``s·x = s·x + 0``."""

@@ -582,7 +582,8 @@ void nn_conv_transpose(const int8_t *in, int8_t *out, const nn_convt_t *ct)
 /* ==== issue 17 (branch elt): broadcasting elementwise, Resize ================================ */
 
 void nn_ew_sq8(const int8_t *a, const int8_t *b, int8_t *out, const int32_t *bc, int op,
-               int ref, int in_mul, int in_shift, int mul, int shift, int zout)
+               int ref, int in_mul, int in_shift, int mul, int shift, int za, int zb,
+               int zout)
 {
     int i0, i1, i2, i3;
     size_t k = 0;
@@ -595,7 +596,7 @@ void nn_ew_sq8(const int8_t *a, const int8_t *b, int8_t *out, const int32_t *bc,
                     int64_t vb = b[i0 * bc[8] + i1 * bc[9] + i2 * bc[10] +
                                    i3 * bc[11]];
                     if (op == 2) {
-                        out[k] = clip8(rnorm64(va * vb * mul, shift) + zout);
+                        out[k] = clip8(rnorm64((va - za) * (vb - zb) * mul, shift) + zout);
                         continue;
                     }
                     if (ref == 0) {

@@ -138,9 +138,10 @@ void nn_format(const void *raw, int8_t *out, int h, int w, int c, int layout, in
 /* SQ8 binary of two broadcast int8 inputs, op 0 add, 1 sub, 2 mul:
  *   add/sub: the reference input (ref) unscaled, the other rnorm(x * in_mul, in_shift);
  *            out = clip8(rnorm((a' +/- b') * mul, shift))
- *   mul:     out = clip8(rnorm(a * b * mul, shift) + zout) */
+ *   mul:     out = clip8(rnorm((a - za) * (b - zb) * mul, shift) + zout) */
 void nn_ew_sq8(const int8_t *a, const int8_t *b, int8_t *out, const int32_t *bc, int op,
-               int ref, int in_mul, int in_shift, int mul, int shift, int zout);
+               int ref, int in_mul, int in_shift, int mul, int shift, int za, int zb,
+               int zout);
 /* Nearest Resize of c x h x w codes (esize bytes each) to c x oh x ow: out[y][x] = in[iy[y]][ix[x]]. */
 void nn_resize_nearest(const void *in, void *out, int c, int h, int w, int oh, int ow,
                        const int32_t *iy, const int32_t *ix, int esize);
