@@ -675,6 +675,12 @@ class _Planner:
         c = nq.consts
         if len(ins) != 2 or "ref_input" not in c:
             raise AutoTilerError(f"{node.name}: only an Add of two activations is a MatAdd")
+        if "ew_op" in c:  # issue 17 (elt): the broadcasting kernel nn_ew_sq8
+            raise AutoTilerError(
+                f"{node.name}: a broadcasting Add has no AutoTiler SQ8 generator (CNN_MatAdd "
+                "adds tensors of one shape)",
+                "gen --target c supports it",
+            )
         j = int(c["ref_input"])
         i = 1 - j
         feat, width, height = _hw(g.tensors[node.outputs[0]].shape)

@@ -9,17 +9,23 @@ opset < 7 (B's dims aligned at ``axis``). A constant may sit on either side and 
 To keep the batch axis apart, every activation operand must have the output's full rank and a
 full-rank constant must have 1 on the batch axis.
 
-SQ8 (SQ8.md §5): Add of two activations and Sum are the MatAdd kernel (symmetric inputs and
-output); Add / Mul by a per-channel constant are a per-channel affine (a depthwise 1×1 conv with
-``K = 1``, asymmetric input and output allowed). Other elementwise ops have no SQ8 kernel.
+SQ8 (SQ8.md §5): Add of two equal-shape activations and Sum are the MatAdd kernel (symmetric
+inputs and output). Issue 17 (:class:`_Arith`, kernels in :mod:`nnshell.ops._elt`): Add / Sub
+of two broadcast activations are a MatAdd with a sign, Mul of two activations NNTool's
+``clip8(rnorm((a - Za)·(b - Zb)·M, N) + Zo)``; Add / Sub / Mul / Div by a scalar or per-channel
+constant are a per-channel affine (a depthwise 1×1 conv with ``K = 1``, asymmetric input and
+output allowed); a constant varying along other axes gets its own qtype and goes through the
+broadcasting kernel.
+Div of two activations, Pow, Max, Min and Mean have no SQ8 kernel.
 
-POW2: Add and Sum of two or more activations align their inputs to the largest Q (exact left
-shifts), add, and shift the sum to the output Q (:func:`p2_add_quantize`); no other elementwise op
-has a POW2 kernel.
+POW2: Add and Sum of equal-shape activations align their inputs to the largest Q (exact left
+shifts), add, and shift the sum to the output Q (:func:`p2_add_quantize`); broadcasting Add /
+Sub / Mul, constant affines and constant operands mirror the SQ8 cases with shifts only.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +36,7 @@ from nnshell.errors import QuantizationError, ShapeError
 from nnshell.fixed_point import clip8, multiplier, rnorm
 from nnshell.fixed_pow2 import Pow2Context, q_of
 from nnshell.ir import Node, Shape, TensorInfo
-from nnshell.ops import _pow2
+from nnshell.ops import _elt, _pow2
 from nnshell.ops._sq8_ext import affine_int, affine_quantize, per_channel_vector
 from nnshell.ops.registry import OpDef, register
 from nnshell.qrecord import NodeQuant, QuantContext
@@ -87,7 +93,14 @@ class _Binary(OpDef):
         assert a is not None and b is not None
         shapes = [a.shape, _legacy_shape(node, a.shape, b.shape)]
         node.meta["const_inputs"] = (a.is_const, b.is_const)
-        return [broadcast_infer(node, shapes, [a.is_const, b.is_const])]
+        out = broadcast_infer(node, shapes, [a.is_const, b.is_const])
+        # issue 17: a constant that varies along more than the channel axis is quantized as an
+        # operand of its own (the kernels that read it need symmetric inputs)
+        node.meta["const_tensor"] = any(
+            c and any(d != 1 for i, d in enumerate((1,) * (len(out) - len(s)) + s) if i != 1)
+            for s, c in zip(shapes, (a.is_const, b.is_const), strict=True)
+        )
+        return [out]
 
     def run_float(self, node: Node, *xs: np.ndarray | None) -> list[np.ndarray]:
         a, b = xs[0], xs[1]
@@ -225,108 +238,198 @@ def p2_add_c(node: Node, nq: NodeQuant, ctx: Any) -> str:
     return f"{{\n    const void *const ins[{len(ins)}] = {{{ptrs}}};\n    {call}\n}}"
 
 
+class _Arith(_Binary):
+    """Add / Sub / Mul / Div: the quantization hooks they share (issue 17).
+
+    - Two activations: SQ8 MatAdd (Add of equal shapes, SQ8 §5), otherwise the broadcasting
+      kernels of :mod:`nnshell.ops._elt` (Add / Sub MatAdd with a sign, Mul
+      ``clip8(rnorm((a - Za)·(b - Zb)·M, N) + Zo)``); POW2 ``nn_p2_add`` for an equal-shape Add,
+      otherwise the broadcasting ``nn_p2_ew``. Div of two activations has no kernel.
+    - An activation and a per-channel or scalar constant: the per-channel affine
+      ``y = s[c]·x + t[c]`` (SQ8: ``nn_affine``; POW2: ``nn_p2_affine``) — what stays after the
+      normalisation passes folded what they could into a neighbour.
+    """
+
+    #: the reason a two-activation kernel needs symmetric inputs (None: it has no such kernel)
+    sym_why: str | None = None
+
+    def q_asym(self, node: Node) -> bool:
+        """An affine (per-channel constant operand) may have an asymmetric output."""
+        return _has_const_operand(node) and not node.meta.get("const_tensor")
+
+    def q_symmetric_input(self, node: Node, idx: int) -> str | None:
+        """The two-operand kernels add / multiply codes with no zero-point terms."""
+        if _has_const_operand(node) and not node.meta.get("const_tensor"):
+            return None
+        return self.sym_why or self.name.lower()
+
+    def _const_tensor(self, ctx: QuantContext) -> tuple[int, np.ndarray, str]:
+        """``(index, full-rank value, kernel op)`` of a constant that is not per channel; a
+        Div by it is a Mul by its reciprocal."""
+        idx = 1 if ctx.const(1) is not None else 0
+        v = np.asarray(ctx.const(idx), np.float64)
+        if idx == 1:
+            x_shape = ctx.graph.tensors[ctx.node.inputs[0]].shape
+            v = v.reshape(_legacy_shape(ctx.node, x_shape, v.shape))
+        rank = len(ctx.graph.tensors[ctx.node.outputs[0]].shape)
+        v = v.reshape((1,) * (rank - v.ndim) + v.shape)
+        if self.name != "Div":
+            return idx, v, self.name
+        if idx == 0 or not np.all(v != 0):
+            raise QuantizationError(f"{ctx.node.name}: Div by this constant has no kernel")
+        return idx, 1.0 / v, "Mul"
+
+    def affine_of(self, idx: int, v: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(scale, shift)`` of ``y = scale·x + shift`` when operand ``idx`` is the constant
+        ``v`` (one value per channel)."""
+        raise NotImplementedError
+
+    def _affine(self, ctx: QuantContext) -> tuple[int, np.ndarray, np.ndarray]:
+        """``(activation index, scale, shift)`` of the constant operand's affine."""
+        idx, v = _const_operand(ctx)
+        scale, shift = self.affine_of(idx, v, ctx.node.name)
+        return 1 - idx, scale, shift
+
+    # -- SQ8 ----------------------------------------------------------------------------------
+    def quantize_sq8(self, ctx: QuantContext) -> NodeQuant:
+        """MatAdd, the broadcasting binary kernel, or the per-channel affine."""
+        if ctx.const(0) is None and ctx.const(1) is None:
+            shapes = {tuple(ctx.graph.tensors[i].shape) for i in ctx.node.inputs[:2]}
+            if self.name == "Add" and len(shapes) == 1:
+                return matadd_quantize(ctx, "add")
+            if self.name == "Div":
+                raise QuantizationError(
+                    f"{ctx.node.name}: Div of two activations has no SQ8 kernel",
+                    "only a division by a constant (a scale) is supported",
+                )
+            return _elt.sq8_binary_quantize(ctx, self.name)
+        if ctx.node.meta.get("const_tensor"):
+            return _elt.const_operand_sq8(ctx, *self._const_tensor(ctx))
+        xi, scale, shift = self._affine(ctx)
+        sub = dataclasses.replace(ctx, in_q=[ctx.in_q[xi]])
+        nq = affine_quantize(sub, scale, shift)
+        nq.in_q = list(ctx.in_q)
+        nq.info["kernel"] = f"{self.name.lower()} by a per-channel constant (affine)"
+        return nq
+
+    def run_int(self, node: Node, nq: NodeQuant, *xs: np.ndarray | None) -> list[np.ndarray]:
+        """The integer kernel :meth:`quantize_sq8` chose."""
+        if "weights" in nq.consts:
+            return [affine_int(_activation_operand(xs), nq)]
+        a, b = _elt.with_const(nq, xs)
+        if "ew_op" in nq.consts:
+            return [_elt.sq8_binary_int(nq, a, b)]
+        return [matadd_int(nq, [a, b])]
+
+    def emit_c(self, node: Node, nq: NodeQuant, ctx: Any) -> str:
+        """``nn_affine``, ``nn_ew_sq8`` or ``nn_matadd``."""
+        if "weights" in nq.consts:
+            return str(ctx.affine(nq.consts))
+        if "ew_op" in nq.consts:
+            return _elt.sq8_binary_c(node, nq, ctx)
+        return str(ctx.matadd(nq.consts))
+
+    # -- POW2 ---------------------------------------------------------------------------------
+    def quantize_pow2(self, ctx: Pow2Context) -> NodeQuant:
+        """``nn_p2_add`` (equal-shape Add), the broadcasting binary, or the channel affine."""
+        if ctx.const(0) is None and ctx.const(1) is None:
+            shapes = {tuple(ctx.graph.tensors[i].shape) for i in ctx.node.inputs[:2]}
+            if self.name == "Add" and len(shapes) == 1:
+                return p2_add_quantize(ctx)
+            if self.name == "Div":
+                raise QuantizationError(
+                    f"{ctx.node.name}: Div of two activations has no POW2 kernel",
+                    "only a division by a constant (a scale) is supported",
+                )
+            return _elt.p2_binary_quantize(ctx, self.name)
+        if ctx.node.meta.get("const_tensor"):
+            return _elt.const_operand_pow2(ctx, *self._const_tensor(ctx))
+        xi, scale, shift = self._affine(ctx)
+        return _elt.p2_affine_quantize(ctx, xi, scale, shift)
+
+    def run_int_pow2(self, node: Node, nq: NodeQuant, *xs: np.ndarray | None) -> list[np.ndarray]:
+        """The integer kernel :meth:`quantize_pow2` chose."""
+        if "weights" in nq.consts:
+            return [_elt.p2_affine_int(_activation_operand(xs), nq)]
+        a, b = _elt.with_const(nq, xs)
+        if "ew_op" in nq.consts:
+            return [_elt.p2_binary_int(nq, a, b)]
+        return [p2_add_int(nq, xs)]
+
+    def emit_c_pow2(self, node: Node, nq: NodeQuant, ctx: Any) -> str:
+        """``nn_p2_affine``, ``nn_p2_ew`` or ``nn_p2_add``."""
+        if "weights" in nq.consts:
+            return _elt.p2_affine_c(ctx.act_inputs()[0], node.outputs[0], nq, ctx)
+        if "ew_op" in nq.consts:
+            return _elt.p2_binary_c(node, nq, ctx)
+        return p2_add_c(node, nq, ctx)
+
+
 @register
-class Add(_Binary):
+class Add(_Arith):
     """Addition (residual joins, bias adds)."""
 
     name = "Add"
     onnx_types = ("Add",)
     fn = staticmethod(np.add)
+    sym_why = "add"
 
-    def q_asym(self, node: Node) -> bool:
-        """An add of a per-channel constant is an affine: its output may be asymmetric."""
-        return _has_const_operand(node)
-
-    def q_symmetric_input(self, node: Node, idx: int) -> str | None:
-        """MatAdd adds codes of two scales with no zero-point terms: inputs symmetric."""
-        return None if _has_const_operand(node) else "add"
-
-    def quantize_sq8(self, ctx: QuantContext) -> NodeQuant:
-        """MatAdd (:func:`matadd_quantize`) for two activations; ``x + t[c]`` with a
-        per-channel constant ``t`` is the affine ``1·x + t[c]`` (SQ8 §3 weights and bias)."""
-        if ctx.const(0) is None and ctx.const(1) is None:
-            return matadd_quantize(ctx, "add")
-        _, t = _const_operand(ctx)
-        nq = affine_quantize(ctx, np.ones_like(t), t)
-        nq.info["kernel"] = "add of a per-channel constant (affine)"
-        return nq
-
-    def run_int(self, node: Node, nq: NodeQuant, *xs: np.ndarray | None) -> list[np.ndarray]:
-        """MatAdd, or the per-channel affine ``clip8(rnorm((x·Wq + bias_total)·M, N))``."""
-        if "weights" in nq.consts:
-            return [affine_int(_activation_operand(xs), nq)]
-        a, b = xs[0], xs[1]
-        assert a is not None and b is not None
-        return [matadd_int(nq, [a, b])]
-
-    def emit_c(self, node: Node, nq: NodeQuant, ctx: Any) -> str:
-        """MatAdd (``nn_matadd``), or the per-channel affine (``nn_affine``)."""
-        return str(ctx.affine(nq.consts) if "weights" in nq.consts else ctx.matadd(nq.consts))
-
-    # -- POW2: two activations only (:func:`p2_add_quantize`) ----------------------------------
-    def quantize_pow2(self, ctx: Pow2Context) -> NodeQuant:
-        """``in_shifts = q_common - q_i`` (``q_common = max q_i``), ``out_shift = q_common -
-        q_out``; a constant operand is refused."""
-        return p2_add_quantize(ctx)
-
-    def run_int_pow2(self, node: Node, nq: NodeQuant, *xs: np.ndarray | None) -> list[np.ndarray]:
-        """``clip_bits(shift_round((a << s_a) + (b << s_b), out_shift))``."""
-        return [p2_add_int(nq, xs)]
-
-    def emit_c_pow2(self, node: Node, nq: NodeQuant, ctx: Any) -> str:
-        """``nn_p2_add`` of two same-shaped inputs."""
-        return p2_add_c(node, nq, ctx)
+    def affine_of(self, idx: int, v: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """``x + t = 1·x + t``."""
+        return np.ones_like(v), v
 
 
 @register
-class Sub(_Binary):
+class Sub(_Arith):
     """Subtraction."""
 
     name = "Sub"
     onnx_types = ("Sub",)
     fn = staticmethod(np.subtract)
+    sym_why = "sub"
+
+    def affine_of(self, idx: int, v: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """``x - t = 1·x - t``; ``t - x = -1·x + t``."""
+        return (np.ones_like(v), -v) if idx == 1 else (-np.ones_like(v), v)
 
 
 @register
-class Mul(_Binary):
+class Mul(_Arith):
     """Multiplication (scales, gates)."""
 
     name = "Mul"
     onnx_types = ("Mul",)
     fn = staticmethod(np.multiply)
+    sym_why = "mul"
 
     def q_asym(self, node: Node) -> bool:
-        """A multiply by a per-channel constant is an affine: asymmetric output allowed."""
-        return _has_const_operand(node)
+        """The affine and ``clip8(rnorm((a - Za)·(b - Zb)·M, N) + Zo)`` both take zero points."""
+        return True
 
-    def quantize_sq8(self, ctx: QuantContext) -> NodeQuant:
-        """``s[c]·x`` with a per-channel constant ``s``: the affine ``s[c]·x + 0``."""
-        if ctx.const(0) is None and ctx.const(1) is None:
-            raise QuantizationError(
-                f"{ctx.node.name}: Mul of two activations has no SQ8 kernel",
-                "only a multiply by a per-channel constant is supported",
-            )
-        _, s = _const_operand(ctx)
-        nq = affine_quantize(ctx, s, np.zeros_like(s))
-        nq.info["kernel"] = "multiply by a per-channel constant (affine)"
-        return nq
+    def q_symmetric_input(self, node: Node, idx: int) -> str | None:
+        """No requirement: the product subtracts the inputs' zero points."""
+        return None
 
-    def run_int(self, node: Node, nq: NodeQuant, *xs: np.ndarray | None) -> list[np.ndarray]:
-        """``clip8(rnorm((x·Wq[c] + bias_total[c])·M[c], N[c]))``."""
-        return [affine_int(_activation_operand(xs), nq)]
-
-    def emit_c(self, node: Node, nq: NodeQuant, ctx: Any) -> str:
-        """The per-channel affine (``nn_affine``)."""
-        return str(ctx.affine(nq.consts))
+    def affine_of(self, idx: int, v: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """``s·x = s·x + 0``."""
+        return v, np.zeros_like(v)
 
 
 @register
-class Div(_Binary):
+class Div(_Arith):
     """Division."""
 
     name = "Div"
     onnx_types = ("Div",)
     fn = staticmethod(np.divide)
+
+    def affine_of(self, idx: int, v: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """``x / c = (1/c)·x``; a constant divided by an activation is not affine."""
+        if idx == 0:
+            raise QuantizationError(f"{name}: a constant divided by an activation has no kernel")
+        if not np.all(np.isfinite(1.0 / np.where(v == 0, np.nan, v))):
+            raise QuantizationError(f"{name}: division by zero")
+        return 1.0 / v, np.zeros_like(v)
 
 
 @register

@@ -19,7 +19,9 @@ from typing import Any
 import numpy as np
 
 from nnshell.errors import QuantizationError, ShapeError
+from nnshell.fixed_pow2 import Pow2Context
 from nnshell.ir import Node, Shape, TensorInfo
+from nnshell.ops import _elt
 from nnshell.ops._sq8_ext import affine_int, affine_quantize
 from nnshell.ops.registry import OpDef, register
 from nnshell.qrecord import NodeQuant, QuantContext
@@ -112,6 +114,25 @@ class BatchNormalization(OpDef):
     def emit_c(self, node: Node, nq: NodeQuant, ctx: Any) -> str:
         """The per-channel affine (``nn_affine``)."""
         return str(ctx.affine(nq.consts))
+
+    # -- POW2: the same per-channel affine as a depthwise 1x1 conv (issue 17) ---------------------
+    def quantize_pow2(self, ctx: Pow2Context) -> NodeQuant:
+        """``y[c] = s[c]·x + t[c]`` with POW2 weights / bias / shifts (``K = 1``, POW2.md)."""
+        consts = [ctx.const(i) for i in range(1, 5)]
+        if any(c is None for c in consts):
+            raise QuantizationError(f"{ctx.node.name}: BatchNormalization parameters not constant")
+        scale, b, mean, var = (np.asarray(c) for c in consts)
+        mul, add = self.folded(ctx.node, scale, b, mean, var)
+        return _elt.p2_affine_quantize(ctx, 0, mul.astype(np.float64), add.astype(np.float64))
+
+    def run_int_pow2(self, node: Node, nq: NodeQuant, *xs: np.ndarray | None) -> list[np.ndarray]:
+        """``clip(shift_round(x·w[c] + (b[c] << bias_shift), out_shift))`` per channel."""
+        assert xs[0] is not None
+        return [_elt.p2_affine_int(xs[0], nq)]
+
+    def emit_c_pow2(self, node: Node, nq: NodeQuant, ctx: Any) -> str:
+        """``nn_p2_affine``."""
+        return _elt.p2_affine_c(node.inputs[0], node.outputs[0], nq, ctx)
 
 
 @dataclass(frozen=True)

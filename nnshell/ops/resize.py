@@ -7,8 +7,15 @@ index ``nearest(x(i))`` clamped to ``[0, L-1]``, where ``x(i)`` is the coordinat
 ``i·(L-1)/(O-1)``, ``pytorch_half_pixel``, ``tf_half_pixel_for_nn``) and ``nearest`` one of the
 four ONNX rounding modes. Coordinates are computed in float32 like onnxruntime. Upsample (opset
 7-9) and Resize-10 use ``asymmetric`` coordinates, rounding down when upsampling and up when
-downsampling. Linear and cubic modes
-are not supported; the batch axis must keep its size.
+downsampling. ``linear`` (``bilinear`` for Upsample) resizes the two spatial axes of a 4-D
+tensor like onnxruntime: the coordinate clamped to ``[0, L-1]``, ``x0 = ⌊x⌋``,
+``x1 = min(x0 + 1, L-1)``, weights ``1 - f`` and ``f``. Cubic mode is not supported; the batch
+axis must keep its size.
+
+Quantized (issue 17), both modes keep the input's qtype (a data mover: SQ8 rescales and POW2
+shifts only when a consumer imposed another output qtype): nearest gathers codes, bilinear
+interpolates them with fixed-point weights (:mod:`nnshell.ops._elt`), a convex combination that
+needs no zero-point term and cannot leave the input's range.
 """
 
 from __future__ import annotations
@@ -16,13 +23,19 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from nnshell.errors import ShapeError, UnsupportedOpError
+from nnshell.fixed_point import round_half_up
+from nnshell.fixed_pow2 import Pow2Context
 from nnshell.ir import Node, Shape, TensorInfo
+from nnshell.ops import _elt, _pow2
 from nnshell.ops._batching import const_input, opset_of
+from nnshell.ops._sq8_ext import passthrough_quant, rescale_int
 from nnshell.ops.registry import OpDef, register
+from nnshell.qrecord import NodeQuant, QuantContext
 
 
 @dataclass(frozen=True)
@@ -70,9 +83,21 @@ def _round(mode: str, x: np.ndarray) -> np.ndarray:
     raise UnsupportedOpError(f"nearest_mode '{mode}' is not supported")
 
 
+def _linear_axis(
+    ctm: str, n_out: int, n_in: int, scale: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(x0, x1, f)`` of one axis of a linear resize, as onnxruntime computes them (float32)."""
+    x = np.clip(_coords(ctm, n_out, n_in, scale), np.float32(0), np.float32(n_in - 1))
+    x0 = np.floor(x).astype(np.int64)
+    x1 = np.minimum(x0 + 1, n_in - 1)
+    f = (x - x0.astype(np.float32)).astype(np.float32)
+    return x0, x1, np.where(x1 == x0, np.float32(0), f)
+
+
 class _Resize(OpDef):
     Attrs = ResizeAttrs
     kind = "other"
+    q_passthrough = True
     ignored_attrs = frozenset(
         {"cubic_coeff_a", "exclude_outside", "extrapolation_value", "antialias"}
     )
@@ -82,7 +107,7 @@ class _Resize(OpDef):
         x = ins[0]
         assert x is not None
         a: ResizeAttrs = node.attrs
-        if a.mode != "nearest":
+        if a.mode not in ("nearest", "linear", "bilinear"):
             raise UnsupportedOpError(f"{node.name}: {self.name} mode '{a.mode}' is not supported")
         if a.axes is not None or a.keep_aspect_ratio_policy != "stretch":
             raise UnsupportedOpError(f"{node.name}: {self.name} axes/aspect policy not supported")
@@ -115,6 +140,20 @@ class _Resize(OpDef):
         if min(out) < 1:
             raise ShapeError(f"{node.name}: output shape {out} is empty")
         ctm = "asymmetric" if legacy else a.coordinate_transformation_mode
+        node.meta.pop("resize_linear", None)
+        node.meta.pop("resize_frac", None)
+        if a.mode != "nearest":
+            if rank != 4 or out[1] != x.shape[1]:
+                raise UnsupportedOpError(
+                    f"{node.name}: linear {self.name} of other axes than H and W of a 4-D tensor"
+                )
+            axes = [_linear_axis(ctm, out[d], x.shape[d], eff[d]) for d in (2, 3)]
+            one = 1 << _elt.RESIZE_FRAC
+            node.meta["resize_frac"] = tuple(f for _, _, f in axes)
+            node.meta["resize_linear"] = tuple(
+                (x0, x1, round_half_up(f.astype(np.float64) * one).astype(np.int64))
+                for x0, x1, f in axes
+            )
         index = []
         for d in range(1, rank):
             if out[d] == x.shape[d] and eff[d] == 1:
@@ -130,15 +169,52 @@ class _Resize(OpDef):
     def run_float(self, node: Node, *xs: np.ndarray | None) -> list[np.ndarray]:
         x = xs[0]
         assert x is not None
+        if "resize_linear" in node.meta:
+            (y0, y1, _), (x0, x1, _) = node.meta["resize_linear"]
+            fy, fx = node.meta["resize_frac"]
+            dt = x.dtype.type
+            fy, fx = fy.astype(dt).reshape(-1, 1), fx.astype(dt)
+            one = dt(1)
+            r0, r1 = x[:, :, y0, :], x[:, :, y1, :]
+            top = r0[..., x0] * (one - fx) + r0[..., x1] * fx
+            bot = r1[..., x0] * (one - fx) + r1[..., x1] * fx
+            return [np.ascontiguousarray(top * (one - fy) + bot * fy)]
         for d, idx in enumerate(node.meta["resize_index"], start=1):
             if idx is not None:
                 x = np.take(x, idx, axis=d)
         return [np.ascontiguousarray(x)]
 
+    # -- quantized: a data mover (issue 17) ----------------------------------------------------
+    def quantize_sq8(self, ctx: QuantContext) -> NodeQuant:
+        """No parameters: the output keeps the input's qtype (a rescale only if imposed)."""
+        return passthrough_quant(ctx)
+
+    def run_int(self, node: Node, nq: NodeQuant, *xs: np.ndarray | None) -> list[np.ndarray]:
+        """Gather (nearest) or fixed-point interpolation (bilinear) of the codes."""
+        assert xs[0] is not None
+        return [rescale_int(_elt.resize_int(xs[0], node.meta), nq.consts)]
+
+    def emit_c(self, node: Node, nq: NodeQuant, ctx: Any) -> str:
+        """``nn_resize_nearest`` / ``nn_resize_bilinear``, then any rescale in place."""
+        return _elt.resize_c(node, ctx) + str(ctx.rescale(nq.consts, node.outputs[0]))
+
+    def quantize_pow2(self, ctx: Pow2Context) -> NodeQuant:
+        """No parameters; an ``out_shift`` when the output has its own Q."""
+        return _pow2.passthrough_quant(ctx)
+
+    def run_int_pow2(self, node: Node, nq: NodeQuant, *xs: np.ndarray | None) -> list[np.ndarray]:
+        """The same integer resize as SQ8, then the output's shift."""
+        assert xs[0] is not None
+        return [_pow2.to_out(_elt.resize_int(xs[0], node.meta), nq)]
+
+    def emit_c_pow2(self, node: Node, nq: NodeQuant, ctx: Any) -> str:
+        """The resize kernel on the codes, then ``nn_p2_act`` in place for the shift."""
+        return _pow2.mover_c(self, node, nq, ctx)
+
 
 @register
 class Resize(_Resize):
-    """Nearest-neighbour Resize (opset 10+)."""
+    """Nearest-neighbour and bilinear Resize (opset 10+)."""
 
     name = "Resize"
     onnx_types = ("Resize",)

@@ -28,7 +28,7 @@ import numpy as np
 from nnshell.errors import QuantizationError, ShapeError, UnsupportedOpError
 from nnshell.fixed_pow2 import Pow2Context, q_of, requant
 from nnshell.ir import Node, Shape, TensorInfo
-from nnshell.ops import _pow2
+from nnshell.ops import _elt, _pow2
 from nnshell.ops._batching import (
     const_flags,
     const_input,
@@ -347,6 +347,24 @@ class Split(_Shape):
         cuts = np.cumsum(node.meta["split_sizes"])[:-1]
         return list(np.split(x, cuts, axis=axis))
 
+    def emit_c(self, node: Node, nq: NodeQuant, ctx: Any) -> str:
+        """One ``nn_slice`` per output (issue 17): the parts are strided copies."""
+        x = node.inputs[0]
+        parts = _elt.split_slices(node, len(ctx.shape(x)))
+        pairs = zip(node.outputs, parts, strict=True)
+        return "\n".join(_elt.slice_c(ctx, x, y, s, f"slice{k}") for k, (y, s) in enumerate(pairs))
+
+    def emit_c_pow2(self, node: Node, nq: NodeQuant, ctx: Any) -> str:
+        """The copies, then every output's shift when the outputs have their own Q."""
+        code = self.emit_c(node, nq, ctx)
+        if "out_shift" not in nq.consts:
+            return code
+        shift = int(nq.consts["out_shift"])
+        for y in node.outputs:
+            p = ctx.ptr(y)
+            code += f"\nnn_p2_act({p}, {p}, {ctx.size(y)}, {ctx.esize(y)}, NULL, 0, {shift});"
+        return code
+
 
 @dataclass(frozen=True)
 class SliceAttrs:
@@ -414,6 +432,10 @@ class Slice(_Shape):
         x = xs[0]
         assert x is not None
         return [np.ascontiguousarray(x[node.meta["slices"]])]
+
+    def emit_c(self, node: Node, nq: NodeQuant, ctx: Any) -> str:
+        """``nn_slice`` (issue 17): a strided copy."""
+        return _elt.slice_c(ctx, node.inputs[0], node.outputs[0], node.meta["slices"], "slice")
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,8 @@
 """fold_const_bias: fold a constant per-channel Add/Sub/Mul/Div after a conv/linear.
 
+ConvTranspose counts as a conv (issue 17: Paddle exports its bias as a separate Add, and the
+BatchNormalization after that Add then folds too).
+
 ``layer(x) + c = layer'(x)`` with ``b' = b + c``; ``layer(x) · c = layer'(x)`` with
 ``W'[o] = W[o] · c[o]`` and ``b' = b · c`` (Sub and Div use ``-c`` and ``1/c``). The constant must
 be one value per output channel (or a scalar), and the layer's output must have no other reader.
@@ -19,11 +22,12 @@ from nnshell.passes._edit import (
     sole_consumer,
 )
 from nnshell.passes.base import PassResult, register_pass
+from nnshell.passes.fold_batchnorm import out_channels, scale_out_channels
 
 
 def _fold(graph: Graph, layer: Node, op: str, c: np.ndarray) -> None:
     w = np.asarray(const_of(graph, layer.inputs[1]), np.float64)
-    n_out = w.shape[0]
+    n_out = out_channels(layer, w)
     b = const_of(graph, layer.inputs[2]) if len(layer.inputs) > 2 and layer.inputs[2] else None
     b = np.zeros(n_out) if b is None else np.asarray(b, np.float64).reshape(-1)
     c = np.asarray(c, np.float64)
@@ -31,7 +35,7 @@ def _fold(graph: Graph, layer: Node, op: str, c: np.ndarray) -> None:
         set_input_const(graph, layer, 2, b + (c if op == "Add" else -c), "biases")
         return
     k = c if op == "Mul" else 1.0 / c
-    set_input_const(graph, layer, 1, w * k.reshape((-1,) + (1,) * (w.ndim - 1)), "weights")
+    set_input_const(graph, layer, 1, scale_out_channels(layer, w, k), "weights")
     set_input_const(graph, layer, 2, b * k, "biases")
 
 
@@ -44,7 +48,7 @@ def fold_const_bias(graph: Graph) -> PassResult:
         if len(acts) != 1 or node not in graph.nodes:
             continue
         layer = graph.producer(acts[0])
-        if layer is None or layer.op not in ("Conv", "Linear"):
+        if layer is None or layer.op not in ("Conv", "ConvTranspose", "Linear"):
             continue
         if const_of(graph, layer.inputs[1]) is None:
             continue

@@ -116,7 +116,11 @@ def pow2_groups(graph: Graph) -> dict[str, list[str]]:
         op = get_op(node.op)
         if node.op == "Concat":
             for i in acts:
-                parent[find(i)] = find(outs[0])
+                # issue 17 (elt): a fixed-format input (sigmoid / tanh Q15, softmax) is not tied,
+                # or it would saturate every other branch: the Concat shifts it to the output Q
+                src = graph.producer(i)
+                if src is None or _fixed_qtype(src, 16) is None:
+                    parent[find(i)] = find(outs[0])
         elif op.q_passthrough and op.kind != "activation" and acts:
             for o in outs:
                 parent[find(o)] = find(acts[0])

@@ -128,11 +128,20 @@ def qtype_groups(graph: Graph) -> dict[str, list[str]]:
             union(out, acts[0])
         elif node.op == "Concat":
             for i in acts:
-                union(out, i)
+                # issue 17 (elt): an input of a fixed format (sigmoid 1/127, softmax Q15) is not
+                # tied, or it would clip every other branch: the Concat rescales it instead
+                if not _fixed_format(graph, i):
+                    union(out, i)
     groups: dict[str, list[str]] = {}
     for t in list(parent):
         groups.setdefault(find(t), []).append(t)
     return groups
+
+
+def _fixed_format(graph: Graph, t: str) -> bool:
+    """Whether tensor ``t`` is produced by an op that imposes its output qtype (issue 17)."""
+    node = graph.producer(t)
+    return node is not None and get_op(node.op).q_output_qtype(node, []) is not None
 
 
 def _group_qtype(

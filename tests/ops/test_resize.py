@@ -1,4 +1,4 @@
-"""Nearest-neighbour Resize / Upsample against onnxruntime, batched (N=2)."""
+"""Nearest-neighbour and bilinear Resize / Upsample against onnxruntime, batched (N=2)."""
 
 from __future__ import annotations
 
@@ -59,9 +59,18 @@ def test_upsample_opset9(scales: tuple[float, ...]) -> None:
     compare_with_ort(model, {"x": rand(X, seed=53)})
 
 
-def test_resize_linear_unsupported() -> None:
+@pytest.mark.parametrize("ctm", ["half_pixel", "asymmetric", "align_corners", "pytorch_half_pixel"])
+@pytest.mark.parametrize("scales", [(1, 1, 2, 2), (1, 1, 3, 1.5), (1, 1, 0.5, 0.7)])
+def test_resize_linear(ctm: str, scales: tuple[float, ...]) -> None:
+    """Bilinear (issue 17): the coordinate modes PyTorch and Paddle export."""
+    attrs = {"mode": "linear", "coordinate_transformation_mode": ctm}
+    model = one_node_model("Resize", {"x": X}, attrs, {"roi": EMPTY, "s": _f32(*scales)})
+    compare_with_ort(model, {"x": rand(X, seed=54)})
+
+
+def test_resize_linear_of_channels_unsupported() -> None:
     model = one_node_model(
-        "Resize", {"x": X}, {"mode": "linear"}, {"roi": EMPTY, "s": _f32(1, 1, 2, 2)}
+        "Resize", {"x": X}, {"mode": "linear"}, {"roi": EMPTY, "s": _f32(1, 2, 2, 2)}
     )
     with pytest.raises(UnsupportedOpError, match="linear"):
         load_model(model)

@@ -127,3 +127,25 @@ def test_bn_after_conv_with_fan_out_is_kept() -> None:
     _, after, res = apply(m, "fold_batchnorm")
     assert ops(after) == ["Conv", "BatchNormalization", "Add"]
     assert res.changed == 0 and any("other readers" in n for n in res.notes)
+
+
+def test_convtranspose_bn_folds_with_groups() -> None:
+    """Issue 17 (DBNet heads): BN after a ConvTranspose scales the weights' axis 1 per group."""
+    rng = np.random.default_rng(9)
+    for group in (1, 2):
+        w = (rng.standard_normal((4, 4 // group, 2, 2)) * 0.5).astype(np.float32)
+        m = model(
+            [
+                node("ConvTranspose", ["x", "w", "b"], "c", strides=[2, 2], group=group),
+                node("BatchNormalization", ["c", *BN_IN], "y"),
+            ],
+            {"x": [1, 4, 3, 3]},
+            ["y"],
+            {"w": w, "b": rand((C,), 3), **bn_params()},
+        )
+        before, after, res = apply(m, "fold_batchnorm")
+        assert ops(after) == ["ConvTranspose"] and res.changed == 1
+        x = rand((1, 4, 3, 3), 4)
+        want = ort_run(m, {"x": x})["y"]
+        got = run_float(after, {"x": x})["y"]
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)

@@ -91,3 +91,22 @@ def test_add_of_two_activations_is_kept() -> None:
     )
     _, after, res = apply(m, "fold_const_bias")
     assert ops(after) == ["Conv", "Add"] and res.changed == 0
+
+
+@pytest.mark.parametrize("op", ["Add", "Sub", "Mul", "Div"])
+@pytest.mark.parametrize("group", [1, 2])
+def test_constant_folds_into_conv_transpose(op: str, group: int) -> None:
+    """Issue 17: Paddle exports a ConvTranspose bias as an Add (DBNet heads); its output channel
+    ``g·Mg + m`` is the weights' axis 1 within group ``g``."""
+    w = (np.random.default_rng(6).standard_normal((C, C // group, 2, 2)) * 0.5).astype(np.float32)
+    m = model(
+        [
+            node("ConvTranspose", ["x", "w"], "c", strides=[2, 2], group=group),
+            node(op, ["c", "k"], "y"),
+        ],
+        {"x": [1, C, 3, 3]},
+        ["y"],
+        {"w": w, "k": PER_CHANNEL},
+    )
+    _, after, res = apply(m, "fold_const_bias")
+    assert ops(after) == ["ConvTranspose"] and res.changed == 1

@@ -382,12 +382,14 @@ POW2_OPS = {
     *("HardSigmoid", "HardSwish", "Swish"),
     *("Transpose", "Squeeze", "Unsqueeze", "Split", "Slice", "Gather", "Flatten", "Reshape"),
     *("Identity", "Dropout", "Tile", "ConvTranspose"),
+    # issue 17: broadcasting binaries and constant affines, Resize, unfolded BatchNormalization
+    *("Sub", "Mul", "Div", "Resize", "Upsample", "BatchNormalization"),
 }
 
 
 def test_ops_with_a_pow2_quantizer_and_the_check_naming_the_others() -> None:
     """The pre-calibration check sees each class's own or inherited hook; an op without one
-    (Elu, an activation without POW2 hooks; Mul, SQ8 only) is named."""
+    (Elu, an activation without POW2 hooks; Pow, no quantizer at all) is named."""
     from nnshell.ops import all_ops
     from nnshell.ops.registry import OpDef
     from nnshell.quant.sq8 import describe_unquantizable
@@ -397,7 +399,8 @@ def test_ops_with_a_pow2_quantizer_and_the_check_naming_the_others() -> None:
     for name in POW2_OPS:  # a quantizer comes with its integer kernel and its C emitter
         cls = type(all_ops()[name])
         assert cls.run_int_pow2 is not OpDef.run_int_pow2 and hasattr(cls, "emit_c_pow2")
-    ops = ["Conv", "Identity", "Squeeze", "Concat", "Elu", "Mul"]
+    ops = ["Conv", "Identity", "Squeeze", "Concat", "Elu", "Pow"]
     graph = types.SimpleNamespace(nodes=[types.SimpleNamespace(name=f"n{o}", op=o) for o in ops])
     bad = describe_unquantizable(graph, "quantize_pow2")  # type: ignore[arg-type]
-    assert bad == ["nElu (Elu)", "nMul (Mul)"]
+    assert bad == ["nElu (Elu)", "nPow (Pow)"]
+    assert describe_unquantizable(graph, "quantize_sq8") == ["nPow (Pow)"]  # type: ignore[arg-type]

@@ -580,3 +580,105 @@ void nn_conv_transpose(const int8_t *in, int8_t *out, const nn_convt_t *ct)
         }
     }
 }
+
+/* ==== issue 17 (branch elt): broadcasting elementwise, Resize ================================ */
+
+void nn_ew_sq8(const int8_t *a, const int8_t *b, int8_t *out, const int32_t *bc, int op,
+               int ref, int in_mul, int in_shift, int mul, int shift, int za, int zb,
+               int zout)
+{
+    int i0, i1, i2, i3;
+    size_t k = 0;
+    for (i0 = 0; i0 < bc[0]; i0++) {
+        for (i1 = 0; i1 < bc[1]; i1++) {
+            for (i2 = 0; i2 < bc[2]; i2++) {
+                for (i3 = 0; i3 < bc[3]; i3++, k++) {
+                    int64_t va = a[i0 * bc[4] + i1 * bc[5] + i2 * bc[6] +
+                                   i3 * bc[7]];
+                    int64_t vb = b[i0 * bc[8] + i1 * bc[9] + i2 * bc[10] +
+                                   i3 * bc[11]];
+                    if (op == 2) {
+                        out[k] = clip8(rnorm64((va - za) * (vb - zb) * mul, shift) + zout);
+                        continue;
+                    }
+                    if (ref == 0) {
+                        vb = rnorm64(vb * in_mul, in_shift);
+                    } else {
+                        va = rnorm64(va * in_mul, in_shift);
+                    }
+                    out[k] = clip8(rnorm64((op == 1 ? va - vb : va + vb) * mul, shift));
+                }
+            }
+        }
+    }
+}
+
+void nn_resize_nearest(const void *in, void *out, int c, int h, int w, int oh, int ow,
+                       const int32_t *iy, const int32_t *ix, int esize)
+{
+    int ch, y, x;
+    const char *src = (const char *)in;
+    char *dst = (char *)out;
+    for (ch = 0; ch < c; ch++) {
+        for (y = 0; y < oh; y++) {
+            const char *row = src + ((size_t)ch * h + (size_t)iy[y]) * (size_t)w * esize;
+            for (x = 0; x < ow; x++) {
+                memcpy(dst, row + (size_t)ix[x] * esize, (size_t)esize);
+                dst += esize;
+            }
+        }
+    }
+}
+
+static int64_t rs_load(const void *p, size_t i, int esize)
+{
+    return esize == 1 ? (int64_t)((const int8_t *)p)[i] : (int64_t)((const int16_t *)p)[i];
+}
+
+void nn_resize_bilinear(const void *in, void *out, int c, int h, int w, int oh, int ow,
+                        const int32_t *y0, const int32_t *y1, const int32_t *wy,
+                        const int32_t *x0, const int32_t *x1, const int32_t *wx, int frac,
+                        int esize)
+{
+    const int64_t one = (int64_t)1 << frac;
+    int ch, y, x;
+    size_t k = 0;
+    for (ch = 0; ch < c; ch++) {
+        const size_t base = (size_t)ch * h * w;
+        for (y = 0; y < oh; y++) {
+            const size_t r0 = base + (size_t)y0[y] * w, r1 = base + (size_t)y1[y] * w;
+            for (x = 0; x < ow; x++, k++) {
+                const int64_t t = (one - wx[x]) * rs_load(in, r0 + x0[x], esize) +
+                                  wx[x] * rs_load(in, r0 + x1[x], esize);
+                const int64_t u = (one - wx[x]) * rs_load(in, r1 + x0[x], esize) +
+                                  wx[x] * rs_load(in, r1 + x1[x], esize);
+                const int64_t v = rnorm64((one - wy[y]) * t + wy[y] * u, 2 * frac);
+                if (esize == 1) {
+                    ((int8_t *)out)[k] = (int8_t)v;
+                } else {
+                    ((int16_t *)out)[k] = (int16_t)v;
+                }
+            }
+        }
+    }
+}
+
+void nn_slice(const void *in, void *out, const int32_t *g, int esize)
+{
+    int i0, i1, i2, i3;
+    const char *src = (const char *)in;
+    char *dst = (char *)out;
+    for (i0 = 0; i0 < g[0]; i0++) {
+        for (i1 = 0; i1 < g[1]; i1++) {
+            for (i2 = 0; i2 < g[2]; i2++) {
+                for (i3 = 0; i3 < g[3]; i3++) {
+                    const long k = (long)g[8] + (long)i0 * g[4] + (long)i1 * g[5] +
+                                   (long)i2 * g[6] + (long)i3 * g[7];
+                    memcpy(dst, src + k * esize, (size_t)esize);
+                    dst += esize;
+                }
+            }
+        }
+    }
+}
+/* ==== end of issue 17 (branch elt) ============================================================ */

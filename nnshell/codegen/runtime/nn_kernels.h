@@ -134,4 +134,30 @@ enum { NN_RAW_U8 = 1, NN_RAW_U16 = 2, NN_RAW_RGB565 = 3 };
 enum { NN_NORM_OFFSET = 1, NN_NORM_SHIFT = 2 };
 void nn_format(const void *raw, int8_t *out, int h, int w, int c, int layout, int norm);
 
+/* ==== issue 17 (branch elt): broadcasting elementwise, Resize ==================================
+ * Broadcast geometry bc[12]: bc[0..3] the output dims without the batch axis padded to 4
+ * (leading 1s), bc[4..7] and bc[8..11] the element strides of inputs a and b at every output
+ * index (0 on a broadcast axis). */
+/* SQ8 binary of two broadcast int8 inputs, op 0 add, 1 sub, 2 mul:
+ *   add/sub: the reference input (ref) unscaled, the other rnorm(x * in_mul, in_shift);
+ *            out = clip8(rnorm((a' +/- b') * mul, shift))
+ *   mul:     out = clip8(rnorm((a - za) * (b - zb) * mul, shift) + zout) */
+void nn_ew_sq8(const int8_t *a, const int8_t *b, int8_t *out, const int32_t *bc, int op,
+               int ref, int in_mul, int in_shift, int mul, int shift, int za, int zb,
+               int zout);
+/* Nearest Resize of c x h x w codes (esize bytes each) to c x oh x ow: out[y][x] = in[iy[y]][ix[x]]. */
+void nn_resize_nearest(const void *in, void *out, int c, int h, int w, int oh, int ow,
+                       const int32_t *iy, const int32_t *ix, int esize);
+/* Bilinear Resize with weights wy, wx in Q(frac) (each axis' two weights sum to 2^frac):
+ *   v = rnorm((2^f - wy) * ((2^f - wx) * p00 + wx * p01) + wy * ((2^f - wx) * p10 + wx * p11), 2f) */
+void nn_resize_bilinear(const void *in, void *out, int c, int h, int w, int oh, int ow,
+                        const int32_t *y0, const int32_t *y1, const int32_t *wy,
+                        const int32_t *x0, const int32_t *x1, const int32_t *wx, int frac,
+                        int esize);
+/* Strided copy (Slice, one output of a Split): g[0..3] output dims without the batch axis
+ * (padded with leading 1s), g[4..7] input element strides (times the step), g[8] the offset of
+ * the first element: out[i] = in[g[8] + sum_k i_k * g[4 + k]]. */
+void nn_slice(const void *in, void *out, const int32_t *g, int esize);
+/* ==== end of issue 17 (branch elt) ============================================================ */
+
 #endif /* NN_KERNELS_H */

@@ -511,3 +511,44 @@ void nn_p2_conv_transpose(const void *in, void *out, const nn_p2conv_t *cv)
         }
     }
 }
+
+/* ==== issue 17 (branch elt): broadcasting elementwise, channel affine ======================== */
+
+void nn_p2_ew(const void *a, const void *b, void *out, const int32_t *bc, int op, int sa,
+              int sb, int out_shift, int esize)
+{
+    int i0, i1, i2, i3;
+    size_t k = 0;
+    for (i0 = 0; i0 < bc[0]; i0++) {
+        for (i1 = 0; i1 < bc[1]; i1++) {
+            for (i2 = 0; i2 < bc[2]; i2++) {
+                for (i3 = 0; i3 < bc[3]; i3++, k++) {
+                    const size_t ka = (size_t)(i0 * bc[4] + i1 * bc[5] + i2 * bc[6] +
+                                               i3 * bc[7]);
+                    const size_t kb = (size_t)(i0 * bc[8] + i1 * bc[9] + i2 * bc[10] +
+                                               i3 * bc[11]);
+                    const int64_t va = p2_load(a, ka, esize) * ((int64_t)1 << sa);
+                    const int64_t vb = p2_load(b, kb, esize) * ((int64_t)1 << sb);
+                    const int64_t acc = op == 2 ? va * vb : (op == 1 ? va - vb : va + vb);
+                    p2_store(out, k, esize, p2_clip(p2_shift(acc, out_shift), esize));
+                }
+            }
+        }
+    }
+}
+
+void nn_p2_affine(const void *in, void *out, int c, int inner, const void *w, const void *b,
+                  int in_shift, int bias_shift, int out_shift, int esize)
+{
+    int ch, i;
+    size_t k = 0;
+    for (ch = 0; ch < c; ch++) {
+        const int64_t wc = p2_load(w, (size_t)ch, esize);
+        const int64_t bc = p2_load(b, (size_t)ch, esize) * ((int64_t)1 << bias_shift);
+        for (i = 0; i < inner; i++, k++) {
+            const int64_t acc = p2_shift(p2_load(in, k, esize), in_shift) * wc + bc;
+            p2_store(out, k, esize, p2_clip(p2_shift(acc, out_shift), esize));
+        }
+    }
+}
+/* ==== end of issue 17 (branch elt) ============================================================ */

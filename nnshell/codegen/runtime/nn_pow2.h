@@ -108,4 +108,15 @@ void nn_p2_concat(const void *const *ins, int nin, const int32_t *block, const i
  * linear interpolation): the exp of the sigmoid, tanh and softmax kernels. */
 int64_t nn_p2_exp_neg_q15(int64_t d, int q);
 
+/* ==== issue 17 (branch elt): broadcasting elementwise, channel affine =========================
+ * Binary of two broadcast inputs (bc[12] as in nn_kernels.h), op 0 add, 1 sub, 2 mul:
+ *   acc = op(a << sa, b << sb); out = clip(shift_round(acc, out_shift)) */
+void nn_p2_ew(const void *a, const void *b, void *out, const int32_t *bc, int op, int sa,
+              int sb, int out_shift, int esize);
+/* Per-channel affine (a depthwise 1x1 conv): c channels of `inner` codes,
+ *   out = clip(shift_round(shift_round(x, in_shift) * w[c] + (b[c] << bias_shift), out_shift)) */
+void nn_p2_affine(const void *in, void *out, int c, int inner, const void *w, const void *b,
+                  int in_shift, int bias_shift, int out_shift, int esize);
+/* ==== end of issue 17 (branch elt) ============================================================ */
+
 #endif /* NN_POW2_H */
