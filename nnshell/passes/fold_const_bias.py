@@ -3,6 +3,10 @@
 ``layer(x) + c = layer'(x)`` with ``b' = b + c``; ``layer(x) · c = layer'(x)`` with
 ``W'[o] = W[o] · c[o]`` and ``b' = b · c`` (Sub and Div use ``-c`` and ``1/c``). The constant must
 be one value per output channel (or a scalar), and the layer's output must have no other reader.
+
+ConvTranspose (PP-OCRv4's detector adds its bias this way) folds the same way: its weights are
+``(C_in, C_out/group, k...)``, so a Mul scales axis 1 (group 1 only; a grouped layer's output
+channels interleave the groups) and an Add goes to the bias.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ from nnshell.passes.base import PassResult, register_pass
 
 def _fold(graph: Graph, layer: Node, op: str, c: np.ndarray) -> None:
     w = np.asarray(const_of(graph, layer.inputs[1]), np.float64)
-    n_out = w.shape[0]
+    axis = 1 if layer.op == "ConvTranspose" else 0  # the output-channel axis of the weights
+    n_out = w.shape[axis] * (int(layer.attrs.group) if layer.op == "ConvTranspose" else 1)
     b = const_of(graph, layer.inputs[2]) if len(layer.inputs) > 2 and layer.inputs[2] else None
     b = np.zeros(n_out) if b is None else np.asarray(b, np.float64).reshape(-1)
     c = np.asarray(c, np.float64)
@@ -31,7 +36,9 @@ def _fold(graph: Graph, layer: Node, op: str, c: np.ndarray) -> None:
         set_input_const(graph, layer, 2, b + (c if op == "Add" else -c), "biases")
         return
     k = c if op == "Mul" else 1.0 / c
-    set_input_const(graph, layer, 1, w * k.reshape((-1,) + (1,) * (w.ndim - 1)), "weights")
+    shape = [1] * w.ndim
+    shape[axis] = -1
+    set_input_const(graph, layer, 1, w * k.reshape(shape), "weights")
     set_input_const(graph, layer, 2, b * k, "biases")
 
 
@@ -44,7 +51,14 @@ def fold_const_bias(graph: Graph) -> PassResult:
         if len(acts) != 1 or node not in graph.nodes:
             continue
         layer = graph.producer(acts[0])
-        if layer is None or layer.op not in ("Conv", "Linear"):
+        if layer is None or layer.op not in ("Conv", "Linear", "ConvTranspose"):
+            continue
+        if (
+            layer.op == "ConvTranspose"
+            and node.op in ("Mul", "Div")
+            and int(layer.attrs.group) != 1
+        ):
+            res.notes.append(f"{node.name}: scaling a grouped ConvTranspose is not folded; kept")
             continue
         if const_of(graph, layer.inputs[1]) is None:
             continue

@@ -91,3 +91,36 @@ def test_add_of_two_activations_is_kept() -> None:
     )
     _, after, res = apply(m, "fold_const_bias")
     assert ops(after) == ["Conv", "Add"] and res.changed == 0
+
+
+@pytest.mark.parametrize("op", ["Add", "Mul", "Sub", "Div"])
+@pytest.mark.parametrize("bias", [True, False])
+def test_constant_folds_into_conv_transpose(op: str, bias: bool) -> None:
+    # ConvTranspose weights are (C_in, C_out, k, k): the per-channel constant scales axis 1.
+    ins = ["x", "w", "b"] if bias else ["x", "w"]
+    inits = {"w": rand((3, C, 2, 2), 7, 0.3), "k": PER_CHANNEL}
+    if bias:
+        inits["b"] = rand((C,), 8)
+    m = model(
+        [node("ConvTranspose", ins, "c", strides=[2, 2]), node(op, ["c", "k"], "y")],
+        X,
+        ["y"],
+        inits,
+    )
+    _, after, res = apply(m, "fold_const_bias")
+    assert ops(after) == ["ConvTranspose"] and res.changed == 1
+
+
+def test_scaling_a_grouped_conv_transpose_is_kept() -> None:
+    # Near miss: with groups the output channels interleave; Mul is not folded (Add would be).
+    m = model(
+        [
+            node("ConvTranspose", ["x", "w"], "c", group=3),
+            node("Mul", ["c", "k"], "y"),
+        ],
+        X,
+        ["y"],
+        {"w": rand((3, 2, 2, 2), 7, 0.3), "k": rand((1, 6, 1, 1), 9)},
+    )
+    _, after, res = apply(m, "fold_const_bias")
+    assert ops(after) == ["ConvTranspose", "Mul"] and res.changed == 0
