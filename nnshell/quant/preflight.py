@@ -82,6 +82,21 @@ def _reason(node: Node, err: NnshellError) -> str:
     return re.sub(r"^layer '[^']*': ", "", msg)
 
 
+def _check(node: Node, bad: list[str], quantize: Callable[[], Any]) -> None:
+    """Run one layer's quantizer; record a structural refusal (or a quantizer crash) in ``bad``.
+
+    A crash other than an NnshellError is a bug of that quantizer, but for the user it is the
+    same fact — this layer cannot be quantized — so it is listed, not raised as a traceback."""
+    try:
+        quantize()
+    except NnshellError as e:
+        if not is_data_dependent(e):
+            bad.append(f"{_describe(node)}: {_reason(node, e)}")
+    except Exception as e:  # noqa: BLE001 - see the docstring
+        detail = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+        bad.append(f"{_describe(node)}: its quantizer failed ({detail.splitlines()[0]})")
+
+
 def refusals(
     graph: Graph, stats: dict[str, TensorStats], scheme: str, opts: Any, fixed: Any = None
 ) -> list[str]:
@@ -99,13 +114,8 @@ def refusals(
             return [] if is_data_dependent(e) else [f"graph: {e.message}"]
         for node in graph.nodes:
             in_q = [qt.get(i) if i and not graph.tensors[i].is_const else None for i in node.inputs]
-            try:
-                get_op(node.op).quantize_sq8(
-                    QuantContext(graph, node, in_q, qt[node.outputs[0]], opts.per_tensor)
-                )
-            except NnshellError as e:
-                if not is_data_dependent(e):
-                    bad.append(f"{_describe(node)}: {_reason(node, e)}")
+            ctx = QuantContext(graph, node, in_q, qt[node.outputs[0]], opts.per_tensor)
+            _check(node, bad, lambda ctx=ctx: get_op(ctx.node.op).quantize_sq8(ctx))
         return bad
     from nnshell.quant import pow2
 
@@ -118,11 +128,11 @@ def refusals(
         out_range = (
             choose_range(st, opts.mode) if st is not None and st.count else ranges[node.outputs[0]]
         )
-        try:
-            pow2._quantize_node(graph, node, qt, opts.bits, out_range, ranges)
-        except NnshellError as e:
-            if not is_data_dependent(e):
-                bad.append(f"{_describe(node)}: {_reason(node, e)}")
+        _check(
+            node,
+            bad,
+            lambda n=node, r=out_range: pow2._quantize_node(graph, n, qt, opts.bits, r, ranges),
+        )
     return bad
 
 

@@ -90,3 +90,15 @@ def _refusal_or_none(path: str, scheme: str) -> QuantizationError | None:
     except QuantizationError as e:
         return e
     return None
+
+
+def test_a_quantizer_crash_is_listed_not_raised(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    from nnshell.ops import get_op
+
+    def boom(self, ctx):  # noqa: ANN001, ANN202
+        raise AssertionError
+
+    monkeypatch.setattr(type(get_op("Relu")), "quantize_sq8", boom)
+    path = _model(tmp_path, [helper.make_node("Relu", ["r1"], ["y"], name="relu2")], {})
+    err = _refusal_or_none(path, "SQ8")
+    assert err is not None and "relu2 (Relu): its quantizer failed (AssertionError)" in err.message
