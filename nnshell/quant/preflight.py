@@ -122,6 +122,12 @@ def refusals(
     try:
         qt, ranges = pow2.assign_q(graph, stats, opts)
     except NnshellError as e:
+        if is_data_dependent(e) and opts.bits != 16:
+            # a range too wide for 8 bits on the probe: the layers' structure is the same in
+            # 16 bits, so check them there (the real range decides -f 8 after calibration)
+            import dataclasses
+
+            return refusals(graph, stats, scheme, dataclasses.replace(opts, bits=16), fixed)
         return [] if is_data_dependent(e) else [f"graph: {e.message}"]
     for node in graph.nodes:
         st = stats.get(node.outputs[0])
