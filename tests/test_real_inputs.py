@@ -80,13 +80,25 @@ def test_bgr_mode_reverses_the_channels(tmp_path: Path) -> None:
     np.testing.assert_allclose(batch[0], arr[..., ::-1] - np.array([104, 117, 123]))
 
 
-def test_bgr_option_in_the_shell_parsers() -> None:
+def test_bgr_option_in_every_input_option_command() -> None:
+    from nnshell.shell.commands.analysis_cmds import AnalysisCommands
     from nnshell.shell.commands.common import input_overrides
+    from nnshell.shell.commands.gen_cmds import GenCommands
     from nnshell.shell.commands.quant_cmds import QuantCommands
+    from nnshell.shell.commands.run_cmds import RunCommands
 
-    args = QuantCommands.aquant_parser.parse_args(["imgs", "--bgr"])
-    assert input_overrides(args)["mode"] == "BGR"
-    args = QuantCommands.aquant_parser.parse_args(["imgs", "-M", "BGR"])
+    parsers = [
+        QuantCommands.aquant_parser,
+        QuantCommands.validate_parser,
+        AnalysisCommands.qerror_parser,
+        RunCommands.dump_parser,
+    ]
+    for parser in parsers:
+        for flags in (["--bgr"], ["-M", "BGR"]):
+            args = parser.parse_args(["imgs", *flags])
+            assert input_overrides(args)["mode"] == "BGR", (parser.prog, flags)
+    # gen's -M is its model directory: --bgr is the spelling there
+    args = GenCommands.gen_parser.parse_args(["--target", "c", "--verify", "imgs", "--bgr"])
     assert input_overrides(args)["mode"] == "BGR"
 
 
