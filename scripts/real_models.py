@@ -413,9 +413,31 @@ def render(results: list[ModelResult]) -> str:
         "scikit-image's sample images resized to the input; calibration and QSNR on the same "
         f"{len(PHOTOS)} photos, `gen --target c --verify` on {VERIFY_IMAGES}). QSNR is the "
         "dequantized integer output against the float output of the same graph. A refusal is "
-        "nnshell's one-line error: the layers the scheme cannot quantize yet.",
+        "nnshell's one-line error: the layers the scheme cannot quantize yet, grouped by reason "
+        "(the full line below each table). Times are wall-clock on the machine that ran it.",
         "",
+        "| model | float vs onnxruntime | " + " | ".join(SCHEMES) + " |",
+        "|---|---|" + "---|" * len(SCHEMES),
     ]
+    for r in results:
+        cells = []
+        for name in SCHEMES:
+            sr = next((x for x in r.schemes if x.scheme == name), None)
+            if sr is None:
+                cells.append("—")
+            elif sr.error:
+                n = sr.error.split(" ", 1)[0]
+                cells.append(
+                    f"refused ({n} layers)"
+                    if "cannot be quantized" in sr.error
+                    else "refused (range)"
+                )
+            else:
+                ok = "C bit-exact" if sr.verify and sr.verify.startswith("bit-exact") else "C ?"
+                cells.append(f"{sr.qsnr_db:.1f} dB, {ok}")
+        diff = "—" if r.float_max_diff is None else f"{r.float_max_diff:.2g}"
+        lines.append(f"| {r.spec.key} | {diff} | " + " | ".join(cells) + " |")
+    lines.append("")
     for r in results:
         s = r.spec
         lines += [f"## {s.title}", ""]
