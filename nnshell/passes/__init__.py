@@ -9,6 +9,7 @@ from __future__ import annotations
 from nnshell.errors import UsageError
 from nnshell.ir import Graph
 from nnshell.passes import (  # noqa: F401 - registration
+    const_last,
     div_to_mul,
     fold_batchnorm,
     fold_const_bias,
@@ -28,7 +29,8 @@ from nnshell.passes.base import PASSES, FusionRecord, PassDef, PassResult, regis
 _COMMON = [
     "remove_noops",
     "sum_to_add",
-    "div_to_mul",  # pattern normalisation (issue 17): before the folds and fusions
+    "const_last",  # pattern normalisation (issue 17): before the folds and fusions
+    "div_to_mul",
     "hardswish",
     "hardsigmoid",
     "swish",

@@ -33,6 +33,23 @@ def consts(**kv: float) -> dict[str, np.ndarray]:
     return {k: np.array(v, np.float32) for k, v in kv.items()}
 
 
+# ----------------------------------------------------------------------------- const_last
+
+
+@pytest.mark.parametrize("op", ["Add", "Mul"])
+def test_constant_first_moves_second(op: str) -> None:
+    m = model([node(op, ["c", "x"], "y")], X, ["y"], {"c": np.array([2.5], np.float32)})
+    _, after, res = apply(m, "const_last")
+    assert after.nodes[0].inputs == ["x", "c"] and res.changed == 1
+    check_ort(m, after)
+
+
+def test_sub_with_constant_first_is_not_commuted() -> None:
+    m = model([node("Sub", ["c", "x"], "y")], X, ["y"], consts(c=1.0))
+    _, after, res = apply(m, "const_last")
+    assert after.nodes[0].inputs == ["c", "x"] and res.changed == 0
+
+
 # ----------------------------------------------------------------------------- div_to_mul
 
 
@@ -202,6 +219,13 @@ def test_sigmoid_of_other_tensor_is_not_swish() -> None:
 def test_normalisation_passes_run_in_both_schemes_before_the_fusions() -> None:
     for scheme in SCHEMES.values():
         first_fuse = min(i for i, n in enumerate(scheme) if n.startswith("fuse_"))
-        for p in ("div_to_mul", "hardswish", "hardsigmoid", "normalise_hardsigmoid", "swish"):
+        for p in (
+            "const_last",
+            "div_to_mul",
+            "hardswish",
+            "hardsigmoid",
+            "normalise_hardsigmoid",
+            "swish",
+        ):
             assert scheme.index(p) < first_fuse
         assert scheme.index("hardsigmoid") < scheme.index("fold_const_bias")
