@@ -9,6 +9,12 @@ the body, comprehensions, keyword arguments, ...) is rejected with one
 :class:`~nnshell.errors.ExpressionError` that names what was found. The accepted tree is turned
 into a tree of small closures, so evaluating it many times costs no further parsing.
 
+A list (or tuple) of numbers, ``[0.485, 0.456, 0.406]``, is one value per channel: it broadcasts
+over the image's channel axis (``x: (x/255 - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225]``,
+the torchvision normalisation). Its entries are constant arithmetic (no ``x``), every list in an
+expression has the same length (at most :data:`MAX_CHANNELS`), and the caller says which axis
+is the channel axis.
+
 Accepted spellings: ``"x: x/128-1"``, ``"x:x/255"``, ``"lambda x: x/128 - 1"`` and the bare body
 ``"x/128 - 1"``.
 
@@ -32,6 +38,8 @@ from nnshell.errors import ExpressionError
 MAX_DEPTH = 50
 #: Largest accepted ``|exponent|`` of ``**``; the exponent must not depend on ``x``.
 MAX_EXPONENT = 64
+#: Most entries of a per-channel list.
+MAX_CHANNELS = 64
 #: Longest accepted expression text; anything longer is not a normalisation formula.
 MAX_LENGTH = 2000
 
@@ -118,23 +126,39 @@ class NormFunc:
     (kept so it can be shown and saved).
     """
 
-    __slots__ = ("text", "_fn", "_uses_x")
+    __slots__ = ("text", "_fn", "_uses_x", "channels")
 
-    def __init__(self, text: str, fn: _Fn, uses_x: bool) -> None:
+    def __init__(self, text: str, fn: _Fn, uses_x: bool, channels: int = 0) -> None:
         self.text = text
         self._fn = fn
         self._uses_x = uses_x
+        #: Length of the per-channel lists in the expression (0: none, purely elementwise).
+        self.channels = channels
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        """Apply the expression elementwise to ``x``.
+    def __call__(self, x: np.ndarray, channel_axis: int | None = None) -> np.ndarray:
+        """Apply the expression elementwise to ``x`` (per-channel lists along ``channel_axis``).
 
         Raises :class:`ExpressionError` when the result is not finite (``log(0)``, ``x/0``, ...),
-        because infinities would silently poison calibration statistics.
+        because infinities would silently poison calibration statistics, and when the lists do
+        not match the channel axis.
         """
         arr = np.asarray(x, dtype=np.float64)
+        if self.channels:
+            axis = -1 if channel_axis is None else channel_axis
+            if arr.ndim == 0 or arr.shape[axis] != self.channels:
+                raise ExpressionError(
+                    f"input_norm_func: '{self.text}' has lists of {self.channels} values but the "
+                    f"input has shape {arr.shape}",
+                    hint="one value per channel",
+                )
+            arr = np.moveaxis(arr, axis, -1)  # the lists broadcast over the last axis
         with np.errstate(all="ignore"):
             out = self._fn(arr)
         out = np.broadcast_to(out, arr.shape) if not self._uses_x else np.asarray(out)
+        if out.shape != arr.shape:
+            out = np.broadcast_to(out, arr.shape)
+        if self.channels:
+            out = np.moveaxis(out, -1, -1 if channel_axis is None else channel_axis)
         result = out.astype(np.float32)
         if not np.all(np.isfinite(result)):
             raise ExpressionError(
@@ -217,7 +241,13 @@ def _uses_x(node: ast.AST) -> bool:
 class _Builder:
     """Turn a depth-checked body into a closure tree, rejecting anything off the whitelist."""
 
+    def __init__(self) -> None:
+        #: Length of the per-channel lists met so far (0: none yet).
+        self.channels = 0
+
     def build(self, node: ast.AST) -> _Fn:
+        if isinstance(node, (ast.List, ast.Tuple)):
+            return self._vector(node)
         if isinstance(node, ast.Constant):
             return self._constant(node)
         if isinstance(node, ast.Name):
@@ -244,6 +274,30 @@ class _Builder:
             raise _Reject("a non-finite numeric constant")
         const = np.float64(number)
         return lambda _x: const
+
+    def _vector(self, node: ast.List | ast.Tuple) -> _Fn:
+        """A per-channel list: constant entries, one length per expression."""
+        n = len(node.elts)
+        if not 1 <= n <= MAX_CHANNELS:
+            raise _Reject(f"a list of {n} values (1 to {MAX_CHANNELS} channels)")
+        if self.channels and n != self.channels:
+            raise _Reject(f"lists of {self.channels} and {n} values")
+        values = []
+        for elt in node.elts:
+            if isinstance(elt, (ast.List, ast.Tuple)):
+                raise _Reject("a nested list")
+            if _uses_x(elt):
+                raise _Reject(f"x inside {_describe(node)} (per-channel entries are constants)")
+            fn = self.build(elt)
+            with np.errstate(all="ignore"):
+                v = float(np.asarray(fn(np.zeros(1))).reshape(-1)[0])
+            if not math.isfinite(v):
+                raise _Reject("a non-finite list entry")
+            values.append(v)
+        self.channels = n
+        vec = np.array(values, dtype=np.float64)
+        vec.setflags(write=False)
+        return lambda _x: vec
 
     def _name(self, node: ast.Name) -> _Fn:
         if node.id == "x":
@@ -275,7 +329,10 @@ class _Builder:
         if _uses_x(node):
             raise _Reject("an exponent that depends on x")
         with np.errstate(all="ignore"):
-            value = float(right(np.zeros(1)))
+            exponent = np.asarray(right(np.zeros(1)))
+        if exponent.size != 1:
+            raise _Reject("a per-channel exponent")
+        value = float(exponent.reshape(-1)[0])
         if not math.isfinite(value) or abs(value) > MAX_EXPONENT:
             raise _Reject(f"an exponent of magnitude above {MAX_EXPONENT} ({value:g})")
 
@@ -313,10 +370,11 @@ def compile_expression(text: str) -> NormFunc:
     shown = text.strip()
     body = _parse(shown)
     _check_depth(shown, body)
+    builder = _Builder()
     try:
-        fn = _Builder().build(body)
+        fn = builder.build(body)
     except _Reject as exc:
         raise _fail(shown, str(exc)) from None
     except RecursionError:
         raise _fail(shown, f"nesting deeper than {MAX_DEPTH} levels") from None
-    return NormFunc(shown, fn, _uses_x(body))
+    return NormFunc(shown, fn, _uses_x(body), builder.channels)

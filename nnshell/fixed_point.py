@@ -386,6 +386,53 @@ def weight_qtype_per_channel(
     return scales, np.asarray(wq).astype(np.int8)
 
 
+#: Per-channel weight scales never go below ``max_c Sw[c] · 2^-WEAK_CHANNEL_BITS`` (see
+#: docs/quantization.md,
+#: "Dead and near-dead channels"): a channel 2^16 times weaker than the layer's strongest carries
+#: nothing an int8 output can show, and a smaller scale only inflates ``B/(Si·Sw)``.
+WEAK_CHANNEL_BITS = 16
+#: Bound on ``|Bq + off|`` chosen for a dead channel: the rounding ``rnorm`` adds ``2^(N-1)``
+#: and the C kernel computes in int32, so two bits of margin.
+DEAD_CHANNEL_ACC_BITS = 29
+
+
+def settle_weak_channels(
+    w: npt.ArrayLike,
+    sw: npt.ArrayLike,
+    bias: npt.ArrayLike,
+    si: float,
+    so: float,
+    zo: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-channel ``(Sw, Wq, dead)`` with weak and dead channels made exact (SQ8 §3, §4).
+
+    ``Sw[c] = max(max|W[c]|/127, max_c Sw·2^-16, (|B[c]| + |Zo|·So)/(Si·2^29))``: the floors keep
+    ``Bq + off`` inside int32 and keep a channel from being quantized far more finely than the
+    layer can use. A channel whose weights all round to 0 (exactly zero, or |W| ~ 1e-13 as in
+    open-nsfw) outputs its bias alone, so its scale is free: it is set to
+    ``Sw[c] = So·2^-N/(Si)`` so that the requantization multiplier is exactly ``2^-N`` (M = 1,
+    shift N) and the integer output is ``rnorm(round(B·2^N/So), N) + Zo`` — the requantized bias,
+    with no multiplier error magnifying the zero-point rounding (the old rule, Sw = 1, gave
+    M ≈ 75). ``N`` is the largest shift ≤ 24 keeping ``|Bq + off| < 2^29``.
+    """
+    wf = np.asarray(w, dtype=np.float64)
+    sw = np.asarray(sw, dtype=np.float64).reshape(-1).copy()
+    b = np.asarray(bias, dtype=np.float64).reshape(-1)
+    live = np.abs(wf).reshape(wf.shape[0], -1).max(axis=1) > 0
+    smax = float(sw[live].max()) if live.any() else 0.0
+    fit = (np.abs(b) + abs(int(zo)) * float(so)) / (float(si) * 2.0**DEAD_CHANNEL_ACC_BITS)
+    sw = np.where(live, np.maximum(sw, np.maximum(smax * 2.0**-WEAK_CHANNEL_BITS, fit)), sw)
+    shape = (-1,) + (1,) * (wf.ndim - 1)
+    wq = clip_range(round_half_up(wf / sw.reshape(shape)), -127, 127).astype(np.int8)
+    dead = ~np.any(wq.reshape(wq.shape[0], -1) != 0, axis=1)
+    if dead.any():
+        y = np.minimum(np.abs(b[dead]) / float(so), 512.0) + abs(int(zo)) + 1.0
+        n = np.clip(np.floor(np.log2(2.0**DEAD_CHANNEL_ACC_BITS / y)), 0, MAX_MULT_SHIFT)
+        sw[dead] = float(so) * np.exp2(-n) / float(si)
+        wq[dead] = 0
+    return sw, wq, dead
+
+
 def quantize_bias(b: npt.ArrayLike, s_in: float, s_w: npt.ArrayLike, layer: str) -> np.ndarray:
     """int32 bias at the accumulator scale: ``Bq = round_half_up(B / (Si*Sw))`` (SQ8 §3).
 

@@ -46,6 +46,9 @@ IMAGE_EXTENSIONS: tuple[str, ...] = ("png", "pgm", "ppm", "jpg", "jpeg", "bmp", 
 MAX_PIXELS = 64 * 1024 * 1024
 #: PIL modes ``-M`` accepts (the ones that give meaningful numbers per pixel).
 PIL_MODES: tuple[str, ...] = ("1", "L", "LA", "RGB", "RGBA", "I", "F", "CMYK", "YCbCr", "HSV")
+#: ``-M`` modes beyond PIL's: ``BGR`` is RGB with the channels reversed (Caffe-trained models
+#: such as open-nsfw, OpenCV pipelines).
+EXTRA_MODES: tuple[str, ...] = ("BGR",)
 
 _FIT_HINT = "-H/-W to resize, -M L|RGB to convert"
 
@@ -79,9 +82,10 @@ class InputOptions:
         for flag, value in (("-H", self.height), ("-W", self.width)):
             if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
                 raise UsageError(f"{flag} {value}: must be a positive integer")
-        if self.mode is not None and self.mode not in PIL_MODES:
+        if self.mode is not None and self.mode not in PIL_MODES + EXTRA_MODES:
             raise UsageError(
-                f"-M {self.mode}: not a supported image mode", hint=f"one of {', '.join(PIL_MODES)}"
+                f"-M {self.mode}: not a supported image mode",
+                hint=f"one of {', '.join(PIL_MODES + EXTRA_MODES)}",
             )
         if self.raw_dtype is not None:
             try:
@@ -396,7 +400,7 @@ def _decode_pil(path: str, opts: InputOptions, expected: tuple[int, ...]) -> np.
             if plain is None:
                 img.load()
             if opts.mode is not None:
-                img = img.convert(opts.mode)
+                img = img.convert("RGB" if opts.mode == "BGR" else opts.mode)
             elif img.mode == "P":
                 img = img.convert("RGBA" if "transparency" in img.info else "RGB")
             elif img.mode in ("1", "PA"):
@@ -408,6 +412,8 @@ def _decode_pil(path: str, opts: InputOptions, expected: tuple[int, ...]) -> np.
                 if size != (h, w):
                     img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
             arr = np.asarray(img)
+            if opts.mode == "BGR":  # a view: the copy happens once, when the batch is stacked
+                arr = arr[..., ::-1]
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -527,10 +533,30 @@ def _normalise(arr: np.ndarray, opts: InputOptions, name: str) -> np.ndarray:
         arr = arr + np.float32(opts.offset)
     if opts.norm_func is not None:
         try:
-            arr = _norm(opts.norm_func)(arr)
+            arr = _norm(opts.norm_func)(arr, channel_axis=_channel_axis(arr, opts, name))
         except ExpressionError as exc:
             raise ExpressionError(f"{exc.message} ('{name}')", hint=exc.hint) from None
     return arr.astype(np.float32, copy=False)
+
+
+def _channel_axis(arr: np.ndarray, opts: InputOptions, name: str) -> int | None:
+    """The axis per-channel lists of ``-N`` apply to, or None when the expression has none.
+
+    Normalisation runs before the layout step: decoded images are HWC (channels last); a
+    ``.npy`` may be CHW. The last axis is taken when it has as many entries as the lists, else
+    the third from last (CHW, with or without a batch axis)."""
+    n = _norm(opts.norm_func).channels if opts.norm_func is not None else 0
+    if not n:
+        return None
+    if arr.ndim >= 1 and arr.shape[-1] == n:
+        return -1
+    if arr.ndim >= 3 and arr.shape[-3] == n:
+        return -3
+    raise ExpressionError(
+        f"-N '{opts.norm_func}': per-channel lists of {n} values, but '{name}' has shape "
+        f"{tuple(arr.shape)} (no axis of {n} channels)",
+        hint="give as many values as the image has channels (-M RGB converts to 3)",
+    )
 
 
 def _layout(
@@ -679,8 +705,10 @@ def _uint8_table(opts: InputOptions) -> np.ndarray | None:
     computation gives it. Not used when a value normalises to inf/NaN (the batch computation
     names the file) or when the expression uses exp, log, ``**``, ``//`` or ``%``.
     """
-    if opts.norm_func is not None and _POSITION_DEPENDENT.search(opts.norm_func):
-        return None
+    if opts.norm_func is not None and (
+        _POSITION_DEPENDENT.search(opts.norm_func) or _norm(opts.norm_func).channels
+    ):
+        return None  # per-channel lists: a pixel's value depends on its channel
     try:
         table = _normalise(np.arange(256, dtype=np.float32), opts, "table")
     except ExpressionError:

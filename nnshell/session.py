@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from nnshell import settings as settings_mod
-from nnshell.errors import CodegenError, GraphStateError, UsageError
+from nnshell.errors import CodegenError, GraphStateError, NnshellError, UsageError
 from nnshell.selectors import select_steps
 
 if TYPE_CHECKING:  # numpy and the op registry load on first use: the shell starts fast
@@ -393,9 +393,13 @@ class Session:
         return runner
 
     # -- quantization ----------------------------------------------------------------------
-    def _require_scheme_graph(self, scheme: str) -> Graph:
-        """The open graph, fused for ``scheme`` ("scale8" or "pow2") and fully quantizable."""
-        label, hook = ("SQ8", "quantize_sq8") if scheme == "scale8" else ("POW2", "quantize_pow2")
+    def _require_scheme_graph(self, scheme: str, qopts: Any = None) -> Graph:
+        """The open graph, fused for ``scheme`` ("scale8" or "pow2") and fully quantizable.
+
+        Every layer is checked before any image is read (:mod:`nnshell.quant.preflight`): one
+        line lists all the layers the scheme refuses and why. The hint names the other scheme
+        only when that scheme would quantize every layer (no sending the user in a circle)."""
+        label = "SQ8" if scheme == "scale8" else "POW2"
         graph = self.require_graph()
         if self.scheme != scheme:
             raise GraphStateError(
@@ -403,19 +407,50 @@ class Session:
                 + (f" (the graph has the {self.scheme} fusions)" if self.scheme else ""),
                 f"fusions --{scheme}",
             )
-        from nnshell.quant.sq8 import describe_unquantizable
+        from nnshell.formatter import fixed_qtypes
+        from nnshell.quant import preflight
 
-        bad = describe_unquantizable(graph, hook)
+        qopts = qopts if qopts is not None else self._default_qopts(label)
+        bad = preflight.refusals(graph, self._probe_stats(graph), label, qopts, fixed_qtypes(graph))
         if bad:
             from nnshell.errors import QuantizationError
 
-            other = "aquant -s SQ8 after fusions --scale8" if scheme == "pow2" else ""
-            raise QuantizationError(
-                f"{len(bad)} layer(s) have no {label} quantizer: {', '.join(bad[:6])}"
-                + (", ..." if len(bad) > 6 else ""),
-                "nnshell never falls back to float silently" + (f"; {other}" if other else ""),
-            )
+            other = "pow2" if scheme == "scale8" else "scale8"
+            other_label = "POW2" if label == "SQ8" else "SQ8"
+            hint = "nnshell never falls back to float silently"
+            if self._scheme_would_work(other):
+                hint += f"; fusions --{other}, then aquant -s {other_label} quantizes every layer"
+            raise QuantizationError(preflight.refusal_line(bad, label), hint)
         return graph
+
+    def _default_qopts(self, label: str) -> Any:
+        """The options ``aquant -s LABEL`` uses when none are given."""
+        from nnshell.quant.pow2 import Pow2Options
+        from nnshell.quant.sq8 import QuantOptions
+
+        return Pow2Options(bits=16) if label == "POW2" else QuantOptions()
+
+    def _probe_stats(self, graph: Graph) -> dict[str, Any]:
+        """Statistics of one synthetic input (for the pre-calibration check only)."""
+        from nnshell.quant.preflight import probe_stats
+
+        return probe_stats(graph)
+
+    def _scheme_would_work(self, scheme: str) -> bool:
+        """Whether fusing the pre-fusion graph with ``scheme`` gives a fully quantizable graph."""
+        from nnshell.passes import run_scheme
+        from nnshell.quant import preflight
+
+        if self.prefusion is None:
+            return False
+        label = "SQ8" if scheme == "scale8" else "POW2"
+        try:
+            g = self.prefusion.copy()
+            run_scheme(g, scheme)
+            opts = self._default_qopts(label)
+            return not preflight.refusals(g, self._probe_stats(g), label, opts)
+        except NnshellError:
+            return False
 
     def aquant(
         self,
@@ -448,16 +483,16 @@ class Session:
         if scheme == "POW2":
             if bits not in POW2_BITS:
                 raise UsageError(f"aquant -s POW2: -f {bits} is not 8 or 16", "aquant -s POW2")
-            graph = self._require_scheme_graph("pow2")
             qopts: Any = Pow2Options(parse_mode(mode), True, True, int(bits))
+            graph = self._require_scheme_graph("pow2", qopts)
         else:
-            graph = self._require_scheme_graph("scale8")
             qopts = QuantOptions(
                 parse_mode(mode),
                 symmetric,
                 per_tensor,
                 relun_range=str(self.settings.get("relun_range", "bound")),
             )
+            graph = self._require_scheme_graph("scale8", qopts)
         if files:
             paths = expand_files(files)
             opts = opts if opts is not None else self.input_options()

@@ -19,6 +19,7 @@ from nnshell.fixed_point import (
     quantize_bias,
     requant_scale,
     requantize_clip8,
+    settle_weak_channels,
     weight_qtype_per_channel,
     zero_point_offset,
 )
@@ -33,6 +34,10 @@ def quantize_weighted(ctx: QuantContext, w: np.ndarray, b: np.ndarray | None, k:
     si, so = float(qin.scale), float(ctx.out_q.scale)
     sw, wq = weight_qtype_per_channel(w, 0, ctx.per_tensor, name)
     bias = np.zeros(w.shape[0]) if b is None else np.asarray(b, np.float64).reshape(-1)
+    if not ctx.per_tensor:  # weak/dead channels: exact bias, int32-safe (docs/quantization.md)
+        sw, wq, dead = settle_weak_channels(w, sw, bias, si, so, ctx.out_q.zero_point)
+        # a dead channel's output is its bias alone: saturate it there rather than overflow
+        bias = np.where(dead, np.clip(bias, -512 * so, 512 * so), bias)
     bq = quantize_bias(bias, si, sw, name)
     off = zero_point_offset(wq, qin.zero_point, ctx.out_q.zero_point, so, si, sw)
     m_real = requant_scale(si, sw, so)

@@ -9,13 +9,18 @@ from __future__ import annotations
 from nnshell.errors import UsageError
 from nnshell.ir import Graph
 from nnshell.passes import (  # noqa: F401 - registration
+    const_last,
+    div_to_mul,
     fold_batchnorm,
     fold_const_bias,
     fold_pad,
     fuse,
+    hardsigmoid,
+    hardswish,
     move_up,
     remove_noops,
     sum_to_add,
+    swish,
     to_linear,
 )
 from nnshell.passes._edit import reinfer
@@ -24,10 +29,16 @@ from nnshell.passes.base import PASSES, FusionRecord, PassDef, PassResult, regis
 _COMMON = [
     "remove_noops",
     "sum_to_add",
+    "const_last",  # pattern normalisation (issue 17): before the folds and fusions
+    "div_to_mul",
+    "hardswish",
+    "hardsigmoid",
+    "swish",
     "fold_batchnorm",
     "fold_pad",
     "to_linear",
     "fold_const_bias",
+    "normalise_hardsigmoid",  # after the folds: it needs the conv right before the HardSigmoid
     "move_activations_up",
 ]
 SCHEMES: dict[str, list[str]] = {

@@ -6,6 +6,10 @@ BatchNormalization after that Add then folds too).
 ``layer(x) + c = layer'(x)`` with ``b' = b + c``; ``layer(x) · c = layer'(x)`` with
 ``W'[o] = W[o] · c[o]`` and ``b' = b · c`` (Sub and Div use ``-c`` and ``1/c``). The constant must
 be one value per output channel (or a scalar), and the layer's output must have no other reader.
+
+ConvTranspose (PP-OCRv4's detector adds its bias this way) folds the same way: its weights are
+``(C_in, C_out/group, k...)``, so a Mul scales axis 1 (group 1 only; a grouped layer's output
+channels interleave the groups) and an Add goes to the bias.
 """
 
 from __future__ import annotations

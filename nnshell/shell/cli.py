@@ -30,6 +30,12 @@ def _arg_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="with a .tflite file: keep its quantization (open -q)",
     )
+    p.add_argument(
+        "--input_shapes",
+        nargs="+",
+        metavar="NAME=[d,..]",
+        help="with FILE: static shape (without batch) of inputs with dynamic dimensions, as open's",
+    )
     p.add_argument("-s", "--script", metavar="SCRIPT", help="run a .nnscript file, then exit")
     p.add_argument(
         "-c",
@@ -93,12 +99,25 @@ def main(argv: list[str] | None = None) -> int:
     # scripted: shell escapes are refused for good (the script is someone else's text)
     app = make_app(persistent_history_file=history, scripted=batch)
     app.debug = args.debug
+    if args.input_shapes and not args.file:
+        sys.stderr.write("error: --input_shapes needs a model FILE to open\n")
+        return 1
     if args.file:
         try:  # quoted the way nnshell's parser reads it (shlex.quote is POSIX-shell quoting)
-            q = " -q" if args.load_quantization else ""
-            lines.insert(0, ScriptLine("", 0, f"open {quote_arg(args.file)}{q}"))
+            opener = f"open {quote_arg(args.file)}"
+            if args.load_quantization:
+                opener += " -q"
+            if args.input_shapes:
+                from nnshell.shell.commands.model_cmds import parse_input_shapes
+
+                parse_input_shapes(args.input_shapes)  # a malformed shape fails here, once
+                opener += " --input_shapes " + " ".join(quote_arg(s) for s in args.input_shapes)
+            lines.insert(0, ScriptLine("", 0, opener))
         except ValueError:
             sys.stderr.write(f"error: model path {args.file!r} holds both ' and \" quotes\n")
+            return 1
+        except NnshellError as exc:
+            sys.stderr.write(f"error: {exc}\n")
             return 1
     if not batch:
         for line in lines:

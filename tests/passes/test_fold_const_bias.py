@@ -110,3 +110,21 @@ def test_constant_folds_into_conv_transpose(op: str, group: int) -> None:
     )
     _, after, res = apply(m, "fold_const_bias")
     assert ops(after) == ["ConvTranspose"] and res.changed == 1
+
+
+@pytest.mark.parametrize("op", ["Add", "Mul", "Sub", "Div"])
+@pytest.mark.parametrize("bias", [True, False])
+def test_constant_folds_into_conv_transpose_with_or_without_bias(op: str, bias: bool) -> None:
+    # ConvTranspose weights are (C_in, C_out, k, k): the per-channel constant scales axis 1.
+    ins = ["x", "w", "b"] if bias else ["x", "w"]
+    inits = {"w": rand((3, C, 2, 2), 7, 0.3), "k": PER_CHANNEL}
+    if bias:
+        inits["b"] = rand((C,), 8)
+    m = model(
+        [node("ConvTranspose", ins, "c", strides=[2, 2]), node(op, ["c", "k"], "y")],
+        X,
+        ["y"],
+        inits,
+    )
+    _, after, res = apply(m, "fold_const_bias")
+    assert ops(after) == ["ConvTranspose"] and res.changed == 1

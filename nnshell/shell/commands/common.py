@@ -8,7 +8,7 @@ from nnshell.shell.parser import NnArgumentParser
 
 
 def add_input_options(parser: NnArgumentParser) -> None:
-    """Add ``-T -D -O -N -H -W -M -F`` with NNTool's meanings."""
+    """Add ``-T -D -O -N -H -W -M -F`` with NNTool's meanings, and ``--bgr``."""
     g = parser.add_argument_group("input options")
     g.add_argument(
         "-T",
@@ -27,7 +27,18 @@ def add_input_options(parser: NnArgumentParser) -> None:
     )
     g.add_argument("-H", "--height", type=int, help="resize images to this height")
     g.add_argument("-W", "--width", type=int, help="resize images to this width")
-    g.add_argument("-M", "--image_mode", choices=["L", "RGB"], help="convert images to this mode")
+    g.add_argument(
+        "-M",
+        "--image_mode",
+        choices=["L", "RGB", "BGR"],
+        help="convert images to this mode (BGR: RGB with the channels reversed, as Caffe/OpenCV)",
+    )
+    g.add_argument(
+        "--bgr",
+        action="store_true",
+        default=None,
+        help="same as -M BGR (for gen, whose -M is the model directory)",
+    )
     g.add_argument("-F", "--raw_dtype", metavar="DTYPE", help="dtype of .npy/.raw inputs")
 
 
@@ -35,5 +46,5 @@ def input_overrides(args: Any) -> dict[str, Any]:
     """The input options the user gave on this command line (None = not given)."""
     keys = ("transpose", "divisor", "offset", "norm_func", "height", "width", "raw_dtype")
     out = {k: getattr(args, k) for k in keys}
-    out["mode"] = args.image_mode
+    out["mode"] = "BGR" if getattr(args, "bgr", None) else args.image_mode
     return out
