@@ -90,7 +90,7 @@ KEY_FIGURES = [
     ("qshow", r"^│\s+0 │ \S+\s+│ (S=\S+ Z=\S+ \[[^]]*\])"),  # the input's scale and zero point
     ("qexplain _conv1_Conv_fusion", r"^  (sI = \S+, zI = \S+)"),
     ("qexplain _conv1_Conv_fusion", r"^  (channel 0: .* ≈ \d+·2\^-\d+)"),
-    ("qexplain _conv1_Conv_fusion", r"(B1q\[0\] = -?\d+)"),
+    ("qexplain _conv1_Conv_fusion", r"(B0q\[0\] = -?\d+)"),  # symbols indexed by step
     ("validate sample_images/test", r"^(float     top-1: .*)$"),
     ("validate sample_images/test", r"^(quantized top-1: .*)$"),
     ("validate sample_images/test", r"^(paired: .*)$"),

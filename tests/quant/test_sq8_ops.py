@@ -17,7 +17,6 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from nnshell.errors import QuantizationError
 from nnshell.exec import run_float
 from nnshell.exec.int_exec import run_int
 from nnshell.fixed_point import multiplier
@@ -345,13 +344,15 @@ def test_per_channel_constant(tmp_path: Path, op: str) -> None:
     r.assert_close(lsb=2.0)
 
 
-def test_add_of_a_spatial_constant_is_refused(tmp_path: Path) -> None:
+def test_add_of_a_spatial_constant_gets_its_own_qtype(tmp_path: Path) -> None:
+    """Issue 17: a constant that varies along H and W (a YOLO anchor grid) is no longer refused:
+    it gets its own int8 qtype and goes through the broadcasting add (it was "not one value per
+    channel" before)."""
     k = rng(15).normal(size=(1, 3, 4, 4)).astype(np.float32)
     node = helper.make_node("Add", ["x", "k"], ["y"])
     x = rng(16).normal(size=(2, 3, 4, 4)).astype(np.float32)
     g = build(tmp_path, [node], {"x": x.shape}, {"k": k})
-    with pytest.raises(QuantizationError, match="not one value per channel"):
-        Run(g, {"x": x})
+    Run(g, {"x": x}).assert_close("y", db=30.0)
 
 
 # ------------------------------------------------------------------------------ softmax
