@@ -21,6 +21,7 @@ import numpy as np
 
 from nnshell import safeio
 from nnshell.errors import ModelFileError, ShapeError, UnsupportedOpError
+from nnshell.importers.unsupported import raise_unsupported
 from nnshell.ir import Graph, Node, TensorInfo, c_safe_name
 from nnshell.ops import op_for_onnx
 from nnshell.ops.registry import INFER_ERRORS
@@ -542,16 +543,8 @@ class _Importer:
                 )
 
     def _raise_unsupported(self) -> None:
-        if not self.unsupported:
-            return
-        parts = [
-            f"{op} ({', '.join(names[:4])}{', ...' if len(names) > 4 else ''})"
-            for op, names in sorted(self.unsupported.items())
-        ]
-        n = sum(len(v) for v in self.unsupported.values())
-        raise UnsupportedOpError(
-            f"'{self.path}': {n} node(s) use unsupported operators: {'; '.join(parts)}",
-            "run 'help open' for the list of supported operators",
+        raise_unsupported(
+            self.path, self.unsupported, "run 'help open' for the list of supported operators"
         )
 
     def _prune_unused(self) -> None:

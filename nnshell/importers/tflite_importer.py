@@ -32,6 +32,7 @@ import numpy as np
 
 from nnshell import safeio
 from nnshell.errors import ModelFileError, NnshellError, ShapeError, UnsupportedOpError
+from nnshell.importers.unsupported import raise_unsupported
 from nnshell.ir import Graph, Node, TensorInfo, c_safe_name
 from nnshell.ops import op_for_onnx
 
@@ -427,15 +428,9 @@ class _Importer:
             self.unknown.update(outs)
 
     def raise_unsupported(self) -> None:
-        if not self.unsupported:
-            return
-        parts = [
-            f"{op} ({', '.join(names[:4])}{', ...' if len(names) > 4 else ''})"
-            for op, names in sorted(self.unsupported.items())
-        ]
-        n = sum(len(v) for v in self.unsupported.values())
-        raise UnsupportedOpError(
-            f"'{self.path}': {n} node(s) use unsupported operators: {'; '.join(parts)}",
+        raise_unsupported(
+            self.path,
+            self.unsupported,
             "run 'help tflite' for the list of supported TFLite operators",
         )
 
