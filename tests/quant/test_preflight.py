@@ -69,15 +69,20 @@ def test_every_refused_layer_is_listed_before_calibration(tmp_path: Path, scheme
     assert f"aquant -s {other}" not in (err.hint or "")  # the other scheme refuses them too
 
 
-def test_pow2_hint_names_sq8_only_when_sq8_would_work(tmp_path: Path) -> None:
-    # A per-channel constant add after a ReLU: SQ8 has an affine kernel for it.
+def test_pow2_hint_names_sq8_only_when_sq8_would_work(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    # Every op with an SQ8 quantizer has a POW2 one today, so take Add's POW2 hooks away: a
+    # per-channel constant add after a ReLU is then refused by POW2 and quantized by SQ8.
+    from nnshell.ops import get_op
+    from nnshell.ops.registry import OpDef
+
     c = (np.arange(4, dtype=np.float32) / 4).reshape(1, 4, 1, 1)
     path = _model(tmp_path, [helper.make_node("Add", ["r1", "k"], ["y"], name="add1")], {"k": c})
+    assert _refusal_or_none(path, "POW2") is None  # as shipped: POW2 quantizes it
+    monkeypatch.setattr(type(get_op("Add")), "quantize_pow2", OpDef.quantize_pow2, raising=False)
     err = _refusal_or_none(path, "POW2")
-    if err is None:
-        pytest.skip("POW2 now quantizes a constant add: nothing to refuse")
-    sq8 = _refusal_or_none(path, "SQ8")
-    assert ("aquant -s SQ8" in (err.hint or "")) == (sq8 is None)
+    assert err is not None and "add1" in err.message
+    assert _refusal_or_none(path, "SQ8") is None
+    assert "aquant -s SQ8" in (err.hint or "")
 
 
 def _refusal_or_none(path: str, scheme: str) -> QuantizationError | None:
