@@ -5,6 +5,7 @@ recognise a constant operand, a chain link with a single reader, and replace a c
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -80,3 +81,26 @@ def replace_chain(graph: Graph, chain: list[Node], op: str, x: str, attrs: Any) 
             graph.tensors.pop(o, None)
     prune_consts(graph)
     return new
+
+
+def rewrite_mul_patterns(
+    graph: Graph,
+    match: Callable[[Graph, Node], tuple[str, list[Node]] | None],
+    op: str,
+    attrs: Any,
+    res: Any,
+) -> None:
+    """Replace every chain ``match`` finds ending in a Mul by one ``op`` node of input ``x``,
+    recording the edit in ``res`` (a PassResult): the loop the activation pattern passes share."""
+    for node in [n for n in graph.nodes if n.op == "Mul"]:
+        if node not in graph.nodes:  # removed by an earlier rewrite
+            continue
+        found = match(graph, node)
+        if found is None:
+            continue
+        x, chain = found
+        replace_chain(graph, chain, op, x, attrs)
+        names = [n.name for n in chain]
+        res.edits.append(f"{' + '.join(names)} → {op} {node.name}")
+        res.removed += names[:-1]
+        res.changed += 1

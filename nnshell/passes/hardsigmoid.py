@@ -20,7 +20,13 @@ import numpy as np
 from nnshell.ir import Graph, Node
 from nnshell.ops import get_op
 from nnshell.passes._edit import const_of, sole_consumer
-from nnshell.passes._match import binary_with_const, feeds_only, near, relu6_of_plus3, replace_chain
+from nnshell.passes._match import (
+    binary_with_const,
+    feeds_only,
+    near,
+    relu6_of_plus3,
+    rewrite_mul_patterns,
+)
 from nnshell.passes.base import PassResult, register_pass
 from nnshell.passes.fold_const_bias import _fold
 from nnshell.passes.hardswish import is_unit_hardsigmoid
@@ -80,17 +86,7 @@ def hardsigmoid(graph: Graph) -> PassResult:
 
     Runs before ``fold_const_bias``, which would otherwise fold the ``+3`` into the conv."""
     res = PassResult()
-    attrs = get_op("HardSigmoid").Attrs(alpha=ALPHA, beta=BETA)
-    for node in [n for n in graph.nodes if n.op == "Mul"]:
-        if node not in graph.nodes:
-            continue
-        found = _written_out(graph, node)
-        if found is None:
-            continue
-        x, chain = found
-        replace_chain(graph, chain, "HardSigmoid", x, attrs)
-        names = [n.name for n in chain]
-        res.edits.append(f"{' + '.join(names)} → HardSigmoid {node.name}")
-        res.removed += names[:-1]
-        res.changed += 1
+    rewrite_mul_patterns(
+        graph, _written_out, "HardSigmoid", get_op("HardSigmoid").Attrs(alpha=ALPHA, beta=BETA), res
+    )
     return res

@@ -17,7 +17,13 @@ from __future__ import annotations
 
 from nnshell.ir import Graph, Node
 from nnshell.ops import get_op
-from nnshell.passes._match import binary_with_const, feeds_only, near, relu6_of_plus3, replace_chain
+from nnshell.passes._match import (
+    binary_with_const,
+    feeds_only,
+    near,
+    relu6_of_plus3,
+    rewrite_mul_patterns,
+)
 from nnshell.passes.base import PassResult, register_pass
 
 
@@ -64,17 +70,5 @@ def _match(graph: Graph, node: Node) -> tuple[str, list[Node]] | None:
 def hardswish(graph: Graph) -> PassResult:
     """Replace each written-out HardSwish by one HardSwish node (keeping the last node's name)."""
     res = PassResult()
-    attrs = get_op("HardSwish").Attrs()
-    for node in [n for n in graph.nodes if n.op == "Mul"]:
-        if node not in graph.nodes:
-            continue
-        found = _match(graph, node)
-        if found is None:
-            continue
-        x, chain = found
-        replace_chain(graph, chain, "HardSwish", x, attrs)
-        names = [n.name for n in chain]
-        res.edits.append(f"{' + '.join(names)} → HardSwish {node.name}")
-        res.removed += names[:-1]
-        res.changed += 1
+    rewrite_mul_patterns(graph, _match, "HardSwish", get_op("HardSwish").Attrs(), res)
     return res

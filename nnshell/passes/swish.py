@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from nnshell.ir import Graph, Node
 from nnshell.ops.registry import all_ops
-from nnshell.passes._match import feeds_only, replace_chain
+from nnshell.passes._match import feeds_only, rewrite_mul_patterns
 from nnshell.passes.base import PassResult, register_pass
 
 
@@ -32,18 +32,10 @@ def swish(graph: Graph) -> PassResult:
     """Replace each ``x·sigmoid(x)`` by a Swish node when the build has the Swish op."""
     res = PassResult()
     ops = all_ops()
+    if "Swish" in ops:
+        rewrite_mul_patterns(graph, _match, "Swish", ops["Swish"].Attrs(), res)
+        return res
     for node in [n for n in graph.nodes if n.op == "Mul"]:
-        if node not in graph.nodes:
-            continue
-        found = _match(graph, node)
-        if found is None:
-            continue
-        x, chain = found
-        if "Swish" not in ops:
+        if _match(graph, node) is not None:
             res.notes.append(f"{node.name}: x·sigmoid(x) is Swish, but this build has no Swish op")
-            continue
-        replace_chain(graph, chain, "Swish", x, ops["Swish"].Attrs())
-        res.edits.append(f"{chain[0].name} + {node.name} → Swish {node.name}")
-        res.removed.append(chain[0].name)
-        res.changed += 1
     return res
