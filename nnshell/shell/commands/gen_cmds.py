@@ -30,6 +30,22 @@ def _verify_lines(res: Any) -> list[str]:
     ]
 
 
+def _check_flag_meanings(args: Any) -> None:
+    """Refuse gen's -M / -H given the image commands' meaning (image mode, image height)."""
+    if args.model_directory in ("L", "RGB") and not Path(args.model_directory).is_dir():
+        # -M is gen's model folder (NNTool); elsewhere it is the image mode: a user who
+        # meant the image mode would get a folder named RGB
+        raise UsageError(
+            f"gen: -M {args.model_directory} names the output folder, not the image mode",
+            f"gen --image_mode {args.model_directory}; an existing folder of that name works",
+        )
+    if args.header_file is not None and args.header_file.isdigit():
+        raise UsageError(  # -H is the image height in the image commands
+            f"gen: -H {args.header_file} names the header file, not the image height",
+            f"gen --height {args.header_file}",
+        )
+
+
 class GenCommands(NnCommandSet):
     """gen."""
 
@@ -74,18 +90,7 @@ class GenCommands(NnCommandSet):
     def do_gen(self, args: Any) -> None:
         """Generate the C implementation (or the AutoTiler model) of the quantized graph."""
         session = self.app.session
-        if args.model_directory in ("L", "RGB") and not Path(args.model_directory).is_dir():
-            # -M is gen's model folder (NNTool); elsewhere it is the image mode: a user who
-            # meant the image mode would get a folder named RGB
-            raise UsageError(
-                f"gen: -M {args.model_directory} names the output folder, not the image mode",
-                f"gen --image_mode {args.model_directory}; an existing folder of that name works",
-            )
-        if args.header_file is not None and args.header_file.isdigit():
-            raise UsageError(  # -H is the image height in the image commands
-                f"gen: -H {args.header_file} names the header file, not the image height",
-                f"gen --height {args.header_file}",
-            )
+        _check_flag_meanings(args)
         if args.target == "autotiler":
             if importlib.util.find_spec("nnshell.codegen.autotiler") is None:
                 raise CodegenError("gen --target autotiler is not available in this build")
@@ -99,29 +104,34 @@ class GenCommands(NnCommandSet):
             self.app.poutput(f"gen: wrote {len(paths)} file(s): {', '.join(str(p) for p in paths)}")
             return
         if args.verify is not None:
-            if not args.verify:
-                raise CodegenError("gen --verify needs images", "gen --verify sample_images/test")
-            from nnshell.shell.progress import image_progress
-
-            opts = session.input_options(**input_overrides(args))
-            self.app.warn_input_drift(opts)
-            with image_progress("gen --verify", after="") as progress:
-                res = session.gen_verify(
-                    args.verify,
-                    opts,
-                    args.model_directory,
-                    phase=progress.phase,  # type: ignore[attr-defined]
-                    sources_only=True,
-                )
-            if args.model_directory is not None:
-                self.app.poutput(
-                    f"gen: wrote {', '.join(p.name for p in res.files)} to {args.model_directory}"
-                )
-            self.app.poutput("\n".join(_verify_lines(res)))
-            if not res.ok:
-                raise CodegenError(f"the generated C differs: {res.summary()}")
+            self._gen_verify(args)
             return
         name = Path(args.model_file).stem if args.model_file else None
         paths = session.gen_c(args.model_directory, name)
         folder = paths[0].parent if paths else "."
         self.app.poutput(f"gen: wrote {', '.join(p.name for p in paths)} to {folder}")
+
+    def _gen_verify(self, args: Any) -> None:
+        """``gen --verify``: build and run the C on images, compare with the executor."""
+        session = self.app.session
+        if not args.verify:
+            raise CodegenError("gen --verify needs images", "gen --verify sample_images/test")
+        from nnshell.shell.progress import image_progress
+
+        opts = session.input_options(**input_overrides(args))
+        self.app.warn_input_drift(opts)
+        with image_progress("gen --verify", after="") as progress:
+            res = session.gen_verify(
+                args.verify,
+                opts,
+                args.model_directory,
+                phase=progress.phase,  # type: ignore[attr-defined]
+                sources_only=True,
+            )
+        if args.model_directory is not None:
+            self.app.poutput(
+                f"gen: wrote {', '.join(p.name for p in res.files)} to {args.model_directory}"
+            )
+        self.app.poutput("\n".join(_verify_lines(res)))
+        if not res.ok:
+            raise CodegenError(f"the generated C differs: {res.summary()}")
