@@ -416,15 +416,7 @@ class NnShell(cmd2.Cmd):
                 "shell escapes are only for an interactive session",
             )
         if args.name in self.settables:
-            st = self.settables[args.name]
-            if not args.value:
-                self.poutput(f"{args.name} = {st.value!r}")
-                return
-            try:
-                st.value = text
-            except ValueError as exc:
-                raise UsageError(f"set {args.name}: {exc}") from None
-            self.poutput(f"{args.name} = {st.value!r}")
+            self._set_shell_setting(args.name, text if args.value else None)
             return
         if not args.value:
             settings_mod.lookup(args.name)
@@ -432,6 +424,16 @@ class NnShell(cmd2.Cmd):
             return
         value = self.session.set(args.name, text)
         self.poutput(f"{args.name} = {value!r}")
+
+    def _set_shell_setting(self, name: str, text: str | None) -> None:
+        """Show (``text`` None) or change one of the shell's own (cmd2) settings."""
+        st = self.settables[name]
+        if text is not None:
+            try:
+                st.value = text
+            except ValueError as exc:
+                raise UsageError(f"set {name}: {exc}") from None
+        self.poutput(f"{name} = {st.value!r}")
 
 
 def make_app(**kwargs: Any) -> NnShell:
