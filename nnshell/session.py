@@ -373,11 +373,12 @@ class Session:
             self.image_cache = DecodeCache()
         return self.image_cache
 
-    def fast_runner(self, graph: Graph, probe: np.ndarray, all_tensors: bool) -> Any:
+    def fast_runner(self, graph: Graph, probe: np.ndarray, all_tensors: bool | str) -> Any:
         """A validated onnxruntime runner for ``graph`` (None: use the numpy executor).
 
         ``set float_backend numpy`` turns the fast path off. The runner is checked against the
         numpy executor on ``probe`` when built and cached for this graph object.
+        ``all_tensors="heads"``: every tensor plus each fused layer's accumulator.
         """
         if self.settings.get("float_backend") == "numpy":
             return None
@@ -388,6 +389,10 @@ class Session:
         from nnshell.exec.ort_backend import make_runner
 
         keep = [o for n in graph.nodes for o in n.outputs if o] if all_tensors else []
+        if all_tensors == "heads":
+            from nnshell.exporters.onnx_export import head_output
+
+            keep += [head_output(n.name) for n in graph.nodes if n.op == "Fused"]
         runner = make_runner(graph, probe, keep)
         self._runners[key] = (graph, runner)
         return runner
@@ -499,11 +504,12 @@ class Session:
             expected = graph.tensors[graph.inputs[0]].dims
             import itertools
 
-            batches = iter_batches(
-                paths, opts, expected, int(self.settings["batch_size"]), cache=self._images()
-            )
+            from nnshell.exec.budget import images_per_batch as cap
+
+            bs = cap(graph, int(self.settings["batch_size"]), 8)  # every tensor + accumulators
+            batches = iter_batches(paths, opts, expected, bs, cache=self._images())
             first = next(batches)
-            fast = self.fast_runner(graph, first[1][:2], all_tensors=True)
+            fast = self.fast_runner(graph, first[1][:2], all_tensors="heads")
             stats, seen = collect_stats(
                 graph, itertools.chain([first], batches), len(paths), progress, fast
             )
@@ -671,19 +677,22 @@ class Session:
             store = self.__dict__["_tensor_store"] = {}
         return store  # type: ignore[no-any-return]
 
-    def _analysis_pass(self, files: list[str], opts: Any) -> tuple[list[str], Any, Any]:
-        """(paths, batch iterator, validated all-tensor runner or None) for one image pass."""
+    def _analysis_pass(
+        self, files: list[str], opts: Any, bytes_per_element: int = 4
+    ) -> tuple[list[str], Any, Any]:
+        """(paths, batch iterator, validated all-tensor runner or None) for one image pass;
+        batches capped to the activation budget at ``bytes_per_element`` (exec.budget)."""
         import itertools
 
+        from nnshell.exec.budget import images_per_batch
         from nnshell.images import expand_files, iter_batches
 
         graph = self.require_graph()
         paths = expand_files(files)
         opts = opts if opts is not None else self.input_options()
         expected = graph.tensors[graph.inputs[0]].dims
-        batches = iter_batches(
-            paths, opts, expected, int(self.settings["batch_size"]), cache=self._images()
-        )
+        bs = images_per_batch(graph, int(self.settings["batch_size"]), bytes_per_element)
+        batches = iter_batches(paths, opts, expected, bs, cache=self._images())
         first = next(batches)
         fast = self.fast_runner(graph, first[1][:2], all_tensors=True)
         return paths, itertools.chain([first], batches), fast
@@ -698,7 +707,7 @@ class Session:
         qstate = self.require_quantized()
         if not files:
             raise UsageError("qerror needs image files", "qerror sample_images/test")
-        paths, batches, fast = self._analysis_pass(files, opts)
+        paths, batches, fast = self._analysis_pass(files, opts, bytes_per_element=12)
         return qerror(graph, qstate, batches, len(paths), isolated, progress, fast)
 
     def qexplain(self, selector: str | None) -> list[Any]:

@@ -149,3 +149,101 @@ def numpy_dtype_name(elem_type: int) -> str:
     if elem_type in _NUMPY_NAMES:
         return _NUMPY_NAMES[elem_type]
     return str(np.dtype(full().helper.tensor_dtype_to_np_dtype(elem_type)))
+
+
+# -- building models (the exporter): the few onnx.helper constructors, on the bare classes ----
+_ELEM_TYPES: dict[str, int] = {v: k for k, v in _NUMPY_NAMES.items()}
+
+
+def elem_type(dtype: Any) -> int:
+    """``onnx.helper.np_dtype_to_tensor_dtype`` for the plain numeric dtypes."""
+    name = str(np.dtype(dtype))
+    if name in _ELEM_TYPES:
+        return _ELEM_TYPES[name]
+    return int(full().helper.np_dtype_to_tensor_dtype(np.dtype(dtype)))
+
+
+def from_array(arr: np.ndarray, name: str) -> Any:
+    """``onnx.numpy_helper.from_array`` (little-endian raw data) for the plain numeric dtypes."""
+    a = np.asarray(arr)
+    if sys.byteorder != "little" or str(a.dtype) not in _ELEM_TYPES:
+        from onnx import numpy_helper  # noqa: PLC0415 - rare kinds only
+
+        full()
+        return numpy_helper.from_array(a, name)
+    t = pb().TensorProto()
+    t.name = name
+    t.data_type = _ELEM_TYPES[str(a.dtype)]
+    t.dims.extend(int(d) for d in a.shape)
+    t.raw_data = np.ascontiguousarray(a).tobytes()
+    return t
+
+
+def make_attribute(key: str, value: Any) -> Any:
+    """``onnx.helper.make_attribute`` for numbers, strings and flat lists of them."""
+    a = pb().AttributeProto()
+    a.name = key
+    items = list(value) if isinstance(value, (list, tuple)) else None
+    if isinstance(value, (bool, int, np.integer)):
+        a.type, a.i = 2, int(value)
+    elif isinstance(value, (float, np.floating)):
+        a.type, a.f = 1, float(value)
+    elif isinstance(value, (str, bytes)):
+        a.type, a.s = 3, value.encode() if isinstance(value, str) else value
+    elif items and all(isinstance(v, (bool, int, np.integer)) for v in items):
+        a.type = 7
+        a.ints.extend(int(v) for v in items)
+    elif items and all(isinstance(v, (bool, int, float, np.integer, np.floating)) for v in items):
+        a.type = 6
+        a.floats.extend(float(v) for v in items)
+    elif items and all(isinstance(v, (str, bytes)) for v in items):
+        a.type = 8
+        a.strings.extend(v.encode() if isinstance(v, str) else v for v in items)
+    else:
+        return full().helper.make_attribute(key, value)
+    return a
+
+
+def make_node(op: str, ins: list[str], outs: list[str], name: str, **attrs: Any) -> Any:
+    """``onnx.helper.make_node`` (attributes sorted by name, as onnx does)."""
+    n = pb().NodeProto()
+    n.op_type, n.name = op, name
+    n.input.extend(ins)
+    n.output.extend(outs)
+    n.attribute.extend(make_attribute(k, v) for k, v in sorted(attrs.items()) if v is not None)
+    return n
+
+
+def value_info(name: str, elem: int | None = None, shape: Any = None) -> Any:
+    """A ValueInfoProto: name only (``make_empty_tensor_value_info``) or typed with ``shape``
+    (strings are symbolic dimensions)."""
+    vi = pb().ValueInfoProto()
+    vi.name = name
+    if elem is not None:
+        tt = vi.type.tensor_type
+        tt.elem_type = elem
+        tt.shape.SetInParent()
+        for d in shape or ():
+            dim = tt.shape.dim.add()
+            if isinstance(d, str):
+                dim.dim_param = d
+            else:
+                dim.dim_value = int(d)
+    return vi
+
+
+def make_model(nodes: list[Any], name: str, inputs: list[Any], outputs: list[Any],
+               inits: list[Any], opset: int, producer: str) -> Any:  # fmt: skip
+    """A ModelProto of one graph at ``opset`` of the default domain (IR version ≤ 10)."""
+    m = pb().ModelProto()
+    g = m.graph
+    g.name = name
+    g.node.extend(nodes)
+    g.input.extend(inputs)
+    g.output.extend(outputs)
+    g.initializer.extend(inits)
+    op = m.opset_import.add()
+    op.domain, op.version = "", int(opset)
+    m.producer_name = producer
+    m.ir_version = min(int(pb().IR_VERSION), 10)
+    return m
