@@ -123,9 +123,9 @@ def _run_harness(exe: Path, inputs: Path, out_dir: Path) -> float:
     raise CodegenError("the generated harness printed no timing")
 
 
-def _first_difference(step: Step, c: np.ndarray, py: np.ndarray) -> Mismatch:
+def _first_difference(step: Step, c: np.ndarray, py: np.ndarray, first: int = 0) -> Mismatch:
     bad = np.argwhere(c != py)[0]
-    image, rest = int(bad[0]), tuple(int(v) for v in bad[1:])
+    image, rest = first + int(bad[0]), tuple(int(v) for v in bad[1:])
     channel, position = (rest[0], rest[1:]) if rest else (0, ())
     return Mismatch(
         step.index, step.node, image, channel, position, int(c[tuple(bad)]), int(py[tuple(bad)])
@@ -133,21 +133,25 @@ def _first_difference(step: Step, c: np.ndarray, py: np.ndarray) -> Mismatch:
 
 
 def compare_steps(
-    model: CModel, values: dict[str, np.ndarray], out_dir: Path, n: int
+    model: CModel, values: dict[str, np.ndarray], out_dir: Path, n: int, first: int = 0
 ) -> Mismatch | None:
-    """First difference between the harness's step files and the executor's values."""
+    """First difference between the harness's step files (``n`` images) and the executor's
+    values of images ``first, first + 1, ...`` (one chunk: only its bytes are read)."""
     for step in [*model.formatted, *model.steps]:
         py = np.ascontiguousarray(values[step.output])
         fname = f"S{step.index}.bin" if step.index >= 0 else f"I{-1 - step.index}.bin"
-        raw = np.fromfile(out_dir / fname, dtype=np.uint8)
-        if raw.size != n * step.nbytes:
+        path = out_dir / fname
+        size = path.stat().st_size if path.is_file() else 0
+        if size != n * step.nbytes:
             raise CodegenError(
-                f"step {step.index} ({step.node}): the harness wrote {raw.size} bytes, "
+                f"step {step.index} ({step.node}): the harness wrote {size} bytes, "
                 f"expected {n * step.nbytes}"
             )
+        count = len(py) * step.nbytes
+        raw = np.fromfile(path, dtype=np.uint8, count=count, offset=first * step.nbytes)
         c = raw.view(py.dtype.newbyteorder("<")).reshape(py.shape).astype(py.dtype)
         if not np.array_equal(c, py):
-            return _first_difference(step, c, py)
+            return _first_difference(step, c, py, first)
     return None
 
 
@@ -188,6 +192,7 @@ def _verify_model(
     phase: Callable[[str], None] | None = None,
 ) -> VerifyResult:
     """Write, build and run ``model`` on ``xs``; compare every step with the executor."""
+    from nnshell.exec.budget import images_per_batch
     from nnshell.exec.int_exec import quantize_inputs, run_int
 
     _check_data_size(model, len(xs))
@@ -215,11 +220,19 @@ def _verify_model(
     c_us = _run_harness(exe, inputs, build / "steps")
     say("comparing every layer")
     keep = [s.output for s in model.steps]
-    t0 = time.perf_counter()
-    values = run_int(graph, qstate, {inp: feed}, keep=keep)
-    values[inp] = q
-    py_us = (time.perf_counter() - t0) * 1e6 / len(q)
-    mismatch = compare_steps(model, values, build / "steps", len(q))
+    # a chunk of images at a time: memory stays within the activation budget (exec.budget)
+    chunk = images_per_batch(graph, len(q), bytes_per_element=8)
+    mismatch, py_s, done = None, 0.0, 0
+    for lo in range(0, len(q), chunk):
+        t0 = time.perf_counter()
+        values = run_int(graph, qstate, {inp: feed[lo : lo + chunk]}, keep=keep)
+        py_s += time.perf_counter() - t0
+        values[inp] = q[lo : lo + chunk]
+        done += len(values[inp])
+        mismatch = compare_steps(model, values, build / "steps", len(q), lo)
+        if mismatch is not None:
+            break
+    py_us = py_s * 1e6 / max(done, 1)
     return VerifyResult(
         len(q),
         len(model.steps),
