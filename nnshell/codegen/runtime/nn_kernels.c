@@ -314,7 +314,7 @@ static void conv_row_block(const int8_t *in, const nn_conv_t *cv, int co, int nb
 /* Unpadded stride-1 1x1 convolution: a matrix product over the input channels. Four output
  * channels share each contiguous run of input pixels (each int8 input value is loaded once for
  * four products), the accumulators of a run stay in a small stack block, and the inner loop is
- * a plain contiguous multiply-add that compilers vectorise (gcc -O2 / -O3). Integer sums do
+ * a plain contiguous multiply-add that compilers vectorise (gcc -O3). Integer sums do
  * not depend on the order of the additions: the results are the reference's, bit for bit. */
 static void conv_1x1(const int8_t *in, int8_t *out, const nn_conv_t *cv, const nn_act_t *pre,
                      int npre, const nn_act_t *post, int npost)
