@@ -378,22 +378,18 @@ class Session:
 
         ``set float_backend numpy`` turns the fast path off. The runner is checked against the
         numpy executor on ``probe`` when built and cached for this graph object.
-        ``all_tensors="heads"``: every tensor plus each fused layer's accumulator.
-        """
+        ``all_tensors="heads"``: every tensor plus each fused layer's accumulator."""
         if self.settings.get("float_backend") == "numpy":
             return None
         key = (id(graph), all_tensors)
         cached = self._runners.get(key)
+        if all_tensors is True and (cached is None or cached[1] is None):
+            cached = self._runners.get((id(graph), "heads"), cached)  # gives every tensor too
         if cached is not None and cached[0] is graph:
             return cached[1]
-        from nnshell.exec.ort_backend import make_runner
+        from nnshell.exec.ort_backend import make_runner, runner_outputs
 
-        keep = [o for n in graph.nodes for o in n.outputs if o] if all_tensors else []
-        if all_tensors == "heads":
-            from nnshell.exporters.onnx_export import head_output
-
-            keep += [head_output(n.name) for n in graph.nodes if n.op == "Fused"]
-        runner = make_runner(graph, probe, keep)
+        runner = make_runner(graph, probe, runner_outputs(graph, all_tensors))
         self._runners[key] = (graph, runner)
         return runner
 
@@ -476,6 +472,7 @@ class Session:
         ``scheme`` "POW2" (after ``fusions --pow2``) quantizes to ``bits``-wide Qm.n (POW2.md);
         ``symmetric`` / ``per_tensor`` do not apply to it (always both).
         """
+        from nnshell.exec.budget import images_per_batch as cap
         from nnshell.images import expand_files, iter_batches
         from nnshell.quant.pow2 import POW2_BITS, Pow2Options, quantize_graph_pow2
         from nnshell.quant.ranges import parse_mode
@@ -503,8 +500,6 @@ class Session:
             opts = opts if opts is not None else self.input_options()
             expected = graph.tensors[graph.inputs[0]].dims
             import itertools
-
-            from nnshell.exec.budget import images_per_batch as cap
 
             bs = cap(graph, int(self.settings["batch_size"]), 8)  # every tensor + accumulators
             batches = iter_batches(paths, opts, expected, bs, cache=self._images())
