@@ -156,8 +156,8 @@ def check_descriptors(graph: Graph, node: Node, nq: Any) -> None:
     per-channel vector one value per output channel: what the C kernel will index.
     """
     head = _head(node)
-    if head.op not in _WEIGHTED:
-        return
+    if head.op not in _WEIGHTED or "float_type" in (getattr(nq, "info", None) or {}):
+        return  # a float layer's C takes its geometry and weights from the graph itself
     where = f"{node.name} ({_label(node)})"
     info = getattr(nq, "info", None) or {}
     consts = getattr(nq, "consts", None) or {}
