@@ -282,6 +282,7 @@ def _qstate_doc(enc: _Encoder, qs: Any) -> dict[str, Any]:
             "symmetric": bool(opts.symmetric),
             "per_tensor": bool(opts.per_tensor),
             **({"bits": int(opts.bits)} if hasattr(opts, "bits") else {}),  # POW2 width
+            **({"float_type": str(opts.float_type)} if hasattr(opts, "float_type") else {}),
             "relun_range": str(opts.relun_range),
         },
         "tensors": {name: q.to_dict() for name, q in qs.tensors.items()},
@@ -706,6 +707,10 @@ class _Decoder:
 
         w = "quantization"
         scheme = _req(d, "scheme", str, w)
+        if scheme == "FLOAT":  # derived from the graph alone: no array of the file is read
+            from nnshell.quant.float_q import load_float_state
+
+            return load_float_state(graph, _req(d, "options", dict, w), _Malformed)
         if scheme not in ("SQ8", "POW2"):
             raise _Malformed(f"{w}.scheme: unknown scheme {scheme!r}")
         o = _req(d, "options", dict, w)

@@ -67,3 +67,12 @@ def quantize_graph_float(
 def is_float_state(qstate: Any) -> bool:
     """Whether a QuantState is a float graph."""
     return getattr(qstate, "scheme", None) == "FLOAT"
+
+
+def load_float_state(graph: Graph, options: dict[str, Any], malformed: type[Exception]) -> Any:
+    """The float QuantState of a saved state: rebuilt from the graph and the float type (the
+    stored arrays are not read, so a state file cannot smuggle weights into the C)."""
+    ftype = options.get("float_type")
+    if ftype not in FLOAT_TYPES:
+        raise malformed(f"quantization.options.float_type: {ftype!r} is not a float type")
+    return quantize_graph_float(graph, str(ftype))
