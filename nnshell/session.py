@@ -208,7 +208,13 @@ class Session:
         if self.prefusion is not None:
             prefusion = self.prefusion.copy()
             prefusion.meta = with_formatter(self.prefusion.meta, input_name, new)
+        qstate = self.qstate
+        if getattr(qstate, "scheme", None) == "POW2":  # the formatter imposes the input's Q
+            from nnshell.formatter_pow2 import requantize_with_formatters
+
+            qstate = requantize_with_formatters(work, qstate, self.stats)
         self.graph, self.prefusion = work, prefusion if prefusion is not None else self.prefusion
+        self.qstate = qstate
         self._runners = {}
         return FormatterOutcome(input_name, new, old)
 
@@ -596,6 +602,8 @@ class Session:
         from nnshell.images import describe_inputs
 
         if self.qstate is None or self.calib_inputs is None or opts is None:
+            return None
+        if getattr(opts, "formatter", None):  # imageformat checked its codes against the input
             return None
         if opts.to_dict() == self.calib_inputs.to_dict():
             return None

@@ -148,6 +148,17 @@ def raw_inputs(graph: Graph, qstate: Any) -> dict[str, RawInput]:
         fmt = fmts.get(name)
         if fmt is None:
             continue
+        if fmt.norm == "out_int16" and qstate.scheme == "POW2":
+            q = qstate.tensors[name]
+            if q.per_channel or q.bits != 16 or q.zero_point != 0:
+                raise CodegenError(
+                    f"gen --target c: the {fmt.fmt} out_int16 formatter of {name} gives int16 "
+                    f"codes, the input is quantized with {q.bits} bits",
+                    "aquant -s POW2 -f 16 on the raw pixels, then imageformat",
+                )
+            h, w, c = raw_shape(graph, name, fmt)
+            out[name] = RawInput(k, name, fmt, h, w, c)
+            continue
         if fmt.norm not in _NORM_C:
             raise CodegenError(
                 f"gen --target c: the {fmt.norm} formatter of {name} gives int16 codes, "
@@ -245,18 +256,24 @@ def _format_steps(
     steps: list[Step] = []
     for raw in raws.values():
         f, t = raw.fmt, raw.tensor
-        norm, text = _NORM_C[f.norm]
-        out = ctx.ptr8(t)
-        nbytes = ctx.size(t)
         idx = -1 - raw.index
+        nbytes = ctx.size(t) * ctx.esize(t)
         steps.append(Step(idx, f"input formatter of {t}", f"{f.fmt}/{f.norm}", t, nbytes))
+        src = f"NN_A8({plan.offsets[raw.key]})"
+        dims = f"{raw.h}, {raw.w}, {raw.c}, {_RAW_LAYOUT[f.fmt]}"
+        if f.norm == "out_int16":
+            head = f"CHW int16, {f.norm} (q = p << 7)"
+            call = f"nn_format16({src}, {ctx.ptr(t)}, {dims});"
+        else:
+            norm, text = _NORM_C[f.norm]
+            head = f"CHW int8, {f.norm} ({text})"
+            call = f"nn_format({src}, {ctx.ptr8(t)}, {dims}, {norm});"
         body += [
             f"    /* input formatter of {c_comment(t)}: raw {f.fmt} HWC {raw.h}x{raw.w}x{raw.c} "
-            f"{f.ctype} -> CHW int8, {f.norm} ({text}) */",
-            f"    nn_format(NN_A8({plan.offsets[raw.key]}), {out}, {raw.h}, {raw.w}, {raw.c}, "
-            f"{_RAW_LAYOUT[f.fmt]}, {norm});",
+            f"{f.ctype} -> {head} */",
+            f"    {call}",
             "    if (step_done != NULL) {",
-            f"        step_done({idx}, {out}, {nbytes}, user);",
+            f"        step_done({idx}, {ctx.ptr(t)}, {nbytes}, user);",
             "    }",
         ]
     return body, steps
