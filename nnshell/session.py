@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from nnshell import settings as settings_mod
 from nnshell.errors import CodegenError, GraphStateError, NnshellError, UsageError
 from nnshell.selectors import select_steps
+from nnshell.session_tuning import TuningMixin
 
 if TYPE_CHECKING:  # numpy and the op registry load on first use: the shell starts fast
     import numpy as np
@@ -32,7 +33,7 @@ class FusionOutcome:
     notes: list[str] = field(default_factory=list)
 
 
-class Session:
+class Session(TuningMixin):
     """Holds the open graph, the settings and the history of state-changing commands."""
 
     def __init__(self) -> None:
@@ -278,68 +279,6 @@ class Session:
                 notes += self._apply_file_quantization(work, scheme)
             notes += self._carry_tuning()
         return FusionOutcome(scheme, result, dry_run, rederived, notes)
-
-    # -- fquant / qtune (nnshell.quant.tuning): settings of the graph, kept through passes ----
-    def _carry_tuning(self) -> list[str]:
-        """After a graph change: quantize again as ``fquant`` / ``qtune`` said (no images)."""
-        graph = self.require_graph()
-        if not (graph.meta.get("fquant") or graph.meta.get("qtune")) or self.qstate is not None:
-            return []
-        return [self._retune()]
-
-    def _retune(self) -> str:
-        from nnshell.quant.tuning import retune
-
-        graph = self.require_graph()
-        stats, qstate, note = retune(
-            graph, self.scheme, self.stats, str(self.settings.get("relun_range", "bound"))
-        )
-        if graph.meta.get("fquant"):
-            self.stats_files, self.calib_inputs = [], None
-        self.stats, self.qstate = stats, qstate
-        return f"fquant/qtune: {note}"
-
-    def _set_meta(self, key: str, value: Any) -> None:
-        """Set one graph setting on the graph and on its pre-fusion copy (None: remove)."""
-        for attr in ("graph", "prefusion"):
-            g = getattr(self, attr)
-            if g is None:
-                continue
-            work = g.copy()
-            work.meta = {k: v for k, v in g.meta.items() if k != key}
-            if value is not None:
-                work.meta[key] = value
-            setattr(self, attr, work)
-        self._runners = {}
-
-    def _tuned(self, key: str, value: Any) -> str:
-        """Change one fquant/qtune setting and quantize again; nothing changes on error."""
-        saved = (self.graph, self.prefusion, self.stats, self.stats_files, self.qstate)
-        saved_inputs = self.calib_inputs
-        try:
-            self._set_meta(key, value)
-            return self._retune()
-        except BaseException:
-            self.graph, self.prefusion, self.stats, self.stats_files, self.qstate = saved
-            self.calib_inputs = saved_inputs
-            raise
-
-    def fquant(self, opts: Any = None) -> str:
-        """Fake statistics from random inputs (``nnshell.quant.tuning``), kept as a setting
-        of the graph: quantization follows now or after ``fusions``. Returns one line."""
-        from nnshell.quant.tuning import FakeOptions
-
-        self.require_graph()
-        return self._tuned("fquant", (opts or FakeOptions()).to_dict())
-
-    def qtune(self, words: list[str]) -> str:
-        """Add one ``qtune`` rule (``SEL key=value ...`` or ``SEL float bfloat16``)."""
-        from nnshell.quant.tuning import parse_qtune, select_layers
-
-        graph = self.require_graph()
-        sel, opts = parse_qtune(words)
-        select_layers(graph, sel)  # an unknown layer fails before anything changes
-        return self._tuned("qtune", [*graph.meta.get("qtune", []), [sel, opts]])
 
     def _apply_file_quantization(self, graph: Graph, scheme: str | None) -> list[str]:
         """``open -q``: after ``fusions --scale8`` the file's quantization becomes the

@@ -281,7 +281,9 @@ def emit_float(node: Any, nq: Any, ctx: Any) -> str:
         oh, ow = (1, outs[0]) if len(outs) == 1 else outs
         win = ctx.window(kernel, strides, dil, pads)
         conv = ctx.struct(
-            "nn_f_conv_t", "fconv", [cin, h, wd, int(w.shape[0]), oh, ow, *win, hnode.attrs.group, t]
+            "nn_f_conv_t",
+            "fconv",
+            [cin, h, wd, int(w.shape[0]), oh, ow, *win, hnode.attrs.group, t],
         )
         pool = "NULL"
         if pools:

@@ -1,0 +1,86 @@
+"""The ``fquant`` / ``qtune`` part of :class:`nnshell.session.Session` (kept apart so the session
+module stays short): both are settings of the graph (``graph.meta``, see
+:mod:`nnshell.quant.tuning`) that quantize again after every graph change."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class TuningMixin:
+    """Session methods for fquant and qtune (the attributes are the Session's)."""
+
+    graph: Any
+    prefusion: Any
+    stats: Any
+    stats_files: list[str]
+    qstate: Any
+    calib_inputs: Any
+    scheme: str | None
+    settings: dict[str, Any]
+    _runners: dict[Any, Any]
+
+    def require_graph(self) -> Any:  # provided by Session
+        raise NotImplementedError
+
+    # -- fquant / qtune (nnshell.quant.tuning): settings of the graph, kept through passes ----
+    def _carry_tuning(self) -> list[str]:
+        """After a graph change: quantize again as ``fquant`` / ``qtune`` said (no images)."""
+        graph = self.require_graph()
+        if not (graph.meta.get("fquant") or graph.meta.get("qtune")) or self.qstate is not None:
+            return []
+        return [self._retune()]
+
+    def _retune(self) -> str:
+        from nnshell.quant.tuning import retune
+
+        graph = self.require_graph()
+        stats, qstate, note = retune(
+            graph, self.scheme, self.stats, str(self.settings.get("relun_range", "bound"))
+        )
+        if graph.meta.get("fquant"):
+            self.stats_files, self.calib_inputs = [], None
+        self.stats, self.qstate = stats, qstate
+        return f"fquant/qtune: {note}"
+
+    def _set_meta(self, key: str, value: Any) -> None:
+        """Set one graph setting on the graph and on its pre-fusion copy (None: remove)."""
+        for attr in ("graph", "prefusion"):
+            g = getattr(self, attr)
+            if g is None:
+                continue
+            work = g.copy()
+            work.meta = {k: v for k, v in g.meta.items() if k != key}
+            if value is not None:
+                work.meta[key] = value
+            setattr(self, attr, work)
+        self._runners = {}
+
+    def _tuned(self, key: str, value: Any) -> str:
+        """Change one fquant/qtune setting and quantize again; nothing changes on error."""
+        saved = (self.graph, self.prefusion, self.stats, self.stats_files, self.qstate)
+        saved_inputs = self.calib_inputs
+        try:
+            self._set_meta(key, value)
+            return self._retune()
+        except BaseException:
+            self.graph, self.prefusion, self.stats, self.stats_files, self.qstate = saved
+            self.calib_inputs = saved_inputs
+            raise
+
+    def fquant(self, opts: Any = None) -> str:
+        """Fake statistics from random inputs (``nnshell.quant.tuning``), kept as a setting
+        of the graph: quantization follows now or after ``fusions``. Returns one line."""
+        from nnshell.quant.tuning import FakeOptions
+
+        self.require_graph()
+        return self._tuned("fquant", (opts or FakeOptions()).to_dict())
+
+    def qtune(self, words: list[str]) -> str:
+        """Add one ``qtune`` rule (``SEL key=value ...`` or ``SEL float bfloat16``)."""
+        from nnshell.quant.tuning import parse_qtune, select_layers
+
+        graph = self.require_graph()
+        sel, opts = parse_qtune(words)
+        select_layers(graph, sel)  # an unknown layer fails before anything changes
+        return self._tuned("qtune", [*graph.meta.get("qtune", []), [sel, opts]])
