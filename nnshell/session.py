@@ -209,11 +209,7 @@ class Session(TuningMixin):
         if self.prefusion is not None:
             prefusion = self.prefusion.copy()
             prefusion.meta = with_formatter(self.prefusion.meta, input_name, new)
-        qstate = self.qstate
-        if getattr(qstate, "scheme", None) == "POW2":  # the formatter imposes the input's Q
-            from nnshell.formatter_pow2 import requantize_with_formatters
-
-            qstate = requantize_with_formatters(work, qstate, self.stats)
+        qstate = self._formatted_qstate(work)  # POW2: the formatter imposes the input's Q
         self.graph, self.prefusion = work, prefusion if prefusion is not None else self.prefusion
         self.qstate = qstate
         self._runners = {}
@@ -402,7 +398,7 @@ class Session(TuningMixin):
         line lists all the layers the scheme refuses and why. The hint names the other scheme
         only when that scheme would quantize every layer (no sending the user in a circle)."""
         label = "SQ8" if scheme == "scale8" else "POW2"
-        graph = self.require_graph()
+        graph = self._without_conversions()
         if self.scheme != scheme:
             raise GraphStateError(
                 f"aquant -s {label} needs the {label} fusions first"
@@ -516,6 +512,9 @@ class Session(TuningMixin):
             stats, seen, reused = self.stats, self.stats_files, True
         else:
             raise GraphStateError("aquant needs calibration images", "aquant sample_images/calib")
+        outcome = AquantOutcome(qopts, len(seen), reused)
+        if graph.meta.get("qtune") or graph.meta.get("fquant"):  # nnshell.quant.tuning
+            return self._aquant_tuned(stats, seen, calib_inputs, outcome)
         from nnshell.formatter import fixed_qtypes
 
         if scheme == "POW2":
@@ -528,7 +527,7 @@ class Session(TuningMixin):
             qstate = quantize_graph(graph, stats, qopts, fixed_qtypes(graph))
         self.stats, self.stats_files, self.qstate = stats, seen, qstate
         self.calib_inputs = calib_inputs
-        return AquantOutcome(qopts, len(seen), reused)
+        return outcome
 
     def input_drift(self, opts: Any) -> str | None:
         """A warning when ``opts`` differ from the input options of the calibration, else None.

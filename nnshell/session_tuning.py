@@ -35,9 +35,10 @@ class TuningMixin:
         from nnshell.quant.tuning import retune
 
         graph = self.require_graph()
-        stats, qstate, note = retune(
+        graph, stats, qstate, note = retune(
             graph, self.scheme, self.stats, str(self.settings.get("relun_range", "bound"))
         )
+        self.graph = graph
         if graph.meta.get("fquant"):
             self.stats_files, self.calib_inputs = [], None
         self.stats, self.qstate = stats, qstate
@@ -67,6 +68,41 @@ class TuningMixin:
             self.graph, self.prefusion, self.stats, self.stats_files, self.qstate = saved
             self.calib_inputs = saved_inputs
             raise
+
+    def _formatted_qstate(self, graph: Any) -> Any:
+        """The quantization once ``graph``'s input formatters are set: POW2 pins each
+        formatted input at its formatter's Q (``nnshell.formatter_pow2``)."""
+        if getattr(self.qstate, "scheme", None) != "POW2":
+            return self.qstate
+        from nnshell.formatter_pow2 import requantize_with_formatters
+
+        return requantize_with_formatters(graph, self.qstate, self.stats)
+
+    def _without_conversions(self) -> Any:
+        """The open graph without the conversion layers of a mixed quantization (``aquant``
+        calibrates and checks the layers themselves; the conversions come back after)."""
+        from nnshell.quant.float_q import strip_conversions
+
+        return strip_conversions(self.require_graph())
+
+    def _aquant_tuned(self, stats: Any, seen: list[str], inputs: Any, outcome: Any) -> Any:
+        """``aquant`` on a graph with qtune settings: real statistics replace fquant's, then
+        the qtune rules decide each layer (float, SQ8, conversions). Changes only on success."""
+        from nnshell.quant.tuning import retune
+
+        self.require_graph()
+        saved = (self.graph, self.prefusion)
+        try:
+            self._set_meta("fquant", None)
+            graph, stats, qstate, _ = retune(
+                self.graph, self.scheme, stats, str(self.settings.get("relun_range", "bound"))
+            )
+        except BaseException:
+            self.graph, self.prefusion = saved
+            raise
+        self.graph, self.stats, self.stats_files, self.qstate = graph, stats, seen, qstate
+        self.calib_inputs = inputs
+        return outcome
 
     def fquant(self, opts: Any = None) -> str:
         """Fake statistics from random inputs (``nnshell.quant.tuning``), kept as a setting

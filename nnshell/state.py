@@ -695,6 +695,12 @@ class _Decoder:
 
         if not isinstance(d, dict):
             raise _Malformed(f"{where} is not a quantization type")
+        if set(d) == {"float_type"}:  # a float layer's tensor (qtune, docs/FLOAT16.md)
+            from nnshell.ops._float import FLOAT_TYPES, FloatType
+
+            if d["float_type"] not in FLOAT_TYPES:
+                raise _Malformed(f"{where}: unknown float type {d['float_type']!r}")
+            return FloatType(str(d["float_type"]))
         try:
             return QType.from_dict(d)
         except ModelFileError as exc:

@@ -263,7 +263,9 @@ def test_qtune_refusals_are_one_line_and_change_nothing(bf16: Session) -> None:
         (["*", "float_type=half"], "float_type=half is not valid"),
         (["*", "banana"], "'banana' is neither KEY=VALUE"),
         (["nosuchnode", "float"], "no node named 'nosuchnode'"),
-        (["0", "float"], "selects 1 of 4 layers"),
+        (["0", "bits=16"], "bits per layer is not supported yet"),
+        (["0", "pow2"], "one integer scheme per graph"),
+        (["0", "float16"], "share one type, got bfloat16, float16"),
         (["*", "scaled", "bits=16"], "scheme=scaled is 8-bit only"),
     ):
         with pytest.raises(NnshellError, match=what) as exc:
@@ -277,3 +279,45 @@ def test_qtune_refusals_are_one_line_and_change_nothing(bf16: Session) -> None:
 def test_autotiler_refuses_float_layers_naming_the_node(bf16: Session, tmp_path: Path) -> None:
     with pytest.raises(NnshellError, match="_conv1_Conv_fusion is a bfloat16 float layer"):
         bf16.gen_autotiler(str(tmp_path))
+
+
+@needs_gcc
+def test_mixed_graph_gets_conversion_layers_and_stays_bit_exact(tmp_path: Path) -> None:
+    """qtune on one layer: SQ8 elsewhere, FloatConvert layers at both borders, the C matches
+    the executor byte for byte; the state keeps it; aquant on images keeps the rules."""
+    from nnshell.codegen.verify import verify_arrays
+    from nnshell.ops._float import is_float_q
+
+    s = Session()
+    s.open(str(LENET))
+    s.set("input_norm_func", "x: x/128-1")
+    s.adjust()
+    s.fusions("scale8")
+    s.qtune(["_conv2_Conv", "float", "bfloat16"])  # a part name: it selects the fusion
+    assert s.qstate is None  # no statistics yet
+    s.aquant([str(ROOT / "sample_images" / "bw_calib")])
+    ops = [n.op for n in s.graph.nodes]
+    assert ops == ["Fused", "FloatConvert", "Fused", "FloatConvert", "Fused", "Linear"]
+    qs = s.qstate
+    assert qs.scheme == "SQ8"
+    conv2 = s.graph.nodes[2]
+    assert is_float_q(qs.tensors[conv2.inputs[0]]) and is_float_q(qs.tensors[conv2.outputs[0]])
+    assert not is_float_q(qs.tensors[s.graph.nodes[4].inputs[0]])
+    x = _images(s, 8)
+    res = verify_arrays(s.graph, qs, x, tmp_path / "c")
+    assert res.ok and res.layers == 6, res.summary()
+    # the quantize border by hand: codes = clip(floor(x / S + 0.5) + Z)
+    keep = [o for n in s.graph.nodes for o in n.outputs]
+    vals = run_int(s.graph, qs, {s.graph.inputs[0]: x}, keep=keep)
+    back = s.graph.nodes[3]
+    q = qs.tensors[back.outputs[0]]
+    xf = from_bits(vals[back.inputs[0]], "bfloat16").astype(np.float64)
+    want = np.clip(np.floor(xf / float(q.scale) + 0.5) + q.zero_point, -128, 127)
+    assert np.abs(vals[back.outputs[0]] - want).max() <= 1  # float32 vs float64 1/S at ties
+    path = tmp_path / "mixed.json"
+    s.save_state(str(path))
+    t = Session()
+    t.open(str(path))
+    assert [n.op for n in t.graph.nodes] == ops
+    y = run_int(t.graph, t.qstate, {t.graph.inputs[0]: x})[t.graph.outputs[0]]
+    assert np.array_equal(y, vals[s.graph.outputs[0]])

@@ -225,7 +225,8 @@ def _emit_steps(
     scheme = qstate.scheme
     for idx, node in enumerate(graph.nodes):
         op = get_op(node.op)
-        hook = getattr(op, _EMIT_HOOK[scheme], None)
+        floating = "float_type" in qstate.nodes[node.name].info  # a float layer (mixed graph)
+        hook = getattr(op, "emit_c_float" if floating else _EMIT_HOOK[scheme], None)
         if hook is None:
             raise CodegenError(
                 f"{node.name}: {_label(node)} has no {scheme} C kernel yet",
@@ -337,7 +338,14 @@ def _source(
         f"{name}_harness.c": _harness(name, guard, len(graph.inputs)),
     }
     runtime = SCHEME_RUNTIME[qstate.scheme]
+    if _has_float(qstate) and qstate.scheme != "FLOAT":  # a mixed graph: the float runtime too
+        runtime = (*runtime, "nn_float.h", "nn_float.c")
     return CModel(name, files, plan, const_bytes, steps, in_bytes, formatted, runtime)
+
+
+def _has_float(qstate: Any) -> bool:
+    """Whether any node is a float layer or a conversion (``qtune``, docs/FLOAT16.md)."""
+    return any("float_type" in nq.info for nq in qstate.nodes.values())
 
 
 def tensor_bytes(graph: Graph, qstate: Any, name: str) -> int:
@@ -385,6 +393,7 @@ def _header(
         f"#define {guard}_H",
         "",
         f'#include "{_HEADER[qstate.scheme]}"',
+        *(['#include "nn_float.h"'] if _has_float(qstate) and qstate.scheme != "FLOAT" else []),
         "",
         f"/* Activation arena (peak of live tensor bytes: {plan.peak_live}) and constants. */",
         f"#define {guard}_ARENA_BYTES {plan.size}",

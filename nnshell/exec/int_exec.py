@@ -59,7 +59,7 @@ def run_node_int(node: Node, qstate: Any, *args: np.ndarray | None) -> list[np.n
     """One node's integer kernel for the scheme of ``qstate`` (POW2: ``run_int_pow2``)."""
     op = get_op(node.op)
     scheme = getattr(qstate, "scheme", "SQ8")
-    if scheme == "FLOAT":  # float layers (qtune * float): stored values, float32 arithmetic
+    if scheme == "FLOAT" or "float_type" in qstate.nodes[node.name].info:  # float layers
         from nnshell.ops._float import run_node_float
 
         return run_node_float(node, qstate.nodes[node.name], *args)

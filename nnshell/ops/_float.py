@@ -197,6 +197,9 @@ def run_node_float(node: Any, nq: Any, *args: np.ndarray | None) -> list[np.ndar
     as ``in<k>``), compute in float32 with the op's ``run_float_t`` hook, store the output."""
     from nnshell.ops.registry import get_op
 
+    if nq.info.get("convert"):  # a conversion layer of a mixed graph (ops/convert.py)
+        assert args[0] is not None
+        return [get_op(node.op).run_convert(node, nq, args[0])]  # type: ignore[attr-defined]
     full: list[np.ndarray | None] = []
     for k, a in enumerate(args):
         stored = nq.consts.get(f"in{k}")

@@ -17,9 +17,9 @@ chose for the nodes they came from.
   selector grammar of :mod:`nnshell.selectors`; a layer fused later still answers to the name of
   any of its parts.
 
-Today a rule must select **every** layer (``*``): nnshell does not yet mix float and integer
-layers, or two integer schemes, in one graph, and says so in one line naming the layers left
-out (docs/FLOAT16.md).
+A rule selecting some layers only makes them float and leaves the rest SQ8, with conversion
+layers between (``quant.float_q.quantize_mixed``); integer options per layer, float mixed with
+POW2 and two float types in one graph are refused in one line (docs/FLOAT16.md).
 """
 
 from __future__ import annotations
@@ -94,38 +94,58 @@ def select_layers(graph: Graph, selector: str) -> list[int]:
 
 @dataclass
 class Tuning:
-    """The whole-graph settings the qtune rules resolve to."""
+    """What the qtune rules resolve to: whole-graph integer options and the float layers."""
 
-    scheme: str | None = None  # "SQ8", "POW2", "FLOAT" or None (not set by qtune)
-    float_type: str = "bfloat16"
+    scheme: str | None = None  # "SQ8" or "POW2" when a rule set it for every layer
+    float_nodes: dict[str, str] = field(default_factory=dict)  # node name -> float type
     bits: int | None = None
     per_tensor: bool | None = None
     mode: str | None = None
-    notes: list[str] = field(default_factory=list)
+
+    def all_float(self, graph: Graph) -> str | None:
+        """The float type when every layer is float (one type), else None."""
+        kinds = set(self.float_nodes.values())
+        if len(self.float_nodes) == len(graph.nodes) and len(kinds) == 1:
+            return next(iter(kinds))
+        return None
 
 
 _SCHEMES = {"scaled": "SQ8", "pow2": "POW2", "float": "FLOAT"}
+_INTEGER_KEYS = ("bits", "quantized_dimension", "clip_type")
 
 
 def resolve(graph: Graph) -> Tuning:
-    """Apply ``graph.meta["qtune"]`` rules to the current graph (refusing partial ones)."""
+    """Apply ``graph.meta["qtune"]`` rules, in order, to the current graph's layers."""
     tune = Tuning()
     n = len(graph.nodes)
     for sel, opts in graph.meta.get("qtune", []):
         steps = select_layers(graph, str(sel))
-        if len(steps) != n:
-            left = [graph.nodes[k].name for k in range(n) if k not in set(steps)]
+        names = [graph.nodes[k].name for k in steps]
+        every = len(steps) == n
+        partial = [k for k in _INTEGER_KEYS if k in opts]
+        if partial and not every:
             raise UsageError(
-                f"qtune {sel}: selects {len(steps)} of {n} layers; per-layer mixing "
-                f"(left out: {', '.join(left[:4])}{'…' if len(left) > 4 else ''}) is not "
-                "supported yet",
-                "qtune * KEY=VALUE applies to every layer (docs/FLOAT16.md)",
+                f"qtune {sel}: {', '.join(partial)} per layer is not supported yet (it selects "
+                f"{len(steps)} of {n} layers)",
+                "qtune * KEY=VALUE sets integer options for every layer (docs/FLOAT16.md)",
             )
-        if "scheme" in opts:
-            tune.scheme = _SCHEMES[opts["scheme"]]
-        if "float_type" in opts:
-            tune.float_type = opts["float_type"]
-            tune.scheme = tune.scheme or "FLOAT"
+        scheme = _SCHEMES.get(opts.get("scheme", ""))
+        if scheme is None and "float_type" in opts:
+            scheme = "FLOAT"
+        if scheme == "FLOAT":
+            ftype = opts.get("float_type") or next(iter(tune.float_nodes.values()), "bfloat16")
+            tune.float_nodes.update({m: ftype for m in names})
+        elif scheme is not None:
+            for m in names:
+                tune.float_nodes.pop(m, None)
+            if every:
+                tune.scheme = scheme
+            elif scheme != (tune.scheme or "SQ8"):
+                raise UsageError(
+                    f"qtune {sel}: scheme={opts['scheme']} on {len(steps)} of {n} layers; one "
+                    "integer scheme per graph",
+                    "qtune * scheme=scaled (or pow2) for every layer",
+                )
         if "bits" in opts:
             tune.bits = int(opts["bits"])
         if "quantized_dimension" in opts:
@@ -194,30 +214,66 @@ def fake_stats(graph: Graph, opts: FakeOptions, batch: int = 8) -> dict[str, Any
 
 def retune(
     graph: Graph, fused: str | None, stats: dict[str, Any] | None, relun_range: str = "bound"
-) -> tuple[dict[str, Any] | None, Any, str]:
-    """The statistics and quantization the graph's fquant / qtune settings give now.
+) -> tuple[Graph, dict[str, Any] | None, Any, str]:
+    """The graph, statistics and quantization the fquant / qtune settings give now.
 
     ``fused``: the fusions applied (``scale8``, ``pow2`` or None); ``stats``: calibration
-    statistics of this graph if any (fquant replaces them with random ones). Returns
-    ``(stats, qstate or None, one line saying what happened)``."""
-    from nnshell.quant.float_q import quantize_graph_float
+    statistics of this graph if any (fquant replaces them with random ones). A mixed graph
+    comes back with its conversion layers. Returns ``(graph, stats, qstate or None, one line
+    saying what happened)``."""
+    from nnshell.quant.float_q import quantize_graph_float, strip_conversions
 
+    graph = strip_conversions(graph)
     tune = resolve(graph)
     fq = graph.meta.get("fquant")
     fake = FakeOptions.from_dict(fq) if fq is not None else None
     if fake is not None:
         stats = fake_stats(graph, fake)
-    if tune.scheme == "FLOAT":
-        qs = quantize_graph_float(graph, tune.float_type, stats)
-        return stats, qs, f"every layer is a float layer ({qs.options.describe()})"
+    every = tune.all_float(graph)
+    if every is not None:
+        qs = quantize_graph_float(graph, every, stats)
+        return graph, stats, qs, f"every layer is a float layer ({qs.options.describe()})"
     if stats is None:
-        return None, None, "qtune settings kept: aquant (or fquant) quantizes with them"
+        return graph, None, None, "qtune settings kept: aquant (or fquant) quantizes with them"
     scheme = tune.scheme or (fake.scheme if fake is not None else None)
     scheme = scheme or ("POW2" if fused == "pow2" else "SQ8")
     need = "scale8" if scheme == "SQ8" else "pow2"
     if fused != need:
-        return stats, None, f"statistics ready: {scheme} quantization follows fusions --{need}"
-    return stats, quantize_tuned(graph, stats, scheme, tune, fake, relun_range), "quantized"
+        note = f"statistics ready: {scheme} quantization follows fusions --{need}"
+        return graph, stats, None, note
+    if tune.float_nodes:
+        if scheme != "SQ8":
+            raise UsageError(
+                "qtune: float layers mix with SQ8 layers only, not POW2",
+                "fusions --scale8 and aquant -s SQ8 (or every layer float)",
+            )
+        return _mixed(graph, stats, tune, relun_range)
+    qs = quantize_tuned(graph, stats, scheme, tune, fake, relun_range)
+    return graph, stats, qs, "quantized"
+
+
+def _mixed(
+    graph: Graph, stats: dict[str, Any], tune: Tuning, relun_range: str
+) -> tuple[Graph, dict[str, Any], Any, str]:
+    from nnshell.formatter import fixed_qtypes
+    from nnshell.quant.float_q import quantize_mixed
+    from nnshell.quant.ranges import parse_mode
+    from nnshell.quant.sq8 import QuantOptions
+
+    opts = QuantOptions(
+        parse_mode(tune.mode or "minmax"),
+        False,
+        bool(tune.per_tensor),
+        relun_range=relun_range,
+    )
+    work, qs = quantize_mixed(graph, stats, tune.float_nodes, opts, fixed_qtypes(graph))
+    n_conv = len(work.nodes) - len(graph.nodes)
+    kinds = ", ".join(sorted(set(tune.float_nodes.values())))
+    note = (
+        f"{len(tune.float_nodes)} float layer(s) ({kinds}), "
+        f"{len(graph.nodes) - len(tune.float_nodes)} SQ8, {n_conv} conversion layer(s) inserted"
+    )
+    return work, stats, qs, note
 
 
 def quantize_tuned(

@@ -239,3 +239,41 @@ void nn_f_copy(int n, int t, const void *in, void *out)
 {
     memmove(out, in, (size_t)n * (t == NN_F32 ? 4u : 2u));
 }
+
+void nn_f_dequantize(int n, int esize, int zero_point, int32_t scale_bits, int t, const void *in,
+                     void *out)
+{
+    float s = bits_f32(scale_bits);
+    int i;
+    for (i = 0; i < n; i++) {
+        int q = esize == 1 ? ((const int8_t *)in)[i] : ((const int16_t *)in)[i];
+        nn_f_store(out, i, t, (float)(q - zero_point) * s);
+    }
+}
+
+void nn_f_quantize(int n, int t, int32_t inv_scale_bits, int zero_point, int qmin, int qmax,
+                   int esize, const void *in, void *out)
+{
+    float inv = bits_f32(inv_scale_bits);
+    float lo = (float)(qmin - zero_point), hi = (float)(qmax - zero_point + 1);
+    int i;
+    for (i = 0; i < n; i++) {
+        float v = nn_f_load(in, i, t) * inv + 0.5f;
+        int q;
+        if (!(v == v)) {
+            v = 0.0f; /* NaN */
+        }
+        v = v < lo ? lo : (v > hi ? hi : v);
+        q = (int)v;
+        if ((float)q > v) {
+            q--; /* floor of a negative value */
+        }
+        q += zero_point;
+        q = q < qmin ? qmin : (q > qmax ? qmax : q);
+        if (esize == 1) {
+            ((int8_t *)out)[i] = (int8_t)q;
+        } else {
+            ((int16_t *)out)[i] = (int16_t)q;
+        }
+    }
+}

@@ -66,4 +66,11 @@ void nn_f_act(int n, int t, const nn_f_act_t *act, const void *in, void *out);
 /* copy n stored values (a reshape) */
 void nn_f_copy(int n, int t, const void *in, void *out);
 
+/* conversion layers of mixed graphs (nnshell/ops/convert.py): integer codes of esize bytes
+ * (1: int8, 2: int16) <-> stored floats; scale_bits / inv_scale_bits are float32 bit patterns */
+void nn_f_dequantize(int n, int esize, int zero_point, int32_t scale_bits, int t, const void *in,
+                     void *out);
+void nn_f_quantize(int n, int t, int32_t inv_scale_bits, int zero_point, int qmin, int qmax,
+                   int esize, const void *in, void *out);
+
 #endif /* NN_FLOAT_H */
