@@ -61,7 +61,8 @@ class TuneCommands(NnCommandSet):
         "qtune SEL VALUE ... (e.g. qtune * float bfloat16). Keys: scheme=scaled|pow2|float, "
         "float_type=bfloat16|float16|float32, bits=8|16, quantized_dimension=tensor|channel, "
         "clip_type=none|minmax|percentile:P|mse|kl. Kept through adjust, fusions and "
-        "save_state. A SEL naming some layers makes them float and the rest SQ8, with conversion layers between (docs/FLOAT16.md)."
+        "save_state. A SEL naming some layers makes them float and the rest SQ8, with "
+        "conversion layers between (docs/FLOAT16.md)."
     )
     qtune_parser.add_argument(
         "--step", nargs="+", action="append", metavar="SEL KEY=VALUE", help="a rule"
