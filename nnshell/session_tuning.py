@@ -114,9 +114,27 @@ class TuningMixin:
 
     def qtune(self, words: list[str]) -> str:
         """Add one ``qtune`` rule (``SEL key=value ...`` or ``SEL float bfloat16``)."""
+        return self.qtune_rules([words])
+
+    def qtune_rules(self, rules: list[list[str]]) -> str:
+        """Add ``qtune`` rules at once (``--step`` repeated): every selector is read against
+        the graph as ``show`` numbers it now, then the graph is quantized once."""
+        from nnshell.errors import UsageError
+        from nnshell.ops.convert import is_conversion
         from nnshell.quant.tuning import parse_qtune, select_layers
 
         graph = self.require_graph()
-        sel, opts = parse_qtune(words)
-        select_layers(graph, sel)  # an unknown layer fails before anything changes
-        return self._tuned("qtune", [*graph.meta.get("qtune", []), [sel, opts]])
+        new = []
+        for words in rules:
+            sel, opts = parse_qtune(words)
+            steps = select_layers(graph, sel)  # an unknown layer fails before any change
+            if sel.strip() != "*":  # steps as `show` numbers them now, kept as layer names
+                names = [graph.nodes[k].name for k in steps if not is_conversion(graph.nodes[k])]
+                if not names:
+                    raise UsageError(
+                        f"qtune {sel}: selects only conversion layers (qtune inserts them)",
+                        "select the layers around them (see show)",
+                    )
+                sel = ",".join(names)
+            new.append([sel, opts])
+        return self._tuned("qtune", [*graph.meta.get("qtune", []), *new])

@@ -321,3 +321,8 @@ def test_mixed_graph_gets_conversion_layers_and_stays_bit_exact(tmp_path: Path) 
     assert [n.op for n in t.graph.nodes] == ops
     y = run_int(t.graph, t.qstate, {t.graph.inputs[0]: x})[t.graph.outputs[0]]
     assert np.array_equal(y, vals[s.graph.outputs[0]])
+    with pytest.raises(UsageError, match="selects only conversion layers"):
+        t.qtune(["1", "scaled"])
+    # --step twice: both selectors read against the graph `show` prints now (steps 2 and 5)
+    t.qtune_rules([["2", "scaled"], ["5", "float"]])
+    assert [n.op for n in t.graph.nodes] == ["Fused", "Fused", "Fused", "FloatConvert", "Linear"]

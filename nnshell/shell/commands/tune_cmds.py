@@ -77,5 +77,4 @@ class TuneCommands(NnCommandSet):
         rules = [list(r) for r in args.step or []] + ([list(args.words)] if args.words else [])
         if not rules:
             raise UsageError("qtune needs a rule", "qtune * float bfloat16")
-        for rule in rules:
-            self.app.poutput(self.app.session.qtune(rule))
+        self.app.poutput(self.app.session.qtune_rules(rules))
