@@ -166,7 +166,8 @@ class FakeOptions:
     normal: float = 0.2
     uniform: float = 0.0
     num_inference: int = 1
-    scheme: str = "SQ8"
+    #: "SQ8", "POW2", or "" (the scheme of the fusions applied; SQ8 before any)
+    scheme: str = ""
     bits: int = 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -235,7 +236,7 @@ def retune(
         return graph, stats, qs, f"every layer is a float layer ({qs.options.describe()})"
     if stats is None:
         return graph, None, None, "qtune settings kept: aquant (or fquant) quantizes with them"
-    scheme = tune.scheme or (fake.scheme if fake is not None else None)
+    scheme = tune.scheme or (fake.scheme if fake is not None and fake.scheme else None)
     scheme = scheme or ("POW2" if fused == "pow2" else "SQ8")
     need = "scale8" if scheme == "SQ8" else "pow2"
     if fused != need:

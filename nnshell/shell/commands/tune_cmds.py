@@ -23,7 +23,11 @@ class TuneCommands(NnCommandSet):
         "graph: adjust and fusions quantize again with it, save_state keeps it."
     )
     fquant_parser.add_argument(
-        "-s", "--scheme", choices=("SQ8", "POW2"), default="SQ8", help="scheme (default SQ8)"
+        "-s",
+        "--scheme",
+        choices=("SQ8", "POW2"),
+        default="",
+        help="scheme (default: the fusions' scheme, SQ8 before any)",
     )
     fquant_parser.add_argument(
         "-f", "--force_width", type=int, choices=(0, 8, 16), default=0, help="POW2 width"
