@@ -326,3 +326,16 @@ def test_mixed_graph_gets_conversion_layers_and_stays_bit_exact(tmp_path: Path) 
     # --step twice: both selectors read against the graph `show` prints now (steps 2 and 5)
     t.qtune_rules([["2", "scaled"], ["5", "float"]])
     assert [n.op for n in t.graph.nodes] == ["Fused", "Fused", "Fused", "FloatConvert", "Linear"]
+
+
+def test_a_float_constant_of_the_wrong_size_is_refused(bf16: Session, tmp_path: Path) -> None:
+    """An edited state's weights the kernel would read out of bounds: one line, no C written."""
+    import copy
+
+    from nnshell.codegen.c_emitter import render_c
+
+    qs = copy.deepcopy(bf16.qstate)
+    node = bf16.graph.nodes[1].name
+    qs.nodes[node].consts["in1"] = qs.nodes[node].consts["in1"][:10]
+    with pytest.raises(NnshellError, match="float constant in1 does not match the graph"):
+        render_c(bf16.graph, qs, "m")

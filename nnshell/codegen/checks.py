@@ -157,7 +157,7 @@ def check_descriptors(graph: Graph, node: Node, nq: Any) -> None:
     """
     head = _head(node)
     if head.op not in _WEIGHTED or "float_type" in (getattr(nq, "info", None) or {}):
-        return  # a float layer's C takes its geometry and weights from the graph itself
+        return  # a float layer's C takes its geometry from the graph; ops._float checks sizes
     where = f"{node.name} ({_label(node)})"
     info = getattr(nq, "info", None) or {}
     consts = getattr(nq, "consts", None) or {}

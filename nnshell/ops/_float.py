@@ -248,6 +248,14 @@ def _const(ctx: Any, nq: Any, key: str) -> str:
     arr = nq.consts.get(key)
     if arr is None:
         return "NULL"
+    # the kernel indexes it by the graph's shapes: a state's array of another size (corrupt or
+    # edited) would be read out of bounds, so it is refused
+    name = ctx.node.inputs[int(key[2:])] if key[2:].isdigit() else ""
+    want = ctx.graph.tensors[name].const if name in ctx.graph.tensors else None
+    if want is None or np.asarray(arr).size != np.asarray(want).size:
+        ctx.unsupported(f"its float constant {key} does not match the graph (corrupt state?)")
+    if np.asarray(arr).dtype not in (np.uint16, np.float32):
+        ctx.unsupported(f"its float constant {key} holds {np.asarray(arr).dtype} values")
     if arr.dtype == np.float32:
         return str(ctx.const(key, arr.view(np.int32), "int32_t"))
     return str(ctx.const(key, arr.astype(np.uint16).view(np.int16), "int16_t"))
