@@ -339,3 +339,21 @@ def test_a_float_constant_of_the_wrong_size_is_refused(bf16: Session, tmp_path: 
     qs.nodes[node].consts["in1"] = qs.nodes[node].consts["in1"][:10]
     with pytest.raises(NnshellError, match="float constant in1 does not match the graph"):
         render_c(bf16.graph, qs, "m")
+
+
+@needs_gcc
+def test_float_c_of_a_mobilenet_block_is_bit_exact(tmp_path: Path) -> None:
+    """Depthwise convs, ReLU6 (Clip), residual Add and the global average pool in float16."""
+    from nnshell.codegen.verify import verify_arrays
+
+    s = Session()
+    s.open(str(ROOT / "sample_models" / "mobile_block.onnx"))
+    s.adjust()
+    s.fusions("scale8")
+    s.qtune(["*", "float16"])
+    g = s.graph
+    x = np.random.default_rng(5).uniform(-1, 1, (3, *g.tensors[g.inputs[0]].dims))
+    res = verify_arrays(g, s.qstate, x.astype(np.float32), tmp_path)
+    assert res.ok and res.layers == len(g.nodes) == 10, res.summary()
+    c = (tmp_path / "mobile_block.c").read_text()
+    assert c.count("nn_f_add(") == 2 and "nn_f_avgpool_global(" in c

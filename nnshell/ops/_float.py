@@ -185,6 +185,17 @@ def linear_ordered(x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.nda
     return acc
 
 
+def global_mean_ordered(x: np.ndarray) -> np.ndarray:
+    """``acc = 0; for i: acc += x[i]; acc / HW`` per channel in float32 (keeps dims)."""
+    xf = np.asarray(x, np.float32)
+    flat = xf.reshape(xf.shape[0], xf.shape[1], -1)
+    acc = np.zeros(flat.shape[:2], np.float32)
+    for i in range(flat.shape[2]):
+        acc += flat[:, :, i]
+    y = acc / np.float32(flat.shape[2])
+    return y.reshape(xf.shape[0], xf.shape[1], *([1] * (xf.ndim - 2)))
+
+
 # -- running one node ------------------------------------------------------------------------
 def _ftype_of(q: Any) -> str:
     if not is_float_q(q):
@@ -307,20 +318,28 @@ def emit_float(node: Any, nq: Any, ctx: Any) -> str:
         return f"nn_f_conv({conv}, {pool}, {act}, {xin}, {wc}, {bc}, {yout});"
     if pools:
         ctx.unsupported("a max pool after a linear layer")
-    act = ctx.struct("nn_f_act_t", "fact", _act_fields(node, ctx, acts))
+    if head.op == "GlobalAveragePool" and not rest:
+        c, hw = ctx.c_hw(ctx.shape(x))
+        return f"nn_f_avgpool_global({c}, {hw}, {t}, {xin}, {yout});"
+    if head.op in _COPIES and not rest and ctx.size(x) == ctx.size(y):
+        return f"nn_f_copy({ctx.size(y)}, {t}, {xin}, {yout});"
+    alone = head.op in ("Relu", "Clip") and not rest  # an activation layer of its own
+    act = ctx.struct("nn_f_act_t", "fact", _act_fields(node, ctx, [head] if alone else acts))
+    if alone:
+        return f"nn_f_act({ctx.size(y)}, {t}, {act}, {xin}, {yout});"
     if head.op == "Linear":
         w = ctx.graph.tensors[node.inputs[1]].const
         wc, bc = _const(ctx, nq, "in1"), _const(ctx, nq, "in2")
         nout, nin = int(w.shape[0]), int(w.shape[1])
         return f"nn_f_linear({nin}, {nout}, {t}, {act}, {xin}, {wc}, {bc}, {yout});"
-    if head.op == "MaxPool" and not pools:
+    if head.op == "MaxPool":
         pool = ctx.struct("nn_f_pool_t", "fpool", _pool_fields(head, ctx.shape(x), ctx))
         return f"nn_f_maxpool({pool}, {t}, {act}, {xin}, {yout});"
-    if head.op in ("Relu", "Clip") and not rest:
-        act = ctx.struct("nn_f_act_t", "fact2", _act_fields(node, ctx, [head]))
-        return f"nn_f_act({ctx.size(y)}, {t}, {act}, {xin}, {yout});"
-    if head.op in _COPIES and not rest and ctx.size(x) == ctx.size(y):
-        return f"nn_f_copy({ctx.size(y)}, {t}, {xin}, {yout});"
+    if head.op == "Add" and len(ctx.act_inputs()) == 2:
+        a, b = ctx.act_inputs()
+        if ctx.size(a) != ctx.size(y) or ctx.size(b) != ctx.size(y):
+            ctx.unsupported("a broadcasting Add in a float layer")
+        return f"nn_f_add({ctx.size(y)}, {t}, {act}, {_aptr(ctx, a)}, {_aptr(ctx, b)}, {yout});"
     ctx.unsupported(f"the float C runtime has no {head.op} kernel")
 
 

@@ -235,6 +235,26 @@ void nn_f_act(int n, int t, const nn_f_act_t *act, const void *in, void *out)
     }
 }
 
+void nn_f_add(int n, int t, const nn_f_act_t *act, const void *a, const void *b, void *out)
+{
+    int i;
+    for (i = 0; i < n; i++) {
+        nn_f_store(out, i, t, apply_act(act, nn_f_load(a, i, t) + nn_f_load(b, i, t)));
+    }
+}
+
+void nn_f_avgpool_global(int c, int hw, int t, const void *in, void *out)
+{
+    int k, i;
+    for (k = 0; k < c; k++) {
+        float acc = 0.0f;
+        for (i = 0; i < hw; i++) {
+            acc += nn_f_load(in, k * hw + i, t);
+        }
+        nn_f_store(out, k, t, acc / (float)hw);
+    }
+}
+
 void nn_f_copy(int n, int t, const void *in, void *out)
 {
     memmove(out, in, (size_t)n * (t == NN_F32 ? 4u : 2u));

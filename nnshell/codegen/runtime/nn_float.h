@@ -63,6 +63,10 @@ void nn_f_maxpool(const nn_f_pool_t *pool, int t, const nn_f_act_t *act, const v
                   void *out);
 /* an activation alone over n values */
 void nn_f_act(int n, int t, const nn_f_act_t *act, const void *in, void *out);
+/* y = a + b over n values (same shapes), then an optional activation */
+void nn_f_add(int n, int t, const nn_f_act_t *act, const void *a, const void *b, void *out);
+/* per channel: acc += x over the hw positions in order, then acc / hw */
+void nn_f_avgpool_global(int c, int hw, int t, const void *in, void *out);
 /* copy n stored values (a reshape) */
 void nn_f_copy(int n, int t, const void *in, void *out);
 
