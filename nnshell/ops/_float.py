@@ -196,6 +196,55 @@ def global_mean_ordered(x: np.ndarray) -> np.ndarray:
     return y.reshape(xf.shape[0], xf.shape[1], *([1] * (xf.ndim - 2)))
 
 
+_F = np.float32
+#: exp(v) = 2^k · p(r): v = k·ln 2 + r, ln 2 split so that k·LN2_HI is exact (|k| <= 126)
+#: (the float32 values written in hexadecimal, as in nn_float.c: no decimal rounding)
+_LOG2E, _LN2_HI, _LN2_LO = (
+    _F(float.fromhex(h)) for h in ("0x1.715476p+0", "0x1.62e4p-1", "0x1.7f7d1cp-20")
+)
+_EXP_POLY = tuple(
+    _F(float.fromhex(h))
+    for h in (
+        "0x1.6c16c2p-10",
+        "0x1.111112p-7",
+        "0x1.555556p-5",
+        "0x1.555556p-3",
+        "0x1p-1",
+        "0x1p+0",
+        "0x1p+0",
+    )
+)
+
+
+def exp_f32(v: np.ndarray) -> np.ndarray:
+    """``exp(v)`` for ``v <= 0`` from float32 multiplies and adds only (``nn_f_exp``): the
+    same operations in C give the same bits, which ``expf`` (not correctly rounded, different
+    per libm) would not. Relative error below 2.5e-7 (measured on [-87, 0] against float64
+    ``exp``); below -87 the result is 0."""
+    v = np.asarray(v, _F)
+    t = v * _LOG2E + _F(0.5)
+    t = np.maximum(t, _F(-126.0))
+    k = t.astype(np.int32)  # truncation toward 0, then floor for negatives
+    k = k - (k.astype(_F) > t)
+    kf = k.astype(_F)
+    r = (v - kf * _LN2_HI) - kf * _LN2_LO
+    p = np.full_like(r, _EXP_POLY[0])
+    for c in _EXP_POLY[1:]:
+        p = p * r + c
+    scale = ((k + 127).astype(np.uint32) << 23).view(_F)
+    return np.where(v < _F(-87.0), _F(0.0), p * scale).astype(_F)
+
+
+def softmax_rows(x: np.ndarray) -> np.ndarray:
+    """Softmax of each row in float32: ``e = exp(x - max)``, ``s = Σ e`` in order, ``e / s``."""
+    xf = np.asarray(x, _F)
+    e = exp_f32(xf - xf.max(axis=1, keepdims=True))
+    s = np.zeros(xf.shape[0], _F)
+    for j in range(xf.shape[1]):
+        s += e[:, j]
+    return e / s[:, None]
+
+
 # -- running one node ------------------------------------------------------------------------
 def _ftype_of(q: Any) -> str:
     if not is_float_q(q):
@@ -285,6 +334,7 @@ def emit_float(node: Any, nq: Any, ctx: Any) -> str:
     """The ``nn_f_*`` call of a float layer: a conv or linear head (or a max pool, or an
     activation alone) with at most one max pool and one ReLU / clip after it."""
     from nnshell.ops.conv import conv_geometry
+    from nnshell.ops.registry import get_op
 
     parts = list(node.attrs.parts) if node.op == "Fused" else [node]
     head, rest = parts[0], parts[1:]
@@ -321,6 +371,11 @@ def emit_float(node: Any, nq: Any, ctx: Any) -> str:
     if head.op == "GlobalAveragePool" and not rest:
         c, hw = ctx.c_hw(ctx.shape(x))
         return f"nn_f_avgpool_global({c}, {hw}, {t}, {xin}, {yout});"
+    if head.op == "Softmax" and not rest:
+        rows = get_op(head.op).float_rows(head, ctx.shape(x))  # type: ignore[attr-defined]
+        if rows is None:
+            ctx.unsupported("a float softmax along an axis other than the last")
+        return f"nn_f_softmax({rows[0]}, {rows[1]}, {t}, {xin}, {yout});"
     if head.op in _COPIES and not rest and ctx.size(x) == ctx.size(y):
         return f"nn_f_copy({ctx.size(y)}, {t}, {xin}, {yout});"
     alone = head.op in ("Relu", "Clip") and not rest  # an activation layer of its own

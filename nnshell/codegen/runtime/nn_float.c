@@ -255,6 +255,54 @@ void nn_f_avgpool_global(int c, int hw, int t, const void *in, void *out)
     }
 }
 
+float nn_f_exp(float v)
+{
+    /* exact float32 constants (hexadecimal: no decimal rounding to disagree about) */
+    const float log2e = 0x1.715476p+0f, ln2_hi = 0x1.62e4p-1f, ln2_lo = 0x1.7f7d1cp-20f;
+    float t = v * log2e + 0.5f, kf, r, p;
+    int32_t k;
+    uint32_t bits;
+    float scale;
+    if (t < -126.0f) {
+        t = -126.0f;
+    }
+    k = (int32_t)t;
+    if ((float)k > t) {
+        k--; /* floor */
+    }
+    kf = (float)k;
+    r = (v - kf * ln2_hi) - kf * ln2_lo;
+    p = 0x1.6c16c2p-10f; /* 1/720, 1/120, 1/24, 1/6 rounded to float32 */
+    p = p * r + 0x1.111112p-7f;
+    p = p * r + 0x1.555556p-5f;
+    p = p * r + 0x1.555556p-3f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    bits = (uint32_t)(k + 127) << 23;
+    memcpy(&scale, &bits, 4);
+    return v < -87.0f ? 0.0f : p * scale;
+}
+
+void nn_f_softmax(int rows, int n, int t, const void *in, void *out)
+{
+    int row, j;
+    for (row = 0; row < rows; row++) {
+        int base = row * n;
+        float m = nn_f_load(in, base, t), s = 0.0f;
+        for (j = 1; j < n; j++) {
+            float v = nn_f_load(in, base + j, t);
+            m = v > m ? v : m;
+        }
+        for (j = 0; j < n; j++) {
+            s += nn_f_exp(nn_f_load(in, base + j, t) - m);
+        }
+        for (j = 0; j < n; j++) {
+            nn_f_store(out, base + j, t, nn_f_exp(nn_f_load(in, base + j, t) - m) / s);
+        }
+    }
+}
+
 void nn_f_copy(int n, int t, const void *in, void *out)
 {
     memmove(out, in, (size_t)n * (t == NN_F32 ? 4u : 2u));

@@ -67,6 +67,10 @@ void nn_f_act(int n, int t, const nn_f_act_t *act, const void *in, void *out);
 void nn_f_add(int n, int t, const nn_f_act_t *act, const void *a, const void *b, void *out);
 /* per channel: acc += x over the hw positions in order, then acc / hw */
 void nn_f_avgpool_global(int c, int hw, int t, const void *in, void *out);
+/* exp(v) for v <= 0 from float32 multiplies and adds only (bit-reproducible; 0 below -87) */
+float nn_f_exp(float v);
+/* softmax of each of `rows` runs of n values: e = exp(x - max), s = sum e in order, e / s */
+void nn_f_softmax(int rows, int n, int t, const void *in, void *out);
 /* copy n stored values (a reshape) */
 void nn_f_copy(int n, int t, const void *in, void *out);
 
