@@ -138,7 +138,9 @@ def cifar_images() -> tuple[np.ndarray, list[int], list[str]]:
     return x[:120], labels[:120], files[:120]
 
 
-@pytest.mark.parametrize("name", ["cifar_net_int8", "cifar_net_uint8", "cifar_net_int8io"])
+@pytest.mark.parametrize(
+    "name", ["cifar_net_int8", "cifar_net_uint8", "cifar_net_int8io", "cifar_net_uint8_legacy"]
+)
 def test_load_quantization_agrees_with_the_interpreter(name: str, cifar_images) -> None:  # noqa: ANN001
     x, labels, _ = cifar_images
     ag = quantized_agreement(TFLITE_DIR / f"{name}.tflite", x, labels)
@@ -188,9 +190,17 @@ def test_load_quantization_keeps_the_file_scales() -> None:
     assert tflite  # the parser is the library
 
 
-def test_uint8_model_gen_verify_is_bit_exact(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["cifar_net_uint8", "cifar_net_uint8_legacy"])
+def test_uint8_model_gen_verify_is_bit_exact(name: str, tmp_path: Path) -> None:
+    """uint8 interface (int8 inside), and a legacy fully-uint8 file: uint8 weights with zero
+    points, uint8 activations, all shifted to int8 by -q."""
+    from nnshell.importers.tflite_importer import import_tflite
+
+    fq = import_tflite(str(TFLITE_DIR / f"{name}.tflite")).graph.meta["tflite_quant"]
+    uint8_weights = [k for k, v in fq.items() if k.endswith("_weights") and v["dtype"] == "uint8"]
+    assert len(uint8_weights) == (5 if name.endswith("legacy") else 0)
     s = Session()
-    s.open(str(TFLITE_DIR / "cifar_net_uint8.tflite"), load_quantization=True)
+    s.open(str(TFLITE_DIR / f"{name}.tflite"), load_quantization=True)
     s.adjust()
     s.fusions("scale8")
     s.set("input_norm_func", "x: x/127.5 - 1")
