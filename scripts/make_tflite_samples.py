@@ -14,8 +14,9 @@ imports of the same network can be compared image by image. Each is written floa
 (calibrated on the repository's calibration images, float input/output so QUANTIZE and
 DEQUANTIZE appear) and fully-int8 (int8 input/output); the CIFAR LeNet also as 16x8, with uint8
 input/output (int8 inside: all TF 2's post-training converter still writes) and as a legacy
-fully-uint8 model (TF1 fake-quant graph, uint8 inference). The other models are small random-weight graphs, one
-per operator group, so every supported operator is checked against the interpreter.
+fully-uint8 model (TF1 fake-quant graph, uint8 inference). The other models are small
+random-weight graphs, one per operator group, so every supported operator is checked against the
+interpreter.
 
 Outputs (``tests/data/tflite/``): every file stays well under 300 KB.
 """

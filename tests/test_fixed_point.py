@@ -35,6 +35,7 @@ from nnshell.fixed_point import (
     rnorm,
     round_half_up,
     weight_qtype_per_channel,
+    wide_multiplier,
     zero_point_offset,
 )
 
@@ -385,6 +386,19 @@ def test_multiplier_large_m_with_full_budget(m: float, k: int) -> None:
     b = _b_eff(m, k)
     assert 1 <= mm <= 255 and nn >= 0
     assert abs(Fraction(mm, 2**nn) - Fraction(m)) / Fraction(m) <= Fraction(1, 2**b)
+
+
+@settings(max_examples=300)
+@given(st.floats(2.0**-30, 200.0), st.integers(9, 30))
+def test_wide_multiplier_precision_and_int64_product(m: float, bits: int) -> None:
+    """open -q's multipliers: M < 2^bits, odd (or N == 0), relative error <= 2^-bits (checked in
+    exact rationals), and the C product (acc + bias)·M of two int32 fits int64."""
+    mm, nn = wide_multiplier(m, bits)
+    assert 1 <= mm < 2**bits and 0 <= nn <= 62 and (mm % 2 == 1 or nn == 0)
+    assert abs(Fraction(mm, 2**nn) - Fraction(m)) / Fraction(m) <= Fraction(1, 2**bits)
+    assert (2**32) * mm < 2**63
+    arr, shifts = multipliers(np.array([m, m / 3]), 100, "x", bits)
+    assert arr.dtype == np.int32 and (int(arr[0]), int(shifts[0])) == (mm, nn)
 
 
 @settings(max_examples=300)

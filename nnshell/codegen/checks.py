@@ -210,6 +210,20 @@ def check_descriptors(graph: Graph, node: Node, nq: Any) -> None:
         ) from None
 
 
+def check_8bit_multipliers(qstate: Any) -> None:
+    """GAP's SQ8 kernels take 8-bit multipliers: refuse a layer quantized with wider ones (a
+    TFLite file opened with ``-q`` keeps its 30-bit precision unless ``file_mult_bits`` is 8)."""
+    for name, nq in (getattr(qstate, "nodes", None) or {}).items():
+        mul = (getattr(nq, "consts", None) or {}).get("mul")
+        if mul is not None and np.asarray(mul).size and int(np.asarray(mul).max()) > 255:
+            bits = (getattr(nq, "info", None) or {}).get("mult_bits", "?")
+            raise CodegenError(
+                f"{shown(name, 60)}: {bits}-bit requantization multipliers (open -q keeps the "
+                "TFLite file's precision); the AutoTiler's SQ8 kernels take 8-bit ones",
+                "set file_mult_bits 8, then fusions --scale8 again (or gen --target c)",
+            )
+
+
 def verify_bytes(n_images: int, per_image: Sequence[int]) -> int:
     """Bytes ``gen --verify`` writes for ``n_images`` (inputs and step outputs), capped."""
     total = int(n_images) * sum(int(b) for b in per_image)
@@ -222,6 +236,7 @@ __all__ = [
     "CONSTANTS",
     "LIMITS",
     "VERIFY_DATA",
+    "check_8bit_multipliers",
     "check_descriptors",
     "check_limit",
     "check_shapes",

@@ -255,7 +255,7 @@ class _Importer:
         attrs: dict[str, Any] | None = None,
         n_out: int = 1,
     ) -> list[str]:
-        """Add one node of IR op ``op_name`` (ops no ONNX type maps to, like ResizeBilinear)."""
+        """Add one node of IR op ``op_name`` with ready-made attributes."""
         from nnshell.ops import get_op
 
         opdef = get_op(op_name)
@@ -801,15 +801,24 @@ def _resize_nearest(imp: _Importer, name: str, op: Any, ins: list[int], outs: li
 
 @_handles("RESIZE_BILINEAR")
 def _resize_bilinear(imp: _Importer, name: str, op: Any, ins: list[int], outs: list[int]) -> None:
+    """ONNX Resize in linear mode: TFLite's source coordinate ``(i+½)·L/O − ½`` (half-pixel
+    centres), ``i·(L−1)/(O−1)`` (align corners) or ``i·L/O`` is ONNX's ``half_pixel``,
+    ``align_corners`` or ``asymmetric``, and TFLite's clamping of the two taps to the image is
+    ONNX's clamping of the coordinate (same taps, same weights) — so the quantized Resize
+    kernels (SQ8, POW2, C) serve TFLite files too."""
     opt = imp.options(op, "ResizeBilinearOptions")
     size = imp.int_const(ins[1], "size", name).reshape(-1)
     x = imp.value(ins[0], True)
-    attrs = {
-        "size": (int(size[0]), int(size[1])),
-        "align_corners": bool(opt.AlignCorners()) if opt is not None else False,
-        "half_pixel_centers": bool(opt.HalfPixelCenters()) if opt is not None else False,
-    }
-    imp.set_out(outs[0], imp.emit_op("ResizeBilinear", name, [x], attrs)[0], True)
+    n, c = imp.graph.tensors[x].shape[:2]
+    if opt is not None and opt.AlignCorners():
+        ctm = "align_corners"
+    elif opt is not None and opt.HalfPixelCenters():
+        ctm = "half_pixel"
+    else:
+        ctm = "asymmetric"
+    sizes = imp.add_const(f"{name}_sizes", np.array([n, c, *size[:2]], np.int64))
+    attrs = {"mode": "linear", "coordinate_transformation_mode": ctm}
+    imp.set_out(outs[0], imp.emit("Resize", name, [x, "", "", sizes], attrs)[0], True)
 
 
 @_handles("QUANTIZE", "DEQUANTIZE")

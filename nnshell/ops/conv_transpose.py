@@ -322,7 +322,7 @@ class ConvTranspose(OpDef):
                 node.attrs.group,
                 ctx.const("weights", c["weights"], "int8_t"),
                 ctx.const("bias", c["bias_total"], "int32_t"),
-                ctx.const("mul", c["mul"], "uint8_t"),
+                ctx.const("mul", c["mul"], "int32_t"),
                 ctx.const("shift", c["shift"], "int8_t"),
             ],
         )

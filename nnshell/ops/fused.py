@@ -229,7 +229,9 @@ class Fused(OpDef):
         _check_parts(ctx.node, SQ8)
         head_q = head_qtype_sq8(parts, ctx.out_q)
         head = part_node(parts[0], ctx.node.inputs, ["_"])
-        head_ctx = QuantContext(ctx.graph, head, ctx.in_q, head_q, ctx.per_tensor)
+        head_ctx = QuantContext(
+            ctx.graph, head, ctx.in_q, head_q, ctx.per_tensor, mult_bits=ctx.mult_bits
+        )
         nq: NodeQuant = get_op(parts[0].op).quantize_sq8(head_ctx)
         nq.out_q = ctx.out_q
         if head_q is not ctx.out_q:

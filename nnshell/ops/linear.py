@@ -76,7 +76,7 @@ class Linear(OpDef):
         args = [
             ctx.const("weights", w, "int8_t"),
             ctx.const("bias", c["bias_total"], "int32_t"),
-            ctx.const("mul", c["mul"], "uint8_t"),
+            ctx.const("mul", c["mul"], "int32_t"),
             ctx.const("shift", c["shift"], "int8_t"),
         ]
         x, y = ctx.ptr8(node.inputs[0]), ctx.ptr8(node.outputs[0])

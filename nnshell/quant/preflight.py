@@ -114,7 +114,9 @@ def refusals(
             return [] if is_data_dependent(e) else [f"graph: {e.message}"]
         for node in graph.nodes:
             in_q = [qt.get(i) if i and not graph.tensors[i].is_const else None for i in node.inputs]
-            ctx = QuantContext(graph, node, in_q, qt[node.outputs[0]], opts.per_tensor)
+            ctx = QuantContext(
+                graph, node, in_q, qt[node.outputs[0]], opts.per_tensor, mult_bits=opts.mult_bits
+            )
             _check(node, bad, lambda ctx=ctx: get_op(ctx.node.op).quantize_sq8(ctx))
         return bad
     from nnshell.quant import pow2

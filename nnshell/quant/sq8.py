@@ -41,6 +41,9 @@ class QuantOptions:
     #: ReLU-N outputs: "bound" (NNTool's rule, [0, N]) or "calibrated" (the calibrated range).
     #: Keyword-only so the positional fields of subclasses (POW2's ``bits``) keep their place.
     relun_range: str = field(default="bound", kw_only=True)
+    #: Width of the conv/linear requantization multipliers: 8 (SQ8, GAP's kernels) or, for a
+    #: TFLite file opened with ``-q``, up to 30 (TFLite's own precision; see docs/tflite.md).
+    mult_bits: int = field(default=8, kw_only=True)
 
     def describe(self) -> str:
         """One line for reports: ``SQ8 minmax, asymmetric activations, per-channel weights``."""
@@ -50,6 +53,8 @@ class QuantOptions:
         )
         if self.relun_range == "calibrated":
             text += ", calibrated ReLU-N ranges"
+        if self.mult_bits != 8:
+            text += f", {self.mult_bits}-bit multipliers"
         return text
 
 
@@ -225,7 +230,9 @@ def quantize_graph(
     nodes: dict[str, NodeQuant] = {}
     for node in graph.nodes:
         in_q = [qt.get(i) if i and not graph.tensors[i].is_const else None for i in node.inputs]
-        ctx = QuantContext(graph, node, in_q, qt[node.outputs[0]], opts.per_tensor)
+        ctx = QuantContext(
+            graph, node, in_q, qt[node.outputs[0]], opts.per_tensor, mult_bits=opts.mult_bits
+        )
         nodes[node.name] = get_op(node.op).quantize_sq8(ctx)
     return QuantState("SQ8", opts, qt, nodes, ranges)
 
