@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -888,18 +889,29 @@ def load_tflite(path: str, input_shapes: Mapping[str, Sequence[int]] | None = No
 
 
 def help_text() -> str:
-    """The text of ``help tflite``: what is imported and how (docs/tflite.md has more)."""
+    """The text of ``help tflite``: what is imported and how (docs/tflite.md has more); every
+    line fits an 80-column terminal."""
+
+    def para(text: str, indent: str = "  ") -> list[str]:
+        return textwrap.wrap(
+            text, width=79, initial_indent=indent, subsequent_indent=indent, break_on_hyphens=False
+        )
+
     return "\n".join(
         [
             "TFLite import: open MODEL.tflite [-q]   (or: nnshell MODEL.tflite [-q])",
-            "  Node names follow NNTool: {OPERATOR}_{subgraph}_{index} (CONV_2D_0_1), fused",
-            "  activations {name}_activation, inputs input_1..., outputs output_1....",
-            "  The graph is NHWC as in the file: run 'adjust' to make it CHW.",
-            "  Quantized files open as float (weights dequantized); -q keeps the file's scales",
-            "  and zero points (int8, int16x8, uint8 shifted to int8): 'fusions --scale8' then",
-            "  applies them and no 'aquant' is needed.",
-            "Supported operators (with their fused activation NONE, RELU, RELU6, RELU_N1_TO_1,",
-            "TANH):",
-            "  " + ", ".join(supported_tflite_ops()),
+            *para(
+                "Node names follow NNTool: {OPERATOR}_{subgraph}_{index} (CONV_2D_0_1), fused "
+                "activations {name}_activation, inputs input_1..., outputs output_1.... The "
+                "graph is NHWC as in the file: run 'adjust' to make it CHW. Quantized files "
+                "open as float (weights dequantized); -q keeps the file's scales and zero "
+                "points (int8, int16x8, uint8 shifted to int8): 'fusions --scale8' then applies "
+                "them and no 'aquant' is needed. Conv and dense layers then requantize with "
+                "30-bit multipliers (TFLite's precision; 'set file_mult_bits 8' gives GAP's "
+                "8-bit ones, which the AutoTiler target needs)."
+            ),
+            "Supported operators (with their fused activation NONE, RELU, RELU6,",
+            "RELU_N1_TO_1, TANH):",
+            *para(", ".join(supported_tflite_ops())),
         ]
     )
