@@ -61,3 +61,62 @@ class GraphCommands(NnCommandSet):
         o = set_node_option(session, args.step, args.option, args.value)
         what = "removed" if o.value is None else f"set to {o.value}"
         self.app.poutput(f"{describe(session.graph, o.target)}: {o.option} {what}")
+
+    def _edited(self, out: Any, what: str) -> None:
+        ins, outs = ", ".join(out.inputs), ", ".join(out.outputs)
+        self.app.poutput(f"{what} {len(out.removed)} node(s); inputs: {ins}; outputs: {outs}")
+        for note in out.notes:
+            self.app.pinfo(note)
+
+    remove_parser = NnArgumentParser(
+        description="Remove nodes (NNTool's remove). One node: it and everything below it; "
+        "the activations it read become graph outputs (drop a detection head). --up: it and "
+        "everything above it; what the rest read from there becomes graph inputs. --leave: "
+        "keep the node itself. Two nodes A B: remove what is between them (shape unchanged)."
+    )
+    remove_parser.add_argument(
+        "nodes", nargs="+", choices_provider=NnCommandSet.node_choices, help="node (or from to)"
+    )
+    remove_parser.add_argument("-u", "--up", action="store_true", help="remove upwards")
+    remove_parser.add_argument("--leave", action="store_true", help="keep the node itself")
+
+    @cmd2.with_argparser(remove_parser)
+    def do_remove(self, args: Any) -> None:
+        """Remove a node and what is below (or above) it, or the nodes between two."""
+        from nnshell.edits import remove
+
+        self._edited(remove(self.app.session, args.nodes, args.up, args.leave), "removed")
+
+    extract_parser = NnArgumentParser(
+        description="Keep one step (NNTool's extract) or a range a:b (nnshell) as the whole "
+        "graph: what it reads from outside becomes graph inputs, what leaves it outputs."
+    )
+    extract_parser.add_argument(
+        "step", choices_provider=NnCommandSet.node_choices, help="step, name or range a:b"
+    )
+
+    @cmd2.with_argparser(extract_parser)
+    def do_extract(self, args: Any) -> None:
+        """Keep only a step (or a range of steps) of the graph."""
+        from nnshell.edits import extract
+
+        self._edited(extract(self.app.session, args.step), "extract: removed")
+
+    freeze_parser = NnArgumentParser(
+        description="Toggle freezing of the channel order of graph inputs/outputs: adjust does "
+        "not change a frozen input's order. --transpose AXES (e.g. 1,2,0, without the batch) "
+        "first gives the tensor that axis order (a Transpose joins it to the network)."
+    )
+    freeze_parser.add_argument(
+        "node_names", nargs="+", choices_provider=NnCommandSet.node_choices, help="input/output"
+    )
+    freeze_parser.add_argument("--transpose", metavar="AXES", help="axes separated by commas")
+
+    @cmd2.with_argparser(freeze_parser)
+    def do_freeze(self, args: Any) -> None:
+        """Toggle freezing of graph inputs/outputs' channel order."""
+        from nnshell.edits import freeze
+
+        for name, on in freeze(self.app.session, args.node_names, args.transpose):
+            dims = self.app.session.graph.tensors[name].dims
+            self.app.poutput(f"{name} {'frozen' if on else 'unfrozen'} {dims}")
