@@ -120,3 +120,47 @@ class GraphCommands(NnCommandSet):
         for name, on in freeze(self.app.session, args.node_names, args.transpose):
             dims = self.app.session.graph.tensors[name].dims
             self.app.poutput(f"{name} {'frozen' if on else 'unfrozen'} {dims}")
+
+    stats_parser = NnArgumentParser(
+        description="Weight statistics per layer (NNTool's stats): range and 8-bit weight "
+        "QSNR at the layer's scale; output channels under the threshold are listed."
+    )
+    stats_parser.add_argument("-d", "--detailed", action="store_true", help="more columns")
+    stats_parser.add_argument(
+        "-q", "--qsnr", type=float, default=30.0, help="QSNR threshold in dB (default 30)"
+    )
+    stats_parser.add_argument(
+        "-s", "--step", nargs="+", metavar="STEP", help="per-channel table of these steps"
+    )
+
+    @cmd2.with_argparser(stats_parser)
+    def do_stats(self, args: Any) -> None:
+        """Weight statistics per layer and channel."""
+        from nnshell.analysis.wstats import weight_stats
+        from nnshell.report.graph_tables import channel_table, stats_table
+        from nnshell.selectors import select_steps
+
+        graph = self.app.session.require_graph()
+        steps = select_steps(graph, ",".join(args.step)) if args.step else None
+        rows = weight_stats(graph, args.qsnr, steps)
+        if not rows:
+            self.app.poutput("no weighted layer selected")
+        elif args.step:
+            for r in rows:
+                self.app.print_table(channel_table(r, args.qsnr))
+        else:
+            self.app.print_table(stats_table(rows, args.qsnr, args.detailed))
+
+    temps_parser = NnArgumentParser(
+        description="Activation memory per step (NNTool's temps): the tensors live while each "
+        "step runs and their bytes, float and (when quantized) quantized; * marks the peak."
+    )
+
+    @cmd2.with_argparser(temps_parser)
+    def do_temps(self, args: Any) -> None:
+        """Live activations per step."""
+        from nnshell.analysis.temps import temps
+        from nnshell.report.graph_tables import temps_table
+
+        session = self.app.session
+        self.app.print_table(temps_table(temps(session.require_graph(), session.qstate)))
