@@ -121,7 +121,8 @@ def _kinds(graph: Graph, name: str) -> set[str]:
 
     ops = all_ops()
     node = graph.node(name)
-    parts = [str(p.op) for p in node.attrs.parts] if node.op == "Fused" else [node.op]
+    fused = getattr(node.attrs, "parts", None)
+    parts = [str(p.op) for p in fused] if fused else [node.op]
     return {ops[op].kind for op in parts if op in ops}
 
 

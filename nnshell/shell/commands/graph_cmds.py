@@ -164,3 +164,37 @@ class GraphCommands(NnCommandSet):
 
         session = self.app.session
         self.app.print_table(temps_table(temps(session.require_graph(), session.qstate)))
+
+    draw_parser = NnArgumentParser(
+        description="Draw the graph (NNTool's draw): -f FILE.png / .svg / .dot writes a "
+        "picture (no graphviz needed), without -f a compact text drawing. -F shows fusions as "
+        "groups of their operators, -q labels edges with quantization instead of shapes."
+    )
+    draw_parser.add_argument(
+        "step", nargs="?", choices_provider=NnCommandSet.node_choices, help="selector (all)"
+    )
+    draw_parser.add_argument("-F", "--fusions", action="store_true", help="fusions as groups")
+    draw_parser.add_argument(
+        "-q", "--quant_labels", action="store_true", help="label edges with quantization"
+    )
+    draw_parser.add_argument(
+        "-f", "--file", metavar="GRAPH_FILE", completer=cmd2.Cmd.path_complete, help="output"
+    )
+
+    @cmd2.with_argparser(draw_parser)
+    def do_draw(self, args: Any) -> None:
+        """Draw the graph to a picture or the terminal."""
+        from nnshell.report.draw import draw_graph
+        from nnshell.selectors import select_steps
+
+        session = self.app.session
+        graph = session.require_graph()
+        steps = select_steps(graph, args.step) if args.step else None
+        width = self.app.terminal_width() or 80
+        out = draw_graph(
+            graph, session.qstate, steps, args.fusions, args.quant_labels, args.file, width
+        )
+        if args.file:
+            self.app.pinfo(f"draw: wrote {out}")
+        else:
+            self.app.poutput(out)
