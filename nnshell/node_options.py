@@ -249,11 +249,11 @@ def options_of(graph: Graph, kind: str, name: str) -> dict[str, Any]:
     names = {name}
     if kind == "node":
         node = next((n for n in graph.nodes if n.name == name), None)
-        if node is not None and node.op == "Fused":
-            names |= {str(p.name) for p in node.attrs.parts}
+        parts = getattr(node.attrs, "parts", None) if node is not None else None
+        names |= {str(p.name) for p in parts or []}
     out: dict[str, Any] = {}
     for r in graph.meta.get(META_KEY) or []:
-        if r["name"] in names and (r["kind"] == kind or (kind == "node" and r["kind"] == "node")):
+        if r["name"] in names and r["kind"] == kind:
             out[r["option"]] = r["value"]
     return out
 
