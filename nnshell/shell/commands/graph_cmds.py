@@ -11,6 +11,14 @@ from nnshell.shell.commands.base import NnCommandSet
 from nnshell.shell.parser import NnArgumentParser
 
 
+def json_rows(rows: Any) -> str:
+    """A list of report dataclasses as a JSON document."""
+    import dataclasses
+    import json
+
+    return json.dumps([dataclasses.asdict(r) for r in rows], indent=1)
+
+
 class GraphCommands(NnCommandSet):
     """nodeoption, freeze, remove, extract, stats, temps, draw."""
 
@@ -132,6 +140,7 @@ class GraphCommands(NnCommandSet):
     stats_parser.add_argument(
         "-s", "--step", nargs="+", metavar="STEP", help="per-channel table of these steps"
     )
+    stats_parser.add_argument("--json", action="store_true", help="machine-readable output")
 
     @cmd2.with_argparser(stats_parser)
     def do_stats(self, args: Any) -> None:
@@ -143,7 +152,9 @@ class GraphCommands(NnCommandSet):
         graph = self.app.session.require_graph()
         steps = select_steps(graph, ",".join(args.step)) if args.step else None
         rows = weight_stats(graph, args.qsnr, steps)
-        if not rows:
+        if args.json:
+            self.app.poutput(json_rows(rows))
+        elif not rows:
             self.app.poutput("no weighted layer selected")
         elif args.step:
             for r in rows:
@@ -155,6 +166,7 @@ class GraphCommands(NnCommandSet):
         description="Activation memory per step (NNTool's temps): the tensors live while each "
         "step runs and their bytes, float and (when quantized) quantized; * marks the peak."
     )
+    temps_parser.add_argument("--json", action="store_true", help="machine-readable output")
 
     @cmd2.with_argparser(temps_parser)
     def do_temps(self, args: Any) -> None:
@@ -163,7 +175,11 @@ class GraphCommands(NnCommandSet):
         from nnshell.report.graph_tables import temps_table
 
         session = self.app.session
-        self.app.print_table(temps_table(temps(session.require_graph(), session.qstate)))
+        rows = temps(session.require_graph(), session.qstate)
+        if args.json:
+            self.app.poutput(json_rows(rows))
+        else:
+            self.app.print_table(temps_table(rows))
 
     draw_parser = NnArgumentParser(
         description="Draw the graph (NNTool's draw): -f FILE.png / .svg / .dot writes a "
