@@ -22,7 +22,8 @@ def test_compare_sets_hand_computed() -> None:
     a, b = _sets()
     cmp = ts.compare_sets(a, b, ["conv", "fc"], None)
     conv, fc = cmp.rows
-    # conv: signal 1+4+9+16 = 30, noise 1 -> 10·log10(30) dB; a·b = 1+4+9+12 = 26, cosine 26/sqrt(30·23)
+    # conv: signal 1+4+9+16 = 30, noise 1 -> 10·log10(30) dB;
+    # a·b = 1+4+9+12 = 26, |b|² = 23 -> cosine 26/sqrt(30·23)
     assert conv["qsnr"] == pytest.approx(10 * np.log10(30.0))
     assert conv["cosine"] == pytest.approx(26 / np.sqrt(30 * 23))
     assert conv["max_abs"] == 1.0 and fc["max_abs"] == 0.0 and fc["cosine"] == pytest.approx(1)
