@@ -350,10 +350,36 @@ def test_multipliers_match_scalar() -> None:
     assert list(zip(mm.tolist(), nn.tolist(), strict=True)) == [multiplier(m, 75) for m in ms]
 
 
+def _budget_bits(k: int) -> int:
+    """SQ8 §4 from first principles, without the code under test: ``K`` products of int8 x int8
+    have magnitude at most ``K·2^14``; the accumulator needs the smallest ``a`` with
+    ``K·2^14 <= 2^a``, and ``acc·M`` must stay within 31 bits, so ``M`` gets ``31 - a`` bits,
+    at most 8 and (K > 2^17) at least 0."""
+    a = 0
+    while k * 128 * 128 > 2**a:
+        a += 1
+    return max(0, min(8, 31 - a))
+
+
+def _exponent(m: Fraction) -> int:
+    """``e`` with ``2^(e-1) <= m < 2^e``, by exact comparisons."""
+    e = m.numerator.bit_length() - m.denominator.bit_length()
+    while Fraction(2) ** e <= m:
+        e += 1
+    while Fraction(2) ** (e - 1) > m:
+        e -= 1
+    return e
+
+
 def _b_eff(m: float, k: int) -> int:
     """The bits that decide M·2^-N: the headroom budget, less what N <= 24 costs."""
-    _, e = math.frexp(m)
-    return max(0, min(multiplier_headroom(k)[1], 24 + e))
+    return max(0, min(_budget_bits(k), 24 + _exponent(Fraction(m))))
+
+
+def test_budget_oracle_on_hand_values() -> None:
+    # K = 75: 75·2^14 <= 2^21, so 10 bits remain: 8; K = 513: 2^24, 7 bits; 2^17: 2^31, 0
+    assert [_budget_bits(k) for k in (1, 75, 512, 513, 2**17, 2**17 + 1)] == [8, 8, 8, 7, 0, 0]
+    assert [_exponent(Fraction(x)) for x in (0.75, 1.0, 2**-40, 255.0)] == [0, 1, -39, 8]
 
 
 small_m = st.floats(2.0**-40, 1.0, exclude_max=True)
@@ -371,11 +397,12 @@ def test_multiplier_relative_error_bound(m: float, k: int) -> None:
     f·2^b_eff >= 2^(b_eff-1). For the usual b = 8 and N <= 24 that is 2^-8.
     """
     mm, nn = multiplier(m, k)
-    f, e = math.frexp(m)
+    exact, e = Fraction(m), _exponent(Fraction(m))
     b = _b_eff(m, k)
     value = Fraction(mm, 2**nn)
-    assert value == Fraction(math.floor(f * 2**b + 0.5)) * Fraction(2) ** (e - b)
-    assert abs(value - Fraction(m)) / Fraction(m) <= Fraction(1, 2**b)
+    grid = Fraction(2) ** (e - b)  # round half up of m on the grid of b significant bits
+    assert value == math.floor(exact / grid + Fraction(1, 2)) * grid
+    assert abs(value - exact) / exact <= Fraction(1, 2**b)
     assert 1 <= mm <= 255 and mm % 2 == 1 or nn == 0
 
 

@@ -541,9 +541,10 @@ def _pool(imp: _Importer, name: str, op: Any, ins: list[int], outs: list[int]) -
     s = (int(opt.StrideH()), int(opt.StrideW()))
     hw = tuple(imp.graph.tensors[x].shape[2:4])
     pads = _padding(imp, opt, hw, k, s, (1, 1))  # type: ignore[arg-type]
-    kind = "AveragePool" if name.startswith("AVERAGE") else "MaxPool"
+    average = name.startswith("AVERAGE")
+    kind = "AveragePool" if average else "MaxPool"
     attrs: dict[str, Any] = {"kernel_shape": k, "strides": s, "pads": pads}
-    if kind == "AveragePool":
+    if average:
         attrs["count_include_pad"] = 0  # TFLite averages the pixels inside the image only
     y = imp.emit(kind, name, [x], attrs)[0]
     imp.set_out(outs[0], imp.activation(name, y, opt.FusedActivationFunction()), True)

@@ -200,6 +200,11 @@ class Conv(OpDef):
     onnx_types = ("Conv",)
     Attrs = ConvAttrs
     kind = "conv"
+    weighted = True
+
+    def geometry(self, node: Node, x: Shape, w: Shape) -> Any:
+        """The window geometry the C kernel is given (:func:`conv_geometry`)."""
+        return conv_geometry(node, x, w)
 
     def infer(self, node: Node, ins: Sequence[TensorInfo | None]) -> list[Shape]:
         x, w = ins[0], ins[1]

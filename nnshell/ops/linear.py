@@ -27,6 +27,14 @@ class Linear(OpDef):
 
     name = "Linear"
     kind = "linear"
+    weighted = True
+
+    def onnx_nodes(self, node: Node, ins: list[str], outs: list[str], b: Any) -> bool:
+        """ONNX export: Flatten then Gemm with the weights as stored (out x in, transB)."""
+        flat = b.temp("flat")
+        b.emit("Flatten", [ins[0]], [flat], f"{node.name}_flatten", axis=1)
+        b.emit("Gemm", [flat, *ins[1:]], outs, node.name, transB=1)
+        return True
 
     def infer(self, node: Node, ins: Sequence[TensorInfo | None]) -> list[Shape]:
         x, w = ins[0], ins[1]

@@ -67,10 +67,9 @@ def probe_stats(
 
 
 def _describe(node: Node) -> str:
-    op = node.op
-    if op == "Fused":
-        op = "+".join(p.op for p in node.attrs.parts)
-    return f"{node.name} ({op})"
+    from nnshell.ops import get_op
+
+    return f"{node.name} ({get_op(node.op).label(node)})"
 
 
 def _reason(node: Node, err: NnshellError) -> str:

@@ -131,7 +131,7 @@ def qtype_groups(graph: Graph) -> dict[str, list[str]]:
         op = get_op(node.op)
         if op.q_passthrough and acts and op.q_output_qtype(node, []) is None:
             union(out, acts[0])
-        elif node.op == "Concat":
+        elif op.q_ties_inputs:
             for i in acts:
                 # issue 17 (elt): an input of a fixed format (sigmoid 1/127, softmax Q15) is not
                 # tied, or it would clip every other branch: the Concat rescales it instead
@@ -171,8 +171,10 @@ def _group_qtype(
         if node is None and t in graph.inputs:
             st = stats.get(t)
             sym = sym or st is None or st.min != 0.0  # SQ8 §2: inputs symmetric unless min is 0
-        elif node is not None and not get_op(node.op).q_passthrough and node.op != "Concat":
-            sym = sym or not get_op(node.op).q_asym(node)
+        elif node is not None:
+            op = get_op(node.op)
+            if not (op.q_passthrough or op.q_ties_inputs):
+                sym = sym or not op.q_asym(node)
     lo, hi = float("inf"), float("-inf")
     for t in members:
         bound = None

@@ -147,7 +147,7 @@ def quantize_from_file(
     producers = {o: n for n in graph.nodes for o in n.outputs}
     for t, node in producers.items():  # SQ8 kernels whose own output is symmetric (add, tanh)
         op = get_op(node.op)
-        if not (op.q_passthrough or node.op == "Concat" or op.q_asym(node)):
+        if not (op.q_passthrough or op.q_ties_inputs or op.q_asym(node)):
             req.setdefault(t, f"{node.name} ({node.op} output is symmetric in SQ8)")
     fixed: dict[str, QType] = {}
     for members in groups.values():
