@@ -105,6 +105,12 @@ class Softmax(_Softmax):
     name = "Softmax"
     onnx_types = ("Softmax",)
 
+    def q_output_qtype_pow2(self, node: Node, bits: int) -> Any:
+        """Q15 int16 whatever the container width (POW2.md)."""
+        from nnshell.fixed_pow2 import pow2_qtype
+
+        return pow2_qtype(15, 16, "softmax Q15 output")
+
     # -- float layers (docs/FLOAT16.md) --------------------------------------------------------
     def float_rows(self, node: Node, shape: Sequence[int]) -> tuple[int, int] | None:
         """(rows, n) when the softmax runs over contiguous runs of ``n`` values, else None."""
