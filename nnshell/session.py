@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from nnshell import settings as settings_mod
 from nnshell.errors import CodegenError, GraphStateError, NnshellError, UsageError
 from nnshell.selectors import select_steps
+from nnshell.session_tuning import TuningMixin
 
 if TYPE_CHECKING:  # numpy and the op registry load on first use: the shell starts fast
     import numpy as np
@@ -32,7 +33,7 @@ class FusionOutcome:
     notes: list[str] = field(default_factory=list)
 
 
-class Session:
+class Session(TuningMixin):
     """Holds the open graph, the settings and the history of state-changing commands."""
 
     def __init__(self) -> None:
@@ -183,17 +184,10 @@ class Session:
             raw_shape,
             with_formatter,
         )
+        from nnshell.io_names import require_input
 
         graph = self.require_graph()
-        if input_name not in graph.inputs:
-            import difflib
-
-            close = difflib.get_close_matches(input_name, graph.inputs, n=3)
-            raise UsageError(
-                f"imageformat: '{input_name}' is not a graph input",
-                f"inputs: {', '.join(graph.inputs)}"
-                + (f"; did you mean {', '.join(close)}?" if close else ""),
-            )
+        input_name = require_input(graph, input_name, "imageformat")
         if (fmt is None) != (norm is None):
             raise UsageError("imageformat needs both FORMAT and NORM (or neither, to remove)")
         old = formatters(graph).get(input_name)
@@ -215,7 +209,9 @@ class Session:
         if self.prefusion is not None:
             prefusion = self.prefusion.copy()
             prefusion.meta = with_formatter(self.prefusion.meta, input_name, new)
+        qstate = self._formatted_qstate(work)  # POW2: the formatter imposes the input's Q
         self.graph, self.prefusion = work, prefusion if prefusion is not None else self.prefusion
+        self.qstate = qstate
         self._runners = {}
         return FormatterOutcome(input_name, new, old)
 
@@ -237,6 +233,7 @@ class Session:
             self.adjusted = True
             if result.changed and self._drop_quantization():
                 result.notes.append("the graph changed: calibration and quantization dropped")
+            result.notes += self._carry_tuning()
         return result
 
     def fusions(
@@ -276,6 +273,7 @@ class Session:
                 notes.append("the graph changed: calibration and quantization dropped")
             if work.meta.get("load_quantization"):
                 notes += self._apply_file_quantization(work, scheme)
+            notes += self._carry_tuning()
         return FusionOutcome(scheme, result, dry_run, rederived, notes)
 
     def _apply_file_quantization(self, graph: Graph, scheme: str | None) -> list[str]:
@@ -285,7 +283,11 @@ class Session:
             return ["open -q: the file's quantization applies to --scale8 only; run aquant"]
         from nnshell.quant.tflite_quant import quantize_from_file
 
-        fq = quantize_from_file(graph, str(self.settings.get("relun_range", "bound")))
+        fq = quantize_from_file(
+            graph,
+            str(self.settings.get("relun_range", "bound")),
+            int(self.settings.get("file_mult_bits", 30)),
+        )
         self.stats, self.stats_files, self.qstate = fq.stats, [], fq.qstate
         notes = [
             f"open -q: the file's quantization applied (no aquant needed): {len(fq.kept)} "
@@ -401,7 +403,7 @@ class Session:
         line lists all the layers the scheme refuses and why. The hint names the other scheme
         only when that scheme would quantize every layer (no sending the user in a circle)."""
         label = "SQ8" if scheme == "scale8" else "POW2"
-        graph = self.require_graph()
+        graph = self._without_conversions()
         if self.scheme != scheme:
             raise GraphStateError(
                 f"aquant -s {label} needs the {label} fusions first"
@@ -515,6 +517,9 @@ class Session:
             stats, seen, reused = self.stats, self.stats_files, True
         else:
             raise GraphStateError("aquant needs calibration images", "aquant sample_images/calib")
+        outcome = AquantOutcome(qopts, len(seen), reused)
+        if graph.meta.get("qtune") or graph.meta.get("fquant"):  # nnshell.quant.tuning
+            return self._aquant_tuned(stats, seen, calib_inputs, outcome)
         from nnshell.formatter import fixed_qtypes
 
         if scheme == "POW2":
@@ -527,7 +532,7 @@ class Session:
             qstate = quantize_graph(graph, stats, qopts, fixed_qtypes(graph))
         self.stats, self.stats_files, self.qstate = stats, seen, qstate
         self.calib_inputs = calib_inputs
-        return AquantOutcome(qopts, len(seen), reused)
+        return outcome
 
     def input_drift(self, opts: Any) -> str | None:
         """A warning when ``opts`` differ from the input options of the calibration, else None.
@@ -540,6 +545,8 @@ class Session:
         from nnshell.images import describe_inputs
 
         if self.qstate is None or self.calib_inputs is None or opts is None:
+            return None
+        if getattr(opts, "formatter", None):  # imageformat checked its codes against the input
             return None
         if opts.to_dict() == self.calib_inputs.to_dict():
             return None

@@ -282,7 +282,9 @@ def _qstate_doc(enc: _Encoder, qs: Any) -> dict[str, Any]:
             "symmetric": bool(opts.symmetric),
             "per_tensor": bool(opts.per_tensor),
             **({"bits": int(opts.bits)} if hasattr(opts, "bits") else {}),  # POW2 width
+            **({"float_type": str(opts.float_type)} if hasattr(opts, "float_type") else {}),
             "relun_range": str(opts.relun_range),
+            **({"mult_bits": int(opts.mult_bits)} if opts.mult_bits != 8 else {}),
         },
         "tensors": {name: q.to_dict() for name, q in qs.tensors.items()},
         # a fixed-format output (Sigmoid / Tanh / Softmax, fused or not) has no calibrated
@@ -687,6 +689,12 @@ class _Decoder:
             if t not in g.tensors:
                 raise _Malformed(f"{where}: graph tensor '{t}' is not declared")
         _check_graph(g, where)
+        from nnshell.node_options import check_records
+
+        try:
+            check_records(g, where)  # nodeoption records: as strict as the other fields
+        except ValueError as exc:
+            raise _Malformed(str(exc)) from None
         return g
 
     def qtype(self, d: Any, where: str) -> Any:
@@ -694,6 +702,12 @@ class _Decoder:
 
         if not isinstance(d, dict):
             raise _Malformed(f"{where} is not a quantization type")
+        if set(d) == {"float_type"}:  # a float layer's tensor (qtune, docs/FLOAT16.md)
+            from nnshell.ops._float import FLOAT_TYPES, FloatType
+
+            if d["float_type"] not in FLOAT_TYPES:
+                raise _Malformed(f"{where}: unknown float type {d['float_type']!r}")
+            return FloatType(str(d["float_type"]))
         try:
             return QType.from_dict(d)
         except ModelFileError as exc:
@@ -706,6 +720,10 @@ class _Decoder:
 
         w = "quantization"
         scheme = _req(d, "scheme", str, w)
+        if scheme == "FLOAT":  # derived from the graph alone: no array of the file is read
+            from nnshell.quant.float_q import load_float_state
+
+            return load_float_state(graph, _req(d, "options", dict, w), _Malformed)
         if scheme not in ("SQ8", "POW2"):
             raise _Malformed(f"{w}.scheme: unknown scheme {scheme!r}")
         o = _req(d, "options", dict, w)
@@ -720,11 +738,15 @@ class _Decoder:
         relun = o.get("relun_range", "calibrated")  # states saved before the rule: calibrated
         if relun not in ("bound", "calibrated"):
             raise _Malformed(f"{w}.options.relun_range: '{relun}' is not bound or calibrated")
+        mult_bits = o.get("mult_bits", 8)
+        if type(mult_bits) is not int or not 8 <= mult_bits <= 30:
+            raise _Malformed(f"{w}.options.mult_bits: {mult_bits!r} is not an integer in 8..30")
         opts = QuantOptions(
             mode,
             _req(o, "symmetric", bool, f"{w}.options"),
             _req(o, "per_tensor", bool, w),
             relun_range=relun,
+            mult_bits=mult_bits,
         )
         if scheme == "POW2":
             from nnshell.quant.pow2 import POW2_BITS, Pow2Options

@@ -51,7 +51,7 @@ def runner_outputs(graph: Graph, all_tensors: bool | str) -> list[str]:
     if all_tensors == "heads":
         from nnshell.exporters.onnx_export import head_output
 
-        keep += [head_output(n.name) for n in graph.nodes if n.op == "Fused"]
+        keep += [head_output(n.name) for n in graph.nodes if getattr(n.attrs, "parts", None)]
     return keep
 
 

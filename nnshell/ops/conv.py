@@ -200,6 +200,11 @@ class Conv(OpDef):
     onnx_types = ("Conv",)
     Attrs = ConvAttrs
     kind = "conv"
+    weighted = True
+
+    def geometry(self, node: Node, x: Shape, w: Shape) -> Any:
+        """The window geometry the C kernel is given (:func:`conv_geometry`)."""
+        return conv_geometry(node, x, w)
 
     def infer(self, node: Node, ins: Sequence[TensorInfo | None]) -> list[Shape]:
         x, w = ins[0], ins[1]
@@ -219,6 +224,18 @@ class Conv(OpDef):
         b = xs[2] if len(xs) > 2 else None
         kernel, strides, dil, pads, outs = conv_geometry(node, x.shape, w.shape)
         return [conv_float(x, w, b, kernel, strides, dil, pads, outs, node.attrs.group)]
+
+    def run_float_t(self, node: Node, *xs: np.ndarray | None) -> list[np.ndarray]:
+        """Float layer: float32 accumulated in the C runtime's order (``ops._float``)."""
+        from nnshell.ops._float import conv2d_ordered
+
+        x, w = xs[0], xs[1]
+        assert x is not None and w is not None
+        b = xs[2] if len(xs) > 2 else None
+        kernel, strides, dil, pads, outs = conv_geometry(node, x.shape, w.shape)
+        if len(kernel) > 2:
+            return super().run_float_t(node, *xs)
+        return [conv2d_ordered(x, w, b, kernel, strides, dil, pads, outs, node.attrs.group)]
 
     def macs(self, node: Node, ins: Sequence[TensorInfo | None], outs: Sequence[TensorInfo]) -> int:
         w = ins[1]
@@ -265,7 +282,7 @@ class Conv(OpDef):
                 node.attrs.group,
                 ctx.const("weights", c["weights"], "int8_t"),
                 ctx.const("bias", c["bias_total"], "int32_t"),
-                ctx.const("mul", c["mul"], "uint8_t"),
+                ctx.const("mul", c["mul"], "int32_t"),
                 ctx.const("shift", c["shift"], "int8_t"),
             ],
         )

@@ -55,6 +55,7 @@ class GlobalAveragePool(_GlobalPool):
     """Mean over every spatial position (classifier heads)."""
 
     name = "GlobalAveragePool"
+    pool_reduce = "average"
     onnx_types = ("GlobalAveragePool",)
 
     def run_float(self, node: Node, *xs: np.ndarray | None) -> list[np.ndarray]:
@@ -62,6 +63,14 @@ class GlobalAveragePool(_GlobalPool):
         assert x is not None
         axes = tuple(range(2, x.ndim))
         return [x.mean(axis=axes, keepdims=True, dtype=np.float32).astype(x.dtype, copy=False)]
+
+    def run_float_t(self, node: Node, *xs: np.ndarray | None) -> list[np.ndarray]:
+        """Float layer: ``acc += x`` over the positions in order, then ``acc / HW`` (float32,
+        the order of ``nn_f_avgpool_global``)."""
+        from nnshell.ops._float import global_mean_ordered
+
+        assert xs[0] is not None
+        return [global_mean_ordered(xs[0])]
 
     # -- SQ8 (SQ8.md §5) -------------------------------------------------------------------
     def q_symmetric_input(self, node: Node, idx: int) -> str | None:
@@ -124,6 +133,7 @@ class GlobalMaxPool(_GlobalPool):
     """Maximum over every spatial position."""
 
     name = "GlobalMaxPool"
+    pool_reduce = "max"
     onnx_types = ("GlobalMaxPool",)
 
     def run_float(self, node: Node, *xs: np.ndarray | None) -> list[np.ndarray]:

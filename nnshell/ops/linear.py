@@ -27,6 +27,14 @@ class Linear(OpDef):
 
     name = "Linear"
     kind = "linear"
+    weighted = True
+
+    def onnx_nodes(self, node: Node, ins: list[str], outs: list[str], b: Any) -> bool:
+        """ONNX export: Flatten then Gemm with the weights as stored (out x in, transB)."""
+        flat = b.temp("flat")
+        b.emit("Flatten", [ins[0]], [flat], f"{node.name}_flatten", axis=1)
+        b.emit("Gemm", [flat, *ins[1:]], outs, node.name, transB=1)
+        return True
 
     def infer(self, node: Node, ins: Sequence[TensorInfo | None]) -> list[Shape]:
         x, w = ins[0], ins[1]
@@ -48,6 +56,13 @@ class Linear(OpDef):
         if b is not None:
             y = y + b.astype(y.dtype, copy=False)
         return [y]
+
+    def run_float_t(self, node: Node, *xs: np.ndarray | None) -> list[np.ndarray]:
+        """Float layer: float32 accumulated in the C runtime's order (``ops._float``)."""
+        from nnshell.ops._float import linear_ordered
+
+        assert xs[0] is not None and xs[1] is not None
+        return [linear_ordered(xs[0], xs[1], xs[2] if len(xs) > 2 else None)]
 
     def macs(self, node: Node, ins: Sequence[TensorInfo | None], outs: Sequence[TensorInfo]) -> int:
         w = ins[1]
@@ -76,7 +91,7 @@ class Linear(OpDef):
         args = [
             ctx.const("weights", w, "int8_t"),
             ctx.const("bias", c["bias_total"], "int32_t"),
-            ctx.const("mul", c["mul"], "uint8_t"),
+            ctx.const("mul", c["mul"], "int32_t"),
             ctx.const("shift", c["shift"], "int8_t"),
         ]
         x, y = ctx.ptr8(node.inputs[0]), ctx.ptr8(node.outputs[0])

@@ -77,6 +77,26 @@ class OpDef:
         """Multiply-accumulates for one batch item (0 for ops that do no arithmetic of note)."""
         return 0
 
+    # -- what drivers ask of any node, so that they never compare op names ----------------------
+    #: The quantizers give all its activation inputs one qtype (Concat), fixed formats aside.
+    q_ties_inputs: ClassVar[bool] = False
+    #: A layer with a weight tensor (conv, transposed conv, linear) or a fusion headed by one.
+    weighted: ClassVar[bool] = False
+    #: What a pool does to its window ("max" or "average"); "" for other ops.
+    pool_reduce: ClassVar[str] = ""
+
+    def label(self, node: Node) -> str:
+        """The op as reports name it (a fusion: its parts joined with ``+``)."""
+        return str(node.op)
+
+    def head(self, node: Node) -> Node:
+        """The node whose arithmetic sets the layer's geometry (a fusion: its first part)."""
+        return node
+
+    def tail_parts(self, node: Node) -> tuple[Any, ...]:
+        """What a fusion applies after its head (pools, activations); () for a plain op."""
+        return ()
+
     # -- SQ8 quantization hooks (ops without them cannot be quantized: an error names them) ----
     #: Output qtype equals the input qtype (max pool, reshapes, transposes): no arithmetic.
     q_passthrough: ClassVar[bool] = False
@@ -125,9 +145,28 @@ class OpDef:
             "nnshell does not silently fall back to float; use aquant -s SQ8 or replace the layer",
         )
 
+    def q_output_qtype_pow2(self, node: Node, bits: int) -> Any:
+        """A fixed POW2 output format the op imposes (softmax Q15, sigmoid / tanh Q15 or Q7)."""
+        return None
+
     def run_int_pow2(self, node: Node, nq: Any, *xs: np.ndarray | None) -> list[np.ndarray]:
         """Run the POW2 integer kernel on batched integer arrays."""
         raise QuantizationError(f"{node.name}: {self.name} has no POW2 integer kernel")
+
+    # -- float layers (docs/FLOAT16.md): float32 arithmetic on widened stored values ----------
+    def run_float_t(self, node: Node, *xs: np.ndarray | None) -> list[np.ndarray]:
+        """The float32 result of a float layer before it is stored (``ops._float``). The
+        default is the float kernel on float32 arrays; conv and linear override it with the
+        fixed accumulation order of the C runtime."""
+        args = [None if x is None else np.asarray(x, np.float32) for x in xs]
+        return [np.asarray(y, np.float32) for y in self.run_float(node, *args)]
+
+    def emit_c_float(self, node: Node, nq: Any, ctx: Any) -> str:
+        """The ``nn_f_*`` call of a float layer (``ops._float.emit_float`` refuses, naming the
+        node, what the float runtime has no kernel for)."""
+        from nnshell.ops._float import emit_float
+
+        return emit_float(node, nq, ctx)
 
 
 _REGISTRY: dict[str, OpDef] = {}

@@ -105,6 +105,32 @@ class Softmax(_Softmax):
     name = "Softmax"
     onnx_types = ("Softmax",)
 
+    def q_output_qtype_pow2(self, node: Node, bits: int) -> Any:
+        """Q15 int16 whatever the container width (POW2.md)."""
+        from nnshell.fixed_pow2 import pow2_qtype
+
+        return pow2_qtype(15, 16, "softmax Q15 output")
+
+    # -- float layers (docs/FLOAT16.md) --------------------------------------------------------
+    def float_rows(self, node: Node, shape: Sequence[int]) -> tuple[int, int] | None:
+        """(rows, n) when the softmax runs over contiguous runs of ``n`` values, else None."""
+        axis, legacy = softmax_axis(node, len(shape))
+        if not legacy and axis != len(shape) - 1:
+            return None
+        n = int(np.prod(shape[axis:]))
+        return int(np.prod(shape)) // max(n, 1), n
+
+    def run_float_t(self, node: Node, *xs: np.ndarray | None) -> list[np.ndarray]:
+        """Float layer: ``nn_f_softmax``'s float32 operations (its own exp, ordered sum)."""
+        from nnshell.ops._float import softmax_rows
+
+        x = xs[0]
+        assert x is not None
+        rows = self.float_rows(node, x.shape)
+        if rows is None:
+            return super().run_float_t(node, *xs)
+        return [softmax_rows(x.reshape(-1, rows[1])).reshape(x.shape)]
+
     # -- SQ8 -----------------------------------------------------------------------------------
     def q_symmetric_input(self, node: Node, idx: int) -> str | None:
         """The exp table is indexed by code differences; the input is symmetric (SQ8 §5)."""
