@@ -379,14 +379,12 @@ class Session(TuningMixin):
         """A validated onnxruntime runner for ``graph`` (None: use the numpy executor).
 
         ``set float_backend numpy`` turns the fast path off. The runner is checked against the
-        numpy executor on ``probe`` when built and cached for this graph object.
-        ``all_tensors="heads"``: every tensor plus each fused layer's accumulator."""
+        numpy executor on ``probe`` when built and cached for this graph object; ``"heads"``:
+        every tensor plus each fused layer's accumulator (serves ``all_tensors=True`` too)."""
         if self.settings.get("float_backend") == "numpy":
             return None
         key = (id(graph), all_tensors)
-        cached = self._runners.get(key)
-        if all_tensors is True and (cached is None or cached[1] is None):
-            cached = self._runners.get((id(graph), "heads"), cached)  # gives every tensor too
+        cached = self._runners.get(key) or self._runners.get((id(graph), all_tensors and "heads"))
         if cached is not None and cached[0] is graph:
             return cached[1]
         from nnshell.exec.ort_backend import make_runner, runner_outputs
@@ -679,11 +677,9 @@ class Session(TuningMixin):
             store = self.__dict__["_tensor_store"] = {}
         return store  # type: ignore[no-any-return]
 
-    def _analysis_pass(
-        self, files: list[str], opts: Any, bytes_per_element: int = 4
-    ) -> tuple[list[str], Any, Any]:
+    def _analysis_pass(self, files: list[str], opts: Any, per: int = 4) -> tuple[Any, ...]:
         """(paths, batch iterator, validated all-tensor runner or None) for one image pass;
-        batches capped to the activation budget at ``bytes_per_element`` (exec.budget)."""
+        batches capped to the activation budget at ``per`` bytes a value (exec.budget)."""
         import itertools
 
         from nnshell.exec.budget import images_per_batch
@@ -693,7 +689,7 @@ class Session(TuningMixin):
         paths = expand_files(files)
         opts = opts if opts is not None else self.input_options()
         expected = graph.tensors[graph.inputs[0]].dims
-        bs = images_per_batch(graph, int(self.settings["batch_size"]), bytes_per_element)
+        bs = images_per_batch(graph, int(self.settings["batch_size"]), per)
         batches = iter_batches(paths, opts, expected, bs, cache=self._images())
         first = next(batches)
         fast = self.fast_runner(graph, first[1][:2], all_tensors=True)
@@ -709,7 +705,7 @@ class Session(TuningMixin):
         qstate = self.require_quantized()
         if not files:
             raise UsageError("qerror needs image files", "qerror sample_images/test")
-        paths, batches, fast = self._analysis_pass(files, opts, bytes_per_element=12)
+        paths, batches, fast = self._analysis_pass(files, opts, per=12)
         return qerror(graph, qstate, batches, len(paths), isolated, progress, fast)
 
     def qexplain(self, selector: str | None) -> list[Any]:
