@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from nnshell.errors import QuantizationError
 from nnshell.fixed_point import QType, qtype_from_range
-from nnshell.ir import Graph
+from nnshell.ir import Graph, Node
 from nnshell.ops import get_op
 from nnshell.qrecord import NodeQuant, QuantContext
 from nnshell.quant.ranges import RangeMode, choose_range
@@ -51,6 +51,12 @@ class QuantOptions:
         if self.relun_range == "calibrated":
             text += ", calibrated ReLU-N ranges"
         return text
+
+
+def per_tensor_weights(node: Node, opts: QuantOptions) -> bool:
+    """Whether ``node``'s weights get one scale: ``--per_tensor`` unless ``balance_filters``
+    marked the layer (its channels then keep their own scales, NNTool's multiplicative bias)."""
+    return bool(opts.per_tensor) and not node.meta.get("balanced", False)
 
 
 @dataclass
@@ -225,7 +231,7 @@ def quantize_graph(
     nodes: dict[str, NodeQuant] = {}
     for node in graph.nodes:
         in_q = [qt.get(i) if i and not graph.tensors[i].is_const else None for i in node.inputs]
-        ctx = QuantContext(graph, node, in_q, qt[node.outputs[0]], opts.per_tensor)
+        ctx = QuantContext(graph, node, in_q, qt[node.outputs[0]], per_tensor_weights(node, opts))
         nodes[node.name] = get_op(node.op).quantize_sq8(ctx)
     return QuantState("SQ8", opts, qt, nodes, ranges)
 
