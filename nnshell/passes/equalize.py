@@ -238,6 +238,12 @@ def equalize(graph: Graph, threshold: float = DEFAULT_THRESHOLD) -> EqualizeResu
         return res
     layers = {lay.node.name: lay for pair in pairs for lay in pair}
     before = {n: _spread(graph, lay) for n, lay in layers.items()}
+    # Work in float64 and round to the constants' own dtype once at the end: rounding after
+    # every sweep would add float32 error per sweep (visible after a deep net's sigmoid).
+    names = {t for lay in layers.values() for t in (lay.weights, lay.bias) if t is not None}
+    dtypes = {t: graph.tensors[t].const.dtype for t in names}  # type: ignore[union-attr]
+    for t in names:
+        graph.tensors[t].const = np.asarray(graph.tensors[t].const, np.float64)
     res.converged = False
     for sweep in range(1, MAX_SWEEPS + 1):
         worst = 0.0
@@ -254,6 +260,8 @@ def equalize(graph: Graph, threshold: float = DEFAULT_THRESHOLD) -> EqualizeResu
         if worst < threshold:
             res.converged = True
             break
+    for t in names:
+        graph.tensors[t].const = np.ascontiguousarray(graph.tensors[t].const.astype(dtypes[t]))
     if not res.converged:
         res.notes.append(f"not converged under {threshold} after {MAX_SWEEPS} sweeps")
     res.spread = {n: (before[n], _spread(graph, lay)) for n, lay in layers.items()}

@@ -39,6 +39,7 @@ from nnshell.shell.commands.quant_cmds import QuantCommands
 from nnshell.shell.commands.run_cmds import RunCommands
 from nnshell.shell.commands.state_cmds import StateCommands
 from nnshell.shell.commands.transform_cmds import TransformCommands
+from nnshell.shell.commands.tune_cmds import TuneCommands
 from nnshell.shell.parser import NnArgumentParser, NnStatementParser
 
 #: cmd2 commands that run operating-system commands or define new command lines; interactive
@@ -99,6 +100,7 @@ class NnShell(cmd2.Cmd):
                 AnalysisCommands(),
                 GenCommands(),
                 NntoolCommands(),
+                TuneCommands(),
             ],
             suggest_similar_command=True,
             auto_suggest=False,
