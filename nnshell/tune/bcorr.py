@@ -65,8 +65,13 @@ def channel_errors(
     total: int,
     progress: Callable[[int, int], None] | None = None,
     fast: Any = None,
+    reference: Graph | None = None,
 ) -> tuple[dict[str, np.ndarray], list[str], int]:
-    """Mean (integer − float) output per channel of every correctable filter layer."""
+    """Mean (integer − float) output per channel of every correctable filter layer.
+
+    ``reference``: the float graph to compare with (same tensor names; by default ``graph``
+    itself) — after a correction, the corrected network is judged against the original float.
+    """
     from nnshell.analysis.qerror import float_outputs, isolated_outputs
     from nnshell.exec.int_exec import dequantize
     from nnshell.passes.filters import filters
@@ -79,7 +84,7 @@ def channel_errors(
             layers[f.node] = f
     sums, seen = _Means(), 0
     for _paths, batch in batches:
-        fvals = float_outputs(graph, batch, fast)
+        fvals = float_outputs(reference or graph, batch, None if reference else fast)
         ivals = isolated_outputs(graph, qstate, fvals)
         for name, f in layers.items():
             out = graph.node(name).outputs[0]
