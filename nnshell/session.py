@@ -183,17 +183,10 @@ class Session:
             raw_shape,
             with_formatter,
         )
+        from nnshell.io_names import require_input
 
         graph = self.require_graph()
-        if input_name not in graph.inputs:
-            import difflib
-
-            close = difflib.get_close_matches(input_name, graph.inputs, n=3)
-            raise UsageError(
-                f"imageformat: '{input_name}' is not a graph input",
-                f"inputs: {', '.join(graph.inputs)}"
-                + (f"; did you mean {', '.join(close)}?" if close else ""),
-            )
+        input_name = require_input(graph, input_name, "imageformat")
         if (fmt is None) != (norm is None):
             raise UsageError("imageformat needs both FORMAT and NORM (or neither, to remove)")
         old = formatters(graph).get(input_name)

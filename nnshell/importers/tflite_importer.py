@@ -870,7 +870,21 @@ def import_tflite(
         tflite_quant={k: q.as_dict() for k, q in imp.quant.items() if k in graph.tensors},
     )
     names = {i: (imp.sg.Tensors(i).Name() or b"").decode("utf-8", "replace") for i in imp.values}
+    graph.meta["io_file_names"] = _io_file_names(imp.sg, names)
     return TfliteImport(graph, {i: (v.name, v.chw) for i, v in imp.values.items()}, names)
+
+
+def _io_file_names(sg: Any, names: Mapping[int, str]) -> dict[str, str]:
+    """``{"input_1": file tensor name, "output_1": ...}``: the file's own names answer too."""
+    out: dict[str, str] = {}
+    ins = [int(i) for i in sg.InputsAsNumpy()] if sg.InputsLength() else []
+    outs = [int(i) for i in sg.OutputsAsNumpy()] if sg.OutputsLength() else []
+    for kind, idxs in (("input", ins), ("output", outs)):
+        for k, idx in enumerate(idxs):
+            name = names.get(idx) or (sg.Tensors(idx).Name() or b"").decode("utf-8", "replace")
+            if name:
+                out[f"{kind}_{k + 1}"] = name
+    return out
 
 
 def load_tflite(path: str, input_shapes: Mapping[str, Sequence[int]] | None = None) -> Graph:

@@ -26,7 +26,11 @@ def human_bytes(n: int) -> str:
 
 
 def layer_table(
-    rows: Sequence[LayerInfo], totals: GraphTotals, title: str, partial: bool = False
+    rows: Sequence[LayerInfo],
+    totals: GraphTotals,
+    title: str,
+    partial: bool = False,
+    caption: str | None = None,
 ) -> Table:
     """Render the ``show`` layer table with its totals row.
 
@@ -43,7 +47,9 @@ def layer_table(
             macs=sum(r.macs for r in rows),
             peak_act_bytes=0,
         )
-    table = Table(title=title, show_footer=True, header_style="bold", footer_style="bold")
+    table = Table(
+        title=title, caption=caption, show_footer=True, header_style="bold", footer_style="bold"
+    )
     table.add_column("Step", justify="right", footer="")
     table.add_column("Name", footer=f"Total of these {len(rows)}" if partial else "Total")
     table.add_column("Op")

@@ -22,4 +22,8 @@ class NnCommandSet(cmd2.CommandSet):  # type: ignore[type-arg]
         """Node names of the open graph, for tab completion of selectors (cmd2 passes the
         command's own set as ``self``: it is a subclass of this one)."""
         graph = self.app.session.graph
-        return cmd2.Choices.from_values([n.name for n in graph.nodes] if graph is not None else [])
+        if graph is None:
+            return cmd2.Choices.from_values([])
+        from nnshell.io_names import io_names
+
+        return cmd2.Choices.from_values([n.name for n in graph.nodes] + io_names(graph))

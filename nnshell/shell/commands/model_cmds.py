@@ -106,5 +106,8 @@ class ModelCommands(NnCommandSet):
         title = (
             f"{self.app.session.name}: {len(rows)} of {len(self.app.session.graph.nodes)} layers"
         )
+        from nnshell.io_names import io_caption
+
         partial = len(rows) < len(self.app.session.graph.nodes)
-        self.app.print_table(layer_table(rows, totals, title, partial))
+        caption = io_caption(self.app.session.graph)
+        self.app.print_table(layer_table(rows, totals, title, partial, caption))
