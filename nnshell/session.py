@@ -184,6 +184,7 @@ class Session:
             with_formatter,
         )
         from nnshell.io_names import require_input
+        from nnshell.quant.tflite_quant import refit_for_formatter
 
         graph = self.require_graph()
         input_name = require_input(graph, input_name, "imageformat")
@@ -198,17 +199,20 @@ class Session:
             )
         if new is not None and new == old:
             new = None  # the same command again removes it
+        work = graph.copy()
+        work.meta = with_formatter(graph.meta, input_name, new)
+        refit = refit_for_formatter(work, self, input_name, new)  # open -q: file's quantization
         if new is not None:
             raw_shape(graph, input_name, new)
-            check_formatter(graph, self.qstate, input_name, new)
-        meta = with_formatter(graph.meta, input_name, new)
-        work = graph.copy()
-        work.meta = meta
+            if refit is None:
+                check_formatter(graph, self.qstate, input_name, new)
         prefusion = None
         if self.prefusion is not None:
             prefusion = self.prefusion.copy()
             prefusion.meta = with_formatter(self.prefusion.meta, input_name, new)
         self.graph, self.prefusion = work, prefusion if prefusion is not None else self.prefusion
+        if refit is not None:
+            self.qstate, self.stats = refit
         self._runners = {}
         return FormatterOutcome(input_name, new, old)
 
