@@ -84,3 +84,13 @@ def test_shell_bcorr(shell) -> None:  # noqa: ANN001
     ok, out, err = shell.run(f'bcorr {" ".join(FILES[:8])} -N "{NORM}"')
     assert ok, err
     assert "bcorr: 5 layer(s) corrected on 8 image(s)" in out and "re-quantized" in out
+
+
+def test_bcorr_on_a_pow2_graph_requantizes_pow2() -> None:
+    s = Session()
+    s.open(str(SAMPLE_MODEL))
+    s.adjust()
+    s.fusions("pow2")
+    s.aquant(FILES[:8], s.input_options(norm_func=NORM), scheme="POW2", bits=8)
+    res = bcorr(s, FILES[:8], s.input_options(norm_func=NORM))
+    assert res.corrected and s.qstate.scheme == "POW2" and s.qstate.options.bits == 8

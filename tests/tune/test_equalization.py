@@ -194,3 +194,25 @@ def test_shell_weight_equalization_and_balance_filters(shell) -> None:  # noqa: 
     assert not ok and "threshold 12.0 is not in (0, 10)" in err and "Traceback" not in err
     ok, out, err = shell.run("balance_filters -t 0.2")
     assert ok and "balanced _fc1_Gemm_fusion" in out
+
+
+def test_equalized_weights_and_balance_marks_survive_save_state(tmp_path: Path) -> None:
+
+    model = tmp_path / "cifar_net.onnx"
+    model.write_bytes(SAMPLE_MODEL.read_bytes())
+    s = Session()
+    s.open(str(model))
+    s.adjust()
+    s.fusions("scale8")
+    weight_equalization(s, 0.1)
+    s.aquant([str(p) for p in sorted(CALIB_DIR.iterdir())[:8]], s.input_options(norm_func=NORM))
+    res = balance_filters(s, threshold=0.2)
+    json_path, _npz = s.save_state(str(tmp_path / "st.json"))
+    back = Session()
+    back.open(str(json_path))
+    for node in s.graph.nodes:
+        other = back.graph.node(node.name)
+        assert other.meta.get("balanced", False) == any(n == node.name for n, _ in res.balanced)
+        for a, b in zip(node.inputs, other.inputs, strict=True):
+            ca, cb = s.graph.tensors[a].const, back.graph.tensors[b].const
+            assert (ca is None) == (cb is None) and (ca is None or np.array_equal(ca, cb))
