@@ -216,3 +216,24 @@ def test_equalized_weights_and_balance_marks_survive_save_state(tmp_path: Path) 
         for a, b in zip(node.inputs, other.inputs, strict=True):
             ca, cb = s.graph.tensors[a].const, back.graph.tensors[b].const
             assert (ca is None) == (cb is None) and (ca is None or np.array_equal(ca, cb))
+
+
+def test_balancing_every_layer_is_exactly_the_per_channel_quantization() -> None:
+    files = [str(p) for p in sorted(CALIB_DIR.iterdir())[:8]]
+    qs = {}
+    for per_tensor in (True, False):
+        s = Session()
+        s.open(str(SAMPLE_MODEL))
+        s.adjust()
+        s.fusions("scale8")
+        s.aquant(files, s.input_options(norm_func=NORM), per_tensor=per_tensor)
+        if per_tensor:
+            plain = s.qstate
+            res = balance_filters(s, threshold=1.0)
+            assert len(res.balanced) == 5 and s.qstate is not plain
+        qs[per_tensor] = s.qstate
+    for name, nq in qs[False].nodes.items():
+        other = qs[True].nodes[name]
+        assert sorted(nq.consts) == sorted(other.consts)
+        for key, value in nq.consts.items():
+            assert np.array_equal(value, other.consts[key]), (name, key)
