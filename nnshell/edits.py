@@ -70,7 +70,7 @@ def extract(session: Any, step: str) -> EditOutcome:
     graph = session.require_graph()
     work = graph.copy()
     steps = select_steps(work, step)
-    if steps != list(range(steps[0], steps[-1] + 1)):
+    if not steps or steps != list(range(steps[0], steps[-1] + 1)):
         raise UsageError(f"extract '{step}': give one step or a contiguous range a:b")
     before = [n.name for n in work.nodes]
     extract_steps(work, steps)

@@ -152,6 +152,11 @@ def targets(graph: Graph) -> list[Target]:
     return [Target(kind, name, step) for (kind, name), step in sorted(steps.items(), key=_by_step)]
 
 
+def layer_nntool_steps(graph: Graph) -> dict[str, int]:
+    """NNTool's step number of every layer, by node name (``show --nntool_steps``)."""
+    return {t.name: t.step for t in targets(graph) if t.kind == "node"}
+
+
 def _by_step(item: tuple[tuple[str, str], int]) -> int:
     return item[1]
 
@@ -168,8 +173,8 @@ def resolve(graph: Graph, token: str) -> Target:
             if t.step == k:
                 return t
         raise UsageError(
-            f"nodeoption: NNTool step {k} is out of range (steps 0..{len(all_t) - 1})",
-            "nodeoption with no arguments lists the steps",
+            f"NNTool step {k} is out of range (steps 0..{len(all_t) - 1})",
+            "show --nntool_steps lists them",
         )
     for t in all_t:
         if t.kind == "node" and t.name == token:
@@ -183,7 +188,7 @@ def resolve(graph: Graph, token: str) -> Target:
     names = [t.name for t in all_t if t.kind == "node"]
     close = difflib.get_close_matches(token, names, n=3)
     raise UsageError(
-        f"nodeoption: no node or graph input/output named '{token}'",
+        f"no node or graph input/output named '{token}'",
         f"did you mean {', '.join(close)}?" if close else "run 'show' to list the node names",
     )
 

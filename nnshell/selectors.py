@@ -7,6 +7,7 @@ names and may be empty (inclusive of both ends, as NNTool users read step ranges
 A graph input or output also answers to its names (its own, NNTool's ``input_N`` /
 ``output_N``, the file's; :mod:`nnshell.io_names`): an input selects the first step that reads
 it, an output the step that writes it (nnshell's steps are operators; inputs are tensors).
+``S<k>`` is NNTool's step number k (docs/nntool-commands.md), which counts inputs and constants.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ def _step(graph: Graph, token: str) -> int:
         io_step = _io_step(graph, token)
         if io_step is not None:
             return io_step
+        nt_step = _nntool_step(graph, token)
+        if nt_step is not None:
+            return nt_step
         hint = _suggest(graph, token)
         raise SelectorError(f"no node named '{token}'", hint) from None
     if not -n <= k < n:
@@ -49,6 +53,26 @@ def _io_step(graph: Graph, token: str) -> int | None:
         if tensor in (node.outputs if tensor in graph.outputs else node.inputs):
             return idx
     return None
+
+
+def _nntool_step(graph: Graph, token: str) -> int | None:
+    """``S<k>``: NNTool's step k (its numbering counts inputs and constants; the generated
+    kernels are named ``S<k>_...``), as the step of that layer, or of the layer that reads a
+    constant / input or writes an output."""
+    if len(token) < 2 or token[0] not in "Ss" or not token[1:].isdigit():
+        return None
+    from nnshell.errors import UsageError
+    from nnshell.node_options import resolve
+
+    try:
+        target = resolve(graph, token)
+    except UsageError as exc:
+        raise SelectorError(exc.message, exc.hint) from None
+    if target.kind == "node":
+        return next(i for i, n in enumerate(graph.nodes) if n.name == target.name)
+    if target.kind == "const":
+        return next(i for i, n in enumerate(graph.nodes) if target.name in n.inputs)
+    return _io_step(graph, target.name)
 
 
 def _suggest(graph: Graph, token: str) -> str | None:

@@ -282,7 +282,11 @@ class Session:
             return ["open -q: the file's quantization applies to --scale8 only; run aquant"]
         from nnshell.quant.tflite_quant import quantize_from_file
 
-        fq = quantize_from_file(graph, str(self.settings.get("relun_range", "bound")))
+        fq = quantize_from_file(
+            graph,
+            str(self.settings.get("relun_range", "bound")),
+            int(self.settings.get("file_mult_bits", 30)),
+        )
         self.stats, self.stats_files, self.qstate = fq.stats, [], fq.qstate
         notes = [
             f"open -q: the file's quantization applied (no aquant needed): {len(fq.kept)} "

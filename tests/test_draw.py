@@ -86,3 +86,12 @@ def test_shell_draw(shell, tmp_path: Path) -> None:  # noqa: ANN001
     assert Image.open(tmp_path / "g.png").size[1] > 600
     ok, out, _ = shell.run("draw 0:1 -F")
     assert ok and out.splitlines()[0] == "cifar_net: 2 of 5 layers" and "├ MaxPool" in out
+
+
+def test_quant_labels_hand_checked() -> None:
+    from nnshell.fixed_point import QType
+    from nnshell.report.draw import _qlabel
+
+    assert _qlabel(QType(scale=2.0**-7, zero_point=0, bits=16)) == "int16 Q8.7"  # POW2 Q8.7
+    assert _qlabel(QType(scale=0.02, zero_point=-3, bits=8, symmetric=False)) == "int8 S=0.02 Z=-3"
+    assert _qlabel(None) == "float"

@@ -56,3 +56,15 @@ def test_shell_imageformat_and_show_take_input_1(shell) -> None:  # noqa: ANN001
     assert ok and "input_1 (input)" in out and "_conv1_Conv" in out
     ok, _, err = shell.run("imageformat input_2 rgb888 offset_int8")
     assert not ok and "'input_2' is not a graph input" in err
+
+
+def test_completion_offers_both_names(shell) -> None:  # noqa: ANN001
+    from nnshell.shell.commands.graph_cmds import GraphCommands
+    from nnshell.shell.commands.nntool_cmds import NntoolCommands
+
+    assert shell.run(f"open {SAMPLE_MODEL}")[0]
+    sets = shell.app._installed_command_sets
+    inputs = next(c for c in sets if isinstance(c, NntoolCommands)).input_choices()
+    assert {str(x) for x in inputs} == {"input", "input_1"}
+    nodes = {str(x) for x in next(c for c in sets if isinstance(c, GraphCommands)).node_choices()}
+    assert {"_conv1_Conv", "input_1", "output_1", "output"} <= nodes

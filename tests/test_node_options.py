@@ -109,3 +109,28 @@ def test_shell_nodeoption(shell) -> None:  # noqa: ANN001
     assert len(err.strip().splitlines()) == 1
     ok, out, _ = shell.run("nodeoption")
     assert ok and "S3 CONV_2D_0_1_fusion: PARALLELFEATURES=0" in out
+
+
+def test_numbers_match_nntools_show_on_the_sample() -> None:
+    """Step numbers printed by real NNTool's `show` on cifar_net.onnx (docs/nntool-parity.md)."""
+    from nnshell.node_options import layer_nntool_steps
+    from nnshell.selectors import select_steps
+
+    s = Session()
+    s.open(str(SAMPLE_MODEL))
+    steps = layer_nntool_steps(s.graph)
+    assert [steps[n.name] for n in s.graph.nodes] == [3, 4, 5, 8, 9, 10, 11, 14, 15, 18, 19, 22]
+    assert resolve(s.graph, "23").kind == "output"
+    s.adjust()
+    s.fusions("scale8")
+    steps = layer_nntool_steps(s.graph)
+    assert [steps[n.name] for n in s.graph.nodes] == [3, 6, 9, 12, 15]
+    assert select_steps(s.graph, "S6") == [1] and select_steps(s.graph, "S0:S9") == [0, 1, 2]
+
+
+def test_shell_show_nntool_steps(shell) -> None:  # noqa: ANN001
+    assert shell.run(f"open {SAMPLE_MODEL}")[0]
+    ok, out, _ = shell.run("show --nntool_steps S8")
+    assert ok and "NNTool" in out and "S8" in out and "_conv2_Conv" in out
+    ok, _, err = shell.run("show S99")
+    assert not ok and "NNTool step 99 is out of range" in err

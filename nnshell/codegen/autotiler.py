@@ -142,7 +142,7 @@ from nnshell.codegen import at_infos as inf
 from nnshell.codegen.at_infos import INFOS_SIZE, ActInfo, sq8_activation
 from nnshell.codegen.at_names import act_label, const_cname, head_op, nntool_steps
 from nnshell.codegen.at_options import apply_gen_ctrl, arg_scope, out_locations
-from nnshell.codegen.checks import check_shapes
+from nnshell.codegen.checks import check_8bit_multipliers, check_shapes
 from nnshell.codegen.csafe import (
     c_comment,
     c_float,
@@ -1522,6 +1522,7 @@ def generate_autotiler(
             "fusions --scale8 and aquant -s SQ8, or fusions --pow2 and aquant -s POW2",
         )
     check_shapes(graph, qstate)
+    check_8bit_multipliers(qstate)
     em = _Emitter(graph, qstate, settings, str(tensor_dir))
     mdir = Path(model_dir)
     model_name = plain_file_name(model_file or f"{em.g}Model.c", "model file name")

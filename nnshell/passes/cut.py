@@ -76,8 +76,9 @@ def keep_nodes(graph: Graph, keep: set[str]) -> None:
     for t in graph.inputs:  # an input read by the removed part only, that the kept part passes on
         if t in read_removed and t in read_kept and t not in new_inputs:
             new_inputs.append(t)
-    if not new_outputs:
-        raise GraphStateError("the kept part would have no output", "choose another node")
+    if not new_outputs or not new_inputs:
+        which = "output" if not new_outputs else "input"
+        raise GraphStateError(f"the kept part would have no {which}", "choose another node")
     graph.nodes = kept
     graph.inputs, graph.outputs = new_inputs, new_outputs
     live = read_kept | made | set(new_inputs)

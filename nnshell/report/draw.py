@@ -15,6 +15,7 @@ a node name can never become markup or DOT syntax.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -83,11 +84,16 @@ def _qlabel(q: Any) -> str:
     bits = getattr(q, "bits", 8)
     scale = getattr(q, "scale", None)
     if scale is not None:
+        zp = getattr(q, "zero_point", 0)
         try:
-            s = f"S={float(scale):.3g}"
+            value = float(scale)
         except (TypeError, ValueError):
-            s = "S=per-channel"
-        return f"int{bits} {s} Z={getattr(q, 'zero_point', 0)}"
+            return f"int{bits} S=per-channel Z={zp}"
+        mant, exp = math.frexp(value)
+        if mant == 0.5 and zp == 0:  # a power of two: POW2's Qm.n
+            n = 1 - exp
+            return f"int{bits} Q{bits - 1 - n}.{n}"
+        return f"int{bits} S={value:.3g} Z={zp}"
     frac = getattr(q, "q", None)
     return f"Q{bits - 1 - int(frac)}.{int(frac)}" if frac is not None else f"int{bits}"
 

@@ -21,8 +21,14 @@ def _g(x: float) -> str:
 def stats_table(rows: Sequence[LayerWeightStats], threshold: float, detailed: bool) -> Table:
     """One row per weighted layer; channels under ``threshold`` dB are listed (flagged red)."""
     t = Table(title=f"weight statistics (8-bit QSNR, flag < {threshold:g} dB)", header_style="bold")
-    for col in ("Step", "Name", "Shape", "Min", "Max"):
-        t.add_column(col, justify="right" if col in ("Step", "Min", "Max") else "left")
+    for col, justify in (
+        ("Step", "right"),
+        ("Name", "left"),
+        ("Shape", "left"),
+        ("Min", "right"),
+        ("Max", "right"),
+    ):
+        t.add_column(col, justify=justify)
     if detailed:
         for col in ("Mean", "Std", "Bias min", "Bias max", "Worst ch QSNR"):
             t.add_column(col, justify="right")

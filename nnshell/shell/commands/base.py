@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import cmd2
 
@@ -27,3 +27,11 @@ class NnCommandSet(cmd2.CommandSet):  # type: ignore[type-arg]
         from nnshell.io_names import io_names
 
         return cmd2.Choices.from_values([n.name for n in graph.nodes] + io_names(graph))
+
+    def emit(self, blocks: list[Any]) -> None:
+        """Print a renderer's blocks in order: strings as output lines, the rest as tables."""
+        for block in blocks:
+            if isinstance(block, str):
+                self.app.poutput(block)
+            else:
+                self.app.print_table(block)
