@@ -52,8 +52,11 @@ def test_visual_wake_script_runs_unchanged_and_its_state_generates(tmp_path: Pat
     assert "checked: the formatter's codes are the quantized input codes" in out
     state = tmp_path / "visual_wake_quant.json"
     gen = tmp_path / "gen"
+    # open -q keeps the file's 30-bit multipliers, which the AutoTiler's SQ8 kernels do not take
+    # (the generator says so): 8-bit ones as NNTool uses, then generate
+    steps = ["set file_mult_bits 8", "fusions --scale8", f"gen --target autotiler -M {gen}"]
     proc = subprocess.run(
-        [*cli, str(state), "-c", f"gen --target autotiler -M {gen}"],
+        [*cli, str(state)] + [a for c in steps for a in ("-c", c)],
         capture_output=True,
         text=True,
         env=env,
