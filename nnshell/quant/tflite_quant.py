@@ -191,7 +191,7 @@ def refit_for_formatter(work: Any, session: Any, name: str, fmt: Any) -> tuple[A
     not the file's (after ``aquant``).
     """
     qs = session.qstate
-    if not (work.meta.get("load_quantization") and qs is not None and not session.stats_files):
+    if not is_file_quantized(work, session):
         return None
     if session.scheme != "scale8" or qs.scheme != "SQ8":
         return None
@@ -201,5 +201,20 @@ def refit_for_formatter(work: Any, session: Any, name: str, fmt: Any) -> tuple[A
         tol = 0.25 * (fhi - flo)
         if fmt.bits != 8 or not (abs(lo - flo) <= tol and abs(hi - fhi) <= tol):
             return None
-    fq = quantize_from_file(work, str(session.settings.get("relun_range", "bound")))
+    fq = file_quantization(work, session)
     return fq.qstate, fq.stats
+
+
+def is_file_quantized(work: Any, session: Any) -> bool:
+    """Whether the session's quantization is ``open -q``'s (not replaced by ``aquant``)."""
+    qs = session.qstate
+    return bool(work.meta.get("load_quantization") and qs is not None and not session.stats_files)
+
+
+def file_quantization(work: Any, session: Any) -> FileQuantization:
+    """:func:`quantize_from_file` with the session's settings (ReLU-N rule, multiplier bits)."""
+    return quantize_from_file(
+        work,
+        str(session.settings.get("relun_range", "bound")),
+        int(session.settings.get("file_mult_bits", 30)),
+    )

@@ -124,7 +124,6 @@ def corrected_graph(graph: Graph, errors: dict[str, np.ndarray]) -> Graph:
 def bcorr(session: Any, files: list[str], opts: Any = None, progress: Any = None) -> BcorrResult:
     """Correct the biases of the open, quantized graph from calibration images, re-quantize."""
     from nnshell.errors import UsageError
-    from nnshell.formatter import fixed_qtypes
 
     graph = session.require_graph()
     qstate = session.require_quantized()
@@ -135,14 +134,9 @@ def bcorr(session: Any, files: list[str], opts: Any = None, progress: Any = None
     paths, batches, fast = session._analysis_pass(files, opts)
     errors, skipped, seen = channel_errors(graph, qstate, batches, len(paths), progress, fast)
     work = corrected_graph(graph, errors)
-    if qstate.scheme == "SQ8":
-        from nnshell.quant.sq8 import quantize_graph
+    from nnshell.tune.equalization import requantize
 
-        new_q = quantize_graph(work, session.stats, qstate.options, fixed_qtypes(work))
-    else:
-        from nnshell.quant.pow2 import quantize_graph_pow2
-
-        new_q = quantize_graph_pow2(work, session.stats, qstate.options)
+    new_q = requantize(session, work)
     res = BcorrResult(seen, skipped=skipped)
     for name, err in errors.items():
         out = graph.node(name).outputs[0]

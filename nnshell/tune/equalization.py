@@ -103,22 +103,31 @@ def balance_filters(session: Any, step: int | None = None, threshold: float = 0.
     if not res.balanced:
         res.notes.append(f"no filter has a channel below {threshold} of its tensor's range")
         return res
-    qstate = _requantized(session, work)
+    qstate = requantize(session, work)
     session.graph, session._runners = work, {}
     if qstate is not None:
+        if not getattr(session.qstate.options, "per_tensor", True):
+            res.notes.append("the weights are quantized per channel already: nothing changes")
         session.qstate = qstate
         res.notes.append("re-quantized from the same statistics")
-    elif not getattr(getattr(session.qstate, "options", None), "per_tensor", True):
-        res.notes.append("the current quantization is per channel already: nothing changes")
     return res
 
 
-def _requantized(session: Any, work: Any) -> Any:
-    """The SQ8 quantization of ``work`` from the session's statistics (None if not quantized)."""
+def requantize(session: Any, work: Any) -> Any:
+    """``work`` quantized as the session's graph is: from the same statistics and options, or
+    from the TFLite file's scales after ``open -q`` (None when the session is not quantized)."""
     qs = session.qstate
-    if qs is None or qs.scheme != "SQ8" or session.stats is None:
+    if qs is None or session.stats is None:
         return None
     from nnshell.formatter import fixed_qtypes
-    from nnshell.quant.sq8 import quantize_graph
+    from nnshell.quant.tflite_quant import file_quantization, is_file_quantized
 
-    return quantize_graph(work, session.stats, qs.options, fixed_qtypes(work))
+    if is_file_quantized(work, session):
+        return file_quantization(work, session).qstate
+    if qs.scheme == "SQ8":
+        from nnshell.quant.sq8 import quantize_graph
+
+        return quantize_graph(work, session.stats, qs.options, fixed_qtypes(work))
+    from nnshell.quant.pow2 import quantize_graph_pow2
+
+    return quantize_graph_pow2(work, session.stats, qs.options)

@@ -94,3 +94,17 @@ def test_bcorr_on_a_pow2_graph_requantizes_pow2() -> None:
     s.aquant(FILES[:8], s.input_options(norm_func=NORM), scheme="POW2", bits=8)
     res = bcorr(s, FILES[:8], s.input_options(norm_func=NORM))
     assert res.corrected and s.qstate.scheme == "POW2" and s.qstate.options.bits == 8
+
+
+def test_bcorr_after_open_q_keeps_the_file_scales() -> None:
+    from tests.tflite_oracle import TFLITE_DIR
+
+    s = Session()
+    s.open(str(TFLITE_DIR / "cifar_net_int8.tflite"), load_quantization=True)
+    s.adjust()
+    s.fusions("scale8")
+    before = dict(s.qstate.tensors)
+    res = bcorr(s, FILES[:8], s.input_options(norm_func=NORM))
+    assert res.corrected
+    assert s.qstate.tensors == before  # the file's qtypes, not a calibration of its own
+    assert any("_bcorr_bias" in i for n in s.graph.nodes for i in n.inputs)
