@@ -118,6 +118,8 @@ def corrected_graph(graph: Graph, errors: dict[str, np.ndarray]) -> Graph:
         while len(node.inputs) < 3:
             node.inputs.append("")
         node.inputs[2] = new_const(work, f"{name}_bcorr_bias", new)
+        if f.bias is not None and not work.consumers(f.bias):
+            del work.tensors[f.bias]  # no dangling constant (footprint, state, C)
     return work
 
 
