@@ -65,7 +65,8 @@ def balance_filters(session: Any, step: int | None = None, threshold: float = 0.
     that range again (a "multiplicative bias"); in SQ8 every channel already has its own
     output multiplier (M, N), so balancing a layer means its weight scale becomes per channel
     even under ``aquant --per_tensor``. The layers chosen are those with a channel whose range
-    is below ``threshold`` of the tensor's range (``-t``), or the one step ``-s`` names. No float
+    is below ``threshold`` of the tensor's range (``-t``), or the one step ``-s`` names (NNTool's
+    step number, as in ``nodeoption``: ``show --nntool_steps``). No float
     value changes: a quantization is re-derived from the same statistics at once.
     """
     from nnshell.passes.filters import filter_of, filters
@@ -81,8 +82,8 @@ def balance_filters(session: Any, step: int | None = None, threshold: float = 0.
         raise UsageError(
             f"balance_filters: -t {threshold} is not in (0, 1]", "balance_filters -t 0.2"
         )
-    if step is not None:
-        picked = [graph.nodes[i] for i in select_steps(graph, str(step))]
+    if step is not None:  # NNTool's step number, as nodeoption (show --nntool_steps)
+        picked = [graph.nodes[i] for i in select_steps(graph, f"S{step}")]
         found = [f for f in (filter_of(graph, n) for n in picked) if f is not None]
         if not found:
             raise UsageError(

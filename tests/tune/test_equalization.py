@@ -174,9 +174,12 @@ def test_balance_filters_refusals() -> None:
     s.adjust()
     with pytest.raises(UsageError, match="-t"):
         balance_filters(s, threshold=1.5)
-    step = next(i for i, n in enumerate(s.graph.nodes) if n.op == "MaxPool")
+    from nnshell.node_options import layer_nntool_steps
+
+    steps = layer_nntool_steps(s.graph)
+    pool = next(n.name for n in s.graph.nodes if n.op == "MaxPool")
     with pytest.raises(UsageError, match="MaxPool.* has no filter weights"):
-        balance_filters(s, step=step)
+        balance_filters(s, step=steps[pool])
     assert not any(n.meta.get("balanced") for n in s.graph.nodes)
     s.fusions("scale8")
     s.fusions("pow2")
@@ -194,6 +197,8 @@ def test_shell_weight_equalization_and_balance_filters(shell) -> None:  # noqa: 
     assert not ok and "threshold 12.0 is not in (0, 10)" in err and "Traceback" not in err
     ok, out, err = shell.run("balance_filters -t 0.2")
     assert ok and "balanced _fc1_Gemm_fusion" in out
+    ok, out, err = shell.run("balance_filters -s 6")  # NNTool's S6: the second conv
+    assert ok and out.startswith("balanced _conv2_Conv_fusion"), out + err
 
 
 def test_equalized_weights_and_balance_marks_survive_save_state(tmp_path: Path) -> None:

@@ -50,7 +50,12 @@ class TuneCommands(NnCommandSet):
         "-t of the layer's keep one weight scale per channel even with aquant --per_tensor "
         "(NNTool's multiplicative bias; SQ8 already has a multiplier per channel)."
     )
-    bf_parser.add_argument("-s", "--step", type=int, help="balance only this step")
+    bf_parser.add_argument(
+        "-s",
+        "--step",
+        type=int,
+        help="balance only this step (NNTool's number: show --nntool_steps)",
+    )
     bf_parser.add_argument(
         "-t", "--threshold", type=float, default=0.2, help="precision threshold (0.2)"
     )
