@@ -1516,6 +1516,13 @@ def generate_autotiler(
     if qstate is None:
         raise GraphStateError("the graph is not quantized", "aquant <calibration images>")
     scheme = getattr(qstate, "scheme", "SQ8")
+    if scheme == "FLOAT":  # docs/FLOAT16.md: the fp16 AutoTiler generators are not emitted
+        first = graph.nodes[0].name if graph.nodes else "?"
+        raise AutoTilerError(
+            f"gen --target autotiler: {first} is a {qstate.options.float_type} float layer and "
+            "nnshell emits no AutoTiler float (fp16) generator yet",
+            "gen --target c runs float layers (gen --verify checks them); or qtune * scaled",
+        )
     if scheme not in ("SQ8", "POW2"):
         raise AutoTilerError(
             f"gen --target autotiler writes SQ8 and POW2 models only, not {scheme} ones",

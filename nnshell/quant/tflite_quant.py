@@ -180,6 +180,18 @@ def quantize_from_file(
 
 
 def refit_for_formatter(work: Any, session: Any, name: str, fmt: Any) -> tuple[Any, Any] | None:
+    """The (quantization, statistics) a new input formatter ``fmt`` of input ``name`` gives
+    after ``open -q`` (:func:`_refit`), else None once :func:`~nnshell.formatter.check_formatter`
+    accepted ``fmt`` against the session's quantization (it raises, naming both, otherwise)."""
+    refit = _refit(work, session, name, fmt)
+    if refit is None and fmt is not None:
+        from nnshell.formatter import check_formatter
+
+        check_formatter(work, session.qstate, name, fmt)
+    return refit
+
+
+def _refit(work: Any, session: Any, name: str, fmt: Any) -> tuple[Any, Any] | None:
     """``open -q`` then ``imageformat``: the file's quantization derived again with the
     formatter's input codes (``work`` carries the new formatter, or none after a removal).
 
