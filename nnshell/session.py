@@ -179,12 +179,12 @@ class Session(TuningMixin):
         """
         from nnshell.formatter import (
             Formatter,
-            check_formatter,
             formatters,
             raw_shape,
             with_formatter,
         )
         from nnshell.io_names import require_input
+        from nnshell.quant.tflite_quant import refit_for_formatter
 
         graph = self.require_graph()
         input_name = require_input(graph, input_name, "imageformat")
@@ -201,17 +201,16 @@ class Session(TuningMixin):
             new = None  # the same command again removes it
         if new is not None:
             raw_shape(graph, input_name, new)
-            check_formatter(graph, self.qstate, input_name, new)
-        meta = with_formatter(graph.meta, input_name, new)
         work = graph.copy()
-        work.meta = meta
+        work.meta = with_formatter(graph.meta, input_name, new)
+        refit = refit_for_formatter(work, self, input_name, new)  # else check_formatter refuses
         prefusion = None
         if self.prefusion is not None:
             prefusion = self.prefusion.copy()
             prefusion.meta = with_formatter(self.prefusion.meta, input_name, new)
         qstate = self._formatted_qstate(work)  # POW2: the formatter imposes the input's Q
         self.graph, self.prefusion = work, prefusion if prefusion is not None else self.prefusion
-        self.qstate = qstate
+        self.qstate, self.stats = refit if refit is not None else (qstate, self.stats)
         self._runners = {}
         return FormatterOutcome(input_name, new, old)
 

@@ -1271,7 +1271,8 @@ class _Emitter:
         mem = self.memory
         w("    SetMemoryDeviceInfos(4,")
         w(f"        AT_MEM_L1, L1Memory, {c_string(g + '_L1_Memory')}, 0, 0,")
-        w(f"        AT_MEM_L2, L2Memory, {c_string(g + '_L2_Memory')}, 0, 1,")
+        l2_ext = 1 if st.get("l2_ram_ext_managed", True) else 0
+        w(f"        AT_MEM_L2, L2Memory, {c_string(g + '_L2_Memory')}, 0, {l2_ext},")
         w(f"        {mem['l3_ram_device']}, L3Memory, {c_string(g + '_L3_Memory')}, 0, 0,")
         w(
             f"        {mem['l3_flash_device']}, L3Flash, {c_string(g + '_L3_Flash')}, "

@@ -32,6 +32,7 @@ from nnshell.errors import NnshellError, UsageError
 from nnshell.report.tables import settings_table
 from nnshell.session import Session
 from nnshell.shell.commands.analysis_cmds import AnalysisCommands
+from nnshell.shell.commands.equalize_cmds import EqualizeCommands
 from nnshell.shell.commands.gen_cmds import GenCommands
 from nnshell.shell.commands.graph_cmds import GraphCommands
 from nnshell.shell.commands.model_cmds import ModelCommands
@@ -102,6 +103,7 @@ class NnShell(cmd2.Cmd):
                 GenCommands(),
                 NntoolCommands(),
                 TuneCommands(),
+                EqualizeCommands(),
                 GraphCommands(),
             ],
             suggest_similar_command=True,
