@@ -91,18 +91,23 @@ def split_missing(missing: int, qi: int, qw: int) -> tuple[int, int]:
     return di, dw + max(0, missing - di - dw)
 
 
-def _small_weights_q(q_rule: int, q_fit: int | None, q_room: int) -> int:
-    """The weights' Q: the POW2.md rule's ``bits - ib`` (never more than ``bits - 1``), raised
-    towards the Q at which the weights fill the container when they are all below 1/2, as far as
-    the accumulator budget leaves room (so the raise never costs the input a bit).
+def _small_weights_q(w_lo: float, w_hi: float, q_rule: int, bits: int, q_room: int) -> int:
+    """The weights' Q: the POW2.md (NNTool) rule's ``bits - ib``, unless at that Q the largest
+    weight code holds fewer than half of the container's bits; then the Q at which the weights
+    fill the container, as far as the accumulator budget leaves room (so the raise never costs
+    the input a bit). Weights that use half the container or more keep NNTool's Q (and its
+    AutoTiler parity, docs/nntool-parity.md).
 
-    Why (issue 17): NNTool's rule gives weights of magnitude 2.5e-4 (PP-OCRv4 det's last conv
-    before the head, input ±2300) Q15, i.e. codes -8..6 — 3 bits — and that one layer took the
-    detector's POW2-16 output from 70 to 21 dB. At Q26 they keep 14 bits.
+    Why (issue 17): the rule never gives more than ``bits - 1`` fractional bits, so weights of
+    magnitude 2.5e-4 (PP-OCRv4 det's conv after the Concat, input ±2300) became Q15 codes -8..6,
+    3 bits, and that one layer took the detector's POW2-16 output from 70 to 21 dB; at Q26 they
+    keep 14 bits.
     """
-    if q_fit is None or q_fit <= q_rule:
+    peak = max(abs(w_lo), abs(w_hi))
+    if peak == 0.0 or round_half_up(peak * 2.0**q_rule) >= 1 << (bits // 2):
         return q_rule
-    return max(q_rule, min(q_fit, q_room))
+    q_fit = q_fraction_fit(w_lo, w_hi, bits)
+    return q_rule if q_fit is None else max(q_rule, min(q_fit, q_room))
 
 
 def quantize_weighted(ctx: Pow2Context, w: Arr, b: Arr | None, k: int) -> NodeQuant:
@@ -131,7 +136,7 @@ def quantize_weighted(ctx: Pow2Context, w: Arr, b: Arr | None, k: int) -> NodeQu
         )
     acc_ib = int_bits(lo, hi)
     if ctx.w_cut is None:
-        qw = _small_weights_q(qw, q_fraction_fit(w_lo, w_hi, bits), ACC_BUDGET - acc_ib - qi)
+        qw = _small_weights_q(w_lo, w_hi, qw, bits, ACC_BUDGET - acc_ib - qi)
     qacc0 = qi + qw
     room = ACC_BUDGET - qacc0
     missing = max(0, acc_ib - room)
