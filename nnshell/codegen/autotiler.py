@@ -141,7 +141,8 @@ from nnshell.atomic import atomic_write_files, os_error_text
 from nnshell.codegen import at_infos as inf
 from nnshell.codegen.at_infos import INFOS_SIZE, ActInfo, sq8_activation
 from nnshell.codegen.at_names import act_label, const_cname, head_op, nntool_steps
-from nnshell.codegen.checks import check_shapes
+from nnshell.codegen.at_options import apply_gen_ctrl, arg_scope, out_locations
+from nnshell.codegen.checks import check_8bit_multipliers, check_shapes
 from nnshell.codegen.csafe import (
     c_comment,
     c_float,
@@ -1193,6 +1194,7 @@ class _Emitter:
         self.pow2 = getattr(qstate, "scheme", "SQ8") == "POW2"
         planner = _Planner(graph, qstate)
         self.kernels = planner.plan()
+        apply_gen_ctrl(self.graph, self.kernels)  # nodeoption's generator controls
         self.alias = planner.alias
         self.cnames = self._tensor_names()
 
@@ -1317,7 +1319,7 @@ class _Emitter:
                 self._tcarg(
                     f"{f.ctype} * __restrict__" if f else _ctype_of(self.qstate.tensors[t]),
                     f"Input_{i}",
-                    "ARG_SCOPE_ARG",
+                    arg_scope(self.graph, "input", t),
                     "ARG_DIR_IN",
                     self.memory["default_input_home_location"],
                     self.memory["default_input_exec_location"],
@@ -1343,7 +1345,7 @@ class _Emitter:
                 self._tcarg(
                     _ctype_of(self.qtype(t)),
                     self.cname(t),
-                    "ARG_SCOPE_ARG",
+                    arg_scope(self.graph, "output", t),
                     "ARG_DIR_OUT",
                     self.memory["default_output_home_location"],
                     self.memory["default_output_exec_location"],
@@ -1369,8 +1371,7 @@ class _Emitter:
                 self.cname(k.out),
                 "ARG_SCOPE_LOCAL",
                 "ARG_DIR_INOUT",
-                loc,
-                loc,
+                *out_locations(self.graph, k.node, loc),
             )
             for k in self.kernels
             if k.out not in outputs
@@ -1520,6 +1521,7 @@ def generate_autotiler(
             "fusions --scale8 and aquant -s SQ8, or fusions --pow2 and aquant -s POW2",
         )
     check_shapes(graph, qstate)
+    check_8bit_multipliers(qstate)
     em = _Emitter(graph, qstate, settings, str(tensor_dir))
     mdir = Path(model_dir)
     model_name = plain_file_name(model_file or f"{em.g}Model.c", "model file name")
