@@ -282,6 +282,7 @@ def _qstate_doc(enc: _Encoder, qs: Any) -> dict[str, Any]:
             "symmetric": bool(opts.symmetric),
             "per_tensor": bool(opts.per_tensor),
             **({"bits": int(opts.bits)} if hasattr(opts, "bits") else {}),  # POW2 width
+            **({"float_type": str(opts.float_type)} if hasattr(opts, "float_type") else {}),
             "relun_range": str(opts.relun_range),
             **({"mult_bits": int(opts.mult_bits)} if opts.mult_bits != 8 else {}),
         },
@@ -701,6 +702,12 @@ class _Decoder:
 
         if not isinstance(d, dict):
             raise _Malformed(f"{where} is not a quantization type")
+        if set(d) == {"float_type"}:  # a float layer's tensor (qtune, docs/FLOAT16.md)
+            from nnshell.ops._float import FLOAT_TYPES, FloatType
+
+            if d["float_type"] not in FLOAT_TYPES:
+                raise _Malformed(f"{where}: unknown float type {d['float_type']!r}")
+            return FloatType(str(d["float_type"]))
         try:
             return QType.from_dict(d)
         except ModelFileError as exc:
@@ -713,6 +720,10 @@ class _Decoder:
 
         w = "quantization"
         scheme = _req(d, "scheme", str, w)
+        if scheme == "FLOAT":  # derived from the graph alone: no array of the file is read
+            from nnshell.quant.float_q import load_float_state
+
+            return load_float_state(graph, _req(d, "options", dict, w), _Malformed)
         if scheme not in ("SQ8", "POW2"):
             raise _Malformed(f"{w}.scheme: unknown scheme {scheme!r}")
         o = _req(d, "options", dict, w)

@@ -1271,7 +1271,8 @@ class _Emitter:
         mem = self.memory
         w("    SetMemoryDeviceInfos(4,")
         w(f"        AT_MEM_L1, L1Memory, {c_string(g + '_L1_Memory')}, 0, 0,")
-        w(f"        AT_MEM_L2, L2Memory, {c_string(g + '_L2_Memory')}, 0, 1,")
+        l2_ext = 1 if st.get("l2_ram_ext_managed", True) else 0
+        w(f"        AT_MEM_L2, L2Memory, {c_string(g + '_L2_Memory')}, 0, {l2_ext},")
         w(f"        {mem['l3_ram_device']}, L3Memory, {c_string(g + '_L3_Memory')}, 0, 0,")
         w(
             f"        {mem['l3_flash_device']}, L3Flash, {c_string(g + '_L3_Flash')}, "
@@ -1515,6 +1516,13 @@ def generate_autotiler(
     if qstate is None:
         raise GraphStateError("the graph is not quantized", "aquant <calibration images>")
     scheme = getattr(qstate, "scheme", "SQ8")
+    if scheme == "FLOAT":  # docs/FLOAT16.md: the fp16 AutoTiler generators are not emitted
+        first = graph.nodes[0].name if graph.nodes else "?"
+        raise AutoTilerError(
+            f"gen --target autotiler: {first} is a {qstate.options.float_type} float layer and "
+            "nnshell emits no AutoTiler float (fp16) generator yet",
+            "gen --target c runs float layers (gen --verify checks them); or qtune * scaled",
+        )
     if scheme not in ("SQ8", "POW2"):
         raise AutoTilerError(
             f"gen --target autotiler writes SQ8 and POW2 models only, not {scheme} ones",

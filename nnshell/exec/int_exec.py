@@ -58,7 +58,12 @@ def run_int(
 def run_node_int(node: Node, qstate: Any, *args: np.ndarray | None) -> list[np.ndarray]:
     """One node's integer kernel for the scheme of ``qstate`` (POW2: ``run_int_pow2``)."""
     op = get_op(node.op)
-    if getattr(qstate, "scheme", "SQ8") == "POW2":
+    scheme = getattr(qstate, "scheme", "SQ8")
+    if scheme == "FLOAT" or "float_type" in qstate.nodes[node.name].info:  # float layers
+        from nnshell.ops._float import run_node_float
+
+        return run_node_float(node, qstate.nodes[node.name], *args)
+    if scheme == "POW2":
         return op.run_int_pow2(node, qstate.nodes[node.name], *args)
     return op.run_int(node, qstate.nodes[node.name], *args)
 
