@@ -360,12 +360,12 @@ def test_unwritable_folder_keeps_previous_state(
     folder.chmod(0o500)
     try:
         if os.access(folder, os.W_OK):  # root ignores the mode: fail like a read-only folder
-            import nnshell.state_files as files_mod
+            import nnshell.atomic as atomic_mod
 
             def denied(*args: Any, **kwargs: Any) -> Any:
                 raise PermissionError(13, "Permission denied")
 
-            monkeypatch.setattr(files_mod.tempfile, "mkstemp", denied)
+            monkeypatch.setattr(atomic_mod.tempfile, "mkstemp", denied)
         with pytest.raises(ModelFileError) as err:
             s.save_state(str(folder / "m.json"))
         assert "Permission denied" in str(err.value) and "\n" not in str(err.value)
