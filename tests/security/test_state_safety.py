@@ -504,12 +504,12 @@ def test_overflow_from_the_command_line_is_not_an_internal_error(
 def test_resource_errors_while_decoding_are_one_line(
     good: Path, monkeypatch: pytest.MonkeyPatch, exc: type[BaseException]
 ) -> None:
-    import nnshell.state as state_mod
+    import nnshell.state.load as load_mod
 
     def boom(*args: Any) -> Any:
         raise exc("simulated")
 
-    monkeypatch.setattr(state_mod, "_decode", boom)
+    monkeypatch.setattr(load_mod, "_decode", boom)
     assert str(good) in _refused(good)
 
 
