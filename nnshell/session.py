@@ -17,8 +17,8 @@ from nnshell.selectors import select_steps
 if TYPE_CHECKING:  # numpy and the op registry load on first use: the shell starts fast
     import numpy as np
 
+    from nnshell.analysis.summary import GraphTotals, LayerInfo
     from nnshell.ir import Graph
-    from nnshell.summary import GraphTotals, LayerInfo
 
 
 @dataclass
@@ -150,7 +150,7 @@ class Session:
 
     def layers(self, selector: str | None = None) -> tuple[list[LayerInfo], GraphTotals]:
         """Return the layer rows a selector names, and the totals of the whole graph."""
-        from nnshell.summary import graph_totals, layer_infos
+        from nnshell.analysis.summary import graph_totals, layer_infos
 
         graph = self.require_graph()
         rows = layer_infos(graph)
@@ -161,7 +161,7 @@ class Session:
         """Change one setting from the text the user typed; return the parsed value."""
         value = settings_mod.parse_value(name, text)
         if name == "input_norm_func" and value is not None:
-            from nnshell.expr import compile_expression
+            from nnshell.input.expr import compile_expression
 
             compile_expression(value)  # reject a bad expression now, not at aquant time
         self.settings[name] = value
@@ -174,9 +174,9 @@ class Session:
 
         Run again on the same input with the same FORMAT NORM (or with neither) to remove it;
         other values replace it. A quantized graph is checked: the formatter's codes must be
-        its input codes (:func:`nnshell.formatter.check_formatter`), else nothing changes.
+        its input codes (:func:`nnshell.input.formatter.check_formatter`), else nothing changes.
         """
-        from nnshell.formatter import (
+        from nnshell.input.formatter import (
             Formatter,
             check_formatter,
             formatters,
@@ -312,7 +312,7 @@ class Session:
         :attr:`tensors` under that name.
         """
         from nnshell.exec import run_float
-        from nnshell.images import load_image
+        from nnshell.input.images import load_image
 
         graph = self.require_graph()
         opts = opts if opts is not None else self.input_options()
@@ -341,8 +341,8 @@ class Session:
 
     def input_options(self, **overrides: Any) -> Any:
         """The image input options: the ``set input_*`` values, then the command's options."""
-        from nnshell.formatter import get_formatter
-        from nnshell.images import InputOptions
+        from nnshell.input.formatter import get_formatter
+        from nnshell.input.images import InputOptions
 
         st = self.settings
         fmt = get_formatter(self.graph)
@@ -368,7 +368,7 @@ class Session:
     def _images(self) -> Any:
         """The session's decoded-image cache (created on first use: the shell starts fast)."""
         if self.image_cache is None:
-            from nnshell.images import DecodeCache
+            from nnshell.input.images import DecodeCache
 
             self.image_cache = DecodeCache()
         return self.image_cache
@@ -407,7 +407,7 @@ class Session:
                 + (f" (the graph has the {self.scheme} fusions)" if self.scheme else ""),
                 f"fusions --{scheme}",
             )
-        from nnshell.formatter import fixed_qtypes
+        from nnshell.input.formatter import fixed_qtypes
         from nnshell.quant import preflight
 
         qopts = qopts if qopts is not None else self._default_qopts(label)
@@ -471,7 +471,7 @@ class Session:
         ``scheme`` "POW2" (after ``fusions --pow2``) quantizes to ``bits``-wide Qm.n (POW2.md);
         ``symmetric`` / ``per_tensor`` do not apply to it (always both).
         """
-        from nnshell.images import expand_files, iter_batches
+        from nnshell.input.images import expand_files, iter_batches
         from nnshell.quant.pow2 import POW2_BITS, Pow2Options, quantize_graph_pow2
         from nnshell.quant.ranges import parse_mode
         from nnshell.quant.sq8 import QuantOptions, quantize_graph
@@ -514,7 +514,7 @@ class Session:
             stats, seen, reused = self.stats, self.stats_files, True
         else:
             raise GraphStateError("aquant needs calibration images", "aquant sample_images/calib")
-        from nnshell.formatter import fixed_qtypes
+        from nnshell.input.formatter import fixed_qtypes
 
         if scheme == "POW2":
             if fixed_qtypes(graph):
@@ -536,7 +536,7 @@ class Session:
         calibrating with ``x/128-1``) it computes garbage without any error: top-1 falls to
         chance and nothing says why. Commands that run the quantized graph print this line.
         """
-        from nnshell.images import describe_inputs
+        from nnshell.input.images import describe_inputs
 
         if self.qstate is None or self.calib_inputs is None or opts is None:
             return None
@@ -564,8 +564,8 @@ class Session:
         progress: Any = None,
     ) -> Any:
         """Top-1 accuracy of the float graph and (when quantized) the integer graph."""
-        from nnshell.evaluate import validate
-        from nnshell.images import expand_files
+        from nnshell.analysis.evaluate import validate
+        from nnshell.input.images import expand_files
 
         graph = self.require_graph()
         qstate = self.qstate if quantized else None
@@ -585,7 +585,7 @@ class Session:
 
     def footprint(self) -> Any:
         """Parameter bytes and peak activation RAM, float against quantized."""
-        from nnshell.footprint import footprint
+        from nnshell.analysis.footprint import footprint
 
         return footprint(self.require_graph(), self.require_quantized(), self.imported)
 
@@ -675,7 +675,7 @@ class Session:
         """(paths, batch iterator, validated all-tensor runner or None) for one image pass."""
         import itertools
 
-        from nnshell.images import expand_files, iter_batches
+        from nnshell.input.images import expand_files, iter_batches
 
         graph = self.require_graph()
         paths = expand_files(files)
@@ -763,7 +763,7 @@ class Session:
         no files is then instant).
         """
         from nnshell.analysis.compare import SAMPLE_BYTES, compare_modes
-        from nnshell.images import expand_files, iter_batches
+        from nnshell.input.images import expand_files, iter_batches
 
         graph = self._require_scheme_graph("scale8")
         opts = opts if opts is not None else self.input_options()
@@ -856,7 +856,7 @@ class Session:
         import tempfile
 
         from nnshell.codegen.verify import verify
-        from nnshell.images import expand_files
+        from nnshell.input.images import expand_files
 
         graph = self.require_graph()
         qstate = self.require_quantized()

@@ -10,8 +10,8 @@ import onnxruntime as ort
 import pytest
 
 from nnshell.errors import ShapeError, UnsupportedOpError
-from nnshell.images import InputOptions, load_image
 from nnshell.importers.onnx_importer import load_onnx
+from nnshell.input.images import InputOptions, load_image
 from tests.conftest import SAMPLE_MODEL, TEST_DIR
 from tests.helpers_models import tiny_conv_model, unsupported_model
 

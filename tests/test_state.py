@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from nnshell.errors import ModelFileError
 from nnshell.exec.int_exec import run_int
-from nnshell.images import InputOptions, expand_files, iter_batches
+from nnshell.input.images import InputOptions, expand_files, iter_batches
 from nnshell.session import Session
 from nnshell.state import load_state, save_state
 from tests.conftest import CALIB_DIR, ROOT, SAMPLE_MODEL, TEST_DIR

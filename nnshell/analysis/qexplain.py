@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from nnshell.fixed_point import round_half_up
 from nnshell.ir import Graph
 from nnshell.ops import get_op
+from nnshell.quant.fixed_point import round_half_up
 
 #: Per-channel tables longer than this are summarised (the worst channels are still listed).
 MAX_CHANNEL_ROWS = 16

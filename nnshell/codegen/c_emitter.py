@@ -32,9 +32,9 @@ from nnshell.codegen.csafe import (
 )
 from nnshell.codegen.memory import ArenaPlan, Block, lifetimes, plan_arena
 from nnshell.errors import CodegenError
-from nnshell.fixed_point import header_qscale_qnorm
 from nnshell.ir import Graph
 from nnshell.ops import get_op
+from nnshell.quant.fixed_point import header_qscale_qnorm
 
 RUNTIME_FILES = ("nn_kernels.h", "nn_kernels.c")
 #: the runtime of each quantization scheme (POW2 also uses the data movers of nn_kernels)
@@ -134,7 +134,7 @@ class RawInput:
 
 def raw_inputs(graph: Graph, qstate: Any) -> dict[str, RawInput]:
     """The formatted inputs of the graph, checked against their quantization."""
-    from nnshell.formatter import formatters, raw_shape
+    from nnshell.input.formatter import formatters, raw_shape
 
     out: dict[str, RawInput] = {}
     fmts = formatters(graph)
@@ -333,7 +333,7 @@ def _qdefines(prefix: str, q: Any, pow2: bool = False) -> list[str]:
         f"#define {prefix}_OUT_ZERO_POINT {c_int(q.zero_point, f'{prefix} zero point')}",
     ]
     if pow2:
-        from nnshell.fixed_pow2 import q_of
+        from nnshell.quant.fixed_pow2 import q_of
 
         lines.append(f"#define {prefix}_Q {c_int(q_of(q))}")
     return lines

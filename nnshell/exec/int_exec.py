@@ -28,7 +28,7 @@ def quantize_inputs(graph: Graph, qstate: Any, feeds: Mapping[str, np.ndarray]) 
     for name in graph.inputs:
         x = np.asarray(feeds[name])
         if graph.meta.get("input_formatter"):  # raw HWC pixels: the formatter's integer codes
-            from nnshell.formatter import format_feed_int
+            from nnshell.input.formatter import format_feed_int
 
             codes = format_feed_int(graph, name, x)
             if codes is not None:

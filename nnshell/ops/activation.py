@@ -32,16 +32,6 @@ from typing import Any
 import numpy as np
 
 from nnshell.errors import QuantizationError, ShapeError
-from nnshell.fixed_point import QType, rnorm, round_half_up
-from nnshell.fixed_pow2 import (
-    Pow2Context,
-    code_of,
-    exp_neg_q15,
-    q_from_range,
-    q_in,
-    q_of,
-    shift_round,
-)
 from nnshell.ir import Node, Shape, TensorInfo
 from nnshell.ops import _pow2
 from nnshell.ops._batching import opset_of
@@ -54,7 +44,17 @@ from nnshell.ops._sq8_ext import (
 )
 from nnshell.ops.fused_act import SQ8, FusedAct, act_node
 from nnshell.ops.registry import OpDef, register
-from nnshell.qrecord import NodeQuant, QuantContext
+from nnshell.quant.fixed_point import QType, rnorm, round_half_up
+from nnshell.quant.fixed_pow2 import (
+    Pow2Context,
+    code_of,
+    exp_neg_q15,
+    q_from_range,
+    q_in,
+    q_of,
+    shift_round,
+)
+from nnshell.quant.qrecord import NodeQuant, QuantContext
 
 #: SQ8 §5: the fixed output qtype of Sigmoid / Tanh (and HardSigmoid): int8 at scale 1/127.
 UNIT_QTYPE = QType(scale=1.0 / 127, zero_point=0, symmetric=True, forced_by="unit-range output")

@@ -17,12 +17,12 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from nnshell.errors import QuantizationError, ShapeError
-from nnshell.fixed_pow2 import Pow2Context
 from nnshell.ir import Node, Shape, TensorInfo
 from nnshell.ops import _pow2, _sq8
 from nnshell.ops._shapes import out_size, pad_for_windows, resolve_pads, window_offsets
 from nnshell.ops.registry import OpDef, register
-from nnshell.qrecord import NodeQuant, QuantContext
+from nnshell.quant.fixed_pow2 import Pow2Context
+from nnshell.quant.qrecord import NodeQuant, QuantContext
 
 #: Column-matrix size per batch chunk (kept cache-sized) and the fewest matmul columns wanted.
 _COLS_BYTES = 1 << 19

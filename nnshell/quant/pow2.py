@@ -34,11 +34,11 @@ import math
 from dataclasses import dataclass
 
 from nnshell.errors import QuantizationError
-from nnshell.fixed_point import QType
-from nnshell.fixed_pow2 import Pow2Context, pow2_qtype, q_from_range, q_of
 from nnshell.ir import Graph, Node
 from nnshell.ops import get_op
-from nnshell.qrecord import NodeQuant
+from nnshell.quant.fixed_point import QType
+from nnshell.quant.fixed_pow2 import Pow2Context, pow2_qtype, q_from_range, q_of
+from nnshell.quant.qrecord import NodeQuant
 from nnshell.quant.ranges import choose_range
 from nnshell.quant.sq8 import QuantOptions, QuantState
 from nnshell.quant.stats import TensorStats, acc_key

@@ -23,10 +23,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from nnshell.errors import QuantizationError
-from nnshell.fixed_point import QType, qtype_from_range
 from nnshell.ir import Graph
 from nnshell.ops import get_op
-from nnshell.qrecord import NodeQuant, QuantContext
+from nnshell.quant.fixed_point import QType, qtype_from_range
+from nnshell.quant.qrecord import NodeQuant, QuantContext
 from nnshell.quant.ranges import RangeMode, choose_range
 from nnshell.quant.stats import TensorStats
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from nnshell.errors import ModelFileError, QuantizationError
-from nnshell.fixed_point import QType
+from nnshell.quant.fixed_point import QType
 
 
 def require_file_quantization(graph: Any, path: str) -> None:
@@ -108,7 +108,7 @@ def quantize_from_file(graph: Any, relun_range: str = "bound") -> FileQuantizati
     nnshell's per-channel scales ``max|w|/127`` are the file's. Then the normal SQ8 quantizer
     runs: requantization uses nnshell's multiplier rule from these scales.
     """
-    from nnshell.formatter import fixed_qtypes
+    from nnshell.input.formatter import fixed_qtypes
     from nnshell.ops import get_op
     from nnshell.quant.sq8 import QuantOptions, qtype_groups, quantize_graph, symmetric_requirements
     from nnshell.quant.stats import TensorStats

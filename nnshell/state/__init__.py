@@ -15,7 +15,7 @@ JSON needs, and replacing the JSON (last, atomically, with fsync) switches from 
 the new in one step; the old npz is removed only afterwards. The name is deterministic, so saving
 an unchanged session gives byte-identical files. The file-level protocol (lock against a second
 writer, temporary files and their cleanup, SIGINT/SIGTERM deferred during the commit, file modes)
-is :mod:`nnshell.state_files`; this module owns what is in the files.
+is :mod:`nnshell.state.files`; this module owns what is in the files.
 
 JSON layout (``schema_version`` 1)::
 
@@ -55,7 +55,7 @@ everything before the session sees any of it; any failure is one :class:`ModelFi
 * the files: regular files within the size limits of :mod:`nnshell.safeio` (no device, FIFO or
   sparse giant is read); the npz a plain file name in the state's folder with the recorded
   SHA-256 (hashed in chunks), holding exactly the arrays the JSON refers to, each checked from
-  its zip and ``.npy`` headers before it is read (:func:`nnshell.state_files.read_arrays`);
+  its zip and ``.npy`` headers before it is read (:func:`nnshell.state.files.read_arrays`);
 * the JSON: strict (a duplicate key, a NaN literal or a number beyond int64/uint64 and float64
   is refused), the schema version, required keys and types, registered op names, whitelisted
   classes;

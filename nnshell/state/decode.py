@@ -173,7 +173,7 @@ class _Decoder:
         return g
 
     def qtype(self, d: Any, where: str) -> Any:
-        from nnshell.fixed_point import QType
+        from nnshell.quant.fixed_point import QType
 
         if not isinstance(d, dict):
             raise _Malformed(f"{where} is not a quantization type")
@@ -183,7 +183,7 @@ class _Decoder:
             raise _Malformed(f"{where}: {exc.message}") from None
 
     def qstate(self, d: Any, graph: Graph) -> Any:
-        from nnshell.qrecord import NodeQuant
+        from nnshell.quant.qrecord import NodeQuant
         from nnshell.quant.ranges import MODES, RangeMode
         from nnshell.quant.sq8 import QuantOptions, QuantState
 
@@ -258,7 +258,7 @@ class _Decoder:
 
     def input_options(self, d: Any) -> Any:
         """The calibration's input options (absent in older states: None)."""
-        from nnshell.images import InputOptions
+        from nnshell.input.images import InputOptions
 
         if d is None:
             return None

@@ -8,9 +8,10 @@ from typing import Any
 
 import numpy as np
 
-from nnshell import __version__, safeio, state_files
+from nnshell import __version__, safeio
 from nnshell import settings as settings_mod
 from nnshell.errors import ModelFileError
+from nnshell.state import files as state_files
 from nnshell.state.decode import (
     _Decoder,
 )

@@ -14,9 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from nnshell import __version__, state_files
+from nnshell import __version__
 from nnshell.errors import ModelFileError, NnshellError
 from nnshell.ir import Graph
+from nnshell.state import files as state_files
 from nnshell.state.schema import (
     _ZIP_TIME,
     FORMAT,
@@ -251,7 +252,7 @@ def save_state(src: Any, path: str | os.PathLike[str]) -> tuple[Path, Path]:
     """Write the state of the session-like ``src`` as ``path`` (``.json``) and its npz.
 
     The npz is ``<stem>.<16 hex of its SHA-256>.npz`` and the JSON, replaced last, is the one
-    commit point (:func:`nnshell.state_files.commit_state`: lock, temporary files, SIGINT and
+    commit point (:func:`nnshell.state.files.commit_state`: lock, temporary files, SIGINT and
     SIGTERM deferred, fsync): an interrupted save leaves the previous state or the new one, never
     a mix. The folder must exist: a mistyped path is refused rather than silently created.
     Returns ``(json path, npz path)``.

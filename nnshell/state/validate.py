@@ -8,9 +8,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from nnshell import state_files
 from nnshell.errors import ModelFileError, NnshellError
 from nnshell.ir import Graph, Node
+from nnshell.state import files as state_files
 from nnshell.state.schema import (
     _Malformed,
 )

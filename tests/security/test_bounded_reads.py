@@ -35,8 +35,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from nnshell import safeio
 from nnshell.errors import ImageError, ModelFileError, NnshellError
-from nnshell.images import InputOptions, expand_files, load_image
 from nnshell.importers.onnx_importer import load_onnx
+from nnshell.input.images import InputOptions, expand_files, load_image
 from nnshell.session import Session
 from tests.conftest import CALIB_DIR, ROOT, SAMPLE_MODEL
 from tests.helpers_models import tiny_conv_model
@@ -458,11 +458,11 @@ _ALLOWED = {
     ("nnshell/safeio.py", "os.open"),
     ("nnshell/safeio.py", "os.fdopen"),
     ("nnshell/atomic.py", "os.fdopen"),
-    ("nnshell/images.py", "os.fdopen"),
-    ("nnshell/images.py", "Image.open"),
+    ("nnshell/input/images.py", "os.fdopen"),
+    ("nnshell/input/images.py", "Image.open"),
 }
 #: Modules that open files only to write them (atomic.py) or manage their own bounded reads.
-_EXEMPT = ("nnshell/state/", "nnshell/state_files.py", "nnshell/atomic.py", "nnshell/codegen/")
+_EXEMPT = ("nnshell/state/", "nnshell/state/files.py", "nnshell/atomic.py", "nnshell/codegen/")
 
 
 def _name(func: ast.expr) -> str:

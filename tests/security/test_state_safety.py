@@ -1,4 +1,4 @@
-"""Untrusted or interrupted states must not lose data or exhaust the machine (nnshell.state_files).
+"""Untrusted or interrupted states must not lose data or exhaust the machine (nnshell.state.files).
 
 * A save killed (SIGKILL) or interrupted (SIGINT, SIGTERM) at every rename/unlink step, in a
   real subprocess: the old or the new state always reopens, Ctrl-C is delivered only after the

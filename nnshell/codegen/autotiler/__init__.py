@@ -9,7 +9,7 @@ settings, library load, one generator call per kernel node in execution order, `
 with the globals and locals, the ``AddNode`` bindings, ``CloseGraph``) and ``main``.
 ``AT_SetGraphCtrl`` lines come from the ``graph_*`` settings that differ from their defaults;
 argument homes from the ``default_*_location`` settings. An input formatter (``imageformat``,
-:mod:`nnshell.formatter`) makes ``Input_<i>`` the raw ``unsigned char``/``unsigned short`` HWC
+:mod:`nnshell.input.formatter`) makes ``Input_<i>`` the raw ``unsigned char``/``unsigned short`` HWC
 pixels, adds a ``CNN_Norm`` generator ``S0_Op_Input_<i>_Formatter`` and its node writing the
 local ``S0_Output_<i>`` that the first kernels read.
 
@@ -41,7 +41,7 @@ ReLU/ReLU6 output): :mod:`nnshell.codegen.at_infos`.
 
 Header ``<model dir>/<header>`` (default ``model.h``): for the graph input and every kernel
 node's output, ``<G>_<name>_OUT_SCALE/_OUT_QSCALE/_OUT_QNORM/_OUT_ZERO_POINT`` with
-``So ≈ QS·2^-QN`` from :func:`nnshell.fixed_point.header_qscale_qnorm` (SQ8.md §8).
+``So ≈ QS·2^-QN`` from :func:`nnshell.quant.fixed_point.header_qscale_qnorm` (SQ8.md §8).
 
 POW2 (``aquant -s POW2 -f 16|8``, POW2.md; every tensor a Qm.n code, ``real = code·2^-q``): the
 same layout with ``#include "CNN_Generators.h"``, ``"CNN_BasicKernels.h"`` in

@@ -14,8 +14,8 @@ from nnshell.codegen.csafe import (
     short_name,
 )
 from nnshell.errors import NnshellError
-from nnshell.fixed_point import QType
 from nnshell.ir import Node, c_safe_name
+from nnshell.quant.fixed_point import QType
 from nnshell.settings import (
     AT_MEMORIES,
 )

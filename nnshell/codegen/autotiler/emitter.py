@@ -21,8 +21,8 @@ from nnshell.codegen.csafe import (
     is_c_ident,
     short_name,
 )
-from nnshell.fixed_point import QType
 from nnshell.ir import Graph, c_safe_name
+from nnshell.quant.fixed_point import QType
 from nnshell.settings import (
     MEMORY_SETTINGS,
     SETTINGS,
@@ -99,7 +99,7 @@ class _Emitter:
         self.settings = settings
         self.tensor_dir = tensor_dir.replace(os.sep, "/").rstrip("/") or "."
         self.g = graph_c_name(graph, settings)
-        from nnshell.formatter import formatters
+        from nnshell.input.formatter import formatters
 
         self.memory = {
             name: _memory(settings, name, SETTINGS[name].default) for name in MEMORY_SETTINGS

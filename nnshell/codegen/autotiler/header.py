@@ -5,9 +5,9 @@ from __future__ import annotations
 from nnshell.codegen.autotiler.common import _fmt
 from nnshell.codegen.autotiler.emitter import _Emitter
 from nnshell.codegen.csafe import c_comment, c_ident, c_int, is_c_ident
-from nnshell.fixed_point import header_qscale_qnorm
-from nnshell.fixed_pow2 import q_of
 from nnshell.ir import c_safe_name
+from nnshell.quant.fixed_point import header_qscale_qnorm
+from nnshell.quant.fixed_pow2 import q_of
 
 
 def _guard(guard_name: str) -> str:

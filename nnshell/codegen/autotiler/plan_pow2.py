@@ -23,9 +23,9 @@ from nnshell.codegen.autotiler.common import (
     _size,
 )
 from nnshell.codegen.autotiler.plan_base import PlannerBase
-from nnshell.fixed_point import QType
-from nnshell.fixed_pow2 import code_of, pow2_qtype, q_of, qmn
 from nnshell.ir import Node
+from nnshell.quant.fixed_point import QType
+from nnshell.quant.fixed_pow2 import code_of, pow2_qtype, q_of, qmn
 
 
 def _activation_pow2(parts: Sequence[Any], out_q: QType, node_name: str) -> tuple[str, int | None]:

@@ -15,7 +15,7 @@ from nnshell.shell.parser import NnArgumentParser
 def calibration_line(session: Any) -> str:
     """What the calibration saw: the images and the input options they were prepared with
     (a later run with other options gets a warning; see Session.input_drift)."""
-    from nnshell.images import describe_inputs
+    from nnshell.input.images import describe_inputs
 
     if session.calib_inputs is None:
         return "calibration input options: not recorded (a state saved by an older version)"
@@ -265,7 +265,7 @@ class QuantCommands(NnCommandSet):
         """Compare the memory of the float and the quantized model."""
         from dataclasses import asdict
 
-        from nnshell.footprint import gap8_placement
+        from nnshell.analysis.footprint import gap8_placement
         from nnshell.report.quant_tables import footprint_summary, footprint_table, gap8_lines
 
         session = self.app.session

@@ -9,7 +9,7 @@ The pipeline for one file is fixed and mirrors NNTool so its command lines carry
    :class:`~nnshell.errors.ImageError` naming the file;
 2. ``-M`` mode conversion and ``-H``/``-W`` bilinear resize (images only);
 3. a float32 array, HWC or HW, holding the raw pixel values 0..255 unless told otherwise;
-4. ``x = x / D + O`` (``-D``, ``-O``), then ``-N`` (a :mod:`nnshell.expr` expression);
+4. ``x = x / D + O`` (``-D``, ``-O``), then ``-N`` (a :mod:`nnshell.input.expr` expression);
 5. layout: ``-T`` transposes HWC to CHW; without it an HWC image whose permuted shape is the
    expected CHW shape is transposed automatically and the caller is told through
    :class:`LoadReport` so it can say so once.
@@ -38,7 +38,7 @@ import numpy as np
 
 from nnshell import safeio
 from nnshell.errors import ExpressionError, ImageError, SettingError, UsageError
-from nnshell.expr import NormFunc, compile_expression
+from nnshell.input.expr import NormFunc, compile_expression
 
 #: File name extensions :func:`expand_files` picks up (lower case, without the dot).
 IMAGE_EXTENSIONS: tuple[str, ...] = ("png", "pgm", "ppm", "jpg", "jpeg", "bmp", "npy", "raw")
@@ -73,7 +73,7 @@ class InputOptions:
     mode: str | None = None
     raw_dtype: str | None = None
     #: ``FORMAT/NORM`` of an input formatter (``imageformat``): raw HWC pixels are read and
-    #: turned into the network input by :mod:`nnshell.formatter`.
+    #: turned into the network input by :mod:`nnshell.input.formatter`.
     formatter: str | None = None
 
     def __post_init__(self) -> None:
@@ -100,7 +100,7 @@ class InputOptions:
         if self.norm_func is not None:
             _norm(self.norm_func)
         if self.formatter is not None:
-            from nnshell.formatter import Formatter
+            from nnshell.input.formatter import Formatter
 
             Formatter.from_spec(self.formatter)
 
@@ -592,7 +592,7 @@ def _load(
     path: str, opts: InputOptions, expected: tuple[int, ...], normalise: bool = True
 ) -> tuple[np.ndarray, bool]:
     if opts.formatter is not None:
-        from nnshell.formatter import load_formatted
+        from nnshell.input.formatter import load_formatted
 
         return load_formatted(path, opts, expected), False
     name = os.path.basename(path)

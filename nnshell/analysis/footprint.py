@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from nnshell.analysis.summary import node_params
 from nnshell.ir import Graph
-from nnshell.summary import node_params
 
 
 @dataclass(frozen=True)

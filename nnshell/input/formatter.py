@@ -112,7 +112,8 @@ class Formatter:
 
     @property
     def spec(self) -> str:
-        """``FORMAT/NORM``: the compact form carried by :class:`nnshell.images.InputOptions`."""
+        """``FORMAT/NORM``: the compact form carried by
+        :class:`nnshell.input.images.InputOptions`."""
         return f"{self.fmt}/{self.norm}"
 
     @classmethod
@@ -128,7 +129,7 @@ class Formatter:
 
     def qtype(self) -> Any:
         """The QType of the formatter's output codes."""
-        from nnshell.fixed_point import QType
+        from nnshell.quant.fixed_point import QType
 
         return QType(scale=self.scale, zero_point=0, bits=self.bits, symmetric=True)
 
@@ -336,7 +337,7 @@ def read_raw_pixels(path: str, opts: Any, expected: tuple[int, ...]) -> np.ndarr
     import dataclasses
     import os
 
-    from nnshell import images
+    from nnshell.input import images
 
     fmt = Formatter.from_spec(opts.formatter)
     if len(expected) != 3 or expected[0] != fmt.channels:

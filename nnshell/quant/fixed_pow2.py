@@ -2,13 +2,13 @@
 
 Every POW2 tensor is a signed ``bits``-wide integer (16 or 8) with ``q`` fractional bits:
 ``real = code · 2^-q`` ("Qm.n" with ``n = q`` and ``m = bits - 1 - q``). It is represented by an
-ordinary :class:`~nnshell.fixed_point.QType` with ``scale = 2^-q``, zero point 0 and ``bits``,
+ordinary :class:`~nnshell.quant.fixed_point.QType` with ``scale = 2^-q``, zero point 0 and ``bits``,
 so quantizing, dequantizing, saving and the footprint work as for SQ8; :func:`q_of` recovers
 ``q``. There are no multipliers: every rescale is a rounding shift (:func:`shift_round`, the
 ``rnorm`` of SQ8.md §1 for a right shift, an exact left shift otherwise) followed by a saturation
 to the container (:func:`clip_bits`).
 
-Like :mod:`nnshell.fixed_point`, everything here sits at the bottom of the layering so the op
+Like :mod:`nnshell.quant.fixed_point`, everything here sits at the bottom of the layering so the op
 modules can use it.
 """
 
@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from nnshell.errors import QuantizationError
-from nnshell.fixed_point import QType, clip_range, rnorm, round_half_up
-from nnshell.qrecord import QuantContext
+from nnshell.quant.fixed_point import QType, clip_range, rnorm, round_half_up
+from nnshell.quant.qrecord import QuantContext
 
 #: POW2.md: the accumulator budget of a conv / linear layer (one bit of int32 spare).
 ACC_BUDGET = 31
