@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from nnshell.analysis.qexplain import QExplain
+from nnshell.analysis.qexplain_record import QExplain
 from nnshell.ir import Graph
 from nnshell.ops.fused import op_label
 from nnshell.quant.fixed_pow2 import qmn

@@ -262,7 +262,7 @@ def _raw_bytes(graph: Graph, inp: str, raw: np.ndarray) -> np.ndarray:
 def _load_raw(path: str, opts: Any, expected: tuple[int, ...]) -> np.ndarray:
     """One image as the raw HWC pixels of a formatted input (``load_formatted`` without its
     float transform)."""
-    from nnshell.input.formatter import read_raw_pixels
+    from nnshell.input.images import read_raw_pixels
 
     return read_raw_pixels(path, opts, expected)
 

@@ -327,54 +327,6 @@ def format_feed_int(graph: Any, name: str, value: np.ndarray) -> np.ndarray | No
     return None if fmt is None else fmt.to_codes(value)
 
 
-# -- image loading ------------------------------------------------------------------------------
-def read_raw_pixels(path: str, opts: Any, expected: tuple[int, ...]) -> np.ndarray:
-    """One image as the raw H x W x C pixels a formatted input takes (before any transform).
-
-    ``opts.formatter`` is ``FORMAT/NORM``; ``expected`` is the network input (C, H, W). bw
-    formats read grayscale, rgb formats RGB. The C harness is fed exactly these pixels.
-    """
-    import dataclasses
-    import os
-
-    from nnshell.input import images
-
-    fmt = Formatter.from_spec(opts.formatter)
-    if len(expected) != 3 or expected[0] != fmt.channels:
-        raise ImageError(f"imageformat {fmt.fmt}: the network input {expected} is not CHW")
-    c, h, w = expected
-    raw = (h, w, c)
-    name = os.path.basename(path)
-    ext = images._ext(path)
-    if ext == "npy":
-        arr = images._read_npy(path, opts)
-    elif ext == "raw":
-        arr = images._read_raw(path, opts, raw)
-    else:
-        mode = "L" if c == 1 else "RGB"
-        arr = images._read_pil(path, dataclasses.replace(opts, mode=mode), raw)
-    if arr.ndim == 2 and c == 1:
-        arr = arr[..., None]
-    if arr.ndim == 4 and arr.shape[0] == 1:
-        arr = arr[0]
-    if tuple(arr.shape) != raw:
-        raise ImageError(
-            f"'{name}' has shape {tuple(arr.shape)}, the raw input of the {fmt.fmt} formatter "
-            f"is {raw} (H, W, C)",
-            "-H/-W to resize",
-        )
-    return np.asarray(arr)
-
-
-def load_formatted(path: str, opts: Any, expected: tuple[int, ...]) -> np.ndarray:
-    """Load one raw image for a formatted input and return the float CHW network input.
-
-    -D/-O/-N are refused by the session (the formatter normalises), -T is not needed.
-    """
-    fmt = Formatter.from_spec(opts.formatter)
-    return fmt.to_float(read_raw_pixels(path, opts, expected))
-
-
 __all__ = [
     "FORMATS",
     "META_KEY",
@@ -387,7 +339,6 @@ __all__ = [
     "format_feed_int",
     "formatters",
     "get_formatter",
-    "load_formatted",
     "raw_shape",
     "with_formatter",
 ]

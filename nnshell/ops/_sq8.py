@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from nnshell.errors import QuantizationError
+from nnshell.ops._conv_kernel import conv_float
 from nnshell.quant.fixed_point import (
     int_matmul_exact,
     multiplier_headroom,
@@ -113,7 +114,6 @@ def conv_int(
     requantization is monotonic per channel, so max-then-requantize gives the same integers as
     requantize-then-max with a fraction of the work.
     """
-    from nnshell.ops.conv import conv_float
     from nnshell.quant.fixed_point import exact_float_dtype
 
     kernel, strides, dil, pads, outs = geometry
