@@ -83,13 +83,6 @@ def qmn(qt: QType) -> str:
     return f"Q{qt.bits - 1 - q}.{q}"
 
 
-def is_pow2(qt: QType | None) -> bool:
-    """Whether ``qt`` is a (per-tensor, zero point 0) power-of-two qtype."""
-    if qt is None or qt.per_channel or qt.zero_point:
-        return False
-    return math.frexp(float(qt.scale))[0] == 0.5
-
-
 def clip_bits(v: Any, bits: int) -> Any:
     """Saturate integers to a signed ``bits``-wide container (result int64, or int)."""
     return clip_range(v, -(1 << (bits - 1)), (1 << (bits - 1)) - 1)
@@ -176,7 +169,6 @@ __all__ = [
     "code_of",
     "exp_neg_q15",
     "int_bits",
-    "is_pow2",
     "pow2_qtype",
     "q_from_range",
     "q_in",
