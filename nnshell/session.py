@@ -471,7 +471,6 @@ class Session:
         ``scheme`` "POW2" (after ``fusions --pow2``) quantizes to ``bits``-wide Qm.n (POW2.md);
         ``symmetric`` / ``per_tensor`` do not apply to it (always both).
         """
-        from nnshell.input.images import expand_files, iter_batches
         from nnshell.quant.pow2 import POW2_BITS, Pow2Options, quantize_graph_pow2
         from nnshell.quant.ranges import parse_mode
         from nnshell.quant.sq8 import QuantOptions, quantize_graph
@@ -494,19 +493,9 @@ class Session:
             )
             graph = self._require_scheme_graph("scale8", qopts)
         if files:
-            paths = expand_files(files)
-            opts = opts if opts is not None else self.input_options()
-            expected = graph.tensors[graph.inputs[0]].dims
-            import itertools
-
-            batches = iter_batches(
-                paths, opts, expected, int(self.settings["batch_size"]), cache=self._images()
-            )
-            first = next(batches)
-            fast = self.fast_runner(graph, first[1][:2], all_tensors=True)
-            stats, seen = collect_stats(
-                graph, itertools.chain([first], batches), len(paths), progress, fast
-            )
+            opts = opts if opts is not None else self.input_options()  # recorded with the stats
+            paths, batches, fast = self._analysis_pass(files, opts, graph)
+            stats, seen = collect_stats(graph, batches, len(paths), progress, fast)
             reused = False
             calib_inputs = opts
         elif self.stats is not None:
@@ -671,13 +660,16 @@ class Session:
             store = self.__dict__["_tensor_store"] = {}
         return store  # type: ignore[no-any-return]
 
-    def _analysis_pass(self, files: list[str], opts: Any) -> tuple[list[str], Any, Any]:
-        """(paths, batch iterator, validated all-tensor runner or None) for one image pass."""
+    def _analysis_pass(
+        self, files: list[str], opts: Any, graph: Graph | None = None
+    ) -> tuple[list[str], Any, Any]:
+        """(paths, batch iterator, validated all-tensor runner or None) for one image pass over
+        ``graph`` (default: the current graph), the batches of ``batch_size`` images."""
         import itertools
 
         from nnshell.input.images import expand_files, iter_batches
 
-        graph = self.require_graph()
+        graph = graph if graph is not None else self.require_graph()
         paths = expand_files(files)
         opts = opts if opts is not None else self.input_options()
         expected = graph.tensors[graph.inputs[0]].dims
