@@ -27,6 +27,7 @@ from nnshell.analysis.qexplain_record import QExplain
 from nnshell.ir import Graph
 from nnshell.ops import get_op
 from nnshell.quant.fixed_point import round_half_up
+from nnshell.quant.scheme import POW2, scheme_of
 
 #: Per-channel tables longer than this are summarised (the worst channels are still listed).
 MAX_CHANNEL_ROWS = 16
@@ -333,7 +334,7 @@ def qexplain(graph: Graph, qstate: Any, steps: list[int]) -> list[QExplain]:
     for step in steps:
         nq = qstate.nodes[graph.nodes[step].name]
         fn = explain_weighted if _is_weighted(nq) else explain_other
-        if getattr(qstate, "scheme", "SQ8") == "POW2":
+        if scheme_of(qstate) is POW2:
             fn = explain_pow2
         out.append(fn(graph, qstate, step))
     return out

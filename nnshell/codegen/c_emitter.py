@@ -35,12 +35,12 @@ from nnshell.errors import CodegenError
 from nnshell.ir import Graph
 from nnshell.ops import get_op
 from nnshell.quant.fixed_point import header_qscale_qnorm
+from nnshell.quant.scheme import POW2, SCHEMES, SQ8, scheme_of
 
 RUNTIME_FILES = ("nn_kernels.h", "nn_kernels.c")
 #: the runtime of each quantization scheme (POW2 also uses the data movers of nn_kernels)
 SCHEME_RUNTIME = {"SQ8": RUNTIME_FILES, "POW2": (*RUNTIME_FILES, "nn_pow2.h", "nn_pow2.c")}
 #: the op hook that writes a node's C call, per scheme
-_EMIT_HOOK = {"SQ8": "emit_c", "POW2": "emit_c_pow2"}
 _PER_LINE = {1: 16, 2: 12, 4: 8}
 
 
@@ -181,7 +181,7 @@ def _array_text(arr: ConstArray) -> str:
 
 
 def _check_quantized(graph: Graph, qstate: Any) -> None:
-    if qstate is None or getattr(qstate, "scheme", None) not in _EMIT_HOOK:
+    if qstate is None or getattr(qstate, "scheme", None) not in SCHEMES:
         raise CodegenError(
             "gen --target c needs an SQ8- or POW2-quantized graph", "aquant <images>"
         )
@@ -205,10 +205,9 @@ def _emit_steps(
 ) -> tuple[list[str], list[Step]]:
     body: list[str] = []
     steps: list[Step] = []
-    scheme = qstate.scheme
+    scheme = scheme_of(qstate)
     for idx, node in enumerate(graph.nodes):
-        op = get_op(node.op)
-        hook = getattr(op, _EMIT_HOOK[scheme], None)
+        hook = scheme.emit_c(get_op(node.op))
         if hook is None:
             raise CodegenError(
                 f"{node.name}: {_label(node)} has no {scheme} C kernel yet",
@@ -350,7 +349,8 @@ def _header(
     raws: dict[str, RawInput] | None = None,
 ) -> str:
     raws = raws or {}
-    pow2 = qstate.scheme == "POW2"
+    pow2 = scheme_of(qstate) is POW2
+    in_type = "int8_t" if scheme_of(qstate) is SQ8 and not raws else "void"
 
     def nbytes(t: str) -> int:
         return raws[t].nbytes if t in raws else tensor_bytes(graph, qstate, t)
@@ -391,7 +391,7 @@ def _header(
         "",
         "/* Pointer to graph input `index` inside the arena: fill it before each run"
         + (" (a formatted input takes its raw HWC pixels). */" if raws else ". */"),
-        f"{'int8_t' if qstate.scheme == 'SQ8' and not raws else 'void'} *{name}_input(int index);",
+        f"{in_type} *{name}_input(int index);",
         (
             "/* Graph output `index` (int16 or int8 Qm.n codes, int16 Q15 after a softmax), "
             "valid after a run. */"

@@ -15,6 +15,7 @@ import numpy as np
 from nnshell.exec.float_exec import walk
 from nnshell.ir import Graph, Node
 from nnshell.ops import get_op
+from nnshell.quant.scheme import scheme_of
 
 IntObserver = Callable[[str, np.ndarray], None]
 
@@ -57,10 +58,8 @@ def run_int(
 
 def run_node_int(node: Node, qstate: Any, *args: np.ndarray | None) -> list[np.ndarray]:
     """One node's integer kernel for the scheme of ``qstate`` (POW2: ``run_int_pow2``)."""
-    op = get_op(node.op)
-    if getattr(qstate, "scheme", "SQ8") == "POW2":
-        return op.run_int_pow2(node, qstate.nodes[node.name], *args)
-    return op.run_int(node, qstate.nodes[node.name], *args)
+    kernel = scheme_of(qstate).run_int(get_op(node.op))
+    return kernel(node, qstate.nodes[node.name], *args)
 
 
 def dequantize(qstate: Any, name: str, q: np.ndarray) -> np.ndarray:

@@ -23,6 +23,7 @@ from nnshell.codegen.csafe import (
 )
 from nnshell.ir import Graph, c_safe_name
 from nnshell.quant.fixed_point import QType
+from nnshell.quant.scheme import POW2, scheme_of
 from nnshell.settings import (
     MEMORY_SETTINGS,
     SETTINGS,
@@ -105,7 +106,7 @@ class _Emitter:
             name: _memory(settings, name, SETTINGS[name].default) for name in MEMORY_SETTINGS
         }
         self.formatters = formatters(graph)
-        self.pow2 = getattr(qstate, "scheme", "SQ8") == "POW2"
+        self.pow2 = scheme_of(qstate) is POW2
         planner = _Planner(graph, qstate)
         self.kernels = planner.plan()
         self.alias = planner.alias

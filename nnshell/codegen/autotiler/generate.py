@@ -17,6 +17,7 @@ from nnshell.codegen.checks import check_shapes
 from nnshell.codegen.csafe import plain_file_name
 from nnshell.errors import CodegenError, GraphStateError, ModelFileError
 from nnshell.ir import Graph
+from nnshell.quant.scheme import SCHEMES
 
 
 def generate_autotiler(
@@ -38,7 +39,7 @@ def generate_autotiler(
     if qstate is None:
         raise GraphStateError("the graph is not quantized", "aquant <calibration images>")
     scheme = getattr(qstate, "scheme", "SQ8")
-    if scheme not in ("SQ8", "POW2"):
+    if scheme not in SCHEMES:
         raise AutoTilerError(
             f"gen --target autotiler writes SQ8 and POW2 models only, not {scheme} ones",
             "fusions --scale8 and aquant -s SQ8, or fusions --pow2 and aquant -s POW2",

@@ -20,6 +20,7 @@ from nnshell.codegen.csafe import (
 )
 from nnshell.errors import GraphStateError
 from nnshell.ir import Graph, Node
+from nnshell.quant.scheme import POW2, scheme_of
 
 
 class PlannerBase:
@@ -31,7 +32,7 @@ class PlannerBase:
         self.used: set[str] = set()
         self.kernels: list[Kernel] = []
         self.alias: dict[str, str] = {}
-        self.pow2 = getattr(qstate, "scheme", "SQ8") == "POW2"
+        self.pow2 = scheme_of(qstate) is POW2
         self.steps = nntool_steps(graph)  # NNTool's numbering (nnshell.codegen.at_names)
 
     def unique(self, base: str, step: int) -> str:
