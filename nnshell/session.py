@@ -183,17 +183,10 @@ class Session:
             raw_shape,
             with_formatter,
         )
+        from nnshell.io_names import require_input
 
         graph = self.require_graph()
-        if input_name not in graph.inputs:
-            import difflib
-
-            close = difflib.get_close_matches(input_name, graph.inputs, n=3)
-            raise UsageError(
-                f"imageformat: '{input_name}' is not a graph input",
-                f"inputs: {', '.join(graph.inputs)}"
-                + (f"; did you mean {', '.join(close)}?" if close else ""),
-            )
+        input_name = require_input(graph, input_name, "imageformat")
         if (fmt is None) != (norm is None):
             raise UsageError("imageformat needs both FORMAT and NORM (or neither, to remove)")
         old = formatters(graph).get(input_name)
@@ -285,7 +278,11 @@ class Session:
             return ["open -q: the file's quantization applies to --scale8 only; run aquant"]
         from nnshell.quant.tflite_quant import quantize_from_file
 
-        fq = quantize_from_file(graph, str(self.settings.get("relun_range", "bound")))
+        fq = quantize_from_file(
+            graph,
+            str(self.settings.get("relun_range", "bound")),
+            int(self.settings.get("file_mult_bits", 30)),
+        )
         self.stats, self.stats_files, self.qstate = fq.stats, [], fq.qstate
         notes = [
             f"open -q: the file's quantization applied (no aquant needed): {len(fq.kept)} "

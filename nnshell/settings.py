@@ -106,6 +106,13 @@ SETTINGS: dict[str, SettingDef] = {
             choices=("bound", "calibrated"),
         ),
         SettingDef(
+            "file_mult_bits",
+            int,
+            30,
+            "open -q: conv/linear multiplier width from the file's scales (30: TFLite's "
+            "precision, same codes as its interpreter; 8: GAP's SQ8 kernels, for the AutoTiler)",
+        ),
+        SettingDef(
             "float_backend",
             str,
             "auto",
@@ -157,6 +164,7 @@ INT_BOUNDS: dict[str, tuple[int, int]] = {
     "graph_warm_construct": (0, 2),
     "graph_dump_tensor": (0, 255),
     "graph_size_opt": (0, 2),
+    "file_mult_bits": (8, 30),
 }
 #: A graph name: what ``set graph_name`` takes (made C-safe by gen: ``my-net.v2``).
 _GRAPH_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}\Z")

@@ -12,9 +12,11 @@ and ``sample_models/lenet_bw.onnx`` (read from the ONNX initializers, kernels mo
 the first dense layer's rows reordered for TensorFlow's NHWC flatten), so the TFLite and ONNX
 imports of the same network can be compared image by image. Each is written float, int8 PTQ
 (calibrated on the repository's calibration images, float input/output so QUANTIZE and
-DEQUANTIZE appear) and fully-int8 (int8 input/output); the CIFAR LeNet also as 16x8 and, if the
-converter still makes it, as legacy uint8. The other models are small random-weight graphs, one
-per operator group, so every supported operator is checked against the interpreter.
+DEQUANTIZE appear) and fully-int8 (int8 input/output); the CIFAR LeNet also as 16x8, with uint8
+input/output (int8 inside: all TF 2's post-training converter still writes) and as a legacy
+fully-uint8 model (TF1 fake-quant graph, uint8 inference). The other models are small
+random-weight graphs, one per operator group, so every supported operator is checked against the
+interpreter.
 
 Outputs (``tests/data/tflite/``): every file stays well under 300 KB.
 """
@@ -115,24 +117,64 @@ def _convert(
     return conv.convert()
 
 
+_ONLY: list[str | None] = [None]
+
+
 def _write(name: str, blob: bytes) -> None:
+    if _ONLY[0] is not None and not name.startswith(_ONLY[0]):
+        return
     path = OUT / name
     path.write_bytes(blob)
     print(f"{path.relative_to(ROOT)}: {len(blob):,} bytes")
     assert len(blob) < 300_000, name
 
 
-def _uint8_legacy(model: tf.keras.Model, calib: np.ndarray) -> bytes | None:
-    """A legacy uint8 model (TF1 quantization-aware conversion), or None when TF cannot."""
-    try:
-        conv = tf.compat.v1.lite.TFLiteConverter.from_keras_model_file  # noqa: F841
-    except AttributeError:
-        return None
-    try:
-        return _convert(model, calib, "uint8")
-    except Exception as exc:  # noqa: BLE001 - the converter refuses in many ways
-        print(f"uint8 legacy model not made: {type(exc).__name__}: {str(exc)[:200]}")
-        return None
+def _uint8_legacy(model: tf.keras.Model, calib: np.ndarray) -> bytes:
+    """The LeNet as a legacy fully-uint8 model: TF1 graph with fake-quant nodes, uint8 inference.
+
+    TF 2's post-training converter no longer writes uint8 internals (its ``uint8`` mode only
+    changes the interface), but the TF1 quantization-aware path still does: every tensor gets a
+    ``FakeQuantWithMinMaxArgs`` with the range measured on the calibration images (weights per
+    tensor, asymmetric, as legacy uint8 files are), and the converter runs with
+    ``inference_type = uint8``. ReLU is moved before the max pool (they commute) so it fuses into
+    the conv and the conv output carries the pooled tensor's range, as the old toolchain did.
+    """
+    g = tf.Graph()
+    ranges: dict[str, tuple[float, float]] = {}
+    x = calib.astype(np.float32)
+    names = [layer.name for layer in model.layers if layer.get_weights()]
+    weights = {n: model.get_layer(n).get_weights() for n in names}
+    for layer in model.layers[1:]:
+        x = layer(x).numpy()
+        if layer.name in names:
+            act = np.maximum(x, 0) if layer.name != names[-1] else x
+            ranges[layer.name] = (min(0.0, float(act.min())), max(0.0, float(act.max())))
+
+    def fq(t, lo: float, hi: float, name: str | None = None):
+        return tf.quantization.fake_quant_with_min_max_args(t, lo, hi, name=name)
+
+    def fq_w(w: np.ndarray):
+        return fq(tf.constant(w), min(0.0, float(w.min())), max(0.0, float(w.max())))
+
+    with g.as_default():
+        inp = tf.compat.v1.placeholder(tf.float32, (1, *calib.shape[1:]), name="input_1")
+        h = fq(inp, -1.0, 1.0)
+        for conv in names[:2]:
+            w, b = weights[conv]
+            h = tf.nn.conv2d(h, fq_w(w), 1, "VALID") + tf.constant(b)
+            h = fq(tf.nn.relu(h), *ranges[conv])
+            h = tf.nn.max_pool2d(h, 2, 2, "VALID")
+        h = tf.reshape(h, (1, -1))
+        for fc in names[2:]:
+            w, b = weights[fc]
+            h = tf.matmul(h, fq_w(w)) + tf.constant(b)
+            last = fc == names[-1]
+            h = fq(h if last else tf.nn.relu(h), *ranges[fc], name="logits" if last else None)
+        with tf.compat.v1.Session(graph=g) as sess:
+            conv = tf.compat.v1.lite.TFLiteConverter.from_session(sess, [inp], [h])
+            conv.inference_type = tf.uint8
+            conv.quantized_input_stats = {"input_1": (127.5, 127.5)}  # real = (q - 127.5)/127.5
+            return conv.convert()
 
 
 def _conv(x, cout: int, k: int, stride: int = 1, padding: str = "SAME", act=None):
@@ -258,7 +300,7 @@ def _convert_fn(fn, shape: tuple[int, ...], calib: np.ndarray | None = None) -> 
 
 
 def main() -> None:
-    """Write every model."""
+    """Write every model (with an argument: only the files whose name starts with it)."""
     OUT.mkdir(parents=True, exist_ok=True)
     tf.keras.utils.set_random_seed(19)
 
@@ -270,9 +312,8 @@ def main() -> None:
     _write("cifar_net_int8.tflite", _convert(cifar, calib, "int8"))
     _write("cifar_net_int8io.tflite", _convert(cifar, calib, "int8io"))
     _write("cifar_net_16x8.tflite", _convert(cifar, calib, "16x8"))
-    u8 = _uint8_legacy(cifar, calib)
-    if u8 is not None:
-        _write("cifar_net_uint8.tflite", u8)
+    _write("cifar_net_uint8.tflite", _convert(cifar, calib, "uint8"))
+    _write("cifar_net_uint8_legacy.tflite", _uint8_legacy(cifar, calib))
 
     bw = _lenet(
         _onnx_weights(ROOT / "sample_models" / "lenet_bw.onnx"), (28, 28, 1), ["fc1", "fc2"]
@@ -298,4 +339,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    import sys
+
+    _ONLY[0] = sys.argv[1] if len(sys.argv) > 1 else None
     main()

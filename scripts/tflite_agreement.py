@@ -20,6 +20,7 @@ MODELS = [
     ("cifar_net_int8", "test", False, lambda p: p / 127.5 - 1),
     ("cifar_net_int8io", "test", False, lambda p: p / 127.5 - 1),
     ("cifar_net_uint8", "test", False, lambda p: p / 127.5 - 1),
+    ("cifar_net_uint8_legacy", "test", False, lambda p: p / 127.5 - 1),
     ("lenet_bw_int8", "bw_test", True, lambda p: p / 128 - 1),
 ]
 

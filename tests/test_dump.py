@@ -11,7 +11,6 @@ import pytest
 
 from nnshell.errors import ShapeError, UnsupportedOpError
 from nnshell.importers.onnx_importer import load_onnx
-from nnshell.input.images import InputOptions, load_image
 from tests.conftest import SAMPLE_MODEL, TEST_DIR
 from tests.helpers_models import tiny_conv_model, unsupported_model
 
@@ -35,7 +34,13 @@ def test_dump_npz_matches_onnxruntime(shell, tmp_path: Path) -> None:  # noqa: A
     assert ok, err
     with np.load(out, allow_pickle=False) as z:
         arrays = dict(z)
-    x = load_image(str(img), InputOptions(norm_func=NORM), (3, 32, 32))[None]
+    # the reference input read without nnshell's loader: pillow, HWC -> CHW, the NORM formula
+    from PIL import Image
+
+    with Image.open(img) as im:
+        hwc = np.asarray(im.convert("RGB"), np.float32)
+    x = ((hwc.transpose(2, 0, 1) / 255 - 0.5) / 0.5).astype(np.float32)[None]
+    assert x.shape == (1, 3, 32, 32)
     ref = _ort_all_outputs(SAMPLE_MODEL, x)
     graph = shell.app.session.graph
     for node in graph.nodes:

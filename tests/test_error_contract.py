@@ -40,6 +40,24 @@ def _env() -> dict[str, str]:
 # -- Ctrl-C ------------------------------------------------------------------------------------
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _wait_cpu_seconds(pid: int, seconds: float) -> None:
+    """Return once ``pid`` has used ``seconds`` more CPU time than now (a condition, not a
+    clock: a loaded machine only makes the wait longer)."""
+    if not Path(f"/proc/{pid}/stat").exists():
+        pytest.skip("needs /proc to see the command running")
+    start = _cpu_seconds(pid)
+    deadline = time.time() + 240
+    while _cpu_seconds(pid) - start < seconds:
+        assert time.time() < deadline, "the command never started"
+        time.sleep(0.02)
+
+
 def _qshow_json(child) -> dict:  # noqa: ANN001
     child.sendline("qshow --json")
     child.expect(PROMPT, timeout=60)
@@ -76,8 +94,9 @@ def test_ctrl_c_mid_aquant_keeps_shell_and_quantization() -> None:
         child.sendline("set batch_size 1")
         child.expect(PROMPT)
         child.sendline(f"aquant {LONG_CALIB} --mode mse")
-        # TERM=dumb: rich draws the bar only at the end, so wait by time; the pass takes >10 s
-        child.expect(pexpect.TIMEOUT, timeout=2.0)
+        # wait until the shell has spent a second of its own CPU time on the command: it is
+        # then inside the pass (> 10 s of CPU), whatever the machine's load — no fixed sleep
+        _wait_cpu_seconds(child.pid, 1.0)
         child.sendintr()
         child.expect(PROMPT, timeout=60)
         out = child.before
@@ -122,7 +141,7 @@ def test_ctrl_c_under_dash_c_exits_130() -> None:
         for line in proc.stdout:
             if line.startswith("batch_size"):
                 break
-        time.sleep(0.3)
+        _wait_cpu_seconds(proc.pid, 1.0)  # inside the second command's pass, not between
         while proc.poll() is None and time.time() < deadline:
             proc.send_signal(signal.SIGINT)
             try:

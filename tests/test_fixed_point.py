@@ -35,6 +35,7 @@ from nnshell.quant.fixed_point import (
     rnorm,
     round_half_up,
     weight_qtype_per_channel,
+    wide_multiplier,
     zero_point_offset,
 )
 
@@ -349,10 +350,36 @@ def test_multipliers_match_scalar() -> None:
     assert list(zip(mm.tolist(), nn.tolist(), strict=True)) == [multiplier(m, 75) for m in ms]
 
 
+def _budget_bits(k: int) -> int:
+    """SQ8 §4 from first principles, without the code under test: ``K`` products of int8 x int8
+    have magnitude at most ``K·2^14``; the accumulator needs the smallest ``a`` with
+    ``K·2^14 <= 2^a``, and ``acc·M`` must stay within 31 bits, so ``M`` gets ``31 - a`` bits,
+    at most 8 and (K > 2^17) at least 0."""
+    a = 0
+    while k * 128 * 128 > 2**a:
+        a += 1
+    return max(0, min(8, 31 - a))
+
+
+def _exponent(m: Fraction) -> int:
+    """``e`` with ``2^(e-1) <= m < 2^e``, by exact comparisons."""
+    e = m.numerator.bit_length() - m.denominator.bit_length()
+    while Fraction(2) ** e <= m:
+        e += 1
+    while Fraction(2) ** (e - 1) > m:
+        e -= 1
+    return e
+
+
 def _b_eff(m: float, k: int) -> int:
     """The bits that decide M·2^-N: the headroom budget, less what N <= 24 costs."""
-    _, e = math.frexp(m)
-    return max(0, min(multiplier_headroom(k)[1], 24 + e))
+    return max(0, min(_budget_bits(k), 24 + _exponent(Fraction(m))))
+
+
+def test_budget_oracle_on_hand_values() -> None:
+    # K = 75: 75·2^14 <= 2^21, so 10 bits remain: 8; K = 513: 2^24, 7 bits; 2^17: 2^31, 0
+    assert [_budget_bits(k) for k in (1, 75, 512, 513, 2**17, 2**17 + 1)] == [8, 8, 8, 7, 0, 0]
+    assert [_exponent(Fraction(x)) for x in (0.75, 1.0, 2**-40, 255.0)] == [0, 1, -39, 8]
 
 
 small_m = st.floats(2.0**-40, 1.0, exclude_max=True)
@@ -370,11 +397,12 @@ def test_multiplier_relative_error_bound(m: float, k: int) -> None:
     f·2^b_eff >= 2^(b_eff-1). For the usual b = 8 and N <= 24 that is 2^-8.
     """
     mm, nn = multiplier(m, k)
-    f, e = math.frexp(m)
+    exact, e = Fraction(m), _exponent(Fraction(m))
     b = _b_eff(m, k)
     value = Fraction(mm, 2**nn)
-    assert value == Fraction(math.floor(f * 2**b + 0.5)) * Fraction(2) ** (e - b)
-    assert abs(value - Fraction(m)) / Fraction(m) <= Fraction(1, 2**b)
+    grid = Fraction(2) ** (e - b)  # round half up of m on the grid of b significant bits
+    assert value == math.floor(exact / grid + Fraction(1, 2)) * grid
+    assert abs(value - exact) / exact <= Fraction(1, 2**b)
     assert 1 <= mm <= 255 and mm % 2 == 1 or nn == 0
 
 
@@ -385,6 +413,19 @@ def test_multiplier_large_m_with_full_budget(m: float, k: int) -> None:
     b = _b_eff(m, k)
     assert 1 <= mm <= 255 and nn >= 0
     assert abs(Fraction(mm, 2**nn) - Fraction(m)) / Fraction(m) <= Fraction(1, 2**b)
+
+
+@settings(max_examples=300)
+@given(st.floats(2.0**-30, 200.0), st.integers(9, 30))
+def test_wide_multiplier_precision_and_int64_product(m: float, bits: int) -> None:
+    """open -q's multipliers: M < 2^bits, odd (or N == 0), relative error <= 2^-bits (checked in
+    exact rationals), and the C product (acc + bias)·M of two int32 fits int64."""
+    mm, nn = wide_multiplier(m, bits)
+    assert 1 <= mm < 2**bits and 0 <= nn <= 62 and (mm % 2 == 1 or nn == 0)
+    assert abs(Fraction(mm, 2**nn) - Fraction(m)) / Fraction(m) <= Fraction(1, 2**bits)
+    assert (2**32) * mm < 2**63
+    arr, shifts = multipliers(np.array([m, m / 3]), 100, "x", bits)
+    assert arr.dtype == np.int32 and (int(arr[0]), int(shifts[0])) == (mm, nn)
 
 
 @settings(max_examples=300)

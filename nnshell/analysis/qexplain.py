@@ -55,21 +55,22 @@ def _weighted_index(graph: Graph, qstate: Any, step: int) -> int:
 
 
 def _head_op(node: Any) -> str:
-    return node.attrs.parts[0].op if node.op == "Fused" else node.op
+    return str(get_op(node.op).head(node).op)
 
 
 def _tail_lines(node: Any, zo: int) -> list[str]:
     """What the fused parts after the head do to the codes."""
-    if node.op != "Fused":
-        return []
+    from nnshell.ops.relu import Relu
+
     out = []
-    for p in node.attrs.parts[1:]:
-        if get_op(p.op).kind == "pool":
+    for p in get_op(node.op).tail_parts(node):
+        part_op = get_op(p.op)
+        if part_op.kind == "pool":
             k = getattr(p.attrs, "kernel_shape", ())
             dims = "x".join(map(str, k)) if k else ""
-            what = "max" if "Max" in p.op else "average"
+            what = part_op.pool_reduce
             out.append(f"then {p.op} {dims}: {what} of the int8 codes (same scale and zero point)")
-        elif p.op == "Relu":
+        elif isinstance(part_op, Relu):
             note = " — clip8 already floors at -128, so it costs nothing" if zo == -128 else ""
             out.append(f"then ReLU on codes: max(zO, y) = max({zo}, y){note}")
         else:
@@ -156,7 +157,7 @@ def explain_weighted(graph: Graph, qstate: Any, step: int) -> QExplain:
     prod = _producer(graph, in_t)
     producer = "graph input" if prod is None else f"{prod[1]} (step {prod[0]})"
     head = _head_op(node)
-    op = "+".join(p.op for p in node.attrs.parts) if node.op == "Fused" else node.op
+    op = get_op(node.op).label(node)
     channels = [
         {
             "channel": ch,

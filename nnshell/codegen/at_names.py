@@ -30,7 +30,7 @@ from nnshell.ir import Graph, Node, c_safe_name
 
 #: Heads whose constant inputs are constant nodes of their own in NNTool's graph (weights,
 #: biases, constant operands); other ops' constants (Clip bounds, shapes) are attributes there.
-_CONST_NODE_HEADS = frozenset({"Conv", "Linear", "Add", "Sub", "Mul", "MatMul", "Concat"})
+_CONST_NODE_HEADS = frozenset({"Conv", "Gemm", "Linear", "Add", "Sub", "Mul", "MatMul", "Concat"})
 
 Key = tuple[str, str]  # ("input" | "const" | "node" | "output", name)
 

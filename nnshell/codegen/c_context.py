@@ -310,7 +310,7 @@ class CContext:
         args = [
             self.const("weights", consts["weights"], "int8_t"),
             self.const("bias", consts["bias_total"], "int32_t"),
-            self.const("mul", consts["mul"], "uint8_t"),
+            self.const("mul", consts["mul"], "int32_t"),
             self.const("shift", consts["shift"], "int8_t"),
         ]
         return f"nn_affine({self.ptr8(x)}, {self.ptr8(y)}, {c}, {inner}, {_fmt_row(args)});"

@@ -167,9 +167,9 @@ def raw_inputs(graph: Graph, qstate: Any) -> dict[str, RawInput]:
 
 
 def _label(node: Any) -> str:
-    if node.op == "Fused":
-        return "+".join(p.op for p in node.attrs.parts)
-    return str(node.op)
+    from nnshell.ops import get_op
+
+    return get_op(node.op).label(node)
 
 
 def _array_text(arr: ConstArray) -> str:

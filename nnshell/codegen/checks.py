@@ -37,8 +37,6 @@ VERIFY_DATA = Limit("gen --verify data", 1 * GiB, "NNSHELL_MAX_VERIFY_BYTES")
 LIMITS: tuple[Limit, ...] = (ARENA, CONSTANTS, VERIFY_DATA)
 
 _FIX = "open the ONNX model again (or load a state saved by nnshell) and quantize it again"
-#: Ops whose C kernel reads a weight tensor and one value per output channel.
-_WEIGHTED = ("Conv", "ConvTranspose", "Linear")
 _PER_CHANNEL = ("bias_total", "biases", "mul", "shift", "weights_scale")
 
 
@@ -54,9 +52,9 @@ def check_limit(limit: Limit, nbytes: int, what: str) -> None:
 
 
 def _label(node: Node) -> str:
-    if node.op == "Fused":
-        return "+".join(str(p.op) for p in node.attrs.parts)
-    return str(node.op)
+    from nnshell.ops import get_op
+
+    return get_op(node.op).label(node)
 
 
 def _dims(shape: Any, what: str) -> tuple[int, ...]:
@@ -128,24 +126,13 @@ def _plain(v: Any) -> Any:
     return ("not an integer", repr(v)[:40])
 
 
-def _head(node: Node) -> Node:
-    if node.op != "Fused":
-        return node
-    from nnshell.ops.fused import part_node
-
-    return part_node(node.attrs.parts[0], node.inputs, ["_"])
-
-
 def _geometry(head: Node, graph: Graph) -> Any:
+    """The geometry the head's attributes and shapes give (AttributeError: an op without one)."""
+    from nnshell.ops import get_op
+
     x = graph.tensors[head.inputs[0]].shape
     w = graph.tensors[head.inputs[1]].shape
-    if head.op == "Conv":
-        from nnshell.ops.conv import conv_geometry
-
-        return conv_geometry(head, x, w)
-    from nnshell.ops.conv_transpose import conv_transpose_geometry
-
-    return conv_transpose_geometry(head, x, w)
+    return get_op(head.op).geometry(head, x, w)  # type: ignore[attr-defined]
 
 
 def check_descriptors(graph: Graph, node: Node, nq: Any) -> None:
@@ -155,14 +142,17 @@ def check_descriptors(graph: Graph, node: Node, nq: Any) -> None:
     and the recorded shapes give; the weights must hold the graph's weight values and each
     per-channel vector one value per output channel: what the C kernel will index.
     """
-    head = _head(node)
-    if head.op not in _WEIGHTED:
+    from nnshell.ops import get_op
+
+    head = get_op(node.op).head(node)
+    head_op = get_op(head.op)
+    if not head_op.weighted:
         return
     where = f"{node.name} ({_label(node)})"
     info = getattr(nq, "info", None) or {}
     consts = getattr(nq, "consts", None) or {}
     try:
-        if "geometry" in info or head.op != "Linear":
+        if "geometry" in info or head_op.kind != "linear":
             want = _plain(_geometry(head, graph))
             if _plain(info.get("geometry")) != want:
                 raise CodegenError(
@@ -175,7 +165,7 @@ def check_descriptors(graph: Graph, node: Node, nq: Any) -> None:
         if w is None or wt is None:
             return
         w = np.asarray(w)
-        if head.op == "ConvTranspose":  # stored output-major: same values, other layout
+        if getattr(head_op, "weights_relaid", False):  # output-major: same values, other layout
             same = w.ndim == len(wt.shape) and w.size == np.prod(wt.shape, dtype=np.int64)
         else:
             same = tuple(w.shape) == tuple(wt.shape)
@@ -210,6 +200,20 @@ def check_descriptors(graph: Graph, node: Node, nq: Any) -> None:
         ) from None
 
 
+def check_8bit_multipliers(qstate: Any) -> None:
+    """GAP's SQ8 kernels take 8-bit multipliers: refuse a layer quantized with wider ones (a
+    TFLite file opened with ``-q`` keeps its 30-bit precision unless ``file_mult_bits`` is 8)."""
+    for name, nq in (getattr(qstate, "nodes", None) or {}).items():
+        mul = (getattr(nq, "consts", None) or {}).get("mul")
+        if mul is not None and np.asarray(mul).size and int(np.asarray(mul).max()) > 255:
+            bits = (getattr(nq, "info", None) or {}).get("mult_bits", "?")
+            raise CodegenError(
+                f"{shown(name, 60)}: {bits}-bit requantization multipliers (open -q keeps the "
+                "TFLite file's precision); the AutoTiler's SQ8 kernels take 8-bit ones",
+                "set file_mult_bits 8, then fusions --scale8 again (or gen --target c)",
+            )
+
+
 def verify_bytes(n_images: int, per_image: Sequence[int]) -> int:
     """Bytes ``gen --verify`` writes for ``n_images`` (inputs and step outputs), capped."""
     total = int(n_images) * sum(int(b) for b in per_image)
@@ -222,6 +226,7 @@ __all__ = [
     "CONSTANTS",
     "LIMITS",
     "VERIFY_DATA",
+    "check_8bit_multipliers",
     "check_descriptors",
     "check_limit",
     "check_shapes",

@@ -72,42 +72,21 @@ class _Builder:
         self.nodes.append(onnx.helper.make_node(op, ins, outs, name=name, **attrs))
 
     def node(self, node: Node, ins: list[str], outs: list[str]) -> None:
+        """One IR node as ONNX nodes: the op's own ``onnx_nodes`` hook when it has one (a
+        fusion, Linear, Reshape, Clip), its ``onnx_decompose`` (an op with no ONNX type of its
+        own: Swish), else one node of the same type with the same attributes."""
         from nnshell.ops import get_op
 
-        decompose = getattr(get_op(node.op), "onnx_decompose", None)
-        if node.op == "Fused":
-            self.fused(node, ins, outs)
-        elif decompose is not None:  # an op with no ONNX type of its own (Swish)
-            for k, (op, d_ins, d_outs) in enumerate(decompose(ins, outs, self.temp)):
-                self.emit(op, d_ins, d_outs, f"{node.name}_{k}")
-        elif node.op == "Linear":
-            flat = self.temp("flat")
-            self.emit("Flatten", [ins[0]], [flat], f"{node.name}_flatten", axis=1)
-            self.emit("Gemm", [flat, *ins[1:]], outs, node.name, transB=1)
-        elif node.op == "Reshape":
-            shape = np.array([-1, *node.meta["out_shape"][1:]], np.int64)
-            self.emit("Reshape", [ins[0], self.const(shape, "shape")], outs, node.name)
-        elif node.op == "Clip" and self.opset >= 11 and dataclasses.is_dataclass(node.attrs):
-            a = node.attrs
-            extra = [""] * 2
-            if np.isfinite(a.min):
-                extra[0] = self.const(np.array(a.min, np.float32), "min")
-            if np.isfinite(a.max):
-                extra[1] = self.const(np.array(a.max, np.float32), "max")
-            self.emit("Clip", [ins[0], *(ins[1:] or extra)], outs, node.name)
+        op = get_op(node.op)
+        write = getattr(op, "onnx_nodes", None)
+        if write is not None and write(node, ins, outs, self):
+            return
+        decompose = getattr(op, "onnx_decompose", None)
+        if decompose is not None:
+            for k, (d_op, d_ins, d_outs) in enumerate(decompose(ins, outs, self.temp)):
+                self.emit(d_op, d_ins, d_outs, f"{node.name}_{k}")
         else:
             self.emit(node.op, ins, outs, node.name, **_attrs(node, self.opset))
-
-    def fused(self, node: Node, ins: list[str], outs: list[str]) -> None:
-        from nnshell.ops.fused import part_node
-
-        parts = node.attrs.parts
-        cur_ins = ins
-        for k, p in enumerate(parts):
-            last = k == len(parts) - 1
-            out = outs[0] if last else self.temp(p.name)
-            self.node(part_node(p, cur_ins, [out]), cur_ins, [out])
-            cur_ins = [out]
 
 
 def export_onnx(graph: Graph, extra_outputs: list[str] | None = None) -> Any:

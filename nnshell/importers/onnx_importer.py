@@ -312,7 +312,11 @@ class _Importer:
             if vi.name in self.graph.tensors:
                 continue  # old exporters list initializers as inputs too
             self._check_size(vi.name, tuple(d.dim_value for d in vi.type.tensor_type.shape.dim))
-            shape = _input_shape(vi, self.input_shapes, self.path)
+            alias = f"input_{len(self.graph.inputs) + 1}"  # NNTool's name answers too
+            shapes = self.input_shapes
+            if vi.name not in shapes and alias in shapes:
+                shapes = {vi.name: shapes[alias]}
+            shape = _input_shape(vi, shapes, self.path)
             dtype = _np_dtype(vi.type.tensor_type.elem_type)
             if np.dtype(dtype).kind not in "biuf":
                 raise ModelFileError(

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -255,7 +256,7 @@ class _Importer:
         attrs: dict[str, Any] | None = None,
         n_out: int = 1,
     ) -> list[str]:
-        """Add one node of IR op ``op_name`` (ops no ONNX type maps to, like ResizeBilinear)."""
+        """Add one node of IR op ``op_name`` with ready-made attributes."""
         from nnshell.ops import get_op
 
         opdef = get_op(op_name)
@@ -540,9 +541,10 @@ def _pool(imp: _Importer, name: str, op: Any, ins: list[int], outs: list[int]) -
     s = (int(opt.StrideH()), int(opt.StrideW()))
     hw = tuple(imp.graph.tensors[x].shape[2:4])
     pads = _padding(imp, opt, hw, k, s, (1, 1))  # type: ignore[arg-type]
-    kind = "AveragePool" if name.startswith("AVERAGE") else "MaxPool"
+    average = name.startswith("AVERAGE")
+    kind = "AveragePool" if average else "MaxPool"
     attrs: dict[str, Any] = {"kernel_shape": k, "strides": s, "pads": pads}
-    if kind == "AveragePool":
+    if average:
         attrs["count_include_pad"] = 0  # TFLite averages the pixels inside the image only
     y = imp.emit(kind, name, [x], attrs)[0]
     imp.set_out(outs[0], imp.activation(name, y, opt.FusedActivationFunction()), True)
@@ -801,15 +803,24 @@ def _resize_nearest(imp: _Importer, name: str, op: Any, ins: list[int], outs: li
 
 @_handles("RESIZE_BILINEAR")
 def _resize_bilinear(imp: _Importer, name: str, op: Any, ins: list[int], outs: list[int]) -> None:
+    """ONNX Resize in linear mode: TFLite's source coordinate ``(i+½)·L/O − ½`` (half-pixel
+    centres), ``i·(L−1)/(O−1)`` (align corners) or ``i·L/O`` is ONNX's ``half_pixel``,
+    ``align_corners`` or ``asymmetric``, and TFLite's clamping of the two taps to the image is
+    ONNX's clamping of the coordinate (same taps, same weights) — so the quantized Resize
+    kernels (SQ8, POW2, C) serve TFLite files too."""
     opt = imp.options(op, "ResizeBilinearOptions")
     size = imp.int_const(ins[1], "size", name).reshape(-1)
     x = imp.value(ins[0], True)
-    attrs = {
-        "size": (int(size[0]), int(size[1])),
-        "align_corners": bool(opt.AlignCorners()) if opt is not None else False,
-        "half_pixel_centers": bool(opt.HalfPixelCenters()) if opt is not None else False,
-    }
-    imp.set_out(outs[0], imp.emit_op("ResizeBilinear", name, [x], attrs)[0], True)
+    n, c = imp.graph.tensors[x].shape[:2]
+    if opt is not None and opt.AlignCorners():
+        ctm = "align_corners"
+    elif opt is not None and opt.HalfPixelCenters():
+        ctm = "half_pixel"
+    else:
+        ctm = "asymmetric"
+    sizes = imp.add_const(f"{name}_sizes", np.array([n, c, *size[:2]], np.int64))
+    attrs = {"mode": "linear", "coordinate_transformation_mode": ctm}
+    imp.set_out(outs[0], imp.emit("Resize", name, [x, "", "", sizes], attrs)[0], True)
 
 
 @_handles("QUANTIZE", "DEQUANTIZE")
@@ -870,7 +881,21 @@ def import_tflite(
         tflite_quant={k: q.as_dict() for k, q in imp.quant.items() if k in graph.tensors},
     )
     names = {i: (imp.sg.Tensors(i).Name() or b"").decode("utf-8", "replace") for i in imp.values}
+    graph.meta["io_file_names"] = _io_file_names(imp.sg, names)
     return TfliteImport(graph, {i: (v.name, v.chw) for i, v in imp.values.items()}, names)
+
+
+def _io_file_names(sg: Any, names: Mapping[int, str]) -> dict[str, str]:
+    """``{"input_1": file tensor name, "output_1": ...}``: the file's own names answer too."""
+    out: dict[str, str] = {}
+    ins = [int(i) for i in sg.InputsAsNumpy()] if sg.InputsLength() else []
+    outs = [int(i) for i in sg.OutputsAsNumpy()] if sg.OutputsLength() else []
+    for kind, idxs in (("input", ins), ("output", outs)):
+        for k, idx in enumerate(idxs):
+            name = names.get(idx) or (sg.Tensors(idx).Name() or b"").decode("utf-8", "replace")
+            if name:
+                out[f"{kind}_{k + 1}"] = name
+    return out
 
 
 def load_tflite(path: str, input_shapes: Mapping[str, Sequence[int]] | None = None) -> Graph:
@@ -879,18 +904,29 @@ def load_tflite(path: str, input_shapes: Mapping[str, Sequence[int]] | None = No
 
 
 def help_text() -> str:
-    """The text of ``help tflite``: what is imported and how (docs/tflite.md has more)."""
+    """The text of ``help tflite``: what is imported and how (docs/tflite.md has more); every
+    line fits an 80-column terminal."""
+
+    def para(text: str, indent: str = "  ") -> list[str]:
+        return textwrap.wrap(
+            text, width=79, initial_indent=indent, subsequent_indent=indent, break_on_hyphens=False
+        )
+
     return "\n".join(
         [
             "TFLite import: open MODEL.tflite [-q]   (or: nnshell MODEL.tflite [-q])",
-            "  Node names follow NNTool: {OPERATOR}_{subgraph}_{index} (CONV_2D_0_1), fused",
-            "  activations {name}_activation, inputs input_1..., outputs output_1....",
-            "  The graph is NHWC as in the file: run 'adjust' to make it CHW.",
-            "  Quantized files open as float (weights dequantized); -q keeps the file's scales",
-            "  and zero points (int8, int16x8, uint8 shifted to int8): 'fusions --scale8' then",
-            "  applies them and no 'aquant' is needed.",
-            "Supported operators (with their fused activation NONE, RELU, RELU6, RELU_N1_TO_1,",
-            "TANH):",
-            "  " + ", ".join(supported_tflite_ops()),
+            *para(
+                "Node names follow NNTool: {OPERATOR}_{subgraph}_{index} (CONV_2D_0_1), fused "
+                "activations {name}_activation, inputs input_1..., outputs output_1.... The "
+                "graph is NHWC as in the file: run 'adjust' to make it CHW. Quantized files "
+                "open as float (weights dequantized); -q keeps the file's scales and zero "
+                "points (int8, int16x8, uint8 shifted to int8): 'fusions --scale8' then applies "
+                "them and no 'aquant' is needed. Conv and dense layers then requantize with "
+                "30-bit multipliers (TFLite's precision; 'set file_mult_bits 8' gives GAP's "
+                "8-bit ones, which the AutoTiler target needs)."
+            ),
+            "Supported operators (with their fused activation NONE, RELU, RELU6,",
+            "RELU_N1_TO_1, TANH):",
+            *para(", ".join(supported_tflite_ops())),
         ]
     )

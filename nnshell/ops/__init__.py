@@ -16,7 +16,6 @@ from nnshell.ops import (  # noqa: F401 - registration
     relu,
     reshape,
     resize,
-    resize_bilinear,
     shape_ops,
     softmax,
     unary,

@@ -42,11 +42,13 @@ def quantize_weighted(ctx: QuantContext, w: np.ndarray, b: np.ndarray | None, k:
     bq = quantize_bias(bias, si, sw, name)
     off = zero_point_offset(wq, qin.zero_point, ctx.out_q.zero_point, so, si, sw)
     m_real = requant_scale(si, sw, so)
-    mm, nn = multipliers(m_real, k, name)
+    mm, nn = multipliers(m_real, k, name, ctx.mult_bits)
     total = bq.astype(np.int64) + off
     if np.abs(total).max(initial=0) >= 1 << 31:
         raise QuantizationError(f"{name}: bias plus zero-point offset does not fit int32")
     acc_bits, mult_bits = multiplier_headroom(k)
+    if ctx.mult_bits > 8:
+        mult_bits = ctx.mult_bits
     approx = mm.astype(np.float64) * np.exp2(-nn.astype(np.float64))
     rel = np.abs(approx - m_real) / np.where(m_real > 0, m_real, 1.0)
     return NodeQuant(

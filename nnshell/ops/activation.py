@@ -25,6 +25,7 @@ Q7 (8-bit) codes. The other activations have no POW2 kernel.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -244,6 +245,19 @@ class Clip(_Activation):
     name = "Clip"
     onnx_types = ("Clip",)
     Attrs = ClipAttrs
+
+    def onnx_nodes(self, node: Node, ins: list[str], outs: list[str], b: Any) -> bool:
+        """ONNX export from opset 11: the bounds as constant inputs (older: attributes)."""
+        if b.opset < 11 or not dataclasses.is_dataclass(node.attrs):
+            return False
+        a = node.attrs
+        extra = [""] * 2
+        if np.isfinite(a.min):
+            extra[0] = b.const(np.array(a.min, np.float32), "min")
+        if np.isfinite(a.max):
+            extra[1] = b.const(np.array(a.max, np.float32), "max")
+        b.emit("Clip", [ins[0], *(ins[1:] or extra)], outs, node.name)
+        return True
 
     def infer(self, node: Node, ins: Sequence[TensorInfo | None]) -> list[Shape]:
         x = ins[0]
@@ -474,12 +488,21 @@ class PRelu(_Activation):
         return [np.where(x >= 0, x, x * s)]
 
 
+def _pow2_unit_qtype(self: OpDef, node: Node, bits: int) -> Any:
+    """A (-1, 1) output in POW2: Q15 in 16 bits, Q(bits-1) otherwise."""
+    from nnshell.quant.fixed_pow2 import pow2_qtype
+
+    q = 15 if bits == 16 else bits - 1
+    return pow2_qtype(q, bits, f"{self.name.lower()} Q{q} output")
+
+
 @register
 class Sigmoid(_FunctionActivation):
     """Logistic function."""
 
     name = "Sigmoid"
     onnx_types = ("Sigmoid",)
+    q_output_qtype_pow2 = _pow2_unit_qtype
     q_sym_reason = "sigmoid"
     q_fixed_out = UNIT_QTYPE
     at_kop = "KOP_SIGMOID"
@@ -524,6 +547,7 @@ class Tanh(_FunctionActivation):
 
     name = "Tanh"
     onnx_types = ("Tanh",)
+    q_output_qtype_pow2 = _pow2_unit_qtype
     q_sym_reason = "tanh"
     q_fixed_out = UNIT_QTYPE
     at_kop = "KOP_TANH"

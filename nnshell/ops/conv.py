@@ -64,6 +64,11 @@ class Conv(OpDef):
     onnx_types = ("Conv",)
     Attrs = ConvAttrs
     kind = "conv"
+    weighted = True
+
+    def geometry(self, node: Node, x: Shape, w: Shape) -> Any:
+        """The window geometry the C kernel is given (:func:`conv_geometry`)."""
+        return conv_geometry(node, x, w)
 
     def infer(self, node: Node, ins: Sequence[TensorInfo | None]) -> list[Shape]:
         x, w = ins[0], ins[1]
@@ -129,7 +134,7 @@ class Conv(OpDef):
                 node.attrs.group,
                 ctx.const("weights", c["weights"], "int8_t"),
                 ctx.const("bias", c["bias_total"], "int32_t"),
-                ctx.const("mul", c["mul"], "uint8_t"),
+                ctx.const("mul", c["mul"], "int32_t"),
                 ctx.const("shift", c["shift"], "int8_t"),
             ],
         )

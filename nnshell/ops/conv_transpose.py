@@ -221,6 +221,13 @@ class ConvTranspose(OpDef):
     onnx_types = ("ConvTranspose",)
     Attrs = ConvTransposeAttrs
     kind = "conv"
+    weighted = True
+    #: The quantized weights are stored output-major: same values, another shape.
+    weights_relaid = True
+
+    def geometry(self, node: Node, x: Shape, w: Shape) -> Any:
+        """The geometry the C kernel is given (:func:`conv_transpose_geometry`)."""
+        return conv_transpose_geometry(node, x, w)
 
     def infer(self, node: Node, ins: Sequence[TensorInfo | None]) -> list[Shape]:
         x, w = ins[0], ins[1]
@@ -322,7 +329,7 @@ class ConvTranspose(OpDef):
                 node.attrs.group,
                 ctx.const("weights", c["weights"], "int8_t"),
                 ctx.const("bias", c["bias_total"], "int32_t"),
-                ctx.const("mul", c["mul"], "uint8_t"),
+                ctx.const("mul", c["mul"], "int32_t"),
                 ctx.const("shift", c["shift"], "int8_t"),
             ],
         )

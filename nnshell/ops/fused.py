@@ -136,6 +136,25 @@ class Fused(OpDef):
 
     name = "Fused"
 
+    def label(self, node: Node) -> str:
+        return "+".join(str(p.op) for p in _parts(node))
+
+    def head(self, node: Node) -> Node:
+        return part_node(_parts(node)[0], node.inputs, ["_"])
+
+    def tail_parts(self, node: Node) -> tuple[FusedPart, ...]:
+        return _parts(node)[1:]
+
+    def onnx_nodes(self, node: Node, ins: list[str], outs: list[str], b: Any) -> bool:
+        """ONNX export: the parts one after the other, through temporary tensors."""
+        parts = _parts(node)
+        cur_ins = ins
+        for k, p in enumerate(parts):
+            out = outs[0] if k == len(parts) - 1 else b.temp(p.name)
+            b.node(part_node(p, cur_ins, [out]), cur_ins, [out])
+            cur_ins = [out]
+        return True
+
     def infer(self, node: Node, ins: Sequence[TensorInfo | None]) -> list[Shape]:
         parts: tuple[FusedPart, ...] = node.attrs.parts
         first = parts[0]
@@ -229,7 +248,9 @@ class Fused(OpDef):
         _check_parts(ctx.node, SQ8)
         head_q = head_qtype_sq8(parts, ctx.out_q)
         head = part_node(parts[0], ctx.node.inputs, ["_"])
-        head_ctx = QuantContext(ctx.graph, head, ctx.in_q, head_q, ctx.per_tensor)
+        head_ctx = QuantContext(
+            ctx.graph, head, ctx.in_q, head_q, ctx.per_tensor, mult_bits=ctx.mult_bits
+        )
         nq: NodeQuant = get_op(parts[0].op).quantize_sq8(head_ctx)
         nq.out_q = ctx.out_q
         if head_q is not ctx.out_q:

@@ -55,6 +55,7 @@ class GlobalAveragePool(_GlobalPool):
     """Mean over every spatial position (classifier heads)."""
 
     name = "GlobalAveragePool"
+    pool_reduce = "average"
     onnx_types = ("GlobalAveragePool",)
 
     def run_float(self, node: Node, *xs: np.ndarray | None) -> list[np.ndarray]:
@@ -124,6 +125,7 @@ class GlobalMaxPool(_GlobalPool):
     """Maximum over every spatial position."""
 
     name = "GlobalMaxPool"
+    pool_reduce = "max"
     onnx_types = ("GlobalMaxPool",)
 
     def run_float(self, node: Node, *xs: np.ndarray | None) -> list[np.ndarray]:

@@ -27,6 +27,14 @@ class Linear(OpDef):
 
     name = "Linear"
     kind = "linear"
+    weighted = True
+
+    def onnx_nodes(self, node: Node, ins: list[str], outs: list[str], b: Any) -> bool:
+        """ONNX export: Flatten then Gemm with the weights as stored (out x in, transB)."""
+        flat = b.temp("flat")
+        b.emit("Flatten", [ins[0]], [flat], f"{node.name}_flatten", axis=1)
+        b.emit("Gemm", [flat, *ins[1:]], outs, node.name, transB=1)
+        return True
 
     def infer(self, node: Node, ins: Sequence[TensorInfo | None]) -> list[Shape]:
         x, w = ins[0], ins[1]
@@ -76,7 +84,7 @@ class Linear(OpDef):
         args = [
             ctx.const("weights", w, "int8_t"),
             ctx.const("bias", c["bias_total"], "int32_t"),
-            ctx.const("mul", c["mul"], "uint8_t"),
+            ctx.const("mul", c["mul"], "int32_t"),
             ctx.const("shift", c["shift"], "int8_t"),
         ]
         x, y = ctx.ptr8(node.inputs[0]), ctx.ptr8(node.outputs[0])

@@ -4,19 +4,27 @@
 default), ``reflect`` mirrors without repeating the edge, ``edge`` repeats the edge and ``wrap``
 wraps around. Pads come as an attribute before opset 11 and as a constant input from 11 (with
 optional constant value and, from opset 18, axes inputs). The batch axis must not be padded.
+
+Quantized (SQ8 and POW2) Pad only moves codes: the output keeps the input's qtype and the pad
+value becomes its code in that qtype (0 → the zero point), so the integer kernel is the float
+kernel on codes. The C kernel reads, per axis, the source index of every output index: those
+maps are made by running numpy's own pad on ``arange`` (one rule for every mode, -1 outside).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from nnshell.errors import ShapeError
 from nnshell.ir import Node, Shape, TensorInfo
 from nnshell.ops._batching import const_input, int_list, norm_axis
+from nnshell.ops._pow2 import Pow2Mover, to_out
 from nnshell.ops.registry import OpDef, register
+from nnshell.quant.qrecord import NodeQuant, QuantContext
 
 _NP_MODES = {"constant": "constant", "reflect": "reflect", "edge": "edge", "wrap": "wrap"}
 
@@ -30,14 +38,26 @@ class PadAttrs:
     value: float = 0.0
 
 
+def _pad(x: np.ndarray, widths: Sequence[tuple[int, int]], mode: str, value: float) -> np.ndarray:
+    """Crop the negative pads, then grow the positive ones (numpy's modes)."""
+    crop = tuple(slice(max(-b, 0), x.shape[i] - max(-e, 0)) for i, (b, e) in enumerate(widths))
+    x = x[crop]
+    grow = [(max(b, 0), max(e, 0)) for b, e in widths]
+    if _NP_MODES[mode] == "constant":
+        return np.pad(x, grow, mode="constant", constant_values=value).astype(x.dtype, copy=False)
+    return np.pad(x, grow, mode=_NP_MODES[mode]).astype(x.dtype, copy=False)
+
+
 @register
-class Pad(OpDef):
+class Pad(Pow2Mover, OpDef):
     """Padding of activations (explicit padding layers, ZeroPad2d, ReflectionPad2d)."""
 
     name = "Pad"
     onnx_types = ("Pad",)
     Attrs = PadAttrs
     kind = "shape"
+    # Data movement only: the output keeps the input's qtype.
+    q_passthrough = True
 
     def infer(self, node: Node, ins: Sequence[TensorInfo | None]) -> list[Shape]:
         x = ins[0]
@@ -77,13 +97,47 @@ class Pad(OpDef):
     def run_float(self, node: Node, *xs: np.ndarray | None) -> list[np.ndarray]:
         x = xs[0]
         assert x is not None
+        return [_pad(x, node.meta["pad_widths"], node.attrs.mode, node.meta["pad_value"])]
+
+    @staticmethod
+    def pad_code(node: Node, nq: NodeQuant) -> int:
+        """The pad value as a code of the input's qtype (0 → the zero point; else rounded)."""
+        q = nq.in_q[0]
+        assert q is not None
+        return int(np.asarray(q.quantize(np.array([node.meta["pad_value"]]))).reshape(-1)[0])
+
+    def quantize_sq8(self, ctx: QuantContext) -> NodeQuant:
+        """No parameters: the output keeps the input's qtype."""
+        return NodeQuant(list(ctx.in_q), ctx.out_q)
+
+    def run_int(self, node: Node, nq: NodeQuant, *xs: np.ndarray | None) -> list[np.ndarray]:
+        """The float kernel on codes, the pad value as its code."""
+        x = xs[0]
+        assert x is not None
+        return [_pad(x, node.meta["pad_widths"], node.attrs.mode, self.pad_code(node, nq))]
+
+    def run_int_pow2(self, node: Node, nq: NodeQuant, *xs: np.ndarray | None) -> list[np.ndarray]:
+        """As in SQ8 at the input's Q, then the output's shift when its Q differs."""
+        (y,) = self.run_int(node, nq, *xs)
+        return [to_out(y.astype(np.int64), nq)] if "out_shift" in nq.consts else [y]
+
+    def emit_c(self, node: Node, nq: NodeQuant, ctx: Any) -> str:
+        """``nn_pad`` of a tensor padded to 5-D, with one source-index map per axis."""
+        x, y = node.inputs[0], node.outputs[0]
+        shape = ctx.shape(x)
+        lead = 5 - len(shape)
+        if lead < 0:
+            ctx.unsupported("a pad of rank > 5")
         widths = node.meta["pad_widths"]
-        crop = tuple(slice(max(-b, 0), x.shape[i] - max(-e, 0)) for i, (b, e) in enumerate(widths))
-        x = x[crop]
-        grow = [(max(b, 0), max(e, 0)) for b, e in widths]
-        mode = _NP_MODES[node.attrs.mode]
-        if mode == "constant":
-            y = np.pad(x, grow, mode="constant", constant_values=node.meta["pad_value"])
-        else:
-            y = np.pad(x, grow, mode=mode)
-        return [y.astype(x.dtype, copy=False)]
+        maps = [np.zeros(1, np.int64)] * lead + [
+            _pad(np.arange(n, dtype=np.int64), [w], node.attrs.mode, -1)
+            for n, w in zip(shape, widths, strict=True)
+        ]
+        out5 = [len(m) for m in maps]
+        args = [
+            ctx.const("in_shape", np.array((1,) * lead + tuple(shape)), "int32_t"),
+            ctx.const("out_shape", np.array(out5), "int32_t"),
+            ctx.const("maps", np.concatenate(maps), "int32_t"),
+        ]
+        code = self.pad_code(node, nq)
+        return f"nn_pad({ctx.ptr(x)}, {ctx.ptr(y)}, {', '.join(args)}, {code}, {ctx.esize(y)});"

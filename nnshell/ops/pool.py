@@ -153,6 +153,7 @@ class MaxPool(_Pool):
     """Max pooling."""
 
     name = "MaxPool"
+    pool_reduce = "max"
     onnx_types = ("MaxPool",)
     # SQ8: the output keeps the input's qtype; max commutes with the monotonic requantization.
     q_passthrough = True
@@ -198,6 +199,7 @@ class AveragePool(_Pool):
     """Average pooling."""
 
     name = "AveragePool"
+    pool_reduce = "average"
     onnx_types = ("AveragePool",)
 
     def run_float(self, node: Node, *xs: np.ndarray | None) -> list[np.ndarray]:

@@ -77,6 +77,26 @@ class OpDef:
         """Multiply-accumulates for one batch item (0 for ops that do no arithmetic of note)."""
         return 0
 
+    # -- what drivers ask of any node, so that they never compare op names ----------------------
+    #: The quantizers give all its activation inputs one qtype (Concat), fixed formats aside.
+    q_ties_inputs: ClassVar[bool] = False
+    #: A layer with a weight tensor (conv, transposed conv, linear) or a fusion headed by one.
+    weighted: ClassVar[bool] = False
+    #: What a pool does to its window ("max" or "average"); "" for other ops.
+    pool_reduce: ClassVar[str] = ""
+
+    def label(self, node: Node) -> str:
+        """The op as reports name it (a fusion: its parts joined with ``+``)."""
+        return str(node.op)
+
+    def head(self, node: Node) -> Node:
+        """The node whose arithmetic sets the layer's geometry (a fusion: its first part)."""
+        return node
+
+    def tail_parts(self, node: Node) -> tuple[Any, ...]:
+        """What a fusion applies after its head (pools, activations); () for a plain op."""
+        return ()
+
     # -- SQ8 quantization hooks (ops without them cannot be quantized: an error names them) ----
     #: Output qtype equals the input qtype (max pool, reshapes, transposes): no arithmetic.
     q_passthrough: ClassVar[bool] = False
@@ -124,6 +144,10 @@ class OpDef:
             f"{ctx.node.name}: {self.name} has no POW2 quantizer",
             "nnshell does not silently fall back to float; use aquant -s SQ8 or replace the layer",
         )
+
+    def q_output_qtype_pow2(self, node: Node, bits: int) -> Any:
+        """A fixed POW2 output format the op imposes (softmax Q15, sigmoid / tanh Q15 or Q7)."""
+        return None
 
     def run_int_pow2(self, node: Node, nq: Any, *xs: np.ndarray | None) -> list[np.ndarray]:
         """Run the POW2 integer kernel on batched integer arrays."""

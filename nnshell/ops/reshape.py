@@ -90,6 +90,12 @@ class Reshape(_ShapeOnly):
     onnx_types = ("Reshape",)
     Attrs = ReshapeAttrs
 
+    def onnx_nodes(self, node: Node, ins: list[str], outs: list[str], b: Any) -> bool:
+        """ONNX export: the recorded output shape with a free batch (-1)."""
+        shape = np.array([-1, *node.meta["out_shape"][1:]], np.int64)
+        b.emit("Reshape", [ins[0], b.const(shape, "shape")], outs, node.name)
+        return True
+
     def infer(self, node: Node, ins: Sequence[TensorInfo | None]) -> list[Shape]:
         x, s = ins[0], ins[1]
         assert x is not None and s is not None

@@ -195,6 +195,7 @@ class Concat(_Shape):  # not a passthrough: its inputs are unified by the quanti
     """Join inputs along a non-batch axis (constants are repeated over the batch)."""
 
     q_passthrough = False
+    q_ties_inputs = True
     name = "Concat"
     onnx_types = ("Concat",)
     Attrs = AxisAttrs

@@ -105,6 +105,12 @@ class Softmax(_Softmax):
     name = "Softmax"
     onnx_types = ("Softmax",)
 
+    def q_output_qtype_pow2(self, node: Node, bits: int) -> Any:
+        """Q15 int16 whatever the container width (POW2.md)."""
+        from nnshell.quant.fixed_pow2 import pow2_qtype
+
+        return pow2_qtype(15, 16, "softmax Q15 output")
+
     # -- SQ8 -----------------------------------------------------------------------------------
     def q_symmetric_input(self, node: Node, idx: int) -> str | None:
         """The exp table is indexed by code differences; the input is symmetric (SQ8 §5)."""

@@ -39,7 +39,12 @@ def _perm(node: Node) -> tuple[int, ...]:
 
 
 def _fold_input_transposes(graph: Graph, res: PassResult) -> bool:
+    from nnshell.passes.cut import frozen
+
+    pinned = frozen(graph)  # freeze: these inputs keep their order
     for name in graph.inputs:
+        if name in pinned:
+            continue
         users = graph.consumers(name)
         if not users or any(u.op != "Transpose" for u in users) or name in graph.outputs:
             continue

@@ -475,6 +475,44 @@ def multiplier_headroom(k: int) -> tuple[int, int]:
     return acc_bits, max(0, min(8, 31 - acc_bits))
 
 
+#: Widest multiplier ``open -q`` may ask for: ``(acc + bias)·M`` stays inside int64 (both int32).
+MAX_WIDE_BITS = 30
+
+
+def wide_multiplier(m: float, bits: int, layer: str = "?") -> tuple[int, int]:
+    """``(M, N)`` with ``m ≈ M·2^-N`` and ``M < 2^bits``: the precision of TFLite's own 31-bit
+    multipliers, used for the conv/linear layers of a file opened with ``-q``.
+
+    SQ8's 8-bit rule (:func:`multiplier`) keeps ``acc·M`` inside int32 for GAP's kernels; here the
+    product is int64 (the C kernels compute it so anyway), so ``M`` takes ``bits`` bits whatever
+    ``K``. Trailing zero bits are dropped (same value, shorter shift).
+    """
+    m = float(m)
+    if not 8 < bits <= MAX_WIDE_BITS:
+        raise ValueError(f"wide_multiplier: bits must be 9..{MAX_WIDE_BITS}, got {bits}")
+    if not math.isfinite(m) or m < 0:
+        raise QuantizationError(f"layer '{layer}': invalid requantization scale {m!r}")
+    if m == 0.0:
+        return 0, 0
+    f, e = math.frexp(m)
+    mm, n = math.floor(f * 2.0**bits + 0.5), bits - e
+    if mm >= 1 << bits:  # f rounded up to 1.0
+        mm, n = mm >> 1, n - 1
+    while mm % 2 == 0 and n > 0:
+        mm, n = mm >> 1, n - 1
+    if n < 0:
+        raise QuantizationError(
+            f"layer '{layer}': requantization scale {m:.6g} is too large for the multiplier",
+            hint="its output range is far too small for its inputs; check the calibration",
+        )
+    if n > MAX_SHIFT:
+        raise QuantizationError(
+            f"layer '{layer}': requantization scale {m:.6g} is too small (shift {n})",
+            hint="its output range is far too large for its inputs; check the calibration",
+        )
+    return mm, n
+
+
 def multiplier(m: float, k: int, layer: str = "?") -> tuple[int, int]:
     """``(M, N)`` with ``m ≈ M·2^-N``, ``M`` unsigned 8-bit (SQ8 §4, literally).
 
@@ -511,15 +549,24 @@ def multiplier(m: float, k: int, layer: str = "?") -> tuple[int, int]:
     return mm, n
 
 
-def multipliers(m: npt.ArrayLike, k: int, layer: str = "?") -> tuple[np.ndarray, np.ndarray]:
+def multipliers(
+    m: npt.ArrayLike, k: int, layer: str = "?", bits: int = 8
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel :func:`multiplier`: ``(M uint8 array, N int64 array)``.
 
     ``M`` is uint8 like the kernels' ``Scale`` array; cast it to int64 before any arithmetic
     (:func:`requantize` does) — numpy would otherwise compute ``acc·M`` in a narrow type.
+    ``bits`` above 8: :func:`wide_multiplier` instead, ``M`` an int32 array.
     """
     ms = np.atleast_1d(np.asarray(m, dtype=np.float64))
-    pairs = [multiplier(float(v), k, f"{layer}' channel '{c}") for c, v in enumerate(ms.flat)]
-    mm = np.array([p[0] for p in pairs], dtype=np.uint8).reshape(ms.shape)
+    if bits > 8:
+        pairs = [
+            wide_multiplier(float(v), bits, f"{layer}' channel '{c}") for c, v in enumerate(ms.flat)
+        ]
+    else:
+        pairs = [multiplier(float(v), k, f"{layer}' channel '{c}") for c, v in enumerate(ms.flat)]
+    mtype = np.int32 if bits > 8 else np.uint8
+    mm = np.array([p[0] for p in pairs], dtype=mtype).reshape(ms.shape)
     nn = np.array([p[1] for p in pairs], dtype=np.int64).reshape(ms.shape)
     return mm, nn
 

@@ -64,18 +64,14 @@ def _producers(graph: Graph) -> dict[str, Node]:
 
 def _fixed_qtype(node: Node, bits: int) -> QType | None:
     """A format the op imposes: softmax Q15 int16, sigmoid / tanh Q15 or Q7."""
-    if node.op == "Softmax":
-        return pow2_qtype(15, 16, "softmax Q15 output")
-    if node.op in ("Sigmoid", "Tanh"):
-        q = 15 if bits == 16 else bits - 1
-        return pow2_qtype(q, bits, f"{node.op.lower()} Q{q} output")
-    return None
+    return get_op(node.op).q_output_qtype_pow2(node, bits)
 
 
 def _bound_range(graph: Graph, node: Node) -> tuple[float, float] | None:
     """The bounds of a ReLU6 (a Clip with finite bounds, alone or last but pools in a fusion)."""
-    if node.op == "Clip":
-        op = get_op("Clip")
+    op = get_op(node.op)
+    tail = list(op.tail_parts(node))
+    if hasattr(op, "bounds"):  # a Clip: its bounds may be constant inputs (opset 11)
 
         def const(i: int) -> object:
             if i < len(node.inputs) and node.inputs[i]:
@@ -83,13 +79,12 @@ def _bound_range(graph: Graph, node: Node) -> tuple[float, float] | None:
             return None
 
         lo, hi = op.bounds(node, None, const(1), const(2))  # type: ignore[attr-defined]
-    elif node.op == "Fused":
-        parts = list(node.attrs.parts[1:])
-        while parts and get_op(parts[-1].op).kind == "pool":
-            parts.pop()
-        if not parts or parts[-1].op != "Clip":
+    elif tail:
+        while tail and get_op(tail[-1].op).kind == "pool":
+            tail.pop()
+        if not tail or not hasattr(get_op(tail[-1].op), "bounds"):
             return None
-        lo, hi = float(parts[-1].attrs.min), float(parts[-1].attrs.max)
+        lo, hi = float(tail[-1].attrs.min), float(tail[-1].attrs.max)
     else:
         return None
     if not (math.isfinite(lo) and math.isfinite(hi)):
@@ -108,7 +103,7 @@ def pow2_groups(graph: Graph) -> dict[str, list[str]]:
         for o in outs:
             ties.find(o)
         op = get_op(node.op)
-        if node.op == "Concat":
+        if op.q_ties_inputs:
             for i in acts:
                 # issue 17 (elt): a fixed-format input (sigmoid / tanh Q15, softmax) is not tied,
                 # or it would saturate every other branch: the Concat shifts it to the output Q

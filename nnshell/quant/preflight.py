@@ -67,10 +67,9 @@ def probe_stats(
 
 
 def _describe(node: Node) -> str:
-    op = node.op
-    if op == "Fused":
-        op = "+".join(p.op for p in node.attrs.parts)
-    return f"{node.name} ({op})"
+    from nnshell.ops import get_op
+
+    return f"{node.name} ({get_op(node.op).label(node)})"
 
 
 def _reason(node: Node, err: NnshellError) -> str:
@@ -114,7 +113,9 @@ def refusals(
             return [] if is_data_dependent(e) else [f"graph: {e.message}"]
         for node in graph.nodes:
             in_q = [qt.get(i) if i and not graph.tensors[i].is_const else None for i in node.inputs]
-            ctx = QuantContext(graph, node, in_q, qt[node.outputs[0]], opts.per_tensor)
+            ctx = QuantContext(
+                graph, node, in_q, qt[node.outputs[0]], opts.per_tensor, mult_bits=opts.mult_bits
+            )
             _check(node, bad, lambda ctx=ctx: get_op(ctx.node.op).quantize_sq8(ctx))
         return bad
     from nnshell.quant import pow2

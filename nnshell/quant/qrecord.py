@@ -39,6 +39,8 @@ class QuantContext:
     in_q: list[QType | None]
     out_q: QType
     per_tensor: bool = False
+    #: conv/linear multiplier width (8: SQ8's rule; more: ``open -q``'s TFLite precision)
+    mult_bits: int = field(default=8, kw_only=True)
 
     def const(self, idx: int) -> np.ndarray | None:
         """The constant value of input ``idx`` (None when absent or not constant)."""

@@ -42,6 +42,9 @@ class QuantOptions:
     #: ReLU-N outputs: "bound" (NNTool's rule, [0, N]) or "calibrated" (the calibrated range).
     #: Keyword-only so the positional fields of subclasses (POW2's ``bits``) keep their place.
     relun_range: str = field(default="bound", kw_only=True)
+    #: Width of the conv/linear requantization multipliers: 8 (SQ8, GAP's kernels) or, for a
+    #: TFLite file opened with ``-q``, up to 30 (TFLite's own precision; see docs/tflite.md).
+    mult_bits: int = field(default=8, kw_only=True)
 
     def describe(self) -> str:
         """One line for reports: ``SQ8 minmax, asymmetric activations, per-channel weights``."""
@@ -51,6 +54,8 @@ class QuantOptions:
         )
         if self.relun_range == "calibrated":
             text += ", calibrated ReLU-N ranges"
+        if self.mult_bits != 8:
+            text += f", {self.mult_bits}-bit multipliers"
         return text
 
 
@@ -106,7 +111,7 @@ def qtype_groups(graph: Graph) -> dict[str, list[str]]:
         op = get_op(node.op)
         if op.q_passthrough and acts and op.q_output_qtype(node, []) is None:
             ties.union(out, acts[0])
-        elif node.op == "Concat":
+        elif op.q_ties_inputs:
             for i in acts:
                 # issue 17 (elt): an input of a fixed format (sigmoid 1/127, softmax Q15) is not
                 # tied, or it would clip every other branch: the Concat rescales it instead
@@ -143,8 +148,10 @@ def _group_qtype(
         if node is None and t in graph.inputs:
             st = stats.get(t)
             sym = sym or st is None or st.min != 0.0  # SQ8 §2: inputs symmetric unless min is 0
-        elif node is not None and not get_op(node.op).q_passthrough and node.op != "Concat":
-            sym = sym or not get_op(node.op).q_asym(node)
+        elif node is not None:
+            op = get_op(node.op)
+            if not (op.q_passthrough or op.q_ties_inputs):
+                sym = sym or not op.q_asym(node)
     lo, hi = float("inf"), float("-inf")
     for t in members:
         bound = None
@@ -202,7 +209,9 @@ def quantize_graph(
     nodes: dict[str, NodeQuant] = {}
     for node in graph.nodes:
         in_q = [qt.get(i) if i and not graph.tensors[i].is_const else None for i in node.inputs]
-        ctx = QuantContext(graph, node, in_q, qt[node.outputs[0]], opts.per_tensor)
+        ctx = QuantContext(
+            graph, node, in_q, qt[node.outputs[0]], opts.per_tensor, mult_bits=opts.mult_bits
+        )
         nodes[node.name] = get_op(node.op).quantize_sq8(ctx)
     return QuantState("SQ8", opts, qt, nodes, ranges)
 

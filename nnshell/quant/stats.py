@@ -125,8 +125,6 @@ def _bin_counts(flat: np.ndarray, scale: float) -> np.ndarray:
 #: Statistics of a layer's accumulator are kept under ``ACC_PREFIX + node name`` (see
 #: :func:`acc_key`), next to the tensors' own; only their min and max are used.
 ACC_PREFIX = "acc::"
-#: The weighted ops whose accumulator the POW2 budget sizes (POW2.md "Conv / linear").
-_WEIGHTED = ("Conv", "ConvTranspose", "Linear")
 
 
 def acc_key(node_name: str) -> str:
@@ -139,17 +137,15 @@ def _acc_layers(graph: Graph) -> list[tuple[Node, Node]]:
     fusion headed by a conv / linear with a tail (the activation and pool run on the accumulator
     after it), and every linear layer (NNTool's linear kernel also counts the sum of products
     before the bias). A lone conv's accumulator is its output: nothing to record."""
-    from nnshell.ops.fused import part_node
+    from nnshell.ops import get_op
 
     out = []
     for node in graph.nodes:
-        if node.op == "Fused":
-            parts = node.attrs.parts
-            head = parts[0]
-            if head.op in _WEIGHTED and (len(parts) > 1 or head.op == "Linear"):
-                out.append((node, part_node(head, node.inputs, ["_"])))
-        elif node.op == "Linear":
-            out.append((node, node))
+        op = get_op(node.op)
+        head = op.head(node)
+        head_op = get_op(head.op)
+        if head_op.weighted and (op.tail_parts(node) or head_op.kind == "linear"):
+            out.append((node, head))
     return out
 
 
@@ -179,7 +175,7 @@ def _acc_update(
         op = get_op(head.op)
         st = stats.setdefault(acc_key(node.name), TensorStats())
         st.update(np.asarray(op.run_float(head, *args)[0]), first)
-        if head.op == "Linear" and len(args) > 2 and args[2] is not None:
+        if op.kind == "linear" and len(args) > 2 and args[2] is not None:
             dot = np.asarray(op.run_float(head, *args[:2])[0])
             st.update(np.minimum(dot, 0), first)
 

@@ -98,7 +98,9 @@ def _fill_missing(graph: Any, ranges: dict[str, tuple[float, float]]) -> None:
             return
 
 
-def quantize_from_file(graph: Any, relun_range: str = "bound") -> FileQuantization:
+def quantize_from_file(
+    graph: Any, relun_range: str = "bound", mult_bits: int = 30
+) -> FileQuantization:
     """Quantize the fused ``graph`` with the scales and zero points its TFLite file holds.
 
     Every activation range comes from the file (``real = (q − zp)·scale`` over the integer
@@ -106,7 +108,8 @@ def quantize_from_file(graph: Any, relun_range: str = "bound") -> FileQuantizati
     the others (a tensor a consumer needs symmetric, a graph output, 16-bit tensors) get
     nnshell's SQ8 qtype of the same range. Weights are the file's int8 codes dequantized, so
     nnshell's per-channel scales ``max|w|/127`` are the file's. Then the normal SQ8 quantizer
-    runs: requantization uses nnshell's multiplier rule from these scales.
+    runs: requantization uses nnshell's multiplier rule from these scales, with ``mult_bits``-bit
+    conv/linear multipliers (30: TFLite's precision; 8: SQ8's rule, what GAP's kernels take).
     """
     from nnshell.input.formatter import fixed_qtypes
     from nnshell.ops import get_op
@@ -144,7 +147,7 @@ def quantize_from_file(graph: Any, relun_range: str = "bound") -> FileQuantizati
     producers = {o: n for n in graph.nodes for o in n.outputs}
     for t, node in producers.items():  # SQ8 kernels whose own output is symmetric (add, tanh)
         op = get_op(node.op)
-        if not (op.q_passthrough or node.op == "Concat" or op.q_asym(node)):
+        if not (op.q_passthrough or op.q_ties_inputs or op.q_asym(node)):
             req.setdefault(t, f"{node.name} ({node.op} output is symmetric in SQ8)")
     fixed: dict[str, QType] = {}
     for members in groups.values():
@@ -159,7 +162,7 @@ def quantize_from_file(graph: Any, relun_range: str = "bound") -> FileQuantizati
             fixed[t] = qt
     fixed.update(fixed_qtypes(graph))
     stats = {t: TensorStats(min=lo, max=hi, count=1) for t, (lo, hi) in ranges.items()}
-    opts = QuantOptions(relun_range=relun_range)
+    opts = QuantOptions(relun_range=relun_range, mult_bits=mult_bits)
     qstate = quantize_graph(graph, stats, opts, fixed)
     for t, qt in qtypes.items():
         got = qstate.tensors.get(t)

@@ -26,7 +26,12 @@ def human_bytes(n: int) -> str:
 
 
 def layer_table(
-    rows: Sequence[LayerInfo], totals: GraphTotals, title: str, partial: bool = False
+    rows: Sequence[LayerInfo],
+    totals: GraphTotals,
+    title: str,
+    partial: bool = False,
+    caption: str | None = None,
+    nntool_steps: dict[str, int] | None = None,
 ) -> Table:
     """Render the ``show`` layer table with its totals row.
 
@@ -43,8 +48,12 @@ def layer_table(
             macs=sum(r.macs for r in rows),
             peak_act_bytes=0,
         )
-    table = Table(title=title, show_footer=True, header_style="bold", footer_style="bold")
+    table = Table(
+        title=title, caption=caption, show_footer=True, header_style="bold", footer_style="bold"
+    )
     table.add_column("Step", justify="right", footer="")
+    if nntool_steps is not None:
+        table.add_column("NNTool", justify="right", footer="")
     table.add_column("Name", footer=f"Total of these {len(rows)}" if partial else "Total")
     table.add_column("Op")
     table.add_column("In dims")
@@ -59,8 +68,10 @@ def layer_table(
     )
     table.add_column("MACs", justify="right", footer=f"{totals.macs:,}")
     for r in rows:
+        nt = [] if nntool_steps is None else [f"S{nntool_steps[r.name]}"]
         table.add_row(
             str(r.step),
+            *nt,
             r.name,
             r.op,
             dims_text(r.in_dims),

@@ -33,6 +33,7 @@ from nnshell.report.tables import settings_table
 from nnshell.session import Session
 from nnshell.shell.commands.analysis_cmds import AnalysisCommands
 from nnshell.shell.commands.gen_cmds import GenCommands
+from nnshell.shell.commands.graph_cmds import GraphCommands
 from nnshell.shell.commands.model_cmds import ModelCommands
 from nnshell.shell.commands.nntool_cmds import NntoolCommands
 from nnshell.shell.commands.quant_cmds import QuantCommands
@@ -99,6 +100,7 @@ class NnShell(cmd2.Cmd):
                 AnalysisCommands(),
                 GenCommands(),
                 NntoolCommands(),
+                GraphCommands(),
             ],
             suggest_similar_command=True,
             auto_suggest=False,

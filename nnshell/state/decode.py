@@ -170,6 +170,12 @@ class _Decoder:
             if t not in g.tensors:
                 raise _Malformed(f"{where}: graph tensor '{t}' is not declared")
         _check_graph(g, where)
+        from nnshell.node_options import check_records
+
+        try:
+            check_records(g, where)  # nodeoption records: as strict as the other fields
+        except ValueError as exc:
+            raise _Malformed(str(exc)) from None
         return g
 
     def qtype(self, d: Any, where: str) -> Any:
@@ -203,11 +209,15 @@ class _Decoder:
         relun = o.get("relun_range", "calibrated")  # states saved before the rule: calibrated
         if relun not in ("bound", "calibrated"):
             raise _Malformed(f"{w}.options.relun_range: '{relun}' is not bound or calibrated")
+        mult_bits = o.get("mult_bits", 8)
+        if type(mult_bits) is not int or not 8 <= mult_bits <= 30:
+            raise _Malformed(f"{w}.options.mult_bits: {mult_bits!r} is not an integer in 8..30")
         opts = QuantOptions(
             mode,
             _req(o, "symmetric", bool, f"{w}.options"),
             _req(o, "per_tensor", bool, w),
             relun_range=relun,
+            mult_bits=mult_bits,
         )
         if scheme == "POW2":
             from nnshell.quant.pow2 import POW2_BITS, Pow2Options

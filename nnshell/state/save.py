@@ -136,6 +136,7 @@ def _qstate_doc(enc: _Encoder, qs: Any) -> dict[str, Any]:
             "per_tensor": bool(opts.per_tensor),
             **({"bits": int(opts.bits)} if hasattr(opts, "bits") else {}),  # POW2 width
             "relun_range": str(opts.relun_range),
+            **({"mult_bits": int(opts.mult_bits)} if opts.mult_bits != 8 else {}),
         },
         "tensors": {name: q.to_dict() for name, q in qs.tensors.items()},
         # a fixed-format output (Sigmoid / Tanh / Softmax, fused or not) has no calibrated

@@ -434,3 +434,41 @@ def test_broadcast_add_fused_with_relu(tmp_path: Path, scheme: str, bits: int) -
     graph, _ = _check(tmp_path / "fa.onnx", scheme, bits, (1, 3, 6, 6), 0.25 if bits == 8 else 0.02)
     fused = ["+".join(p.op for p in n.attrs.parts) for n in graph.nodes if n.op == "Fused"]
     assert "Add+Relu" in fused
+
+
+@pytest.mark.parametrize(("scheme", "bits"), SCHEMES)
+def test_pad_modes(tmp_path: Path, scheme: str, bits: int) -> None:
+    """Pad on integer codes: constant 0 (the zero point) and a non-zero constant (its code),
+    reflect and edge, growing and cropping (negative pads); every Pad output is a layer the C is
+    compared on, and the quantized result stays close to the float graph."""
+    r = np.random.default_rng(21)
+    inits = {
+        "W": (r.standard_normal((3, 3, 3, 3)) * 0.4).astype(np.float32),
+        "p_grow": np.array([0, 0, 1, 2, 0, 0, 2, 1], np.int64),
+        "p_crop": np.array([0, 1, -1, 2, 0, 0, 1, -2], np.int64),
+        "half": np.array(0.5, np.float32),
+        "Wo": (r.standard_normal((2, 15, 1, 1)) * 0.3).astype(np.float32),
+    }
+    mk = helper.make_node
+    variants = [
+        ("constant", "p_grow", ""),
+        ("constant", "p_crop", "half"),
+        ("reflect", "p_grow", ""),
+        ("edge", "p_crop", ""),
+        ("constant", "p_grow", "half"),
+    ]
+    nodes = [mk("Conv", ["x", "W"], ["a"], pads=[1, 1, 1, 1])]
+    pooled = []
+    for k, (mode, pads, value) in enumerate(variants):
+        ins = ["a", pads] + ([value] if value else [])
+        nodes.append(mk("Pad", ins, [f"q{k}"], mode=mode))
+        nodes.append(mk("GlobalAveragePool", [f"q{k}"], [f"g{k}"]))
+        nodes.append(mk("Slice", [f"g{k}", "s0", "s3", "s1"], [f"p{k}"]))
+        pooled.append(f"p{k}")
+    inits.update(s0=np.array([0], np.int64), s1=np.array([1], np.int64), s3=np.array([3], np.int64))
+    nodes += [mk("Concat", pooled, ["cat"], axis=1), mk("Conv", ["cat", "Wo"], ["y"])]
+    _save(tmp_path / "pad.onnx", nodes, inits, (1, 3, 6, 7))
+    graph, _ = _check(
+        tmp_path / "pad.onnx", scheme, bits, (1, 3, 6, 7), 0.25 if bits == 8 else 0.02
+    )
+    assert [n.op for n in graph.nodes].count("Pad") == 5

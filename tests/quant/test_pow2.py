@@ -384,6 +384,8 @@ POW2_OPS = {
     *("Identity", "Dropout", "Tile", "ConvTranspose"),
     # issue 17: broadcasting binaries and constant affines, Resize, unfolded BatchNormalization
     *("Sub", "Mul", "Div", "Resize", "Upsample", "BatchNormalization"),
+    # issue 19: Pad (TFLite PAD / PADV2) moves codes
+    "Pad",
 }
 
 

@@ -113,11 +113,42 @@ def test_set_rejects_unsafe_expression(shell) -> None:  # noqa: ANN001
     assert shell.app.session.settings["input_norm_func"] is None
 
 
+def _nnshell_commands(app) -> list[str]:  # noqa: ANN001
+    """Every command nnshell itself defines (its do_* methods), read from the running app, so
+    a new command is covered without editing this list."""
+    out = []
+    for name in app.get_all_commands():
+        func = getattr(app, f"do_{name}", None)
+        if func is not None and getattr(func, "__module__", "").startswith("nnshell."):
+            out.append(name)
+    return sorted(out)
+
+
 def test_help_for_every_command(shell) -> None:  # noqa: ANN001
-    for cmd in ("open", "show", "set", "quit", "history"):
+    commands = _nnshell_commands(shell.app)
+    # NNTool's core commands are among them, and the enumeration sees the command sets
+    assert {"open", "show", "adjust", "fusions", "aquant", "qshow", "save_state", "gen"} <= set(
+        commands
+    )
+    assert len(commands) >= 17, commands
+    for cmd in [*commands, "history"]:
         ok, out, err = shell.run(f"help {cmd}")
-        assert ok, err
-        assert "Usage" in out or "usage" in out
+        assert ok, (cmd, err)
+        usage = next((ln for ln in out.splitlines() if ln.lower().startswith("usage")), "")
+        assert f" {cmd}" in usage, (cmd, out[:300])
+
+
+def test_every_command_without_a_graph_fails_cleanly_or_works(shell) -> None:  # noqa: ANN001
+    """Out of order (nothing open): each command works (set, imageformat listing...) or says so
+    in one error line — never a traceback or an internal error."""
+    for cmd in _nnshell_commands(shell.app):
+        if cmd in ("quit", "exit"):
+            continue
+        ok, out, err = shell.run(cmd)
+        assert "Traceback" not in out + err and "internal error" not in err, (cmd, err)
+        if not ok:
+            errors = [ln for ln in err.splitlines() if "error:" in ln]
+            assert len(errors) == 1, (cmd, err)
 
 
 def test_open_other_model_changes_prompt(shell, tmp_path: Path) -> None:  # noqa: ANN001

@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from nnshell.codegen.at_options import apply_gen_ctrl
 from nnshell.codegen.autotiler.common import (
     _CTYPES,
     AutoTilerError,
@@ -109,6 +110,7 @@ class _Emitter:
         self.pow2 = scheme_of(qstate) is POW2
         planner = _Planner(graph, qstate)
         self.kernels = planner.plan()
+        apply_gen_ctrl(self.graph, self.kernels)  # nodeoption's generator controls
         self.alias = planner.alias
         self.cnames = self._tensor_names()
 

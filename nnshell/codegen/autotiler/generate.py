@@ -13,7 +13,7 @@ from nnshell.codegen.autotiler.emitter import _Emitter
 from nnshell.codegen.autotiler.header import header as header_text
 from nnshell.codegen.autotiler.model_file import model_c
 from nnshell.codegen.autotiler.tensors import tensor_files
-from nnshell.codegen.checks import check_shapes
+from nnshell.codegen.checks import check_8bit_multipliers, check_shapes
 from nnshell.codegen.csafe import plain_file_name
 from nnshell.errors import CodegenError, GraphStateError, ModelFileError
 from nnshell.ir import Graph
@@ -45,6 +45,7 @@ def generate_autotiler(
             "fusions --scale8 and aquant -s SQ8, or fusions --pow2 and aquant -s POW2",
         )
     check_shapes(graph, qstate)
+    check_8bit_multipliers(qstate)
     em = _Emitter(graph, qstate, settings, str(tensor_dir))
     mdir = Path(model_dir)
     model_name = plain_file_name(model_file or f"{em.g}Model.c", "model file name")

@@ -6,6 +6,7 @@ kernels with their C names) and returns its lines; :func:`model_c` joins them.
 
 from __future__ import annotations
 
+from nnshell.codegen.at_options import arg_scope, out_locations
 from nnshell.codegen.autotiler.common import _CTYPES, _ctrl_value, _size_setting
 from nnshell.codegen.autotiler.emitter import (
     _NORM_KOP,
@@ -122,7 +123,7 @@ def _graph_globals(em: _Emitter) -> list[str]:
             em._tcarg(
                 f"{f.ctype} * __restrict__" if f else _ctype_of(em.qstate.tensors[t]),
                 f"Input_{i}",
-                "ARG_SCOPE_ARG",
+                arg_scope(em.graph, "input", t),
                 "ARG_DIR_IN",
                 mem["default_input_home_location"],
                 mem["default_input_exec_location"],
@@ -148,7 +149,7 @@ def _graph_globals(em: _Emitter) -> list[str]:
             em._tcarg(
                 _ctype_of(em.qtype(t)),
                 em.cname(t),
-                "ARG_SCOPE_ARG",
+                arg_scope(em.graph, "output", t),
                 "ARG_DIR_OUT",
                 mem["default_output_home_location"],
                 mem["default_output_exec_location"],
@@ -161,18 +162,22 @@ def _graph_locals(em: _Emitter) -> list[str]:
     """``CreateGraph``'s locals: formatter outputs and every kernel output but the graph's."""
     outputs = {em.root(t) for t in em.graph.outputs}
     loc = em.memory["default_local_location"]
-    tensors = [t for t in em.graph.inputs if t in em.formatters]
-    tensors += [k.out for k in em.kernels if k.out not in outputs]
+    # a kernel output's homes may be set per node (nodeoption), a formatter output's are not
+    homes = [(t, (loc, loc)) for t in em.graph.inputs if t in em.formatters]
+    homes += [
+        (k.out, tuple(out_locations(em.graph, k.node, loc)))
+        for k in em.kernels
+        if k.out not in outputs
+    ]
     return [
         em._tcarg(
             _ctype_of(em.qstate.tensors[t]),
             em.cname(t),
             "ARG_SCOPE_LOCAL",
             "ARG_DIR_INOUT",
-            loc,
-            loc,
+            *where,
         )
-        for t in tensors
+        for t, where in homes
     ]
 
 

@@ -17,7 +17,7 @@ static int8_t clip8(int64_t v)
     return (int8_t)(v < -128 ? -128 : (v > 127 ? 127 : v));
 }
 
-static int8_t requant(int64_t acc, int32_t bias, uint8_t mul, int8_t shift)
+static int8_t requant(int64_t acc, int32_t bias, int32_t mul, int8_t shift)
 {
     return clip8(rnorm64((acc + bias) * (int64_t)mul, shift));
 }
@@ -285,7 +285,7 @@ void nn_conv(const int8_t *in, int8_t *out, const nn_conv_t *cv, const nn_pool_t
 }
 
 void nn_linear(const int8_t *in, int8_t *out, int in_n, int out_n, const int8_t *weights,
-               const int32_t *bias, const uint8_t *mul, const int8_t *shift)
+               const int32_t *bias, const int32_t *mul, const int8_t *shift)
 {
     int o, k;
     for (o = 0; o < out_n; o++) {
@@ -370,7 +370,7 @@ void nn_table(const int8_t *in, int8_t *out, size_t n, const int8_t *table)
 }
 
 void nn_affine(const int8_t *in, int8_t *out, int c, int inner, const int8_t *weights,
-               const int32_t *bias, const uint8_t *mul, const int8_t *shift)
+               const int32_t *bias, const int32_t *mul, const int8_t *shift)
 {
     int ch, i;
     for (ch = 0; ch < c; ch++) {
@@ -682,3 +682,44 @@ void nn_slice(const void *in, void *out, const int32_t *g, int esize)
     }
 }
 /* ==== end of issue 17 (branch elt) ============================================================ */
+
+void nn_pad(const void *in, void *out, const int32_t *in_shape, const int32_t *out_shape,
+            const int32_t *maps, int value, size_t esize)
+{
+    const int32_t *m[5];
+    size_t stride[5];
+    size_t o = 0;
+    int a, i0, i1, i2, i3, i4;
+    m[0] = maps;
+    for (a = 1; a < 5; a++) {
+        m[a] = m[a - 1] + out_shape[a - 1];
+    }
+    stride[4] = 1;
+    for (a = 3; a >= 0; a--) {
+        stride[a] = stride[a + 1] * (size_t)in_shape[a + 1];
+    }
+    for (i0 = 0; i0 < out_shape[0]; i0++) {
+        for (i1 = 0; i1 < out_shape[1]; i1++) {
+            for (i2 = 0; i2 < out_shape[2]; i2++) {
+                for (i3 = 0; i3 < out_shape[3]; i3++) {
+                    for (i4 = 0; i4 < out_shape[4]; i4++, o++) {
+                        const int32_t s0 = m[0][i0], s1 = m[1][i1], s2 = m[2][i2];
+                        const int32_t s3 = m[3][i3], s4 = m[4][i4];
+                        int v = value;
+                        if (s0 >= 0 && s1 >= 0 && s2 >= 0 && s3 >= 0 && s4 >= 0) {
+                            const size_t at = (size_t)s0 * stride[0] + (size_t)s1 * stride[1] +
+                                              (size_t)s2 * stride[2] + (size_t)s3 * stride[3] +
+                                              (size_t)s4;
+                            v = esize == 1 ? ((const int8_t *)in)[at] : ((const int16_t *)in)[at];
+                        }
+                        if (esize == 1) {
+                            ((int8_t *)out)[o] = (int8_t)v;
+                        } else {
+                            ((int16_t *)out)[o] = (int16_t)v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

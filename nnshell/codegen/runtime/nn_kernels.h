@@ -6,6 +6,7 @@
  *   rnorm(v, n) = (v + (1 << (n - 1))) >> n   (n > 0; arithmetic shift), v when n == 0
  *   clip8(v)    = min(127, max(-128, v))
  *   requantize  = clip8(rnorm((acc + bias) * M, N)), the product in int64
+ *                 (M: 8 bits in SQ8, up to 30 bits for a TFLite file opened with -q)
  *
  * Tensors are CHW contiguous (batch 1). This file is copied verbatim by `gen --target c`.
  */
@@ -57,7 +58,7 @@ typedef struct {
     int group;
     const int8_t *weights;
     const int32_t *bias;
-    const uint8_t *mul;
+    const int32_t *mul;
     const int8_t *shift;
 } nn_conv_t;
 
@@ -71,7 +72,7 @@ typedef struct {
     int group;
     const int8_t *weights;
     const int32_t *bias;
-    const uint8_t *mul;
+    const int32_t *mul;
     const int8_t *shift;
 } nn_convt_t;
 
@@ -86,7 +87,7 @@ void nn_conv(const int8_t *in, int8_t *out, const nn_conv_t *cv, const nn_pool_t
              const nn_act_t *pre, int npre, const nn_act_t *post, int npost);
 /* Fully connected layer over the flattened input: out[o] = requant(sum_k W[o,k] x[k]). */
 void nn_linear(const int8_t *in, int8_t *out, int in_n, int out_n, const int8_t *weights,
-               const int32_t *bias, const uint8_t *mul, const int8_t *shift);
+               const int32_t *bias, const int32_t *mul, const int8_t *shift);
 /* Max / average pool of a C x H x W map. */
 void nn_pool(const int8_t *in, int8_t *out, int c, int h, int w, const nn_pool_t *pool);
 void nn_global_max(const int8_t *in, int8_t *out, int c, int hw);
@@ -102,7 +103,7 @@ void nn_act_inplace(int8_t *x, size_t n, const nn_act_t *acts, int nacts);
 void nn_table(const int8_t *in, int8_t *out, size_t n, const int8_t *table);
 /* Per-channel affine: out = requant(x * W[c] + bias[c]) over c x inner values. */
 void nn_affine(const int8_t *in, int8_t *out, int c, int inner, const int8_t *weights,
-               const int32_t *bias, const uint8_t *mul, const int8_t *shift);
+               const int32_t *bias, const int32_t *mul, const int8_t *shift);
 /* MatAdd: acc = x_ref + sum_{i != ref} rnorm(x_i * M_i, N_i); out = clip8(rnorm(acc * Mo, No)). */
 void nn_matadd(const int8_t *const *ins, int nin, int ref, const uint8_t *mul,
                const int8_t *shift, int out_mul, int out_shift, int8_t *out, size_t n);
@@ -119,6 +120,11 @@ void nn_transpose(const void *in, void *out, const int32_t *shape, const int32_t
 /* Tile of a tensor padded to 5-D (shape of the input): out has shape[a] * reps[a] values on
  * axis a, out[i] = in[i mod shape] per axis. */
 void nn_tile(const void *in, void *out, const int32_t *shape, const int32_t *reps, size_t esize);
+/* Pad (or crop) a tensor of rank <= 5 (shapes padded to 5-D): maps holds, axis after axis, one
+ * source index per output index (out_shape[0] + ... + out_shape[4] values, -1 outside the
+ * input); an output element with any -1 is the code value, the others copy in[source]. */
+void nn_pad(const void *in, void *out, const int32_t *in_shape, const int32_t *out_shape,
+            const int32_t *maps, int value, size_t esize);
 /* Transposed convolution (no fused pool or activation). */
 void nn_conv_transpose(const int8_t *in, int8_t *out, const nn_convt_t *ct);
 /* First and one-past-last kernel tap k with 0 <= base + k * d < size (the taps of a window

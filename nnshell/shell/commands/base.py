@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import cmd2
 
@@ -22,4 +22,16 @@ class NnCommandSet(cmd2.CommandSet):  # type: ignore[type-arg]
         """Node names of the open graph, for tab completion of selectors (cmd2 passes the
         command's own set as ``self``: it is a subclass of this one)."""
         graph = self.app.session.graph
-        return cmd2.Choices.from_values([n.name for n in graph.nodes] if graph is not None else [])
+        if graph is None:
+            return cmd2.Choices.from_values([])
+        from nnshell.io_names import io_names
+
+        return cmd2.Choices.from_values([n.name for n in graph.nodes] + io_names(graph))
+
+    def emit(self, blocks: list[Any]) -> None:
+        """Print a renderer's blocks in order: strings as output lines, the rest as tables."""
+        for block in blocks:
+            if isinstance(block, str):
+                self.app.poutput(block)
+            else:
+                self.app.print_table(block)

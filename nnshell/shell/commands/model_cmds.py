@@ -95,6 +95,9 @@ class ModelCommands(NnCommandSet):
         help="step, name, prefix*, range a:b or a comma list (default: all)",
     )
     show_parser.add_argument("--json", action="store_true", help="machine-readable output")
+    show_parser.add_argument(
+        "--nntool_steps", action="store_true", help="add NNTool's step numbers (S<k>)"
+    )
 
     @cmd2.with_argparser(show_parser)
     def do_show(self, args: Any) -> None:
@@ -106,5 +109,10 @@ class ModelCommands(NnCommandSet):
         title = (
             f"{self.app.session.name}: {len(rows)} of {len(self.app.session.graph.nodes)} layers"
         )
+        from nnshell.io_names import io_caption
+        from nnshell.node_options import layer_nntool_steps
+
         partial = len(rows) < len(self.app.session.graph.nodes)
-        self.app.print_table(layer_table(rows, totals, title, partial))
+        graph = self.app.session.graph
+        nt = layer_nntool_steps(graph) if args.nntool_steps else None
+        self.app.print_table(layer_table(rows, totals, title, partial, io_caption(graph), nt))

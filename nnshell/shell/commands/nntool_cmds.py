@@ -27,8 +27,10 @@ class NntoolCommands(NnCommandSet):
 
     def input_choices(self) -> cmd2.Choices:
         """Graph input names for tab completion."""
+        from nnshell.io_names import io_names
+
         graph = self.app.session.graph
-        return cmd2.Choices.from_values(list(graph.inputs) if graph is not None else [])
+        return cmd2.Choices.from_values(io_names(graph, "input") if graph is not None else [])
 
     imageformat_parser = NnArgumentParser(
         description="Insert an input formatter: the input becomes raw unsigned HWC pixels and "
@@ -39,7 +41,7 @@ class NntoolCommands(NnCommandSet):
         "replace it. Raw images then need no -T/-D/-O/-N."
     )
     imageformat_parser.add_argument(
-        "input", choices_provider=input_choices, help="graph input name (see show)"
+        "input", choices_provider=input_choices, help="graph input: its name or NNTool's input_N"
     )
     imageformat_parser.add_argument(
         "format", nargs="?", choices=FORMAT_CHOICES, help="raw pixel format"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import cmd2
@@ -23,6 +22,23 @@ def calibration_line(session: Any) -> str:
         f"calibrated on {len(session.stats_files)} image(s) with input options "
         f"{describe_inputs(session.calib_inputs)}"
     )
+
+
+def keep_current_choices(args: Any, qstate: Any) -> list[str]:
+    """--symmetric / --per_tensor not given: keep the current quantization's choice (SQ8 only);
+    return a note for each choice kept so the user knows how to undo it."""
+    kept = []
+    cur = getattr(qstate, "options", None)
+    for flag, on, off in (
+        ("symmetric", "--symmetric", "--asymmetric"),
+        ("per_tensor", "--per_tensor", "--per_channel"),
+    ):
+        if getattr(args, flag) is None:
+            value = bool(getattr(cur, flag, False)) and args.scheme == "SQ8"
+            setattr(args, flag, value)
+            if value:
+                kept.append(f"{on} (kept from the current quantization; {off} undoes it)")
+    return kept
 
 
 class QuantCommands(NnCommandSet):
@@ -105,33 +121,10 @@ class QuantCommands(NnCommandSet):
         from nnshell.shell.progress import image_progress
 
         session = self.app.session
-        kept = []
-        cur = getattr(session.qstate, "options", None)
-        for flag, on, off in (
-            ("symmetric", "--symmetric", "--asymmetric"),
-            ("per_tensor", "--per_tensor", "--per_channel"),
-        ):
-            if getattr(args, flag) is None:
-                value = bool(getattr(cur, flag, False)) and args.scheme == "SQ8"
-                setattr(args, flag, value)
-                if value:
-                    kept.append(f"{on} (kept from the current quantization; {off} undoes it)")
+        kept = keep_current_choices(args, session.qstate)
         opts = session.input_options(**input_overrides(args))
         if args.compare:
-            from nnshell.shell.commands.analysis_cmds import print_compare
-
-            modes = [m.strip() for m in args.compare.split(",") if m.strip()]
-            with image_progress("comparing") as progress:
-                rep = session.compare_modes(
-                    args.files,
-                    modes,
-                    opts,
-                    args.validate,
-                    progress,
-                    args.symmetric,
-                    args.per_tensor,
-                )
-            print_compare(self.app, rep, args.json)
+            self._compare(args, opts)
             return
         with image_progress("calibrating") as progress:
             out = session.aquant(
@@ -144,6 +137,10 @@ class QuantCommands(NnCommandSet):
                 scheme=args.scheme,
                 bits=args.bits,
             )
+        self._report(out, kept)
+
+    def _report(self, out: Any, kept: list[str]) -> None:
+        """The one-line summary of an aquant run, the choices kept and the warnings."""
         how = (
             f"reused the statistics of {out.images} image(s): no image read"
             if out.reused
@@ -152,8 +149,20 @@ class QuantCommands(NnCommandSet):
         self.app.poutput(f"aquant: {out.options.describe()}; {how}. Use qshow to see the result.")
         for note in kept:
             self.app.poutput(f"note: {note}")
-        for warning in getattr(session.qstate, "warnings", []):
+        for warning in getattr(self.app.session.qstate, "warnings", []):
             self.app.poutput(f"warning: {warning}")
+
+    def _compare(self, args: Any, opts: Any) -> None:
+        """``aquant --compare``: per-layer QSNR of several range methods, nothing changed."""
+        from nnshell.report.analysis_views import compare_blocks
+        from nnshell.shell.progress import image_progress
+
+        modes = [m.strip() for m in args.compare.split(",") if m.strip()]
+        with image_progress("comparing") as progress:
+            rep = self.app.session.compare_modes(
+                args.files, modes, opts, args.validate, progress, args.symmetric, args.per_tensor
+            )
+        self.emit(compare_blocks(rep, args.json))
 
     qshow_parser = NnArgumentParser(
         description="Show the quantization of each layer.",
@@ -181,22 +190,15 @@ class QuantCommands(NnCommandSet):
     @cmd2.with_argparser(qshow_parser)
     def do_qshow(self, args: Any) -> None:
         """Quantization table: qtypes, weight scales, multipliers, forced qtypes."""
-        from nnshell.report.quant_tables import qshow_rows, qshow_table
+        from nnshell.report.quant_docs import qshow_json
+        from nnshell.report.quant_tables import qshow_table
         from nnshell.selectors import select_steps
 
         session = self.app.session
         qstate = session.require_quantized()
         steps = select_steps(session.graph, args.selector)
         if args.json:
-            doc = {
-                "scheme": qstate.scheme,
-                "options": qstate.options.describe(),
-                "input_options": (
-                    session.calib_inputs.to_dict() if session.calib_inputs is not None else None
-                ),
-                "layers": qshow_rows(session.graph, qstate, steps),
-            }
-            self.app.poutput(json.dumps(doc, indent=1, default=float))
+            self.app.poutput(qshow_json(session.graph, qstate, steps, session.calib_inputs))
             return
         title = f"{session.name}: {qstate.options.describe()}"
         self.app.print_table(qshow_table(session.graph, qstate, steps, title))
@@ -222,6 +224,7 @@ class QuantCommands(NnCommandSet):
     @cmd2.with_argparser(validate_parser)
     def do_validate(self, args: Any) -> None:
         """Measure the accuracy lost by quantization."""
+        from nnshell.report.quant_docs import validate_json
         from nnshell.report.quant_tables import confusion_table, validate_lines
         from nnshell.shell.progress import image_progress
 
@@ -232,19 +235,7 @@ class QuantCommands(NnCommandSet):
         with image_progress("validating") as progress:
             res = session.validate(args.files, opts, not args.float_only, args.labels, progress)
         if args.json:
-            doc = {
-                "images": len(res.files),
-                "float_top1": res.float_acc,
-                "quant_top1": res.quant_acc,
-                "flips": [
-                    dict(zip(("file", "label", "float", "quant"), f, strict=True))
-                    for f in res.flips()
-                ],
-            }
-            paired = res.paired()
-            if paired is not None:
-                doc["paired"] = paired.to_dict()
-            self.app.poutput(json.dumps(doc, indent=1))
+            self.app.poutput(validate_json(res))
             return
         self.app.poutput("\n".join(validate_lines(res)))
         if args.confusion:
@@ -263,35 +254,15 @@ class QuantCommands(NnCommandSet):
     @cmd2.with_argparser(footprint_parser)
     def do_footprint(self, args: Any) -> None:
         """Compare the memory of the float and the quantized model."""
-        from dataclasses import asdict
-
         from nnshell.analysis.footprint import gap8_placement
+        from nnshell.report.quant_docs import footprint_json
         from nnshell.report.quant_tables import footprint_summary, footprint_table, gap8_lines
 
         session = self.app.session
         fp = session.footprint()
         place = gap8_placement(fp, session.settings)
         if args.json:
-            doc = {
-                "float_param_bytes": fp.float_params,
-                "quant_param_bytes": fp.quant_params,
-                "float_peak_act_bytes": fp.float_act_peak,
-                "quant_peak_act_bytes": fp.quant_act_peak,
-                "unfused_float_peak_act_bytes": (
-                    fp.unfused_peak.bytes if fp.unfused_peak is not None else None
-                ),
-                "peaks": {
-                    k: asdict(p) if p is not None else None
-                    for k, p in (
-                        ("unfused_float", fp.unfused_peak),
-                        ("float", fp.float_peak),
-                        ("quant", fp.quant_peak),
-                    )
-                },
-                "gap8": {**asdict(place), "consts_fit_l2": place.consts_fit_l2},
-                "layers": [vars(r) for r in fp.layers],
-            }
-            self.app.poutput(json.dumps(doc, indent=1))
+            self.app.poutput(footprint_json(fp, place))
             return
         self.app.print_table(footprint_table(fp))
         self.app.poutput("\n".join([*footprint_summary(fp), *gap8_lines(place)]))

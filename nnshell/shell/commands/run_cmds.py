@@ -56,21 +56,7 @@ class RunCommands(NnCommandSet):
             atomic_write_npz(args.save, arrays)
             self.app.poutput(f"dump: wrote {len(arrays)} arrays to {args.save}")
             return
-        import numpy as np
-        from rich.table import Table
+        from nnshell.report.analysis_views import tensor_stats_table
 
         kind = "dequantized" if args.dequantize else "quantized" if args.quantized else "float"
-        table = Table(title=f"{kind} outputs for {args.file}", header_style="bold")
-        for col in ("Name", "Shape", "Min", "Max", "Mean", "Std"):
-            table.add_column(col, justify="left" if col in ("Name", "Shape") else "right")
-        for name, a in arrays.items():
-            a64 = a.astype(np.float64)
-            table.add_row(
-                name,
-                "x".join(map(str, a.shape)),
-                f"{a64.min():.4g}",
-                f"{a64.max():.4g}",
-                f"{a64.mean():.4g}",
-                f"{a64.std():.4g}",
-            )
-        self.app.print_table(table)
+        self.app.print_table(tensor_stats_table(f"{kind} outputs for {args.file}", arrays))
