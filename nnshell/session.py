@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from nnshell import settings as settings_mod
 from nnshell.errors import CodegenError, GraphStateError, NnshellError, UsageError
 from nnshell.selectors import select_steps
+from nnshell.session_tuning import TuningMixin
 
 if TYPE_CHECKING:  # numpy and the op registry load on first use: the shell starts fast
     import numpy as np
@@ -32,7 +33,7 @@ class FusionOutcome:
     notes: list[str] = field(default_factory=list)
 
 
-class Session:
+class Session(TuningMixin):
     """Holds the open graph, the settings and the history of state-changing commands."""
 
     def __init__(self) -> None:
@@ -178,12 +179,12 @@ class Session:
         """
         from nnshell.input.formatter import (
             Formatter,
-            check_formatter,
             formatters,
             raw_shape,
             with_formatter,
         )
         from nnshell.io_names import require_input
+        from nnshell.quant.tflite_quant import refit_for_formatter
 
         graph = self.require_graph()
         input_name = require_input(graph, input_name, "imageformat")
@@ -200,15 +201,16 @@ class Session:
             new = None  # the same command again removes it
         if new is not None:
             raw_shape(graph, input_name, new)
-            check_formatter(graph, self.qstate, input_name, new)
-        meta = with_formatter(graph.meta, input_name, new)
         work = graph.copy()
-        work.meta = meta
+        work.meta = with_formatter(graph.meta, input_name, new)
+        refit = refit_for_formatter(work, self, input_name, new)  # else check_formatter refuses
         prefusion = None
         if self.prefusion is not None:
             prefusion = self.prefusion.copy()
             prefusion.meta = with_formatter(self.prefusion.meta, input_name, new)
+        qstate = self._formatted_qstate(work)  # POW2: the formatter imposes the input's Q
         self.graph, self.prefusion = work, prefusion if prefusion is not None else self.prefusion
+        self.qstate, self.stats = refit if refit is not None else (qstate, self.stats)
         self._runners = {}
         return FormatterOutcome(input_name, new, old)
 
@@ -230,6 +232,7 @@ class Session:
             self.adjusted = True
             if result.changed and self._drop_quantization():
                 result.notes.append("the graph changed: calibration and quantization dropped")
+            result.notes += self._carry_tuning()
         return result
 
     def fusions(
@@ -269,6 +272,7 @@ class Session:
                 notes.append("the graph changed: calibration and quantization dropped")
             if work.meta.get("load_quantization"):
                 notes += self._apply_file_quantization(work, scheme)
+            notes += self._carry_tuning()
         return FusionOutcome(scheme, result, dry_run, rederived, notes)
 
     def _apply_file_quantization(self, graph: Graph, scheme: str | None) -> list[str]:
@@ -397,7 +401,7 @@ class Session:
         line lists all the layers the scheme refuses and why. The hint names the other scheme
         only when that scheme would quantize every layer (no sending the user in a circle)."""
         label = "SQ8" if scheme == "scale8" else "POW2"
-        graph = self.require_graph()
+        graph = self._without_conversions()
         if self.scheme != scheme:
             raise GraphStateError(
                 f"aquant -s {label} needs the {label} fusions first"
@@ -500,6 +504,9 @@ class Session:
             stats, seen, reused = self.stats, self.stats_files, True
         else:
             raise GraphStateError("aquant needs calibration images", "aquant sample_images/calib")
+        outcome = AquantOutcome(qopts, len(seen), reused)
+        if graph.meta.get("qtune") or graph.meta.get("fquant"):  # nnshell.quant.tuning
+            return self._aquant_tuned(stats, seen, calib_inputs, outcome)
         from nnshell.input.formatter import fixed_qtypes
 
         if scheme == "POW2":
@@ -512,7 +519,7 @@ class Session:
             qstate = quantize_graph(graph, stats, qopts, fixed_qtypes(graph))
         self.stats, self.stats_files, self.qstate = stats, seen, qstate
         self.calib_inputs = calib_inputs
-        return AquantOutcome(qopts, len(seen), reused)
+        return outcome
 
     def input_drift(self, opts: Any) -> str | None:
         """A warning when ``opts`` differ from the input options of the calibration, else None.
@@ -525,6 +532,8 @@ class Session:
         from nnshell.input.images import describe_inputs
 
         if self.qstate is None or self.calib_inputs is None or opts is None:
+            return None
+        if getattr(opts, "formatter", None):  # imageformat checked its codes against the input
             return None
         if opts.to_dict() == self.calib_inputs.to_dict():
             return None

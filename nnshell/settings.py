@@ -86,6 +86,12 @@ SETTINGS: dict[str, SettingDef] = {
         ),
         SettingDef("default_local_location", str, "AT_MEM_UNDEF", "place of the activations"),
         # AutoTiler graph controls: AT_SetGraphCtrl(AT_GRAPH_<NAME>, ...) when not the default
+        SettingDef(
+            "l2_ram_ext_managed",
+            bool,
+            True,
+            "L2 memory allocated by the application (true) or by the generated code (false)",
+        ),
         SettingDef("graph_monitor_cycles", bool, False, "count cycles per node"),
         SettingDef("graph_produce_node_names", bool, False, "node names in the generated code"),
         SettingDef("graph_produce_operinfos", bool, False, "operation counts per node"),

@@ -690,6 +690,7 @@ def compute(ran: dict[str, Ran]) -> tuple[dict[str, str], dict[str, str]]:
     v["verify_ok"] = "bit-exact" if ver.ok else "NOT bit-exact"
     v["c_arena"] = ints(ver.arena_bytes)
     v["c_const"] = ints(ver.const_bytes)
+    v["c_mul_extra"] = ints(ver.const_bytes - fp.quant_params)
     return v, t
 
 

@@ -121,6 +121,9 @@ def footprint(graph: Graph, qstate: Any, unfused: Graph | None = None) -> Footpr
         w = int(c["weights"].nbytes) if "weights" in c else 0  # int8 (SQ8), int16/int8 (POW2)
         b = int(c["biases"].nbytes) if "biases" in c else 0  # int32 (SQ8), container (POW2)
         m = int(c["mul"].size) * 2 if "mul" in c else 0
+        if "float_type" in (nq.info if nq is not None else {}):  # a float layer: in<k> consts
+            w = int(c["in1"].nbytes) if "in1" in c else 0
+            b = sum(int(a.nbytes) for k, a in c.items() if k.startswith("in") and k != "in1")
         rows.append(LayerFootprint(node.name, fbytes, w, b, m))
 
     def float_bytes(name: str) -> int:
@@ -138,6 +141,8 @@ def footprint(graph: Graph, qstate: Any, unfused: Graph | None = None) -> Footpr
     scheme = getattr(qstate, "scheme", "SQ8")
     if scheme == "POW2":
         scheme += f"-{getattr(qstate.options, 'bits', 16)}"
+    if scheme == "FLOAT":
+        scheme = str(getattr(qstate.options, "float_type", "FLOAT"))
     return Footprint(rows, fpeak.bytes, qpeak.bytes, qpeak.step, scheme, fpeak, qpeak, upeak)
 
 

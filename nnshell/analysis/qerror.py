@@ -93,6 +93,8 @@ def compare_arrays(ref: np.ndarray, other: np.ndarray) -> dict[str, float]:
 
 def saturated_count(codes: np.ndarray, qtype: Any) -> int:
     """Integer outputs at the ends of the range; the low end only when it is not the real 0."""
+    if getattr(qtype, "is_float", False):  # a float layer: only infinities saturate
+        return int(np.count_nonzero(np.isinf(qtype.dequantize(codes))))
     n = int(np.count_nonzero(codes == qtype.qmax))
     if qtype.zero_point != qtype.qmin:
         n += int(np.count_nonzero(codes == qtype.qmin))

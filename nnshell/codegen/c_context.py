@@ -149,6 +149,8 @@ class CContext:
         if name not in self.offsets:
             self.unsupported(f"tensor '{name}' is not an activation in the arena")
         macro = {1: "NN_A8", 2: "NN_A16"}.get(self.esize(name))
+        if getattr(self.qtypes[name], "is_float", False):
+            macro = "NN_A8"  # float32 values: the float kernels take byte pointers
         if macro is None:
             self.unsupported(f"tensor '{name}' has {self.qtypes[name].bits}-bit codes")
         return f"{macro}({self.offsets[name]})"

@@ -146,8 +146,8 @@ def check_descriptors(graph: Graph, node: Node, nq: Any) -> None:
 
     head = get_op(node.op).head(node)
     head_op = get_op(head.op)
-    if not head_op.weighted:
-        return
+    if not head_op.weighted or "float_type" in (getattr(nq, "info", None) or {}):
+        return  # a float layer's C takes its geometry from the graph; ops._float checks sizes
     where = f"{node.name} ({_label(node)})"
     info = getattr(nq, "info", None) or {}
     consts = getattr(nq, "consts", None) or {}

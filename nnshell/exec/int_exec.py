@@ -15,7 +15,7 @@ import numpy as np
 from nnshell.exec.float_exec import walk
 from nnshell.ir import Graph, Node
 from nnshell.ops import get_op
-from nnshell.quant.scheme import scheme_of
+from nnshell.quant.scheme import FLOAT, scheme_of
 
 IntObserver = Callable[[str, np.ndarray], None]
 
@@ -58,8 +58,9 @@ def run_int(
 
 def run_node_int(node: Node, qstate: Any, *args: np.ndarray | None) -> list[np.ndarray]:
     """One node's integer kernel for the scheme of ``qstate`` (POW2: ``run_int_pow2``)."""
-    kernel = scheme_of(qstate).run_int(get_op(node.op))
-    return kernel(node, qstate.nodes[node.name], *args)
+    nq = qstate.nodes[node.name]
+    scheme = FLOAT if "float_type" in nq.info else scheme_of(qstate)  # float layers (qtune)
+    return scheme.run_int(get_op(node.op))(node, nq, *args)
 
 
 def dequantize(qstate: Any, name: str, q: np.ndarray) -> np.ndarray:

@@ -740,6 +740,19 @@ def _binary(imp: _Importer, name: str, op: Any, ins: list[int], outs: list[int])
     imp.set_out(outs[0], imp.activation(name, y, act), chw)
 
 
+@_handles("MAXIMUM", "MINIMUM")
+def _max_min(imp: _Importer, name: str, op: Any, ins: list[int], outs: list[int]) -> None:
+    """Elementwise max / min of two operands (numpy broadcasting), as ONNX Max / Min."""
+    rank = len(imp.shape(outs[0]))
+    chw = rank == 4 and _layout_of(imp, ins)
+    xs = [
+        imp.value(i, chw) if i in imp.values else _const_operand(imp, i, chw, f"{name}_const")
+        for i in ins
+    ]
+    kind = "Max" if name.startswith("MAXIMUM") else "Min"
+    imp.set_out(outs[0], imp.emit(kind, name, xs)[0], chw)
+
+
 @_handles("SOFTMAX")
 def _softmax(imp: _Importer, name: str, op: Any, ins: list[int], outs: list[int]) -> None:
     opt = imp.options(op, "SoftmaxOptions")

@@ -240,10 +240,15 @@ def check_formatter(graph: Any, qstate: Any, name: str, fmt: Formatter) -> None:
     """Raise FormatterError unless ``fmt``'s codes are the quantized input codes of ``name``."""
     if qstate is None:
         return
+    if getattr(qstate, "scheme", "SQ8") == "POW2":
+        from nnshell.input.formatter_pow2 import check_pow2_formatter
+
+        check_pow2_formatter(qstate, name, fmt)
+        return
     if getattr(qstate, "scheme", "SQ8") != "SQ8":
         raise FormatterError(
             f"imageformat: the graph is quantized {qstate.scheme}; input formatters are checked "
-            "against SQ8 input codes only",
+            "against SQ8 and POW2 input codes only",
             "fusions --scale8 and aquant -s SQ8",
         )
     if fmt.bits != 8:

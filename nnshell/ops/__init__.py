@@ -4,6 +4,7 @@ from nnshell.ops import (  # noqa: F401 - registration
     activation,
     conv,
     conv_transpose,
+    convert,
     elementwise,
     fused,
     gemm,

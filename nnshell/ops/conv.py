@@ -89,6 +89,18 @@ class Conv(OpDef):
         kernel, strides, dil, pads, outs = conv_geometry(node, x.shape, w.shape)
         return [conv_float(x, w, b, kernel, strides, dil, pads, outs, node.attrs.group)]
 
+    def run_float_t(self, node: Node, *xs: np.ndarray | None) -> list[np.ndarray]:
+        """Float layer: float32 accumulated in the C runtime's order (``ops._float``)."""
+        from nnshell.ops._float import conv2d_ordered
+
+        x, w = xs[0], xs[1]
+        assert x is not None and w is not None
+        b = xs[2] if len(xs) > 2 else None
+        kernel, strides, dil, pads, outs = conv_geometry(node, x.shape, w.shape)
+        if len(kernel) > 2:
+            return super().run_float_t(node, *xs)
+        return [conv2d_ordered(x, w, b, kernel, strides, dil, pads, outs, node.attrs.group)]
+
     def macs(self, node: Node, ins: Sequence[TensorInfo | None], outs: Sequence[TensorInfo]) -> int:
         w = ins[1]
         assert w is not None

@@ -172,6 +172,15 @@ class Fused(OpDef):
             y = get_op(p.op).run_float(part_node(p, ["_"], ["_"]), y)[0]
         return [y]
 
+    def run_float_t(self, node: Node, *xs: np.ndarray | None) -> list[np.ndarray]:
+        """Float layer: the head's float32 result, then the tail in float32 (one rounding, when
+        the output is stored)."""
+        parts: tuple[FusedPart, ...] = node.attrs.parts
+        y = get_op(parts[0].op).run_float_t(part_node(parts[0], node.inputs, ["_"]), *xs)[0]
+        for p in parts[1:]:
+            y = get_op(p.op).run_float_t(part_node(p, ["_"], ["_"]), y)[0]
+        return [y]
+
     def macs(self, node: Node, ins: Sequence[TensorInfo | None], outs: Sequence[TensorInfo]) -> int:
         parts: tuple[FusedPart, ...] = node.attrs.parts
         first = parts[0]

@@ -64,6 +64,14 @@ class GlobalAveragePool(_GlobalPool):
         axes = tuple(range(2, x.ndim))
         return [x.mean(axis=axes, keepdims=True, dtype=np.float32).astype(x.dtype, copy=False)]
 
+    def run_float_t(self, node: Node, *xs: np.ndarray | None) -> list[np.ndarray]:
+        """Float layer: ``acc += x`` over the positions in order, then ``acc / HW`` (float32,
+        the order of ``nn_f_avgpool_global``)."""
+        from nnshell.ops._float import global_mean_ordered
+
+        assert xs[0] is not None
+        return [global_mean_ordered(xs[0])]
+
     # -- SQ8 (SQ8.md §5) -------------------------------------------------------------------
     def q_symmetric_input(self, node: Node, idx: int) -> str | None:
         """The kernel averages codes with no zero-point correction: input symmetric."""

@@ -57,6 +57,13 @@ class Linear(OpDef):
             y = y + b.astype(y.dtype, copy=False)
         return [y]
 
+    def run_float_t(self, node: Node, *xs: np.ndarray | None) -> list[np.ndarray]:
+        """Float layer: float32 accumulated in the C runtime's order (``ops._float``)."""
+        from nnshell.ops._float import linear_ordered
+
+        assert xs[0] is not None and xs[1] is not None
+        return [linear_ordered(xs[0], xs[1], xs[2] if len(xs) > 2 else None)]
+
     def macs(self, node: Node, ins: Sequence[TensorInfo | None], outs: Sequence[TensorInfo]) -> int:
         w = ins[1]
         assert w is not None

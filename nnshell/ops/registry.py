@@ -153,6 +153,21 @@ class OpDef:
         """Run the POW2 integer kernel on batched integer arrays."""
         raise QuantizationError(f"{node.name}: {self.name} has no POW2 integer kernel")
 
+    # -- float layers (docs/FLOAT16.md): float32 arithmetic on widened stored values ----------
+    def run_float_t(self, node: Node, *xs: np.ndarray | None) -> list[np.ndarray]:
+        """The float32 result of a float layer before it is stored (``ops._float``). The
+        default is the float kernel on float32 arrays; conv and linear override it with the
+        fixed accumulation order of the C runtime."""
+        args = [None if x is None else np.asarray(x, np.float32) for x in xs]
+        return [np.asarray(y, np.float32) for y in self.run_float(node, *args)]
+
+    def emit_c_float(self, node: Node, nq: Any, ctx: Any) -> str:
+        """The ``nn_f_*`` call of a float layer (``ops._float.emit_float`` refuses, naming the
+        node, what the float runtime has no kernel for)."""
+        from nnshell.ops._float import emit_float
+
+        return emit_float(node, nq, ctx)
+
 
 _REGISTRY: dict[str, OpDef] = {}
 _BY_ONNX: dict[str, OpDef] = {}

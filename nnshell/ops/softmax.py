@@ -111,6 +111,26 @@ class Softmax(_Softmax):
 
         return pow2_qtype(15, 16, "softmax Q15 output")
 
+    # -- float layers (docs/FLOAT16.md) --------------------------------------------------------
+    def float_rows(self, node: Node, shape: Sequence[int]) -> tuple[int, int] | None:
+        """(rows, n) when the softmax runs over contiguous runs of ``n`` values, else None."""
+        axis, legacy = softmax_axis(node, len(shape))
+        if not legacy and axis != len(shape) - 1:
+            return None
+        n = int(np.prod(shape[axis:]))
+        return int(np.prod(shape)) // max(n, 1), n
+
+    def run_float_t(self, node: Node, *xs: np.ndarray | None) -> list[np.ndarray]:
+        """Float layer: ``nn_f_softmax``'s float32 operations (its own exp, ordered sum)."""
+        from nnshell.ops._float import softmax_rows
+
+        x = xs[0]
+        assert x is not None
+        rows = self.float_rows(node, x.shape)
+        if rows is None:
+            return super().run_float_t(node, *xs)
+        return [softmax_rows(x.reshape(-1, rows[1])).reshape(x.shape)]
+
     # -- SQ8 -----------------------------------------------------------------------------------
     def q_symmetric_input(self, node: Node, idx: int) -> str | None:
         """The exp table is indexed by code differences; the input is symmetric (SQ8 §5)."""

@@ -10,7 +10,11 @@ and a Transpose back before the classifier. Rules, applied until none fires:
    transposes meet;
 3. two consecutive Transposes compose; an identity permutation is removed;
 4. a Transpose before a flatten and a linear layer is folded into the weights' column order:
-   with ``y = T_p(x)``, ``W_x = W_y.reshape(out, *dims(y)).transpose(0, *inv(p)[1:])``.
+   with ``y = T_p(x)``, ``W_x = W_y.reshape(out, *dims(y)).transpose(0, *inv(p)[1:])``;
+5. a constant Pad of a graph input (or of a Transpose's output) followed by a Transpose swaps
+   with it, its pads permuted (``T_p(pad(x, a)) = pad(T_p(x), a∘p)``): TFLite models pad the
+   NHWC input before the first conv, and the transpose must reach the input (rule 1) for the
+   Pad to meet the conv (fold_pad).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from nnshell.ir import Graph, Node
 from nnshell.passes._edit import (
     act_inputs,
     const_of,
+    new_const,
     reinfer,
     remove_node,
     set_input_const,
@@ -149,11 +154,44 @@ def _fold_into_linear(graph: Graph, res: PassResult) -> bool:
     return False
 
 
+def _swap_pad_transpose(graph: Graph, res: PassResult) -> bool:
+    for t in [n for n in graph.nodes if n.op == "Transpose"]:
+        pad = graph.producer(t.inputs[0])
+        if pad is None or pad.op != "Pad" or sole_consumer(graph, pad.outputs[0]) is not t:
+            continue
+        src = graph.producer(pad.inputs[0])
+        if not (pad.inputs[0] in graph.inputs or (src is not None and src.op == "Transpose")):
+            continue
+        pads = const_of(graph, pad.inputs[1]) if len(pad.inputs) > 1 and pad.inputs[1] else None
+        if pads is None or getattr(pad.attrs, "mode", "constant") != "constant":
+            continue
+        perm = _perm(t)
+        pads = np.asarray(pads, np.int64).reshape(2, -1)
+        if pads.shape[1] != len(perm):
+            continue
+        x, mid, out = pad.inputs[0], pad.outputs[0], t.outputs[0]
+        t.inputs[0], t.outputs[0] = x, mid
+        pad.inputs[0], pad.outputs[0] = mid, out
+        pad.inputs[1] = new_const(graph, f"{pad.name}_pads", pads[:, list(perm)].reshape(-1))
+        i, j = graph.nodes.index(pad), graph.nodes.index(t)
+        graph.nodes[i], graph.nodes[j] = t, pad
+        reinfer(graph)
+        res.edits.append(f"{t.name} moved above {pad.name}")
+        return True
+    return False
+
+
 def adjust_layout(graph: Graph) -> PassResult:
     """Eliminate layout transposes in place; an already-CHW graph is left unchanged."""
     res = PassResult()
     graph.meta.setdefault("input_layout", "CHW")
-    rules = (_fold_input_transposes, _compose_pairs, _fold_into_linear, _swap_with_unary)
+    rules = (
+        _fold_input_transposes,
+        _compose_pairs,
+        _fold_into_linear,
+        _swap_with_unary,
+        _swap_pad_transpose,
+    )
     for _ in range(10 * (len(graph.nodes) + 1)):
         if not any(rule(graph, res) for rule in rules):
             break

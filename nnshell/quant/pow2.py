@@ -157,7 +157,10 @@ def assign_q(
 
 
 def quantize_graph_pow2(
-    graph: Graph, stats: dict[str, TensorStats], opts: Pow2Options
+    graph: Graph,
+    stats: dict[str, TensorStats],
+    opts: Pow2Options,
+    fixed_q: dict[str, int] | None = None,
 ) -> QuantState:
     """Quantize every node with POW2; the first node that cannot be quantized raises.
 
@@ -171,10 +174,15 @@ def quantize_graph_pow2(
     qt, ranges = assign_q(graph, stats, opts)
     groups = pow2_groups(graph)
     group_of = {t: k for k, members in groups.items() for t in members}
+    pinned: set[str] = set()  # ``fixed_q``: an input formatter's codes impose the input's Q
+    for t, q in (fixed_q or {}).items():
+        for m in groups[group_of[t]]:
+            qt[m] = pow2_qtype(q, opts.bits)
+            pinned.add(m)
     w_cut: dict[str, int] = {}
     notes: dict[str, tuple[str, int, int, list[str]]] = {}
     while True:
-        nodes, lowered = _quantize_pass(graph, stats, opts, qt, ranges, w_cut)
+        nodes, lowered = _quantize_pass(graph, stats, opts, qt, ranges, w_cut, pinned)
         if lowered is None:
             break
         node, nq = lowered
@@ -207,10 +215,11 @@ def _quantize_pass(
     qt: dict[str, QType],
     ranges: dict[str, tuple[float, float]],
     w_cut: dict[str, int],
+    pinned: set[str] | None = None,
 ) -> tuple[dict[str, NodeQuant], tuple[Node, NodeQuant] | None]:
     """Quantize every node in order; stop at the first layer whose budget took input bits that
     its producer's output Q can give instead (returned with its NodeQuant)."""
-    fixed = _fixed_tensors(graph, opts.bits)
+    fixed = _fixed_tensors(graph, opts.bits) | (pinned or set())
     nodes: dict[str, NodeQuant] = {}
     for node in graph.nodes:
         out = node.outputs[0]

@@ -105,7 +105,7 @@ def refusals(
     bad: list[str] = []
     if scheme == "SQ8":
         from nnshell.quant.qrecord import QuantContext
-        from nnshell.quant.sq8 import assign_qtypes
+        from nnshell.quant.sq8 import assign_qtypes, per_tensor_weights
 
         try:
             qt, _ = assign_qtypes(graph, stats, opts, fixed)
@@ -114,7 +114,12 @@ def refusals(
         for node in graph.nodes:
             in_q = [qt.get(i) if i and not graph.tensors[i].is_const else None for i in node.inputs]
             ctx = QuantContext(
-                graph, node, in_q, qt[node.outputs[0]], opts.per_tensor, mult_bits=opts.mult_bits
+                graph,
+                node,
+                in_q,
+                qt[node.outputs[0]],
+                per_tensor_weights(node, opts),
+                mult_bits=opts.mult_bits,
             )
             _check(node, bad, lambda ctx=ctx: get_op(ctx.node.op).quantize_sq8(ctx))
         return bad

@@ -17,7 +17,8 @@ from nnshell.errors import GraphStateError
 
 @dataclass(frozen=True)
 class Scheme:
-    """One quantization scheme: its name, its ``fusions`` flag and its op hooks."""
+    """One quantization scheme: its name, its ``fusions`` flag and its op hooks (FLOAT: the
+    float layers ``qtune`` chooses, docs/FLOAT16.md)."""
 
     name: str
     #: ``fusions --<flag>`` that prepares a graph for the scheme (NNTool's names).
@@ -57,7 +58,25 @@ POW2 = Scheme(
     emit_c=_emit_c_pow2,
 )
 #: Every scheme by the name a quantization records.
-SCHEMES: dict[str, Scheme] = {s.name: s for s in (SQ8, POW2)}
+
+
+def _run_float(op: Any) -> Callable[..., list[Any]]:
+    # float layers run one shared float kernel (docs/FLOAT16.md), not an op hook
+    from nnshell.ops._float import run_node_float
+
+    return run_node_float
+
+
+def _emit_c_float(op: Any) -> Callable[..., Any] | None:
+    return getattr(op, "emit_c_float", None)
+
+
+def _no_quantizer(op: Any) -> Callable[..., Any]:
+    raise GraphStateError("float layers are chosen by qtune, not quantized by aquant")
+
+
+FLOAT = Scheme("FLOAT", "scale8", quantize=_no_quantizer, run_int=_run_float, emit_c=_emit_c_float)
+SCHEMES: dict[str, Scheme] = {s.name: s for s in (SQ8, POW2, FLOAT)}
 
 
 def scheme_of(qstate: Any) -> Scheme:
@@ -72,4 +91,4 @@ def scheme_of(qstate: Any) -> Scheme:
     return scheme
 
 
-__all__ = ["POW2", "SCHEMES", "SQ8", "Scheme", "scheme_of"]
+__all__ = ["FLOAT", "POW2", "SCHEMES", "SQ8", "Scheme", "scheme_of"]

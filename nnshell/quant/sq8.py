@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from nnshell.errors import QuantizationError
-from nnshell.ir import Graph
+from nnshell.ir import Graph, Node
 from nnshell.ops import get_op
 from nnshell.quant.fixed_point import QType, qtype_from_range
 from nnshell.quant.qrecord import NodeQuant, QuantContext
@@ -57,6 +57,12 @@ class QuantOptions:
         if self.mult_bits != 8:
             text += f", {self.mult_bits}-bit multipliers"
         return text
+
+
+def per_tensor_weights(node: Node, opts: QuantOptions) -> bool:
+    """Whether ``node``'s weights get one scale: ``--per_tensor`` unless ``balance_filters``
+    marked the layer (its channels then keep their own scales, NNTool's multiplicative bias)."""
+    return bool(opts.per_tensor) and not node.meta.get("balanced", False)
 
 
 @dataclass
@@ -210,7 +216,12 @@ def quantize_graph(
     for node in graph.nodes:
         in_q = [qt.get(i) if i and not graph.tensors[i].is_const else None for i in node.inputs]
         ctx = QuantContext(
-            graph, node, in_q, qt[node.outputs[0]], opts.per_tensor, mult_bits=opts.mult_bits
+            graph,
+            node,
+            in_q,
+            qt[node.outputs[0]],
+            per_tensor_weights(node, opts),
+            mult_bits=opts.mult_bits,
         )
         nodes[node.name] = get_op(node.op).quantize_sq8(ctx)
     return QuantState("SQ8", opts, qt, nodes, ranges)

@@ -177,3 +177,57 @@ def quantize_from_file(
     qstate.ranges.update({t: r for t, r in ranges.items() if t in qstate.tensors})
     out.qstate, out.stats = qstate, stats
     return out
+
+
+def refit_for_formatter(work: Any, session: Any, name: str, fmt: Any) -> tuple[Any, Any] | None:
+    """The (quantization, statistics) a new input formatter ``fmt`` of input ``name`` gives
+    after ``open -q`` (:func:`_refit`), else None once
+    :func:`~nnshell.input.formatter.check_formatter` accepted ``fmt`` against the session's
+    quantization (it raises, naming both, otherwise)."""
+    refit = _refit(work, session, name, fmt)
+    if refit is None and fmt is not None:
+        from nnshell.input.formatter import check_formatter
+
+        check_formatter(work, session.qstate, name, fmt)
+    return refit
+
+
+def _refit(work: Any, session: Any, name: str, fmt: Any) -> tuple[Any, Any] | None:
+    """``open -q`` then ``imageformat``: the file's quantization derived again with the
+    formatter's input codes (``work`` carries the new formatter, or none after a removal).
+
+    A TFLite file usually quantizes a ``[-1, 1]`` input with S = 1/127.5 or 1/127 and the
+    formatter's codes are ``p − 128`` at S = 1/128: NNTool's visual-wake script relies on that
+    being accepted. The first layers' multipliers are recomputed for the formatter's scale, so
+    the codes stay consistent; an input range far from the formatter's (±25%) is not refitted
+    (None: ``check_formatter`` then refuses, naming both). None too when the quantization is
+    not the file's (after ``aquant``).
+    """
+    qs = session.qstate
+    if not is_file_quantized(work, session):
+        return None
+    if session.scheme != "scale8" or qs.scheme != "SQ8":
+        return None
+    if fmt is not None:
+        lo, hi = qs.ranges.get(name, (float("nan"), float("nan")))
+        flo, fhi = fmt.real_range()
+        tol = 0.25 * (fhi - flo)
+        if fmt.bits != 8 or not (abs(lo - flo) <= tol and abs(hi - fhi) <= tol):
+            return None
+    fq = file_quantization(work, session)
+    return fq.qstate, fq.stats
+
+
+def is_file_quantized(work: Any, session: Any) -> bool:
+    """Whether the session's quantization is ``open -q``'s (not replaced by ``aquant``)."""
+    qs = session.qstate
+    return bool(work.meta.get("load_quantization") and qs is not None and not session.stats_files)
+
+
+def file_quantization(work: Any, session: Any) -> FileQuantization:
+    """:func:`quantize_from_file` with the session's settings (ReLU-N rule, multiplier bits)."""
+    return quantize_from_file(
+        work,
+        str(session.settings.get("relun_range", "bound")),
+        int(session.settings.get("file_mult_bits", 30)),
+    )

@@ -13,6 +13,8 @@ from nnshell.report.tables import human_bytes
 def _qt(q: Any, rng: tuple[float, float] | None = None, pow2: bool = False) -> str:
     if q is None:
         return ""
+    if getattr(q, "is_float", False):  # a float layer (qtune * float): its storage type
+        return str(q.describe()) + (f" [{rng[0]:.3g}, {rng[1]:.3g}]" if rng else "")
     if pow2:  # POW2: the Qm.n format and the container width
         from nnshell.quant.fixed_pow2 import qmn
 

@@ -32,6 +32,7 @@ from nnshell.errors import NnshellError, UsageError
 from nnshell.report.tables import settings_table
 from nnshell.session import Session
 from nnshell.shell.commands.analysis_cmds import AnalysisCommands
+from nnshell.shell.commands.equalize_cmds import EqualizeCommands
 from nnshell.shell.commands.gen_cmds import GenCommands
 from nnshell.shell.commands.graph_cmds import GraphCommands
 from nnshell.shell.commands.model_cmds import ModelCommands
@@ -40,6 +41,7 @@ from nnshell.shell.commands.quant_cmds import QuantCommands
 from nnshell.shell.commands.run_cmds import RunCommands
 from nnshell.shell.commands.state_cmds import StateCommands
 from nnshell.shell.commands.transform_cmds import TransformCommands
+from nnshell.shell.commands.tune_cmds import TuneCommands
 from nnshell.shell.parser import NnArgumentParser, NnStatementParser
 
 #: cmd2 commands that run operating-system commands or define new command lines; interactive
@@ -100,6 +102,8 @@ class NnShell(cmd2.Cmd):
                 AnalysisCommands(),
                 GenCommands(),
                 NntoolCommands(),
+                TuneCommands(),
+                EqualizeCommands(),
                 GraphCommands(),
             ],
             suggest_similar_command=True,

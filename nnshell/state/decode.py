@@ -183,6 +183,12 @@ class _Decoder:
 
         if not isinstance(d, dict):
             raise _Malformed(f"{where} is not a quantization type")
+        if set(d) == {"float_type"}:  # a float layer's tensor (qtune, docs/FLOAT16.md)
+            from nnshell.ops._float import FLOAT_TYPES, FloatType
+
+            if d["float_type"] not in FLOAT_TYPES:
+                raise _Malformed(f"{where}: unknown float type {d['float_type']!r}")
+            return FloatType(str(d["float_type"]))
         try:
             return QType.from_dict(d)
         except ModelFileError as exc:
@@ -195,6 +201,10 @@ class _Decoder:
 
         w = "quantization"
         scheme = _req(d, "scheme", str, w)
+        if scheme == "FLOAT":  # derived from the graph alone: no array of the file is read
+            from nnshell.quant.float_q import load_float_state
+
+            return load_float_state(graph, _req(d, "options", dict, w), _Malformed)
         if scheme not in ("SQ8", "POW2"):
             raise _Malformed(f"{w}.scheme: unknown scheme {scheme!r}")
         o = _req(d, "options", dict, w)

@@ -135,6 +135,7 @@ def _qstate_doc(enc: _Encoder, qs: Any) -> dict[str, Any]:
             "symmetric": bool(opts.symmetric),
             "per_tensor": bool(opts.per_tensor),
             **({"bits": int(opts.bits)} if hasattr(opts, "bits") else {}),  # POW2 width
+            **({"float_type": str(opts.float_type)} if hasattr(opts, "float_type") else {}),
             "relun_range": str(opts.relun_range),
             **({"mult_bits": int(opts.mult_bits)} if opts.mult_bits != 8 else {}),
         },

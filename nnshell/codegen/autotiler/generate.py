@@ -17,7 +17,7 @@ from nnshell.codegen.checks import check_8bit_multipliers, check_shapes
 from nnshell.codegen.csafe import plain_file_name
 from nnshell.errors import CodegenError, GraphStateError, ModelFileError
 from nnshell.ir import Graph
-from nnshell.quant.scheme import SCHEMES
+from nnshell.quant.scheme import POW2, SQ8
 
 
 def generate_autotiler(
@@ -39,7 +39,14 @@ def generate_autotiler(
     if qstate is None:
         raise GraphStateError("the graph is not quantized", "aquant <calibration images>")
     scheme = getattr(qstate, "scheme", "SQ8")
-    if scheme not in SCHEMES:
+    if scheme == "FLOAT":  # docs/FLOAT16.md: the fp16 AutoTiler generators are not emitted
+        first = graph.nodes[0].name if graph.nodes else "?"
+        raise AutoTilerError(
+            f"gen --target autotiler: {first} is a {qstate.options.float_type} float layer and "
+            "nnshell emits no AutoTiler float (fp16) generator yet",
+            "gen --target c runs float layers (gen --verify checks them); or qtune * scaled",
+        )
+    if scheme not in (SQ8.name, POW2.name):
         raise AutoTilerError(
             f"gen --target autotiler writes SQ8 and POW2 models only, not {scheme} ones",
             "fusions --scale8 and aquant -s SQ8, or fusions --pow2 and aquant -s POW2",

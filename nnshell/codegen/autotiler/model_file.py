@@ -38,6 +38,7 @@ def _includes(em: _Emitter) -> list[str]:
 def _model_setup(em: _Emitter, model_file_h: str) -> list[str]:
     """The model function's head: file names, graph controls, memory devices, libraries."""
     g, mem = em.g, em.memory
+    l2_ext = 1 if em.settings.get("l2_ram_ext_managed", True) else 0
     kernels_h = "CNN_BasicKernels.h" if em.pow2 else "CNN_BasicKernels_SQ8.h"
     out = [
         f"void {g}Model(unsigned int L1Memory, unsigned int L2Memory, "
@@ -59,7 +60,7 @@ def _model_setup(em: _Emitter, model_file_h: str) -> list[str]:
     out += [
         "    SetMemoryDeviceInfos(4,",
         f"        AT_MEM_L1, L1Memory, {c_string(g + '_L1_Memory')}, 0, 0,",
-        f"        AT_MEM_L2, L2Memory, {c_string(g + '_L2_Memory')}, 0, 1,",
+        f"        AT_MEM_L2, L2Memory, {c_string(g + '_L2_Memory')}, 0, {l2_ext},",
         f"        {mem['l3_ram_device']}, L3Memory, {c_string(g + '_L3_Memory')}, 0, 0,",
         f"        {mem['l3_flash_device']}, L3Flash, {c_string(g + '_L3_Flash')}, "
         f"{c_string(g + '_L3_Flash_Const.dat')}, 0);",

@@ -508,6 +508,17 @@ void nn_format(const void *raw, int8_t *out, int h, int w, int c, int layout, in
     }
 }
 
+void nn_format16(const void *raw, int16_t *out, int h, int w, int c, int layout)
+{
+    int hw = h * w, i, k;
+    for (k = 0; k < c; k++) {
+        int16_t *o = out + (size_t)k * (size_t)hw;
+        for (i = 0; i < hw; i++) {
+            o[i] = (int16_t)(nn_raw_pixel(raw, layout, i, k, c) * 128);
+        }
+    }
+}
+
 void nn_tile(const void *in, void *out, const int32_t *shape, const int32_t *reps, size_t esize)
 {
     const unsigned char *src = (const unsigned char *)in;

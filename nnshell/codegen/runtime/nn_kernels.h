@@ -139,6 +139,8 @@ void nn_copy(const void *in, void *out, size_t nbytes);
 enum { NN_RAW_U8 = 1, NN_RAW_U16 = 2, NN_RAW_RGB565 = 3 };
 enum { NN_NORM_OFFSET = 1, NN_NORM_SHIFT = 2 };
 void nn_format(const void *raw, int8_t *out, int h, int w, int c, int layout, int norm);
+/* the same pixels -> CHW int16 codes q = p << 7 (NNTool's out_int16; POW2 16-bit inputs) */
+void nn_format16(const void *raw, int16_t *out, int h, int w, int c, int layout);
 
 /* ==== issue 17 (branch elt): broadcasting elementwise, Resize ==================================
  * Broadcast geometry bc[12]: bc[0..3] the output dims without the batch axis padded to 4

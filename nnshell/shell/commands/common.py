@@ -39,7 +39,13 @@ def add_input_options(parser: NnArgumentParser) -> None:
         default=None,
         help="same as -M BGR (for gen, whose -M is the model directory)",
     )
-    g.add_argument("-F", "--raw_dtype", metavar="DTYPE", help="dtype of .npy/.raw inputs")
+    g.add_argument(
+        "-F",
+        "--raw_dtype",
+        "--nptype",
+        metavar="DTYPE",
+        help="dtype of .npy/.raw inputs (--nptype: NNTool's name)",
+    )
 
 
 def input_overrides(args: Any) -> dict[str, Any]:

@@ -16,6 +16,11 @@ def calibration_line(session: Any) -> str:
     (a later run with other options gets a warning; see Session.input_drift)."""
     from nnshell.input.images import describe_inputs
 
+    fake = session.graph.meta.get("fquant") if session.graph is not None else None
+    if fake:
+        return f"statistics of random inputs (fquant, seed {fake.get('seed')}): no images"
+    if getattr(session.qstate, "scheme", None) == "FLOAT" and not session.stats_files:
+        return "float layers: no calibration needed"
     if session.calib_inputs is None:
         return "calibration input options: not recorded (a state saved by an older version)"
     return (

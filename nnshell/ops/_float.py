@@ -1,0 +1,408 @@
+"""Float layers (``qtune * float bfloat16``): 16-bit storage, float32 arithmetic (docs/FLOAT16.md).
+
+The contract every float layer follows, in the executor and in the generated C alike:
+
+* activations, weights and biases are **stored** in the layer's float type (bfloat16, float16
+  or float32); converting a float32 value to a 16-bit type rounds to nearest, ties to even
+  (RNE) — what the GAP SDK's ``F16``/``bfloat16`` conversions and numpy's ``float16`` do;
+* a layer **computes** in IEEE float32: stored values are widened exactly, every multiply and
+  add is one float32 operation, and a conv / linear accumulates in a fixed order (bias first,
+  then input channel, kernel row, kernel column — or input feature for a linear);
+* a fused chain (conv → max pool → ReLU) keeps float32 between its parts and rounds **once**,
+  when its output is stored.
+
+The executor reproduces the C's order with vectorised float32 numpy (one operation per
+reduction index over every output at once), so the two agree exactly: the bound the doc
+derives between them is 0 ulp. :class:`FloatType` stands where an integer layer has a
+``QType`` (its ``dtype``, ``quantize`` and ``dequantize``), so the integer executor, ``gen
+--verify``, ``qerror`` and ``footprint`` handle float layers without a branch of their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+#: The float types a layer may be stored in, with their C type code (nn_float.h).
+FLOAT_TYPES = {"bfloat16": 1, "float16": 2, "float32": 3}
+
+
+def to_bits(x: Any, ftype: str) -> np.ndarray:
+    """Round float values to ``ftype`` (RNE) and return the stored bit patterns.
+
+    bfloat16 and float16 give ``uint16`` words, float32 gives ``float32`` values."""
+    f = np.asarray(x, dtype=np.float32)
+    if ftype == "float32":
+        return f.copy()
+    if ftype == "float16":
+        with np.errstate(over="ignore"):
+            return f.astype(np.float16).view(np.uint16)
+    u = f.view(np.uint32).astype(np.uint64)
+    lsb = (u >> 16) & 1
+    r = ((u + 0x7FFF + lsb) >> 16).astype(np.uint16)
+    nan = np.isnan(f)
+    if nan.any():
+        r = np.where(nan, np.uint16(0x7FC0) | ((u >> 16) & 0x8000).astype(np.uint16), r)
+    return r
+
+
+def from_bits(b: Any, ftype: str) -> np.ndarray:
+    """The float32 values of stored bit patterns (exact: every type widens to float32)."""
+    a = np.asarray(b)
+    if ftype == "float32":
+        return a.astype(np.float32)
+    if ftype == "float16":
+        return a.astype(np.uint16).view(np.float16).astype(np.float32)
+    return (a.astype(np.uint32) << 16).view(np.float32)
+
+
+def round_to(x: Any, ftype: str) -> np.ndarray:
+    """Float32 values rounded to ``ftype`` (what storing and reloading gives)."""
+    return from_bits(to_bits(x, ftype), ftype)
+
+
+def unit_roundoff(ftype: str) -> float:
+    """``u``: half the distance from 1.0 to the next value (2^-8, 2^-11, 2^-24)."""
+    return {"bfloat16": 2.0**-8, "float16": 2.0**-11, "float32": 2.0**-24}[ftype]
+
+
+@dataclass(frozen=True, eq=False)
+class FloatType:
+    """How a float layer's tensor is stored: the duck type of ``QType`` the executors use."""
+
+    ftype: str
+    forced_by: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.ftype not in FLOAT_TYPES:
+            raise ValueError(f"FloatType: unknown float type {self.ftype!r}")
+
+    #: reports and headers read these as for an integer tensor (real = code * 1.0)
+    scale = 1.0
+    zero_point = 0
+    symmetric = True
+    narrow = False
+    per_channel = False
+
+    @property
+    def bits(self) -> int:
+        """Storage width."""
+        return 32 if self.ftype == "float32" else 16
+
+    @property
+    def dtype(self) -> type[np.generic]:
+        """numpy storage type: ``uint16`` bit patterns or ``float32`` values."""
+        return np.float32 if self.ftype == "float32" else np.uint16
+
+    @property
+    def is_float(self) -> bool:
+        """Always True (``QType`` has no such attribute: ``getattr(q, "is_float", False)``)."""
+        return True
+
+    def quantize(self, x: Any, axis: int = 0) -> np.ndarray:
+        """Store float values (RNE)."""
+        return to_bits(x, self.ftype)
+
+    def dequantize(self, q: Any, axis: int = 0) -> np.ndarray:
+        """Widen stored values to float64 (exact)."""
+        return from_bits(q, self.ftype).astype(np.float64)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form (the state file)."""
+        return {"float_type": self.ftype}
+
+    def describe(self) -> str:
+        """``bfloat16`` (qshow)."""
+        return self.ftype
+
+    def __repr__(self) -> str:
+        return f"FloatType({self.ftype})"
+
+
+def is_float_q(q: Any) -> bool:
+    """Whether a tensor's type is a float type (not an integer QType)."""
+    return bool(getattr(q, "is_float", False))
+
+
+# -- the ordered float32 kernels ---------------------------------------------------------------
+def conv2d_ordered(
+    x: np.ndarray,
+    w: np.ndarray,
+    b: np.ndarray | None,
+    kernel: Sequence[int],
+    strides: Sequence[int],
+    dil: Sequence[int],
+    pads: Sequence[int],
+    outs: Sequence[int],
+    group: int,
+) -> np.ndarray:
+    """A 1-D or 2-D convolution in float32, accumulated as ``nn_f_conv`` does.
+
+    ``acc = bias; for ci, ky, kx: acc += w * x`` (a padded position reads +0.0): one float32
+    multiply and one float32 add per step, vectorised over the batch and every output."""
+    if len(kernel) == 1:
+        x, w = x[:, :, None, :], w[:, :, None, :]
+        kernel, strides, dil = (1, *kernel), (1, *strides), (1, *dil)
+        pads, outs = (0, pads[0], 0, pads[1]), (1, *outs)
+        return conv2d_ordered(x, w, b, kernel, strides, dil, pads, outs, group)[:, :, 0, :]
+    x = np.asarray(x, np.float32)
+    w = np.asarray(w, np.float32)
+    n, cin, h, wd = x.shape
+    cout = w.shape[0]
+    cig, cog = cin // group, cout // group
+    xp = np.zeros((n, cin, h + pads[0] + pads[2], wd + pads[1] + pads[3]), np.float32)
+    xp[:, :, pads[0] : pads[0] + h, pads[1] : pads[1] + wd] = x
+    xg = xp.reshape(n, group, cig, *xp.shape[2:])
+    wg = w.reshape(group, cog, cig, kernel[0], kernel[1])
+    oh, ow = outs
+    acc = np.zeros((n, group, cog, oh, ow), np.float32)
+    if b is not None:
+        acc += np.asarray(b, np.float32).reshape(1, group, cog, 1, 1)
+    for ci in range(cig):
+        for ky in range(kernel[0]):
+            y0 = ky * dil[0]
+            rows = slice(y0, y0 + strides[0] * (oh - 1) + 1, strides[0])
+            for kx in range(kernel[1]):
+                x0 = kx * dil[1]
+                cols = slice(x0, x0 + strides[1] * (ow - 1) + 1, strides[1])
+                patch = xg[:, :, ci, rows, cols][:, :, None]
+                acc += wg[None, :, :, ci, ky, kx, None, None] * patch
+    return acc.reshape(n, cout, oh, ow)
+
+
+def linear_ordered(x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
+    """``acc = bias; for k: acc += W[:, k] * x[k]`` in float32 (``nn_f_linear``'s order)."""
+    xf = np.asarray(x, np.float32).reshape(x.shape[0], -1)
+    wf = np.asarray(w, np.float32)
+    acc = np.zeros((xf.shape[0], wf.shape[0]), np.float32)
+    if b is not None:
+        acc += np.asarray(b, np.float32)[None, :]
+    for k in range(wf.shape[1]):
+        acc += wf[None, :, k] * xf[:, k, None]
+    return acc
+
+
+def global_mean_ordered(x: np.ndarray) -> np.ndarray:
+    """``acc = 0; for i: acc += x[i]; acc / HW`` per channel in float32 (keeps dims)."""
+    xf = np.asarray(x, np.float32)
+    flat = xf.reshape(xf.shape[0], xf.shape[1], -1)
+    acc = np.zeros(flat.shape[:2], np.float32)
+    for i in range(flat.shape[2]):
+        acc += flat[:, :, i]
+    y = acc / np.float32(flat.shape[2])
+    return y.reshape(xf.shape[0], xf.shape[1], *([1] * (xf.ndim - 2)))
+
+
+_F = np.float32
+#: exp(v) = 2^k · p(r): v = k·ln 2 + r, ln 2 split so that k·LN2_HI is exact (|k| <= 126)
+#: (the float32 values written in hexadecimal, as in nn_float.c: no decimal rounding)
+_LOG2E, _LN2_HI, _LN2_LO = (
+    _F(float.fromhex(h)) for h in ("0x1.715476p+0", "0x1.62e4p-1", "0x1.7f7d1cp-20")
+)
+_EXP_POLY = tuple(
+    _F(float.fromhex(h))
+    for h in (
+        "0x1.6c16c2p-10",
+        "0x1.111112p-7",
+        "0x1.555556p-5",
+        "0x1.555556p-3",
+        "0x1p-1",
+        "0x1p+0",
+        "0x1p+0",
+    )
+)
+
+
+def exp_f32(v: np.ndarray) -> np.ndarray:
+    """``exp(v)`` for ``v <= 0`` from float32 multiplies and adds only (``nn_f_exp``): the
+    same operations in C give the same bits, which ``expf`` (not correctly rounded, different
+    per libm) would not. Relative error below 2.5e-7 (measured on [-87, 0] against float64
+    ``exp``); below -87 the result is 0."""
+    v = np.asarray(v, _F)
+    t = v * _LOG2E + _F(0.5)
+    t = np.maximum(t, _F(-126.0))
+    k = t.astype(np.int32)  # truncation toward 0, then floor for negatives
+    k = k - (k.astype(_F) > t)
+    kf = k.astype(_F)
+    r = (v - kf * _LN2_HI) - kf * _LN2_LO
+    p = np.full_like(r, _EXP_POLY[0])
+    for c in _EXP_POLY[1:]:
+        p = p * r + c
+    scale = ((k + 127).astype(np.uint32) << 23).view(_F)
+    return np.where(v < _F(-87.0), _F(0.0), p * scale).astype(_F)
+
+
+def softmax_rows(x: np.ndarray) -> np.ndarray:
+    """Softmax of each row in float32: ``e = exp(x - max)``, ``s = Σ e`` in order, ``e / s``."""
+    xf = np.asarray(x, _F)
+    e = exp_f32(xf - xf.max(axis=1, keepdims=True))
+    s = np.zeros(xf.shape[0], _F)
+    for j in range(xf.shape[1]):
+        s += e[:, j]
+    return e / s[:, None]
+
+
+# -- running one node ------------------------------------------------------------------------
+def _ftype_of(q: Any) -> str:
+    if not is_float_q(q):
+        raise ValueError("an integer tensor feeds a float layer")
+    return str(q.ftype)
+
+
+def run_node_float(node: Any, nq: Any, *args: np.ndarray | None) -> list[np.ndarray]:
+    """One float layer on stored values: widen inputs and constants (stored in ``nq.consts``
+    as ``in<k>``), compute in float32 with the op's ``run_float_t`` hook, store the output."""
+    from nnshell.ops.registry import get_op
+
+    if nq.info.get("convert"):  # a conversion layer of a mixed graph (ops/convert.py)
+        assert args[0] is not None
+        return [get_op(node.op).run_convert(node, nq, args[0])]  # type: ignore[attr-defined]
+    full: list[np.ndarray | None] = []
+    for k, a in enumerate(args):
+        stored = nq.consts.get(f"in{k}")
+        if stored is not None:
+            full.append(from_bits(stored, str(nq.info["float_type"])))
+        elif a is None:
+            full.append(None)
+        else:
+            full.append(from_bits(a, _ftype_of(nq.in_q[k])))
+        raw = nq.consts.get(f"raw{k}")  # a non-float constant (a shape): as it is
+        if raw is not None:
+            full[-1] = raw
+    ys = get_op(node.op).run_float_t(node, *full)
+    # ``+ 0.0`` stores a zero as +0 (-0 + +0 = +0 in IEEE, x + 0 = x otherwise), as nn_f_store
+    return [to_bits(np.asarray(y, np.float32) + np.float32(0), _ftype_of(nq.out_q)) for y in ys]
+
+
+# -- the C of a float layer (nn_float.h) ---------------------------------------------------------
+def _aptr(ctx: Any, name: str) -> str:
+    if name not in ctx.offsets:
+        ctx.unsupported(f"tensor '{name}' is not an activation in the arena")
+    return f"NN_A8({int(ctx.offsets[name])})"
+
+
+def _fbits(v: float) -> int:
+    return int(np.asarray(v, np.float32).view(np.int32))
+
+
+def _act_fields(node: Any, ctx: Any, acts: Sequence[Any]) -> list[int]:
+    if not acts:
+        return [0, 0, 0]
+    if len(acts) > 1:
+        ctx.unsupported("more than one activation in a float fusion")
+    part = acts[0]
+    if part.op == "Relu":
+        return [1, 0, 0]
+    if part.op == "Clip":
+        if len(getattr(part, "inputs", ())) > 1:
+            ctx.unsupported("a Clip with bound inputs in a float layer")
+        lo, hi = float(part.attrs.min), float(part.attrs.max)
+        return [2, _fbits(lo), _fbits(hi)]
+    ctx.unsupported(f"the float C runtime has no {part.op} activation")
+
+
+def _const(ctx: Any, nq: Any, key: str) -> str:
+    arr = nq.consts.get(key)
+    if arr is None:
+        return "NULL"
+    # the kernel indexes it by the graph's shapes: a state's array of another size (corrupt or
+    # edited) would be read out of bounds, so it is refused
+    name = ctx.node.inputs[int(key[2:])] if key[2:].isdigit() else ""
+    want = ctx.graph.tensors[name].const if name in ctx.graph.tensors else None
+    if want is None or np.asarray(arr).size != np.asarray(want).size:
+        ctx.unsupported(f"its float constant {key} does not match the graph (corrupt state?)")
+    if np.asarray(arr).dtype not in (np.uint16, np.float32):
+        ctx.unsupported(f"its float constant {key} holds {np.asarray(arr).dtype} values")
+    if arr.dtype == np.float32:
+        return str(ctx.const(key, arr.view(np.int32), "int32_t"))
+    return str(ctx.const(key, arr.astype(np.uint16).view(np.int16), "int16_t"))
+
+
+def _pool_fields(pnode: Any, shape: Sequence[int], ctx: Any) -> list[int]:
+    from nnshell.ops.pool import pool_geometry
+
+    kernel, strides, dil, pads, outs = pool_geometry(pnode, tuple(shape))
+    c, h, w = ctx.chw(shape)
+    oh, ow = (1, outs[0]) if len(outs) == 1 else outs
+    return [c, h, w, oh, ow, *ctx.window(kernel, strides, dil, pads)]
+
+
+def emit_float(node: Any, nq: Any, ctx: Any) -> str:
+    """The ``nn_f_*`` call of a float layer: a conv or linear head (or a max pool, or an
+    activation alone) with at most one max pool and one ReLU / clip after it."""
+    from nnshell.ops.conv import conv_geometry
+    from nnshell.ops.registry import get_op
+
+    parts = list(node.attrs.parts) if node.op == "Fused" else [node]
+    head, rest = parts[0], parts[1:]
+    pools = [p for p in rest if p.op == "MaxPool"]
+    acts = [p for p in rest if p.op in ("Relu", "Clip")]
+    if len(pools) + len(acts) != len(rest) or len(pools) > 1:
+        ctx.unsupported("the float C runtime runs conv/linear + max pool + ReLU/clip chains")
+    t = FLOAT_TYPES[str(nq.info["float_type"])]
+    x, y = node.inputs[0], node.outputs[0]
+    xin, yout = _aptr(ctx, x), _aptr(ctx, y)
+    if head.op == "Conv":
+        w = ctx.graph.tensors[node.inputs[1]].const
+        hnode = head if node.op != "Fused" else _part_node(head, node)
+        kernel, strides, dil, pads, outs = conv_geometry(hnode, ctx.shape(x), w.shape)
+        cin, h, wd = ctx.chw(ctx.shape(x))
+        oh, ow = (1, outs[0]) if len(outs) == 1 else outs
+        win = ctx.window(kernel, strides, dil, pads)
+        conv = ctx.struct(
+            "nn_f_conv_t",
+            "fconv",
+            [cin, h, wd, int(w.shape[0]), oh, ow, *win, hnode.attrs.group, t],
+        )
+        pool = "NULL"
+        if pools:
+            pnode = _part_node(pools[0], node)
+            pool = ctx.struct(
+                "nn_f_pool_t", "fpool", _pool_fields(pnode, (1, int(w.shape[0]), oh, ow), ctx)
+            )
+        act = ctx.struct("nn_f_act_t", "fact", _act_fields(node, ctx, acts))
+        wc, bc = _const(ctx, nq, "in1"), _const(ctx, nq, "in2")
+        return f"nn_f_conv({conv}, {pool}, {act}, {xin}, {wc}, {bc}, {yout});"
+    if pools:
+        ctx.unsupported("a max pool after a linear layer")
+    if head.op == "GlobalAveragePool" and not rest:
+        c, hw = ctx.c_hw(ctx.shape(x))
+        return f"nn_f_avgpool_global({c}, {hw}, {t}, {xin}, {yout});"
+    if head.op == "Softmax" and not rest:
+        rows = get_op(head.op).float_rows(head, ctx.shape(x))  # type: ignore[attr-defined]
+        if rows is None:
+            ctx.unsupported("a float softmax along an axis other than the last")
+        return f"nn_f_softmax({rows[0]}, {rows[1]}, {t}, {xin}, {yout});"
+    if head.op in _COPIES and not rest and ctx.size(x) == ctx.size(y):
+        return f"nn_f_copy({ctx.size(y)}, {t}, {xin}, {yout});"
+    alone = head.op in ("Relu", "Clip") and not rest  # an activation layer of its own
+    act = ctx.struct("nn_f_act_t", "fact", _act_fields(node, ctx, [head] if alone else acts))
+    if alone:
+        return f"nn_f_act({ctx.size(y)}, {t}, {act}, {xin}, {yout});"
+    if head.op == "Linear":
+        w = ctx.graph.tensors[node.inputs[1]].const
+        wc, bc = _const(ctx, nq, "in1"), _const(ctx, nq, "in2")
+        nout, nin = int(w.shape[0]), int(w.shape[1])
+        return f"nn_f_linear({nin}, {nout}, {t}, {act}, {xin}, {wc}, {bc}, {yout});"
+    if head.op == "MaxPool":
+        pool = ctx.struct("nn_f_pool_t", "fpool", _pool_fields(head, ctx.shape(x), ctx))
+        return f"nn_f_maxpool({pool}, {t}, {act}, {xin}, {yout});"
+    if head.op == "Add" and len(ctx.act_inputs()) == 2:
+        a, b = ctx.act_inputs()
+        if ctx.size(a) != ctx.size(y) or ctx.size(b) != ctx.size(y):
+            ctx.unsupported("a broadcasting Add in a float layer")
+        return f"nn_f_add({ctx.size(y)}, {t}, {act}, {_aptr(ctx, a)}, {_aptr(ctx, b)}, {yout});"
+    ctx.unsupported(f"the float C runtime has no {head.op} kernel")
+
+
+#: ops that keep the CHW order of the values: their float C is a copy
+_COPIES = ("Reshape", "Flatten", "Squeeze", "Unsqueeze")
+
+
+def _part_node(part: Any, node: Any) -> Any:
+    from nnshell.ops.fused import part_node
+
+    return part_node(part, node.inputs, ["_"])
