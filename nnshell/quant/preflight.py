@@ -104,7 +104,7 @@ def refusals(
 
     bad: list[str] = []
     if scheme == "SQ8":
-        from nnshell.qrecord import QuantContext
+        from nnshell.quant.qrecord import QuantContext
         from nnshell.quant.sq8 import assign_qtypes, per_tensor_weights
 
         try:
