@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from nnshell.codegen.autotiler.common import _fmt
 from nnshell.codegen.autotiler.emitter import _Emitter
-from nnshell.codegen.csafe import c_comment, c_ident, c_int, is_c_ident
+from nnshell.codegen.csafe import MAX_IDENT, c_comment, c_ident, c_int, is_c_ident, short_name
 from nnshell.ir import c_safe_name
 from nnshell.quant.fixed_point import header_qscale_qnorm
 from nnshell.quant.fixed_pow2 import q_of
@@ -41,7 +41,8 @@ def header(em: _Emitter, guard_name: str) -> str:
     for name, q in entries:
         scale = _fmt(q.scale)
         qs, qn = header_qscale_qnorm(float(scale))
-        prefix = c_ident(f"{g}_{name}", "header macro")
+        # the longest suffix is _OUT_ZERO_POINT: a long graph + layer name is cut and tagged
+        prefix = c_ident(short_name(f"{g}_{name}", MAX_IDENT - 16), "header macro")
         out.append(f"// {name}")
         out.append(f"#define {prefix}_OUT_SCALE\t{scale}")
         out.append(f"#define {prefix}_OUT_QSCALE\t{c_int(qs)}")
