@@ -175,7 +175,8 @@ class Session(TuningMixin):
 
         Run again on the same input with the same FORMAT NORM (or with neither) to remove it;
         other values replace it. A quantized graph is checked: the formatter's codes must be
-        its input codes (:func:`nnshell.input.formatter.check_formatter`), else nothing changes.
+        its input codes (:func:`nnshell.input.formatter_check.check_formatter`), else nothing
+        changes.
         """
         from nnshell.input.formatter import (
             Formatter,

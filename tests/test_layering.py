@@ -218,18 +218,9 @@ def test_no_import_cycle_at_module_level() -> None:
     assert _cycles(_import_graph(module_level=True)) == []
 
 
-#: Cycles through imports deferred into functions that came with the float layers (issue 17)
-#: after issue 22 removed the others; they may only shrink (break one: delete it here).
-KNOWN_DEFERRED_CYCLES = [
-    {"nnshell.ops._float", "nnshell.ops.registry"},
-    {"nnshell.input.formatter", "nnshell.input.formatter_pow2"},
-]
 
 
 def test_no_import_cycle_between_files() -> None:
     """Nor through imports deferred into functions (a lazy import hides a cycle, not removes
-    it), beyond the known ones; only ``if TYPE_CHECKING:`` imports are left out."""
-    found = _cycles(_import_graph(module_level=False))
-    unknown = [c for c in found if not any(k <= set(c) for k in KNOWN_DEFERRED_CYCLES)]
-    assert unknown == []
-    assert len(found) <= len(KNOWN_DEFERRED_CYCLES)
+    it); only ``if TYPE_CHECKING:`` imports are left out."""
+    assert _cycles(_import_graph(module_level=False)) == []

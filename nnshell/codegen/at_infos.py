@@ -110,11 +110,10 @@ def sq8_activation(parts: Sequence[Any], q: QType, node_name: str) -> ActInfo | 
     at the head, to the fused output qtype (SQ8.md §5).
     """
     from nnshell.ops.fused_act import is_activation
+    from nnshell.ops.registry import get_op
 
     acts = [p for p in parts if is_activation(p.op)]
-    others = [
-        p for p in parts if not is_activation(p.op) and p.op not in ("MaxPool", "AveragePool")
-    ]
+    others = [p for p in parts if not is_activation(p.op) and get_op(p.op).at_generator != "pool"]
     if others:
         raise InfosError(
             f"{node_name}: {others[0].op} inside a fused layer has no AutoTiler SQ8 operator"
@@ -128,10 +127,13 @@ def sq8_activation(parts: Sequence[Any], q: QType, node_name: str) -> ActInfo | 
 
 def activation_info(op: str, attrs: Any, q: QType, node_name: str) -> ActInfo:
     """:func:`sq8_activation` of one activation ``op`` with its attributes."""
+    from nnshell.ops.registry import all_ops
+
     zo = int(q.zero_point)
-    if op == "Relu":
+    kind = getattr(all_ops().get(op), "at_activation", "")
+    if kind == "relu":
         return _relu(zo, 0, "Relu", ("KOP_RELUM", "KOP_RELU"))
-    if op == "Clip":
+    if kind == "clip":
         lo, hi = float(attrs.min), float(attrs.max)
         if lo != 0.0:
             raise InfosError(f"{node_name}: Clip({lo:g}, {hi:g}) is no ReLU/ReLU-N")
@@ -142,7 +144,7 @@ def activation_info(op: str, attrs: Any, q: QType, node_name: str) -> ActInfo:
         if bound == 127:  # the saturation is the clip: no bound needed
             return _relu(zo, bound, name, ("KOP_RELUM", "KOP_RELU"))
         return _relu(zo, bound, name, ("KOP_RELUMN", "KOP_RELUN"))
-    if op == "LeakyRelu":
+    if kind == "leaky":
         slope = int(round_half_up(float(attrs.alpha) * 128))
         if not -128 <= slope <= 127:
             raise InfosError(f"{node_name}: LeakyRelu slope {float(attrs.alpha):g} exceeds Q7")

@@ -27,27 +27,26 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from nnshell.ir import Graph, Node, c_safe_name
-
-#: Heads whose constant inputs are constant nodes of their own in NNTool's graph (weights,
-#: biases, constant operands); other ops' constants (Clip bounds, shapes) are attributes there.
-_CONST_NODE_HEADS = frozenset({"Conv", "Gemm", "Linear", "Add", "Sub", "Mul", "MatMul", "Concat"})
+from nnshell.ops.registry import get_op
 
 Key = tuple[str, str]  # ("input" | "const" | "node" | "output", name)
 
 
 def head_op(node: Node) -> str:
     """The first op of a fusion, or the node's own op."""
-    return str(node.attrs.parts[0].op) if node.op == "Fused" else node.op
+    return str(node.attrs.parts[0].op) if get_op(node.op).is_fusion else node.op
 
 
 def head_name(node: Node) -> str:
     """The original node name of a fusion's first part (NNTool names constants after it)."""
-    return str(node.attrs.parts[0].name) if node.op == "Fused" else node.name
+    return str(node.attrs.parts[0].name) if get_op(node.op).is_fusion else node.name
 
 
 def const_inputs(graph: Graph, node: Node) -> list[str]:
     """The constant inputs of ``node`` that are constant nodes in NNTool's graph, in order."""
-    if head_op(node) not in _CONST_NODE_HEADS:
+    # heads whose constant inputs are constant nodes of their own in NNTool's graph (weights,
+    # biases, constant operands); other ops' constants (Clip bounds, shapes) are attributes there
+    if not get_op(head_op(node)).at_const_nodes:
         return []
     return [i for i in node.inputs if i and graph.tensors[i].is_const]
 

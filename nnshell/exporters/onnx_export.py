@@ -63,6 +63,10 @@ class _Builder:
         self.counter += 1
         return f"__nnshell_t_{base}_{self.counter}"
 
+    def head_output(self, fused_name: str) -> str:
+        """:func:`head_output` for an op's ``onnx_nodes`` hook (which cannot import this module)."""
+        return head_output(fused_name)
+
     def emit(self, op: str, ins: list[str], outs: list[str], name: str, **attrs: Any) -> None:
         self.nodes.append(onnx_proto.make_node(op, ins, outs, name, **attrs))
 

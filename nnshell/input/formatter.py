@@ -40,11 +40,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from nnshell.errors import ImageError, NnshellError, UsageError
+
+if TYPE_CHECKING:
+    from nnshell.quant.sq8 import QuantState
 
 META_KEY = "input_formatter"
 
@@ -236,21 +239,8 @@ def _fmt_scale(s: float) -> str:
     return f"2^{int(e)}" if float(e).is_integer() else f"{s:.6g}"
 
 
-def check_formatter(graph: Any, qstate: Any, name: str, fmt: Formatter) -> None:
-    """Raise FormatterError unless ``fmt``'s codes are the quantized input codes of ``name``."""
-    if qstate is None:
-        return
-    if getattr(qstate, "scheme", "SQ8") == "POW2":
-        from nnshell.input.formatter_pow2 import check_pow2_formatter
-
-        check_pow2_formatter(qstate, name, fmt)
-        return
-    if getattr(qstate, "scheme", "SQ8") != "SQ8":
-        raise FormatterError(
-            f"imageformat: the graph is quantized {qstate.scheme}; input formatters are checked "
-            "against SQ8 and POW2 input codes only",
-            "fusions --scale8 and aquant -s SQ8",
-        )
+def check_sq8_formatter(qstate: QuantState, name: str, fmt: Formatter) -> None:
+    """Raise FormatterError unless ``fmt``'s codes are the SQ8 input codes of ``name``."""
     if fmt.bits != 8:
         raise _int16_error(name, fmt)
     q = qstate.tensors.get(name)
@@ -338,7 +328,7 @@ __all__ = [
     "NORMS",
     "Formatter",
     "FormatterError",
-    "check_formatter",
+    "check_sq8_formatter",
     "fixed_qtypes",
     "format_feed",
     "format_feed_int",

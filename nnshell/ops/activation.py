@@ -248,6 +248,7 @@ class Clip(_Activation):
     """Clamp to [min, max]; ReLU6 is Clip(0, 6)."""
 
     name = "Clip"
+    at_activation = "clip"
     onnx_types = ("Clip",)
     Attrs = ClipAttrs
 
@@ -387,6 +388,7 @@ class LeakyRelu(_TableActivation):
     """Leaky rectifier."""
 
     name = "LeakyRelu"
+    at_activation = "leaky"
     onnx_types = ("LeakyRelu",)
     Attrs = AlphaAttrs
     q_asym_output = True  # a table: any input and output zero point

@@ -61,6 +61,8 @@ class Conv(OpDef):
     """Convolution with bias; the workhorse of every CNN."""
 
     name = "Conv"
+    at_generator = "conv"
+    at_const_nodes = True
     onnx_types = ("Conv",)
     Attrs = ConvAttrs
     kind = "conv"

@@ -370,6 +370,8 @@ class Add(_Arith):
     """Addition (residual joins, bias adds)."""
 
     name = "Add"
+    at_generator = "matadd"
+    at_const_nodes = True
     onnx_types = ("Add",)
     fn = staticmethod(np.add)
     sym_why = "add"
@@ -384,6 +386,7 @@ class Sub(_Arith):
     """Subtraction."""
 
     name = "Sub"
+    at_const_nodes = True
     onnx_types = ("Sub",)
     fn = staticmethod(np.subtract)
     sym_why = "sub"
@@ -398,6 +401,7 @@ class Mul(_Arith):
     """Multiplication (scales, gates)."""
 
     name = "Mul"
+    at_const_nodes = True
     onnx_types = ("Mul",)
     fn = staticmethod(np.multiply)
     sym_why = "mul"

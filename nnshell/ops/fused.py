@@ -138,6 +138,7 @@ class Fused(OpDef):
     """A chain of layers run as one kernel."""
 
     name = "Fused"
+    is_fusion = True
 
     def label(self, node: Node) -> str:
         return "+".join(str(p.op) for p in _parts(node))
@@ -151,13 +152,11 @@ class Fused(OpDef):
     def onnx_nodes(self, node: Node, ins: list[str], outs: list[str], b: Any) -> bool:
         """ONNX export: the parts one after the other, through temporary tensors; the first
         part's output has a known name (``head_output``: calibration reads the accumulator)."""
-        from nnshell.exporters.onnx_export import head_output
-
         parts = _parts(node)
         cur_ins = ins
         for k, p in enumerate(parts):
             last = k == len(parts) - 1
-            out = outs[0] if last else head_output(node.name) if k == 0 else b.temp(p.name)
+            out = outs[0] if last else b.head_output(node.name) if k == 0 else b.temp(p.name)
             b.node(part_node(p, cur_ins, [out]), cur_ins, [out])
             cur_ins = [out]
         return True

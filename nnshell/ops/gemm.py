@@ -31,6 +31,7 @@ class Gemm(OpDef):
     """General matrix multiply; PyTorch's Linear exports as Gemm with transB=1."""
 
     name = "Gemm"
+    at_const_nodes = True
     onnx_types = ("Gemm",)
     Attrs = GemmAttrs
     kind = "linear"
@@ -75,6 +76,7 @@ class MatMul(OpDef):
     """Matrix product with numpy broadcasting (a linear layer when B is constant)."""
 
     name = "MatMul"
+    at_const_nodes = True
     onnx_types = ("MatMul",)
     kind = "linear"
 

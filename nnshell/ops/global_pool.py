@@ -55,6 +55,7 @@ class GlobalAveragePool(_GlobalPool):
     """Mean over every spatial position (classifier heads)."""
 
     name = "GlobalAveragePool"
+    at_generator = "global_pool"
     pool_reduce = "average"
     onnx_types = ("GlobalAveragePool",)
 
@@ -133,6 +134,7 @@ class GlobalMaxPool(_GlobalPool):
     """Maximum over every spatial position."""
 
     name = "GlobalMaxPool"
+    at_generator = "global_pool"
     pool_reduce = "max"
     onnx_types = ("GlobalMaxPool",)
 

@@ -26,6 +26,8 @@ class Linear(OpDef):
     """Fully connected layer over the flattened (CHW) input."""
 
     name = "Linear"
+    at_generator = "linear"
+    at_const_nodes = True
     kind = "linear"
     weighted = True
 

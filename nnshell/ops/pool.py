@@ -153,6 +153,7 @@ class MaxPool(_Pool):
     """Max pooling."""
 
     name = "MaxPool"
+    at_generator = "pool"
     pool_reduce = "max"
     onnx_types = ("MaxPool",)
     # SQ8: the output keeps the input's qtype; max commutes with the monotonic requantization.
@@ -199,6 +200,7 @@ class AveragePool(_Pool):
     """Average pooling."""
 
     name = "AveragePool"
+    at_generator = "pool"
     pool_reduce = "average"
     onnx_types = ("AveragePool",)
 

@@ -84,6 +84,20 @@ class OpDef:
     weighted: ClassVar[bool] = False
     #: What a pool does to its window ("max" or "average"); "" for other ops.
     pool_reduce: ClassVar[str] = ""
+    #: The AutoTiler generator family that writes this op as a kernel head: "conv", "linear",
+    #: "pool" (a windowed pool), "global_pool", "matadd", "softmax"; "" when it has none (an
+    #: activation alone goes through its fused-activation hooks).
+    at_generator: ClassVar[str] = ""
+    #: How the AutoTiler activation infos read this activation: "relu", "clip" (ReLU / ReLU-N)
+    #: or "leaky"; "" for any other op (a function activation is refused by its ``at_kop``).
+    at_activation: ClassVar[str] = ""
+    #: Moves no data in the AutoTiler model (a reshape): its output aliases its input buffer.
+    at_alias: ClassVar[bool] = False
+    #: A fusion node: its ``attrs.parts`` hold the fused ops, its first part is the head.
+    is_fusion: ClassVar[bool] = False
+    #: Its constant inputs are constant nodes of their own in NNTool's graph (weights, biases,
+    #: constant operands), which the AutoTiler names and orders like NNTool.
+    at_const_nodes: ClassVar[bool] = False
 
     def label(self, node: Node) -> str:
         """The op as reports name it (a fusion: its parts joined with ``+``)."""
@@ -160,13 +174,6 @@ class OpDef:
         fixed accumulation order of the C runtime."""
         args = [None if x is None else np.asarray(x, np.float32) for x in xs]
         return [np.asarray(y, np.float32) for y in self.run_float(node, *args)]
-
-    def emit_c_float(self, node: Node, nq: Any, ctx: Any) -> str:
-        """The ``nn_f_*`` call of a float layer (``ops._float.emit_float`` refuses, naming the
-        node, what the float runtime has no kernel for)."""
-        from nnshell.ops._float import emit_float
-
-        return emit_float(node, nq, ctx)
 
 
 _REGISTRY: dict[str, OpDef] = {}

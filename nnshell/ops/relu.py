@@ -25,6 +25,7 @@ class Relu(FusedAct, OpDef):
     """Rectified linear unit."""
 
     name = "Relu"
+    at_activation = "relu"
     onnx_types = ("Relu",)
     kind = "activation"
     q_passthrough = True

@@ -60,6 +60,7 @@ class Flatten(_ShapeOnly):
     """Flatten to 2-D at ``axis`` (1 keeps the batch apart)."""
 
     name = "Flatten"
+    at_alias = True
     onnx_types = ("Flatten",)
     Attrs = FlattenAttrs
 
@@ -87,6 +88,7 @@ class Reshape(_ShapeOnly):
     """Reshape to a constant shape vector (0 copies a dim, -1 is inferred)."""
 
     name = "Reshape"
+    at_alias = True
     onnx_types = ("Reshape",)
     Attrs = ReshapeAttrs
 

@@ -139,6 +139,7 @@ class Squeeze(_Reshaping):
     """Remove size-1 axes (all non-batch ones when no axes are given)."""
 
     name = "Squeeze"
+    at_alias = True
     onnx_types = ("Squeeze",)
 
     def infer(self, node: Node, ins: Sequence[TensorInfo | None]) -> list[Shape]:
@@ -164,6 +165,7 @@ class Unsqueeze(_Reshaping):
     """Insert size-1 axes at ``axes`` (positions in the output)."""
 
     name = "Unsqueeze"
+    at_alias = True
     onnx_types = ("Unsqueeze",)
 
     def infer(self, node: Node, ins: Sequence[TensorInfo | None]) -> list[Shape]:
@@ -197,6 +199,7 @@ class Concat(_Shape):  # not a passthrough: its inputs are unified by the quanti
     q_passthrough = False
     q_ties_inputs = True
     name = "Concat"
+    at_const_nodes = True
     onnx_types = ("Concat",)
     Attrs = AxisAttrs
 

@@ -103,6 +103,7 @@ class Softmax(_Softmax):
     """Normalised exponential (classifier heads)."""
 
     name = "Softmax"
+    at_generator = "softmax"
     onnx_types = ("Softmax",)
 
     def q_output_qtype_pow2(self, node: Node, bits: int) -> Any:

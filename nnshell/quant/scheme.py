@@ -62,13 +62,17 @@ POW2 = Scheme(
 
 def _run_float(op: Any) -> Callable[..., list[Any]]:
     # float layers run one shared float kernel (docs/FLOAT16.md), not an op hook
-    from nnshell.ops._float import run_node_float
+    from nnshell.ops.float_layer import run_node_float
 
     return run_node_float
 
 
-def _emit_c_float(op: Any) -> Callable[..., Any] | None:
-    return getattr(op, "emit_c_float", None)
+def _emit_c_float(op: Any) -> Callable[..., Any]:
+    # an op with a C of its own for float layers (a conversion), else the shared float call
+    from nnshell.ops.float_layer import emit_float
+
+    own: Callable[..., Any] | None = getattr(op, "emit_c_float", None)
+    return own if own is not None else emit_float
 
 
 def _no_quantizer(op: Any) -> Callable[..., Any]:

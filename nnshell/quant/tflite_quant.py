@@ -182,11 +182,11 @@ def quantize_from_file(
 def refit_for_formatter(work: Any, session: Any, name: str, fmt: Any) -> tuple[Any, Any] | None:
     """The (quantization, statistics) a new input formatter ``fmt`` of input ``name`` gives
     after ``open -q`` (:func:`_refit`), else None once
-    :func:`~nnshell.input.formatter.check_formatter` accepted ``fmt`` against the session's
+    :func:`~nnshell.input.formatter_check.check_formatter` accepted ``fmt`` against the session's
     quantization (it raises, naming both, otherwise)."""
     refit = _refit(work, session, name, fmt)
     if refit is None and fmt is not None:
-        from nnshell.input.formatter import check_formatter
+        from nnshell.input.formatter_check import check_formatter
 
         check_formatter(work, session.qstate, name, fmt)
     return refit

@@ -160,7 +160,8 @@ class _Decoder:
                 self.value(_req(n, "meta", dict, nw), f"{nw}.meta"),
             )
             expected = ops[op].Attrs
-            if node.attrs is not None and not isinstance(node.attrs, expected) and op != "Fused":
+            wrong = node.attrs is not None and not isinstance(node.attrs, expected)
+            if wrong and not ops[op].is_fusion:
                 raise _Malformed(f"{nw}: attributes {type(node.attrs).__name__} are not {op}'s")
             for t in [*node.inputs, *node.outputs]:
                 if t and t not in g.tensors:

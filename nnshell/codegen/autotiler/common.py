@@ -15,13 +15,14 @@ from nnshell.codegen.csafe import (
 )
 from nnshell.errors import NnshellError
 from nnshell.ir import Node, c_safe_name
+from nnshell.ops.registry import all_ops, get_op
 from nnshell.quant.fixed_point import QType
 from nnshell.settings import (
     AT_MEMORIES,
 )
 
-#: Data-moving ops that are no kernel: their output shares the input buffer.
-ALIAS_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout"})
+#: The ops whose output aliases their input buffer (their op class sets ``at_alias``).
+ALIAS_OPS = frozenset(name for name, op in all_ops().items() if op.at_alias)
 
 _CTYPES = {
     "int8": "signed char * __restrict__",
@@ -143,9 +144,19 @@ def _hw(shape: Sequence[int]) -> tuple[int, int, int]:
     return c, w, h
 
 
+def is_window_pool(op: str) -> bool:
+    """Whether ``op`` is a windowed pool (max or average), fused after a conv or alone."""
+    return get_op(op).at_generator == "pool"
+
+
+def is_average_pool(op: str) -> bool:
+    """Whether ``op`` averages its window (an average pool, windowed or global)."""
+    return get_op(op).pool_reduce == "average"
+
+
 def _act_parts(node: Node) -> tuple[list[Any], list[Any]]:
     """(parts after the head, as given) for Fused nodes; ([], []) otherwise."""
-    if node.op != "Fused":
+    if not get_op(node.op).is_fusion:
         return [], []
     parts = list(node.attrs.parts)
     return parts[1:], parts
@@ -158,10 +169,11 @@ def _pool_args(node: Node, x_shape: Sequence[int]) -> tuple[list[str], str]:
     kernel, strides, dil, pads, _ = pool_geometry(node, tuple(x_shape))
     if len(kernel) != 2:
         raise AutoTilerError(f"{node.name}: only 2-D pools have an AutoTiler generator")
-    oper = "KOP_MAXPOOL" if node.op == "MaxPool" else "KOP_AVGPOOL"
+    is_max = get_op(node.op).pool_reduce == "max"
+    oper = "KOP_MAXPOOL" if is_max else "KOP_AVGPOOL"
     pad = 1 if any(pads) else 0
     args = [oper, kernel[1], kernel[0], dil[1], dil[0], strides[1], strides[0], pad]
-    kind = "MaxPool" if node.op == "MaxPool" else "AveragePool"  # NNTool's pool_type names
+    kind = "MaxPool" if is_max else "AveragePool"  # NNTool's pool_type names
     return [str(a) for a in args], f"{kind}_{kernel[0]}x{kernel[1]}"
 
 

@@ -13,6 +13,8 @@ from nnshell.codegen.autotiler.common import (
     _hw,
     _pad_ctrl,
     _pool_args,
+    is_average_pool,
+    is_window_pool,
 )
 from nnshell.codegen.csafe import (
     c_ident,
@@ -77,8 +79,8 @@ class PlannerBase:
         seen_act = False
         shape = (1, out_c, *outs)
         for p in rest:
-            if p.op in ("MaxPool", "AveragePool"):
-                if seen_act and p.op == "AveragePool":
+            if is_window_pool(p.op):
+                if seen_act and is_average_pool(p.op):
                     raise AutoTilerError(
                         f"{node.name}: an activation before an average pool is not expressible"
                     )

@@ -21,9 +21,12 @@ from nnshell.codegen.autotiler.common import (
     _pool_args,
     _short_const,
     _size,
+    is_average_pool,
+    is_window_pool,
 )
 from nnshell.codegen.autotiler.plan_base import PlannerBase
 from nnshell.ir import Node
+from nnshell.ops.registry import get_op
 from nnshell.quant.fixed_point import QType
 from nnshell.quant.fixed_pow2 import code_of, pow2_qtype, q_of, qmn
 
@@ -37,7 +40,7 @@ def _activation_pow2(parts: Sequence[Any], out_q: QType, node_name: str) -> tupl
     is ``KOP_RELUN``, whose bound the generators derive from Out_Q (their ReluN 6). Anything
     else raises.
     """
-    acts = [p for p in parts if p.op not in ("MaxPool", "AveragePool")]
+    acts = [p for p in parts if not is_window_pool(p.op)]
     if len(acts) > 1:
         raise AutoTilerError(
             f"{node_name}: more than one activation in one fused layer has no AutoTiler POW2 "
@@ -47,9 +50,10 @@ def _activation_pow2(parts: Sequence[Any], out_q: QType, node_name: str) -> tupl
     if not acts:
         return "KOP_NONE", None
     act = acts[0]
-    if act.op == "Relu":
+    kind = get_op(act.op).at_activation
+    if kind == "relu":
         return "KOP_RELU", None
-    if act.op == "Clip" and float(act.attrs.min) == 0.0:
+    if kind == "clip" and float(act.attrs.min) == 0.0:
         q, bits = q_of(out_q), out_q.bits
         bound = code_of(float(act.attrs.max), q, bits)
         if bound == (1 << (bits - 1)) - 1:
@@ -62,7 +66,7 @@ def _activation_pow2(parts: Sequence[Any], out_q: QType, node_name: str) -> tupl
             POW2_FIX,
         )
     desc = act.op
-    if act.op == "Clip":
+    if kind == "clip":
         desc = f"Clip({float(act.attrs.min):g}, {float(act.attrs.max):g})"
     raise AutoTilerError(
         f"{node_name}: {desc} inside a fused layer has no AutoTiler POW2 operator "
@@ -76,18 +80,17 @@ class Pow2Planning(PlannerBase):
 
     def plan_pow2(self, node: Node, step: int, head: str) -> Kernel:
         """The POW2 generator of one kernel node (module docstring)."""
-        if head == "Conv":
-            return self.conv_pow2(node, step)
-        if head == "Linear":
-            return self.linear_pow2(node, step)
-        if head in ("MaxPool", "AveragePool"):
-            return self.pool_pow2(node, step)
-        if head in ("GlobalAveragePool", "GlobalMaxPool"):
-            return self.global_pool_pow2(node, step)
-        if head == "Add":
-            return self.matadd_pow2(node, step)
-        if head == "Softmax":
-            return self.softmax_pow2(node, step)
+        generators = {
+            "conv": self.conv_pow2,
+            "linear": self.linear_pow2,
+            "pool": self.pool_pow2,
+            "global_pool": self.global_pool_pow2,
+            "matadd": self.matadd_pow2,
+            "softmax": self.softmax_pow2,
+        }
+        generator = generators.get(get_op(head).at_generator)
+        if generator is not None:
+            return generator(node, step)
         raise AutoTilerError(
             f"node '{node.name}' ({head}) has no AutoTiler POW2 generator in nnshell",
             "gen --target c supports more layers",
@@ -202,9 +205,9 @@ class Pow2Planning(PlannerBase):
         nq = self.nq(node)
         lay = self._conv_layout(node, nq, im2col=False)
         act, bound = _activation_pow2(lay.rest, nq.out_q, node.name)
-        pools = {p.op for p in lay.rest if p.op in ("MaxPool", "AveragePool")}
+        pools = [p.op for p in lay.rest if is_window_pool(p.op)]
         # _conv_layout refused an activation before an average pool: here it comes after one
-        if act != "KOP_NONE" and not lay.dw and "AveragePool" in pools:
+        if act != "KOP_NONE" and not lay.dw and any(map(is_average_pool, pools)):
             raise AutoTilerError(
                 f"{node.name}: the activation after the average pool would run before it (the "
                 "KOP_CONV_DP reduction applies it, then the pool)",
@@ -248,7 +251,7 @@ class Pow2Planning(PlannerBase):
     def linear_pow2(self, node: Node, step: int) -> Kernel:
         nq = self.nq(node)
         rest, _ = _act_parts(node)
-        if any(p.op in ("MaxPool", "AveragePool") for p in rest):
+        if any(is_window_pool(p.op) for p in rest):
             raise AutoTilerError(f"{node.name}: a pool after a linear layer is not expressible")
         x = self.graph.tensors[node.inputs[0]]
         in_dim = int(np.prod(x.shape[1:]))
@@ -319,7 +322,7 @@ class Pow2Planning(PlannerBase):
         head_op = parts[0].op if parts else node.op
         x = self.graph.tensors[node.inputs[0]]
         feat, width, height = _hw(x.shape)
-        avg = head_op == "GlobalAveragePool"
+        avg = is_average_pool(head_op)
         # nnshell's mean has 7 guard bits and moves Q by out_shift - 7; the kernel's has Out_Q
         # guard bits and moves none: the same mean when Qout == Qin (out_shift 7)
         qi, qo = q_of(nq.in_q[0]), q_of(nq.out_q)

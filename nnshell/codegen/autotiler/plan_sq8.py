@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -21,9 +21,12 @@ from nnshell.codegen.autotiler.common import (
     _pad_ctrl,
     _pool_args,
     _short_const,
+    is_average_pool,
+    is_window_pool,
 )
 from nnshell.codegen.autotiler.plan_base import PlannerBase
 from nnshell.ir import Node
+from nnshell.ops.registry import get_op
 
 
 class Sq8Planning(PlannerBase):
@@ -74,6 +77,17 @@ class Sq8Planning(PlannerBase):
             ),
         ]
 
+    def sq8_generator(self, kind: str) -> Callable[[Node, int], Kernel]:
+        """The SQ8 generator of an op's ``at_generator`` family."""
+        return {
+            "conv": self.conv,
+            "linear": self.linear,
+            "pool": self.pool,
+            "global_pool": self.global_pool,
+            "matadd": self.matadd,
+            "softmax": self.softmax,
+        }[kind]
+
     def conv(self, node: Node, step: int) -> Kernel:
         nq = self.nq(node)
         lay = self._conv_layout(node, nq, im2col=True)
@@ -105,7 +119,7 @@ class Sq8Planning(PlannerBase):
         g = self.graph
         nq = self.nq(node)
         rest, _ = _act_parts(node)
-        if any(p.op in ("MaxPool", "AveragePool") for p in rest):
+        if any(is_window_pool(p.op) for p in rest):
             raise AutoTilerError(f"{node.name}: a pool after a linear layer is not expressible")
         x = g.tensors[node.inputs[0]]
         wq = nq.consts["weights"]
@@ -171,7 +185,7 @@ class Sq8Planning(PlannerBase):
         g = self.graph
         nq = self.nq(node)
         rest, parts = _act_parts(node)
-        avg = (parts[0].op if parts else node.op) == "GlobalAveragePool"
+        avg = is_average_pool(parts[0].op if parts else node.op)
         x = g.tensors[node.inputs[0]]
         feat, width, height = _hw(x.shape)
         act = self._act(rest, nq, node)
@@ -262,7 +276,7 @@ class Sq8Planning(PlannerBase):
 
         nq = self.nq(node)
         attrs = node.attrs
-        if node.op == "Clip":
+        if get_op(node.op).at_activation == "clip":
             consts = [self.graph.tensors[t].const if t else None for t in node.inputs[1:3]]
             lo, hi = Clip().bounds(node, None, *consts)
             attrs = type("ClipBounds", (), {"min": lo, "max": hi})

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from nnshell.codegen.at_names import head_op
 from nnshell.codegen.autotiler.common import (
-    ALIAS_OPS,
     AutoTilerError,
     Kernel,
 )
 from nnshell.codegen.autotiler.plan_pow2 import Pow2Planning
 from nnshell.codegen.autotiler.plan_sq8 import Sq8Planning
 from nnshell.ops.fused_act import fused_act
+from nnshell.ops.registry import get_op
 
 
 class _Planner(Sq8Planning, Pow2Planning):
@@ -18,7 +18,7 @@ class _Planner(Sq8Planning, Pow2Planning):
 
     def plan(self) -> list[Kernel]:
         for node in self.graph.nodes:
-            if node.op in ALIAS_OPS:
+            if get_op(node.op).at_alias:
                 ins = self.in_acts(node)
                 if len(ins) != 1 or len(node.outputs) != 1:
                     raise AutoTilerError(f"{node.name}: {node.op} with several activations")
@@ -28,21 +28,12 @@ class _Planner(Sq8Planning, Pow2Planning):
                 continue
             step = self.steps[("node", node.name)]
             head = head_op(node)
+            op = get_op(node.op)
             if self.pow2:
                 k = self.plan_pow2(node, step, head)
-            elif head == "Conv":
-                k = self.conv(node, step)
-            elif head == "Linear":
-                k = self.linear(node, step)
-            elif head in ("MaxPool", "AveragePool"):
-                k = self.pool(node, step)
-            elif head in ("GlobalAveragePool", "GlobalMaxPool"):
-                k = self.global_pool(node, step)
-            elif head == "Add":
-                k = self.matadd(node, step)
-            elif head == "Softmax":
-                k = self.softmax(node, step)
-            elif node.op != "Fused" and fused_act(head, "SQ8") is not None:
+            elif get_op(head).at_generator:
+                k = self.sq8_generator(get_op(head).at_generator)(node, step)
+            elif not op.is_fusion and fused_act(head, "SQ8") is not None:
                 k = self.activation(node, step)
             else:
                 raise AutoTilerError(
