@@ -5,7 +5,7 @@ end), an exact node name, a prefix ending in ``*``, or a range ``a:b`` whose end
 names and may be empty (inclusive of both ends, as NNTool users read step ranges).
 
 A graph input or output also answers to its names (its own, NNTool's ``input_N`` /
-``output_N``, the file's; :mod:`nnshell.io_names`): an input selects the first step that reads
+``output_N``, the file's; :mod:`nnshell.ir.io_names`): an input selects the first step that reads
 it, an output the step that writes it (nnshell's steps are operators; inputs are tensors).
 ``S<k>`` is NNTool's step number k (docs/nntool-commands.md), which counts inputs and constants.
 """
@@ -44,7 +44,7 @@ def _step(graph: Graph, token: str) -> int:
 
 def _io_step(graph: Graph, token: str) -> int | None:
     """The step a graph input (its first reader) or output (its writer) name stands for."""
-    from nnshell.io_names import resolve_io
+    from nnshell.ir.io_names import resolve_io
 
     tensor = resolve_io(graph, token)
     if tensor is None:
@@ -61,8 +61,8 @@ def _nntool_step(graph: Graph, token: str) -> int | None:
     constant / input or writes an output."""
     if len(token) < 2 or token[0] not in "Ss" or not token[1:].isdigit():
         return None
+    from nnshell.codegen.node_options import resolve
     from nnshell.errors import UsageError
-    from nnshell.node_options import resolve
 
     try:
         target = resolve(graph, token)
@@ -78,7 +78,7 @@ def _nntool_step(graph: Graph, token: str) -> int | None:
 def _suggest(graph: Graph, token: str) -> str | None:
     import difflib
 
-    from nnshell.io_names import io_names
+    from nnshell.ir.io_names import io_names
 
     names = [nd.name for nd in graph.nodes] + io_names(graph)
     close = difflib.get_close_matches(token, names, n=3)

@@ -127,3 +127,16 @@ def test_no_op_name_comparisons_outside_ops_and_passes() -> None:
     assert counts == KNOWN_OP_NAME_COMPARISONS, {
         k: v for k, v in found.items() if k not in KNOWN_OP_NAME_COMPARISONS
     }
+
+
+#: The brief's ceiling on one library file (issue 22): a longer module is split by what it holds.
+MAX_FILE_LINES = 900
+
+
+def test_no_library_file_over_the_line_limit() -> None:
+    lengths = {
+        path.relative_to(PKG).as_posix(): len(path.read_text(encoding="utf-8").splitlines())
+        for path in PKG.rglob("*.py")
+    }
+    assert len(lengths) > 100  # the walk sees the package
+    assert {k: n for k, n in lengths.items() if n > MAX_FILE_LINES} == {}

@@ -8,10 +8,10 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from nnshell.edits import extract, freeze, remove
 from nnshell.errors import GraphStateError, UsageError
 from nnshell.exec.float_exec import run_float
 from nnshell.session import Session
+from nnshell.session.edits import extract, freeze, remove
 from tests.conftest import ROOT, SAMPLE_MODEL
 
 TFLITE = ROOT / "tests" / "data" / "tflite" / "cifar_net.tflite"

@@ -7,7 +7,7 @@ import pytest
 from nnshell.errors import SelectorError, UsageError
 from nnshell.importers.onnx_importer import load_onnx
 from nnshell.importers.tflite_importer import load_tflite
-from nnshell.io_names import io_caption, io_names, require_input, resolve_io
+from nnshell.ir.io_names import io_caption, io_names, require_input, resolve_io
 from nnshell.selectors import select_steps
 from tests.conftest import ROOT, SAMPLE_MODEL
 

@@ -218,8 +218,6 @@ def test_no_import_cycle_at_module_level() -> None:
     assert _cycles(_import_graph(module_level=True)) == []
 
 
-
-
 def test_no_import_cycle_between_files() -> None:
     """Nor through imports deferred into functions (a lazy import hides a cycle, not removes
     it); only ``if TYPE_CHECKING:`` imports are left out."""

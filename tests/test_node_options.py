@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from nnshell.codegen.autotiler import generate_autotiler
+from nnshell.codegen.node_options import records, resolve, set_node_option, show_node_options
 from nnshell.errors import UsageError
-from nnshell.node_options import records, resolve, set_node_option, show_node_options
 from nnshell.session import Session
 from nnshell.state import load_state
 from tests.conftest import ROOT, SAMPLE_MODEL
@@ -114,7 +114,7 @@ def test_shell_nodeoption(shell) -> None:  # noqa: ANN001
 
 def test_numbers_match_nntools_show_on_the_sample() -> None:
     """Step numbers printed by real NNTool's `show` on cifar_net.onnx (docs/nntool-parity.md)."""
-    from nnshell.node_options import layer_nntool_steps
+    from nnshell.codegen.node_options import layer_nntool_steps
     from nnshell.selectors import select_steps
 
     s = Session()

@@ -9,8 +9,8 @@
 * ``OUT_HOME_MEM_LOC`` / ``OUT_EXEC_MEM_LOC`` on a layer set the home / execution memory of the
   layer's output in the graph's locals.
 
-Values were validated by :mod:`nnshell.node_options` (integers, ``AT_MEM_*`` names); they are
-written through :mod:`nnshell.codegen.csafe` by the emitter all the same.
+Values were validated by :mod:`nnshell.codegen.node_options` (integers, ``AT_MEM_*`` names);
+they are written through :mod:`nnshell.codegen.csafe` by the emitter all the same.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from nnshell.codegen.node_options import GEN_CTRL, NOT_EMITTED, options_of
 from nnshell.ir import Graph, Node
-from nnshell.node_options import GEN_CTRL, NOT_EMITTED, options_of
 
 
 def apply_gen_ctrl(graph: Graph, kernels: Sequence[Any]) -> None:

@@ -270,7 +270,7 @@ class CContext:
         return self.struct("nn_pool_t", "pool", [kind, *win, oh, ow, *bounds])
 
     def p2_acts(self, key: str, parts: Sequence[Any], q: QType, entry: int | None = None) -> str:
-        """``name, n`` of POW2 activations (``nn_p2act_t``) ending at qtype ``q``, or NULL, 0.
+        """``name, n`` of POW2 activations (``nn_p2_act_t``) ending at qtype ``q``, or NULL, 0.
 
         ``entry`` is the Q of the codes reaching the first activation (default ``q``'s). Each
         row is the op class's own ``fused_pow2_row`` (``ops/fused_act.py``).
@@ -289,7 +289,7 @@ class CContext:
                 self.unsupported(f"{p.op} inside a fused layer has no POW2 kernel")
             rows.append(pad_row(act.fused_pow2_row(p.attrs, cur, qq, bits), POW2_ROW_LEN, 0))
             cur = qq
-        return f"{self.struct_array('nn_p2act_t', key, rows)}, {len(rows)}"
+        return f"{self.struct_array('nn_p2_act_t', key, rows)}, {len(rows)}"
 
     # -- calls shared by several ops -----------------------------------------------------------
     def rescale(self, consts: Mapping[str, np.ndarray], name: str, prefix: str = "rescale") -> str:

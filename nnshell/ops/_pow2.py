@@ -281,8 +281,8 @@ def act_call(ctx: Any, rows: list[list[Any]], nq: NodeQuant) -> str:
     """``nn_p2_act`` of a standalone activation: ``clip(shift_round(act(x), out_shift))``."""
     x, y = ctx.act_inputs()[0], ctx.node.outputs[0]
     es = code_width(ctx, x, y)
-    rows = [[*r, *([0] * (5 - len(r)))] for r in rows]  # every nn_p2act_t field (-Wextra)
-    acts = ctx.struct_array("nn_p2act_t", "act", rows)
+    rows = [[*r, *([0] * (5 - len(r)))] for r in rows]  # every nn_p2_act_t field (-Wextra)
+    acts = ctx.struct_array("nn_p2_act_t", "act", rows)
     return (
         f"nn_p2_act({ctx.ptr(x)}, {ctx.ptr(y)}, {ctx.size(y)}, {es}, {acts}, {len(rows)}, "
         f"{out_shift(nq)});"
@@ -355,7 +355,7 @@ def conv_struct(
     pads: Any,
     outs: Any,
 ) -> str:
-    """``&name`` of the ``nn_p2conv_t`` of a conv or transposed conv (``pads``: the conv's
+    """``&name`` of the ``nn_p2_conv_t`` of a conv or transposed conv (``pads``: the conv's
     leading pads, or the transposed conv's crop begins); weights, biases and activations must
     share one code width."""
     c = nq.consts
@@ -365,7 +365,7 @@ def conv_struct(
         ctx.unsupported("weights and activations have different code widths")
     return str(
         ctx.struct(
-            "nn_p2conv_t",
+            "nn_p2_conv_t",
             key,
             [
                 *ctx.chw(ctx.shape(x)),

@@ -118,7 +118,7 @@ class _FunctionActivation(_TableActivation):
     sat: tuple[float, float] = (-8.0, 8.0)
     #: Whether the positive side is unbounded (HardSwish, Swish: y ≈ x for large x).
     follows_output: bool = False
-    #: The ``nn_p2act_t`` kind of the POW2 kernel.
+    #: The ``nn_p2_act_t`` kind of the POW2 kernel.
     p2_kind: str = ""
 
     def sat_range(self, attrs: Any) -> tuple[float, float]:

@@ -320,7 +320,7 @@ class ConvTranspose(OpDef):
         x, y = node.inputs[0], node.outputs[0]
         kernel = c["weights"].shape[2:]
         conv = ctx.struct(
-            "nn_convt_t",
+            "nn_conv_transpose_t",
             "convt",
             [
                 *ctx.chw(ctx.shape(x)),
@@ -363,7 +363,7 @@ class ConvTranspose(OpDef):
         return [_pow2.weighted_output(acc, nq)]
 
     def emit_c_pow2(self, node: Node, nq: NodeQuant, ctx: Any) -> str:
-        """``nn_p2_conv_transpose`` (1-D and 2-D), an ``nn_p2conv_t`` with the crop begins as
+        """``nn_p2_conv_transpose`` (1-D and 2-D), an ``nn_p2_conv_t`` with the crop begins as
         ``pt`` / ``pl``."""
         strides, dil, begins, outs = nq.info["geometry"]
         x, y = node.inputs[0], node.outputs[0]

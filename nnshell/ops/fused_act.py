@@ -2,7 +2,7 @@
 
 An activation is described **once**, on its own op class: which intermediate format the fused
 head must produce for it, its integer kernel on the head's codes, the C row of that kernel
-(``nn_act_t`` / ``nn_p2act_t``), its AutoTiler ``KOP_*`` code and a sentence for ``qexplain``.
+(``nn_act_t`` / ``nn_p2_act_t``), its AutoTiler ``KOP_*`` code and a sentence for ``qexplain``.
 Every consumer (the fusion passes, :class:`~nnshell.ops.fused.Fused`, the C context, the
 AutoTiler mapping, ``qexplain``) looks those hooks up here instead of testing op names, so an
 activation is fusable in a scheme **iff** its class overrides that scheme's hooks, and the
@@ -33,7 +33,7 @@ SQ8 = "SQ8"
 POW2 = "POW2"
 
 #: The fields of one C activation row beyond the kind: ``nn_act_t`` (lo, hi, alpha, table) and
-#: ``nn_p2act_t`` (lo, hi, alpha, beta). Rows are padded to full length (-Wextra).
+#: ``nn_p2_act_t`` (lo, hi, alpha, beta). Rows are padded to full length (-Wextra).
 SQ8_ROW_LEN = 5
 POW2_ROW_LEN = 5
 
@@ -83,7 +83,7 @@ class FusedAct:
         raise QuantizationError(f"{name}: this activation has no fused POW2 kernel")
 
     def fused_pow2_row(self, attrs: Any, q_in: int, q_out: int, bits: int) -> list[Any]:
-        """The ``nn_p2act_t`` row ``[kind, lo, hi, alpha, beta]`` of the same kernel."""
+        """The ``nn_p2_act_t`` row ``[kind, lo, hi, alpha, beta]`` of the same kernel."""
         raise NotImplementedError
 
     # -- reports -------------------------------------------------------------------------------

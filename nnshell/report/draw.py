@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from nnshell.io_names import io_label
 from nnshell.ir import Graph, Node
+from nnshell.ir.io_names import io_label
 
 PAD = 24
 GAP_Y = 46

@@ -171,7 +171,7 @@ class _Decoder:
             if t not in g.tensors:
                 raise _Malformed(f"{where}: graph tensor '{t}' is not declared")
         _check_graph(g, where)
-        from nnshell.node_options import check_records
+        from nnshell.codegen.node_options import check_records
 
         try:
             check_records(g, where)  # nodeoption records: as strict as the other fields

@@ -174,7 +174,7 @@ def test_balance_filters_refusals() -> None:
     s.adjust()
     with pytest.raises(UsageError, match="-t"):
         balance_filters(s, threshold=1.5)
-    from nnshell.node_options import layer_nntool_steps
+    from nnshell.codegen.node_options import layer_nntool_steps
 
     steps = layer_nntool_steps(s.graph)
     pool = next(n.name for n in s.graph.nodes if n.op == "MaxPool")

@@ -689,7 +689,7 @@ void nn_tile(const void *in, void *out, const int32_t *shape, const int32_t *rep
     }
 }
 
-void nn_conv_transpose(const int8_t *in, int8_t *out, const nn_convt_t *ct)
+void nn_conv_transpose(const int8_t *in, int8_t *out, const nn_conv_transpose_t *ct)
 {
     const int cg = ct->in_c / ct->group;
     const int mg = ct->out_c / ct->group;

@@ -74,7 +74,7 @@ typedef struct {
     const int32_t *bias;
     const int32_t *mul;
     const int8_t *shift;
-} nn_convt_t;
+} nn_conv_transpose_t;
 
 /* Requantization of one Concat input (on == 0: copied unchanged). */
 typedef struct {
@@ -126,7 +126,7 @@ void nn_tile(const void *in, void *out, const int32_t *shape, const int32_t *rep
 void nn_pad(const void *in, void *out, const int32_t *in_shape, const int32_t *out_shape,
             const int32_t *maps, int value, size_t esize);
 /* Transposed convolution (no fused pool or activation). */
-void nn_conv_transpose(const int8_t *in, int8_t *out, const nn_convt_t *ct);
+void nn_conv_transpose(const int8_t *in, int8_t *out, const nn_conv_transpose_t *ct);
 /* First and one-past-last kernel tap k with 0 <= base + k * d < size (the taps of a window
  * that fall inside a map of `size`; shared by the SQ8 and POW2 convolutions). */
 void nn_tap_range(int base, int d, int k, int size, int *lo, int *hi);

@@ -81,7 +81,7 @@ static void p2_store(void *p, size_t i, int esize, int64_t v)
     }
 }
 
-/* ---- activations: function activations (nn_p2act_t kinds NN_ACT_SIGMOID..NN_ACT_SWISH) ---- */
+/* ---- activations: function activations (nn_p2_act_t kinds NN_ACT_SIGMOID..NN_ACT_SWISH) ---- */
 static int64_t p2_sigmoid_q15(int64_t x, int q)
 {
     const int64_t e = nn_p2_exp_neg_q15(x < 0 ? -x : x, q);
@@ -89,7 +89,7 @@ static int64_t p2_sigmoid_q15(int64_t x, int q)
     return x >= 0 ? p : 32768 - p;
 }
 
-static int64_t p2_fn_act(int64_t x, const nn_p2act_t *a)
+static int64_t p2_fn_act(int64_t x, const nn_p2_act_t *a)
 {
     const int qi = (int)a->lo;
     const int qo = (int)a->hi;
@@ -121,11 +121,11 @@ static int64_t p2_fn_act(int64_t x, const nn_p2act_t *a)
 /* ---- end of activations block ---- */
 
 /* The activations in order, each result saturated (the executor stores after each one). */
-static int64_t p2_acts(int64_t v, const nn_p2act_t *acts, int nacts, int esize)
+static int64_t p2_acts(int64_t v, const nn_p2_act_t *acts, int nacts, int esize)
 {
     int i;
     for (i = 0; i < nacts; i++) {
-        const nn_p2act_t *a = &acts[i];
+        const nn_p2_act_t *a = &acts[i];
         if (a->kind == NN_ACT_CLAMP) {
             v = v < a->lo ? a->lo : (v > a->hi ? a->hi : v);
         } else if (a->kind == NN_ACT_LEAKY && v < 0) {
@@ -165,8 +165,8 @@ static int64_t p2_acts(int64_t v, const nn_p2act_t *acts, int nacts, int esize)
 
 /* One convolution output (before any pool): clip(shift_round(acc, out_shift)), then the
  * pre-pool activations. Taps in the zero padding are skipped: they would add 0. */
-static int64_t p2_conv_value(const void *in, const nn_p2conv_t *cv, int co, int oy, int ox,
-                             const nn_p2act_t *pre, int npre)
+static int64_t p2_conv_value(const void *in, const nn_p2_conv_t *cv, int co, int oy, int ox,
+                             const nn_p2_act_t *pre, int npre)
 {
     const int cg = cv->in_c / cv->group;
     const int c0 = (co / (cv->out_c / cv->group)) * cg;
@@ -189,8 +189,8 @@ static int64_t p2_conv_value(const void *in, const nn_p2conv_t *cv, int co, int 
 /* Where a pooling window reads: a map of codes, or a convolution computed on the fly. */
 typedef struct {
     const void *in;
-    const nn_p2conv_t *cv;
-    const nn_p2act_t *pre;
+    const nn_p2_conv_t *cv;
+    const nn_p2_act_t *pre;
     int npre;
     int h, w, esize;
 } p2_src_t;
@@ -239,8 +239,8 @@ static int64_t p2_pool_window(const p2_src_t *s, const nn_pool_t *p, int c, int 
     return p2_clip(p2_shift(sum * (65536 / count), 16), s->esize);
 }
 
-void nn_p2_conv(const void *in, void *out, const nn_p2conv_t *cv, const nn_pool_t *pool,
-                const nn_p2act_t *pre, int npre, const nn_p2act_t *post, int npost)
+void nn_p2_conv(const void *in, void *out, const nn_p2_conv_t *cv, const nn_pool_t *pool,
+                const nn_p2_act_t *pre, int npre, const nn_p2_act_t *post, int npost)
 {
     size_t at = 0;
     int co, oy, ox;
@@ -352,7 +352,7 @@ void nn_p2_add(const void *const *ins, int nin, const int8_t *in_shift, int out_
     }
 }
 
-void nn_p2_act(const void *in, void *out, size_t n, int esize, const nn_p2act_t *acts, int nacts,
+void nn_p2_act(const void *in, void *out, size_t n, int esize, const nn_p2_act_t *acts, int nacts,
                int out_shift)
 {
     size_t k;
@@ -360,7 +360,7 @@ void nn_p2_act(const void *in, void *out, size_t n, int esize, const nn_p2act_t 
     for (k = 0; k < n; k++) {
         int64_t v = p2_load(in, k, esize);
         for (i = 0; i < nacts; i++) { /* saturated between activations, not after the last */
-            const nn_p2act_t *a = &acts[i];
+            const nn_p2_act_t *a = &acts[i];
             if (a->kind == NN_ACT_CLAMP) {
                 v = v < a->lo ? a->lo : (v > a->hi ? a->hi : v);
             } else if (a->kind == NN_ACT_LEAKY && v < 0) {
@@ -486,7 +486,7 @@ void nn_p2_concat(const void *const *ins, int nin, const int32_t *block, const i
         }                                                                                          \
     } while (0)
 
-void nn_p2_conv_transpose(const void *in, void *out, const nn_p2conv_t *cv)
+void nn_p2_conv_transpose(const void *in, void *out, const nn_p2_conv_t *cv)
 {
     const int cg = cv->in_c / cv->group;
     const int mg = cv->out_c / cv->group;

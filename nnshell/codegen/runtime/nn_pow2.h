@@ -32,7 +32,7 @@ typedef struct {
     int32_t hi;
     int32_t alpha;
     int32_t beta;
-} nn_p2act_t;
+} nn_p2_act_t;
 
 /* activations: function activations from codes at Q lo (the head's intermediate Q) to codes
  * at Q hi, integer only (the exp of nn_p2_exp_neg_q15):
@@ -62,16 +62,16 @@ typedef struct {
     int in_shift, bias_shift, out_shift;
     const void *weights;
     const void *bias;
-} nn_p2conv_t;
+} nn_p2_conv_t;
 
 /* Convolution + optional pool (at the output Q) + activations before (pre) and after (post)
  * the pool. */
-void nn_p2_conv(const void *in, void *out, const nn_p2conv_t *cv, const nn_pool_t *pool,
-                const nn_p2act_t *pre, int npre, const nn_p2act_t *post, int npost);
+void nn_p2_conv(const void *in, void *out, const nn_p2_conv_t *cv, const nn_pool_t *pool,
+                const nn_p2_act_t *pre, int npre, const nn_p2_act_t *post, int npost);
 /* Transposed convolution (no fused pool or activation): the arithmetic of nn_p2_conv over the
  * taps with i * s + k * d == o + p (pt / pl: the crop begins); weights out_c, in_c/group, kh,
  * kw (output channel first). */
-void nn_p2_conv_transpose(const void *in, void *out, const nn_p2conv_t *cv);
+void nn_p2_conv_transpose(const void *in, void *out, const nn_p2_conv_t *cv);
 /* Fully connected layer over the flattened input, the arithmetic of nn_p2_conv. */
 void nn_p2_linear(const void *in, void *out, int in_n, int out_n, int esize, const void *weights,
                   const void *bias, int in_shift, int bias_shift, int out_shift);
@@ -88,7 +88,7 @@ void nn_p2_add(const void *const *ins, int nin, const int8_t *in_shift, int out_
                size_t n, int esize);
 /* The activations in order (each saturated before the next), then
  * clip(shift_round(v, out_shift)); in may equal out. */
-void nn_p2_act(const void *in, void *out, size_t n, int esize, const nn_p2act_t *acts, int nacts,
+void nn_p2_act(const void *in, void *out, size_t n, int esize, const nn_p2_act_t *acts, int nacts,
                int out_shift);
 /* Sigmoid / tanh of codes at q_in (in_esize bytes) to codes at q_out (out_esize bytes), with
  * the integer exp of nn_p2_exp_neg_q15. */

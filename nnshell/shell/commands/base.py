@@ -24,7 +24,7 @@ class NnCommandSet(cmd2.CommandSet):  # type: ignore[type-arg]
         graph = self.app.session.graph
         if graph is None:
             return cmd2.Choices.from_values([])
-        from nnshell.io_names import io_names
+        from nnshell.ir.io_names import io_names
 
         return cmd2.Choices.from_values([n.name for n in graph.nodes] + io_names(graph))
 

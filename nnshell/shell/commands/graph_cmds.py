@@ -26,7 +26,7 @@ class GraphCommands(NnCommandSet):
 
     def option_choices(self, arg_tokens: dict[str, list[str]]) -> list[str]:
         """The options the chosen step accepts."""
-        from nnshell.node_options import resolve, valid_options
+        from nnshell.codegen.node_options import resolve, valid_options
 
         graph = self.app.session.graph
         try:
@@ -53,7 +53,7 @@ class GraphCommands(NnCommandSet):
     @cmd2.with_argparser(nodeoption_parser)
     def do_nodeoption(self, args: Any) -> None:
         """Set, remove or list per-node AutoTiler generator options."""
-        from nnshell.node_options import describe, set_node_option, show_node_options
+        from nnshell.codegen.node_options import describe, set_node_option, show_node_options
 
         session = self.app.session
         if args.option is None:
@@ -91,7 +91,7 @@ class GraphCommands(NnCommandSet):
     @cmd2.with_argparser(remove_parser)
     def do_remove(self, args: Any) -> None:
         """Remove a node and what is below (or above) it, or the nodes between two."""
-        from nnshell.edits import remove
+        from nnshell.session.edits import remove
 
         self._edited(remove(self.app.session, args.nodes, args.up, args.leave), "removed")
 
@@ -106,7 +106,7 @@ class GraphCommands(NnCommandSet):
     @cmd2.with_argparser(extract_parser)
     def do_extract(self, args: Any) -> None:
         """Keep only a step (or a range of steps) of the graph."""
-        from nnshell.edits import extract
+        from nnshell.session.edits import extract
 
         self._edited(extract(self.app.session, args.step), "extract: removed")
 
@@ -123,7 +123,7 @@ class GraphCommands(NnCommandSet):
     @cmd2.with_argparser(freeze_parser)
     def do_freeze(self, args: Any) -> None:
         """Toggle freezing of graph inputs/outputs' channel order."""
-        from nnshell.edits import freeze
+        from nnshell.session.edits import freeze
 
         for name, on in freeze(self.app.session, args.node_names, args.transpose):
             dims = self.app.session.graph.tensors[name].dims

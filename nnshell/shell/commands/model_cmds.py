@@ -109,8 +109,8 @@ class ModelCommands(NnCommandSet):
         title = (
             f"{self.app.session.name}: {len(rows)} of {len(self.app.session.graph.nodes)} layers"
         )
-        from nnshell.io_names import io_caption
-        from nnshell.node_options import layer_nntool_steps
+        from nnshell.codegen.node_options import layer_nntool_steps
+        from nnshell.ir.io_names import io_caption
 
         partial = len(rows) < len(self.app.session.graph.nodes)
         graph = self.app.session.graph

@@ -27,7 +27,7 @@ class NntoolCommands(NnCommandSet):
 
     def input_choices(self) -> cmd2.Choices:
         """Graph input names for tab completion."""
-        from nnshell.io_names import io_names
+        from nnshell.ir.io_names import io_names
 
         graph = self.app.session.graph
         return cmd2.Choices.from_values(io_names(graph, "input") if graph is not None else [])

@@ -13,7 +13,8 @@ constant nodes, layers, outputs (:func:`nnshell.codegen.at_names.nntool_steps`) 
 ``nodeoption 0`` means NNTool's step 0, the graph input. nnshell's own step numbers count
 operators only and cannot name an input, so a bare number here is NNTool's step (the ``S<k>`` of
 the generated kernel names); a name is a node name, a graph input/output name (its own,
-``input_N``/``output_N``, the file's; :mod:`nnshell.io_names`), and ``S<k>`` is NNTool's step too.
+``input_N``/``output_N``, the file's; :mod:`nnshell.ir.io_names`), and ``S<k>`` is NNTool's step
+too.
 
 Which options a target takes follows NNTool's node classes: every node the common five; inputs
 and outputs ``ALLOCATE``/``FIXED_ORDER``/``EXTERN_*_POINTER``; convolution and linear layers (and
@@ -163,7 +164,7 @@ def _by_step(item: tuple[tuple[str, str], int]) -> int:
 
 def resolve(graph: Graph, token: str) -> Target:
     """The target a STEP argument means: NNTool step number, ``S<k>``, node or input/output name."""
-    from nnshell.io_names import resolve_io
+    from nnshell.ir.io_names import resolve_io
 
     all_t = targets(graph)
     text = token[1:] if token[:1] in "Ss" and token[1:].isdigit() else token
@@ -354,7 +355,7 @@ def show_node_options(session: Any, step: str | None = None) -> list[OptionOutco
 
 def describe(graph: Graph, target: Target) -> str:
     """``S3 CONV_2D_0_1_fusion`` / ``S0 input_1 (data)``: NNTool's step and both names."""
-    from nnshell.io_names import io_label
+    from nnshell.ir.io_names import io_label
 
     name = io_label(graph, target.name) if target.kind in ("input", "output") else target.name
     return f"S{target.step} {name}"

@@ -80,7 +80,7 @@ def extract(session: Any, step: str) -> EditOutcome:
 
 def freeze(session: Any, names: list[str], transpose: str | None = None) -> list[tuple[str, bool]]:
     """NNTool's ``freeze NODE... [--transpose a,b,c]`` (toggle) on inputs/outputs."""
-    from nnshell.io_names import resolve_io
+    from nnshell.ir.io_names import resolve_io
     from nnshell.passes.cut import toggle_freeze
 
     graph = session.require_graph()
