@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -14,6 +14,9 @@ from nnshell.errors import ImageError
 from nnshell.exec import run_float
 from nnshell.input.images import InputOptions, iter_batches, label_from_name
 from nnshell.ir import Graph
+
+if TYPE_CHECKING:
+    from nnshell.quant.sq8 import QuantState
 
 Progress = Callable[[int, int], None]
 
@@ -98,7 +101,7 @@ def validate(
     graph: Graph,
     files: Sequence[str],
     opts: InputOptions,
-    qstate: Any = None,
+    qstate: QuantState | None = None,
     labels_csv: str | None = None,
     progress: Progress | None = None,
     batch_size: int = 64,

@@ -21,13 +21,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from nnshell.analysis.summary import node_params
 from nnshell.ir import Graph
 from nnshell.ir.lifetimes import lifetimes
+from nnshell.quant.scheme import scheme_of
+
+if TYPE_CHECKING:
+    from nnshell.quant.sq8 import QuantState
 
 
 @dataclass(frozen=True)
@@ -107,7 +111,7 @@ def peak_detail(graph: Graph, nbytes: Callable[[str], int]) -> Peak:
     return Peak(peak, peak_step, node, peak_live)
 
 
-def footprint(graph: Graph, qstate: Any, unfused: Graph | None = None) -> Footprint:
+def footprint(graph: Graph, qstate: QuantState, unfused: Graph | None = None) -> Footprint:
     """Compute the footprint of ``graph`` float and as quantized by ``qstate``.
 
     ``unfused``: the float graph before fusions (the session's imported graph), whose peak is
@@ -138,11 +142,7 @@ def footprint(graph: Graph, qstate: Any, unfused: Graph | None = None) -> Footpr
     upeak = None
     if unfused is not None:
         upeak = peak_detail(unfused, lambda name: unfused.tensors[name].size * 4)
-    scheme = getattr(qstate, "scheme", "SQ8")
-    if scheme == "POW2":
-        scheme += f"-{getattr(qstate.options, 'bits', 16)}"
-    if scheme == "FLOAT":
-        scheme = str(getattr(qstate.options, "float_type", "FLOAT"))
+    scheme = scheme_of(qstate).label(qstate)
     return Footprint(rows, fpeak.bytes, qpeak.bytes, qpeak.step, scheme, fpeak, qpeak, upeak)
 
 

@@ -30,13 +30,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from nnshell.exec import run_float
 from nnshell.exec.int_exec import run_int, run_node_int
 from nnshell.ir import Graph
+
+if TYPE_CHECKING:
+    from nnshell.quant.sq8 import QuantState
 
 #: The QSNR given to an exact match (and the floor's mirror for a zero reference).
 QSNR_CAP_DB = 100.0
@@ -215,7 +218,7 @@ def float_outputs(graph: Graph, batch: np.ndarray, fast: Any = None) -> dict[str
 
 
 def isolated_outputs(
-    graph: Graph, qstate: Any, fvals: dict[str, np.ndarray]
+    graph: Graph, qstate: QuantState, fvals: dict[str, np.ndarray]
 ) -> dict[str, np.ndarray]:
     """Each node's integer output when fed its float inputs quantized with their own qtypes."""
     out: dict[str, np.ndarray] = {}
@@ -237,7 +240,7 @@ def isolated_outputs(
 
 def qerror(
     graph: Graph,
-    qstate: Any,
+    qstate: QuantState,
     batches: Iterable[tuple[list[str], np.ndarray]],
     total: int,
     isolated: bool = False,

@@ -18,16 +18,17 @@ returned as plain data plus text lines; the shell prints them.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from nnshell.analysis.qexplain_pow2 import explain_pow2
 from nnshell.analysis.qexplain_record import QExplain
 from nnshell.ir import Graph
 from nnshell.ops import get_op
 from nnshell.quant.fixed_point import round_half_up
-from nnshell.quant.scheme import POW2, scheme_of
+
+if TYPE_CHECKING:
+    from nnshell.quant.sq8 import QuantState
 
 #: Per-channel tables longer than this are summarised (the worst channels are still listed).
 MAX_CHANNEL_ROWS = 16
@@ -48,7 +49,7 @@ def _is_weighted(nq: Any) -> bool:
     return "weights" in nq.consts and "mul" in nq.consts
 
 
-def _weighted_index(graph: Graph, qstate: Any, step: int) -> int:
+def _weighted_index(graph: Graph, qstate: QuantState, step: int) -> int:
     """1-based number of the step among the weighted (conv / linear) layers."""
     k = sum(1 for node in graph.nodes[: step + 1] if _is_weighted(qstate.nodes[node.name]))
     return k if _is_weighted(qstate.nodes[graph.nodes[step].name]) else 0
@@ -82,7 +83,7 @@ def _tail_lines(node: Any, zo: int) -> list[str]:
     return out
 
 
-def _chain(graph: Graph, qstate: Any, step: int) -> list[dict[str, Any]]:
+def _chain(graph: Graph, qstate: QuantState, step: int) -> list[dict[str, Any]]:
     """The scale chain from the graph input to this layer's output, through first inputs."""
     chain: list[dict[str, Any]] = []
     node = graph.nodes[step]
@@ -121,7 +122,7 @@ def _fmt_table(header: list[str], rows: list[list[str]]) -> list[str]:
     return ["  " + fmt.format(*header)] + ["  " + fmt.format(*r) for r in rows]
 
 
-def explain_weighted(graph: Graph, qstate: Any, step: int) -> QExplain:
+def explain_weighted(graph: Graph, qstate: QuantState, step: int) -> QExplain:
     """The full explanation of a conv / linear (possibly fused) layer."""
     node = graph.nodes[step]
     nq = qstate.nodes[node.name]
@@ -286,7 +287,7 @@ def explain_weighted(graph: Graph, qstate: Any, step: int) -> QExplain:
     return QExplain(step, node.name, data, L)
 
 
-def explain_other(graph: Graph, qstate: Any, step: int) -> QExplain:
+def explain_other(graph: Graph, qstate: QuantState, step: int) -> QExplain:
     """A short explanation for layers without weights (pools, add, reshapes, softmax...)."""
     node = graph.nodes[step]
     nq = qstate.nodes[node.name]
@@ -329,16 +330,12 @@ def explain_other(graph: Graph, qstate: Any, step: int) -> QExplain:
     return QExplain(step, node.name, data, L)
 
 
-def qexplain(graph: Graph, qstate: Any, steps: list[int]) -> list[QExplain]:
-    """Explain each selected step."""
-    out = []
-    for step in steps:
-        nq = qstate.nodes[graph.nodes[step].name]
-        fn = explain_weighted if _is_weighted(nq) else explain_other
-        if scheme_of(qstate) is POW2:
-            fn = explain_pow2
-        out.append(fn(graph, qstate, step))
-    return out
+def explain_sq8(graph: Graph, qstate: QuantState, step: int) -> QExplain:
+    """One SQ8 step: the weighted-layer formula with its numbers, or the short explanation of
+    a layer without weights (``Scheme.explain`` of SQ8; ``Session.qexplain`` walks the steps)."""
+    nq = qstate.nodes[graph.nodes[step].name]
+    fn = explain_weighted if _is_weighted(nq) else explain_other
+    return fn(graph, qstate, step)
 
 
-__all__ = ["QExplain", "explain_other", "explain_weighted", "qexplain"]
+__all__ = ["QExplain", "explain_other", "explain_sq8", "explain_weighted"]

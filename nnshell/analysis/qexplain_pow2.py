@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -11,8 +11,11 @@ from nnshell.ir import Graph
 from nnshell.ops.fused import op_label
 from nnshell.quant.fixed_pow2 import qmn
 
+if TYPE_CHECKING:
+    from nnshell.quant.sq8 import QuantState
 
-def explain_pow2(graph: Graph, qstate: Any, step: int) -> QExplain:
+
+def explain_pow2(graph: Graph, qstate: QuantState, step: int) -> QExplain:
     """One POW2 layer: input / output formats, weight / bias / accumulator Q, shifts, warnings."""
     node = graph.nodes[step]
     nq = qstate.nodes[node.name]

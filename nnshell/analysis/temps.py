@@ -9,12 +9,15 @@ bytes use each tensor's quantized type (int8, int16...) when the graph is quanti
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from nnshell.ir import Graph
 from nnshell.ir.lifetimes import lifetimes
+
+if TYPE_CHECKING:
+    from nnshell.quant.sq8 import QuantState
 
 
 @dataclass(frozen=True)
@@ -29,7 +32,7 @@ class StepTemps:
     out_bytes: int  # float bytes of what this step writes
 
 
-def temps(graph: Graph, qstate: Any = None) -> list[StepTemps]:
+def temps(graph: Graph, qstate: QuantState | None = None) -> list[StepTemps]:
     """The live activations of every step of ``graph`` (quantized sizes when ``qstate``)."""
 
     def fbytes(t: str) -> int:

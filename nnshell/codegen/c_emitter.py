@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -36,6 +36,9 @@ from nnshell.ir import Graph
 from nnshell.ops import get_op
 from nnshell.quant.fixed_point import header_qscale_qnorm
 from nnshell.quant.scheme import FLOAT, POW2, SCHEMES, SQ8, scheme_of
+
+if TYPE_CHECKING:
+    from nnshell.quant.sq8 import QuantState
 
 RUNTIME_FILES = ("nn_kernels.h", "nn_kernels.c")
 #: the runtime of each quantization scheme (POW2 also uses the data movers of nn_kernels)
@@ -137,7 +140,7 @@ class RawInput:
         return self.h * self.w * per_pixel * self.esize
 
 
-def raw_inputs(graph: Graph, qstate: Any) -> dict[str, RawInput]:
+def raw_inputs(graph: Graph, qstate: QuantState) -> dict[str, RawInput]:
     """The formatted inputs of the graph, checked against their quantization."""
     from nnshell.input.formatter import formatters, raw_shape
 
@@ -196,8 +199,8 @@ def _array_text(arr: ConstArray) -> str:
     return f"static const {arr.ctype} {arr.name}[{len(vals)}] = {{\n    {body}\n}};"
 
 
-def _check_quantized(graph: Graph, qstate: Any) -> None:
-    if qstate is None or getattr(qstate, "scheme", None) not in SCHEMES:
+def _check_quantized(graph: Graph, qstate: QuantState | None) -> None:
+    if qstate is None or qstate.scheme not in SCHEMES:
         raise CodegenError(
             "gen --target c needs an SQ8-, POW2- or float-quantized graph", "aquant <images>"
         )
@@ -217,7 +220,7 @@ def _check_quantized(graph: Graph, qstate: Any) -> None:
 
 
 def _emit_steps(
-    graph: Graph, qstate: Any, plan: ArenaPlan, decls: Declarations
+    graph: Graph, qstate: QuantState, plan: ArenaPlan, decls: Declarations
 ) -> tuple[list[str], list[Step]]:
     body: list[str] = []
     steps: list[Step] = []
@@ -291,7 +294,7 @@ def _source(
     name: str,
     guard: str,
     graph: Graph,
-    qstate: Any,
+    qstate: QuantState,
     plan: ArenaPlan,
     raws: dict[str, RawInput] | None = None,
 ) -> CModel:
@@ -341,19 +344,19 @@ def _source(
     return CModel(name, files, plan, const_bytes, steps, in_bytes, formatted, runtime)
 
 
-def _arith(qstate: Any) -> str:
+def _arith(qstate: QuantState) -> str:
     """``integer``, ``float`` or ``integer and float`` (a mixed graph) for the file comment."""
     if qstate.scheme == "FLOAT":
         return "float"
     return "integer and float" if _has_float(qstate) else "integer"
 
 
-def _has_float(qstate: Any) -> bool:
+def _has_float(qstate: QuantState) -> bool:
     """Whether any node is a float layer or a conversion (``qtune``, docs/FLOAT16.md)."""
     return any("float_type" in nq.info for nq in qstate.nodes.values())
 
 
-def tensor_bytes(graph: Graph, qstate: Any, name: str) -> int:
+def tensor_bytes(graph: Graph, qstate: QuantState, name: str) -> int:
     """Bytes of an activation tensor at its quantized width."""
     itemsize = int(np.dtype(qstate.tensors[name].dtype).itemsize)
     return int(np.prod(graph.tensors[name].shape)) * itemsize
@@ -379,7 +382,7 @@ def _header(
     name: str,
     guard: str,
     graph: Graph,
-    qstate: Any,
+    qstate: QuantState,
     plan: ArenaPlan,
     const_bytes: int,
     n: int,
@@ -453,7 +456,7 @@ def _harness(name: str, guard: str, n_inputs: int) -> str:
     return text.replace("@NAME@", name).replace("@GUARD@", guard).replace("@SIZES@", sizes)
 
 
-def render_c(graph: Graph, qstate: Any, name: str | None = None) -> CModel:
+def render_c(graph: Graph, qstate: QuantState, name: str | None = None) -> CModel:
     """Generate the C text of the quantized ``graph`` (nothing is written)."""
     _check_quantized(graph, qstate)
     if not graph.nodes:
@@ -516,7 +519,7 @@ def write_model(model: CModel, out_dir: str | Path) -> list[Path]:
 
 
 def generate_c(
-    graph: Graph, qstate: Any, out_dir: str | Path, name: str | None = None
+    graph: Graph, qstate: QuantState, out_dir: str | Path, name: str | None = None
 ) -> list[Path]:
     """Write ``<name>.h/.c``, the runtime (``nn_kernels.h/.c``, plus ``nn_pow2.h/.c`` for POW2)
     and ``<name>_harness.c`` into ``out_dir``."""

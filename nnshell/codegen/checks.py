@@ -19,7 +19,7 @@ Each refusal is one :class:`CodegenError` line naming the node.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,6 +27,9 @@ from nnshell.codegen.csafe import shown
 from nnshell.errors import CodegenError, NnshellError
 from nnshell.ir import Graph, Node
 from nnshell.safeio import GiB, Limit, MiB, human_bytes
+
+if TYPE_CHECKING:
+    from nnshell.quant.sq8 import QuantState
 
 #: Largest activation tensor, and largest arena, of generated C.
 ARENA = Limit("arena of generated C", 256 * MiB, "NNSHELL_MAX_ARENA_BYTES")
@@ -67,7 +70,7 @@ def _dims(shape: Any, what: str) -> tuple[int, ...]:
     return dims
 
 
-def check_shapes(graph: Graph, qstate: Any = None) -> None:
+def check_shapes(graph: Graph, qstate: QuantState | None = None) -> None:
     """Refuse a graph whose recorded shapes are not what its ops compute (one line per node).
 
     Graph inputs are taken as recorded (nothing derives them) but must be sane integers; every
@@ -200,7 +203,7 @@ def check_descriptors(graph: Graph, node: Node, nq: Any) -> None:
         ) from None
 
 
-def check_8bit_multipliers(qstate: Any) -> None:
+def check_8bit_multipliers(qstate: QuantState) -> None:
     """GAP's SQ8 kernels take 8-bit multipliers: refuse a layer quantized with wider ones (a
     TFLite file opened with ``-q`` keeps its 30-bit precision unless ``file_mult_bits`` is 8)."""
     for name, nq in (getattr(qstate, "nodes", None) or {}).items():

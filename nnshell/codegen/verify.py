@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,6 +27,9 @@ from nnshell.codegen.checks import verify_bytes
 from nnshell.codegen.csafe import plain_file_name
 from nnshell.errors import CodegenError
 from nnshell.ir import Graph
+
+if TYPE_CHECKING:
+    from nnshell.quant.sq8 import QuantState
 
 #: The flags gen --verify builds with, the ones a user's release build would use: -O3 lets gcc
 #: vectorise the kernels' contiguous int8 multiply-add loops (gcc 12's -O2 cost model does not
@@ -160,7 +163,7 @@ def compare_steps(
 
 def verify_arrays(
     graph: Graph,
-    qstate: Any,
+    qstate: QuantState,
     xs: np.ndarray,
     build_dir: str | Path,
     name: str | None = None,
@@ -187,7 +190,7 @@ def _check_data_size(model: CModel, n_images: int) -> None:
 
 def _verify_model(
     graph: Graph,
-    qstate: Any,
+    qstate: QuantState,
     model: CModel,
     xs: np.ndarray,
     build: Path,
@@ -285,7 +288,7 @@ def _load_raw(path: str, opts: Any, expected: tuple[int, ...]) -> np.ndarray:
 
 def verify(
     graph: Graph,
-    qstate: Any,
+    qstate: QuantState,
     images: list[str],
     opts: Any,
     build_dir: str | Path,

@@ -8,7 +8,7 @@ are bit-exact with the generated C. Constants are never read from the float grap
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -17,10 +17,15 @@ from nnshell.ir import Graph, Node
 from nnshell.ops import get_op
 from nnshell.quant.scheme import FLOAT, scheme_of
 
+if TYPE_CHECKING:
+    from nnshell.quant.sq8 import QuantState
+
 IntObserver = Callable[[str, np.ndarray], None]
 
 
-def quantize_inputs(graph: Graph, qstate: Any, feeds: Mapping[str, np.ndarray]) -> dict[str, Any]:
+def quantize_inputs(
+    graph: Graph, qstate: QuantState, feeds: Mapping[str, np.ndarray]
+) -> dict[str, Any]:
     """Quantize float feeds with the graph inputs' qtypes (int arrays pass through).
 
     A formatted input (``imageformat``) fed raw ``(N, H, W, C)`` pixels gets the formatter's
@@ -41,7 +46,7 @@ def quantize_inputs(graph: Graph, qstate: Any, feeds: Mapping[str, np.ndarray]) 
 
 def run_int(
     graph: Graph,
-    qstate: Any,
+    qstate: QuantState,
     feeds: Mapping[str, np.ndarray],
     *,
     keep: Iterable[str] | None = None,
@@ -56,13 +61,13 @@ def run_int(
     return walk(graph, values, call, keep, observer)
 
 
-def run_node_int(node: Node, qstate: Any, *args: np.ndarray | None) -> list[np.ndarray]:
+def run_node_int(node: Node, qstate: QuantState, *args: np.ndarray | None) -> list[np.ndarray]:
     """One node's integer kernel for the scheme of ``qstate`` (POW2: ``run_int_pow2``)."""
     nq = qstate.nodes[node.name]
     scheme = FLOAT if "float_type" in nq.info else scheme_of(qstate)  # float layers (qtune)
     return scheme.run_int(get_op(node.op))(node, nq, *args)
 
 
-def dequantize(qstate: Any, name: str, q: np.ndarray) -> np.ndarray:
+def dequantize(qstate: QuantState, name: str, q: np.ndarray) -> np.ndarray:
     """Real values of integer codes of tensor ``name``."""
     return qstate.tensors[name].dequantize(q)

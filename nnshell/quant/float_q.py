@@ -19,6 +19,7 @@ from nnshell.ir import Graph
 from nnshell.ops._float import FLOAT_TYPES, FloatType, to_bits
 from nnshell.quant.qrecord import NodeQuant
 from nnshell.quant.ranges import choose_range
+from nnshell.quant.scheme import FLOAT
 from nnshell.quant.sq8 import QuantOptions, QuantState
 
 
@@ -66,7 +67,7 @@ def quantize_graph_float(
 
 def is_float_state(qstate: Any) -> bool:
     """Whether a QuantState is a float graph."""
-    return getattr(qstate, "scheme", None) == "FLOAT"
+    return qstate is not None and qstate.scheme == FLOAT.name
 
 
 def load_float_state(graph: Graph, options: dict[str, Any], malformed: type[Exception]) -> Any:

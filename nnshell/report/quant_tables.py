@@ -121,7 +121,7 @@ def qshow_table(graph: Any, qstate: Any, steps: list[int], title: str) -> Table:
 
 def footprint_table(fp: Any) -> Table:
     """Per-layer parameter bytes, totals, peak activation RAM and the ratio."""
-    scheme = getattr(fp, "scheme", "SQ8")
+    scheme = fp.scheme
     wide = scheme == "POW2-16"
     table = Table(
         title=f"Memory footprint: float32 vs {scheme}", header_style="bold", show_footer=True

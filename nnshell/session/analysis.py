@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from nnshell.errors import GraphStateError, UsageError
+from nnshell.quant.scheme import scheme_of
 from nnshell.selectors import select_steps
 
 if TYPE_CHECKING:
@@ -36,11 +37,10 @@ class AnalysisMixin:
 
     def qexplain(self: Session, selector: str | None) -> list[Any]:
         """The integer formula of each selected layer with its numbers (analysis.qexplain)."""
-        from nnshell.analysis.qexplain import qexplain
-
         graph = self.require_graph()
         qstate = self.require_quantized()
-        return qexplain(graph, qstate, select_steps(graph, selector))
+        explain = scheme_of(qstate).explain()
+        return [explain(graph, qstate, step) for step in select_steps(graph, selector)]
 
     def astats(
         self: Session,

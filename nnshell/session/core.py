@@ -21,6 +21,8 @@ if TYPE_CHECKING:  # numpy and the op registry load on first use: the shell star
 
     from nnshell.analysis.summary import GraphTotals, LayerInfo
     from nnshell.ir import Graph
+    from nnshell.quant.sq8 import QuantState
+    from nnshell.quant.stats import TensorStats
 
 
 @dataclass
@@ -49,12 +51,12 @@ class Session(TuningMixin, AnalysisMixin):
         self.adjusted = False
         self.scheme: str | None = None
         #: Calibration statistics of the current graph's tensors, and the files they came from.
-        self.stats: dict[str, Any] | None = None
+        self.stats: dict[str, TensorStats] | None = None
         self.stats_files: list[str] = []
         #: The image input options the statistics were gathered with (InputOptions): a
         #: quantized graph run on images prepared differently is silently wrong.
         self.calib_inputs: Any = None
-        self.qstate: Any = None
+        self.qstate: QuantState | None = None
         #: The quantization as last saved or restored (``unsaved_work`` compares with it).
         self.saved_qstate: Any = None
         #: Decoded images kept between commands (aquant, validate, qerror, ... reuse folders).
@@ -547,7 +549,7 @@ class Session(TuningMixin, AnalysisMixin):
             "quantized results will be wrong (give the same options, or aquant again)"
         )
 
-    def require_quantized(self) -> Any:
+    def require_quantized(self) -> QuantState:
         """Return the QuantState or raise the error that says to run aquant."""
         self.require_graph()
         if self.qstate is None:

@@ -4,7 +4,13 @@ module stays short): both are settings of the graph (``graph.meta``, see
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from nnshell.quant.scheme import POW2, scheme_of
+
+if TYPE_CHECKING:
+    from nnshell.quant.sq8 import QuantState
+    from nnshell.quant.stats import TensorStats
 
 
 class TuningMixin:
@@ -12,9 +18,9 @@ class TuningMixin:
 
     graph: Any
     prefusion: Any
-    stats: Any
+    stats: dict[str, TensorStats] | None
     stats_files: list[str]
-    qstate: Any
+    qstate: QuantState | None
     calib_inputs: Any
     scheme: str | None
     settings: dict[str, Any]
@@ -72,7 +78,7 @@ class TuningMixin:
     def _formatted_qstate(self, graph: Any) -> Any:
         """The quantization once ``graph``'s input formatters are set: POW2 pins each
         formatted input at its formatter's Q (``nnshell.input.formatter_pow2``)."""
-        if getattr(self.qstate, "scheme", None) != "POW2":
+        if self.qstate is None or scheme_of(self.qstate) is not POW2:
             return self.qstate
         from nnshell.input.formatter_pow2 import requantize_with_formatters
 
@@ -85,7 +91,9 @@ class TuningMixin:
 
         return strip_conversions(self.require_graph())
 
-    def _aquant_tuned(self, stats: Any, seen: list[str], inputs: Any, outcome: Any) -> Any:
+    def _aquant_tuned(
+        self, stats: dict[str, TensorStats], seen: list[str], inputs: Any, outcome: Any
+    ) -> Any:
         """``aquant`` on a graph with qtune settings: real statistics replace fquant's, then
         the qtune rules decide each layer (float, SQ8, conversions). Changes only on success."""
         from nnshell.quant.tuning import retune

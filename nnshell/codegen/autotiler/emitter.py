@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nnshell.codegen.at_options import apply_gen_ctrl
 from nnshell.codegen.autotiler.common import (
@@ -24,11 +24,14 @@ from nnshell.codegen.csafe import (
 )
 from nnshell.ir import Graph, c_safe_name
 from nnshell.quant.fixed_point import QType
-from nnshell.quant.scheme import POW2, scheme_of
+from nnshell.quant.scheme import POW2_GENERATORS, scheme_of
 from nnshell.settings import (
     MEMORY_SETTINGS,
     SETTINGS,
 )
+
+if TYPE_CHECKING:
+    from nnshell.quant.sq8 import QuantState
 
 
 def _ctype_of(q: QType) -> str:
@@ -94,7 +97,7 @@ def graph_c_name(graph: Graph, settings: Mapping[str, Any]) -> str:
 
 class _Emitter:
     def __init__(
-        self, graph: Graph, qstate: Any, settings: Mapping[str, Any], tensor_dir: str
+        self, graph: Graph, qstate: QuantState, settings: Mapping[str, Any], tensor_dir: str
     ) -> None:
         self.graph = graph
         self.qstate = qstate
@@ -107,7 +110,7 @@ class _Emitter:
             name: _memory(settings, name, SETTINGS[name].default) for name in MEMORY_SETTINGS
         }
         self.formatters = formatters(graph)
-        self.pow2 = scheme_of(qstate) is POW2
+        self.pow2 = scheme_of(qstate).autotiler == POW2_GENERATORS
         planner = _Planner(graph, qstate)
         self.kernels = planner.plan()
         apply_gen_ctrl(self.graph, self.kernels)  # nodeoption's generator controls

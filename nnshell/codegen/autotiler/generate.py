@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nnshell.atomic import atomic_write_files, os_error_text
 from nnshell.codegen.autotiler.common import AutoTilerError
@@ -17,12 +17,15 @@ from nnshell.codegen.checks import check_8bit_multipliers, check_shapes
 from nnshell.codegen.csafe import plain_file_name
 from nnshell.errors import CodegenError, GraphStateError, ModelFileError
 from nnshell.ir import Graph
-from nnshell.quant.scheme import POW2, SQ8
+from nnshell.quant.scheme import SCHEMES
+
+if TYPE_CHECKING:
+    from nnshell.quant.sq8 import QuantState
 
 
 def generate_autotiler(
     graph: Graph,
-    qstate: Any,
+    qstate: QuantState | None,
     settings: Mapping[str, Any],
     model_dir: str | os.PathLike[str],
     model_file: str | None,
@@ -38,18 +41,18 @@ def generate_autotiler(
     """
     if qstate is None:
         raise GraphStateError("the graph is not quantized", "aquant <calibration images>")
-    scheme = getattr(qstate, "scheme", "SQ8")
-    if scheme == "FLOAT":  # docs/FLOAT16.md: the fp16 AutoTiler generators are not emitted
+    scheme = SCHEMES.get(qstate.scheme)
+    if scheme is None:
+        raise AutoTilerError(
+            f"gen --target autotiler writes SQ8 and POW2 models only, not {qstate.scheme} ones",
+            "fusions --scale8 and aquant -s SQ8, or fusions --pow2 and aquant -s POW2",
+        )
+    if scheme.autotiler is None:  # docs/FLOAT16.md: the fp16 AutoTiler generators are not emitted
         first = graph.nodes[0].name if graph.nodes else "?"
         raise AutoTilerError(
-            f"gen --target autotiler: {first} is a {qstate.options.float_type} float layer and "
-            "nnshell emits no AutoTiler float (fp16) generator yet",
+            f"gen --target autotiler: {first} is a {scheme.label(qstate)} float layer and "
+            f"{scheme.autotiler_refusal}",
             "gen --target c runs float layers (gen --verify checks them); or qtune * scaled",
-        )
-    if scheme not in (SQ8.name, POW2.name):
-        raise AutoTilerError(
-            f"gen --target autotiler writes SQ8 and POW2 models only, not {scheme} ones",
-            "fusions --scale8 and aquant -s SQ8, or fusions --pow2 and aquant -s POW2",
         )
     check_shapes(graph, qstate)
     check_8bit_multipliers(qstate)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nnshell.codegen.at_names import nntool_steps
 from nnshell.codegen.autotiler.common import (
@@ -22,19 +22,22 @@ from nnshell.codegen.csafe import (
 )
 from nnshell.errors import GraphStateError
 from nnshell.ir import Graph, Node
-from nnshell.quant.scheme import POW2, scheme_of
+from nnshell.quant.scheme import POW2_GENERATORS, scheme_of
+
+if TYPE_CHECKING:
+    from nnshell.quant.sq8 import QuantState
 
 
 class PlannerBase:
     """State one planning pass keeps: the graph, its quantization, used names, aliases."""
 
-    def __init__(self, graph: Graph, qstate: Any) -> None:
+    def __init__(self, graph: Graph, qstate: QuantState) -> None:
         self.graph = graph
         self.qstate = qstate
         self.used: set[str] = set()
         self.kernels: list[Kernel] = []
         self.alias: dict[str, str] = {}
-        self.pow2 = scheme_of(qstate) is POW2
+        self.pow2 = scheme_of(qstate).autotiler == POW2_GENERATORS
         self.steps = nntool_steps(graph)  # NNTool's numbering (nnshell.codegen.at_names)
 
     def unique(self, base: str, step: int) -> str:

@@ -15,11 +15,12 @@ def calibration_line(session: Any) -> str:
     """What the calibration saw: the images and the input options they were prepared with
     (a later run with other options gets a warning; see Session.input_drift)."""
     from nnshell.input.images import describe_inputs
+    from nnshell.quant.float_q import is_float_state
 
     fake = session.graph.meta.get("fquant") if session.graph is not None else None
     if fake:
         return f"statistics of random inputs (fquant, seed {fake.get('seed')}): no images"
-    if getattr(session.qstate, "scheme", None) == "FLOAT" and not session.stats_files:
+    if is_float_state(session.qstate) and not session.stats_files:
         return "float layers: no calibration needed"
     if session.calib_inputs is None:
         return "calibration input options: not recorded (a state saved by an older version)"
