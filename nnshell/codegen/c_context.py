@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
 from typing import Any, NoReturn
 
 import numpy as np
@@ -60,6 +62,37 @@ def _field(v: Any) -> str:
 
 def _fmt_row(values: Iterable[Any]) -> str:
     return ", ".join(_field(v) for v in values)
+
+
+_RUNTIME = Path(__file__).resolve().parent / "runtime"
+_TYPEDEF = re.compile(r"typedef struct \{(.*?)\} (nn_\w+_t);", re.S)
+_COMMENT = re.compile(r"/\*.*?\*/", re.S)
+
+
+@cache
+def struct_fields(ctype: str) -> tuple[str, ...]:
+    """The field names of a runtime struct, in order, read from the runtime headers (the one
+    definition of the layout): the generated initializers name every field."""
+    for header in sorted(_RUNTIME.glob("*.h")):
+        for body, name in _TYPEDEF.findall(_COMMENT.sub("", header.read_text())):
+            if name != ctype:
+                continue
+            fields: list[str] = []
+            for decl in body.split(";"):
+                parts = [q.strip() for q in decl.split(",") if q.strip()]
+                if parts:
+                    fields.append(re.split(r"[\s*]+", parts[0])[-1])
+                    fields += [q.lstrip("*").strip() for q in parts[1:]]
+            return tuple(fields)
+    raise KeyError(f"no struct {ctype} in the C runtime headers")
+
+
+def _fmt_struct(ctype: str, values: Sequence[Any]) -> str:
+    """``{.field = value, ...}``: a C99 designated initializer of every field of ``ctype``."""
+    names = struct_fields(ctype)
+    if len(names) != len(values):
+        raise ValueError(f"{ctype} has {len(names)} fields, {len(values)} values were given")
+    return ", ".join(f".{n} = {_field(v)}" for n, v in zip(names, values, strict=True))
 
 
 def _join(exprs: Iterable[str]) -> str:
@@ -212,13 +245,15 @@ class CContext:
     def struct(self, ctype: str, key: str, fields: Sequence[Any]) -> str:
         """Declare ``static const <ctype> s<step>_<key> = {...}``; returns ``&name``."""
         name = self._unique(key)
-        self.decls.structs.append(f"static const {ctype} {name} = {{{_fmt_row(fields)}}};")
+        self.decls.structs.append(
+            f"static const {ctype} {name} = {{{_fmt_struct(ctype, fields)}}};"
+        )
         return f"&{name}"
 
     def struct_array(self, ctype: str, key: str, rows: Sequence[Sequence[Any]]) -> str:
         """Declare ``static const <ctype> s<step>_<key>[] = {{...}, ...}``; returns the name."""
         name = self._unique(key)
-        body = ", ".join(f"{{{_fmt_row(r)}}}" for r in rows)
+        body = ", ".join(f"{{{_fmt_struct(ctype, r)}}}" for r in rows)
         self.decls.structs.append(f"static const {ctype} {name}[] = {{{body}}};")
         return name
 
@@ -326,8 +361,8 @@ class CContext:
         shift = self.const("in_shift", consts["in_shift"], "int8_t")
         ptrs = _join(self.ptr8(i) for i in ins)
         call = (
-            f"nn_matadd(ins, {len(ins)}, {int(consts['ref_input'])}, {mul}, {shift}, "
-            f"{int(consts['mul'])}, {int(consts['shift'])}, {self.ptr8(y)}, {self.size(y)});"
+            f"nn_matadd(ins, {len(ins)}, {self.ptr8(y)}, {int(consts['ref_input'])}, {mul}, "
+            f"{shift}, {int(consts['mul'])}, {int(consts['shift'])}, {self.size(y)});"
         )
         return f"{{\n    const int8_t *const ins[{len(ins)}] = {{{ptrs}}};\n    {call}\n}}"
 
@@ -363,5 +398,5 @@ class CContext:
         rs = self.struct_array("nn_rescale_t", "rescale", rows)
         ptrs = _join(self.ptr(i) for i in ins)
         outer = int(np.prod(shape[:axis]))
-        call = f"nn_concat(ins, {len(ins)}, {bl}, {rs}, {outer}, {self.esize(y)}, {self.ptr(y)});"
+        call = f"nn_concat(ins, {len(ins)}, {self.ptr(y)}, {bl}, {rs}, {outer}, {self.esize(y)});"
         return f"{{\n    const void *const ins[{len(ins)}] = {{{ptrs}}};\n    {call}\n}}"

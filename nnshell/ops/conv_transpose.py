@@ -320,7 +320,7 @@ class ConvTranspose(OpDef):
         x, y = node.inputs[0], node.outputs[0]
         kernel = c["weights"].shape[2:]
         conv = ctx.struct(
-            "nn_conv_transpose_t",
+            "nn_conv_t",
             "convt",
             [
                 *ctx.chw(ctx.shape(x)),

@@ -83,12 +83,12 @@ class FloatConvert(OpDef):
             q, t = nq.in_q[0], FLOAT_TYPES[nq.out_q.ftype]
             s = int(np.float32(float(q.scale)).view(np.int32))
             return (
-                f"nn_f_dequantize({n}, {ctx.esize(x)}, {int(q.zero_point)}, {s}, {t}, "
-                f"NN_A8({int(ctx.offsets[x])}), NN_A8({int(ctx.offsets[y])}));"
+                f"nn_f_dequantize(NN_A8({int(ctx.offsets[x])}), NN_A8({int(ctx.offsets[y])}), "
+                f"{n}, {ctx.esize(x)}, {int(q.zero_point)}, {s}, {t});"
             )
         q, t = nq.out_q, FLOAT_TYPES[nq.in_q[0].ftype]
         inv = int(np.float32(1.0 / float(q.scale)).view(np.int32))
         return (
-            f"nn_f_quantize({n}, {t}, {inv}, {int(q.zero_point)}, {int(q.qmin)}, {int(q.qmax)}, "
-            f"{ctx.esize(y)}, NN_A8({int(ctx.offsets[x])}), NN_A8({int(ctx.offsets[y])}));"
+            f"nn_f_quantize(NN_A8({int(ctx.offsets[x])}), NN_A8({int(ctx.offsets[y])}), {n}, {t}, "
+            f"{inv}, {int(q.zero_point)}, {int(q.qmin)}, {int(q.qmax)}, {ctx.esize(y)});"
         )

@@ -234,7 +234,7 @@ def p2_add_c(node: Node, nq: NodeQuant, ctx: Any) -> str:
     shifts = ctx.const("in_shift", nq.consts["in_shifts"], "int8_t")
     ptrs = ", ".join(ctx.ptr(i) for i in ins)
     shift = _pow2.out_shift(nq)
-    call = f"nn_p2_add(ins, {len(ins)}, {shifts}, {shift}, {ctx.ptr(y)}, {ctx.size(y)}, {es});"
+    call = f"nn_p2_add(ins, {len(ins)}, {ctx.ptr(y)}, {shifts}, {shift}, {ctx.size(y)}, {es});"
     return f"{{\n    const void *const ins[{len(ins)}] = {{{ptrs}}};\n    {call}\n}}"
 
 

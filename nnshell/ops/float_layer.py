@@ -133,36 +133,36 @@ def emit_float(node: Any, nq: Any, ctx: Any) -> str:
             )
         act = ctx.struct("nn_f_act_t", "fact", _act_fields(node, ctx, acts))
         wc, bc = _const(ctx, nq, "in1"), _const(ctx, nq, "in2")
-        return f"nn_f_conv({conv}, {pool}, {act}, {xin}, {wc}, {bc}, {yout});"
+        return f"nn_f_conv({xin}, {yout}, {conv}, {pool}, {act}, {wc}, {bc});"
     if pools:
         ctx.unsupported("a max pool after a linear layer")
     if head.op == "GlobalAveragePool" and not rest:
         c, hw = ctx.c_hw(ctx.shape(x))
-        return f"nn_f_avgpool_global({c}, {hw}, {t}, {xin}, {yout});"
+        return f"nn_f_avgpool_global({xin}, {yout}, {c}, {hw}, {t});"
     if head.op == "Softmax" and not rest:
         rows = get_op(head.op).float_rows(head, ctx.shape(x))  # type: ignore[attr-defined]
         if rows is None:
             ctx.unsupported("a float softmax along an axis other than the last")
-        return f"nn_f_softmax({rows[0]}, {rows[1]}, {t}, {xin}, {yout});"
+        return f"nn_f_softmax({xin}, {yout}, {rows[0]}, {rows[1]}, {t});"
     if head.op in _COPIES and not rest and ctx.size(x) == ctx.size(y):
-        return f"nn_f_copy({ctx.size(y)}, {t}, {xin}, {yout});"
+        return f"nn_f_copy({xin}, {yout}, {ctx.size(y)}, {t});"
     alone = head.op in ("Relu", "Clip") and not rest  # an activation layer of its own
     act = ctx.struct("nn_f_act_t", "fact", _act_fields(node, ctx, [head] if alone else acts))
     if alone:
-        return f"nn_f_act({ctx.size(y)}, {t}, {act}, {xin}, {yout});"
+        return f"nn_f_act({xin}, {yout}, {ctx.size(y)}, {t}, {act});"
     if head.op == "Linear":
         w = ctx.graph.tensors[node.inputs[1]].const
         wc, bc = _const(ctx, nq, "in1"), _const(ctx, nq, "in2")
         nout, nin = int(w.shape[0]), int(w.shape[1])
-        return f"nn_f_linear({nin}, {nout}, {t}, {act}, {xin}, {wc}, {bc}, {yout});"
+        return f"nn_f_linear({xin}, {yout}, {nin}, {nout}, {t}, {wc}, {bc}, {act});"
     if head.op == "MaxPool":
         pool = ctx.struct("nn_f_pool_t", "fpool", _pool_fields(head, ctx.shape(x), ctx))
-        return f"nn_f_maxpool({pool}, {t}, {act}, {xin}, {yout});"
+        return f"nn_f_maxpool({xin}, {yout}, {pool}, {t}, {act});"
     if head.op == "Add" and len(ctx.act_inputs()) == 2:
         a, b = ctx.act_inputs()
         if ctx.size(a) != ctx.size(y) or ctx.size(b) != ctx.size(y):
             ctx.unsupported("a broadcasting Add in a float layer")
-        return f"nn_f_add({ctx.size(y)}, {t}, {act}, {_aptr(ctx, a)}, {_aptr(ctx, b)}, {yout});"
+        return f"nn_f_add({_aptr(ctx, a)}, {_aptr(ctx, b)}, {yout}, {ctx.size(y)}, {t}, {act});"
     ctx.unsupported(f"the float C runtime has no {head.op} kernel")
 
 

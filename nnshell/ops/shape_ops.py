@@ -302,7 +302,7 @@ class Concat(_Shape):  # not a passthrough: its inputs are unified by the quanti
         shifts = ctx.const("shift", nq.consts["in_shifts"], "int8_t")
         ptrs = ", ".join(ctx.ptr(i) for i in ins)
         outer = int(np.prod(shape[:axis]))
-        call = f"nn_p2_concat(ins, {len(ins)}, {blocks}, {shifts}, {outer}, {es}, {ctx.ptr(y)});"
+        call = f"nn_p2_concat(ins, {len(ins)}, {ctx.ptr(y)}, {blocks}, {shifts}, {outer}, {es});"
         return f"{{\n    const void *const ins[{len(ins)}] = {{{ptrs}}};\n    {call}\n}}"
 
 

@@ -148,8 +148,8 @@ static float conv_at(const nn_f_conv_t *p, const void *in, const void *w, const 
     return acc;
 }
 
-void nn_f_conv(const nn_f_conv_t *p, const nn_f_pool_t *pool, const nn_f_act_t *act,
-               const void *in, const void *w, const void *b, void *out)
+void nn_f_conv(const void *in, void *out, const nn_f_conv_t *p, const nn_f_pool_t *pool,
+               const nn_f_act_t *act, const void *w, const void *b)
 {
     int co, y, x;
     int oh = pool != NULL ? pool->oh : p->oh, ow = pool != NULL ? pool->ow : p->ow;
@@ -184,8 +184,8 @@ void nn_f_conv(const nn_f_conv_t *p, const nn_f_pool_t *pool, const nn_f_act_t *
     }
 }
 
-void nn_f_linear(int nin, int nout, int t, const nn_f_act_t *act, const void *in,
-                 const void *w, const void *b, void *out)
+void nn_f_linear(const void *in, void *out, int nin, int nout, int t, const void *w, const void *b,
+                 const nn_f_act_t *act)
 {
     int o, k;
     for (o = 0; o < nout; o++) {
@@ -197,8 +197,7 @@ void nn_f_linear(int nin, int nout, int t, const nn_f_act_t *act, const void *in
     }
 }
 
-void nn_f_maxpool(const nn_f_pool_t *pool, int t, const nn_f_act_t *act, const void *in,
-                  void *out)
+void nn_f_maxpool(const void *in, void *out, const nn_f_pool_t *pool, int t, const nn_f_act_t *act)
 {
     int c, y, x, py, px;
     for (c = 0; c < pool->c; c++) {
@@ -227,7 +226,7 @@ void nn_f_maxpool(const nn_f_pool_t *pool, int t, const nn_f_act_t *act, const v
     }
 }
 
-void nn_f_act(int n, int t, const nn_f_act_t *act, const void *in, void *out)
+void nn_f_act(const void *in, void *out, int n, int t, const nn_f_act_t *act)
 {
     int i;
     for (i = 0; i < n; i++) {
@@ -235,7 +234,7 @@ void nn_f_act(int n, int t, const nn_f_act_t *act, const void *in, void *out)
     }
 }
 
-void nn_f_add(int n, int t, const nn_f_act_t *act, const void *a, const void *b, void *out)
+void nn_f_add(const void *a, const void *b, void *out, int n, int t, const nn_f_act_t *act)
 {
     int i;
     for (i = 0; i < n; i++) {
@@ -243,7 +242,7 @@ void nn_f_add(int n, int t, const nn_f_act_t *act, const void *a, const void *b,
     }
 }
 
-void nn_f_avgpool_global(int c, int hw, int t, const void *in, void *out)
+void nn_f_avgpool_global(const void *in, void *out, int c, int hw, int t)
 {
     int k, i;
     for (k = 0; k < c; k++) {
@@ -284,7 +283,7 @@ float nn_f_exp(float v)
     return v < -87.0f ? 0.0f : p * scale;
 }
 
-void nn_f_softmax(int rows, int n, int t, const void *in, void *out)
+void nn_f_softmax(const void *in, void *out, int rows, int n, int t)
 {
     int row, j;
     for (row = 0; row < rows; row++) {
@@ -303,13 +302,13 @@ void nn_f_softmax(int rows, int n, int t, const void *in, void *out)
     }
 }
 
-void nn_f_copy(int n, int t, const void *in, void *out)
+void nn_f_copy(const void *in, void *out, int n, int t)
 {
     memmove(out, in, (size_t)n * (t == NN_F32 ? 4u : 2u));
 }
 
-void nn_f_dequantize(int n, int esize, int zero_point, int32_t scale_bits, int t, const void *in,
-                     void *out)
+void nn_f_dequantize(const void *in, void *out, int n, int esize, int zero_point,
+                     int32_t scale_bits, int t)
 {
     float s = bits_f32(scale_bits);
     int i;
@@ -319,8 +318,8 @@ void nn_f_dequantize(int n, int esize, int zero_point, int32_t scale_bits, int t
     }
 }
 
-void nn_f_quantize(int n, int t, int32_t inv_scale_bits, int zero_point, int qmin, int qmax,
-                   int esize, const void *in, void *out)
+void nn_f_quantize(const void *in, void *out, int n, int t, int32_t inv_scale_bits, int zero_point,
+                   int qmin, int qmax, int esize)
 {
     float inv = bits_f32(inv_scale_bits);
     float lo = (float)(qmin - zero_point), hi = (float)(qmax - zero_point + 1);

@@ -518,8 +518,8 @@ void nn_affine(const int8_t *in, int8_t *out, int c, int inner, const int8_t *we
     }
 }
 
-void nn_matadd(const int8_t *const *ins, int nin, int ref, const uint8_t *mul,
-               const int8_t *shift, int out_mul, int out_shift, int8_t *out, size_t n)
+void nn_matadd(const int8_t *const *ins, int nin, int8_t *out, int ref, const uint8_t *mul,
+               const int8_t *shift, int out_mul, int out_shift, size_t n)
 {
     size_t k;
     int i;
@@ -559,8 +559,8 @@ void nn_softmax(const int8_t *in, int16_t *out, int outer, int len, int inner,
     }
 }
 
-void nn_concat(const void *const *ins, int nin, const int32_t *block, const nn_rescale_t *rs,
-               int outer, size_t esize, void *out)
+void nn_concat(const void *const *ins, int nin, void *out, const int32_t *block,
+               const nn_rescale_t *rs, int outer, size_t esize)
 {
     unsigned char *dst = (unsigned char *)out;
     int o, i;
@@ -689,7 +689,7 @@ void nn_tile(const void *in, void *out, const int32_t *shape, const int32_t *rep
     }
 }
 
-void nn_conv_transpose(const int8_t *in, int8_t *out, const nn_conv_transpose_t *ct)
+void nn_conv_transpose(const int8_t *in, int8_t *out, const nn_conv_t *ct)
 {
     const int cg = ct->in_c / ct->group;
     const int mg = ct->out_c / ct->group;

@@ -9,6 +9,17 @@
  *                 (M: 8 bits in SQ8, up to 30 bits for a TFLite file opened with -q)
  *
  * Tensors are CHW contiguous (batch 1). This file is copied verbatim by `gen --target c`.
+ *
+ * Naming and argument order, the same in nn_kernels.h (SQ8), nn_pow2.h (POW2) and nn_float.h
+ * (float layers):
+ *   - a kernel is nn_<op> for SQ8, nn_p2_<op> for POW2, nn_f_<op> for a float layer;
+ *   - the struct a kernel takes is the kernel's name with _t (nn_conv / nn_conv_t,
+ *     nn_p2_conv / nn_p2_conv_t, nn_f_conv / nn_f_conv_t; a transposed convolution takes
+ *     its convolution's struct: nn_conv_transpose an nn_conv_t, nn_p2_conv_transpose an
+ *     nn_p2_conv_t); a struct shared by several kernels is named after what it holds (nn_pool_t,
+ *     nn_act_t, nn_rescale_t);
+ *   - arguments: the input(s) first (a list of inputs as ins, nin), then the output, then the
+ *     geometry (a struct or the sizes), then constants and the remaining parameters.
  */
 #ifndef NN_KERNELS_H
 #define NN_KERNELS_H
@@ -62,19 +73,10 @@ typedef struct {
     const int8_t *shift;
 } nn_conv_t;
 
-/* A (grouped) transposed convolution: out[co, o] sums w[co, c, k] * in[g * cg + c, i] over the
- * taps with i * s + k * d == o + p (p: the crop begin, pt / pl), then requantizes like nn_conv.
- * Weights are out_c, in_c/group, kh, kw (output channel first, as nn_conv). */
-typedef struct {
-    int in_c, in_h, in_w;
-    int out_c, out_h, out_w;
-    int kh, kw, sh, sw, dh, dw, pt, pl;
-    int group;
-    const int8_t *weights;
-    const int32_t *bias;
-    const int32_t *mul;
-    const int8_t *shift;
-} nn_conv_transpose_t;
+/* A (grouped) transposed convolution takes an nn_conv_t too: out[co, o] sums
+ * w[co, c, k] * in[g * cg + c, i] over the taps with i * s + k * d == o + p (p: the crop begin,
+ * pt / pl), then requantizes like nn_conv. Weights are out_c, in_c/group, kh, kw (output
+ * channel first, as nn_conv). */
 
 /* Requantization of one Concat input (on == 0: copied unchanged). */
 typedef struct {
@@ -105,15 +107,15 @@ void nn_table(const int8_t *in, int8_t *out, size_t n, const int8_t *table);
 void nn_affine(const int8_t *in, int8_t *out, int c, int inner, const int8_t *weights,
                const int32_t *bias, const int32_t *mul, const int8_t *shift);
 /* MatAdd: acc = x_ref + sum_{i != ref} rnorm(x_i * M_i, N_i); out = clip8(rnorm(acc * Mo, No)). */
-void nn_matadd(const int8_t *const *ins, int nin, int ref, const uint8_t *mul,
-               const int8_t *shift, int out_mul, int out_shift, int8_t *out, size_t n);
+void nn_matadd(const int8_t *const *ins, int nin, int8_t *out, int ref, const uint8_t *mul,
+               const int8_t *shift, int out_mul, int out_shift, size_t n);
 /* Q15 softmax along an axis of length len (outer x len x inner values), exp table E[0..255]. */
 void nn_softmax(const int8_t *in, int16_t *out, int outer, int len, int inner,
                 const int32_t *table);
 /* Concatenation: for each of `outer` rows, input i contributes block[i] elements of esize
  * bytes, rescaled when rs[i].on (int8 only). */
-void nn_concat(const void *const *ins, int nin, const int32_t *block, const nn_rescale_t *rs,
-               int outer, size_t esize, void *out);
+void nn_concat(const void *const *ins, int nin, void *out, const int32_t *block,
+               const nn_rescale_t *rs, int outer, size_t esize);
 /* Axis permutation of a tensor padded to 5-D (shape of the input, out axis a = in axis perm[a]). */
 void nn_transpose(const void *in, void *out, const int32_t *shape, const int32_t *perm,
                   size_t esize);
@@ -126,7 +128,7 @@ void nn_tile(const void *in, void *out, const int32_t *shape, const int32_t *rep
 void nn_pad(const void *in, void *out, const int32_t *in_shape, const int32_t *out_shape,
             const int32_t *maps, int value, size_t esize);
 /* Transposed convolution (no fused pool or activation). */
-void nn_conv_transpose(const int8_t *in, int8_t *out, const nn_conv_transpose_t *ct);
+void nn_conv_transpose(const int8_t *in, int8_t *out, const nn_conv_t *ct);
 /* First and one-past-last kernel tap k with 0 <= base + k * d < size (the taps of a window
  * that fall inside a map of `size`; shared by the SQ8 and POW2 convolutions). */
 void nn_tap_range(int base, int d, int k, int size, int *lo, int *hi);

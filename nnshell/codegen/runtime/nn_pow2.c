@@ -338,7 +338,7 @@ void nn_p2_global_avg(const void *in, void *out, int c, int hw, int esize, int o
     }
 }
 
-void nn_p2_add(const void *const *ins, int nin, const int8_t *in_shift, int out_shift, void *out,
+void nn_p2_add(const void *const *ins, int nin, void *out, const int8_t *in_shift, int out_shift,
                size_t n, int esize)
 {
     size_t k;
@@ -442,8 +442,8 @@ void nn_p2_softmax(const void *in, int16_t *out, int outer, int len, int inner, 
     }
 }
 
-void nn_p2_concat(const void *const *ins, int nin, const int32_t *block, const int8_t *shift,
-                  int outer, int esize, void *out)
+void nn_p2_concat(const void *const *ins, int nin, void *out, const int32_t *block,
+                  const int8_t *shift, int outer, int esize)
 {
     size_t at = 0;
     int o, i, k;

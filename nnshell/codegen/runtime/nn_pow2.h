@@ -14,6 +14,8 @@
  * with int64 accumulators. Tensors are CHW contiguous (batch 1). The pool descriptor, the step
  * callback and the data movers (copy, transpose) come from nn_kernels.h. This file is copied
  * verbatim by `gen --target c` for POW2 graphs.
+ *
+ * Names and argument order follow the rule written at the top of nn_kernels.h.
  */
 #ifndef NN_POW2_H
 #define NN_POW2_H
@@ -84,7 +86,7 @@ void nn_p2_global_max(const void *in, void *out, int c, int hw, int esize, int o
 /* Global average: t = trunc((sum << 7) / hw), clip(shift_round(t, out_shift)). */
 void nn_p2_global_avg(const void *in, void *out, int c, int hw, int esize, int out_shift);
 /* Add: clip(shift_round(sum_i x_i * 2^in_shift[i], out_shift)) over n values. */
-void nn_p2_add(const void *const *ins, int nin, const int8_t *in_shift, int out_shift, void *out,
+void nn_p2_add(const void *const *ins, int nin, void *out, const int8_t *in_shift, int out_shift,
                size_t n, int esize);
 /* The activations in order (each saturated before the next), then
  * clip(shift_round(v, out_shift)); in may equal out. */
@@ -102,8 +104,8 @@ void nn_p2_softmax(const void *in, int16_t *out, int outer, int len, int inner, 
                    int q_in);
 /* Concatenation: for each of `outer` rows, input i contributes block[i] codes, each
  * clip(shift_round(x, shift[i])). */
-void nn_p2_concat(const void *const *ins, int nin, const int32_t *block, const int8_t *shift,
-                  int outer, int esize, void *out);
+void nn_p2_concat(const void *const *ins, int nin, void *out, const int32_t *block,
+                  const int8_t *shift, int outer, int esize);
 /* round(2^15 * e^(-d * 2^-q)) for d >= 0 with integers only (Q30 table of 2^(-i/256),
  * linear interpolation): the exp of the sigmoid, tanh and softmax kernels. */
 int64_t nn_p2_exp_neg_q15(int64_t d, int q);
