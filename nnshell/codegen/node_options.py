@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from nnshell.errors import UsageError
+from nnshell.settings import AT_MEMORIES
 
 if TYPE_CHECKING:
     from nnshell.ir import Graph
@@ -37,17 +38,7 @@ META_KEY = "node_options"
 
 #: AutoTiler memory areas an output may live in (NNTool's completion list plus L1/L2).
 MEM_LOCATIONS = (
-    "AT_MEM_L1",
-    "AT_MEM_L2",
-    "AT_MEM_L3_HRAM",
-    "AT_MEM_L3_QSPIRAM",
-    "AT_MEM_L3_OSPIRAM",
-    "AT_MEM_L3_DEFAULTRAM",
-    "AT_MEM_L3_HFLASH",
-    "AT_MEM_L3_QSPIFLASH",
-    "AT_MEM_L3_OSPIFLASH",
-    "AT_MEM_L3_MRAMFLASH",
-    "AT_MEM_L3_DEFAULTFLASH",
+    *(m for m in AT_MEMORIES if m not in ("AT_MEM_UNDEF", "AT_MEM_L3_EMRAMFLASH")),
     "AT_MEM_UNDEF",
 )
 

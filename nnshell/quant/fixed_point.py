@@ -500,9 +500,16 @@ def wide_multiplier(m: float, bits: int, layer: str = "?") -> tuple[int, int]:
         mm, n = mm >> 1, n - 1
     while mm % 2 == 0 and n > 0:
         mm, n = mm >> 1, n - 1
-    if n < 0:
+    _check_shift(m, n, n < 0, "", layer)
+    return mm, n
+
+
+def _check_shift(m: float, n: int, too_large: bool, why: str, layer: str) -> None:
+    """The two ways a scale ``m ≈ M·2^-N`` cannot be requantized: ``M`` overflows (``too_large``,
+    ``why`` says the width) or the shift ``n`` exceeds :data:`MAX_SHIFT`."""
+    if too_large:
         raise QuantizationError(
-            f"layer '{layer}': requantization scale {m:.6g} is too large for the multiplier",
+            f"layer '{layer}': requantization scale {m:.6g} is too large for the multiplier{why}",
             hint="its output range is far too small for its inputs; check the calibration",
         )
     if n > MAX_SHIFT:
@@ -510,7 +517,6 @@ def wide_multiplier(m: float, bits: int, layer: str = "?") -> tuple[int, int]:
             f"layer '{layer}': requantization scale {m:.6g} is too small (shift {n})",
             hint="its output range is far too large for its inputs; check the calibration",
         )
-    return mm, n
 
 
 def multiplier(m: float, k: int, layer: str = "?") -> tuple[int, int]:
@@ -535,17 +541,7 @@ def multiplier(m: float, k: int, layer: str = "?") -> tuple[int, int]:
             b -= 1
             continue
         break
-    if n < 0 or mm > 255:
-        raise QuantizationError(
-            f"layer '{layer}': requantization scale {m:.6g} is too large for the multiplier "
-            f"({multiplier_headroom(k)[1]} bits for K = {k})",
-            hint="its output range is far too small for its inputs; check the calibration",
-        )
-    if n > MAX_SHIFT:
-        raise QuantizationError(
-            f"layer '{layer}': requantization scale {m:.6g} is too small (shift {n})",
-            hint="its output range is far too large for its inputs; check the calibration",
-        )
+    _check_shift(m, n, n < 0 or mm > 255, f" ({multiplier_headroom(k)[1]} bits for K = {k})", layer)
     return mm, n
 
 

@@ -104,23 +104,14 @@ def refusals(
 
     bad: list[str] = []
     if scheme == "SQ8":
-        from nnshell.quant.qrecord import QuantContext
-        from nnshell.quant.sq8 import assign_qtypes, per_tensor_weights
+        from nnshell.quant.sq8 import assign_qtypes, node_context
 
         try:
             qt, _ = assign_qtypes(graph, stats, opts, fixed)
         except NnshellError as e:
             return [] if is_data_dependent(e) else [f"graph: {e.message}"]
         for node in graph.nodes:
-            in_q = [qt.get(i) if i and not graph.tensors[i].is_const else None for i in node.inputs]
-            ctx = QuantContext(
-                graph,
-                node,
-                in_q,
-                qt[node.outputs[0]],
-                per_tensor_weights(node, opts),
-                mult_bits=opts.mult_bits,
-            )
+            ctx = node_context(graph, node, qt, opts)
             _check(node, bad, lambda ctx=ctx: get_op(ctx.node.op).quantize_sq8(ctx))
         return bad
     from nnshell.quant import pow2

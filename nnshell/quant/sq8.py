@@ -20,6 +20,7 @@ An op without a hook is an error naming the node: nnshell never falls back to fl
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from nnshell.errors import QuantizationError
@@ -201,6 +202,22 @@ def assign_qtypes(
     return qt, ranges
 
 
+def node_context(
+    graph: Graph, node: Node, qt: Mapping[str, QType], opts: QuantOptions
+) -> QuantContext:
+    """What an op's SQ8 quantizer is given for ``node``: its activation input qtypes (None for
+    constants), its output qtype and the weight granularity the options ask for."""
+    in_q = [qt.get(i) if i and not graph.tensors[i].is_const else None for i in node.inputs]
+    return QuantContext(
+        graph,
+        node,
+        in_q,
+        qt[node.outputs[0]],
+        per_tensor_weights(node, opts),
+        mult_bits=opts.mult_bits,
+    )
+
+
 def quantize_graph(
     graph: Graph,
     stats: dict[str, TensorStats],
@@ -214,16 +231,7 @@ def quantize_graph(
     qt, ranges = assign_qtypes(graph, stats, opts, fixed)
     nodes: dict[str, NodeQuant] = {}
     for node in graph.nodes:
-        in_q = [qt.get(i) if i and not graph.tensors[i].is_const else None for i in node.inputs]
-        ctx = QuantContext(
-            graph,
-            node,
-            in_q,
-            qt[node.outputs[0]],
-            per_tensor_weights(node, opts),
-            mult_bits=opts.mult_bits,
-        )
-        nodes[node.name] = get_op(node.op).quantize_sq8(ctx)
+        nodes[node.name] = get_op(node.op).quantize_sq8(node_context(graph, node, qt, opts))
     return QuantState("SQ8", opts, qt, nodes, ranges)
 
 
