@@ -11,6 +11,7 @@ from nnshell.ir import Graph
 from nnshell.passes import (  # noqa: F401 - registration
     const_last,
     div_to_mul,
+    expression,
     fold_batchnorm,
     fold_const_bias,
     fold_pad,
