@@ -400,8 +400,13 @@ class Session(TuningMixin):
         Every layer is checked before any image is read (:mod:`nnshell.quant.preflight`): one
         line lists all the layers the scheme refuses and why. The hint names the other scheme
         only when that scheme would quantize every layer (no sending the user in a circle)."""
+        from nnshell.ops.expression import has_expressions
+
         label = "SQ8" if scheme == "scale8" else "POW2"
         graph = self._without_conversions()
+        if self.scheme is None and scheme == "scale8" and has_expressions(graph):
+            self.fusions("scale8")  # NNTool: `fusions -a expression_matcher` then aquant
+            graph = self._without_conversions()
         if self.scheme != scheme:
             raise GraphStateError(
                 f"aquant -s {label} needs the {label} fusions first"
@@ -472,7 +477,6 @@ class Session(TuningMixin):
         ``scheme`` "POW2" (after ``fusions --pow2``) quantizes to ``bits``-wide Qm.n (POW2.md);
         ``symmetric`` / ``per_tensor`` do not apply to it (always both).
         """
-        from nnshell.images import expand_files, iter_batches
         from nnshell.quant.pow2 import POW2_BITS, Pow2Options, quantize_graph_pow2
         from nnshell.quant.ranges import parse_mode
         from nnshell.quant.sq8 import QuantOptions, quantize_graph
@@ -495,19 +499,9 @@ class Session(TuningMixin):
             )
             graph = self._require_scheme_graph("scale8", qopts)
         if files:
-            paths = expand_files(files)
             opts = opts if opts is not None else self.input_options()
-            expected = graph.tensors[graph.inputs[0]].dims
-            import itertools
-
-            batches = iter_batches(
-                paths, opts, expected, int(self.settings["batch_size"]), cache=self._images()
-            )
-            first = next(batches)
-            fast = self.fast_runner(graph, first[1][:2], all_tensors=True)
-            stats, seen = collect_stats(
-                graph, itertools.chain([first], batches), len(paths), progress, fast
-            )
+            total, batches, fast = self._analysis_pass(files, opts, graph)
+            stats, seen = collect_stats(graph, batches, total, progress, fast)
             reused = False
             calib_inputs = opts
         elif self.stats is not None:
@@ -677,22 +671,23 @@ class Session(TuningMixin):
             store = self.__dict__["_tensor_store"] = {}
         return store  # type: ignore[no-any-return]
 
-    def _analysis_pass(self, files: list[str], opts: Any) -> tuple[list[str], Any, Any]:
-        """(paths, batch iterator, validated all-tensor runner or None) for one image pass."""
+    def _analysis_pass(self, files: list[str], opts: Any, graph: Any = None) -> tuple[int, Any, Any]:
+        """(sample count, batch iterator, validated all-tensor runner or None) for one pass
+        over ``files`` (several inputs: nnshell/multi_input.py; their runs use numpy)."""
         import itertools
 
-        from nnshell.images import expand_files, iter_batches
+        from nnshell.multi_input import input_batches
+        from nnshell.ops.expression import has_expressions
 
-        graph = self.require_graph()
-        paths = expand_files(files)
+        graph = graph if graph is not None else self.require_graph()
         opts = opts if opts is not None else self.input_options()
-        expected = graph.tensors[graph.inputs[0]].dims
-        batches = iter_batches(
-            paths, opts, expected, int(self.settings["batch_size"]), cache=self._images()
-        )
+        bs = int(self.settings["batch_size"])
+        total, batches = input_batches(graph, files, opts, bs, cache=self._images())
         first = next(batches)
-        fast = self.fast_runner(graph, first[1][:2], all_tensors=True)
-        return paths, itertools.chain([first], batches), fast
+        fast = None
+        if len(graph.inputs) == 1 and not has_expressions(graph):
+            fast = self.fast_runner(graph, first[1][:2], all_tensors=True)
+        return total, itertools.chain([first], batches), fast
 
     def qerror(
         self, files: list[str], opts: Any = None, isolated: bool = False, progress: Any = None
@@ -704,8 +699,8 @@ class Session(TuningMixin):
         qstate = self.require_quantized()
         if not files:
             raise UsageError("qerror needs image files", "qerror sample_images/test")
-        paths, batches, fast = self._analysis_pass(files, opts)
-        return qerror(graph, qstate, batches, len(paths), isolated, progress, fast)
+        total, batches, fast = self._analysis_pass(files, opts)
+        return qerror(graph, qstate, batches, total, isolated, progress, fast)
 
     def qexplain(self, selector: str | None) -> list[Any]:
         """The integer formula of each selected layer with its numbers (analysis.qexplain)."""
@@ -734,11 +729,11 @@ class Session(TuningMixin):
         if mode is None:
             mode = str(self.qstate.options.mode) if self.qstate is not None else "minmax"
         if files:
-            paths, batches, fast = self._analysis_pass(files, opts)
+            total, batches, fast = self._analysis_pass(files, opts)
             return astats(
                 graph,
                 batches,
-                len(paths),
+                total,
                 mode,
                 convergence=convergence,
                 progress=progress,
@@ -777,8 +772,7 @@ class Session(TuningMixin):
         bs = int(self.settings["batch_size"])
         stats, sample, batches, total, fast = None, None, None, 0, None
         if files:
-            paths, batches, fast = self._analysis_pass(files, opts)
-            total = len(paths)
+            total, batches, fast = self._analysis_pass(files, opts)
         elif self.stats is not None and self.stats_files:
             stats, total, sample, used = self.stats, len(self.stats_files), [], 0
             for names, batch in iter_batches(

@@ -205,12 +205,14 @@ def _activation_names(graph: Graph) -> list[str]:
 
 def float_outputs(graph: Graph, batch: np.ndarray, fast: Any = None) -> dict[str, np.ndarray]:
     """Every activation of the float graph on a batch (the graph input included)."""
-    feeds = {graph.inputs[0]: batch}
+    from nnshell.multi_input import feeds_of
+
+    feeds = feeds_of(graph, batch)
     if fast is not None:
         values = dict(fast.run(feeds))
     else:
         values = run_float(graph, feeds, keep=_activation_names(graph))
-    values[graph.inputs[0]] = batch
+    values.update(feeds)
     return values
 
 
@@ -257,12 +259,14 @@ def qerror(
     in_acc = {t: _TensorAcc() for t in consumed}
     seen = 0
     keep = _activation_names(graph)
+    from nnshell.multi_input import feeds_of
+
     for files, batch in batches:
         fvals = float_outputs(graph, batch, fast)
         if isolated:
             ivals = isolated_outputs(graph, qstate, fvals)
         else:
-            ivals = run_int(graph, qstate, {graph.inputs[0]: batch}, keep=keep)
+            ivals = run_int(graph, qstate, feeds_of(graph, batch), keep=keep)
         for t in consumed:
             qt = qstate.tensors[t]
             if isolated or t in graph.inputs:
