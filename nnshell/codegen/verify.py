@@ -190,7 +190,8 @@ def _verify_model(
     """Write, build and run ``model`` on ``xs``; compare every step with the executor."""
     from nnshell.exec.int_exec import quantize_inputs, run_int
 
-    _check_data_size(model, len(xs))
+    n = len(next(iter(xs.values()))) if isinstance(xs, dict) else len(xs)
+    _check_data_size(model, n)
     files = write_model(model, build)
     say = phase or (lambda text: None)  # compiling and running take seconds: say which
     say("compiling")
@@ -198,7 +199,18 @@ def _verify_model(
     inp = graph.inputs[0]
     inputs = build / "inputs.bin"
     try:
-        if model.formatted:
+        if isinstance(xs, dict):  # several inputs: each sample's inputs back to back
+            feed = quantize_inputs(graph, qstate, xs)
+            qs = [
+                np.ascontiguousarray(feed[k]).astype(np.dtype(qstate.tensors[k].dtype))
+                for k in graph.inputs
+            ]
+            feed = dict(zip(graph.inputs, qs, strict=True))
+            q = qs[0]
+            np.concatenate([a.reshape(len(a), -1).view(np.uint8) for a in qs], axis=1).tofile(
+                inputs
+            )
+        elif model.formatted:
             feed = _raw_feed(graph, inp, xs)
             q = quantize_inputs(graph, qstate, {inp: feed})[inp]
             _raw_bytes(graph, inp, feed).tofile(inputs)
@@ -216,8 +228,9 @@ def _verify_model(
     say("comparing every layer")
     keep = [s.output for s in model.steps]
     t0 = time.perf_counter()
-    values = run_int(graph, qstate, {inp: feed}, keep=keep)
-    values[inp] = q
+    feeds = feed if isinstance(feed, dict) else {inp: feed}
+    values = run_int(graph, qstate, feeds, keep=keep)
+    values.update(feeds if isinstance(feed, dict) else {inp: q})
     py_us = (time.perf_counter() - t0) * 1e6 / len(q)
     mismatch = compare_steps(model, values, build / "steps", len(q))
     return VerifyResult(
@@ -279,9 +292,9 @@ def verify(
     """Load ``images`` with ``opts`` and :func:`verify_arrays` them (``phase(text)`` hears
     of each step: loading, compiling, running, comparing)."""
     from nnshell.images import iter_batches
+    from nnshell.ops.expression import expanded
 
-    if len(graph.inputs) != 1:
-        raise CodegenError("gen --verify feeds images: the graph must have exactly one input")
+    graph, qstate = expanded(graph, qstate)
     if not images:
         raise CodegenError("gen --verify needs at least one image")
     # render (and check) first: a corrupt graph or a huge input is refused before any image
@@ -291,7 +304,13 @@ def verify(
     if phase is not None:
         phase(f"loading {len(images)} image(s)")
     expected = graph.tensors[graph.inputs[0]].dims
-    if getattr(opts, "formatter", None) is not None:  # the C reads the raw pixels
+    if len(graph.inputs) > 1:  # one file per input and sample (nnshell/multi_input.py)
+        from nnshell.multi_input import input_batches
+
+        _, batches = input_batches(graph, [str(p) for p in images], opts, 256)
+        parts = [b for _, b in batches]
+        xs = {k: np.concatenate([b[k] for b in parts]) for k in graph.inputs}  # type: ignore[assignment]
+    elif getattr(opts, "formatter", None) is not None:  # the C reads the raw pixels
         shape = tuple(int(d) for d in expected)
         xs = np.stack([_load_raw(str(p), opts, shape) for p in images])
     else:

@@ -233,3 +233,10 @@ def collapse_quant(graph: Graph, qstate: Any) -> Any:
         info = {"parts": recs, "inner": inner}
         order[node.name] = NodeQuant(in_q, tensors[node.outputs[0]], consts, info)
     return replace(qstate, nodes=order, tensors=tensors, ranges=ranges)
+
+
+def expanded(graph: Graph, qstate: Any) -> tuple[Graph, Any]:
+    """The expanded graph and quantization together (C generation and its verification)."""
+    if not has_expressions(graph):
+        return graph, qstate
+    return expand_graph(graph), expand_quant(graph, qstate)
