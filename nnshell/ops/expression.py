@@ -97,6 +97,7 @@ class Expression(OpDef):
 
     name = "Expression"
     kind = "elementwise"
+    Attrs = ExprAttrs
 
     def label(self, node: Node) -> str:
         counts: dict[str, int] = {}
