@@ -77,7 +77,10 @@ def input_batches(
 
     def gen() -> Iterator[tuple[list[str], Batch]]:
         for parts in zip(*its, strict=True):
-            names = ["+".join(os.path.basename(p) for p in group) for group in zip(*(n for n, _ in parts), strict=True)]
+            names = [
+                "+".join(os.path.basename(p) for p in group)
+                for group in zip(*(n for n, _ in parts), strict=True)
+            ]
             yield names, {name: b for name, (_, b) in zip(graph.inputs, parts, strict=True)}
 
     return len(lists[0]), gen()

@@ -671,7 +671,9 @@ class Session(TuningMixin):
             store = self.__dict__["_tensor_store"] = {}
         return store  # type: ignore[no-any-return]
 
-    def _analysis_pass(self, files: list[str], opts: Any, graph: Any = None) -> tuple[int, Any, Any]:
+    def _analysis_pass(
+        self, files: list[str], opts: Any, graph: Any = None
+    ) -> tuple[int, Any, Any]:
         """(sample count, batch iterator, validated all-tensor runner or None) for one pass
         over ``files`` (several inputs: nnshell/multi_input.py; their runs use numpy)."""
         import itertools

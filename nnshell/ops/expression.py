@@ -155,9 +155,7 @@ def part_quants(node: Node, nq: NodeQuant) -> dict[str, NodeQuant]:
     """The parts' NodeQuants stored in the expression's record (see :func:`collapse_quant`)."""
     out: dict[str, NodeQuant] = {}
     for name, rec in nq.info["parts"].items():
-        consts = {
-            k.split(SEP, 1)[1]: v for k, v in nq.consts.items() if k.split(SEP, 1)[0] == name
-        }
+        consts = {k.split(SEP, 1)[1]: v for k, v in nq.consts.items() if k.split(SEP, 1)[0] == name}
         in_q = [QType.from_dict(q) if q is not None else None for q in rec["in_q"]]
         out[name] = NodeQuant(in_q, QType.from_dict(rec["out_q"]), consts, dict(rec["info"]))
     return out

@@ -101,9 +101,7 @@ def _fuse(graph: Graph, group: list[Node]) -> FusionRecord:
     shapes = tuple(
         (o, tuple(int(d) for d in graph.tensors[o].shape)) for o in produced if o not in outs
     )
-    parts = tuple(
-        ExprPart(n.op, n.attrs, n.name, tuple(n.inputs), tuple(n.outputs)) for n in group
-    )
+    parts = tuple(ExprPart(n.op, n.attrs, n.name, tuple(n.inputs), tuple(n.outputs)) for n in group)
     k = 0
     while f"expr_{k}" in {n.name for n in graph.nodes}:
         k += 1
