@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from nnshell.ir import Graph, Node
 from nnshell.ops import get_op
-from nnshell.ops.expression import Expression, ExprAttrs, ExprPart
+from nnshell.ops.expression import ExprAttrs, Expression, ExprPart
 from nnshell.passes.base import FusionRecord, PassResult, register_pass
 
 #: op kinds an expression may hold (ops/registry.py ``kind``)
