@@ -183,6 +183,9 @@ def expand_graph(graph: Graph) -> Graph:
                     g.tensors[o] = TensorInfo(o, tuple(shapes[o]), "float32")
             nodes.append(pn)
     g.nodes = nodes
+    for pn in nodes:  # the parts' shape-derived meta (constant operands, ...)
+        if pn.op != Expression.name:
+            get_op(pn.op).infer(pn, g.in_infos(pn))
     return g
 
 

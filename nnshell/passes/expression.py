@@ -10,9 +10,13 @@ The integer arithmetic of the parts is kept (nnshell/ops/expression.py).
 
 from __future__ import annotations
 
+import numpy as np
+
 from nnshell.ir import Graph, Node
 from nnshell.ops import get_op
+from nnshell.ops.activation import ClipAttrs
 from nnshell.ops.expression import ExprAttrs, Expression, ExprPart
+from nnshell.passes._edit import const_of, prune_consts
 from nnshell.passes.base import FusionRecord, PassResult, register_pass
 
 #: op kinds an expression may hold (ops/registry.py ``kind``)
@@ -124,9 +128,35 @@ def _fuse(graph: Graph, group: list[Node]) -> FusionRecord:
     return FusionRecord(tuple(n.name for n in group), name, "expression")
 
 
+def _minmax_to_clip(graph: Graph) -> list[str]:
+    """``Min(x, c)`` / ``Max(x, c)`` with a scalar constant ``c`` become ``Clip(-inf, c)`` /
+    ``Clip(c, inf)``: the same values, with Clip's SQ8 / POW2 kernels (bounds as codes)."""
+    changed = []
+    for k, node in enumerate(graph.nodes):
+        if node.op not in ("Min", "Max") or len(node.inputs) != 2:
+            continue
+        consts = [const_of(graph, i) for i in node.inputs]
+        if sum(c is not None for c in consts) != 1:
+            continue
+        ci = 0 if consts[0] is not None else 1
+        c = np.asarray(consts[ci])
+        if c.size != 1:
+            continue
+        v = float(c.reshape(-1)[0])
+        attrs = ClipAttrs(min=-np.inf, max=v) if node.op == "Min" else ClipAttrs(min=v, max=np.inf)
+        graph.nodes[k] = Node(
+            node.name, "Clip", [node.inputs[1 - ci]], list(node.outputs), attrs, dict(node.meta)
+        )
+        changed.append(node.name)
+    prune_consts(graph)
+    return changed
+
+
 @register_pass("expression_matcher", "connected elementwise layers as one expression node")
 def expression_matcher(graph: Graph) -> PassResult:
     result = PassResult()
+    for name in _minmax_to_clip(graph):
+        result.edits.append(f"{name}: min/max with a constant as Clip")
     for group in _groups(graph):
         if _convex(graph, {n.name for n in group}):
             result.fusions.append(_fuse(graph, group))
