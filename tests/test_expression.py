@@ -168,3 +168,54 @@ def test_sdk_expressions_grouping_matches_nntool(tmp_path: Path) -> None:
     )
     acts = [i for i in node.inputs if not s.graph.tensors[i].is_const]
     assert acts == list(s.graph.inputs) and len(node.outputs) == 2
+
+
+def test_sdk_expressions_script_runs_unchanged_and_generates(tmp_path: Path) -> None:
+    """The SDK's own nntool_script on its model and samples: runs, the state reopens, the C
+    is bit-exact on the four sample inputs."""
+    if not SDK.exists():
+        pytest.skip(f"GAP SDK mirror not available ({SDK})")
+    base = "examples/gap8/nn/nntool/expressions"
+    wanted = ["model/expressions.tflite", "model/nntool_script"]
+    wanted += [f"samples/input_{k}.npy" for k in range(4)]
+    for rel in wanted:
+        proc = subprocess.run(
+            ["git", "-C", str(SDK), "show", f"HEAD:{base}/{rel}"], capture_output=True
+        )
+        if proc.returncode != 0:
+            pytest.skip("GAP SDK mirror has no expressions example")
+        dest = tmp_path / rel
+        dest.parent.mkdir(exist_ok=True)
+        dest.write_bytes(proc.stdout)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cli = [sys.executable, "-m", "nnshell"]
+    proc = subprocess.run(
+        [*cli, "model/expressions.tflite", "-s", "model/nntool_script"]
+        + ["-D", "MODEL_L3_RAM=AT_MEM_L3_HRAM", "-D", "MODEL_L3_FLASH=AT_MEM_L3_HFLASH"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert "→ expr_0" in out and "calibrated on 1 image(s)" in out
+    samples = " ".join(f"samples/input_{k}.npy" for k in range(4))
+    proc = subprocess.run(
+        [
+            *cli,
+            "model/expressions.json",
+            "-c",
+            "qshow",
+            "-c",
+            f"gen --target c -M c --verify {samples}",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    assert "bit-exact on 1 image, 10 layers" in proc.stdout
