@@ -134,6 +134,32 @@ def test_expression_sq8_two_inputs_npy_int8_gen_verify(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stdout + proc.stderr
 
 
+def test_expression_pow2_and_one_folder_per_input(tmp_path: Path) -> None:
+    """POW2-16 quantizes the parts with their POW2 kernels (C bit-exact); calibration also
+    takes one folder per input, whose sorted files pair up."""
+    if shutil.which("gcc") is None and shutil.which("cc") is None:
+        pytest.skip("no C compiler")
+    from nnshell.session import Session
+
+    model = _chain(tmp_path / "chain.onnx")
+    files = _samples(tmp_path, 2)
+    for i, d in enumerate(("xs", "ys")):
+        (tmp_path / d).mkdir()
+        for f in files[i::2]:
+            shutil.copy(f, tmp_path / d / Path(f).name)
+    s = Session()
+    s.open(str(model))
+    s.fusions(names=["expression_matcher"])
+    s.fusions("pow2")
+    out = s.aquant([str(tmp_path / "xs"), str(tmp_path / "ys")], scheme="POW2", bits=16)
+    assert out.images == 2
+    assert s.qstate.scheme == "POW2" and "expr_0" in s.qstate.nodes
+    from nnshell.codegen.verify import verify
+
+    res = verify(s.graph, s.qstate, files[:2], s.input_options(), tmp_path / "b")
+    assert res.mismatch is None and res.layers == 6
+
+
 def test_sdk_expressions_grouping_matches_nntool(tmp_path: Path) -> None:
     if not SDK.exists():
         pytest.skip(f"GAP SDK mirror not available ({SDK})")

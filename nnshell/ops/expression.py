@@ -143,6 +143,15 @@ class Expression(OpDef):
 
         return _walk(node, xs, run)
 
+    def run_int_pow2(self, node: Node, nq: NodeQuant, *xs: np.ndarray | None) -> list[np.ndarray]:
+        """Each part's own POW2 kernel on its codes, in order."""
+        quants = part_quants(node, nq)
+
+        def run(pn: Node, args: list[np.ndarray | None]) -> list[np.ndarray]:
+            return get_op(pn.op).run_int_pow2(pn, quants[pn.name], *args)  # type: ignore[no-any-return]
+
+        return _walk(node, xs, run)
+
 
 # -- the expanded view and the expression's quantization record ---------------------------------
 

@@ -107,12 +107,11 @@ def refusals(
 ) -> list[str]:
     """``"name (Op): reason"`` for every layer the scheme ("SQ8"/"POW2") cannot quantize."""
     from nnshell.ops import get_op
+    from nnshell.ops.expression import expand_graph
 
+    graph = expand_graph(graph)  # expressions quantize part by part
     bad: list[str] = []
     if scheme == "SQ8":
-        from nnshell.ops.expression import expand_graph
-
-        graph = expand_graph(graph)  # expressions quantize part by part
         from nnshell.qrecord import QuantContext
         from nnshell.quant.sq8 import assign_qtypes, per_tensor_weights
 
