@@ -62,6 +62,22 @@ def q_from_range(lo: float, hi: float, bits: int, name: str = "tensor") -> int:
     return bits - ib
 
 
+def q_fraction_fit(lo: float, hi: float, bits: int) -> int | None:
+    """The largest ``q`` at which ``[lo, hi]`` still fits a ``bits``-bit code (values of
+    magnitude below 1/2 get more than ``bits - 1`` fractional bits), None for an all-zero range.
+    """
+    peak = max(abs(float(lo)), abs(float(hi)))
+    if peak == 0.0 or not math.isfinite(peak):
+        return None
+    top = (1 << (bits - 1)) - 1
+    q = bits - 1 - math.frexp(peak)[1]  # peak·2^q in [2^(bits-2), 2^(bits-1))
+    while q > -64 and round_half_up(peak * 2.0**q) > top:
+        q -= 1
+    while round_half_up(peak * 2.0 ** (q + 1)) <= top:
+        q += 1
+    return q
+
+
 def pow2_qtype(q: int, bits: int, forced_by: str | None = None) -> QType:
     """The QType of a Qm.n tensor: ``scale = 2^-q``, zero point 0, symmetric."""
     return QType(scale=2.0 ** -int(q), zero_point=0, bits=int(bits), forced_by=forced_by)

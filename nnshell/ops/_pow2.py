@@ -39,6 +39,7 @@ from nnshell.fixed_pow2 import (
     Pow2Context,
     clip_bits,
     int_bits,
+    q_fraction_fit,
     q_from_range,
     q_in,
     q_of,
@@ -90,6 +91,25 @@ def split_missing(missing: int, qi: int, qw: int) -> tuple[int, int]:
     return di, dw + max(0, missing - di - dw)
 
 
+def _small_weights_q(w_lo: float, w_hi: float, q_rule: int, bits: int, q_room: int) -> int:
+    """The weights' Q: the POW2.md (NNTool) rule's ``bits - ib``, unless at that Q the largest
+    weight code holds fewer than half of the container's bits; then the Q at which the weights
+    fill the container, as far as the accumulator budget leaves room (so the raise never costs
+    the input a bit). Weights that use half the container or more keep NNTool's Q (and its
+    AutoTiler parity, docs/nntool-parity.md).
+
+    Why (issue 17): the rule never gives more than ``bits - 1`` fractional bits, so weights of
+    magnitude 2.5e-4 (PP-OCRv4 det's conv after the Concat, input ±2300) became Q15 codes -8..6,
+    3 bits, and that one layer took the detector's POW2-16 output from 70 to 21 dB; at Q26 they
+    keep 14 bits.
+    """
+    peak = max(abs(w_lo), abs(w_hi))
+    if peak == 0.0 or round_half_up(peak * 2.0**q_rule) >= 1 << (bits // 2):
+        return q_rule
+    q_fit = q_fraction_fit(w_lo, w_hi, bits)
+    return q_rule if q_fit is None else max(q_rule, min(q_fit, q_room))
+
+
 def quantize_weighted(ctx: Pow2Context, w: Arr, b: Arr | None, k: int) -> NodeQuant:
     """Weights, bias and shifts of a conv / linear layer, with the accumulator budget rule.
 
@@ -106,8 +126,8 @@ def quantize_weighted(ctx: Pow2Context, w: Arr, b: Arr | None, k: int) -> NodeQu
     qi = q_in(ctx)
     qo = q_of(ctx.out_q)
     w_name = ctx.node.inputs[1] if len(ctx.node.inputs) > 1 else f"{name} weights"
-    qw = q_from_range(float(wf.min(initial=0.0)), float(wf.max(initial=0.0)), bits, w_name)
-    qacc0 = qi + qw
+    w_lo, w_hi = float(wf.min(initial=0.0)), float(wf.max(initial=0.0))
+    qw = q_from_range(w_lo, w_hi, bits, w_name)
     lo, hi = ctx.out_range
     if not (np.isfinite(lo) and np.isfinite(hi)):
         raise QuantizationError(
@@ -115,6 +135,9 @@ def quantize_weighted(ctx: Pow2Context, w: Arr, b: Arr | None, k: int) -> NodeQu
             "run aquant on calibration images",
         )
     acc_ib = int_bits(lo, hi)
+    if ctx.w_cut is None:
+        qw = _small_weights_q(w_lo, w_hi, qw, bits, ACC_BUDGET - acc_ib - qi)
+    qacc0 = qi + qw
     room = ACC_BUDGET - qacc0
     missing = max(0, acc_ib - room)
     warnings: list[str] = []

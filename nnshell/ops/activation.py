@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from nnshell.errors import QuantizationError, ShapeError
-from nnshell.fixed_point import QType, rnorm, round_half_up
+from nnshell.fixed_point import QType, qtype_from_range, rnorm, round_half_up
 from nnshell.fixed_pow2 import (
     Pow2Context,
     code_of,
@@ -126,12 +126,17 @@ class _FunctionActivation(_TableActivation):
         return self.sat
 
     # -- SQ8 --
-    def fused_sq8_mid(self, attrs: Any, out_q: QType) -> QType | None:
-        """Symmetric int8 over ``max(|lo|, hi)`` (``hi`` grows to the output's top real value
-        for the unbounded functions)."""
+    def fused_sq8_mid(self, attrs: Any, out_q: QType, asym: bool = False) -> QType | None:
+        """Symmetric int8 over ``max(|lo|, hi)``; for the unbounded functions ``hi`` grows to
+        the output's top real value and, when the head can take a zero point (``asym``), the
+        int8 spans ``[lo, hi]`` asymmetrically: HardSwish's ``[-3, hi]`` with ``hi`` ≫ 3 then
+        gets about twice the resolution of ``[-hi, hi]``, whose negative half only held values
+        the function maps to 0 (issue 17: cls SQ8 10.8 → 13.2 dB)."""
         lo, hi = self.sat_range(attrs)
         if self.follows_output:
             hi = max(hi, (127 - out_q.zero_point) * float(out_q.scale))
+            if asym:
+                return qtype_from_range(lo, hi, False, forced_by="fused activation")
         return QType(scale=max(-lo, hi) / 127.0, zero_point=0, forced_by="fused activation")
 
     def fused_table(self, attrs: Any, in_q: QType, out_q: QType) -> np.ndarray:

@@ -89,10 +89,13 @@ def _is_act(p: FusedPart) -> bool:
 def head_qtype_sq8(parts: Sequence[FusedPart], out_q: QType) -> QType:
     """The qtype the head produces: the intermediate one of a function activation
     (:meth:`~nnshell.ops.fused_act.FusedAct.fused_sq8_mid`), else the fused output's."""
+    # a conv / linear head's requantization adds a zero point; an average pool on the
+    # intermediate codes would pad with code 0, which is the real 0 only at zero point 0
+    asym = parts[0].op in ("Conv", "Linear") and all(p.op != "AveragePool" for p in parts)
     for p in parts[1:]:
         op = get_op(p.op)
         if isinstance(op, FusedAct):
-            mid = op.fused_sq8_mid(p.attrs, out_q)
+            mid = op.fused_sq8_mid(p.attrs, out_q, asym)
             if mid is not None:
                 return mid
     return out_q

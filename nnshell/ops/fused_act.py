@@ -56,8 +56,9 @@ class FusedAct:
     monotonic: ClassVar[bool] = True
 
     # -- SQ8 -----------------------------------------------------------------------------------
-    def fused_sq8_mid(self, attrs: Any, out_q: QType) -> QType | None:
-        """The qtype the head must produce for this activation; None: the output's own."""
+    def fused_sq8_mid(self, attrs: Any, out_q: QType, asym: bool = False) -> QType | None:
+        """The qtype the head must produce for this activation; None: the output's own.
+        ``asym``: the head can produce codes with a zero point (a conv or linear head)."""
         return None
 
     def fused_sq8_int(

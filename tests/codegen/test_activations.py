@@ -361,3 +361,42 @@ def test_state_with_fused_fixed_format_activations_round_trips(tmp_path: Path) -
     json_path, _ = s.save_state(str(tmp_path / "m.json"))
     st = load_state(json_path)
     assert st is not None
+
+
+def test_sq8_fused_hardswish_intermediate_spans_minus3_to_the_output_top(tmp_path: Path) -> None:
+    """Issue 17 (PP-OCR cls): a conv head requantizes for its HardSwish to int8 over [-3, hi]
+    with a zero point (the function is 0 below -3), not over [-hi, hi]: with hi ≈ 12 that is
+    about 1.6× finer (here the output's own rounding dominates: 37.1 → 37.7 dB; on the cls
+    model, whose depthwise convs amplify it, 10.8 → 13.2 dB). An Add head, whose kernel has no
+    zero point, keeps the symmetric intermediate. Bit-exact in C either way."""
+    rng = np.random.default_rng(7)
+    conv, w = _conv("x", "c", rng, "W", pads=0)
+    conv2, w2 = _conv("x", "d", rng, "W2", pads=0)
+    nodes = [
+        conv,
+        helper.make_node("HardSwish", ["c"], ["y"]),
+        conv2,
+        helper.make_node("Add", ["d", "d"], ["e"]),
+        helper.make_node("HardSwish", ["e"], ["z"]),
+    ]
+    outs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("y", "z")]
+    g = helper.make_graph(nodes, "hsw", [X], outs, [w, w2])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 14)])
+    graph = _load(model, tmp_path / "hsw.onnx")
+    run_scheme(graph, "scale8")
+    xs = rng.uniform(-1, 1, (16, 4, 8, 8)).astype(np.float32) * 4
+    qs = _quantize(graph, xs, "SQ8", 8)
+    by_out = {n.outputs[0]: n for n in graph.nodes}
+    conv_nq, add_nq = qs.nodes[by_out["y"].name], qs.nodes[by_out["z"].name]
+    hi = (127 - qs.tensors["y"].zero_point) * float(qs.tensors["y"].scale)
+    assert hi > 6
+    assert conv_nq.info["act_in_scale"] == pytest.approx((hi + 3) / 255, rel=0.02)
+    if "act_in_scale" in add_nq.info:  # Add + HardSwish fused: symmetric intermediate
+        hz = (127 - qs.tensors["z"].zero_point) * float(qs.tensors["z"].scale)
+        assert add_nq.info["act_in_scale"] == pytest.approx(max(3.0, hz) / 127)
+    ref = run_float(graph, {"x": xs})["y"].astype(np.float64)
+    got = dequantize(qs, "y", run_int(graph, qs, {"x": xs})["y"])
+    qsnr = 10 * np.log10((ref**2).sum() / ((ref - got) ** 2).sum())
+    assert qsnr > 35
+    res = verify_arrays(graph, qs, xs[:4], tmp_path / "build", "hsw")
+    assert res.ok, res.summary()

@@ -420,3 +420,49 @@ def test_random_conv_chains_bit_exact(spec: dict) -> None:
         qs = quantize_graph_pow2(g, stats, opts)
         res = verify_arrays(g, qs, xs, Path(tmp) / "build", "prop")
         assert res.ok, res.summary()
+
+
+def test_tiny_weights_get_more_fractional_bits_bit_exact(tmp_path: Path) -> None:
+    """Issue 17 (PP-OCRv4 det): a conv whose weights are all ~1e-4 reading a ±2000 input. The
+    POW2.md rule alone gives them Q15, codes within ±8 (3 bits, output ≈ 20 dB); below half the
+    container they get the Q that fills it, within the accumulator budget, and the layer is as
+    accurate as one with ordinary weights. Ordinary weights (peak 0.9 here) keep NNTool's Q15.
+    The C repeats the larger shifts bit for bit."""
+    r = np.random.default_rng(11)
+    inits = {
+        "Wt": (r.standard_normal((6, 4, 3, 3)) * 1e-4).astype(np.float32),
+        "Wn": np.clip(r.standard_normal((6, 6, 1, 1)) * 0.3, -0.9, 0.9).astype(np.float32),
+    }
+    mk = helper.make_node
+    nodes = [
+        mk("Conv", ["x", "Wt"], ["t"], pads=[1, 1, 1, 1]),
+        mk("Conv", ["t", "Wn"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(v, k) for k, v in inits.items()],
+    )
+    onnx.save(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), tmp_path / "t.onnx"
+    )
+    g = load_onnx(str(tmp_path / "t.onnx"))
+    run_scheme(g, "pow2")
+    xs = np.random.default_rng(12).uniform(-2000, 2000, (16, 4, 8, 8)).astype(np.float32)
+    stats: dict[str, TensorStats] = {}
+    run_float(g, {"x": xs}, observer=lambda n, v, s=stats: s.setdefault(n, TensorStats()).update(v))
+    qs = quantize_graph_pow2(g, stats, Pow2Options(RangeMode("minmax"), True, True, 16))
+    tiny, normal = (qs.nodes[n.name] for n in g.nodes)
+    assert tiny.info["q_w"] > 20 and tiny.info["lost_bits"] == 0, tiny.info
+    assert normal.info["q_w"] == 15  # NNTool's rule where the weights use the container
+    assert np.abs(tiny.consts["weights"]).max() >= 1 << 11  # 12 bits, not 3
+    from nnshell.exec.int_exec import dequantize, run_int
+
+    ref = run_float(g, {"x": xs}, keep={"t"})["t"].astype(np.float64)
+    got = dequantize(qs, "t", run_int(g, qs, {"x": xs}, keep={"t"})["t"])
+    qsnr = 10 * np.log10((ref**2).sum() / ((ref - got) ** 2).sum())
+    assert qsnr > 60, qsnr
+    res = verify_arrays(g, qs, xs[:4], tmp_path / "build", "tiny")
+    assert res.ok, res.summary()
