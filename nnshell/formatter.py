@@ -352,7 +352,7 @@ def read_raw_pixels(path: str, opts: Any, expected: tuple[int, ...]) -> np.ndarr
     ext = images._ext(path)
     if ext == "npy":
         arr = images._read_npy(path, opts)
-    elif ext == "raw":
+    elif ext in ("raw", "dat"):
         arr = images._read_raw(path, opts, raw)
     else:
         mode = "L" if c == 1 else "RGB"

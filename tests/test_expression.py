@@ -202,8 +202,8 @@ def test_sdk_expressions_script_runs_unchanged_and_generates(tmp_path: Path) -> 
     if not SDK.exists():
         pytest.skip(f"GAP SDK mirror not available ({SDK})")
     base = "examples/gap8/nn/nntool/expressions"
-    wanted = ["model/expressions.tflite", "model/nntool_script"]
-    wanted += [f"samples/input_{k}.npy" for k in range(4)]
+    wanted = ["model/expressions.tflite", "model/nntool_script", "model/nntool_script_emul"]
+    wanted += [f"samples/input_{k}.{e}" for k in range(4) for e in ("npy", "dat")]
     for rel in wanted:
         proc = subprocess.run(
             ["git", "-C", str(SDK), "show", f"HEAD:{base}/{rel}"], capture_output=True
@@ -245,3 +245,15 @@ def test_sdk_expressions_script_runs_unchanged_and_generates(tmp_path: Path) -> 
     )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     assert "bit-exact on 1 image, 10 layers" in proc.stdout
+    # the _emul variant reads the same samples as headerless int8 .dat files
+    proc = subprocess.run(
+        [*cli, "model/expressions.tflite", "-s", "model/nntool_script_emul"]
+        + ["-D", "MODEL_L3_RAM=AT_MEM_L3_HRAM", "-D", "MODEL_L3_FLASH=AT_MEM_L3_HFLASH"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    assert "S=0.04514 Z=0 [-5.78, 5.67]" in proc.stdout  # NNTool: 0.04513626
