@@ -91,6 +91,7 @@ def test_expression_sq8_two_inputs_npy_int8_gen_verify(tmp_path: Path) -> None:
         "set input_norm_func 'x:x/128'\n"
         f"aquant {' '.join(files)} --nptype int8\n"
         "qshow\n"
+        f"qerror {' '.join(files[:2])} -F int8\n"
         f"gen --target c -M {tmp_path / 'c'} --verify {' '.join(files[:4])} -F int8\n"
         f"save_state {tmp_path / 'st'}\n"
     )
@@ -104,6 +105,7 @@ def test_expression_sq8_two_inputs_npy_int8_gen_verify(tmp_path: Path) -> None:
     assert "add0, tanh0, mul0, relu0, add1, sig0 → expr_0" in out
     assert "calibrated on 3 image(s)" in out
     assert "bit-exact on 2 images, 6 layers" in out
+    assert "expr_0:out2" in out  # qerror: a row per output of the expression
     # the state reopens and generates the same bit-exact C
     proc = subprocess.run(
         [

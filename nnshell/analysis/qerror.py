@@ -251,7 +251,7 @@ def qerror(
     ``fast`` is an optional validated onnxruntime runner returning every node output (the float
     reference); without it the numpy executor runs.
     """
-    tensors = [n.outputs[0] for n in graph.nodes]
+    tensors = [o for n in graph.nodes for o in n.outputs if o]  # every output of an expression
     consumed = sorted(
         {i for n in graph.nodes for i in n.inputs if i and not graph.tensors[i].is_const}
     )
@@ -283,15 +283,15 @@ def qerror(
     from nnshell.ops.fused import op_label
 
     layers = []
-    for step, node in enumerate(graph.nodes):
-        t = node.outputs[0]
+    outs = [(s, n, t) for s, n in enumerate(graph.nodes) for t in n.outputs if t]
+    for step, node, t in outs:
         a = acc[t]
         ins = [i for i in node.inputs if i and not graph.tensors[i].is_const]
         in_q = min((in_acc[i].qsnr for i in ins), default=QSNR_CAP_DB)
         layers.append(
             LayerError(
                 step=step,
-                name=node.name,
+                name=node.name if t == node.outputs[0] else f"{node.name}:{t}",
                 op=op_label(node),
                 tensor=t,
                 qsnr=a.qsnr,
