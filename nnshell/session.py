@@ -374,22 +374,21 @@ class Session(TuningMixin):
             self.image_cache = DecodeCache()
         return self.image_cache
 
-    def fast_runner(self, graph: Graph, probe: np.ndarray, all_tensors: bool) -> Any:
+    def fast_runner(self, graph: Graph, probe: np.ndarray, all_tensors: bool | str) -> Any:
         """A validated onnxruntime runner for ``graph`` (None: use the numpy executor).
 
         ``set float_backend numpy`` turns the fast path off. The runner is checked against the
-        numpy executor on ``probe`` when built and cached for this graph object.
-        """
+        numpy executor on ``probe`` when built and cached for this graph object; ``"heads"``:
+        every tensor plus each fused layer's accumulator (serves ``all_tensors=True`` too)."""
         if self.settings.get("float_backend") == "numpy":
             return None
         key = (id(graph), all_tensors)
-        cached = self._runners.get(key)
+        cached = self._runners.get(key) or self._runners.get((id(graph), all_tensors and "heads"))
         if cached is not None and cached[0] is graph:
             return cached[1]
-        from nnshell.exec.ort_backend import make_runner
+        from nnshell.exec.ort_backend import make_runner, runner_outputs
 
-        keep = [o for n in graph.nodes for o in n.outputs if o] if all_tensors else []
-        runner = make_runner(graph, probe, keep)
+        runner = make_runner(graph, probe, runner_outputs(graph, all_tensors))
         self._runners[key] = (graph, runner)
         return runner
 
@@ -500,7 +499,9 @@ class Session(TuningMixin):
             graph = self._require_scheme_graph("scale8", qopts)
         if files:
             opts = opts if opts is not None else self.input_options()
-            total, batches, fast = self._analysis_pass(files, opts, graph)
+            total, batches, fast = self._analysis_pass(
+                files, opts, per=8, graph=graph, all_tensors="heads"
+            )  # per=8: every tensor + accumulators (exec.budget)
             stats, seen = collect_stats(graph, batches, total, progress, fast)
             reused = False
             calib_inputs = opts
@@ -672,23 +673,30 @@ class Session(TuningMixin):
         return store  # type: ignore[no-any-return]
 
     def _analysis_pass(
-        self, files: list[str], opts: Any, graph: Any = None
+        self,
+        files: list[str],
+        opts: Any,
+        per: int = 4,
+        graph: Any = None,
+        all_tensors: Any = True,
     ) -> tuple[int, Any, Any]:
-        """(sample count, batch iterator, validated all-tensor runner or None) for one pass
-        over ``files`` (several inputs: nnshell/multi_input.py; their runs use numpy)."""
+        """(sample count, batch iterator, validated runner or None) for one pass over
+        ``files``, batches capped to the activation budget at ``per`` bytes a value
+        (exec.budget); several inputs: nnshell/multi_input.py (their runs use numpy)."""
         import itertools
 
+        from nnshell.exec.budget import images_per_batch
         from nnshell.multi_input import input_batches
         from nnshell.ops.expression import has_expressions
 
         graph = graph if graph is not None else self.require_graph()
         opts = opts if opts is not None else self.input_options()
-        bs = int(self.settings["batch_size"])
+        bs = images_per_batch(graph, int(self.settings["batch_size"]), per)
         total, batches = input_batches(graph, files, opts, bs, cache=self._images())
         first = next(batches)
         fast = None
         if len(graph.inputs) == 1 and not has_expressions(graph):
-            fast = self.fast_runner(graph, first[1][:2], all_tensors=True)
+            fast = self.fast_runner(graph, first[1][:2], all_tensors=all_tensors)
         return total, itertools.chain([first], batches), fast
 
     def qerror(
@@ -701,7 +709,7 @@ class Session(TuningMixin):
         qstate = self.require_quantized()
         if not files:
             raise UsageError("qerror needs image files", "qerror sample_images/test")
-        total, batches, fast = self._analysis_pass(files, opts)
+        total, batches, fast = self._analysis_pass(files, opts, per=12)
         return qerror(graph, qstate, batches, total, isolated, progress, fast)
 
     def qexplain(self, selector: str | None) -> list[Any]:

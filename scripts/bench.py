@@ -293,14 +293,32 @@ def memory_rows() -> list[Row]:
     ]
 
 
-def markdown(rows: list[Row], repeat: int) -> str:
+SECTION21 = "## Benchmark (issue 21: start-up, NNTool flow, ResNet-50 at real size)"
+NOTE21 = (
+    "ResNet-50 is open-nsfw from `scripts/real_models.py`'s cache (`--real-cache`), each figure "
+    "from a fresh process (peak RSS = VmHWM); photos are the cache's 224×224 photos with seeded "
+    "noise. onnxruntime float and int8 QDQ (`quantize_static`, MinMax, per-channel) run batch 1 "
+    "in the same run. The NNTool row runs NNTool's CLI (`--nntool`) on the same script and "
+    "images. Start-up is measured with byte-compiled modules, as an installed package has."
+)
+
+
+def issue21(nntool: str | None, cache: Path | None, repeat: int) -> list[Row]:
+    """The issue-21 rows (scripts/bench_real.py)."""
+    import bench_real
+    from real_models import DEFAULT_CACHE
+
+    return bench_real.real_rows(nntool, cache or DEFAULT_CACHE, repeat)
+
+
+def markdown(rows: list[Row], repeat: int, section: str = SECTION, note: str = "") -> str:
     lines = [
-        SECTION,
+        section,
         "",
         f"Produced by `python scripts/bench.py` ({datetime.date.today().isoformat()}, medians of "
         f"{repeat} alternating runs, nnshell and onnxruntime in the same process). The fast path "
         "is nnshell's default float backend (the IR exported to ONNX and run by onnxruntime, "
-        "validated against the numpy reference executor when built).",
+        "validated against the numpy reference executor when built). " + note,
         "",
         "| measurement | nnshell | onnxruntime | ratio | target |",
         "|---|---:|---:|---:|---:|",
@@ -316,11 +334,23 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--quick", action="store_true", help="repeat 1, fewer cases")
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--nntool", help="NNTool's launcher (e.g. ../shared/tools/nntool.sh)")
+    ap.add_argument(
+        "--real-cache", type=Path, default=None, help="scripts/real_models.py's cache (ResNet-50)"
+    )
+    ap.add_argument("--issue21", action="store_true", help="only the issue-21 rows")
     args = ap.parse_args()
     repeat = 1 if args.quick else args.repeat
     import onnxruntime as ort
 
     ort.set_default_logger_severity(3)
+    rows21 = issue21(args.nntool, args.real_cache, repeat)
+    text21 = markdown(rows21, repeat, SECTION21, NOTE21)
+    print(text21)
+    if not args.no_write:
+        write_section(text21, SECTION21, DOC, "Performance")
+    if args.issue21:
+        return
     rows: list[Row] = []
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)

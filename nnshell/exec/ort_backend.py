@@ -44,6 +44,17 @@ class OrtRunner:
         return dict(zip(self.names, values, strict=True))
 
 
+def runner_outputs(graph: Graph, all_tensors: bool | str) -> list[str]:
+    """The tensors a runner returns besides the graph outputs: none, every node output
+    (``True``), or those plus each fused layer's accumulator (``"heads"``, for calibration)."""
+    keep = [o for n in graph.nodes for o in n.outputs if o] if all_tensors else []
+    if all_tensors == "heads":
+        from nnshell.exporters.onnx_export import head_output
+
+        keep += [head_output(n.name) for n in graph.nodes if getattr(n.attrs, "parts", None)]
+    return keep
+
+
 def make_runner(graph: Graph, probe: np.ndarray, keep: Iterable[str] = ()) -> OrtRunner | None:
     """Build and validate a runner on ``probe`` (a small batch); None if anything disagrees."""
     keep = list(keep)

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from nnshell.importers import onnx_proto
 from nnshell.ir import Graph, Node
 
 
@@ -24,13 +25,11 @@ class ExportError(Exception):
 
 def _attrs(node: Node, opset: int) -> dict[str, Any]:
     """The node's attributes that the op's ONNX schema at ``opset`` defines."""
-    import onnx
-
     a = node.attrs
     if a is None or not dataclasses.is_dataclass(a):
         return {}
     try:
-        known = set(onnx.defs.get_schema(node.op, opset).attributes)
+        known = set(onnx_proto.schema_attr_types(node.op, opset))
     except Exception:  # noqa: BLE001 - an op type onnx does not know: keep every field
         known = None
     out: dict[str, Any] = {}
@@ -55,11 +54,9 @@ class _Builder:
         self.counter = 0
 
     def const(self, value: np.ndarray, base: str) -> str:
-        from onnx import numpy_helper
-
         self.counter += 1
         name = f"__nnshell_{base}_{self.counter}"
-        self.inits.append(numpy_helper.from_array(np.asarray(value), name))
+        self.inits.append(onnx_proto.from_array(np.asarray(value), name))
         return name
 
     def temp(self, base: str) -> str:
@@ -67,9 +64,7 @@ class _Builder:
         return f"__nnshell_t_{base}_{self.counter}"
 
     def emit(self, op: str, ins: list[str], outs: list[str], name: str, **attrs: Any) -> None:
-        import onnx
-
-        self.nodes.append(onnx.helper.make_node(op, ins, outs, name=name, **attrs))
+        self.nodes.append(onnx_proto.make_node(op, ins, outs, name, **attrs))
 
     def node(self, node: Node, ins: list[str], outs: list[str]) -> None:
         """One IR node as ONNX nodes: the op's own ``onnx_nodes`` hook when it has one (a
@@ -89,31 +84,28 @@ class _Builder:
             self.emit(node.op, ins, outs, node.name, **_attrs(node, self.opset))
 
 
+def head_output(fused_name: str) -> str:
+    """The exported name of a Fused node's first part's output (its accumulator: calibration
+    asks onnxruntime for it instead of recomputing the layer in numpy)."""
+    return f"__nnshell_head_{fused_name}"
+
+
 def export_onnx(graph: Graph, extra_outputs: list[str] | None = None) -> Any:
     """Return an onnx ModelProto equivalent to ``graph`` (batch dimension symbolic)."""
-    import onnx
-
     b = _Builder(graph)
+    read = {i for n in graph.nodes for i in n.inputs}
     for name, t in graph.tensors.items():
-        if t.const is not None and any(name in n.inputs for n in graph.nodes):
-            from onnx import numpy_helper
-
-            b.inits.append(numpy_helper.from_array(np.asarray(t.const), name))
+        if t.const is not None and name in read:
+            b.inits.append(onnx_proto.from_array(np.asarray(t.const), name))
     for node in graph.nodes:
         b.node(node, list(node.inputs), list(node.outputs))
     inputs = [
-        onnx.helper.make_tensor_value_info(
-            i,
-            onnx.helper.np_dtype_to_tensor_dtype(np.dtype(graph.tensors[i].dtype)),
-            ["N", *graph.tensors[i].shape[1:]],
+        onnx_proto.value_info(
+            i, onnx_proto.elem_type(graph.tensors[i].dtype), ["N", *graph.tensors[i].shape[1:]]
         )
         for i in graph.inputs
     ]
     outs = list(dict.fromkeys(list(graph.outputs) + list(extra_outputs or [])))
-    outputs = [onnx.helper.make_empty_tensor_value_info(o) for o in outs]
-    g = onnx.helper.make_graph(b.nodes, graph.name or "nnshell", inputs, outputs, b.inits)
-    model = onnx.helper.make_model(
-        g, opset_imports=[onnx.helper.make_opsetid("", b.opset)], producer_name="nnshell"
-    )
-    model.ir_version = min(model.ir_version, 10)
-    return model
+    outputs = [onnx_proto.value_info(o) for o in outs]
+    name = graph.name or "nnshell"
+    return onnx_proto.make_model(b.nodes, name, inputs, outputs, b.inits, b.opset, "nnshell")

@@ -21,6 +21,7 @@ import numpy as np
 
 from nnshell import safeio
 from nnshell.errors import ModelFileError, ShapeError, UnsupportedOpError
+from nnshell.importers import onnx_proto
 from nnshell.importers.unsupported import raise_unsupported
 from nnshell.ir import Graph, Node, TensorInfo, c_safe_name
 from nnshell.ops import op_for_onnx
@@ -34,14 +35,11 @@ MAX_FOLD_ELEMENTS = 1 << 27
 
 def _attr_value(attr: Any) -> Any:
     """Convert one AttributeProto into plain Python (tuples for lists, str for bytes)."""
-    import onnx
-    from onnx import numpy_helper
-
-    v = onnx.helper.get_attribute_value(attr)
+    v = onnx_proto.attribute_value(attr)
     if isinstance(v, bytes):
         return v.decode("utf-8", errors="replace")
-    if isinstance(v, onnx.TensorProto):
-        return numpy_helper.to_array(v)
+    if isinstance(v, onnx_proto.pb().TensorProto):
+        return onnx_proto.to_array(v)
     if isinstance(v, list):
         return tuple(x.decode() if isinstance(x, bytes) else x for x in v)
     return v
@@ -55,18 +53,11 @@ def _read_model(path: str) -> tuple[Any, str]:
     opens the path itself (a FIFO hangs it, ``/dev/zero`` fills memory) and follows external
     data wherever the model says. Every failure is one ModelFileError line.
     """
-    import onnx
-    from onnx import serialization
-
     if os.path.isdir(path):  # stat only: never blocks; kept for its established message
         raise ModelFileError(f"'{path}' is a directory, not an ONNX file")
     data = safeio.read_bytes(path, "model file", safeio.MODEL, ModelFileError)
-    # the format onnx.load would infer from the extension (text formats too); protobuf else
-    by_extension = getattr(serialization.registry, "get_format_from_file_extension", None)
-    fmt = by_extension(os.path.splitext(path)[1]) if by_extension else None
     try:
-        serializer = serialization.registry.get(fmt or "protobuf")
-        model = serializer.deserialize_proto(data, onnx.ModelProto())
+        model = _parse(data, os.path.splitext(path)[1])
     except Exception as exc:  # noqa: BLE001 - protobuf raises many types for a corrupt file
         other = sniff_model_format(data, path)
         if other is not None:  # "DecodeError" says nothing to someone who opened a .tflite
@@ -83,6 +74,33 @@ def _read_model(path: str) -> tuple[Any, str]:
     _check_names(model, path)
     _load_external_data(model, path)
     return model, hashlib.sha256(data).hexdigest()
+
+
+#: Extensions ``onnx.load`` reads as text formats (onnx.serialization); every other is protobuf.
+_TEXT_EXTENSIONS = frozenset(
+    {".txtpb", ".textproto", ".prototxt", ".pbtxt", ".json", ".onnxjson", ".onnxtxt", ".onnxtext"}
+)
+
+
+def _parse(data: bytes, ext: str) -> Any:
+    """Parse a model the way ``onnx.load`` would for a file with extension ``ext``.
+
+    Binary protobuf (nearly every model) is parsed by the generated classes alone, which skips
+    the full package's start-up cost; text formats go through onnx's own serializers.
+    """
+    if ext in _TEXT_EXTENSIONS:
+        from onnx import serialization  # noqa: PLC0415 - rare text formats only
+
+        onnx = onnx_proto.full()
+        fmt = serialization.registry.get_format_from_file_extension(ext) or "protobuf"
+        return serialization.registry.get(fmt).deserialize_proto(data, onnx.ModelProto())
+    from google.protobuf.message import DecodeError  # noqa: PLC0415 - loaded with the classes
+
+    model = onnx_proto.pb().ModelProto()
+    decoded = model.ParseFromString(data)
+    if decoded is not None and decoded != len(data):  # what onnx's serializer checks too
+        raise DecodeError(f"protobuf decoding consumed {decoded} of {len(data)} bytes")
+    return model
 
 
 def sniff_model_format(data: bytes, path: str) -> str | None:
@@ -183,15 +201,14 @@ def _load_external_data(model: Any, path: str) -> None:
     ``NNSHELL_MAX_EXTERNAL_DATA_BYTES``. Afterwards no tensor refers to a file any more, so
     nothing later (numpy_helper, the reference evaluator) can open one relative to the cwd.
     """
-    import onnx
-
+    external = onnx_proto.pb().TensorProto.EXTERNAL
     folder = os.path.dirname(os.path.abspath(path))
     cap = safeio.EXTERNAL_DATA.bytes
     total = 0
     files: dict[str, tuple[BinaryIO, int]] = {}
     try:
         for tensor in _all_tensors(model):
-            if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            if tensor.data_location != external:
                 continue
             info = {e.key: e.value for e in tensor.external_data}
             where = f"model '{path}': external data of tensor '{tensor.name}'"
@@ -221,7 +238,7 @@ def _load_external_data(model: Any, path: str) -> None:
             if len(blob) != length:
                 raise ModelFileError(f"{where}: '{info['location']}' shrank while being read")
             tensor.raw_data = blob
-            tensor.data_location = onnx.TensorProto.DEFAULT
+            tensor.data_location = onnx_proto.pb().TensorProto.DEFAULT
             del tensor.external_data[:]
     except OSError as exc:
         raise ModelFileError(f"model '{path}': cannot read external data: {exc}") from None
@@ -271,10 +288,8 @@ def _input_shape(vi: Any, overrides: Mapping[str, Sequence[int]], path: str) -> 
 
 
 def _np_dtype(elem_type: int) -> str:
-    import onnx
-
     try:
-        return str(np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem_type)))
+        return onnx_proto.numpy_dtype_name(elem_type)
     except Exception:  # noqa: BLE001 - unknown enum values
         return "float32"
 
@@ -294,13 +309,11 @@ class _Importer:
         self.opset = {o.domain or "ai.onnx": o.version for o in model.opset_import}
 
     def run(self) -> Graph:
-        from onnx import numpy_helper
-
         g = self.model.graph
         for init in g.initializer:
             self._check_size(init.name, tuple(init.dims))
             try:
-                arr = numpy_helper.to_array(init)
+                arr = onnx_proto.to_array(init)
             except Exception as exc:  # noqa: BLE001 - onnx raises many types for bad tensor data
                 raise ModelFileError(
                     f"'{self.path}': initializer '{init.name}' is corrupt "
@@ -432,9 +445,7 @@ class _Importer:
         for a in nproto.attribute:
             want = declared.get(a.name)
             if want is not None and a.type != want:
-                import onnx
-
-                kind = onnx.AttributeProto.AttributeType.Name
+                kind = onnx_proto.pb().AttributeProto.AttributeType.Name
                 raise ModelFileError(
                     f"'{self.path}': node '{name}' ({nproto.op_type}): attribute '{a.name}' is "
                     f"{kind(a.type) if a.type in range(15) else a.type}, ONNX declares it "
@@ -449,16 +460,13 @@ class _Importer:
 
     def _schema_attr_types(self, op_type: str, domain: str) -> dict[str, int]:
         """Attribute name -> AttributeProto type that the ONNX schema declares (may be empty)."""
-        import onnx
-
         if domain not in ("", "ai.onnx"):
             return {}
         try:
             version = max(1, int(self.opset.get("ai.onnx", 1)))
-            schema = onnx.defs.get_schema(op_type, version, "")
+            return onnx_proto.schema_attr_types(op_type, version)
         except Exception:  # noqa: BLE001 - unknown op or opset: the op's own checks decide
             return {}
-        return {k: int(v.type.value) for k, v in schema.attributes.items()}
 
     def _bad_node(self, name: str, op_type: str, what: str, exc: BaseException) -> ShapeError:
         return ShapeError(
@@ -490,9 +498,9 @@ class _Importer:
 
     def _fold(self, nproto: Any, name: str) -> None:
         """Evaluate a node whose inputs are all constant with onnx's reference evaluator."""
-        import onnx
         from onnx.reference import ReferenceEvaluator
 
+        onnx = onnx_proto.full()
         feeds = {i: self.graph.tensors[i].const for i in nproto.input if i}
         ins = [
             onnx.helper.make_tensor_value_info(
@@ -526,7 +534,7 @@ class _Importer:
         ConstantOfShape, Expand, Tile, Range, Pad, ... take their output size from input values,
         so a tiny file can ask for terabytes. ONNX shape inference sees the sizes first.
         """
-        import onnx
+        onnx = onnx_proto.full()
         from onnx import numpy_helper
 
         try:

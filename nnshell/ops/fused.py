@@ -149,11 +149,15 @@ class Fused(OpDef):
         return _parts(node)[1:]
 
     def onnx_nodes(self, node: Node, ins: list[str], outs: list[str], b: Any) -> bool:
-        """ONNX export: the parts one after the other, through temporary tensors."""
+        """ONNX export: the parts one after the other, through temporary tensors; the first
+        part's output has a known name (``head_output``: calibration reads the accumulator)."""
+        from nnshell.exporters.onnx_export import head_output
+
         parts = _parts(node)
         cur_ins = ins
         for k, p in enumerate(parts):
-            out = outs[0] if k == len(parts) - 1 else b.temp(p.name)
+            last = k == len(parts) - 1
+            out = outs[0] if last else head_output(node.name) if k == 0 else b.temp(p.name)
             b.node(part_node(p, cur_ins, [out]), cur_ins, [out])
             cur_ins = [out]
         return True

@@ -249,11 +249,140 @@ static void conv_pool_rows(const int8_t *in, int8_t *out, const nn_conv_t *cv,
     }
 }
 
+#define NN_CO_BLOCK 4
+
+/* conv_row for nb <= NN_CO_BLOCK output channels co.. of one group at once: each run of input
+ * values is loaded once for the nb weights (stride 1: a contiguous, vectorisable loop). */
+static void conv_row_block(const int8_t *in, const nn_conv_t *cv, int co, int nb, int oy,
+                           int x0, int x1, int32_t acc[][NN_MAX_ROW])
+{
+    const int cg = cv->in_c / cv->group;
+    const int c0 = (co / (cv->out_c / cv->group)) * cg;
+    const int iy0 = oy * cv->sh - cv->pt;
+    const int sw = cv->sw;
+    const size_t taps = (size_t)cv->kh * cv->kw;
+    int ky0, ky1, ci, ky, kx, ox, b;
+    for (b = 0; b < nb; b++) {
+        memset(acc[b], 0, (size_t)(x1 - x0) * sizeof(int32_t));
+    }
+    nn_tap_range(iy0, cv->dh, cv->kh, cv->in_h, &ky0, &ky1);
+    for (ci = 0; ci < cg; ci++) {
+        const int8_t *x = in + (size_t)(c0 + ci) * cv->in_h * cv->in_w;
+        const int8_t *w = cv->weights + ((size_t)co * cg + ci) * taps;
+        for (ky = ky0; ky < ky1; ky++) {
+            const int8_t *xr = x + (size_t)(iy0 + ky * cv->dh) * cv->in_w;
+            for (kx = 0; kx < cv->kw; kx++) {
+                const int off = kx * cv->dw - cv->pl; /* input column = ox * sw + off */
+                const int last = cv->in_w - 1 - off;
+                const size_t t = (size_t)ky * cv->kw + kx;
+                int lo = off >= 0 ? 0 : (-off + sw - 1) / sw;
+                int hi = last >= 0 ? last / sw + 1 : 0;
+                lo = lo > x0 ? lo : x0;
+                hi = hi < x1 ? hi : x1;
+                if (nb == NN_CO_BLOCK && sw == 1) {
+                    const size_t step = (size_t)cg * taps;
+                    const int32_t w0 = w[t], w1 = w[step + t];
+                    const int32_t w2 = w[2 * step + t], w3 = w[3 * step + t];
+                    int32_t *a0 = acc[0], *a1 = acc[1], *a2 = acc[2], *a3 = acc[3];
+                    for (ox = lo; ox < hi; ox++) {
+                        const int32_t xv = xr[ox + off];
+                        a0[ox - x0] += w0 * xv;
+                        a1[ox - x0] += w1 * xv;
+                        a2[ox - x0] += w2 * xv;
+                        a3[ox - x0] += w3 * xv;
+                    }
+                    continue;
+                }
+                for (b = 0; b < nb; b++) {
+                    const int32_t wv = w[(size_t)b * cg * taps + t];
+                    int32_t *a = acc[b];
+                    if (sw == 1) {
+                        for (ox = lo; ox < hi; ox++) {
+                            a[ox - x0] += wv * xr[ox + off];
+                        }
+                    } else {
+                        for (ox = lo; ox < hi; ox++) {
+                            a[ox - x0] += wv * xr[ox * sw + off];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* Unpadded stride-1 1x1 convolution: a matrix product over the input channels. Four output
+ * channels share each contiguous run of input pixels (each int8 input value is loaded once for
+ * four products), the accumulators of a run stay in a small stack block, and the inner loop is
+ * a plain contiguous multiply-add that compilers vectorise (gcc -O3). Integer sums do
+ * not depend on the order of the additions: the results are the reference's, bit for bit. */
+static void conv_1x1(const int8_t *in, int8_t *out, const nn_conv_t *cv, const nn_act_t *pre,
+                     int npre, const nn_act_t *post, int npost)
+{
+    int32_t acc[NN_CO_BLOCK][NN_MAX_ROW];
+    const int cg = cv->in_c / cv->group;
+    const int mg = cv->out_c / cv->group;
+    const size_t plane = (size_t)cv->in_h * cv->in_w;
+    int co, b, ci, p;
+    size_t p0;
+    for (co = 0; co < cv->out_c; co += b) {
+        const int gend = (co / mg + 1) * mg; /* a block never crosses a group */
+        const int nb = gend - co < NN_CO_BLOCK ? gend - co : NN_CO_BLOCK;
+        const int8_t *xg = in + (size_t)(co / mg) * cg * plane;
+        const int8_t *w = cv->weights + (size_t)co * cg;
+        for (p0 = 0; p0 < plane; p0 += NN_MAX_ROW) {
+            const int n = plane - p0 < NN_MAX_ROW ? (int)(plane - p0) : NN_MAX_ROW;
+            for (b = 0; b < nb; b++) {
+                memset(acc[b], 0, (size_t)n * sizeof(int32_t));
+            }
+            for (ci = 0; ci < cg; ci++) {
+                const int8_t *x = xg + (size_t)ci * plane + p0;
+                if (nb == NN_CO_BLOCK) {
+                    const int32_t w0 = w[ci], w1 = w[cg + ci];
+                    const int32_t w2 = w[2 * cg + ci], w3 = w[3 * cg + ci];
+                    int32_t *a0 = acc[0], *a1 = acc[1], *a2 = acc[2], *a3 = acc[3];
+                    for (p = 0; p < n; p++) {
+                        const int32_t xv = x[p];
+                        a0[p] += w0 * xv;
+                        a1[p] += w1 * xv;
+                        a2[p] += w2 * xv;
+                        a3[p] += w3 * xv;
+                    }
+                } else {
+                    for (b = 0; b < nb; b++) {
+                        const int32_t wv = w[(size_t)b * cg + ci];
+                        int32_t *a = acc[b];
+                        for (p = 0; p < n; p++) {
+                            a[p] += wv * (int32_t)x[p];
+                        }
+                    }
+                }
+            }
+            for (b = 0; b < nb; b++) { /* requantization constants hoisted per channel */
+                const int32_t bias = cv->bias[co + b];
+                const uint8_t mul = cv->mul[co + b];
+                const int8_t shift = cv->shift[co + b];
+                int8_t *o = out + (size_t)(co + b) * plane + p0;
+                for (p = 0; p < n; p++) {
+                    const int8_t v = requant(acc[b][p], bias, mul, shift);
+                    o[p] = act_apply(act_apply(v, pre, npre), post, npost);
+                }
+            }
+        }
+        b = nb;
+    }
+}
+
 void nn_conv(const int8_t *in, int8_t *out, const nn_conv_t *cv, const nn_pool_t *pool,
              const nn_act_t *pre, int npre, const nn_act_t *post, int npost)
 {
-    int32_t acc[NN_MAX_ROW];
-    int co, oy, x0, ox;
+    int32_t acc[NN_CO_BLOCK][NN_MAX_ROW];
+    int co, oy, x0, ox, b, nb = 1;
+    if (pool == NULL && cv->kh == 1 && cv->kw == 1 && cv->sh == 1 && cv->sw == 1 &&
+        cv->pt == 0 && cv->pl == 0 && cv->out_h == cv->in_h && cv->out_w == cv->in_w) {
+        conv_1x1(in, out, cv, pre, npre, post, npost);
+        return;
+    }
     if (pool != NULL && cv->out_w <= NN_MAX_ROW && pool->ow <= NN_MAX_ROW) {
         conv_pool_rows(in, out, cv, pool, pre, npre, post, npost);
         return;
@@ -269,15 +398,23 @@ void nn_conv(const int8_t *in, int8_t *out, const nn_conv_t *cv, const nn_pool_t
         pool_map(&s, out, cv->out_c, pool, post, npost);
         return;
     }
-    for (co = 0; co < cv->out_c; co++) {
+    for (co = 0; co < cv->out_c; co += nb) {
+        const int mg = cv->out_c / cv->group;
+        const int gend = (co / mg + 1) * mg; /* a block never crosses a group */
+        nb = gend - co < NN_CO_BLOCK ? gend - co : NN_CO_BLOCK;
         for (oy = 0; oy < cv->out_h; oy++) {
             for (x0 = 0; x0 < cv->out_w; x0 += NN_MAX_ROW) {
                 const int x1 = x0 + NN_MAX_ROW < cv->out_w ? x0 + NN_MAX_ROW : cv->out_w;
-                conv_row(in, cv, co, oy, x0, x1, acc);
-                for (ox = x0; ox < x1; ox++) {
-                    const int8_t v = requant(acc[ox - x0], cv->bias[co], cv->mul[co],
-                                             cv->shift[co]);
-                    *out++ = act_apply(act_apply(v, pre, npre), post, npost);
+                conv_row_block(in, cv, co, nb, oy, x0, x1, acc);
+                for (b = 0; b < nb; b++) { /* requantization constants hoisted per channel */
+                    const int32_t bias = cv->bias[co + b];
+                    const uint8_t mul = cv->mul[co + b];
+                    const int8_t shift = cv->shift[co + b];
+                    int8_t *o = out + ((size_t)(co + b) * cv->out_h + oy) * cv->out_w;
+                    for (ox = x0; ox < x1; ox++) {
+                        const int8_t v = requant(acc[b][ox - x0], bias, mul, shift);
+                        o[ox] = act_apply(act_apply(v, pre, npre), post, npost);
+                    }
                 }
             }
         }
