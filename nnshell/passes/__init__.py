@@ -31,6 +31,7 @@ _COMMON = [
     "remove_noops",
     "sum_to_add",
     "const_last",  # pattern normalisation (issue 17): before the folds and fusions
+    "minmax_to_clip",
     "div_to_mul",
     "hardswish",
     "hardsigmoid",

@@ -152,11 +152,18 @@ def _minmax_to_clip(graph: Graph) -> list[str]:
     return changed
 
 
-@register_pass("expression_matcher", "connected elementwise layers as one expression node")
-def expression_matcher(graph: Graph) -> PassResult:
+@register_pass("minmax_to_clip", "min / max with a scalar constant as Clip")
+def minmax_to_clip(graph: Graph) -> PassResult:
     result = PassResult()
     for name in _minmax_to_clip(graph):
         result.edits.append(f"{name}: min/max with a constant as Clip")
+        result.changed += 1
+    return result
+
+
+@register_pass("expression_matcher", "connected elementwise layers as one expression node")
+def expression_matcher(graph: Graph) -> PassResult:
+    result = minmax_to_clip(graph)
     for group in _groups(graph):
         if _convex(graph, {n.name for n in group}):
             result.fusions.append(_fuse(graph, group))
