@@ -162,6 +162,56 @@ def test_expression_pow2_and_one_folder_per_input(tmp_path: Path) -> None:
     assert res.mismatch is None and res.layers == 6
 
 
+def test_min_max_by_scalar_become_clip_in_an_expression(tmp_path: Path) -> None:
+    """``Max(Min(x + y, 6), 0) * y`` (TFLite's MINIMUM / MAXIMUM by a scalar): the same floats
+    as onnxruntime after ``expression_matcher`` (the bounds become Clips), and SQ8 C bit-exact."""
+    if shutil.which("gcc") is None and shutil.which("cc") is None:
+        pytest.skip("no C compiler")
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from nnshell.codegen.verify import verify
+    from nnshell.exec import run_float
+    from nnshell.session import Session
+
+    nodes = [
+        helper.make_node("Add", ["x", "y"], ["s"], name="add0"),
+        helper.make_node("Min", ["s", "six"], ["lo"], name="min0"),
+        helper.make_node("Max", ["lo", "zero"], ["r"], name="max0"),
+        helper.make_node("Mul", ["r", "y"], ["out"], name="mul0"),
+    ]
+    vi = helper.make_tensor_value_info
+    inits = [
+        numpy_helper.from_array(np.array(0.6, np.float32), "six"),
+        numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
+    ]
+    g = helper.make_graph(
+        nodes,
+        "mm",
+        [vi(n, TensorProto.FLOAT, SHAPE) for n in ("x", "y")],
+        [vi("out", TensorProto.FLOAT, SHAPE)],
+        inits,
+    )
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    onnx.save(m, str(tmp_path / "mm.onnx"))
+    s = Session()
+    s.open(str(tmp_path / "mm.onnx"))
+    s.fusions(names=["expression_matcher"])
+    (node,) = s.graph.nodes
+    assert [p.op for p in node.attrs.parts] == ["Add", "Clip", "Clip", "Mul"]
+    rng = np.random.default_rng(1)
+    feeds = {k: rng.uniform(-1, 1, SHAPE).astype(np.float32) for k in ("x", "y")}
+    want = ort.InferenceSession(str(tmp_path / "mm.onnx")).run(["out"], feeds)[0]
+    np.testing.assert_allclose(run_float(s.graph, feeds)["out"], want, rtol=1e-6, atol=1e-7)
+    files = _samples(tmp_path, 2)
+    s.set("input_norm_func", "x:x/128")
+    s.aquant(files)
+    res = verify(s.graph, s.qstate, files, s.input_options(), tmp_path / "b")
+    assert res.mismatch is None and res.images == 2 and res.layers == 4
+
+
 def test_sdk_expressions_grouping_matches_nntool(tmp_path: Path) -> None:
     if not SDK.exists():
         pytest.skip(f"GAP SDK mirror not available ({SDK})")
