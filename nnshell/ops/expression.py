@@ -117,7 +117,16 @@ class Expression(OpDef):
         return _walk(node, xs, lambda pn, args: get_op(pn.op).run_float(pn, *args))
 
     def macs(self, node: Node, ins: Sequence[TensorInfo | None], outs: Sequence[TensorInfo]) -> int:
-        return 0
+        """The parts' operation counts, summed."""
+        infos: dict[str, TensorInfo | None] = dict(zip(node.inputs, ins, strict=True))
+        total = 0
+        for pn in part_nodes(node):
+            op = get_op(pn.op)
+            pin = [infos[i] for i in pn.inputs]
+            pout = [TensorInfo(o, s) for o, s in zip(pn.outputs, op.infer(pn, pin), strict=False)]
+            infos.update((t.name, t) for t in pout)
+            total += op.macs(pn, pin, pout)
+        return total
 
     def onnx_nodes(self, node: Node, ins: list[str], outs: list[str], b: Any) -> bool:
         """ONNX export: the parts, inner tensors under their own names."""
