@@ -64,6 +64,43 @@ def _temp_for(path: Path, mode: int) -> str:
     return tmp
 
 
+def write_temp(folder: Path, prefix: str, data: bytes, mode: int, durable: bool = False) -> str:
+    """A complete temporary file ``<prefix>*.tmp`` in ``folder`` holding ``data`` with ``mode``.
+
+    ``durable`` fsyncs it before returning (a state's commit protocol needs the bytes on disk
+    before the rename). On any error the temporary file is removed and the error propagates.
+    """
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=folder)
+    try:
+        try:
+            if hasattr(os, "fchmod"):  # mkstemp creates 0600; these are ordinary files
+                os.fchmod(fd, mode)
+            _write_fd(fd, data)
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return tmp
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make the renames in ``folder`` durable (a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def atomic_write_files(files: Mapping[Path, bytes]) -> list[Path]:
     """Write every ``path -> bytes`` of ``files`` atomically as one set; return the paths.
 
@@ -77,13 +114,8 @@ def atomic_write_files(files: Mapping[Path, bytes]) -> list[Path]:
     try:
         for target, data in files.items():
             current = Path(target)
-            tmp = _temp_for(current, mode)
+            tmp = write_temp(current.parent, f".{current.name[:64]}.", data, mode)
             temps.append((tmp, current))
-            fd = os.open(tmp, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
-            try:
-                _write_fd(fd, data)
-            finally:
-                os.close(fd)
         for tmp, current in temps:
             os.replace(tmp, current)
     except BaseException as exc:
@@ -129,4 +161,11 @@ def atomic_write_npz(path: str, arrays: Mapping[str, np.ndarray]) -> None:
         raise
 
 
-__all__ = ["atomic_write_bytes", "atomic_write_files", "atomic_write_npz", "os_error_text"]
+__all__ = [
+    "atomic_write_bytes",
+    "atomic_write_files",
+    "atomic_write_npz",
+    "fsync_dir",
+    "os_error_text",
+    "write_temp",
+]

@@ -18,8 +18,8 @@ from nnshell.session_tuning import TuningMixin
 if TYPE_CHECKING:  # numpy and the op registry load on first use: the shell starts fast
     import numpy as np
 
+    from nnshell.analysis.summary import GraphTotals, LayerInfo
     from nnshell.ir import Graph
-    from nnshell.summary import GraphTotals, LayerInfo
 
 
 @dataclass
@@ -151,7 +151,7 @@ class Session(TuningMixin):
 
     def layers(self, selector: str | None = None) -> tuple[list[LayerInfo], GraphTotals]:
         """Return the layer rows a selector names, and the totals of the whole graph."""
-        from nnshell.summary import graph_totals, layer_infos
+        from nnshell.analysis.summary import graph_totals, layer_infos
 
         graph = self.require_graph()
         rows = layer_infos(graph)
@@ -162,7 +162,7 @@ class Session(TuningMixin):
         """Change one setting from the text the user typed; return the parsed value."""
         value = settings_mod.parse_value(name, text)
         if name == "input_norm_func" and value is not None:
-            from nnshell.expr import compile_expression
+            from nnshell.input.expr import compile_expression
 
             compile_expression(value)  # reject a bad expression now, not at aquant time
         self.settings[name] = value
@@ -175,9 +175,9 @@ class Session(TuningMixin):
 
         Run again on the same input with the same FORMAT NORM (or with neither) to remove it;
         other values replace it. A quantized graph is checked: the formatter's codes must be
-        its input codes (:func:`nnshell.formatter.check_formatter`), else nothing changes.
+        its input codes (:func:`nnshell.input.formatter.check_formatter`), else nothing changes.
         """
-        from nnshell.formatter import (
+        from nnshell.input.formatter import (
             Formatter,
             formatters,
             raw_shape,
@@ -313,7 +313,7 @@ class Session(TuningMixin):
         :attr:`tensors` under that name.
         """
         from nnshell.exec import run_float
-        from nnshell.images import load_image
+        from nnshell.input.images import load_image
 
         graph = self.require_graph()
         opts = opts if opts is not None else self.input_options()
@@ -342,8 +342,8 @@ class Session(TuningMixin):
 
     def input_options(self, **overrides: Any) -> Any:
         """The image input options: the ``set input_*`` values, then the command's options."""
-        from nnshell.formatter import get_formatter
-        from nnshell.images import InputOptions
+        from nnshell.input.formatter import get_formatter
+        from nnshell.input.images import InputOptions
 
         st = self.settings
         fmt = get_formatter(self.graph)
@@ -369,7 +369,7 @@ class Session(TuningMixin):
     def _images(self) -> Any:
         """The session's decoded-image cache (created on first use: the shell starts fast)."""
         if self.image_cache is None:
-            from nnshell.images import DecodeCache
+            from nnshell.input.images import DecodeCache
 
             self.image_cache = DecodeCache()
         return self.image_cache
@@ -412,7 +412,7 @@ class Session(TuningMixin):
                 + (f" (the graph has the {self.scheme} fusions)" if self.scheme else ""),
                 f"fusions --{scheme}",
             )
-        from nnshell.formatter import fixed_qtypes
+        from nnshell.input.formatter import fixed_qtypes
         from nnshell.quant import preflight
 
         qopts = qopts if qopts is not None else self._default_qopts(label)
@@ -498,11 +498,12 @@ class Session(TuningMixin):
             )
             graph = self._require_scheme_graph("scale8", qopts)
         if files:
-            opts = opts if opts is not None else self.input_options()
-            total, batches, fast = self._analysis_pass(
-                files, opts, per=8, graph=graph, all_tensors="heads"
-            )  # per=8: every tensor + accumulators (exec.budget)
-            stats, seen = collect_stats(graph, batches, total, progress, fast)
+            opts = opts if opts is not None else self.input_options()  # recorded with the stats
+            # every tensor + accumulators: 8 bytes a value against the activation budget
+            paths, batches, fast = self._analysis_pass(
+                files, opts, graph, per=8, all_tensors="heads"
+            )
+            stats, seen = collect_stats(graph, batches, len(paths), progress, fast)
             reused = False
             calib_inputs = opts
         elif self.stats is not None:
@@ -513,7 +514,7 @@ class Session(TuningMixin):
         outcome = AquantOutcome(qopts, len(seen), reused)
         if graph.meta.get("qtune") or graph.meta.get("fquant"):  # nnshell.quant.tuning
             return self._aquant_tuned(stats, seen, calib_inputs, outcome)
-        from nnshell.formatter import fixed_qtypes
+        from nnshell.input.formatter import fixed_qtypes
 
         if scheme == "POW2":
             if fixed_qtypes(graph):
@@ -535,7 +536,7 @@ class Session(TuningMixin):
         calibrating with ``x/128-1``) it computes garbage without any error: top-1 falls to
         chance and nothing says why. Commands that run the quantized graph print this line.
         """
-        from nnshell.images import describe_inputs
+        from nnshell.input.images import describe_inputs
 
         if self.qstate is None or self.calib_inputs is None or opts is None:
             return None
@@ -565,8 +566,8 @@ class Session(TuningMixin):
         progress: Any = None,
     ) -> Any:
         """Top-1 accuracy of the float graph and (when quantized) the integer graph."""
-        from nnshell.evaluate import validate
-        from nnshell.images import expand_files
+        from nnshell.analysis.evaluate import validate
+        from nnshell.input.images import expand_files
 
         graph = self.require_graph()
         qstate = self.qstate if quantized else None
@@ -586,7 +587,7 @@ class Session(TuningMixin):
 
     def footprint(self) -> Any:
         """Parameter bytes and peak activation RAM, float against quantized."""
-        from nnshell.footprint import footprint
+        from nnshell.analysis.footprint import footprint
 
         return footprint(self.require_graph(), self.require_quantized(), self.imported)
 
@@ -676,28 +677,29 @@ class Session(TuningMixin):
         self,
         files: list[str],
         opts: Any,
+        graph: Graph | None = None,
         per: int = 4,
-        graph: Any = None,
         all_tensors: Any = True,
-    ) -> tuple[int, Any, Any]:
-        """(sample count, batch iterator, validated runner or None) for one pass over
-        ``files``, batches capped to the activation budget at ``per`` bytes a value
-        (exec.budget); several inputs: nnshell/multi_input.py (their runs use numpy)."""
+    ) -> tuple[list[str], Any, Any]:
+        """(sample names, batch iterator, validated all-tensor runner or None) for one image
+        pass over ``graph`` (default: the current graph); batches capped to the activation
+        budget at ``per`` bytes a value (exec.budget). A graph with several inputs takes one
+        file per input and sample (nnshell/input/multi_input.py; its runs use numpy)."""
         import itertools
 
         from nnshell.exec.budget import images_per_batch
-        from nnshell.multi_input import input_batches
+        from nnshell.input.multi_input import input_batches
         from nnshell.ops.expression import has_expressions
 
         graph = graph if graph is not None else self.require_graph()
         opts = opts if opts is not None else self.input_options()
         bs = images_per_batch(graph, int(self.settings["batch_size"]), per)
-        total, batches = input_batches(graph, files, opts, bs, cache=self._images())
+        paths, batches = input_batches(graph, files, opts, bs, cache=self._images())
         first = next(batches)
         fast = None
         if len(graph.inputs) == 1 and not has_expressions(graph):
             fast = self.fast_runner(graph, first[1][:2], all_tensors=all_tensors)
-        return total, itertools.chain([first], batches), fast
+        return paths, itertools.chain([first], batches), fast
 
     def qerror(
         self, files: list[str], opts: Any = None, isolated: bool = False, progress: Any = None
@@ -709,8 +711,8 @@ class Session(TuningMixin):
         qstate = self.require_quantized()
         if not files:
             raise UsageError("qerror needs image files", "qerror sample_images/test")
-        total, batches, fast = self._analysis_pass(files, opts, per=12)
-        return qerror(graph, qstate, batches, total, isolated, progress, fast)
+        paths, batches, fast = self._analysis_pass(files, opts, per=12)
+        return qerror(graph, qstate, batches, len(paths), isolated, progress, fast)
 
     def qexplain(self, selector: str | None) -> list[Any]:
         """The integer formula of each selected layer with its numbers (analysis.qexplain)."""
@@ -739,7 +741,8 @@ class Session(TuningMixin):
         if mode is None:
             mode = str(self.qstate.options.mode) if self.qstate is not None else "minmax"
         if files:
-            total, batches, fast = self._analysis_pass(files, opts)
+            paths, batches, fast = self._analysis_pass(files, opts)
+            total = len(paths)
             return astats(
                 graph,
                 batches,
@@ -774,7 +777,7 @@ class Session(TuningMixin):
         no files is then instant).
         """
         from nnshell.analysis.compare import SAMPLE_BYTES, compare_modes
-        from nnshell.images import expand_files, iter_batches
+        from nnshell.input.images import expand_files, iter_batches
 
         graph = self._require_scheme_graph("scale8")
         opts = opts if opts is not None else self.input_options()
@@ -782,7 +785,8 @@ class Session(TuningMixin):
         bs = int(self.settings["batch_size"])
         stats, sample, batches, total, fast = None, None, None, 0, None
         if files:
-            total, batches, fast = self._analysis_pass(files, opts)
+            paths, batches, fast = self._analysis_pass(files, opts)
+            total = len(paths)
         elif self.stats is not None and self.stats_files:
             stats, total, sample, used = self.stats, len(self.stats_files), [], 0
             for names, batch in iter_batches(
@@ -866,7 +870,7 @@ class Session(TuningMixin):
         import tempfile
 
         from nnshell.codegen.verify import verify
-        from nnshell.images import expand_files
+        from nnshell.input.images import expand_files
 
         graph = self.require_graph()
         qstate = self.require_quantized()

@@ -71,10 +71,10 @@ class TuningMixin:
 
     def _formatted_qstate(self, graph: Any) -> Any:
         """The quantization once ``graph``'s input formatters are set: POW2 pins each
-        formatted input at its formatter's Q (``nnshell.formatter_pow2``)."""
+        formatted input at its formatter's Q (``nnshell.input.formatter_pow2``)."""
         if getattr(self.qstate, "scheme", None) != "POW2":
             return self.qstate
-        from nnshell.formatter_pow2 import requantize_with_formatters
+        from nnshell.input.formatter_pow2 import requantize_with_formatters
 
         return requantize_with_formatters(graph, self.qstate, self.stats)
 

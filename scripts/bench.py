@@ -261,7 +261,7 @@ def process_rows(repeat: int, tmp: Path) -> list[Row]:
 # at fork time (Linux keeps it across execve), and this script's parent is large by then.
 _PEAK = """
 import json, sys
-from nnshell.images import expand_files
+from nnshell.input.images import expand_files
 from nnshell.session import Session
 n = int(sys.argv[1]); files = (expand_files([sys.argv[2]]) * 8)[:n]
 s = Session(); s.open(sys.argv[3]); s.set("input_norm_func", sys.argv[4]); s.fusions("scale8")

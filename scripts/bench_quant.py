@@ -88,7 +88,7 @@ def bench_calibration(repeat: int, tmp: Path) -> tuple[Pair, object]:
 
 def bench_decode(session, repeat: int) -> tuple[float, float]:  # noqa: ANN001
     """Decoding alone: nnshell's ``iter_batches`` with its default thread pool, and serially."""
-    from nnshell.images import expand_files, iter_batches
+    from nnshell.input.images import expand_files, iter_batches
 
     files = expand_files([str(CALIB)])
     opts, dims = session.input_options(), session.graph.tensors[session.graph.inputs[0]].dims

@@ -158,7 +158,7 @@ def _ort_per_image(model: Path, folder: Path, n: int, tmp: Path) -> tuple[float,
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from real_models import MODELS, input_options
 
-    from nnshell.images import load_image
+    from nnshell.input.images import load_image
     from nnshell.session import Session
 
     spec = MODELS["nsfw"]

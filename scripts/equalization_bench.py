@@ -34,7 +34,7 @@ SAMPLE_NORM = "x: (x/255 - 0.5)/0.5"
 
 def _models() -> dict[str, dict[str, Any]]:
     """How each model is opened and fed (real models as scripts/real_models.py does)."""
-    from nnshell.images import InputOptions, expand_files
+    from nnshell.input.images import InputOptions, expand_files
 
     calib = sorted(expand_files([str(ROOT / "sample_images" / "calib")]))
     test = sorted(expand_files([str(ROOT / "sample_images" / "test")]))[:128]
@@ -81,7 +81,7 @@ def _session(m: dict[str, Any]) -> Any:
 
 
 def _batch(graph: Any, files: list[str], opts: Any) -> np.ndarray:
-    from nnshell.images import load_image
+    from nnshell.input.images import load_image
 
     dims = graph.tensors[graph.inputs[0]].dims
     return np.stack([load_image(p, opts, dims) for p in files])

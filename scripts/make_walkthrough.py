@@ -203,7 +203,7 @@ def class_sweep(state: str, full_pred: Any) -> list[tuple[int, int, float, Any]]
     """(class, images, quantized top-1, paired test against the whole set's quantization) of a
     calibration on each class alone: ``aquant sample_images/calib/calib_*_<c>.png`` then
     ``validate sample_images/test``, as library calls."""
-    from nnshell.paired import compare_predictions
+    from nnshell.analysis.paired import compare_predictions
     from nnshell.session import Session
 
     rows = []
@@ -223,7 +223,7 @@ def class_sweep(state: str, full_pred: Any) -> list[tuple[int, int, float, Any]]
 def method_pairs(state: str, modes: list[str], base_pred: Any) -> dict[str, Any]:
     """Each range method's predictions against minmax's on the test images, paired: ``aquant
     --mode M`` (same statistics) then ``validate sample_images/test``, as library calls."""
-    from nnshell.paired import compare_predictions
+    from nnshell.analysis.paired import compare_predictions
     from nnshell.session import Session
 
     s = Session()
@@ -298,10 +298,10 @@ def nntool_layers(defs: dict[str, str]) -> list[str]:
 
 def compute(ran: dict[str, Ran]) -> tuple[dict[str, str], dict[str, str]]:
     """Every figure the prose quotes, and the computed tables."""
-    from nnshell.fixed_point import header_qscale_qnorm, qtype_from_range
-    from nnshell.footprint import GAP8_L1_BYTES, GAP8_L2_BYTES, gap8_placement
-    from nnshell.images import label_from_name
-    from nnshell.paired import compare_predictions, mcnemar_exact
+    from nnshell.analysis.footprint import GAP8_L1_BYTES, GAP8_L2_BYTES, gap8_placement
+    from nnshell.analysis.paired import compare_predictions, mcnemar_exact
+    from nnshell.input.images import label_from_name
+    from nnshell.quant.fixed_point import header_qscale_qnorm, qtype_from_range
     from nnshell.settings import defaults
 
     v: dict[str, str] = {}

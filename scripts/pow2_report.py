@@ -80,7 +80,7 @@ def _row(name: str, s, xs: np.ndarray) -> dict:  # noqa: ANN001
 
 
 def run() -> list[dict]:
-    from nnshell.images import InputOptions, expand_files, iter_batches
+    from nnshell.input.images import InputOptions, expand_files, iter_batches
 
     files = expand_files([str(TEST)])
     xs = np.concatenate(
@@ -147,7 +147,7 @@ def markdown(rows: list[dict]) -> str:
 
 
 def expand_test() -> list[str]:
-    from nnshell.images import expand_files
+    from nnshell.input.images import expand_files
 
     return expand_files([str(TEST)])
 

@@ -156,7 +156,7 @@ def make_session():  # noqa: ANN201 - nnshell.session.Session
 
 def check_same_inputs(session, files: Sequence[str], xs: np.ndarray) -> float:  # noqa: ANN001
     """Largest difference between nnshell's loader and :func:`load_pngs` on ``files``."""
-    from nnshell.images import iter_batches
+    from nnshell.input.images import iter_batches
 
     g = session.graph
     ys = [b for _, b in iter_batches(files, session.input_options(), g.tensors[g.inputs[0]].dims)]

@@ -214,7 +214,7 @@ def write_photos(spec: ModelSpec, cache: Path, names: tuple[str, ...] = PHOTOS) 
 
 def input_options(spec: ModelSpec) -> Any:
     """The -M/-N input options of the model (the photos are HWC; -T only for CHW models)."""
-    from nnshell.images import InputOptions
+    from nnshell.input.images import InputOptions
 
     return InputOptions(norm_func=spec.norm, mode=spec.mode, transpose=spec.shape[0] == 3)
 
@@ -236,7 +236,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _batch(graph: Any, photos: list[str], opts: Any) -> np.ndarray:
-    from nnshell.images import load_image
+    from nnshell.input.images import load_image
 
     dims = graph.tensors[graph.inputs[0]].dims
     return np.stack([load_image(p, opts, dims) for p in photos])
@@ -357,7 +357,7 @@ def run_model(
                 for n in s.graph.nodes
             )
         )
-        from nnshell.summary import graph_totals
+        from nnshell.analysis.summary import graph_totals
 
         tot = graph_totals(s.imported)
         out.float_param_bytes, out.float_act_bytes = tot.param_bytes, tot.peak_act_bytes

@@ -17,12 +17,12 @@ import collections
 import numpy as np
 
 from nnshell.exec import run_float
-from nnshell.fixed_pow2 import Pow2Context
 from nnshell.importers.onnx_importer import load_onnx
 from nnshell.ops import get_op
 from nnshell.passes import run_scheme
-from nnshell.qrecord import QuantContext
 from nnshell.quant import pow2 as p2
+from nnshell.quant.fixed_pow2 import Pow2Context
+from nnshell.quant.qrecord import QuantContext
 from nnshell.quant.ranges import RangeMode
 from nnshell.quant.sq8 import QuantOptions, assign_qtypes
 from nnshell.quant.stats import TensorStats

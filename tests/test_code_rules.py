@@ -15,10 +15,15 @@ MAX_DO_LINES = 30
 #: count may only go down (the test fails when a file gains one, or loses one without this
 #: table being lowered).
 KNOWN_OP_NAME_COMPARISONS: dict[str, int] = {
-    "codegen/autotiler.py": 29,
+    # the AutoTiler writer's 29, split over its package (issue 22)
+    "codegen/autotiler/common.py": 3,
+    "codegen/autotiler/plan_base.py": 2,
+    "codegen/autotiler/plan_pow2.py": 14,
+    "codegen/autotiler/plan_sq8.py": 3,
+    "codegen/autotiler/planner.py": 7,
     "codegen/at_infos.py": 4,
     "codegen/at_names.py": 2,
-    "state.py": 1,
+    "state/decode.py": 1,
 }
 
 

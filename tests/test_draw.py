@@ -89,7 +89,7 @@ def test_shell_draw(shell, tmp_path: Path) -> None:  # noqa: ANN001
 
 
 def test_quant_labels_hand_checked() -> None:
-    from nnshell.fixed_point import QType
+    from nnshell.quant.fixed_point import QType
     from nnshell.report.draw import _qlabel
 
     assert _qlabel(QType(scale=2.0**-7, zero_point=0, bits=16)) == "int16 Q8.7"  # POW2 Q8.7

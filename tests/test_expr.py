@@ -1,4 +1,4 @@
-"""Tests of the safe normalisation-expression compiler (nnshell.expr)."""
+"""Tests of the safe normalisation-expression compiler (nnshell.input.expr)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nnshell.errors import ExpressionError
-from nnshell.expr import MAX_DEPTH, NormFunc, compile_expression
+from nnshell.input.expr import MAX_DEPTH, NormFunc, compile_expression
 
 X = np.array([[0.0, 1.0, 127.0], [128.0, 200.0, 255.0]], dtype=np.float32)
 

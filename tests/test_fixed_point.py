@@ -1,4 +1,4 @@
-"""The SQ8 integer arithmetic of ``nnshell.fixed_point``, checked against docs/SQ8.md.
+"""The SQ8 integer arithmetic of ``nnshell.quant.fixed_point``, checked against docs/SQ8.md.
 
 The worked example of SQ8 §9 and the checks of §4 are reproduced number for number; the
 properties pin down the rounding rules (ties, negatives) and the bounds the kernels rely on.
@@ -16,7 +16,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from nnshell.errors import ModelFileError, NnshellError, QuantizationError
-from nnshell.fixed_point import (
+from nnshell.quant.fixed_point import (
     QType,
     c_div_trunc,
     check_int32,
@@ -632,7 +632,7 @@ def test_int_matmul_exact_random(k: int, seed: int) -> None:
     st.integers(0, 24),
 )
 def test_requantize_clip8_equals_reference(accs: list[int], bias: int, m: int, n: int) -> None:
-    from nnshell.fixed_point import requantize_clip8
+    from nnshell.quant.fixed_point import requantize_clip8
 
     a = np.array(accs, np.int64).reshape(1, -1, 1)
     got = requantize_clip8(

@@ -148,7 +148,7 @@ def bf16() -> Session:
 
 
 def _images(s: Session, n: int = 12) -> np.ndarray:
-    from nnshell.images import expand_files, iter_batches
+    from nnshell.input.images import expand_files, iter_batches
 
     files = expand_files([str(BW_TEST)])[:n]
     g = s.require_graph()

@@ -18,8 +18,8 @@ import onnx
 import pytest
 
 from nnshell.exec import run_float
-from nnshell.images import InputOptions, expand_files, iter_batches
 from nnshell.importers.onnx_importer import load_onnx
+from nnshell.input.images import InputOptions, expand_files, iter_batches
 from nnshell.passes import PASSES, run_scheme
 from nnshell.passes.adjust import adjust_layout
 from nnshell.session import Session

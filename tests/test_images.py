@@ -1,4 +1,4 @@
-"""Tests of input loading with NNTool's options (nnshell.images)."""
+"""Tests of input loading with NNTool's options (nnshell.input.images)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nnshell import images
 from nnshell.errors import ExpressionError, ImageError, SettingError, UsageError
-from nnshell.images import (
+from nnshell.input import images
+from nnshell.input.images import (
     InputOptions,
     LoadReport,
     expand_files,
@@ -440,7 +440,7 @@ def test_label_from_name(name: str, label: int | None) -> None:
 def test_decode_cache_reuses_and_notices_edits(tmp_path: Path) -> None:
     import os
 
-    from nnshell.images import DecodeCache
+    from nnshell.input.images import DecodeCache
 
     p = tmp_path / "a.png"
     Image.fromarray(np.full((8, 8, 3), 10, np.uint8)).save(p)

@@ -14,7 +14,7 @@ import pytest
 from nnshell.errors import SettingError, UsageError
 from nnshell.exec.float_exec import run_float
 from nnshell.exec.int_exec import run_int
-from nnshell.formatter import FORMATS, NORMS, Formatter, FormatterError, get_formatter
+from nnshell.input.formatter import FORMATS, NORMS, Formatter, FormatterError, get_formatter
 from nnshell.session import Session
 from nnshell.shell.commands.nntool_cmds import FORMAT_CHOICES, NORM_CHOICES
 

@@ -22,6 +22,7 @@ def fused_tflite() -> Session:
     """The visual-wake-like case: an int8 TFLite model opened with -q, adjusted and fused."""
     s = Session()
     s.open(str(DW_INT8), None, True)
+    s.set("file_mult_bits", "8")  # GAP's 8-bit multipliers: what the AutoTiler target takes
     s.adjust()
     s.fusions("scale8")
     return s

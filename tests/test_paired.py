@@ -1,4 +1,4 @@
-"""Paired statistics of a drop measured on the same images (nnshell.paired).
+"""Paired statistics of a drop measured on the same images (nnshell.analysis.paired).
 
 Reference values: the exact binomial tails by hand, Agresti's presidential-approval table for
 the Wald interval (Categorical Data Analysis, 10.1: 794, 150, 86, 570 gives 0.021..0.059) and
@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pytest
 
-from nnshell.paired import (
+from nnshell.analysis.paired import (
     PairedComparison,
     binom_cdf_half,
     compare_predictions,

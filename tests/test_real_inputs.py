@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from nnshell.errors import ExpressionError
-from nnshell.expr import compile_expression
-from nnshell.images import InputOptions, iter_batches, load_image
+from nnshell.input.expr import compile_expression
+from nnshell.input.images import InputOptions, iter_batches, load_image
 from tests.conftest import ROOT
 
 IMAGENET = "x: (x/255 - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225]"

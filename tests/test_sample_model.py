@@ -7,8 +7,8 @@ import onnx
 import onnxruntime as ort
 
 from nnshell.exec import run_float
-from nnshell.images import InputOptions, expand_files, iter_batches, label_from_name
 from nnshell.importers.onnx_importer import load_onnx
+from nnshell.input.images import InputOptions, expand_files, iter_batches, label_from_name
 from tests.conftest import CALIB_DIR, SAMPLE_MODEL, TEST_DIR
 
 NORM = InputOptions(norm_func="x: (x/255 - 0.5)/0.5")

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from nnshell.errors import ModelFileError
 from nnshell.exec.int_exec import run_int
-from nnshell.images import InputOptions, expand_files, iter_batches
+from nnshell.input.images import InputOptions, expand_files, iter_batches
 from nnshell.session import Session
 from nnshell.state import load_state, save_state
 from tests.conftest import CALIB_DIR, ROOT, SAMPLE_MODEL, TEST_DIR
@@ -360,12 +360,12 @@ def test_unwritable_folder_keeps_previous_state(
     folder.chmod(0o500)
     try:
         if os.access(folder, os.W_OK):  # root ignores the mode: fail like a read-only folder
-            import nnshell.state_files as files_mod
+            import nnshell.atomic as atomic_mod
 
             def denied(*args: Any, **kwargs: Any) -> Any:
                 raise PermissionError(13, "Permission denied")
 
-            monkeypatch.setattr(files_mod.tempfile, "mkstemp", denied)
+            monkeypatch.setattr(atomic_mod.tempfile, "mkstemp", denied)
         with pytest.raises(ModelFileError) as err:
             s.save_state(str(folder / "m.json"))
         assert "Permission denied" in str(err.value) and "\n" not in str(err.value)

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nnshell.images import InputOptions, expand_files, iter_batches
 from nnshell.importers.onnx_importer import load_onnx
+from nnshell.input.images import InputOptions, expand_files, iter_batches
 from nnshell.passes import run_scheme
 from nnshell.quant.stats import ACC_PREFIX, HIST_BINS, TensorStats, acc_key, collect_stats
 from tests.conftest import CALIB_DIR, SAMPLE_MODEL

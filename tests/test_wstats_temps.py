@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
+from nnshell.analysis.footprint import peak_detail
 from nnshell.analysis.temps import temps
 from nnshell.analysis.wstats import QSNR_EXACT, weight_stats
-from nnshell.footprint import peak_detail
 from nnshell.importers.onnx_importer import load_onnx
 from nnshell.ir import Graph, Node, TensorInfo
 from tests.conftest import SAMPLE_MODEL

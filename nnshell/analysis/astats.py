@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from nnshell.analysis.qerror import float_outputs
-from nnshell.images import label_from_name
+from nnshell.input.images import label_from_name
 from nnshell.ir import Graph
 from nnshell.quant.ranges import RangeMode, choose_range, parse_mode
 from nnshell.quant.stats import TensorStats

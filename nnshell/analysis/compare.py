@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from nnshell.analysis.evaluate import read_labels
 from nnshell.analysis.qerror import qerror
-from nnshell.evaluate import read_labels
 from nnshell.exec.int_exec import run_int
 from nnshell.ir import Graph
 from nnshell.quant.ranges import parse_mode
@@ -177,7 +177,7 @@ def compare_modes(
         sample = sampler.kept
     assert stats is not None and sample is not None
     n_sample = sum(len(n) for n, _ in sample)
-    from nnshell.formatter import fixed_qtypes
+    from nnshell.input.formatter import fixed_qtypes
 
     fixed = fixed_qtypes(graph)  # an input formatter fixes the input codes
     qstates = {

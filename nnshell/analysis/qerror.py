@@ -205,7 +205,7 @@ def _activation_names(graph: Graph) -> list[str]:
 
 def float_outputs(graph: Graph, batch: np.ndarray, fast: Any = None) -> dict[str, np.ndarray]:
     """Every activation of the float graph on a batch (the graph input included)."""
-    from nnshell.multi_input import feeds_of
+    from nnshell.input.multi_input import feeds_of
 
     feeds = feeds_of(graph, batch)
     if fast is not None:
@@ -259,7 +259,7 @@ def qerror(
     in_acc = {t: _TensorAcc() for t in consumed}
     seen = 0
     keep = _activation_names(graph)
-    from nnshell.multi_input import feeds_of
+    from nnshell.input.multi_input import feeds_of
 
     for files, batch in batches:
         fvals = float_outputs(graph, batch, fast)

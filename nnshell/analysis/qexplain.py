@@ -18,27 +18,19 @@ returned as plain data plus text lines; the shell prints them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from nnshell.fixed_point import round_half_up
+from nnshell.analysis.qexplain_pow2 import explain_pow2
+from nnshell.analysis.qexplain_record import QExplain
 from nnshell.ir import Graph
 from nnshell.ops import get_op
+from nnshell.quant.fixed_point import round_half_up
+from nnshell.quant.scheme import POW2, scheme_of
 
 #: Per-channel tables longer than this are summarised (the worst channels are still listed).
 MAX_CHANNEL_ROWS = 16
-
-
-@dataclass
-class QExplain:
-    """One layer's explanation: ``data`` is the ``--json`` document, ``lines`` the text."""
-
-    step: int
-    name: str
-    data: dict[str, Any]
-    lines: list[str] = field(default_factory=list)
 
 
 def _g(v: float) -> str:
@@ -343,9 +335,7 @@ def qexplain(graph: Graph, qstate: Any, steps: list[int]) -> list[QExplain]:
     for step in steps:
         nq = qstate.nodes[graph.nodes[step].name]
         fn = explain_weighted if _is_weighted(nq) else explain_other
-        if getattr(qstate, "scheme", "SQ8") == "POW2":
-            from nnshell.analysis.qexplain_pow2 import explain_pow2
-
+        if scheme_of(qstate) is POW2:
             fn = explain_pow2
         out.append(fn(graph, qstate, step))
     return out

@@ -6,10 +6,10 @@ from typing import Any
 
 import numpy as np
 
-from nnshell.analysis.qexplain import QExplain
-from nnshell.fixed_pow2 import qmn
+from nnshell.analysis.qexplain_record import QExplain
 from nnshell.ir import Graph
 from nnshell.ops.fused import op_label
+from nnshell.quant.fixed_pow2 import qmn
 
 
 def explain_pow2(graph: Graph, qstate: Any, step: int) -> QExplain:

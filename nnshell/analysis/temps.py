@@ -1,7 +1,7 @@
 """Activation memory per step (NNTool's ``temps``): what is live, its size, float and quantized.
 
 A tensor is live from the step that writes it (graph inputs: from the start) to the last step
-that reads it (graph outputs: to the end), the rule of :mod:`nnshell.footprint`, so the largest
+that reads it (graph outputs: to the end), the rule of :mod:`nnshell.ir.lifetimes`, so the largest
 row of this table is the peak ``footprint`` reports. Float bytes are 4 per element; quantized
 bytes use each tensor's quantized type (int8, int16...) when the graph is quantized.
 """
@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from nnshell.ir import Graph
+from nnshell.ir.lifetimes import lifetimes
 
 
 @dataclass(frozen=True)
@@ -30,13 +31,6 @@ class StepTemps:
 
 def temps(graph: Graph, qstate: Any = None) -> list[StepTemps]:
     """The live activations of every step of ``graph`` (quantized sizes when ``qstate``)."""
-    last_use: dict[str, int] = {}
-    for idx, node in enumerate(graph.nodes):
-        for i in node.inputs:
-            if i and not graph.tensors[i].is_const:
-                last_use[i] = idx
-    for o in graph.outputs:
-        last_use[o] = len(graph.nodes)
 
     def fbytes(t: str) -> int:
         return graph.tensors[t].size * 4
@@ -46,11 +40,11 @@ def temps(graph: Graph, qstate: Any = None) -> list[StepTemps]:
         size = graph.tensors[t].size
         return size * (int(np.dtype(q.dtype).itemsize) if q is not None else 4)
 
-    live: list[str] = list(graph.inputs)
+    blocks = lifetimes(graph, fbytes, lambda _name: 1)
     rows = []
     for idx, node in enumerate(graph.nodes):
         outs = [o for o in node.outputs if o]
-        live += [o for o in outs if o not in live]
+        live = [b.name for b in blocks if b.start <= idx <= b.end]
         rows.append(
             StepTemps(
                 idx,
@@ -61,5 +55,4 @@ def temps(graph: Graph, qstate: Any = None) -> list[StepTemps]:
                 sum(fbytes(o) for o in outs),
             )
         )
-        live = [t for t in live if last_use.get(t, -1) > idx]
     return rows

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from nnshell.errors import NnshellError
-from nnshell.fixed_point import QType, round_half_up
+from nnshell.quant.fixed_point import QType, round_half_up
 
 # Byte offsets of CNN_Infos_SQ8.h (GAP SDK tools/autotiler_v3/CNN_Libraries_SQ8).
 AT_INF_BIASL_SM = 0

@@ -18,8 +18,8 @@ import numpy as np
 
 from nnshell.codegen.csafe import c_ident, c_token, shown
 from nnshell.errors import CodegenError
-from nnshell.fixed_point import QType
 from nnshell.ir import Graph, Node
+from nnshell.quant.fixed_point import QType
 
 #: C element type of each numpy dtype the constants use, with its byte size.
 C_TYPES = {"int8_t": 1, "uint8_t": 1, "int16_t": 2, "int32_t": 4}
@@ -275,8 +275,8 @@ class CContext:
         ``entry`` is the Q of the codes reaching the first activation (default ``q``'s). Each
         row is the op class's own ``fused_pow2_row`` (``ops/fused_act.py``).
         """
-        from nnshell.fixed_pow2 import q_of
         from nnshell.ops.fused_act import POW2, POW2_ROW_LEN, fused_act, pad_row
+        from nnshell.quant.fixed_pow2 import q_of
 
         if not parts:
             return NO_ACTS

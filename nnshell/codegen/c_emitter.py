@@ -32,9 +32,10 @@ from nnshell.codegen.csafe import (
 )
 from nnshell.codegen.memory import ArenaPlan, Block, lifetimes, plan_arena
 from nnshell.errors import CodegenError
-from nnshell.fixed_point import header_qscale_qnorm
 from nnshell.ir import Graph
 from nnshell.ops import get_op
+from nnshell.quant.fixed_point import header_qscale_qnorm
+from nnshell.quant.scheme import FLOAT, POW2, SCHEMES, SQ8, scheme_of
 
 RUNTIME_FILES = ("nn_kernels.h", "nn_kernels.c")
 #: the runtime of each quantization scheme (POW2 also uses the data movers of nn_kernels)
@@ -43,8 +44,6 @@ SCHEME_RUNTIME = {
     "POW2": (*RUNTIME_FILES, "nn_pow2.h", "nn_pow2.c"),
     "FLOAT": (*RUNTIME_FILES, "nn_float.h", "nn_float.c"),
 }
-#: the op hook that writes a node's C call, per scheme
-_EMIT_HOOK = {"SQ8": "emit_c", "POW2": "emit_c_pow2", "FLOAT": "emit_c_float"}
 #: the runtime header a model includes, per scheme
 _HEADER = {"SQ8": "nn_kernels.h", "POW2": "nn_pow2.h", "FLOAT": "nn_float.h"}
 _PER_LINE = {1: 16, 2: 12, 4: 8}
@@ -140,7 +139,7 @@ class RawInput:
 
 def raw_inputs(graph: Graph, qstate: Any) -> dict[str, RawInput]:
     """The formatted inputs of the graph, checked against their quantization."""
-    from nnshell.formatter import formatters, raw_shape
+    from nnshell.input.formatter import formatters, raw_shape
 
     out: dict[str, RawInput] = {}
     fmts = formatters(graph)
@@ -198,7 +197,7 @@ def _array_text(arr: ConstArray) -> str:
 
 
 def _check_quantized(graph: Graph, qstate: Any) -> None:
-    if qstate is None or getattr(qstate, "scheme", None) not in _EMIT_HOOK:
+    if qstate is None or getattr(qstate, "scheme", None) not in SCHEMES:
         raise CodegenError(
             "gen --target c needs an SQ8-, POW2- or float-quantized graph", "aquant <images>"
         )
@@ -222,11 +221,10 @@ def _emit_steps(
 ) -> tuple[list[str], list[Step]]:
     body: list[str] = []
     steps: list[Step] = []
-    scheme = qstate.scheme
+    scheme = scheme_of(qstate)
     for idx, node in enumerate(graph.nodes):
-        op = get_op(node.op)
         floating = "float_type" in qstate.nodes[node.name].info  # a float layer (mixed graph)
-        hook = getattr(op, "emit_c_float" if floating else _EMIT_HOOK[scheme], None)
+        hook = (FLOAT if floating else scheme).emit_c(get_op(node.op))
         if hook is None:
             raise CodegenError(
                 f"{node.name}: {_label(node)} has no {scheme} C kernel yet",
@@ -371,7 +369,7 @@ def _qdefines(prefix: str, q: Any, pow2: bool = False) -> list[str]:
         f"#define {prefix}_OUT_ZERO_POINT {c_int(q.zero_point, f'{prefix} zero point')}",
     ]
     if pow2:
-        from nnshell.fixed_pow2 import q_of
+        from nnshell.quant.fixed_pow2 import q_of
 
         lines.append(f"#define {prefix}_Q {c_int(q_of(q))}")
     return lines
@@ -388,7 +386,8 @@ def _header(
     raws: dict[str, RawInput] | None = None,
 ) -> str:
     raws = raws or {}
-    pow2 = qstate.scheme == "POW2"
+    pow2 = scheme_of(qstate) is POW2
+    in_type = "int8_t" if scheme_of(qstate) is SQ8 and not raws else "void"
 
     def nbytes(t: str) -> int:
         return raws[t].nbytes if t in raws else tensor_bytes(graph, qstate, t)
@@ -430,7 +429,7 @@ def _header(
         "",
         "/* Pointer to graph input `index` inside the arena: fill it before each run"
         + (" (a formatted input takes its raw HWC pixels). */" if raws else ". */"),
-        f"{'int8_t' if qstate.scheme == 'SQ8' and not raws else 'void'} *{name}_input(int index);",
+        f"{in_type} *{name}_input(int index);",
         (
             "/* Graph output `index` (int16 or int8 Qm.n codes, int16 Q15 after a softmax), "
             "valid after a run. */"

@@ -266,7 +266,7 @@ def _verify_model(
 
 def _raw_feed(graph: Graph, inp: str, xs: np.ndarray) -> np.ndarray:
     """The raw ``(N, H, W, C)`` pixels of a formatted input, checked (int64)."""
-    from nnshell.formatter import get_formatter, raw_shape
+    from nnshell.input.formatter import get_formatter, raw_shape
 
     fmt = get_formatter(graph, inp)
     want = raw_shape(graph, inp, fmt)
@@ -281,7 +281,7 @@ def _raw_feed(graph: Graph, inp: str, xs: np.ndarray) -> np.ndarray:
 
 def _raw_bytes(graph: Graph, inp: str, raw: np.ndarray) -> np.ndarray:
     """The bytes the generated formatter reads: uint8, little-endian uint16 or 565 words."""
-    from nnshell.formatter import get_formatter
+    from nnshell.input.formatter import get_formatter
 
     fmt = get_formatter(graph, inp)
     if fmt.fmt == "rgb565_rgb888":
@@ -293,7 +293,7 @@ def _raw_bytes(graph: Graph, inp: str, raw: np.ndarray) -> np.ndarray:
 def _load_raw(path: str, opts: Any, expected: tuple[int, ...]) -> np.ndarray:
     """One image as the raw HWC pixels of a formatted input (``load_formatted`` without its
     float transform)."""
-    from nnshell.formatter import read_raw_pixels
+    from nnshell.input.images import read_raw_pixels
 
     return read_raw_pixels(path, opts, expected)
 
@@ -309,7 +309,7 @@ def verify(
 ) -> VerifyResult:
     """Load ``images`` with ``opts`` and :func:`verify_arrays` them (``phase(text)`` hears
     of each step: loading, compiling, running, comparing)."""
-    from nnshell.images import iter_batches
+    from nnshell.input.images import iter_batches
     from nnshell.ops.expression import expanded
 
     graph, qstate = expanded(graph, qstate)
@@ -322,8 +322,8 @@ def verify(
     if phase is not None:
         phase(f"loading {len(images)} image(s)")
     expected = graph.tensors[graph.inputs[0]].dims
-    if len(graph.inputs) > 1:  # one file per input and sample (nnshell/multi_input.py)
-        from nnshell.multi_input import input_batches
+    if len(graph.inputs) > 1:  # one file per input and sample (nnshell/input/multi_input.py)
+        from nnshell.input.multi_input import input_batches
 
         _, batches = input_batches(graph, [str(p) for p in images], opts, 256)
         parts = [b for _, b in batches]

@@ -21,7 +21,7 @@ Observer = Callable[[str, np.ndarray], None]
 
 def _check_feed(graph: Graph, name: str, value: np.ndarray) -> np.ndarray:
     if graph.meta.get("input_formatter"):  # raw HWC pixels of a formatted input (imageformat)
-        from nnshell.formatter import format_feed
+        from nnshell.input.formatter import format_feed
 
         value = format_feed(graph, name, value)
     info = graph.tensor(name)

@@ -15,6 +15,7 @@ import numpy as np
 from nnshell.exec.float_exec import walk
 from nnshell.ir import Graph, Node
 from nnshell.ops import get_op
+from nnshell.quant.scheme import FLOAT, scheme_of
 
 IntObserver = Callable[[str, np.ndarray], None]
 
@@ -28,7 +29,7 @@ def quantize_inputs(graph: Graph, qstate: Any, feeds: Mapping[str, np.ndarray]) 
     for name in graph.inputs:
         x = np.asarray(feeds[name])
         if graph.meta.get("input_formatter"):  # raw HWC pixels: the formatter's integer codes
-            from nnshell.formatter import format_feed_int
+            from nnshell.input.formatter import format_feed_int
 
             codes = format_feed_int(graph, name, x)
             if codes is not None:
@@ -57,15 +58,9 @@ def run_int(
 
 def run_node_int(node: Node, qstate: Any, *args: np.ndarray | None) -> list[np.ndarray]:
     """One node's integer kernel for the scheme of ``qstate`` (POW2: ``run_int_pow2``)."""
-    op = get_op(node.op)
-    scheme = getattr(qstate, "scheme", "SQ8")
-    if scheme == "FLOAT" or "float_type" in qstate.nodes[node.name].info:  # float layers
-        from nnshell.ops._float import run_node_float
-
-        return run_node_float(node, qstate.nodes[node.name], *args)
-    if scheme == "POW2":
-        return op.run_int_pow2(node, qstate.nodes[node.name], *args)
-    return op.run_int(node, qstate.nodes[node.name], *args)
+    nq = qstate.nodes[node.name]
+    scheme = FLOAT if "float_type" in nq.info else scheme_of(qstate)  # float layers (qtune)
+    return scheme.run_int(get_op(node.op))(node, nq, *args)
 
 
 def dequantize(qstate: Any, name: str, q: np.ndarray) -> np.ndarray:

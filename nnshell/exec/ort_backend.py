@@ -10,7 +10,6 @@ creation or that check fails, callers get ``None`` and use the numpy executor in
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
 
 import numpy as np
 
@@ -72,12 +71,3 @@ def make_runner(graph: Graph, probe: np.ndarray, keep: Iterable[str] = ()) -> Or
         if float(np.max(np.abs(have - want), initial=0.0)) > PROBE_TOLERANCE * max(scale, 1.0):
             return None
     return runner
-
-
-def run_float_fast(
-    graph: Graph, feeds: Mapping[str, np.ndarray], runner: Any, keep: Iterable[str] = ()
-) -> dict[str, np.ndarray]:
-    """Use ``runner`` when there is one, else the numpy executor."""
-    if runner is not None:
-        return runner.run(feeds)
-    return run_float(graph, feeds, keep=keep)

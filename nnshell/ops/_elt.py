@@ -37,11 +37,11 @@ from typing import Any
 import numpy as np
 
 from nnshell.errors import QuantizationError
-from nnshell.fixed_point import clip8, multiplier, qtype_from_range, rnorm, round_half_up
-from nnshell.fixed_pow2 import Pow2Context, clip_bits, pow2_qtype, q_from_range, q_of
 from nnshell.ir import Node
 from nnshell.ops import _pow2
-from nnshell.qrecord import NodeQuant, QuantContext
+from nnshell.quant.fixed_point import clip8, multiplier, qtype_from_range, rnorm, round_half_up
+from nnshell.quant.fixed_pow2 import Pow2Context, clip_bits, pow2_qtype, q_from_range, q_of
+from nnshell.quant.qrecord import NodeQuant, QuantContext
 
 #: Fraction bits of the bilinear Resize weights (int64 accumulators in C: 16-bit codes · 2^24).
 RESIZE_FRAC = 12

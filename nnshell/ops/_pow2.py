@@ -4,8 +4,8 @@ Each op class defines its own ``quantize_pow2``, ``run_int_pow2`` and ``emit_c_p
 class body, next to its SQ8 hooks; this module holds only the arithmetic they share (as
 :mod:`nnshell.ops._sq8` does for SQ8) and imports no op module: op modules import it, never the
 reverse. Every tensor is a Qm.n integer of the container width (``real = code·2^-q``); a kernel
-only adds, multiplies integers and shifts (:func:`~nnshell.fixed_pow2.shift_round` then
-:func:`~nnshell.fixed_pow2.clip_bits`). Products are exact: float BLAS on integer codes in a
+only adds, multiplies integers and shifts (:func:`~nnshell.quant.fixed_pow2.shift_round` then
+:func:`~nnshell.quant.fixed_pow2.clip_bits`). Products are exact: float BLAS on integer codes in a
 float type where every partial sum is an exact integer (int16 × int16: float64 while
 ``K·2^30 <= 2^53``).
 
@@ -32,8 +32,9 @@ from typing import Any
 import numpy as np
 
 from nnshell.errors import QuantizationError
-from nnshell.fixed_point import exact_float_dtype, rnorm, round_half_up
-from nnshell.fixed_pow2 import (
+from nnshell.ir import Node
+from nnshell.quant.fixed_point import exact_float_dtype, rnorm, round_half_up
+from nnshell.quant.fixed_pow2 import (
     ACC_BUDGET,
     MAX_PRECISION_LOSS,
     Pow2Context,
@@ -45,8 +46,7 @@ from nnshell.fixed_pow2 import (
     q_of,
     shift_round,
 )
-from nnshell.ir import Node
-from nnshell.qrecord import NodeQuant
+from nnshell.quant.qrecord import NodeQuant
 
 Arr = np.ndarray
 

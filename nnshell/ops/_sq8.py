@@ -1,8 +1,8 @@
 """SQ8 integer building blocks shared by conv, linear and their fusions (SQ8.md §3-§6).
 
 ``acc[c] = Bq[c] + off[c] + Σ_k Wq[c,k]·Xq[k]`` is computed exactly with float BLAS
-(:func:`~nnshell.fixed_point.int_matmul_exact`), then ``y = rnorm(acc·M[c], N[c])`` — the output
-zero point is already inside ``off``, so ``y`` is the int8 code before clipping.
+(:func:`~nnshell.quant.fixed_point.int_matmul_exact`), then ``y = rnorm(acc·M[c], N[c])`` — the
+output zero point is already inside ``off``, so ``y`` is the int8 code before clipping.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 
 from nnshell.errors import QuantizationError
-from nnshell.fixed_point import (
+from nnshell.ops._conv_kernel import conv_float
+from nnshell.quant.fixed_point import (
     int_matmul_exact,
     multiplier_headroom,
     multipliers,
@@ -23,7 +24,7 @@ from nnshell.fixed_point import (
     weight_qtype_per_channel,
     zero_point_offset,
 )
-from nnshell.qrecord import NodeQuant, QuantContext
+from nnshell.quant.qrecord import NodeQuant, QuantContext
 
 
 def quantize_weighted(ctx: QuantContext, w: np.ndarray, b: np.ndarray | None, k: int) -> NodeQuant:
@@ -75,7 +76,7 @@ def requant_output(acc: np.ndarray, nq: NodeQuant, acc_bound: int | None = None)
     """``clip8(rnorm((acc + bias_total)·M, N))`` with channels on axis 1, as int8.
 
     ``acc`` may be the exact float accumulator; ``acc_bound`` bounds ``|acc|`` (see
-    :func:`~nnshell.fixed_point.requantize_clip8`, which picks int32 arithmetic when it can).
+    :func:`~nnshell.quant.fixed_point.requantize_clip8`, which picks int32 arithmetic when it can).
     """
     c = nq.consts
     return requantize_clip8(acc, c["bias_total"], c["mul"], c["shift"], 1, acc_bound)
@@ -115,8 +116,7 @@ def conv_int(
     requantization is monotonic per channel, so max-then-requantize gives the same integers as
     requantize-then-max with a fraction of the work.
     """
-    from nnshell.fixed_point import exact_float_dtype
-    from nnshell.ops.conv import conv_float
+    from nnshell.quant.fixed_point import exact_float_dtype
 
     kernel, strides, dil, pads, outs = geometry
     wq = nq.consts["weights"]

@@ -18,9 +18,9 @@ from collections.abc import Callable
 import numpy as np
 
 from nnshell.errors import QuantizationError
-from nnshell.fixed_point import QType, clip8, multiplier, rnorm, round_half_up
 from nnshell.ops import _sq8
-from nnshell.qrecord import NodeQuant, QuantContext
+from nnshell.quant.fixed_point import QType, clip8, multiplier, rnorm, round_half_up
+from nnshell.quant.qrecord import NodeQuant, QuantContext
 
 #: Every int8 code, in table order (index ``code + 128``).
 CODES = np.arange(-128, 128, dtype=np.int64)

@@ -33,16 +33,6 @@ from typing import Any
 import numpy as np
 
 from nnshell.errors import QuantizationError, ShapeError
-from nnshell.fixed_point import QType, qtype_from_range, rnorm, round_half_up
-from nnshell.fixed_pow2 import (
-    Pow2Context,
-    code_of,
-    exp_neg_q15,
-    q_from_range,
-    q_in,
-    q_of,
-    shift_round,
-)
 from nnshell.ir import Node, Shape, TensorInfo
 from nnshell.ops import _pow2
 from nnshell.ops._batching import opset_of
@@ -55,7 +45,17 @@ from nnshell.ops._sq8_ext import (
 )
 from nnshell.ops.fused_act import SQ8, FusedAct, act_node
 from nnshell.ops.registry import OpDef, register
-from nnshell.qrecord import NodeQuant, QuantContext
+from nnshell.quant.fixed_point import QType, qtype_from_range, rnorm, round_half_up
+from nnshell.quant.fixed_pow2 import (
+    Pow2Context,
+    code_of,
+    exp_neg_q15,
+    q_from_range,
+    q_in,
+    q_of,
+    shift_round,
+)
+from nnshell.quant.qrecord import NodeQuant, QuantContext
 
 #: SQ8 §5: the fixed output qtype of Sigmoid / Tanh (and HardSigmoid): int8 at scale 1/127.
 UNIT_QTYPE = QType(scale=1.0 / 127, zero_point=0, symmetric=True, forced_by="unit-range output")
@@ -495,7 +495,7 @@ class PRelu(_Activation):
 
 def _pow2_unit_qtype(self: OpDef, node: Node, bits: int) -> Any:
     """A (-1, 1) output in POW2: Q15 in 16 bits, Q(bits-1) otherwise."""
-    from nnshell.fixed_pow2 import pow2_qtype
+    from nnshell.quant.fixed_pow2 import pow2_qtype
 
     q = 15 if bits == 16 else bits - 1
     return pow2_qtype(q, bits, f"{self.name.lower()} Q{q} output")

@@ -43,12 +43,12 @@ from typing import Any
 import numpy as np
 
 from nnshell.errors import QuantizationError, ShapeError
-from nnshell.fixed_point import exact_float_dtype
-from nnshell.fixed_pow2 import Pow2Context
 from nnshell.ir import Node, Shape, TensorInfo
 from nnshell.ops import _pow2, _sq8
 from nnshell.ops.registry import OpDef, register
-from nnshell.qrecord import NodeQuant, QuantContext
+from nnshell.quant.fixed_point import exact_float_dtype
+from nnshell.quant.fixed_pow2 import Pow2Context
+from nnshell.quant.qrecord import NodeQuant, QuantContext
 
 
 @dataclass(frozen=True)

@@ -33,13 +33,13 @@ from typing import Any
 import numpy as np
 
 from nnshell.errors import QuantizationError, ShapeError
-from nnshell.fixed_point import clip8, multiplier, rnorm
-from nnshell.fixed_pow2 import Pow2Context, q_of
 from nnshell.ir import Node, Shape, TensorInfo
 from nnshell.ops import _elt, _pow2
 from nnshell.ops._sq8_ext import affine_int, affine_quantize, per_channel_vector
 from nnshell.ops.registry import OpDef, register
-from nnshell.qrecord import NodeQuant, QuantContext
+from nnshell.quant.fixed_point import clip8, multiplier, rnorm
+from nnshell.quant.fixed_pow2 import Pow2Context, q_of
+from nnshell.quant.qrecord import NodeQuant, QuantContext
 
 
 @dataclass(frozen=True)

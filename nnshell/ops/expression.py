@@ -27,10 +27,10 @@ from typing import Any
 import numpy as np
 
 from nnshell.errors import UnsupportedOpError
-from nnshell.fixed_point import QType
 from nnshell.ir import Graph, Node, Shape, TensorInfo
 from nnshell.ops.registry import OpDef, get_op, register
-from nnshell.qrecord import NodeQuant
+from nnshell.quant.fixed_point import QType
+from nnshell.quant.qrecord import NodeQuant
 
 #: separates a part's name from one of its constant names in the expression's consts
 SEP = "::"

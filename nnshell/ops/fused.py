@@ -15,14 +15,14 @@ from typing import Any
 
 import numpy as np
 
-from nnshell.fixed_point import QType
-from nnshell.fixed_pow2 import Pow2Context, pow2_qtype, q_of
 from nnshell.ir import Node, Shape, TensorInfo
 from nnshell.ops import _pow2
 from nnshell.ops._sq8 import conv_int
 from nnshell.ops.fused_act import POW2, SQ8, FusedAct, require
 from nnshell.ops.registry import OpDef, get_op, register
-from nnshell.qrecord import NodeQuant, QuantContext
+from nnshell.quant.fixed_point import QType
+from nnshell.quant.fixed_pow2 import Pow2Context, pow2_qtype, q_of
+from nnshell.quant.qrecord import NodeQuant, QuantContext
 
 
 @dataclass(frozen=True)

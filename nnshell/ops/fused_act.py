@@ -16,7 +16,7 @@ Two families (docs/activations.md):
   to an intermediate qtype / Q fixed by the function's own interesting input range (its
   saturation points, or the output range for the unbounded side), then the activation maps
   intermediate codes to output codes — in SQ8 with a 256-entry table, in POW2 with integer
-  arithmetic (the integer exp of :func:`~nnshell.fixed_pow2.exp_neg_q15`).
+  arithmetic (the integer exp of :func:`~nnshell.quant.fixed_pow2.exp_neg_q15`).
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from nnshell.errors import QuantizationError
-from nnshell.fixed_point import QType
 from nnshell.ir import Node
+from nnshell.quant.fixed_point import QType
 
 SQ8 = "SQ8"
 POW2 = "POW2"

@@ -17,13 +17,13 @@ from typing import Any
 import numpy as np
 
 from nnshell.errors import QuantizationError, ShapeError
-from nnshell.fixed_point import c_div_trunc, clip8, multiplier, rnorm
-from nnshell.fixed_pow2 import Pow2Context, q_in, q_of
 from nnshell.ir import Node, Shape, TensorInfo
 from nnshell.ops import _pow2
 from nnshell.ops._sq8_ext import passthrough_quant, rescale_int
 from nnshell.ops.registry import OpDef, register
-from nnshell.qrecord import NodeQuant, QuantContext
+from nnshell.quant.fixed_point import c_div_trunc, clip8, multiplier, rnorm
+from nnshell.quant.fixed_pow2 import Pow2Context, q_in, q_of
+from nnshell.quant.qrecord import NodeQuant, QuantContext
 
 
 class _GlobalPool(OpDef):

@@ -24,7 +24,7 @@ from nnshell.ir import Node, Shape, TensorInfo
 from nnshell.ops._batching import const_input, int_list, norm_axis
 from nnshell.ops._pow2 import Pow2Mover, to_out
 from nnshell.ops.registry import OpDef, register
-from nnshell.qrecord import NodeQuant, QuantContext
+from nnshell.quant.qrecord import NodeQuant, QuantContext
 
 _NP_MODES = {"constant": "constant", "reflect": "reflect", "edge": "edge", "wrap": "wrap"}
 

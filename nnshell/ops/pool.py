@@ -18,14 +18,14 @@ from typing import Any
 import numpy as np
 
 from nnshell.errors import ShapeError
-from nnshell.fixed_point import clip8, rnorm
-from nnshell.fixed_pow2 import Pow2Context, clip_bits
 from nnshell.ir import Node, Shape, TensorInfo
 from nnshell.ops import _pow2
 from nnshell.ops._shapes import out_size, pad_for_windows, resolve_pads, window_offsets
 from nnshell.ops._sq8_ext import passthrough_quant, rescale_int
 from nnshell.ops.registry import OpDef, register
-from nnshell.qrecord import NodeQuant, QuantContext
+from nnshell.quant.fixed_point import clip8, rnorm
+from nnshell.quant.fixed_pow2 import Pow2Context, clip_bits
+from nnshell.quant.qrecord import NodeQuant, QuantContext
 
 
 @dataclass(frozen=True)

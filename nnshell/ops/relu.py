@@ -10,14 +10,14 @@ from typing import Any
 
 import numpy as np
 
-from nnshell.fixed_point import QType
-from nnshell.fixed_pow2 import Pow2Context
 from nnshell.ir import Node
 from nnshell.ops import _pow2
 from nnshell.ops._sq8_ext import passthrough_quant, rescale_int
 from nnshell.ops.fused_act import FusedAct
 from nnshell.ops.registry import OpDef, register
-from nnshell.qrecord import NodeQuant, QuantContext
+from nnshell.quant.fixed_point import QType
+from nnshell.quant.fixed_pow2 import Pow2Context
+from nnshell.quant.qrecord import NodeQuant, QuantContext
 
 
 @register

@@ -17,7 +17,7 @@ from nnshell.errors import ShapeError
 from nnshell.ir import Node, Shape, TensorInfo
 from nnshell.ops import _pow2
 from nnshell.ops.registry import OpDef, register
-from nnshell.qrecord import NodeQuant, QuantContext
+from nnshell.quant.qrecord import NodeQuant, QuantContext
 
 
 def reshape_batched(x: np.ndarray, node: Node) -> np.ndarray:

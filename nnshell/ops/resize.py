@@ -28,14 +28,14 @@ from typing import Any
 import numpy as np
 
 from nnshell.errors import ShapeError, UnsupportedOpError
-from nnshell.fixed_point import round_half_up
-from nnshell.fixed_pow2 import Pow2Context
 from nnshell.ir import Node, Shape, TensorInfo
 from nnshell.ops import _elt, _pow2
 from nnshell.ops._batching import const_input, opset_of
 from nnshell.ops._sq8_ext import passthrough_quant, rescale_int
 from nnshell.ops.registry import OpDef, register
-from nnshell.qrecord import NodeQuant, QuantContext
+from nnshell.quant.fixed_point import round_half_up
+from nnshell.quant.fixed_pow2 import Pow2Context
+from nnshell.quant.qrecord import NodeQuant, QuantContext
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 
 from nnshell.errors import QuantizationError, ShapeError, UnsupportedOpError
-from nnshell.fixed_pow2 import Pow2Context, q_of, requant
 from nnshell.ir import Node, Shape, TensorInfo
 from nnshell.ops import _elt, _pow2
 from nnshell.ops._batching import (
@@ -40,7 +39,8 @@ from nnshell.ops._batching import (
 from nnshell.ops._sq8_ext import rescale_int, rescale_params
 from nnshell.ops.registry import OpDef, register
 from nnshell.ops.reshape import reshape_batched
-from nnshell.qrecord import NodeQuant, QuantContext
+from nnshell.quant.fixed_pow2 import Pow2Context, q_of, requant
+from nnshell.quant.qrecord import NodeQuant, QuantContext
 
 
 class _Shape(_pow2.Pow2Mover, OpDef):

@@ -21,13 +21,13 @@ from typing import Any
 import numpy as np
 
 from nnshell.errors import QuantizationError
-from nnshell.fixed_point import QType, round_half_up
-from nnshell.fixed_pow2 import Pow2Context, exp_neg_q15, q_in
 from nnshell.ir import Node, Shape, TensorInfo
 from nnshell.ops import _pow2
 from nnshell.ops._batching import norm_axis, opset_of, reject_batch_axis
 from nnshell.ops.registry import OpDef, register
-from nnshell.qrecord import NodeQuant, QuantContext
+from nnshell.quant.fixed_point import QType, round_half_up
+from nnshell.quant.fixed_pow2 import Pow2Context, exp_neg_q15, q_in
+from nnshell.quant.qrecord import NodeQuant, QuantContext
 
 #: SQ8 §5: the softmax output is Q15 in int16.
 Q15 = QType(scale=2.0**-15, zero_point=0, bits=16, symmetric=True, forced_by="softmax Q15 output")
@@ -107,7 +107,7 @@ class Softmax(_Softmax):
 
     def q_output_qtype_pow2(self, node: Node, bits: int) -> Any:
         """Q15 int16 whatever the container width (POW2.md)."""
-        from nnshell.fixed_pow2 import pow2_qtype
+        from nnshell.quant.fixed_pow2 import pow2_qtype
 
         return pow2_qtype(15, 16, "softmax Q15 output")
 

@@ -22,7 +22,7 @@ from nnshell.ir import Node, Shape, TensorInfo
 from nnshell.ops import _pow2
 from nnshell.ops._sq8_ext import passthrough_quant, rescale_int
 from nnshell.ops.registry import OpDef, register
-from nnshell.qrecord import NodeQuant, QuantContext
+from nnshell.quant.qrecord import NodeQuant, QuantContext
 
 
 class _PassthroughSQ8(_pow2.Pow2Mover, OpDef):

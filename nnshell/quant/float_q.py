@@ -17,7 +17,7 @@ import numpy as np
 
 from nnshell.ir import Graph
 from nnshell.ops._float import FLOAT_TYPES, FloatType, to_bits
-from nnshell.qrecord import NodeQuant
+from nnshell.quant.qrecord import NodeQuant
 from nnshell.quant.ranges import choose_range
 from nnshell.quant.sq8 import QuantOptions, QuantState
 
@@ -109,7 +109,7 @@ def quantize_mixed(
     from nnshell.ir import Node, TensorInfo
     from nnshell.ops import get_op
     from nnshell.ops.convert import ConvertAttrs
-    from nnshell.qrecord import QuantContext
+    from nnshell.quant.qrecord import QuantContext
     from nnshell.quant.sq8 import assign_qtypes
 
     kinds = set(float_nodes.values())

@@ -34,14 +34,15 @@ import math
 from dataclasses import dataclass
 
 from nnshell.errors import QuantizationError
-from nnshell.fixed_point import QType
-from nnshell.fixed_pow2 import Pow2Context, pow2_qtype, q_from_range, q_of
 from nnshell.ir import Graph, Node
 from nnshell.ops import get_op
-from nnshell.qrecord import NodeQuant
+from nnshell.quant.fixed_point import QType
+from nnshell.quant.fixed_pow2 import Pow2Context, pow2_qtype, q_from_range, q_of
+from nnshell.quant.qrecord import NodeQuant
 from nnshell.quant.ranges import choose_range
 from nnshell.quant.sq8 import QuantOptions, QuantState
 from nnshell.quant.stats import TensorStats, acc_key
+from nnshell.quant.union_find import TensorGroups
 
 POW2_BITS = (8, 16)
 
@@ -93,21 +94,14 @@ def _bound_range(graph: Graph, node: Node) -> tuple[float, float] | None:
 
 def pow2_groups(graph: Graph) -> dict[str, list[str]]:
     """Tensors that must share one Q (step 1 of the module docstring), keyed by a member."""
-    parent: dict[str, str] = {}
-
-    def find(t: str) -> str:
-        while parent.setdefault(t, t) != t:
-            parent[t] = parent[parent[t]]
-            t = parent[t]
-        return t
-
+    ties = TensorGroups()
     for name in graph.inputs:
-        find(name)
+        ties.find(name)
     for node in graph.nodes:
         acts = [i for i in node.inputs if i and not graph.tensors[i].is_const]
         outs = [o for o in node.outputs if o]
         for o in outs:
-            find(o)
+            ties.find(o)
         op = get_op(node.op)
         if op.q_ties_inputs:
             for i in acts:
@@ -115,14 +109,11 @@ def pow2_groups(graph: Graph) -> dict[str, list[str]]:
                 # or it would saturate every other branch: the Concat shifts it to the output Q
                 src = graph.producer(i)
                 if src is None or _fixed_qtype(src, 16) is None:
-                    parent[find(i)] = find(outs[0])
+                    ties.union(i, outs[0])
         elif op.q_passthrough and op.kind != "activation" and acts:
             for o in outs:
-                parent[find(o)] = find(acts[0])
-    groups: dict[str, list[str]] = {}
-    for t in list(parent):
-        groups.setdefault(find(t), []).append(t)
-    return groups
+                ties.union(o, acts[0])
+    return ties.groups()
 
 
 def assign_q(

@@ -112,7 +112,7 @@ def refusals(
     graph = expand_graph(graph)  # expressions quantize part by part
     bad: list[str] = []
     if scheme == "SQ8":
-        from nnshell.qrecord import QuantContext
+        from nnshell.quant.qrecord import QuantContext
         from nnshell.quant.sq8 import assign_qtypes, per_tensor_weights
 
         try:

@@ -23,12 +23,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from nnshell.errors import QuantizationError
-from nnshell.fixed_point import QType, qtype_from_range
 from nnshell.ir import Graph, Node
 from nnshell.ops import get_op
-from nnshell.qrecord import NodeQuant, QuantContext
+from nnshell.quant.fixed_point import QType, qtype_from_range
+from nnshell.quant.qrecord import NodeQuant, QuantContext
 from nnshell.quant.ranges import RangeMode, choose_range
 from nnshell.quant.stats import TensorStats
+from nnshell.quant.union_find import TensorGroups
 
 
 @dataclass(frozen=True)
@@ -99,17 +100,6 @@ def symmetric_requirements(graph: Graph) -> dict[str, str]:
     return req
 
 
-def _tensor_qtype(
-    name: str, st: TensorStats | None, mode: RangeMode, symmetric: bool, why: str | None
-) -> tuple[QType, tuple[float, float]]:
-    if st is None or st.count == 0:
-        raise QuantizationError(
-            f"tensor '{name}' has no calibration statistics", "run aquant on calibration images"
-        )
-    lo, hi = choose_range(st, mode)
-    return qtype_from_range(lo, hi, symmetric, forced_by=why, name=name), (lo, hi)
-
-
 def qtype_groups(graph: Graph) -> dict[str, list[str]]:
     """Group the tensors that must share one qtype: data-moving ops and Concat tie them.
 
@@ -117,36 +107,23 @@ def qtype_groups(graph: Graph) -> dict[str, list[str]]:
     inputs side by side, so input and output must agree. Union-find over those ties gives each
     group once (keyed by a representative tensor).
     """
-    parent: dict[str, str] = {}
-
-    def find(t: str) -> str:
-        while parent.setdefault(t, t) != t:
-            parent[t] = parent[parent[t]]
-            t = parent[t]
-        return t
-
-    def union(a: str, b: str) -> None:
-        parent[find(a)] = find(b)
-
+    ties = TensorGroups()
     for name in graph.inputs:
-        find(name)
+        ties.find(name)
     for node in graph.nodes:
         acts = [i for i in node.inputs if i and not graph.tensors[i].is_const]
         out = node.outputs[0]
-        find(out)
+        ties.find(out)
         op = get_op(node.op)
         if op.q_passthrough and acts and op.q_output_qtype(node, []) is None:
-            union(out, acts[0])
+            ties.union(out, acts[0])
         elif op.q_ties_inputs:
             for i in acts:
                 # issue 17 (elt): an input of a fixed format (sigmoid 1/127, softmax Q15) is not
                 # tied, or it would clip every other branch: the Concat rescales it instead
                 if not _fixed_format(graph, i):
-                    union(out, i)
-    groups: dict[str, list[str]] = {}
-    for t in list(parent):
-        groups.setdefault(find(t), []).append(t)
-    return groups
+                    ties.union(out, i)
+    return ties.groups()
 
 
 def _fixed_format(graph: Graph, t: str) -> bool:

@@ -204,7 +204,7 @@ def collect_stats(
     ``fast`` is an optional validated onnxruntime runner returning every node output; without
     it the numpy executor runs with an observer.
     """
-    from nnshell.multi_input import feeds_of
+    from nnshell.input.multi_input import feeds_of
     from nnshell.ops.expression import expand_graph, has_expressions
 
     if has_expressions(graph):  # inner tensors are calibrated too (ops/expression.py)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from nnshell.errors import ModelFileError, QuantizationError
-from nnshell.fixed_point import QType
+from nnshell.quant.fixed_point import QType
 
 
 def require_file_quantization(graph: Any, path: str) -> None:
@@ -111,7 +111,7 @@ def quantize_from_file(
     runs: requantization uses nnshell's multiplier rule from these scales, with ``mult_bits``-bit
     conv/linear multipliers (30: TFLite's precision; 8: SQ8's rule, what GAP's kernels take).
     """
-    from nnshell.formatter import fixed_qtypes
+    from nnshell.input.formatter import fixed_qtypes
     from nnshell.ops import get_op
     from nnshell.quant.sq8 import QuantOptions, qtype_groups, quantize_graph, symmetric_requirements
     from nnshell.quant.stats import TensorStats
@@ -181,11 +181,12 @@ def quantize_from_file(
 
 def refit_for_formatter(work: Any, session: Any, name: str, fmt: Any) -> tuple[Any, Any] | None:
     """The (quantization, statistics) a new input formatter ``fmt`` of input ``name`` gives
-    after ``open -q`` (:func:`_refit`), else None once :func:`~nnshell.formatter.check_formatter`
-    accepted ``fmt`` against the session's quantization (it raises, naming both, otherwise)."""
+    after ``open -q`` (:func:`_refit`), else None once
+    :func:`~nnshell.input.formatter.check_formatter` accepted ``fmt`` against the session's
+    quantization (it raises, naming both, otherwise)."""
     refit = _refit(work, session, name, fmt)
     if refit is None and fmt is not None:
-        from nnshell.formatter import check_formatter
+        from nnshell.input.formatter import check_formatter
 
         check_formatter(work, session.qstate, name, fmt)
     return refit

@@ -256,7 +256,7 @@ def retune(
 def _mixed(
     graph: Graph, stats: dict[str, Any], tune: Tuning, relun_range: str
 ) -> tuple[Graph, dict[str, Any], Any, str]:
-    from nnshell.formatter import fixed_qtypes
+    from nnshell.input.formatter import fixed_qtypes
     from nnshell.quant.float_q import quantize_mixed
     from nnshell.quant.ranges import parse_mode
     from nnshell.quant.sq8 import QuantOptions
@@ -286,7 +286,7 @@ def quantize_tuned(
     relun_range: str,
 ) -> Any:
     """SQ8 or POW2 quantization with the qtune options (defaults: aquant's)."""
-    from nnshell.formatter import fixed_qtypes
+    from nnshell.input.formatter import fixed_qtypes
     from nnshell.quant.pow2 import Pow2Options, quantize_graph_pow2
     from nnshell.quant.ranges import parse_mode
     from nnshell.quant.sq8 import QuantOptions, quantize_graph

@@ -16,7 +16,7 @@ def _qt(q: Any, rng: tuple[float, float] | None = None, pow2: bool = False) -> s
     if getattr(q, "is_float", False):  # a float layer (qtune * float): its storage type
         return str(q.describe()) + (f" [{rng[0]:.3g}, {rng[1]:.3g}]" if rng else "")
     if pow2:  # POW2: the Qm.n format and the container width
-        from nnshell.fixed_pow2 import qmn
+        from nnshell.quant.fixed_pow2 import qmn
 
         return f"{qmn(q)} {q.bits}b" + (f" [{rng[0]:.3g}, {rng[1]:.3g}]" if rng else "")
     s = f"{float(q.scale):.4g}" if not q.per_channel else "per-ch"
@@ -64,7 +64,7 @@ def qshow_rows(graph: Any, qstate: Any, steps: list[int]) -> list[dict[str, Any]
             ]
         c = nq.consts
         if qstate.scheme == "POW2":  # Qm.n per tensor, the node's Q figures and warnings
-            from nnshell.fixed_pow2 import qmn
+            from nnshell.quant.fixed_pow2 import qmn
 
             for d, t in [*zip(row["inputs"], ins, strict=True), (row["output"], out)]:
                 d["qmn"] = qmn(qstate.tensors[t])
@@ -252,8 +252,8 @@ def paired_lines(
     """The paired test of a drop: McNemar on the discordant images, two intervals.
 
     Both accuracies are measured on the same images, so the noise of their difference comes
-    from the discordant images only (see :mod:`nnshell.paired`), not from each accuracy's own
-    standard error.
+    from the discordant images only (see :mod:`nnshell.analysis.paired`), not from each
+    accuracy's own standard error.
     """
     if pc is None:
         return []

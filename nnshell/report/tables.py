@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from nnshell.summary import GraphTotals, LayerInfo
+    from nnshell.analysis.summary import GraphTotals, LayerInfo
 
 
 def dims_text(dims: Sequence[Sequence[int]]) -> str:
@@ -40,7 +40,7 @@ def layer_table(
     of the whole graph and is left out.
     """
     if partial:
-        from nnshell.summary import GraphTotals as _Totals
+        from nnshell.analysis.summary import GraphTotals as _Totals
 
         totals = _Totals(
             params=sum(r.params for r in rows),

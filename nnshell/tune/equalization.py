@@ -120,7 +120,7 @@ def requantize(session: Any, work: Any) -> Any:
     qs = session.qstate
     if qs is None or session.stats is None:
         return None
-    from nnshell.formatter import fixed_qtypes
+    from nnshell.input.formatter import fixed_qtypes
     from nnshell.quant.tflite_quant import file_quantization, is_file_quantized
 
     if is_file_quantized(work, session):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from nnshell.analysis.astats import checkpoints_for
-from nnshell.images import InputOptions, expand_files, iter_batches, label_from_name
+from nnshell.input.images import InputOptions, expand_files, iter_batches, label_from_name
 from nnshell.quant.stats import ACC_PREFIX, collect_stats
 from nnshell.session import Session
 from tests.conftest import CALIB_DIR, SAMPLE_MODEL

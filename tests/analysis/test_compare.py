@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-import nnshell.images as images_mod
+import nnshell.input.images as images_mod
 from tests.conftest import CALIB_DIR, SAMPLE_MODEL, TEST_DIR
 
 NORM = "x: (x/255 - 0.5)/0.5"

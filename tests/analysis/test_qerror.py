@@ -12,7 +12,7 @@ import pytest
 from nnshell.analysis.qerror import compare_arrays, saturated_count
 from nnshell.exec import run_float
 from nnshell.exec.int_exec import run_int
-from nnshell.images import InputOptions, expand_files, iter_batches
+from nnshell.input.images import InputOptions, expand_files, iter_batches
 from nnshell.quant.sq8 import quantize_graph
 from nnshell.session import Session
 from tests.conftest import CALIB_DIR, SAMPLE_MODEL, TEST_DIR
@@ -107,7 +107,7 @@ def test_bad_range_is_ranked_first(session: Session, images, isolated: bool) -> 
 
 
 def test_metric_helpers() -> None:
-    from nnshell.fixed_point import QType
+    from nnshell.quant.fixed_point import QType
 
     a = np.array([3.0, 4.0])
     assert compare_arrays(a, a)["qsnr"] == 100.0  # exact: the cap

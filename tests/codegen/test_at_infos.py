@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from nnshell.codegen import at_infos as inf
-from nnshell.fixed_point import QType
+from nnshell.quant.fixed_point import QType
 
 ASYM_6 = QType(6 / 255, -128, symmetric=False)  # NNTool's ReLU6 range [0, 6]
 SYM = QType(2.41 / 127, 0)

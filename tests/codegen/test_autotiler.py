@@ -17,7 +17,7 @@ import pytest
 
 from nnshell.codegen.autotiler import INFOS_SIZE, generate_autotiler
 from nnshell.errors import GraphStateError
-from nnshell.fixed_point import QType, header_qscale_qnorm
+from nnshell.quant.fixed_point import QType, header_qscale_qnorm
 from nnshell.quant.sq8 import QuantState
 from tests.conftest import ROOT
 

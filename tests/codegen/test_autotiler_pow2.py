@@ -29,8 +29,8 @@ from nnshell.codegen.autotiler import (
     _Planner,
     generate_autotiler,
 )
-from nnshell.fixed_pow2 import pow2_qtype, q_of, qmn
-from nnshell.qrecord import NodeQuant
+from nnshell.quant.fixed_pow2 import pow2_qtype, q_of, qmn
+from nnshell.quant.qrecord import NodeQuant
 from nnshell.quant.sq8 import QuantState
 from nnshell.session import Session
 from tests.codegen.test_autotiler import _calls, _defines

@@ -14,7 +14,7 @@ from nnshell.codegen.c_emitter import render_c
 from nnshell.codegen.verify import compare_steps, verify_arrays
 from nnshell.errors import CodegenError, NnshellError
 from nnshell.exec.int_exec import run_int
-from nnshell.formatter import get_formatter
+from nnshell.input.formatter import get_formatter
 from nnshell.session import Session
 from tests.conftest import CALIB_DIR, ROOT, SAMPLE_MODEL, TEST_DIR
 

@@ -21,9 +21,9 @@ from nnshell.codegen.c_emitter import render_c, runtime_text, write_model
 from nnshell.codegen.verify import CFLAGS, verify_arrays
 from nnshell.errors import CodegenError
 from nnshell.exec import run_float
-from nnshell.fixed_pow2 import EXP2_TABLE, exp_neg_q15, q_of
 from nnshell.importers.onnx_importer import load_onnx
 from nnshell.passes import run_scheme
+from nnshell.quant.fixed_pow2 import EXP2_TABLE, exp_neg_q15, q_of
 from nnshell.quant.pow2 import Pow2Options, quantize_graph_pow2
 from nnshell.quant.ranges import RangeMode
 from nnshell.quant.stats import TensorStats

@@ -13,9 +13,9 @@ import numpy as np
 import onnx
 import pytest
 
+from nnshell.analysis.summary import layer_infos
 from nnshell.errors import ShapeError
 from nnshell.exec.float_exec import run_float
-from nnshell.summary import layer_infos
 from tests.conftest import CALIB_DIR
 from tests.helpers import compare_with_ort, load_model, one_node_model, rand
 from tests.test_onnx_zoo import CASES

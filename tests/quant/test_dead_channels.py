@@ -17,7 +17,7 @@ from onnx import helper
 
 from nnshell.exec import run_float
 from nnshell.exec.int_exec import run_int
-from nnshell.fixed_point import settle_weak_channels
+from nnshell.quant.fixed_point import settle_weak_channels
 from nnshell.quant.sq8 import QuantOptions, quantize_graph
 from nnshell.quant.stats import TensorStats
 from tests.quant.test_sq8_ops import build, qsnr

@@ -9,9 +9,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from nnshell.fixed_point import QType
 from nnshell.importers.onnx_importer import load_onnx
 from nnshell.passes import run_scheme
+from nnshell.quant.fixed_point import QType
 from nnshell.quant.sq8 import QuantOptions, quantize_graph
 from nnshell.quant.stats import TensorStats
 

@@ -13,7 +13,10 @@ import pytest
 from nnshell.errors import GraphStateError, NnshellError, QuantizationError
 from nnshell.exec import run_float
 from nnshell.exec.int_exec import run_int
-from nnshell.fixed_pow2 import (
+from nnshell.input.images import InputOptions, expand_files, iter_batches
+from nnshell.ir import Graph, Node, TensorInfo
+from nnshell.ops.pool import PoolAttrs
+from nnshell.quant.fixed_pow2 import (
     clip_bits,
     exp_neg_q15,
     int_bits,
@@ -23,9 +26,6 @@ from nnshell.fixed_pow2 import (
     qmn,
     shift_round,
 )
-from nnshell.images import InputOptions, expand_files, iter_batches
-from nnshell.ir import Graph, Node, TensorInfo
-from nnshell.ops.pool import PoolAttrs
 from nnshell.quant.pow2 import Pow2Options, quantize_graph_pow2
 from nnshell.quant.ranges import RangeMode
 from nnshell.quant.stats import TensorStats

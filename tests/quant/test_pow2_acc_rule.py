@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from nnshell.fixed_pow2 import q_of
 from nnshell.ir import Graph, Node, TensorInfo
 from nnshell.ops._pow2 import split_missing
 from nnshell.ops.fused import FusedAttrs, FusedPart
+from nnshell.quant.fixed_pow2 import q_of
 from nnshell.quant.pow2 import Pow2Options, quantize_graph_pow2
 from nnshell.quant.ranges import RangeMode
 from nnshell.quant.stats import acc_key, collect_stats

@@ -19,10 +19,10 @@ from onnx import TensorProto, helper, numpy_helper
 
 from nnshell.exec import run_float
 from nnshell.exec.int_exec import run_int
-from nnshell.fixed_point import multiplier
 from nnshell.importers.onnx_importer import load_onnx
 from nnshell.ir import Graph
 from nnshell.passes import run_scheme
+from nnshell.quant.fixed_point import multiplier
 from nnshell.quant.sq8 import QuantOptions, QuantState, quantize_graph
 from nnshell.quant.stats import TensorStats
 

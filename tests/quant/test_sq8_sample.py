@@ -10,7 +10,7 @@ import pytest
 from nnshell.errors import GraphStateError, ImageError, NnshellError
 from nnshell.exec import run_float
 from nnshell.exec.int_exec import run_int
-from nnshell.images import InputOptions, expand_files, iter_batches, label_from_name
+from nnshell.input.images import InputOptions, expand_files, iter_batches, label_from_name
 from nnshell.session import Session
 from tests.conftest import CALIB_DIR, SAMPLE_MODEL, TEST_DIR
 
@@ -100,7 +100,7 @@ def test_footprint_ratio_and_hand_computed_peak(session: Session) -> None:
 
 
 def test_gap8_placement_follows_the_budgets(session: Session) -> None:
-    from nnshell.footprint import gap8_placement
+    from nnshell.analysis.footprint import gap8_placement
 
     fp = session.footprint()
     place = gap8_placement(fp, session.settings)

@@ -35,8 +35,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from nnshell import safeio
 from nnshell.errors import ImageError, ModelFileError, NnshellError
-from nnshell.images import InputOptions, expand_files, load_image
 from nnshell.importers.onnx_importer import load_onnx
+from nnshell.input.images import InputOptions, expand_files, load_image
 from nnshell.session import Session
 from tests.conftest import CALIB_DIR, ROOT, SAMPLE_MODEL
 from tests.helpers_models import tiny_conv_model
@@ -450,7 +450,7 @@ def test_script_file_through_cli(tmp_path: Path, kind: str) -> None:
 
 #: Calls that open or read a path themselves. ``Image.open`` is allowed in images.py, where it
 #: is given the descriptor safeio opened; ``os.open``/``os.fdopen`` in the modules that manage
-#: descriptors. nnshell/state.py, state_files.py and nnshell/codegen (C outputs and templates, never
+#: descriptors. nnshell/state/, state_files.py and nnshell/codegen (C outputs and templates, never
 #: user input) are bounded by their owners.
 _READERS = {"open", "io.open", "builtins.open", "os.open", "os.fdopen", "Image.open"}
 _READER_SUFFIXES = ("np.load", "np.fromfile", "np.memmap", "onnx.load", "onnx.load_model")
@@ -458,11 +458,11 @@ _ALLOWED = {
     ("nnshell/safeio.py", "os.open"),
     ("nnshell/safeio.py", "os.fdopen"),
     ("nnshell/atomic.py", "os.fdopen"),
-    ("nnshell/images.py", "os.fdopen"),
-    ("nnshell/images.py", "Image.open"),
+    ("nnshell/input/images.py", "os.fdopen"),
+    ("nnshell/input/images.py", "Image.open"),
 }
 #: Modules that open files only to write them (atomic.py) or manage their own bounded reads.
-_EXEMPT = ("nnshell/state.py", "nnshell/state_files.py", "nnshell/atomic.py", "nnshell/codegen/")
+_EXEMPT = ("nnshell/state/", "nnshell/state/files.py", "nnshell/atomic.py", "nnshell/codegen/")
 
 
 def _name(func: ast.expr) -> str:

@@ -110,7 +110,7 @@ def _hostile_onnx(path: Path, marker: Path) -> Path:
 
 def _images(n: int = 8) -> np.ndarray:
     """A few real test images as the float batch ``verify_arrays`` takes."""
-    from nnshell.images import InputOptions, iter_batches
+    from nnshell.input.images import InputOptions, iter_batches
 
     files = [str(p) for p in sorted(TEST_DIR.glob("*.png"))[:n]]
     opts = InputOptions(norm_func=NORM)

@@ -1,4 +1,4 @@
-"""Untrusted or interrupted states must not lose data or exhaust the machine (nnshell.state_files).
+"""Untrusted or interrupted states must not lose data or exhaust the machine (nnshell.state.files).
 
 * A save killed (SIGKILL) or interrupted (SIGINT, SIGTERM) at every rename/unlink step, in a
   real subprocess: the old or the new state always reopens, Ctrl-C is delivered only after the
@@ -504,12 +504,12 @@ def test_overflow_from_the_command_line_is_not_an_internal_error(
 def test_resource_errors_while_decoding_are_one_line(
     good: Path, monkeypatch: pytest.MonkeyPatch, exc: type[BaseException]
 ) -> None:
-    import nnshell.state as state_mod
+    import nnshell.state.load as load_mod
 
     def boom(*args: Any) -> Any:
         raise exc("simulated")
 
-    monkeypatch.setattr(state_mod, "_decode", boom)
+    monkeypatch.setattr(load_mod, "_decode", boom)
     assert str(good) in _refused(good)
 
 

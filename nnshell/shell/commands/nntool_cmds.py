@@ -1,7 +1,7 @@
 """NNTool commands without a better home: ``imageformat`` (the input formatter).
 
 ``imageformat INPUT FORMAT NORM`` inserts a formatter on a graph input (raw uint8 HWC pixels ->
-the network input, :mod:`nnshell.formatter`); running it again on the same input removes it.
+the network input, :mod:`nnshell.input.formatter`); running it again on the same input removes it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import cmd2
 from nnshell.shell.commands.base import NnCommandSet
 from nnshell.shell.parser import NnArgumentParser
 
-#: nnshell.formatter's FORMATS and NORMS (repeated: that module loads numpy, the shell starts
+#: nnshell.input.formatter's FORMATS and NORMS (repeated: that module loads numpy, the shell starts
 #: without it; a test keeps them equal)
 FORMAT_CHOICES = ("bw8", "bw16", "rgb888", "rgb16", "rgb565_rgb888")
 NORM_CHOICES = ("shift_int8", "offset_int8", "out_int16")
@@ -62,7 +62,7 @@ class NntoolCommands(NnCommandSet):
                 "normalised CHW tensor again"
             )
             return
-        from nnshell.formatter import raw_shape
+        from nnshell.input.formatter import raw_shape
 
         f = out.formatter
         h, w, c = raw_shape(session.require_graph(), out.input, f)

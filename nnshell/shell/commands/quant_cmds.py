@@ -14,7 +14,7 @@ from nnshell.shell.parser import NnArgumentParser
 def calibration_line(session: Any) -> str:
     """What the calibration saw: the images and the input options they were prepared with
     (a later run with other options gets a warning; see Session.input_drift)."""
-    from nnshell.images import describe_inputs
+    from nnshell.input.images import describe_inputs
 
     fake = session.graph.meta.get("fquant") if session.graph is not None else None
     if fake:
@@ -259,7 +259,7 @@ class QuantCommands(NnCommandSet):
     @cmd2.with_argparser(footprint_parser)
     def do_footprint(self, args: Any) -> None:
         """Compare the memory of the float and the quantized model."""
-        from nnshell.footprint import gap8_placement
+        from nnshell.analysis.footprint import gap8_placement
         from nnshell.report.quant_docs import footprint_json
         from nnshell.report.quant_tables import footprint_summary, footprint_table, gap8_lines
 

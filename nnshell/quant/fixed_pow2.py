@@ -2,13 +2,13 @@
 
 Every POW2 tensor is a signed ``bits``-wide integer (16 or 8) with ``q`` fractional bits:
 ``real = code · 2^-q`` ("Qm.n" with ``n = q`` and ``m = bits - 1 - q``). It is represented by an
-ordinary :class:`~nnshell.fixed_point.QType` with ``scale = 2^-q``, zero point 0 and ``bits``,
+ordinary :class:`~nnshell.quant.fixed_point.QType` with ``scale = 2^-q``, zero point 0 and ``bits``,
 so quantizing, dequantizing, saving and the footprint work as for SQ8; :func:`q_of` recovers
 ``q``. There are no multipliers: every rescale is a rounding shift (:func:`shift_round`, the
 ``rnorm`` of SQ8.md §1 for a right shift, an exact left shift otherwise) followed by a saturation
 to the container (:func:`clip_bits`).
 
-Like :mod:`nnshell.fixed_point`, everything here sits at the bottom of the layering so the op
+Like :mod:`nnshell.quant.fixed_point`, everything here sits at the bottom of the layering so the op
 modules can use it.
 """
 
@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from nnshell.errors import QuantizationError
-from nnshell.fixed_point import QType, clip_range, rnorm, round_half_up
-from nnshell.qrecord import QuantContext
+from nnshell.quant.fixed_point import QType, clip_range, rnorm, round_half_up
+from nnshell.quant.qrecord import QuantContext
 
 #: POW2.md: the accumulator budget of a conv / linear layer (one bit of int32 spare).
 ACC_BUDGET = 31
@@ -97,13 +97,6 @@ def qmn(qt: QType) -> str:
     """``Qm.n`` of a POW2 qtype (``m`` integer bits besides the sign, ``n = q``)."""
     q = q_of(qt)
     return f"Q{qt.bits - 1 - q}.{q}"
-
-
-def is_pow2(qt: QType | None) -> bool:
-    """Whether ``qt`` is a (per-tensor, zero point 0) power-of-two qtype."""
-    if qt is None or qt.per_channel or qt.zero_point:
-        return False
-    return math.frexp(float(qt.scale))[0] == 0.5
 
 
 def clip_bits(v: Any, bits: int) -> Any:
@@ -192,7 +185,6 @@ __all__ = [
     "code_of",
     "exp_neg_q15",
     "int_bits",
-    "is_pow2",
     "pow2_qtype",
     "q_from_range",
     "q_in",

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from nnshell.fixed_point import QType
 from nnshell.ir import Graph, Node
+from nnshell.quant.fixed_point import QType
 
 
 @dataclass

@@ -37,7 +37,7 @@ def first_input(graph: Graph, batch: Batch) -> np.ndarray:
 
 def per_input_files(graph: Graph, files: Sequence[str]) -> list[list[str]]:
     """Files of each graph input, in input order (module docstring)."""
-    from nnshell.images import expand_files
+    from nnshell.input.images import expand_files
 
     n = len(graph.inputs)
     if len(files) == n and all(os.path.isdir(os.path.expanduser(f)) for f in files):
@@ -61,26 +61,31 @@ def per_input_files(graph: Graph, files: Sequence[str]) -> list[list[str]]:
 
 def input_batches(
     graph: Graph, files: Sequence[str], opts: Any, batch_size: int, cache: Any = None
-) -> tuple[int, Iterator[tuple[list[str], Batch]]]:
-    """(number of samples, iterator of ``(sample names, batch)``) for ``files``."""
-    from nnshell.images import expand_files, iter_batches
+) -> tuple[list[str], Iterator[tuple[list[str], Batch]]]:
+    """(sample names, iterator of ``(sample names, batch)``) for ``files``: the paths of a
+    single-input graph; ``a.npy+b.npy`` (the files of one sample) with several inputs."""
+    from nnshell.input.images import expand_files, iter_batches
 
     if len(graph.inputs) == 1:
         paths = expand_files(files)
         expected = graph.tensors[graph.inputs[0]].dims
-        return len(paths), iter_batches(paths, opts, expected, batch_size, cache=cache)
+        return paths, iter_batches(paths, opts, expected, batch_size, cache=cache)
     lists = per_input_files(graph, files)
     its = [
         iter_batches(lst, opts, graph.tensors[name].dims, batch_size, cache=cache)
         for name, lst in zip(graph.inputs, lists, strict=True)
     ]
 
-    def gen() -> Iterator[tuple[list[str], Batch]]:
-        for parts in zip(*its, strict=True):
-            names = [
-                "+".join(os.path.basename(p) for p in group)
-                for group in zip(*(n for n, _ in parts), strict=True)
-            ]
-            yield names, {name: b for name, (_, b) in zip(graph.inputs, parts, strict=True)}
+    samples = ["+".join(os.path.basename(p) for p in group) for group in zip(*lists, strict=True)]
 
-    return len(lists[0]), gen()
+    def gen() -> Iterator[tuple[list[str], Batch]]:
+        done = 0
+        for parts in zip(*its, strict=True):
+            n = len(parts[0][0])
+            yield (
+                samples[done : done + n],
+                {name: b for name, (_, b) in zip(graph.inputs, parts, strict=True)},
+            )
+            done += n
+
+    return samples, gen()

@@ -9,7 +9,7 @@ The pipeline for one file is fixed and mirrors NNTool so its command lines carry
    :class:`~nnshell.errors.ImageError` naming the file;
 2. ``-M`` mode conversion and ``-H``/``-W`` bilinear resize (images only);
 3. a float32 array, HWC or HW, holding the raw pixel values 0..255 unless told otherwise;
-4. ``x = x / D + O`` (``-D``, ``-O``), then ``-N`` (a :mod:`nnshell.expr` expression);
+4. ``x = x / D + O`` (``-D``, ``-O``), then ``-N`` (a :mod:`nnshell.input.expr` expression);
 5. layout: ``-T`` transposes HWC to CHW; without it an HWC image whose permuted shape is the
    expected CHW shape is transposed automatically and the caller is told through
    :class:`LoadReport` so it can say so once.
@@ -38,7 +38,8 @@ import numpy as np
 
 from nnshell import safeio
 from nnshell.errors import ExpressionError, ImageError, SettingError, UsageError
-from nnshell.expr import NormFunc, compile_expression
+from nnshell.input.expr import NormFunc, compile_expression
+from nnshell.input.formatter import Formatter
 
 #: File name extensions :func:`expand_files` picks up (lower case, without the dot).
 IMAGE_EXTENSIONS: tuple[str, ...] = ("png", "pgm", "ppm", "jpg", "jpeg", "bmp", "npy", "raw", "dat")
@@ -73,7 +74,7 @@ class InputOptions:
     mode: str | None = None
     raw_dtype: str | None = None
     #: ``FORMAT/NORM`` of an input formatter (``imageformat``): raw HWC pixels are read and
-    #: turned into the network input by :mod:`nnshell.formatter`.
+    #: turned into the network input by :mod:`nnshell.input.formatter`.
     formatter: str | None = None
 
     def __post_init__(self) -> None:
@@ -100,8 +101,6 @@ class InputOptions:
         if self.norm_func is not None:
             _norm(self.norm_func)
         if self.formatter is not None:
-            from nnshell.formatter import Formatter
-
             Formatter.from_spec(self.formatter)
 
     def with_overrides(self, **changes: Any) -> InputOptions:
@@ -594,8 +593,6 @@ def _load(
     path: str, opts: InputOptions, expected: tuple[int, ...], normalise: bool = True
 ) -> tuple[np.ndarray, bool]:
     if opts.formatter is not None:
-        from nnshell.formatter import load_formatted
-
         return load_formatted(path, opts, expected), False
     name = os.path.basename(path)
     ext = _ext(path)
@@ -785,3 +782,46 @@ def iter_batches(
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+# -- formatted inputs: raw pixels read here, normalised by the formatter ---------------------
+def read_raw_pixels(path: str, opts: Any, expected: tuple[int, ...]) -> np.ndarray:
+    """One image as the raw H x W x C pixels a formatted input takes (before any transform).
+
+    ``opts.formatter`` is ``FORMAT/NORM``; ``expected`` is the network input (C, H, W). bw
+    formats read grayscale, rgb formats RGB. The C harness is fed exactly these pixels.
+    """
+    fmt = Formatter.from_spec(opts.formatter)
+    if len(expected) != 3 or expected[0] != fmt.channels:
+        raise ImageError(f"imageformat {fmt.fmt}: the network input {expected} is not CHW")
+    c, h, w = expected
+    raw = (h, w, c)
+    name = os.path.basename(path)
+    ext = _ext(path)
+    if ext == "npy":
+        arr = _read_npy(path, opts)
+    elif ext in ("raw", "dat"):
+        arr = _read_raw(path, opts, raw)
+    else:
+        mode = "L" if c == 1 else "RGB"
+        arr = _read_pil(path, dataclasses.replace(opts, mode=mode), raw)
+    if arr.ndim == 2 and c == 1:
+        arr = arr[..., None]
+    if arr.ndim == 4 and arr.shape[0] == 1:
+        arr = arr[0]
+    if tuple(arr.shape) != raw:
+        raise ImageError(
+            f"'{name}' has shape {tuple(arr.shape)}, the raw input of the {fmt.fmt} formatter "
+            f"is {raw} (H, W, C)",
+            "-H/-W to resize",
+        )
+    return np.asarray(arr)
+
+
+def load_formatted(path: str, opts: Any, expected: tuple[int, ...]) -> np.ndarray:
+    """Load one raw image for a formatted input and return the float CHW network input.
+
+    -D/-O/-N are refused by the session (the formatter normalises), -T is not needed.
+    """
+    fmt = Formatter.from_spec(opts.formatter)
+    return fmt.to_float(read_raw_pixels(path, opts, expected))

@@ -9,11 +9,11 @@ from typing import Any
 import numpy as np
 
 from nnshell import safeio
+from nnshell.analysis.paired import PairedComparison, compare_predictions
 from nnshell.errors import ImageError
 from nnshell.exec import run_float
-from nnshell.images import InputOptions, iter_batches, label_from_name
+from nnshell.input.images import InputOptions, iter_batches, label_from_name
 from nnshell.ir import Graph
-from nnshell.paired import PairedComparison, compare_predictions
 
 Progress = Callable[[int, int], None]
 

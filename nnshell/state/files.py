@@ -45,7 +45,6 @@ import os
 import re
 import signal
 import stat
-import tempfile
 import threading
 import zipfile
 from collections.abc import Iterator
@@ -55,7 +54,7 @@ from typing import IO, Any
 import numpy as np
 
 from nnshell import safeio
-from nnshell.atomic import file_mode
+from nnshell.atomic import file_mode, fsync_dir, write_temp
 from nnshell.errors import ModelFileError
 
 try:  # POSIX only; on Windows saves are not locked (see the module docstring)
@@ -203,36 +202,6 @@ def deferred_signals() -> Iterator[None]:
             signal.raise_signal(sig)
 
 
-def _fsync_dir(folder: Path) -> None:
-    """Make the renames in ``folder`` durable (a no-op where folders cannot be opened)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _write_temp(folder: Path, prefix: str, data: bytes, mode: int) -> str:
-    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            if hasattr(os, "fchmod"):  # mkstemp creates 0600; a state is an ordinary file
-                os.fchmod(fh.fileno(), mode)
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return tmp
-
-
 _ARRAYS_FILE = re.compile(rb'"arrays"\s*:\s*\{\s*"file"\s*:\s*("(?:[^"\\]|\\.){1,1000}")')
 
 
@@ -307,15 +276,15 @@ def commit_state(json_path: Path, text: bytes, npz: str, blob: bytes) -> tuple[P
         lock.acquire()
         old = current_npz_name(json_path)
         _clean_leftovers(folder, json_path, {npz, old} if old else {npz})
-        tmps.append(_write_temp(folder, f".{json_path.name}.npz.", blob, mode))
-        tmps.append(_write_temp(folder, f".{json_path.name}.json.", text, mode))
+        tmps.append(write_temp(folder, f".{json_path.name}.npz.", blob, mode, durable=True))
+        tmps.append(write_temp(folder, f".{json_path.name}.json.", text, mode, durable=True))
         with deferred_signals():
             os.replace(tmps[0], npz_path)
             tmps.pop(0)
-            _fsync_dir(folder)
+            fsync_dir(folder)
             os.replace(tmps[0], json_path)  # the commit
             tmps.pop(0)
-            _fsync_dir(folder)
+            fsync_dir(folder)
             if _is_removable_old_npz(old, json_path.stem, npz):
                 with contextlib.suppress(OSError):
                     os.unlink(folder / str(old))

@@ -112,7 +112,8 @@ class Formatter:
 
     @property
     def spec(self) -> str:
-        """``FORMAT/NORM``: the compact form carried by :class:`nnshell.images.InputOptions`."""
+        """``FORMAT/NORM``: the compact form carried by
+        :class:`nnshell.input.images.InputOptions`."""
         return f"{self.fmt}/{self.norm}"
 
     @classmethod
@@ -128,7 +129,7 @@ class Formatter:
 
     def qtype(self) -> Any:
         """The QType of the formatter's output codes."""
-        from nnshell.fixed_point import QType
+        from nnshell.quant.fixed_point import QType
 
         return QType(scale=self.scale, zero_point=0, bits=self.bits, symmetric=True)
 
@@ -240,7 +241,7 @@ def check_formatter(graph: Any, qstate: Any, name: str, fmt: Formatter) -> None:
     if qstate is None:
         return
     if getattr(qstate, "scheme", "SQ8") == "POW2":
-        from nnshell.formatter_pow2 import check_pow2_formatter
+        from nnshell.input.formatter_pow2 import check_pow2_formatter
 
         check_pow2_formatter(qstate, name, fmt)
         return
@@ -331,54 +332,6 @@ def format_feed_int(graph: Any, name: str, value: np.ndarray) -> np.ndarray | No
     return None if fmt is None else fmt.to_codes(value)
 
 
-# -- image loading ------------------------------------------------------------------------------
-def read_raw_pixels(path: str, opts: Any, expected: tuple[int, ...]) -> np.ndarray:
-    """One image as the raw H x W x C pixels a formatted input takes (before any transform).
-
-    ``opts.formatter`` is ``FORMAT/NORM``; ``expected`` is the network input (C, H, W). bw
-    formats read grayscale, rgb formats RGB. The C harness is fed exactly these pixels.
-    """
-    import dataclasses
-    import os
-
-    from nnshell import images
-
-    fmt = Formatter.from_spec(opts.formatter)
-    if len(expected) != 3 or expected[0] != fmt.channels:
-        raise ImageError(f"imageformat {fmt.fmt}: the network input {expected} is not CHW")
-    c, h, w = expected
-    raw = (h, w, c)
-    name = os.path.basename(path)
-    ext = images._ext(path)
-    if ext == "npy":
-        arr = images._read_npy(path, opts)
-    elif ext in ("raw", "dat"):
-        arr = images._read_raw(path, opts, raw)
-    else:
-        mode = "L" if c == 1 else "RGB"
-        arr = images._read_pil(path, dataclasses.replace(opts, mode=mode), raw)
-    if arr.ndim == 2 and c == 1:
-        arr = arr[..., None]
-    if arr.ndim == 4 and arr.shape[0] == 1:
-        arr = arr[0]
-    if tuple(arr.shape) != raw:
-        raise ImageError(
-            f"'{name}' has shape {tuple(arr.shape)}, the raw input of the {fmt.fmt} formatter "
-            f"is {raw} (H, W, C)",
-            "-H/-W to resize",
-        )
-    return np.asarray(arr)
-
-
-def load_formatted(path: str, opts: Any, expected: tuple[int, ...]) -> np.ndarray:
-    """Load one raw image for a formatted input and return the float CHW network input.
-
-    -D/-O/-N are refused by the session (the formatter normalises), -T is not needed.
-    """
-    fmt = Formatter.from_spec(opts.formatter)
-    return fmt.to_float(read_raw_pixels(path, opts, expected))
-
-
 __all__ = [
     "FORMATS",
     "META_KEY",
@@ -391,7 +344,6 @@ __all__ = [
     "format_feed_int",
     "formatters",
     "get_formatter",
-    "load_formatted",
     "raw_shape",
     "with_formatter",
 ]

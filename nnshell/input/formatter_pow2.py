@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from nnshell.formatter import Formatter, FormatterError, formatters
+from nnshell.input.formatter import Formatter, FormatterError, formatters
 
 
 def formatter_q(qstate: Any, name: str, fmt: Formatter) -> int | None:

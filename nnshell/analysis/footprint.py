@@ -25,8 +25,9 @@ from typing import Any
 
 import numpy as np
 
+from nnshell.analysis.summary import node_params
 from nnshell.ir import Graph
-from nnshell.summary import node_params
+from nnshell.ir.lifetimes import lifetimes
 
 
 @dataclass(frozen=True)
@@ -87,39 +88,23 @@ class Footprint:
         return sum(r.quant_bytes for r in self.layers)
 
 
-def peak_live_bytes(graph: Graph, nbytes: Callable[[str], int]) -> tuple[int, int]:
-    """Return (peak bytes, step of the peak) of the tensors alive during each step."""
-    peak = peak_detail(graph, nbytes)
-    return peak.bytes, peak.step
-
-
 def peak_detail(graph: Graph, nbytes: Callable[[str], int]) -> Peak:
     """The peak of live tensor bytes over the execution order, with its tensors.
 
     At step ``i`` the live set is every tensor written before or at ``i`` and still read at or
-    after ``i`` (so a node's inputs and outputs coexist); constants are not activations.
+    after ``i`` (so a node's inputs and outputs coexist): :func:`nnshell.ir.lifetimes.lifetimes`.
     """
-    last_use: dict[str, int] = {}
-    for idx, node in enumerate(graph.nodes):
-        for i in node.inputs:
-            if i and not graph.tensors[i].is_const:
-                last_use[i] = idx
-    end = len(graph.nodes)
-    for o in graph.outputs:
-        last_use[o] = end
-    live = {i: nbytes(i) for i in graph.inputs}
-    peak, peak_step, peak_live = sum(live.values()), 0, dict(live)
-    for idx, node in enumerate(graph.nodes):
-        for o in node.outputs:
-            if o:
-                live[o] = nbytes(o)
-        total = sum(live.values())
+    blocks = lifetimes(graph, nbytes, lambda _name: 1)
+    inputs = set(graph.inputs)
+    peak_live = [(b.name, b.nbytes) for b in blocks if b.name in inputs]
+    peak, peak_step = sum(n for _, n in peak_live), 0
+    for idx in range(len(graph.nodes)):
+        live = [(b.name, b.nbytes) for b in blocks if b.start <= idx <= b.end]
+        total = sum(n for _, n in live)
         if total > peak:
-            peak, peak_step, peak_live = total, idx, dict(live)
-        for name in [n for n in live if last_use.get(n, -1) <= idx]:
-            del live[name]
+            peak, peak_step, peak_live = total, idx, live
     node = graph.nodes[peak_step].name if graph.nodes else ""
-    return Peak(peak, peak_step, node, list(peak_live.items()))
+    return Peak(peak, peak_step, node, peak_live)
 
 
 def footprint(graph: Graph, qstate: Any, unfused: Graph | None = None) -> Footprint:
