@@ -681,10 +681,9 @@ class Session(TuningMixin):
         per: int = 4,
         all_tensors: Any = True,
     ) -> tuple[list[str], Any, Any]:
-        """(sample names, batch iterator, validated all-tensor runner or None) for one image
-        pass over ``graph`` (default: the current graph); batches capped to the activation
-        budget at ``per`` bytes a value (exec.budget). A graph with several inputs takes one
-        file per input and sample (nnshell/input/multi_input.py; its runs use numpy)."""
+        """(sample names, batch iterator, validated all-tensor runner or None) for one pass over
+        ``graph`` (default: the current graph; several inputs: input/multi_input.py, numpy
+        runs); batches capped to the activation budget at ``per`` bytes a value (exec.budget)."""
         import itertools
 
         from nnshell.exec.budget import images_per_batch
@@ -696,9 +695,8 @@ class Session(TuningMixin):
         bs = images_per_batch(graph, int(self.settings["batch_size"]), per)
         paths, batches = input_batches(graph, files, opts, bs, cache=self._images())
         first = next(batches)
-        fast = None
-        if len(graph.inputs) == 1 and not has_expressions(graph):
-            fast = self.fast_runner(graph, first[1][:2], all_tensors=all_tensors)
+        one = len(graph.inputs) == 1 and not has_expressions(graph)
+        fast = self.fast_runner(graph, first[1][:2], all_tensors=all_tensors) if one else None
         return paths, itertools.chain([first], batches), fast
 
     def qerror(
@@ -742,11 +740,10 @@ class Session(TuningMixin):
             mode = str(self.qstate.options.mode) if self.qstate is not None else "minmax"
         if files:
             paths, batches, fast = self._analysis_pass(files, opts)
-            total = len(paths)
             return astats(
                 graph,
                 batches,
-                total,
+                len(paths),
                 mode,
                 convergence=convergence,
                 progress=progress,
