@@ -5,11 +5,14 @@ the :class:`~nnshell.quant.scheme.Scheme`, so neither formatter module imports t
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nnshell.input.formatter import Formatter, FormatterError, check_sq8_formatter
 from nnshell.input.formatter_pow2 import check_pow2_formatter
 from nnshell.quant.scheme import POW2, SQ8, Scheme, scheme_of
+
+if TYPE_CHECKING:
+    from nnshell.quant.sq8 import QuantState
 
 _CHECKS: dict[Scheme, Callable[[Any, str, Formatter], None]] = {
     SQ8: check_sq8_formatter,
@@ -17,7 +20,7 @@ _CHECKS: dict[Scheme, Callable[[Any, str, Formatter], None]] = {
 }
 
 
-def check_formatter(graph: Any, qstate: Any, name: str, fmt: Formatter) -> None:
+def check_formatter(graph: Any, qstate: QuantState | None, name: str, fmt: Formatter) -> None:
     """Raise FormatterError unless ``fmt``'s codes are the quantized input codes of ``name``
     (nothing to check before ``aquant``)."""
     if qstate is None:

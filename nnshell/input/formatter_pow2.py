@@ -16,12 +16,15 @@ instead (:func:`requantize_with_formatters`).
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nnshell.input.formatter import Formatter, FormatterError, formatters
 
+if TYPE_CHECKING:
+    from nnshell.quant.sq8 import QuantState
 
-def formatter_q(qstate: Any, name: str, fmt: Formatter) -> int | None:
+
+def formatter_q(qstate: QuantState, name: str, fmt: Formatter) -> int | None:
     """The input Q at which ``fmt``'s codes stand for the calibrated range of ``name``; raise
     FormatterError naming the fix when no Q does. None: nothing to check (no such tensor)."""
     import numpy as np
@@ -51,7 +54,7 @@ def formatter_q(qstate: Any, name: str, fmt: Formatter) -> int | None:
     )
 
 
-def requantize_with_formatters(graph: Any, qstate: Any, stats: Any) -> Any:
+def requantize_with_formatters(graph: Any, qstate: QuantState, stats: Any) -> Any:
     """The POW2 quantization of ``graph`` with each formatted input at its formatter's Q."""
     from nnshell.quant.pow2 import quantize_graph_pow2
 
@@ -65,6 +68,6 @@ def requantize_with_formatters(graph: Any, qstate: Any, stats: Any) -> Any:
     return quantize_graph_pow2(graph, stats, qstate.options, fixed)
 
 
-def check_pow2_formatter(qstate: Any, name: str, fmt: Formatter) -> None:
+def check_pow2_formatter(qstate: QuantState, name: str, fmt: Formatter) -> None:
     """Raise FormatterError unless some input Q makes ``fmt``'s codes the input's codes."""
     formatter_q(qstate, name, fmt)

@@ -126,3 +126,28 @@ def conv_int(
     if pre_pool is not None:
         acc = pre_pool(acc)
     return requant_output(acc, nq, _dot_bound(x, wq, k))
+
+
+def conv_struct(
+    ctx: Any, key: str, x: str, outs: Any, window: list[int], group: int, nq: NodeQuant
+) -> str:
+    """The ``nn_conv_t`` of an SQ8 convolution or transposed convolution (the C runtime's one
+    struct for both): input and output maps, the ``window`` (``ctx.window``), the group and
+    the quantized constants; returns its address."""
+    c = nq.consts
+    return str(
+        ctx.struct(
+            "nn_conv_t",
+            key,
+            [
+                *ctx.chw(ctx.shape(x)),
+                *ctx.chw((1, c["weights"].shape[0], *outs)),
+                *window,
+                group,
+                ctx.const("weights", c["weights"], "int8_t"),
+                ctx.const("bias", c["bias_total"], "int32_t"),
+                ctx.const("mul", c["mul"], "int32_t"),
+                ctx.const("shift", c["shift"], "int8_t"),
+            ],
+        )
+    )

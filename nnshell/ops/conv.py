@@ -136,22 +136,9 @@ class Conv(OpDef):
         """``nn_conv``: the same per-channel SQ8 convolution in C; a conv-headed fusion passes
         its pool and activations in ``ctx.tail`` (one kernel call, no intermediate map)."""
         kernel, strides, dil, pads, outs = nq.info["geometry"]
-        c = nq.consts
         x, y = node.inputs[0], node.outputs[0]
-        conv = ctx.struct(
-            "nn_conv_t",
-            "conv",
-            [
-                *ctx.chw(ctx.shape(x)),
-                *ctx.chw((1, c["weights"].shape[0], *outs)),
-                *ctx.window(kernel, strides, dil, pads),
-                node.attrs.group,
-                ctx.const("weights", c["weights"], "int8_t"),
-                ctx.const("bias", c["bias_total"], "int32_t"),
-                ctx.const("mul", c["mul"], "int32_t"),
-                ctx.const("shift", c["shift"], "int8_t"),
-            ],
-        )
+        window = ctx.window(kernel, strides, dil, pads)
+        conv = _sq8.conv_struct(ctx, "conv", x, outs, window, node.attrs.group, nq)
         pool, pre, post = ctx.tail
         return f"nn_conv({ctx.ptr8(x)}, {ctx.ptr8(y)}, {conv}, {pool}, {pre}, {post});"
 

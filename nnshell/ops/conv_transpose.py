@@ -319,20 +319,8 @@ class ConvTranspose(OpDef):
         c = nq.consts
         x, y = node.inputs[0], node.outputs[0]
         kernel = c["weights"].shape[2:]
-        conv = ctx.struct(
-            "nn_conv_t",
-            "convt",
-            [
-                *ctx.chw(ctx.shape(x)),
-                *ctx.chw((1, c["weights"].shape[0], *outs)),
-                *ctx.window(kernel, strides, dil, begins),
-                node.attrs.group,
-                ctx.const("weights", c["weights"], "int8_t"),
-                ctx.const("bias", c["bias_total"], "int32_t"),
-                ctx.const("mul", c["mul"], "int32_t"),
-                ctx.const("shift", c["shift"], "int8_t"),
-            ],
-        )
+        window = ctx.window(kernel, strides, dil, begins)
+        conv = _sq8.conv_struct(ctx, "convt", x, outs, window, node.attrs.group, nq)
         return f"nn_conv_transpose({ctx.ptr8(x)}, {ctx.ptr8(y)}, {conv});"
 
     # -- POW2 (POW2.md "Conv / linear", as Conv) ----------------------------------------------

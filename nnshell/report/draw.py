@@ -18,10 +18,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nnshell.ir import Graph, Node
 from nnshell.ir.io_names import io_label
+
+if TYPE_CHECKING:
+    from nnshell.quant.sq8 import QuantState
 
 PAD = 24
 GAP_Y = 46
@@ -103,7 +106,11 @@ def _dims(graph: Graph, t: str) -> str:
 
 
 def build(
-    graph: Graph, steps: Sequence[int] | None, fusions: bool, qstate: Any = None, font: Any = None
+    graph: Graph,
+    steps: Sequence[int] | None,
+    fusions: bool,
+    qstate: QuantState | None = None,
+    font: Any = None,
 ) -> Drawing:
     """Boxes and edges of the selected steps (all when None), laid out in layers."""
     chosen = [graph.nodes[k] for k in (range(len(graph.nodes)) if steps is None else steps)]
@@ -368,7 +375,7 @@ FORMATS = (".png", ".svg", ".dot", ".gv")
 
 def draw_graph(
     graph: Graph,
-    qstate: Any = None,
+    qstate: QuantState | None = None,
     steps: Sequence[int] | None = None,
     fusions: bool = False,
     quant_labels: bool = False,

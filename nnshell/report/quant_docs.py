@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from nnshell.quant.sq8 import QuantState
 
 
-def qshow_json(graph: Any, qstate: Any, steps: list[int], calib_inputs: Any) -> str:
+def qshow_json(graph: Any, qstate: QuantState, steps: list[int], calib_inputs: Any) -> str:
     """The quantization of the selected layers, with the scheme and calibration inputs."""
     from nnshell.report.quant_tables import qshow_rows
 

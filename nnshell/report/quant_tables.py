@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rich.table import Table
 
 from nnshell.report.tables import human_bytes
+
+if TYPE_CHECKING:
+    from nnshell.quant.sq8 import QuantState
 
 
 def _qt(q: Any, rng: tuple[float, float] | None = None, pow2: bool = False) -> str:
@@ -38,7 +41,7 @@ def _mult_summary(nq: Any) -> str:
     return f"M {int(m.min())}..{int(m.max())} >>{int(n.min())}..{int(n.max())} ({m.size} ch)"
 
 
-def qshow_rows(graph: Any, qstate: Any, steps: list[int]) -> list[dict[str, Any]]:
+def qshow_rows(graph: Any, qstate: QuantState, steps: list[int]) -> list[dict[str, Any]]:
     """Plain data for qshow (also the --json document)."""
     rows = []
     for step in steps:
@@ -85,7 +88,7 @@ def qshow_rows(graph: Any, qstate: Any, steps: list[int]) -> list[dict[str, Any]
     return rows
 
 
-def qshow_table(graph: Any, qstate: Any, steps: list[int], title: str) -> Table:
+def qshow_table(graph: Any, qstate: QuantState, steps: list[int], title: str) -> Table:
     """The qshow table: qtypes in and out, weights, multipliers, accumulator, forced qtypes."""
     table = Table(title=title, header_style="bold")
     for col in ("Step", "Name", "In", "Out", "Weights", "Bias", "Mult/shift", "Acc", "Forced by"):

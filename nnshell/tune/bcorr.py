@@ -17,12 +17,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from nnshell.errors import GraphStateError
 from nnshell.ir import Graph
+
+if TYPE_CHECKING:
+    from nnshell.quant.sq8 import QuantState
 
 
 @dataclass
@@ -60,7 +63,7 @@ class _Means:
 
 def channel_errors(
     graph: Graph,
-    qstate: Any,
+    qstate: QuantState,
     batches: Iterable[tuple[Any, np.ndarray]],
     total: int,
     progress: Callable[[int, int], None] | None = None,
