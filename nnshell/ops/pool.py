@@ -106,16 +106,7 @@ class _Pool(OpDef):
 def max_pool_float(x: np.ndarray, node: Node) -> np.ndarray:
     """Max over each window (a running ``np.maximum`` over kernel offsets); padding is -inf."""
     kernel, strides, dil, pads, outs = pool_geometry(node, x.shape)
-    xp = pad_for_windows(x, kernel, strides, dil, pads, outs, pad_value=-np.inf)
-    y: np.ndarray | None = None
-    for _, sl in window_offsets(kernel, strides, dil, outs):
-        v = xp[(slice(None), slice(None), *sl)]
-        if y is None:
-            y = v.copy()
-        else:
-            np.maximum(y, v, out=y)
-    assert y is not None
-    return y
+    return _window_reduce(x, kernel, strides, dil, pads, outs, np.maximum, -np.inf)
 
 
 def _window_sum(
@@ -127,14 +118,29 @@ def _window_sum(
     outs: Sequence[int],
 ) -> np.ndarray:
     """Sum over each (zero-padded) window, accumulated over kernel offsets."""
-    xp = pad_for_windows(x, kernel, strides, dil, pads, outs)
+    return _window_reduce(x, kernel, strides, dil, pads, outs, np.add, 0)
+
+
+def _window_reduce(
+    x: np.ndarray,
+    kernel: Sequence[int],
+    strides: Sequence[int],
+    dil: Sequence[int],
+    pads: Sequence[int],
+    outs: Sequence[int],
+    combine: np.ufunc,
+    pad_value: float,
+) -> np.ndarray:
+    """``combine`` (in place) of every window's values, one kernel offset at a time over the
+    whole map: the max and the sum of the pools are this loop with another ufunc."""
+    xp = pad_for_windows(x, kernel, strides, dil, pads, outs, pad_value=pad_value)
     y: np.ndarray | None = None
     for _, sl in window_offsets(kernel, strides, dil, outs):
         v = xp[(slice(None), slice(None), *sl)]
         if y is None:
             y = v.copy()
         else:
-            y += v
+            combine(y, v, out=y)
     assert y is not None
     return y
 
