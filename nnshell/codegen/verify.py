@@ -294,8 +294,6 @@ def verify(
 ) -> VerifyResult:
     """Load ``images`` with ``opts`` and :func:`verify_arrays` them (``phase(text)`` hears
     of each step: loading, compiling, running, comparing)."""
-    from nnshell.input.images import iter_batches
-
     if len(graph.inputs) != 1:
         raise CodegenError("gen --verify feeds images: the graph must have exactly one input")
     if not images:
@@ -306,10 +304,17 @@ def verify(
     _check_data_size(model, len(images))
     if phase is not None:
         phase(f"loading {len(images)} image(s)")
+    xs = load_images(graph, images, opts)
+    return _verify_model(graph, qstate, model, xs, Path(build_dir), (), phase)
+
+
+def load_images(graph: Graph, images: Sequence[str], opts: Any) -> np.ndarray:
+    """The images as the C reads them: float network inputs, or the raw HWC pixels of a
+    formatted input."""
+    from nnshell.input.images import iter_batches
+
     expected = graph.tensors[graph.inputs[0]].dims
     if getattr(opts, "formatter", None) is not None:  # the C reads the raw pixels
         shape = tuple(int(d) for d in expected)
-        xs = np.stack([_load_raw(str(p), opts, shape) for p in images])
-    else:
-        xs = np.concatenate([b for _, b in iter_batches(images, opts, expected, 256)])
-    return _verify_model(graph, qstate, model, xs, Path(build_dir), (), phase)
+        return np.stack([_load_raw(str(p), opts, shape) for p in images])
+    return np.concatenate([b for _, b in iter_batches(list(images), opts, expected, 256)])
