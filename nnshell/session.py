@@ -399,8 +399,13 @@ class Session(TuningMixin):
         Every layer is checked before any image is read (:mod:`nnshell.quant.preflight`): one
         line lists all the layers the scheme refuses and why. The hint names the other scheme
         only when that scheme would quantize every layer (no sending the user in a circle)."""
+        from nnshell.ops.expression import has_expressions
+
         label = "SQ8" if scheme == "scale8" else "POW2"
         graph = self._without_conversions()
+        if self.scheme is None and scheme == "scale8" and has_expressions(graph):
+            self.fusions("scale8")  # NNTool: `fusions -a expression_matcher` then aquant
+            graph = self._without_conversions()
         if self.scheme != scheme:
             raise GraphStateError(
                 f"aquant -s {label} needs the {label} fusions first"
@@ -676,22 +681,22 @@ class Session(TuningMixin):
         per: int = 4,
         all_tensors: Any = True,
     ) -> tuple[list[str], Any, Any]:
-        """(paths, batch iterator, validated all-tensor runner or None) for one image pass over
-        ``graph`` (default: the current graph); batches capped to the activation budget at
-        ``per`` bytes a value (exec.budget)."""
+        """(sample names, batch iterator, validated all-tensor runner or None) for one pass over
+        ``graph`` (default: the current graph; several inputs: input/multi_input.py, numpy
+        runs); batches capped to the activation budget at ``per`` bytes a value (exec.budget)."""
         import itertools
 
         from nnshell.exec.budget import images_per_batch
-        from nnshell.input.images import expand_files, iter_batches
+        from nnshell.input.multi_input import input_batches
+        from nnshell.ops.expression import has_expressions
 
         graph = graph if graph is not None else self.require_graph()
-        paths = expand_files(files)
         opts = opts if opts is not None else self.input_options()
-        expected = graph.tensors[graph.inputs[0]].dims
         bs = images_per_batch(graph, int(self.settings["batch_size"]), per)
-        batches = iter_batches(paths, opts, expected, bs, cache=self._images())
+        paths, batches = input_batches(graph, files, opts, bs, cache=self._images())
         first = next(batches)
-        fast = self.fast_runner(graph, first[1][:2], all_tensors=all_tensors)
+        one = len(graph.inputs) == 1 and not has_expressions(graph)
+        fast = self.fast_runner(graph, first[1][:2], all_tensors=all_tensors) if one else None
         return paths, itertools.chain([first], batches), fast
 
     def qerror(

@@ -186,8 +186,10 @@ def compare_modes(
     }
     qsnr: dict[str, list[float]] = {}
     sat: dict[str, list[float]] = {}
+    rows: list[str] = []  # one per node output (an expression has several)
     for name, qs in qstates.items():
         rep = qerror(graph, qs, sample, n_sample, fast=fast)
+        rows = [r.name for r in rep.layers]
         qsnr[name] = [r.qsnr for r in rep.layers]
         sat[name] = [r.saturated_pct for r in rep.layers]
     opts = QuantOptions(parsed[0], symmetric, per_tensor).describe().split(" ", 2)[-1]
@@ -196,7 +198,7 @@ def compare_modes(
         opts,
         len(files) if calib is not None else calib_total,
         n_sample,
-        [n.name for n in graph.nodes],
+        rows,
         qsnr,
         sat,
     )

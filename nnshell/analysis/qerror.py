@@ -205,12 +205,14 @@ def _activation_names(graph: Graph) -> list[str]:
 
 def float_outputs(graph: Graph, batch: np.ndarray, fast: Any = None) -> dict[str, np.ndarray]:
     """Every activation of the float graph on a batch (the graph input included)."""
-    feeds = {graph.inputs[0]: batch}
+    from nnshell.input.multi_input import feeds_of
+
+    feeds = feeds_of(graph, batch)
     if fast is not None:
         values = dict(fast.run(feeds))
     else:
         values = run_float(graph, feeds, keep=_activation_names(graph))
-    values[graph.inputs[0]] = batch
+    values.update(feeds)
     return values
 
 
@@ -249,7 +251,7 @@ def qerror(
     ``fast`` is an optional validated onnxruntime runner returning every node output (the float
     reference); without it the numpy executor runs.
     """
-    tensors = [n.outputs[0] for n in graph.nodes]
+    tensors = [o for n in graph.nodes for o in n.outputs if o]  # every output of an expression
     consumed = sorted(
         {i for n in graph.nodes for i in n.inputs if i and not graph.tensors[i].is_const}
     )
@@ -259,12 +261,14 @@ def qerror(
         in_acc.update({t: acc[t] for t in consumed if t in acc and t not in graph.inputs})
     seen = 0
     keep = _activation_names(graph)
+    from nnshell.input.multi_input import feeds_of
+
     for files, batch in batches:
         fvals = float_outputs(graph, batch, fast)
         if isolated:
             ivals = isolated_outputs(graph, qstate, fvals)
         else:
-            ivals = run_int(graph, qstate, {graph.inputs[0]: batch}, keep=keep)
+            ivals = run_int(graph, qstate, feeds_of(graph, batch), keep=keep)
         for t in consumed:
             qt = qstate.tensors[t]
             if isolated or t in graph.inputs:
@@ -281,15 +285,15 @@ def qerror(
     from nnshell.ops.fused import op_label
 
     layers = []
-    for step, node in enumerate(graph.nodes):
-        t = node.outputs[0]
+    outs = [(s, n, t) for s, n in enumerate(graph.nodes) for t in n.outputs if t]
+    for step, node, t in outs:
         a = acc[t]
         ins = [i for i in node.inputs if i and not graph.tensors[i].is_const]
         in_q = min((in_acc[i].qsnr for i in ins), default=QSNR_CAP_DB)
         layers.append(
             LayerError(
                 step=step,
-                name=node.name,
+                name=node.name if t == node.outputs[0] else f"{node.name}:{t}",
                 op=op_label(node),
                 tensor=t,
                 qsnr=a.qsnr,

@@ -454,7 +454,11 @@ def _harness(name: str, guard: str, n_inputs: int) -> str:
 
 
 def render_c(graph: Graph, qstate: Any, name: str | None = None) -> CModel:
-    """Generate the C text of the quantized ``graph`` (nothing is written)."""
+    """Generate the C text of the quantized ``graph`` (nothing is written). Expressions are
+    emitted as their parts' calls, inner tensors planned in the arena (ops/expression.py)."""
+    from nnshell.ops.expression import expanded
+
+    graph, qstate = expanded(graph, qstate)
     _check_quantized(graph, qstate)
     if not graph.nodes:
         raise CodegenError("the graph has no nodes: nothing to generate")

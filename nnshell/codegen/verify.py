@@ -198,7 +198,8 @@ def _verify_model(
     from nnshell.exec.budget import images_per_batch
     from nnshell.exec.int_exec import quantize_inputs, run_int
 
-    _check_data_size(model, len(xs))
+    n = len(next(iter(xs.values()))) if isinstance(xs, dict) else len(xs)
+    _check_data_size(model, n)
     files = write_model(model, build)
     say = phase or (lambda text: None)  # compiling and running take seconds: say which
     say("compiling")
@@ -206,7 +207,18 @@ def _verify_model(
     inp = graph.inputs[0]
     inputs = build / "inputs.bin"
     try:
-        if model.formatted:
+        if isinstance(xs, dict):  # several inputs: each sample's inputs back to back
+            feed = quantize_inputs(graph, qstate, xs)
+            qs = [
+                np.ascontiguousarray(feed[k]).astype(np.dtype(qstate.tensors[k].dtype))
+                for k in graph.inputs
+            ]
+            feed = dict(zip(graph.inputs, qs, strict=True))
+            q = qs[0]
+            np.concatenate([a.reshape(len(a), -1).view(np.uint8) for a in qs], axis=1).tofile(
+                inputs
+            )
+        elif model.formatted:
             feed = _raw_feed(graph, inp, xs)
             q = quantize_inputs(graph, qstate, {inp: feed})[inp]
             _raw_bytes(graph, inp, feed).tofile(inputs)
@@ -225,12 +237,15 @@ def _verify_model(
     keep = [s.output for s in model.steps]
     # a chunk of images at a time: memory stays within the activation budget (exec.budget)
     chunk = images_per_batch(graph, len(q), bytes_per_element=8)
+    feeds = feed if isinstance(feed, dict) else {inp: feed}
+    codes = feed if isinstance(feed, dict) else {inp: q}
     mismatch, py_s, done = None, 0.0, 0
     for lo in range(0, len(q), chunk):
         t0 = time.perf_counter()
-        values = run_int(graph, qstate, {inp: feed[lo : lo + chunk]}, keep=keep)
+        part = {k: v[lo : lo + chunk] for k, v in feeds.items()}
+        values = run_int(graph, qstate, part, keep=keep)
         py_s += time.perf_counter() - t0
-        values[inp] = q[lo : lo + chunk]
+        values.update({k: v[lo : lo + chunk] for k, v in codes.items()})
         done += len(values[inp])
         mismatch = compare_steps(model, values, build / "steps", len(q), lo)
         if mismatch is not None:
@@ -294,8 +309,9 @@ def verify(
 ) -> VerifyResult:
     """Load ``images`` with ``opts`` and :func:`verify_arrays` them (``phase(text)`` hears
     of each step: loading, compiling, running, comparing)."""
-    if len(graph.inputs) != 1:
-        raise CodegenError("gen --verify feeds images: the graph must have exactly one input")
+    from nnshell.ops.expression import expanded
+
+    graph, qstate = expanded(graph, qstate)
     if not images:
         raise CodegenError("gen --verify needs at least one image")
     # render (and check) first: a corrupt graph or a huge input is refused before any image
@@ -308,12 +324,18 @@ def verify(
     return _verify_model(graph, qstate, model, xs, Path(build_dir), (), phase)
 
 
-def load_images(graph: Graph, images: Sequence[str], opts: Any) -> np.ndarray:
-    """The images as the C reads them: float network inputs, or the raw HWC pixels of a
-    formatted input."""
+def load_images(graph: Graph, images: Sequence[str], opts: Any) -> Any:
+    """The images as the C reads them: float network inputs, the raw HWC pixels of a formatted
+    input, or one array per input of a multi-input graph (a dict)."""
     from nnshell.input.images import iter_batches
 
     expected = graph.tensors[graph.inputs[0]].dims
+    if len(graph.inputs) > 1:  # one file per input and sample (nnshell/input/multi_input.py)
+        from nnshell.input.multi_input import input_batches
+
+        _, batches = input_batches(graph, [str(p) for p in images], opts, 256)
+        parts = [b for _, b in batches]
+        return {k: np.concatenate([b[k] for b in parts]) for k in graph.inputs}
     if getattr(opts, "formatter", None) is not None:  # the C reads the raw pixels
         shape = tuple(int(d) for d in expected)
         return np.stack([_load_raw(str(p), opts, shape) for p in images])

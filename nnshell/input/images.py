@@ -42,7 +42,7 @@ from nnshell.input.expr import NormFunc, compile_expression
 from nnshell.input.formatter import Formatter
 
 #: File name extensions :func:`expand_files` picks up (lower case, without the dot).
-IMAGE_EXTENSIONS: tuple[str, ...] = ("png", "pgm", "ppm", "jpg", "jpeg", "bmp", "npy", "raw")
+IMAGE_EXTENSIONS: tuple[str, ...] = ("png", "pgm", "ppm", "jpg", "jpeg", "bmp", "npy", "raw", "dat")
 #: Largest image accepted, in pixels, checked on the header before any pixel is decoded.
 MAX_PIXELS = 64 * 1024 * 1024
 #: PIL modes ``-M`` accepts (the ones that give meaningful numbers per pixel).
@@ -505,9 +505,11 @@ def _read_npy(path: str, opts: InputOptions) -> np.ndarray:
 
 
 def _read_raw(path: str, opts: InputOptions, expected: tuple[int, ...]) -> np.ndarray:
-    """A headerless ``.raw`` file: ``prod(expected)`` values of ``-F`` (uint8 by default)."""
+    """A headerless ``.raw`` file: ``prod(expected)`` values of ``-F`` (uint8 by default); a
+    ``.dat`` file the same, float32 by default (NNTool reads other files with ``--nptype``,
+    float32 by default, e.g. the GAP SDK expressions example's ``samples/input_N.dat``)."""
     name = os.path.basename(path)
-    dt = np.dtype(opts.raw_dtype or "uint8")
+    dt = np.dtype(opts.raw_dtype or ("float32" if _ext(path) == "dat" else "uint8"))
     want = int(np.prod(expected)) * dt.itemsize
     fd, st = safeio.open_fd(path, "input file", safeio.IMAGE, ImageError)
     with os.fdopen(fd, "rb") as fh:
@@ -594,7 +596,7 @@ def _load(
         return load_formatted(path, opts, expected), False
     name = os.path.basename(path)
     ext = _ext(path)
-    if ext in ("npy", "raw"):
+    if ext in ("npy", "raw", "dat"):
         arr = _read_npy(path, opts) if ext == "npy" else _read_raw(path, opts, expected)
         if not np.isfinite(arr).all():  # NaN/inf would poison calibration and integer rounding
             raise ImageError(f"'{name}' holds NaN or infinite values")
@@ -604,7 +606,7 @@ def _load(
             arr = arr.astype(np.float32, copy=False)
     if normalise:
         arr = _normalise(arr, opts, name)
-    return _layout(arr, opts, expected, name, raw=ext == "raw")
+    return _layout(arr, opts, expected, name, raw=ext in ("raw", "dat"))
 
 
 def load_image(
@@ -798,7 +800,7 @@ def read_raw_pixels(path: str, opts: Any, expected: tuple[int, ...]) -> np.ndarr
     ext = _ext(path)
     if ext == "npy":
         arr = _read_npy(path, opts)
-    elif ext == "raw":
+    elif ext in ("raw", "dat"):
         arr = _read_raw(path, opts, raw)
     else:
         mode = "L" if c == 1 else "RGB"

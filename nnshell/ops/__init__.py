@@ -6,6 +6,7 @@ from nnshell.ops import (  # noqa: F401 - registration
     conv_transpose,
     convert,
     elementwise,
+    expression,
     fused,
     gemm,
     global_pool,

@@ -11,6 +11,7 @@ from nnshell.ir import Graph
 from nnshell.passes import (  # noqa: F401 - registration
     const_last,
     div_to_mul,
+    expression,
     fold_batchnorm,
     fold_const_bias,
     fold_pad,
@@ -30,6 +31,7 @@ _COMMON = [
     "remove_noops",
     "sum_to_add",
     "const_last",  # pattern normalisation (issue 17): before the folds and fusions
+    "minmax_to_clip",
     "div_to_mul",
     "hardswish",
     "hardsigmoid",

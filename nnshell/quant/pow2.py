@@ -171,6 +171,11 @@ def quantize_graph_pow2(
     """
     if opts.bits not in POW2_BITS:
         raise QuantizationError(f"POW2 needs -f 8 or -f 16, not {opts.bits}")
+    from nnshell.ops.expression import collapse_quant, expand_graph, has_expressions
+
+    if has_expressions(graph):  # part by part on the expanded view (ops/expression.py)
+        qs = quantize_graph_pow2(expand_graph(graph), stats, opts, fixed_q)
+        return collapse_quant(graph, qs)  # type: ignore[no-any-return]
     qt, ranges = assign_q(graph, stats, opts)
     groups = pow2_groups(graph)
     group_of = {t: k for k, members in groups.items() for t in members}

@@ -51,18 +51,24 @@ def probe_stats(
     ``run_all`` maps the input batch to every node output (the onnxruntime runner); without it
     the numpy executor runs with an observer."""
     from nnshell.exec import run_float
+    from nnshell.ops.expression import expand_graph
 
+    graph = expand_graph(graph)  # an expression's inner tensors are checked too
+    rng = np.random.default_rng(17)
+    feeds: dict[str, np.ndarray] = {}
+    stats: dict[str, TensorStats] = {}
+    for name in graph.inputs:
+        shape = (1, *(int(d) for d in graph.tensors[name].shape[1:]))
+        feeds[name] = rng.uniform(-1.0, 1.0, shape).astype(np.float32)
+        stats[name] = TensorStats()
+        stats[name].update(feeds[name])
     name = graph.inputs[0]
-    info = graph.tensors[name]
-    shape = (1, *(int(d) for d in info.shape[1:]))
-    x = np.random.default_rng(17).uniform(-1.0, 1.0, shape).astype(np.float32)
-    stats: dict[str, TensorStats] = {name: TensorStats()}
-    stats[name].update(x)
-    if run_all is not None:
+    x = feeds[name]
+    if run_all is not None and len(feeds) == 1:
         for k, v in run_all(x).items():
             stats.setdefault(k, TensorStats()).update(v)
         return stats
-    run_float(graph, {name: x}, observer=lambda k, v: stats.setdefault(k, TensorStats()).update(v))
+    run_float(graph, feeds, observer=lambda k, v: stats.setdefault(k, TensorStats()).update(v))
     return stats
 
 
@@ -101,7 +107,9 @@ def refusals(
 ) -> list[str]:
     """``"name (Op): reason"`` for every layer the scheme ("SQ8"/"POW2") cannot quantize."""
     from nnshell.ops import get_op
+    from nnshell.ops.expression import expand_graph
 
+    graph = expand_graph(graph)  # expressions quantize part by part
     bad: list[str] = []
     if scheme == "SQ8":
         from nnshell.quant.qrecord import QuantContext

@@ -209,8 +209,14 @@ def quantize_graph(
 ) -> QuantState:
     """Quantize every node; the first node that cannot be quantized raises, naming it.
 
-    ``fixed``: qtypes imposed on tensors (see :func:`assign_qtypes`).
+    ``fixed``: qtypes imposed on tensors (see :func:`assign_qtypes`). Expressions are
+    quantized part by part on their expanded view, then folded back (ops/expression.py).
     """
+    from nnshell.ops.expression import collapse_quant, expand_graph, has_expressions
+
+    if has_expressions(graph):
+        qs = quantize_graph(expand_graph(graph), stats, opts, fixed)
+        return collapse_quant(graph, qs)  # type: ignore[no-any-return]
     qt, ranges = assign_qtypes(graph, stats, opts, fixed)
     nodes: dict[str, NodeQuant] = {}
     for node in graph.nodes:

@@ -204,6 +204,11 @@ def collect_stats(
     ``fast`` is an optional validated onnxruntime runner returning every node output; without
     it the numpy executor runs with an observer.
     """
+    from nnshell.input.multi_input import feeds_of
+    from nnshell.ops.expression import expand_graph, has_expressions
+
+    if has_expressions(graph):  # inner tensors are calibrated too (ops/expression.py)
+        graph, fast = expand_graph(graph), None
     if fast is not None:
         return _collect_fast(graph, batches, total, progress, fast)
     stats: dict[str, TensorStats] = {}
@@ -222,7 +227,7 @@ def collect_stats(
             if name in wanted:
                 kept[name] = value
 
-        run_float(graph, {graph.inputs[0]: batch}, observer=observe)
+        run_float(graph, feeds_of(graph, batch), observer=observe)
         _acc_update(graph, layers, kept.get, stats, first)
         if progress is not None:
             progress(len(files), total)

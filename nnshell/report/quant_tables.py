@@ -57,6 +57,11 @@ def qshow_rows(graph: Any, qstate: Any, steps: list[int]) -> list[dict[str, Any]
             "output": {"tensor": out, **oq.to_dict(), "range": qstate.ranges.get(out)},
             "forced_by": oq.forced_by,
         }
+        if len(node.outputs) > 1:  # an expression: every output (NNTool lists them all)
+            row["outputs"] = [
+                {"tensor": o, **qstate.tensors[o].to_dict(), "range": qstate.ranges.get(o)}
+                for o in node.outputs
+            ]
         c = nq.consts
         if qstate.scheme == "POW2":  # Qm.n per tensor, the node's Q figures and warnings
             from nnshell.quant.fixed_pow2 import qmn
@@ -109,7 +114,7 @@ def qshow_table(graph: Any, qstate: Any, steps: list[int], title: str) -> Table:
             str(step),
             node.name,
             "\n".join(_qt(qstate.tensors[i], qstate.ranges.get(i), p2) for i in ins),
-            _qt(qstate.tensors[out], qstate.ranges.get(out), p2),
+            "\n".join(_qt(qstate.tensors[o], qstate.ranges.get(o), p2) for o in node.outputs),
             w,
             bias,
             mult,
