@@ -27,7 +27,7 @@ def _verify_lines(res: Any, ort: Any) -> list[str]:
         f"Python integer executor {res.py_us_per_image:.1f} us (batched)",
     ]
     if ort is not None:
-        lines.append(f"  time per image, batch 1: {ort.describe()}")
+        lines.append(f"  time per image: {ort.describe()} (batch 1, median)")
     return [
         *lines,
         f"  arena {res.arena_bytes} bytes (peak of live tensors {res.peak_live_bytes}), "
