@@ -260,6 +260,8 @@ def qerror(
     )
     acc = {t: _TensorAcc() for t in tensors}
     in_acc = {t: _TensorAcc() for t in consumed}
+    if not isolated:  # an input that is a layer's output in the chain: one set of sums
+        in_acc.update({t: acc[t] for t in consumed if t in acc and t not in graph.inputs})
     seen = 0
     keep = _activation_names(graph)
     from nnshell.input.multi_input import feeds_of
@@ -275,7 +277,7 @@ def qerror(
             if isolated or t in graph.inputs:
                 # the layer's input: its float value quantized with the producer's qtype
                 in_acc[t].add(fvals[t], qt.dequantize(qt.quantize(fvals[t])), files)
-            else:
+            elif t not in acc:  # else the same figures as its producer's output: shared below
                 in_acc[t].add(fvals[t], qt.dequantize(ivals[t]), files)
         for t in tensors:
             qt = qstate.tensors[t]

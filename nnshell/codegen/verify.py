@@ -312,7 +312,6 @@ def verify(
 ) -> VerifyResult:
     """Load ``images`` with ``opts`` and :func:`verify_arrays` them (``phase(text)`` hears
     of each step: loading, compiling, running, comparing)."""
-    from nnshell.input.images import iter_batches
     from nnshell.ops.expression import expanded
 
     graph, qstate = expanded(graph, qstate)
@@ -324,16 +323,23 @@ def verify(
     _check_data_size(model, len(images))
     if phase is not None:
         phase(f"loading {len(images)} image(s)")
+    xs = load_images(graph, images, opts)
+    return _verify_model(graph, qstate, model, xs, Path(build_dir), (), phase)
+
+
+def load_images(graph: Graph, images: Sequence[str], opts: Any) -> Any:
+    """The images as the C reads them: float network inputs, the raw HWC pixels of a formatted
+    input, or one array per input of a multi-input graph (a dict)."""
+    from nnshell.input.images import iter_batches
+
     expected = graph.tensors[graph.inputs[0]].dims
     if len(graph.inputs) > 1:  # one file per input and sample (nnshell/input/multi_input.py)
         from nnshell.input.multi_input import input_batches
 
         _, batches = input_batches(graph, [str(p) for p in images], opts, 256)
         parts = [b for _, b in batches]
-        xs = {k: np.concatenate([b[k] for b in parts]) for k in graph.inputs}  # type: ignore[assignment]
-    elif getattr(opts, "formatter", None) is not None:  # the C reads the raw pixels
+        return {k: np.concatenate([b[k] for b in parts]) for k in graph.inputs}
+    if getattr(opts, "formatter", None) is not None:  # the C reads the raw pixels
         shape = tuple(int(d) for d in expected)
-        xs = np.stack([_load_raw(str(p), opts, shape) for p in images])
-    else:
-        xs = np.concatenate([b for _, b in iter_batches(images, opts, expected, 256)])
-    return _verify_model(graph, qstate, model, xs, Path(build_dir), (), phase)
+        return np.stack([_load_raw(str(p), opts, shape) for p in images])
+    return np.concatenate([b for _, b in iter_batches(list(images), opts, expected, 256)])

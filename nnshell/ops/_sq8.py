@@ -100,6 +100,43 @@ def linear_int(x: np.ndarray, nq: NodeQuant) -> np.ndarray:
     return requant_output(acc, nq, _dot_bound(x, wq, w2.shape[1]))
 
 
+def _peak(a: np.ndarray) -> int:
+    """``max |a|`` of an integer array (one pass; 0 when empty)."""
+    return max(-int(a.min()), int(a.max())) if a.size else 0
+
+
+def exact_conv(x: np.ndarray, wq: np.ndarray, geometry: tuple[Any, ...], group: int) -> np.ndarray:
+    """The exact accumulator of an integer convolution, as float32 BLAS wherever it is exact.
+
+    A sum of K products below ``amax·bmax`` each is exact in float32 when ``K·amax·bmax <=
+    2^24`` (every partial sum BLAS forms is then a representable integer). Deeper layers
+    (ResNet's 3×3 convs over 128+ channels: K >= 1152) split their input channels into slices
+    that each meet that bound: each slice is a float32 convolution, and the slices' exact
+    integer sums are added in float64 (exact below 2^53). float32 GEMM is about twice float64's
+    speed and its column matrix half the memory; the result is the same integers. Grouped
+    convolutions whose slices would cross groups keep a single float64 convolution.
+    """
+    from nnshell.quant.fixed_point import exact_float_dtype
+
+    cg = wq.shape[1]
+    per_channel = int(np.prod(wq.shape[2:])) * max(_peak(x), 1) * max(_peak(wq), 1)
+    ft = exact_float_dtype(cg, per_channel, 1)
+    if ft is np.float32 or group != 1 or per_channel > _F32_EXACT:
+        ft = ft or np.float64
+        return conv_float(x.astype(ft), wq.astype(ft), None, *geometry, group)
+    step = -(-cg // -(-cg // (_F32_EXACT // per_channel)))  # equal slices, each exact
+    acc = np.zeros((), np.float64)
+    for c0 in range(0, cg, step):
+        xs = x[:, c0 : c0 + step].astype(np.float32)
+        ws = wq[:, c0 : c0 + step].astype(np.float32)
+        acc = acc + conv_float(xs, ws, None, *geometry, 1)  # exact: |sum| < 2^53
+    return acc
+
+
+#: float32 holds every integer up to 2^24 exactly.
+_F32_EXACT = 1 << 24
+
+
 def conv_int(
     x: np.ndarray,
     nq: NodeQuant,
@@ -116,13 +153,9 @@ def conv_int(
     requantization is monotonic per channel, so max-then-requantize gives the same integers as
     requantize-then-max with a fraction of the work.
     """
-    from nnshell.quant.fixed_point import exact_float_dtype
-
-    kernel, strides, dil, pads, outs = geometry
     wq = nq.consts["weights"]
     k = int(np.prod(wq.shape[1:]))
-    ft = exact_float_dtype(k, 128, 127) or np.float64
-    acc = conv_float(x.astype(ft), wq.astype(ft), None, kernel, strides, dil, pads, outs, group)
+    acc = exact_conv(x, wq, geometry, group)
     if pre_pool is not None:
         acc = pre_pool(acc)
     return requant_output(acc, nq, _dot_bound(x, wq, k))

@@ -224,8 +224,23 @@ def _spread(graph: Graph, layer: Weighted) -> float:
     return float(r.max() / r.mean()) if r.size and r.mean() > 0 else 1.0
 
 
-def equalize(graph: Graph, threshold: float = DEFAULT_THRESHOLD) -> EqualizeResult:
-    """Equalize ``graph`` in place (the caller works on a copy) and say what changed."""
+def _pow2(s: np.ndarray) -> np.ndarray:
+    """Each scale rounded to the nearest power of two (in log scale)."""
+    return np.exp2(np.round(np.log2(s)))
+
+
+def equalize(
+    graph: Graph, threshold: float = DEFAULT_THRESHOLD, pow2: bool = True
+) -> EqualizeResult:
+    """Equalize ``graph`` in place (the caller works on a copy) and say what changed.
+
+    ``pow2`` (the default): the scales found by the sweeps are multiplied up per pair and
+    channel, rounded to powers of two and applied once to the original constants. Scaling a
+    float by a power of two is exact, so the float outputs are the original model's bit for bit
+    (the per-channel ranges then match within a factor of √2 instead of exactly). ``pow2=False``
+    applies the exact square-root scales (NNTool's), equal to the original up to float32
+    rounding of the rescaled weights.
+    """
     if not (0 < threshold < 10) or math.isnan(threshold):
         raise UsageError(
             f"weight_equalization: threshold {threshold} is not in (0, 10)",
@@ -242,12 +257,15 @@ def equalize(graph: Graph, threshold: float = DEFAULT_THRESHOLD) -> EqualizeResu
     # every sweep would add float32 error per sweep (visible after a deep net's sigmoid).
     names = {t for lay in layers.values() for t in (lay.weights, lay.bias) if t is not None}
     dtypes = {t: graph.tensors[t].const.dtype for t in names}  # type: ignore[union-attr]
+    originals = {t: graph.tensors[t].const for t in names}
+    total = [np.ones(_out_ranges(graph, first).size) for first, _ in pairs]
     for t in names:
         graph.tensors[t].const = np.asarray(graph.tensors[t].const, np.float64)
     res.converged = False
     for sweep in range(1, MAX_SWEEPS + 1):
         worst = 0.0
-        for first, second in reversed(pairs):
+        for k in reversed(range(len(pairs))):
+            first, second = pairs[k]
             r1 = _out_ranges(graph, first)
             r2 = _in_ranges(graph, second, r1.size)
             ok = (r1 > 0) & (r2 > 0)
@@ -255,11 +273,18 @@ def equalize(graph: Graph, threshold: float = DEFAULT_THRESHOLD) -> EqualizeResu
             s[ok] = np.sqrt(r1[ok] / r2[ok])
             _scale_out(graph, first, s)
             _scale_in(graph, second, s)
+            total[k] *= s
             worst = max(worst, float(np.abs(s - 1).max()))
         res.sweeps = sweep
         if worst < threshold:
             res.converged = True
             break
+    if pow2:  # start again from the original constants with the rounded scales, once
+        for t in names:
+            graph.tensors[t].const = np.asarray(originals[t], np.float64)
+        for (first, second), s in zip(pairs, total, strict=True):
+            _scale_out(graph, first, _pow2(s))
+            _scale_in(graph, second, _pow2(s))
     for t in names:
         graph.tensors[t].const = np.ascontiguousarray(graph.tensors[t].const.astype(dtypes[t]))
     if not res.converged:

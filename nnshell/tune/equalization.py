@@ -9,19 +9,20 @@ from typing import Any
 from nnshell.errors import GraphStateError, UsageError
 
 
-def weight_equalization(session: Any, threshold: float = 0.1) -> Any:
+def weight_equalization(session: Any, threshold: float = 0.1, pow2: bool = True) -> Any:
     """Equalize the open graph's consecutive conv/linear pairs (Nagel et al. 2019).
 
-    The float outputs do not change, but the weights and the activations between the layers of
-    a pair do (scaled per channel): the calibration statistics no longer hold, so the
-    quantization is dropped and ``aquant`` must run again. Returns
+    The float outputs do not change (bit for bit with ``pow2``, the default: power-of-two
+    scales; up to float32 rounding with NNTool's exact scales), but the weights and the
+    activations between the layers of a pair do (scaled per channel): the calibration
+    statistics no longer hold, so the quantization is dropped and ``aquant`` must run again. Returns
     :class:`~nnshell.passes.equalize.EqualizeResult`.
     """
     from nnshell.passes.equalize import equalize
 
     graph = session.require_graph()
     work = graph.copy()
-    res = equalize(work, float(threshold))
+    res = equalize(work, float(threshold), pow2)
     if not res.pairs:
         return res
     if work.meta.get("load_quantization") and session.qstate is not None:

@@ -115,3 +115,14 @@ def test_gen_into_a_file_is_a_clear_error(cifar: Session, tmp_path: Path) -> Non
     with pytest.raises(NnshellError, match="cannot write to '.*x': it is a file"):
         cifar.gen_autotiler(str(f))
     assert f.read_text() == "not a folder"
+
+
+def test_onnxruntime_times_read_the_formatted_images(cifar: Session) -> None:
+    """gen --verify's onnxruntime line (issue 21) on a formatted input: the raw pixels go
+    through the formatter to the float network input, and both timings are numbers."""
+    from nnshell.codegen.ort_timing import ort_times_on_images
+
+    t = ort_times_on_images(cifar.graph, _images(TEST_DIR, 4), cifar.input_options())
+    assert t.float_us is not None and t.float_us > 0, t.describe()
+    assert t.qdq_us is not None and t.qdq_us > 0, t.describe()
+    assert "onnxruntime float" in t.describe() and "n/a" not in t.describe()

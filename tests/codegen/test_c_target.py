@@ -225,6 +225,8 @@ def test_gen_command_verify_and_write(shell, tmp_path: Path) -> None:  # noqa: A
         and "C harness" in out
         and "Python integer executor" in out
     )
+    # issue 21: onnxruntime's float and int8 QDQ time per image beside the C's, as numbers
+    assert re.search(r"onnxruntime float \d+\.\d us, int8 QDQ \d+\.\d us", out), out
     ok, out, err = shell.run(f"gen -M {tmp_path / 'c'} -m tiny.c")
     assert ok, err
     assert (tmp_path / "c" / "tiny.c").exists() and (tmp_path / "c" / "nn_kernels.c").exists()

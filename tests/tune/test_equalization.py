@@ -86,7 +86,7 @@ def test_chain_pairs_match_their_ranges_and_keep_the_float_outputs(tmp_path: Pat
     s.open(str(path))
     x = np.random.default_rng(0).standard_normal((1, 3, 8, 8)).astype(np.float32)
     before = _max_rel(s.graph, path, x)
-    res = weight_equalization(s, 0.001)
+    res = weight_equalization(s, 0.001, pow2=False)  # NNTool's exact square-root scales
     assert [len(p) for p in res.pairs] == [2, 2, 2] and res.converged
     assert _max_rel(s.graph, path, x) < 1e-5 and before < 1e-5
     # the paper's fixed point: output ranges of the first = input ranges of the second
@@ -99,6 +99,34 @@ def test_chain_pairs_match_their_ranges_and_keep_the_float_outputs(tmp_path: Pat
     w1 = s.graph.tensors[s.graph.nodes[0].inputs[1]].const
     r = np.abs(w1).reshape(8, -1).max(axis=1)
     assert r.max() / r.min() < 30
+
+
+def test_power_of_two_scales_keep_every_float_output_bit_for_bit(tmp_path: Path) -> None:
+    """The default: scales rounded to powers of two, applied once: the float outputs are the
+    unequalized graph's bit for bit, and each pair's ranges match within a small factor."""
+    from nnshell.exec import run_float
+
+    path = _chain_model(tmp_path / "chain.onnx")
+    s = Session()
+    s.open(str(path))
+    x = np.random.default_rng(0).standard_normal((4, 3, 8, 8)).astype(np.float32)
+    original = s.graph
+    res = weight_equalization(s, 0.001)
+    assert res.converged and len(res.pairs) == 3
+    want = run_float(original, {"x": x})
+    got = run_float(s.graph, {"x": x})
+    assert np.array_equal(got["y"], want["y"])
+    pairs, _ = eq.find_pairs(s.graph)
+    for first, second in pairs:
+        r1 = eq._out_ranges(s.graph, first)
+        r2 = eq._in_ranges(s.graph, second, r1.size)
+        ratio = np.maximum(r1 / r2, r2 / r1)
+        # each rounded scale is within √2 of the exact one; a middle layer's output range also
+        # moves with its own input scale (the neighbouring pair's rounding): at most 2 x 2
+        assert ratio.max() <= 4.0
+    w1 = s.graph.tensors[s.graph.nodes[0].inputs[1]].const
+    r = np.abs(w1).reshape(8, -1).max(axis=1)
+    assert r.max() / r.min() < 60
 
 
 @pytest.mark.parametrize("fused", [False, True])

@@ -27,13 +27,19 @@ class EqualizeCommands(NnCommandSet):
     we_parser.add_argument(
         "threshold", nargs="?", type=float, default=0.1, help="convergence threshold (0.1)"
     )
+    we_parser.add_argument(
+        "--exact_scales",
+        action="store_true",
+        help="NNTool's square-root scales (float outputs equal up to float32 rounding); "
+        "default: the scales rounded to powers of two, float outputs unchanged bit for bit",
+    )
 
     @cmd2.with_argparser(we_parser)
     def do_weight_equalization(self, args: Any) -> None:
         """Equalize the weight ranges of consecutive layers."""
         from nnshell.tune.equalization import weight_equalization
 
-        res = weight_equalization(self.app.session, args.threshold)
+        res = weight_equalization(self.app.session, args.threshold, not args.exact_scales)
         if res.pairs:
             state = "converged" if res.converged else "stopped"
             self.app.poutput(

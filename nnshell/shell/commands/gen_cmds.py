@@ -20,11 +20,16 @@ from nnshell.shell.commands.common import add_input_options, input_overrides
 from nnshell.shell.parser import NnArgumentParser
 
 
-def _verify_lines(res: Any) -> list[str]:
-    return [
+def _verify_lines(res: Any, ort: Any) -> list[str]:
+    lines = [
         f"gen --verify: {res.summary()}",
         f"  time per image: C harness {res.c_us_per_image:.1f} us, "
         f"Python integer executor {res.py_us_per_image:.1f} us (batched)",
+    ]
+    if ort is not None:
+        lines.append(f"  time per image: {ort.describe()} (batch 1, median)")
+    return [
+        *lines,
         f"  arena {res.arena_bytes} bytes (peak of live tensors {res.peak_live_bytes}), "
         f"constants {res.const_bytes} bytes",
     ]
@@ -116,6 +121,8 @@ class GenCommands(NnCommandSet):
         session = self.app.session
         if not args.verify:
             raise CodegenError("gen --verify needs images", "gen --verify sample_images/test")
+        from nnshell.codegen.ort_timing import ort_times_on_images
+        from nnshell.input.images import expand_files
         from nnshell.shell.progress import image_progress
 
         opts = session.input_options(**input_overrides(args))
@@ -128,10 +135,14 @@ class GenCommands(NnCommandSet):
                 phase=progress.phase,  # type: ignore[attr-defined]
                 sources_only=True,
             )
+            ort = None
+            if res.ok:  # onnxruntime's float and int8 QDQ time beside the C's (issue 21)
+                progress.phase("timing onnxruntime float and int8 QDQ")  # type: ignore[attr-defined]
+                ort = ort_times_on_images(session.graph, expand_files(args.verify), opts)
         if args.model_directory is not None:
             self.app.poutput(
                 f"gen: wrote {', '.join(p.name for p in res.files)} to {args.model_directory}"
             )
-        self.app.poutput("\n".join(_verify_lines(res)))
+        self.app.poutput("\n".join(_verify_lines(res, ort)))
         if not res.ok:
             raise CodegenError(f"the generated C differs: {res.summary()}")
