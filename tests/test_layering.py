@@ -13,7 +13,7 @@ RESTRICTED = {
     "cmd2": ("nnshell.shell",),
     "rich": ("nnshell.report", "nnshell.shell"),
     "onnx": ("nnshell.importers", "nnshell.exporters"),
-    "onnxruntime": ("nnshell.exec.ort_backend", "nnshell.exporters"),
+    "onnxruntime": ("nnshell.exec.ort_backend", "nnshell.exec.ort_timing", "nnshell.exporters"),
 }
 #: The IR and the ops must not reach up into the drivers, the session or the shell.
 LOWER = {

@@ -120,7 +120,7 @@ def test_gen_into_a_file_is_a_clear_error(cifar: Session, tmp_path: Path) -> Non
 def test_onnxruntime_times_read_the_formatted_images(cifar: Session) -> None:
     """gen --verify's onnxruntime line (issue 21) on a formatted input: the raw pixels go
     through the formatter to the float network input, and both timings are numbers."""
-    from nnshell.codegen.ort_timing import ort_times_on_images
+    from nnshell.exec.ort_timing import ort_times_on_images
 
     t = ort_times_on_images(cifar.graph, _images(TEST_DIR, 4), cifar.input_options())
     assert t.float_us is not None and t.float_us > 0, t.describe()

@@ -121,7 +121,7 @@ class GenCommands(NnCommandSet):
         session = self.app.session
         if not args.verify:
             raise CodegenError("gen --verify needs images", "gen --verify sample_images/test")
-        from nnshell.codegen.ort_timing import ort_times_on_images
+        from nnshell.exec.ort_timing import ort_times_on_images
         from nnshell.input.images import expand_files
         from nnshell.shell.progress import image_progress
 
