@@ -105,38 +105,55 @@ static int8_t src_value(const pool_src_t *s, int c, int y, int x)
     return s->in[((size_t)c * s->h + y) * s->w + x];
 }
 
-static int8_t pool_window(const pool_src_t *s, const nn_pool_t *p, int c, int oy, int ox)
+void nn_pool_window(const void *src, nn_pool_read_fn read, int h, int w, const nn_pool_t *p,
+                    int c, int oy, int ox, int64_t *value, int32_t *count)
 {
     const int y0 = oy * p->sh - p->pt;
     const int x0 = ox * p->sw - p->pl;
-    int32_t best = -129;
-    int64_t sum = 0;
-    int32_t count = 0;
+    int64_t acc = 0;
+    int32_t n = 0;
     int ky, kx;
     for (ky = 0; ky < p->kh; ky++) {
         const int y = y0 + ky * p->dh;
         for (kx = 0; kx < p->kw; kx++) {
             const int x = x0 + kx * p->dw;
-            const int inside = y >= 0 && y < s->h && x >= 0 && x < s->w;
+            const int inside = y >= 0 && y < h && x >= 0 && x < w;
             if (p->kind == NN_POOL_MAX) {
                 if (inside) {
-                    const int32_t v = src_value(s, c, y, x);
-                    best = v > best ? v : best;
+                    const int64_t v = read(src, c, y, x);
+                    acc = (n == 0 || v > acc) ? v : acc;
+                    n++;
                 }
                 continue;
             }
             if (inside) {
-                sum += src_value(s, c, y, x);
+                acc += read(src, c, y, x);
             }
             if (y >= p->cnt_h0 && y < p->cnt_h1 && x >= p->cnt_w0 && x < p->cnt_w1) {
-                count++;
+                n++;
             }
         }
     }
-    if (p->kind == NN_POOL_MAX) {
-        return (int8_t)best;
+    if (p->kind != NN_POOL_MAX || n > 0) {
+        *value = acc;
     }
-    return clip8(rnorm64(sum * (65536 / count), 16));
+    *count = n;
+}
+
+static int64_t src_read(const void *src, int c, int y, int x)
+{
+    return src_value((const pool_src_t *)src, c, y, x);
+}
+
+static int8_t pool_window(const pool_src_t *s, const nn_pool_t *p, int c, int oy, int ox)
+{
+    int64_t v = -129;
+    int32_t count = 0;
+    nn_pool_window(s, src_read, s->h, s->w, p, c, oy, ox, &v, &count);
+    if (p->kind == NN_POOL_MAX) {
+        return (int8_t)v;
+    }
+    return clip8(rnorm64(v * (65536 / count), 16));
 }
 
 static void pool_map(const pool_src_t *s, int8_t *out, int c, const nn_pool_t *p,

@@ -84,6 +84,14 @@ typedef struct {
     int zin, mul, shift, zout;
 } nn_rescale_t;
 
+/* One pooling window, shared by the SQ8 and POW2 pools: read(src, c, y, x) gives a value at a
+ * position inside the map. Max: *value is the largest value read and *count how many were read
+ * (0: none, *value untouched). Average: *value is the sum of the values inside the map (positions
+ * outside add 0) and *count the positions inside [cnt_h0, cnt_h1) x [cnt_w0, cnt_w1). */
+typedef int64_t (*nn_pool_read_fn)(const void *src, int c, int y, int x);
+void nn_pool_window(const void *src, nn_pool_read_fn read, int h, int w, const nn_pool_t *p,
+                    int c, int oy, int ox, int64_t *value, int32_t *count);
+
 /* Convolution + optional pool + activations before (pre) and after (post) the pool. */
 void nn_conv(const int8_t *in, int8_t *out, const nn_conv_t *cv, const nn_pool_t *pool,
              const nn_act_t *pre, int npre, const nn_act_t *post, int npost);

@@ -203,40 +203,22 @@ static int64_t p2_src_value(const p2_src_t *s, int c, int y, int x)
     return p2_load(s->in, ((size_t)c * s->h + y) * s->w + x, s->esize);
 }
 
+static int64_t p2_src_read(const void *src, int c, int y, int x)
+{
+    return p2_src_value((const p2_src_t *)src, c, y, x);
+}
+
 /* Max over the positions inside the map, or shift_round(sum * floor(65536 / count), 16)
  * saturated (positions outside add 0; count from the descriptor's counting bounds). */
 static int64_t p2_pool_window(const p2_src_t *s, const nn_pool_t *p, int c, int oy, int ox)
 {
-    const int y0 = oy * p->sh - p->pt;
-    const int x0 = ox * p->sw - p->pl;
-    int64_t best = 0, sum = 0;
+    int64_t v = 0;
     int32_t count = 0;
-    int seen = 0, ky, kx;
-    for (ky = 0; ky < p->kh; ky++) {
-        const int y = y0 + ky * p->dh;
-        for (kx = 0; kx < p->kw; kx++) {
-            const int x = x0 + kx * p->dw;
-            const int inside = y >= 0 && y < s->h && x >= 0 && x < s->w;
-            if (p->kind == NN_POOL_MAX) {
-                if (inside) {
-                    const int64_t v = p2_src_value(s, c, y, x);
-                    best = (!seen || v > best) ? v : best;
-                    seen = 1;
-                }
-                continue;
-            }
-            if (inside) {
-                sum += p2_src_value(s, c, y, x);
-            }
-            if (y >= p->cnt_h0 && y < p->cnt_h1 && x >= p->cnt_w0 && x < p->cnt_w1) {
-                count++;
-            }
-        }
-    }
+    nn_pool_window(s, p2_src_read, s->h, s->w, p, c, oy, ox, &v, &count);
     if (p->kind == NN_POOL_MAX) {
-        return best;
+        return v;
     }
-    return p2_clip(p2_shift(sum * (65536 / count), 16), s->esize);
+    return p2_clip(p2_shift(v * (65536 / count), 16), s->esize);
 }
 
 void nn_p2_conv(const void *in, void *out, const nn_p2_conv_t *cv, const nn_pool_t *pool,
