@@ -26,6 +26,7 @@ Sub / Mul, constant affines and constant operands mirror the SQ8 cases with shif
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -290,19 +291,31 @@ class _Arith(_Binary):
         scale, shift = self.affine_of(idx, v, ctx.node.name)
         return 1 - idx, scale, shift
 
+    def _two_activations(
+        self,
+        ctx: Any,
+        scheme: str,
+        add: Callable[[Any], NodeQuant],
+        binary: Callable[[Any, str], NodeQuant],
+    ) -> NodeQuant:
+        """Both operands are activations: ``add`` for an equal-shape Add, ``binary`` (the
+        broadcasting kernel) otherwise; a Div of two activations has no kernel in either scheme."""
+        shapes = {tuple(ctx.graph.tensors[i].shape) for i in ctx.node.inputs[:2]}
+        if self.name == "Add" and len(shapes) == 1:
+            return add(ctx)
+        if self.name == "Div":
+            raise QuantizationError(
+                f"{ctx.node.name}: Div of two activations has no {scheme} kernel",
+                "only a division by a constant (a scale) is supported",
+            )
+        return binary(ctx, self.name)
+
     # -- SQ8 ----------------------------------------------------------------------------------
     def quantize_sq8(self, ctx: QuantContext) -> NodeQuant:
         """MatAdd, the broadcasting binary kernel, or the per-channel affine."""
         if ctx.const(0) is None and ctx.const(1) is None:
-            shapes = {tuple(ctx.graph.tensors[i].shape) for i in ctx.node.inputs[:2]}
-            if self.name == "Add" and len(shapes) == 1:
-                return matadd_quantize(ctx, "add")
-            if self.name == "Div":
-                raise QuantizationError(
-                    f"{ctx.node.name}: Div of two activations has no SQ8 kernel",
-                    "only a division by a constant (a scale) is supported",
-                )
-            return _elt.sq8_binary_quantize(ctx, self.name)
+            add = functools.partial(matadd_quantize, what="add")
+            return self._two_activations(ctx, "SQ8", add, _elt.sq8_binary_quantize)
         if ctx.node.meta.get("const_tensor"):
             return _elt.const_operand_sq8(ctx, *self._const_tensor(ctx))
         xi, scale, shift = self._affine(ctx)
@@ -333,15 +346,7 @@ class _Arith(_Binary):
     def quantize_pow2(self, ctx: Pow2Context) -> NodeQuant:
         """``nn_p2_add`` (equal-shape Add), the broadcasting binary, or the channel affine."""
         if ctx.const(0) is None and ctx.const(1) is None:
-            shapes = {tuple(ctx.graph.tensors[i].shape) for i in ctx.node.inputs[:2]}
-            if self.name == "Add" and len(shapes) == 1:
-                return p2_add_quantize(ctx)
-            if self.name == "Div":
-                raise QuantizationError(
-                    f"{ctx.node.name}: Div of two activations has no POW2 kernel",
-                    "only a division by a constant (a scale) is supported",
-                )
-            return _elt.p2_binary_quantize(ctx, self.name)
+            return self._two_activations(ctx, "POW2", p2_add_quantize, _elt.p2_binary_quantize)
         if ctx.node.meta.get("const_tensor"):
             return _elt.const_operand_pow2(ctx, *self._const_tensor(ctx))
         xi, scale, shift = self._affine(ctx)
