@@ -82,6 +82,23 @@ def _conv_chain_c(node: Node, nq: NodeQuant, ctx: Any, acts: Any) -> bool:
     return True
 
 
+def _head_c(
+    node: Node, nq: NodeQuant, ctx: Any, method: str, acts_table: Any, what: str
+) -> tuple[str, str | None]:
+    """The head's C (``method``: ``emit_c`` or ``emit_c_pow2``) and the activation table of
+    the tail (``acts_table``), or the whole chain's C and ``None`` when a conv head runs it in
+    one call. Pools after a non-conv head have no kernel (``what`` names the missing one)."""
+    parts = _parts(node)
+    head, tail = part_node(parts[0], node.inputs, node.outputs), parts[1:]
+    if _conv_chain_c(node, nq, ctx, acts_table):
+        return str(getattr(get_op("Conv"), method)(head, nq, ctx)), None
+    head_emit = getattr(get_op(parts[0].op), method, None)
+    if _has_pool(tail) or head_emit is None:
+        ctx.unsupported(f"{op_label(node)} has no {what} kernel")
+    code = head_emit(head, nq, ctx)
+    return code, acts_table("acts", tail, nq.out_q, head_entry(node, nq))
+
+
 def _is_act(p: FusedPart) -> bool:
     return get_op(p.op).kind != "pool"
 
@@ -317,16 +334,10 @@ class Fused(OpDef):
         ``nn_conv`` call (``ctx.tail``: activations before the pool, the pool on conv outputs
         computed on the fly, activations after it); another head writes the fused output, then
         the activations run on it in place."""
-        parts = _parts(node)
-        head, tail = part_node(parts[0], node.inputs, node.outputs), parts[1:]
-        if _conv_chain_c(node, nq, ctx, ctx.acts):
-            return str(get_op("Conv").emit_c(head, nq, ctx))  # type: ignore[attr-defined]
-        head_emit = getattr(get_op(parts[0].op), "emit_c", None)
-        if _has_pool(tail) or head_emit is None:
-            ctx.unsupported(f"{op_label(node)} has no C kernel")
-        code = head_emit(head, nq, ctx)
+        code, acts = _head_c(node, nq, ctx, "emit_c", ctx.acts, "C")
+        if acts is None:
+            return code
         y = node.outputs[0]
-        acts = ctx.acts("acts", tail, nq.out_q, head_entry(node, nq))
         return f"{code}\nnn_act_inplace({ctx.ptr8(y)}, {ctx.size(y)}, {acts});"
 
     # -- POW2 (POW2.md) ------------------------------------------------------------------------
@@ -372,16 +383,10 @@ class Fused(OpDef):
     def emit_c_pow2(self, node: Node, nq: NodeQuant, ctx: Any) -> str:
         """A conv head runs the whole chain in one ``nn_p2_conv`` (pool on the fly, activations
         before and after it); a linear head writes its output, then ``nn_p2_act`` runs in place."""
-        parts = node.attrs.parts
-        head, tail = part_node(parts[0], node.inputs, node.outputs), parts[1:]
-        if _conv_chain_c(node, nq, ctx, ctx.p2_acts):
-            return str(get_op("Conv").emit_c_pow2(head, nq, ctx))  # type: ignore[attr-defined]
-        head_emit = getattr(get_op(parts[0].op), "emit_c_pow2", None)
-        if _has_pool(tail) or head_emit is None:
-            ctx.unsupported(f"{op_label(node)} has no POW2 C kernel")
-        code = head_emit(head, nq, ctx)
+        code, acts = _head_c(node, nq, ctx, "emit_c_pow2", ctx.p2_acts, "POW2 C")
+        if acts is None:
+            return code
         y = node.outputs[0]
-        acts = ctx.p2_acts("acts", tail, nq.out_q, head_entry(node, nq))
         return (
             f"{code}\nnn_p2_act({ctx.ptr(y)}, {ctx.ptr(y)}, {ctx.size(y)}, {ctx.esize(y)}, "
             f"{acts}, 0);"
