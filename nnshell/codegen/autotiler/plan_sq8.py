@@ -167,18 +167,15 @@ class Sq8Planning(PlannerBase):
         from nnshell.ops.pool import pool_geometry
 
         ctrl = _pad_ctrl(pool_geometry(head, x.shape)[3], node.name)
-        return Kernel(
+        return self._one_in_kernel(
             step,
             cname,
             node,
             "CNN_PoolAct_SQ8",
             [str(feat), str(width), str(height), *pool_args, act.kop if act else "KOP_NONE"],
-            [node.inputs[0]],
-            node.outputs[0],
-            [self._infos(step, infos)],
-            ("in", "out", "infos"),
+            infos,
             ctrl,
-            self._comment(nq),
+            nq,
         )
 
     def global_pool(self, node: Node, step: int) -> Kernel:
@@ -198,18 +195,15 @@ class Sq8Planning(PlannerBase):
             infos = inf.global_pool_infos(act, avg, nq.consts, node.name)
         except inf.InfosError as exc:
             raise AutoTilerError(exc.message) from None
-        return Kernel(
+        return self._one_in_kernel(
             step,
             self.unique(f"S{step}_{name}", step),
             node,
             "CNN_GlobalPoolAct_SQ8",
             [str(feat), str(width), str(height), oper, act.kop if act else "KOP_NONE"],
-            [node.inputs[0]],
-            node.outputs[0],
-            [self._infos(step, infos)],
-            ("in", "out", "infos"),
+            infos,
             [],
-            self._comment(nq),
+            nq,
         )
 
     def matadd(self, node: Node, step: int) -> Kernel:
@@ -256,18 +250,15 @@ class Sq8Planning(PlannerBase):
         dim = int(np.prod(g.tensors[node.inputs[0]].shape[1:]))
         ctrl = [("OUTPUT_DATASIZE", "AT_OPT_VAL(1)")] if nq.out_q.bits == 8 else []
         infos = inf.softmax_infos(float(nq.in_q[0].scale))
-        return Kernel(
+        return self._one_in_kernel(
             step,
             self.unique(f"S{step}_SoftMax", step),
             node,
             "CNN_SoftMax_SQ8",
             [str(dim), "KOP_SOFTMAX"],
-            [node.inputs[0]],
-            node.outputs[0],
-            [self._infos(step, infos)],
-            ("in", "out", "infos"),
+            infos,
             ctrl,
-            self._comment(nq),
+            nq,
         )
 
     def activation(self, node: Node, step: int) -> Kernel:
@@ -285,17 +276,41 @@ class Sq8Planning(PlannerBase):
         except inf.InfosError as exc:
             raise AutoTilerError(exc.message) from None
         feat, width, height = _hw(self.graph.tensors[node.inputs[0]].shape)
-        return Kernel(
+        return self._one_in_kernel(
             step,
             self.unique(f"S{step}_Act_{act.name}", step),
             node,
             "CNN_PoolAct_SQ8",
             [str(feat), str(width), str(height), "KOP_NONE", *["0"] * 7, act.kop],
+            inf.pool_infos(act, self._rescale(nq, node)),
+            [],
+            nq,
+        )
+
+    def _one_in_kernel(
+        self,
+        step: int,
+        cname: str,
+        node: Node,
+        generator: str,
+        args: list[str],
+        infos: np.ndarray,
+        ctrl: list[tuple[str, str]],
+        nq: Any,
+    ) -> Kernel:
+        """A generator call reading the node's first input, writing its output, and taking one
+        infos array (pools, global pools, softmax, lone activations)."""
+        return Kernel(
+            step,
+            cname,
+            node,
+            generator,
+            args,
             [node.inputs[0]],
             node.outputs[0],
-            [self._infos(step, inf.pool_infos(act, self._rescale(nq, node)))],
+            [self._infos(step, infos)],
             ("in", "out", "infos"),
-            [],
+            ctrl,
             self._comment(nq),
         )
 
