@@ -5,10 +5,25 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from nnshell.errors import ShapeError
+
+
+@dataclass(frozen=True)
+class ConvWindowAttrs:
+    """The window attributes ONNX Conv and ConvTranspose share, with their spec defaults (empty
+    tuple = derived from the weights). Each op subclasses it, so a state file still names the
+    op's own class."""
+
+    kernel_shape: tuple[int, ...] = ()
+    strides: tuple[int, ...] = ()
+    pads: tuple[int, ...] = ()
+    dilations: tuple[int, ...] = ()
+    group: int = 1
+    auto_pad: str = "NOTSET"
 
 
 def resolve_pads(

@@ -17,22 +17,15 @@ from nnshell.errors import QuantizationError, ShapeError
 from nnshell.ir import Node, Shape, TensorInfo
 from nnshell.ops import _pow2, _sq8
 from nnshell.ops._conv_kernel import conv_float
-from nnshell.ops._shapes import out_size, resolve_pads
+from nnshell.ops._shapes import ConvWindowAttrs, out_size, resolve_pads
 from nnshell.ops.registry import OpDef, register
 from nnshell.quant.fixed_pow2 import Pow2Context
 from nnshell.quant.qrecord import NodeQuant, QuantContext
 
 
 @dataclass(frozen=True)
-class ConvAttrs:
+class ConvAttrs(ConvWindowAttrs):
     """ONNX Conv attributes with their spec defaults (empty tuple = derived from the weights)."""
-
-    kernel_shape: tuple[int, ...] = ()
-    strides: tuple[int, ...] = ()
-    pads: tuple[int, ...] = ()
-    dilations: tuple[int, ...] = ()
-    group: int = 1
-    auto_pad: str = "NOTSET"
 
 
 def conv_geometry(

@@ -45,6 +45,7 @@ import numpy as np
 from nnshell.errors import QuantizationError, ShapeError
 from nnshell.ir import Node, Shape, TensorInfo
 from nnshell.ops import _pow2, _sq8
+from nnshell.ops._shapes import ConvWindowAttrs
 from nnshell.ops.registry import OpDef, register
 from nnshell.quant.fixed_point import exact_float_dtype
 from nnshell.quant.fixed_pow2 import Pow2Context
@@ -52,15 +53,9 @@ from nnshell.quant.qrecord import NodeQuant, QuantContext
 
 
 @dataclass(frozen=True)
-class ConvTransposeAttrs:
+class ConvTransposeAttrs(ConvWindowAttrs):
     """ONNX ConvTranspose attributes with their spec defaults (empty tuple = derived)."""
 
-    kernel_shape: tuple[int, ...] = ()
-    strides: tuple[int, ...] = ()
-    pads: tuple[int, ...] = ()
-    dilations: tuple[int, ...] = ()
-    group: int = 1
-    auto_pad: str = "NOTSET"
     output_padding: tuple[int, ...] = ()
     output_shape: tuple[int, ...] = ()
 
