@@ -7,7 +7,7 @@ shared with the SQ8 integer convolution.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +47,18 @@ def conv_geometry(
     if min(outs) < 1:
         raise ShapeError(f"{node.name}: kernel {kernel} is larger than the padded input {sizes}")
     return kernel, strides, dil, pads, outs
+
+
+def _quantize_conv(ctx: Any, quantize_weighted: Callable[..., NodeQuant]) -> NodeQuant:
+    """The scheme's weighted-layer quantizer over the constant weights (fan-in: one filter's
+    size), with the conv geometry kept in ``info`` for the integer kernel and the C emitter."""
+    w = ctx.const(1)
+    if w is None:
+        raise QuantizationError(f"{ctx.node.name}: conv weights are not constant")
+    nq = quantize_weighted(ctx, w, ctx.const(2), int(np.prod(w.shape[1:])))
+    x = ctx.graph.tensors[ctx.node.inputs[0]]
+    nq.info["geometry"] = conv_geometry(ctx.node, x.shape, w.shape)
+    return nq
 
 
 @register
@@ -112,13 +124,7 @@ class Conv(OpDef):
 
     def quantize_sq8(self, ctx: QuantContext) -> NodeQuant:
         """Per-channel int8 weights, int32 bias, zero-point offsets and (M, N) per channel."""
-        w = ctx.const(1)
-        if w is None:
-            raise QuantizationError(f"{ctx.node.name}: conv weights are not constant")
-        nq = _sq8.quantize_weighted(ctx, w, ctx.const(2), int(np.prod(w.shape[1:])))
-        x = ctx.graph.tensors[ctx.node.inputs[0]]
-        nq.info["geometry"] = conv_geometry(ctx.node, x.shape, w.shape)
-        return nq
+        return _quantize_conv(ctx, _sq8.quantize_weighted)
 
     def run_int(self, node: Node, nq: NodeQuant, *xs: np.ndarray | None) -> list[np.ndarray]:
         """``clip8(rnorm((Bq + off + Σ Wq·Xq)·M, N))`` per output channel."""
@@ -139,13 +145,7 @@ class Conv(OpDef):
     def quantize_pow2(self, ctx: Pow2Context) -> NodeQuant:
         """Weights at ``q_w``, biases at ``q_b``, ``in_shift`` / ``bias_shift`` / ``out_shift``
         under the accumulator budget (:func:`~nnshell.ops._pow2.quantize_weighted`)."""
-        w = ctx.const(1)
-        if w is None:
-            raise QuantizationError(f"{ctx.node.name}: conv weights are not constant")
-        nq = _pow2.quantize_weighted(ctx, w, ctx.const(2), int(np.prod(w.shape[1:])))
-        x = ctx.graph.tensors[ctx.node.inputs[0]]
-        nq.info["geometry"] = conv_geometry(ctx.node, x.shape, w.shape)
-        return nq
+        return _quantize_conv(ctx, _pow2.quantize_weighted)
 
     def run_int_pow2(self, node: Node, nq: NodeQuant, *xs: np.ndarray | None) -> list[np.ndarray]:
         """``clip_bits(shift_round(Σ w·rnorm(x, in_shift) + (b << bias_shift), out_shift))``."""
