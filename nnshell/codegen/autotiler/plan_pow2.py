@@ -174,7 +174,9 @@ class Pow2Planning(PlannerBase):
         ]
         return consts, [str(qi), str(qw), str(qb), str(qo)]
 
-    def _pow2_comment(self, nq: Any, weights: bool = False) -> str:
+    def _pow2_comment(self, nq: Any, weights: bool = False, bound: int | None = None) -> str:
+        """The kernel's comment: input / output Q formats; with ``weights``, also the weight,
+        bias and accumulator formats, the shifts and the ReLUN ``bound`` when there is one."""
         ins = ", ".join(qmn(q) for q in nq.in_q if q is not None)
         if not weights:
             return f"In: {ins} Out: {qmn(nq.out_q)}"
@@ -188,7 +190,7 @@ class Pow2Planning(PlannerBase):
             f" Acc: Q{int(info['q_acc'])}"
             f" Out: {qmn(nq.out_q)}"
             f" Shifts: out {int(c['out_shift'])} bias {int(c['bias_shift'])}"
-        )
+        ) + ("" if bound is None else f" ReLUN bound: {bound}")
 
     def _pow2_same_q(self, node: Node, nq: Any, generator: str, why: str) -> tuple[int, int]:
         """``(In_Q, Out_Q)`` of a node whose kernel keeps its input's Q; refuses a Q move."""
@@ -231,9 +233,7 @@ class Pow2Planning(PlannerBase):
         if lay.group > 1 and not lay.dw:
             generator = "CNN_GroupedConvolutionPoolReLU"
             lead = [str(lay.in_c // lay.group), str(lay.out_c // lay.group), *lead]
-        comment = self._pow2_comment(nq, weights=True)
-        if bound is not None:
-            comment += f" ReLUN bound: {bound}"
+        comment = self._pow2_comment(nq, weights=True, bound=bound)
         return Kernel(
             step,
             cname,
@@ -261,9 +261,7 @@ class Pow2Planning(PlannerBase):
         cname = self.unique(f"S{step}_{name}", step)
         consts, qs = self._pow2_weighted(node, step, nq)
         sizes = [_size(nq.in_q[0]), consts[0].bits // 8, consts[1].bits // 8, _size(nq.out_q)]
-        comment = self._pow2_comment(nq, weights=True)
-        if bound is not None:
-            comment += f" ReLUN bound: {bound}"
+        comment = self._pow2_comment(nq, weights=True, bound=bound)
         return Kernel(
             step,
             cname,
