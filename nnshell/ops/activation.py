@@ -528,12 +528,8 @@ class Sigmoid(_FunctionActivation):
         one = _f(x, 1.0)
         return [np.where(x >= 0, one / (one + e), e / (one + e))]
 
-    # POW2: computed with the integer exp ``E(d) = Q15 of e^-d`` (no table).
-    def quantize_pow2(self, ctx: Pow2Context) -> NodeQuant:
-        """No parameters: Q15 (16-bit) or Q7 (8-bit) output, the input's Q in ``info``."""
-        q_in(ctx)
-        return _pow2.base_nq(ctx)
-
+    # POW2: computed with the integer exp ``E(d) = Q15 of e^-d`` (no table); the quantizer is
+    # the base one, the Q15 (16-bit) or Q7 (8-bit) output coming from ``q_output_qtype_pow2``.
     def run_int_pow2(self, node: Node, nq: NodeQuant, *xs: np.ndarray | None) -> list[np.ndarray]:
         """``p = 2^30 / (2^15 + E(|x|))`` (Q15 of ``1/(1+e^-|x|)``), ``2^15 - p`` for ``x < 0``."""
         x = xs[0]
@@ -570,12 +566,8 @@ class Tanh(_FunctionActivation):
         assert xs[0] is not None
         return [np.tanh(xs[0])]
 
-    # POW2: computed with the integer exp ``E(d) = Q15 of e^-d`` (no table).
-    def quantize_pow2(self, ctx: Pow2Context) -> NodeQuant:
-        """No parameters: Q15 (16-bit) or Q7 (8-bit) output, the input's Q in ``info``."""
-        q_in(ctx)
-        return _pow2.base_nq(ctx)
-
+    # POW2: computed with the integer exp ``E(d) = Q15 of e^-d`` (no table); the quantizer is
+    # the base one, the Q15 (16-bit) or Q7 (8-bit) output coming from ``q_output_qtype_pow2``.
     def run_int_pow2(self, node: Node, nq: NodeQuant, *xs: np.ndarray | None) -> list[np.ndarray]:
         """``t = ((2^15 - E(2|x|)) << 15) / (2^15 + E(2|x|))`` (Q15 of ``tanh|x|``), sign of x."""
         x = xs[0]
