@@ -9,7 +9,7 @@ fusion's output scale / Q and run the later pools and scale-preserving activatio
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -109,24 +109,26 @@ def head_qtype_sq8(parts: Sequence[FusedPart], out_q: QType) -> QType:
     # a conv / linear head's requantization adds a zero point; an average pool on the
     # intermediate codes would pad with code 0, which is the real 0 only at zero point 0
     asym = parts[0].op in ("Conv", "Linear") and all(p.op != "AveragePool" for p in parts)
-    for p in parts[1:]:
-        op = get_op(p.op)
-        if isinstance(op, FusedAct):
-            mid = op.fused_sq8_mid(p.attrs, out_q, asym)
-            if mid is not None:
-                return mid
-    return out_q
+    mid = _first_mid(parts, lambda op, attrs: op.fused_sq8_mid(attrs, out_q, asym))
+    return out_q if mid is None else mid
 
 
 def head_q_pow2(parts: Sequence[FusedPart], q_out: int, bits: int) -> int:
     """The Q the head produces (a function activation's intermediate Q, else the output's)."""
+    mid = _first_mid(parts, lambda op, attrs: op.fused_pow2_mid(attrs, q_out, bits))
+    return q_out if mid is None else mid
+
+
+def _first_mid(parts: Sequence[FusedPart], mid_of: Callable[[FusedAct, Any], Any]) -> Any:
+    """The first intermediate format ``mid_of`` gives for an activation after the head (a
+    function activation's, the SQ8 qtype or the POW2 Q), or None when none has one."""
     for p in parts[1:]:
         op = get_op(p.op)
         if isinstance(op, FusedAct):
-            mid = op.fused_pow2_mid(p.attrs, q_out, bits)
+            mid = mid_of(op, p.attrs)
             if mid is not None:
                 return mid
-    return q_out
+    return None
 
 
 def head_entry(node: Node, nq: NodeQuant) -> Any:
