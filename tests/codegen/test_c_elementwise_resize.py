@@ -121,10 +121,13 @@ def _dbnet_like(path: Path) -> None:
     onnx.save(model, str(path))
 
 
-def _quantized(path: Path, scheme: str, bits: int) -> tuple:
+def _quantized(
+    path: Path, scheme: str, bits: int, shape: tuple[int, ...] = (16, 3, 16, 16), seed: int = 3
+) -> tuple:
+    """Fuse for ``scheme``, calibrate on ``shape`` uniform inputs, quantize: (graph, qstate, xs)."""
     graph = load_onnx(str(path))
     run_scheme(graph, "pow2" if scheme == "POW2" else "scale8")
-    xs = np.random.default_rng(3).uniform(-1, 1, (16, 3, 16, 16)).astype(np.float32)
+    xs = np.random.default_rng(seed).uniform(-1, 1, shape).astype(np.float32)
     stats: dict[str, TensorStats] = {}
     run_float(
         graph, {"x": xs}, observer=lambda n, v, s=stats: s.setdefault(n, TensorStats()).update(v)
@@ -167,19 +170,7 @@ def _save(path: Path, nodes: list, inits: dict[str, np.ndarray], shape: tuple[in
 
 
 def _check(path: Path, scheme: str, bits: int, shape: tuple[int, ...], tol: float) -> tuple:
-    graph = load_onnx(str(path))
-    run_scheme(graph, "pow2" if scheme == "POW2" else "scale8")
-    xs = np.random.default_rng(5).uniform(-1, 1, (12, *shape[1:])).astype(np.float32)
-    stats: dict[str, TensorStats] = {}
-    run_float(
-        graph, {"x": xs}, observer=lambda n, v, s=stats: s.setdefault(n, TensorStats()).update(v)
-    )
-    if scheme == "POW2":
-        qstate = quantize_graph_pow2(
-            graph, stats, Pow2Options(RangeMode("minmax"), True, True, bits)
-        )
-    else:
-        qstate = quantize_graph(graph, stats, QuantOptions())
+    graph, qstate, xs = _quantized(path, scheme, bits, (12, *shape[1:]), 5)
     res = verify_arrays(graph, qstate, xs[:3], path.parent / f"build_{scheme}{bits}", path.stem)
     assert res.ok, res.summary()
     assert res.layers == len(graph.nodes)
