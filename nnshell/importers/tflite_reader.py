@@ -15,6 +15,7 @@ import numpy as np
 
 from nnshell import safeio
 from nnshell.errors import ModelFileError, ShapeError, UnsupportedOpError
+from nnshell.importers import is_tflite  # noqa: F401 - re-exported by tflite_importer
 from nnshell.importers.unsupported import raise_unsupported
 from nnshell.ir import Graph, Node, TensorInfo, c_safe_name
 from nnshell.ops import op_for_onnx
@@ -102,11 +103,6 @@ def read_model(path: str) -> tuple[Any, bytes]:
             "open a .tflite file written by the TensorFlow Lite converter",
         ) from None
     return model, data
-
-
-def is_tflite(path: str) -> bool:
-    """Whether ``path`` names a TFLite file (by extension: opening never sniffs a FIFO)."""
-    return str(path).lower().endswith(".tflite")
 
 
 #: What converts one TFLite operator: (importer, node name, operator, inputs, outputs).

@@ -114,14 +114,16 @@ class Session(TuningMixin, AnalysisMixin):
         (NNTool's ``open -q``) keeps a quantized file's scales and zero points: they become the
         quantization of the graph as soon as ``fusions --scale8`` has run.
         """
+        from nnshell.importers import is_tflite
         from nnshell.importers.onnx_importer import load_onnx
-        from nnshell.importers.tflite_importer import is_tflite, load_tflite
 
         if str(path).lower().endswith(".json"):
             from nnshell.state import load_state
 
             return self._restore(load_state(path))
         if is_tflite(path):
+            from nnshell.importers.tflite_importer import load_tflite
+
             graph = load_tflite(path, input_shapes)
             if load_quantization:
                 from nnshell.quant.tflite_quant import require_file_quantization
