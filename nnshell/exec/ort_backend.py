@@ -32,6 +32,9 @@ class OrtRunner:
         model = export_onnx(graph, self.keep)
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
+        # onnxruntime's threads spin for a while after each run; nnshell interleaves runs with
+        # numpy work (integer executor, statistics) whose BLAS threads they would starve
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(
             model.SerializeToString(), opts, providers=["CPUExecutionProvider"]
         )
