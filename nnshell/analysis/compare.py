@@ -153,6 +153,7 @@ def compare_modes(
     stats: dict[str, TensorStats] | None = None,
     sample: list[tuple[list[str], np.ndarray]] | None = None,
     sample_bytes: int = SAMPLE_BYTES,
+    nntool_padding: bool = False,
 ) -> tuple[CompareReport, dict[str, TensorStats], list[str]]:
     """Compare range methods; return the report and the statistics (with their files).
 
@@ -180,8 +181,9 @@ def compare_modes(
     from nnshell.input.formatter import fixed_qtypes
 
     fixed = fixed_qtypes(graph)  # an input formatter fixes the input codes
+    how = {"nntool_padding": nntool_padding}
     qstates = {
-        name: quantize_graph(graph, stats, QuantOptions(m, symmetric, per_tensor), fixed)
+        name: quantize_graph(graph, stats, QuantOptions(m, symmetric, per_tensor, **how), fixed)
         for name, m in zip(names, parsed, strict=True)
     }
     qsnr: dict[str, list[float]] = {}
@@ -192,7 +194,7 @@ def compare_modes(
         rows = [r.name for r in rep.layers]
         qsnr[name] = [r.qsnr for r in rep.layers]
         sat[name] = [r.saturated_pct for r in rep.layers]
-    opts = QuantOptions(parsed[0], symmetric, per_tensor).describe().split(" ", 2)[-1]
+    opts = QuantOptions(parsed[0], symmetric, per_tensor, **how).describe().split(" ", 2)[-1]
     report = CompareReport(
         names,
         opts,

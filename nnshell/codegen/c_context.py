@@ -285,12 +285,14 @@ class CContext:
         x_shape: Sequence[int],
         geometry: tuple[Sequence[int], ...],
         include_pad: bool,
+        pad: int = 0,
     ) -> str:
         """``&name`` of an ``nn_pool_t`` (``kind`` NN_POOL_MAX / NN_POOL_AVG) over ``x_shape``.
 
         An average divides by the window positions inside the map, or with ``include_pad``
         inside the map widened by the explicit pads (not by a ceil_mode overhang) — the count
-        of ``ops.pool._count``.
+        of ``ops.pool._count`` — and sums ``pad`` (the SQ8 input zero point) for each counted
+        position outside the map.
         """
         kernel, strides, dil, pads, outs = geometry
         _, h, w = self.chw(x_shape)
@@ -302,7 +304,7 @@ class CContext:
             bounds = [-win[6], h + pe[0], -win[7], w + pe[1]]
         else:
             bounds = [0, h, 0, w]
-        return self.struct("nn_pool_t", "pool", [kind, *win, oh, ow, *bounds])
+        return self.struct("nn_pool_t", "pool", [kind, *win, oh, ow, *bounds, int(pad)])
 
     def p2_acts(self, key: str, parts: Sequence[Any], q: QType, entry: int | None = None) -> str:
         """``name, n`` of POW2 activations (``nn_p2_act_t``) ending at qtype ``q``, or NULL, 0.

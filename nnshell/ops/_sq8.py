@@ -137,6 +137,22 @@ def exact_conv(x: np.ndarray, wq: np.ndarray, geometry: tuple[Any, ...], group: 
 _F32_EXACT = 1 << 24
 
 
+def pad_zero_point(
+    x: np.ndarray, geometry: tuple[Any, ...], zero_point: int
+) -> tuple[np.ndarray, tuple[Any, ...]]:
+    """``x`` with its explicit pads filled with ``zero_point``, and the geometry without pads.
+
+    Unchanged when nothing is padded or the zero point is 0 (the float kernel pads with 0).
+    """
+    kernel, strides, dil, pads, outs = geometry
+    if not zero_point or not any(pads):
+        return x, geometry
+    nd = len(kernel)
+    widths = [(0, 0), (0, 0)] + [(int(pads[i]), int(pads[nd + i])) for i in range(nd)]
+    padded = np.pad(x, widths, constant_values=int(zero_point))
+    return padded, (kernel, strides, dil, (0,) * (2 * nd), outs)
+
+
 def conv_int(
     x: np.ndarray,
     nq: NodeQuant,
@@ -148,13 +164,17 @@ def conv_int(
 
     Every partial sum of int8×int8 products over K terms is an integer below ``K·128·127``, so
     float32 (K <= 1032) or float64 computes it exactly; reusing the float kernel keeps one
-    convolution code path (padding contributes 0: padded convs have symmetric inputs).
+    convolution code path. Padding holds the input zero point Zi (the code of real 0), so
+    ``Σ W·(X − Zi)`` — ``bias_total`` carries ``−Zi·ΣW`` — is exact at the borders too
+    (:func:`pad_zero_point`; with ``--nntool_padding`` Zi is 0 and this is zero padding).
     ``pre_pool`` (a max pool on the accumulator) runs before the requantization: the
     requantization is monotonic per channel, so max-then-requantize gives the same integers as
     requantize-then-max with a fraction of the work.
     """
     wq = nq.consts["weights"]
     k = int(np.prod(wq.shape[1:]))
+    qin = nq.in_q[0] if nq.in_q else None
+    x, geometry = pad_zero_point(x, geometry, qin.zero_point if qin is not None else 0)
     acc = exact_conv(x, wq, geometry, group)
     if pre_pool is not None:
         acc = pre_pool(acc)
@@ -162,11 +182,19 @@ def conv_int(
 
 
 def conv_struct(
-    ctx: Any, key: str, x: str, outs: Any, window: list[int], group: int, nq: NodeQuant
+    ctx: Any,
+    key: str,
+    x: str,
+    outs: Any,
+    window: list[int],
+    group: int,
+    nq: NodeQuant,
+    pad: int = 0,
 ) -> str:
     """The ``nn_conv_t`` of an SQ8 convolution or transposed convolution (the C runtime's one
-    struct for both): input and output maps, the ``window`` (``ctx.window``), the group and
-    the quantized constants; returns its address."""
+    struct for both): input and output maps, the ``window`` (``ctx.window``), the group, the
+    quantized constants and ``pad``, the code padded positions hold (the input zero point of a
+    padded conv); returns its address."""
     c = nq.consts
     return str(
         ctx.struct(
@@ -181,6 +209,7 @@ def conv_struct(
                 ctx.const("bias", c["bias_total"], "int32_t"),
                 ctx.const("mul", c["mul"], "int32_t"),
                 ctx.const("shift", c["shift"], "int8_t"),
+                int(pad),
             ],
         )
     )

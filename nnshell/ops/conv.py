@@ -116,8 +116,9 @@ class Conv(OpDef):
     # -- SQ8 (SQ8.md §3-§5) -------------------------------------------------------------------
     q_asym_output = True
 
-    def q_symmetric_input(self, node: Node, idx: int) -> str | None:
-        """A padded conv pads with 0, which is only the real value 0 when the zero point is 0."""
+    def q_padded_input(self, node: Node, idx: int) -> str | None:
+        """A padded conv pads with the input zero point (the code of real 0): any qtype works;
+        NNTool pads with code 0 and so forces the input symmetric (``--nntool_padding``)."""
         a: ConvAttrs = node.attrs
         padded = a.auto_pad in ("SAME_UPPER", "SAME_LOWER") or any(a.pads)
         return "conv with padding" if idx == 0 and padded else None
@@ -137,7 +138,8 @@ class Conv(OpDef):
         kernel, strides, dil, pads, outs = nq.info["geometry"]
         x, y = node.inputs[0], node.outputs[0]
         window = ctx.window(kernel, strides, dil, pads)
-        conv = _sq8.conv_struct(ctx, "conv", x, outs, window, node.attrs.group, nq)
+        zi = nq.in_q[0].zero_point if nq.in_q and nq.in_q[0] is not None else 0
+        conv = _sq8.conv_struct(ctx, "conv", x, outs, window, node.attrs.group, nq, zi)
         pool, pre, post = ctx.tail
         return f"nn_conv({ctx.ptr8(x)}, {ctx.ptr8(y)}, {conv}, {pool}, {pre}, {post});"
 

@@ -68,16 +68,17 @@ def _conv_chain_c(node: Node, nq: NodeQuant, ctx: Any, acts: Any) -> bool:
         return False
     cut = pools[0] if pools else len(tail)
     pool = "NULL"
+    entry = head_entry(node, nq)
+    pre_parts = tail[:cut]
+    after = nq.out_q if any(_is_act(p) for p in pre_parts) else entry
     if pools:
         c_pool = getattr(get_op(tail[cut].op), "c_pool", None)
         if c_pool is None:
             ctx.unsupported(f"{tail[cut].op} after a conv has no C kernel")
         conv_shape = (1, nq.consts["weights"].shape[0], *nq.info["geometry"][4])
-        pool = c_pool(part_node(tail[cut], ["_"], ["_"]), conv_shape, ctx)
-    entry = head_entry(node, nq)
-    pre_parts = tail[:cut]
+        zp = int(getattr(after, "zero_point", 0))  # an SQ8 average pads with it; POW2 has none
+        pool = c_pool(part_node(tail[cut], ["_"], ["_"]), conv_shape, ctx, zp)
     pre = acts("pre", pre_parts, nq.out_q, entry)
-    after = nq.out_q if any(_is_act(p) for p in pre_parts) else entry
     ctx.tail = (pool, pre, acts("post", tail[cut + 1 :], nq.out_q, after))
     return True
 
@@ -224,19 +225,23 @@ class Fused(OpDef):
     # -- SQ8 (SQ8.md §5) -----------------------------------------------------------------------
     def q_asym(self, node: Node) -> bool:
         """Conv/linear-headed fusions may have an asymmetric output, unless a later part needs a
-        zero point of 0: LeakyRelu (``rnorm(y·A, 7)`` scales codes about 0) or a padded average
-        pool (its padding is code 0). Pool- and add-headed fusions are symmetric (SQ8 §5)."""
+        zero point of 0: LeakyRelu (``rnorm(y·A, 7)`` scales codes about 0). A padded average
+        pool pads with the zero point (``q_padded_output``). Pool- and add-headed fusions are
+        symmetric (SQ8 §5)."""
         parts = _parts(node)
         if parts[0].op not in ("Conv", "Linear"):
             return False
-        for p in parts[1:]:
-            if getattr(get_op(p.op), "fused_symmetric_out", False):
-                return False
-            if p.op == "AveragePool" and get_op(p.op).q_symmetric_input(
-                part_node(p, ["_"], ["_"]), 0
-            ):
-                return False
-        return True
+        return not any(getattr(get_op(p.op), "fused_symmetric_out", False) for p in parts[1:])
+
+    def q_padded_output(self, node: Node) -> str | None:
+        """A padded average pool after the head reads the head's output with padding: forced
+        symmetric by ``aquant --nntool_padding`` (NNTool's rule), else padded with Zi."""
+        for p in _parts(node)[1:]:
+            if p.op == "AveragePool":
+                why = get_op(p.op).q_padded_input(part_node(p, ["_"], ["_"]), 0)
+                if why:
+                    return why
+        return None
 
     def q_output_bound(self, node: Node, graph: Any) -> tuple[float, float] | None:
         """The ReLU-N range rule (:meth:`OpDef.q_output_bound`) of a conv/linear-headed fusion
@@ -267,6 +272,11 @@ class Fused(OpDef):
         """The head's requirement on input ``idx``."""
         first = _parts(node)[0]
         return get_op(first.op).q_symmetric_input(part_node(first, node.inputs, ["_"]), idx)
+
+    def q_padded_input(self, node: Node, idx: int) -> str | None:
+        """The head's padding of input ``idx`` (``OpDef.q_padded_input``)."""
+        first = _parts(node)[0]
+        return get_op(first.op).q_padded_input(part_node(first, node.inputs, ["_"]), idx)
 
     def quantize_sq8(self, ctx: QuantContext) -> NodeQuant:
         """Quantize the head layer at the qtype its activation needs; check every later part.

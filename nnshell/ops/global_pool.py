@@ -3,8 +3,9 @@
 GlobalAveragePool: ``y[n, c] = Σ_p x[n, c, p] / P``; GlobalMaxPool: ``y[n, c] = max_p x[n, c, p]``.
 The spatial dims are kept as 1s (``N×C×1×1`` for images), as ONNX specifies.
 
-SQ8 (SQ8.md §5): the global average pool takes a symmetric input and requantizes the mean
-(carried with 7 extra fraction bits) to its own symmetric output scale; the global max pool keeps
+SQ8 (SQ8.md §5): the global average pool subtracts its input zero point from the sum (exact
+integers) and requantizes the mean (carried with 7 extra fraction bits) to its own symmetric
+output scale (``aquant --nntool_padding``: input symmetric, as NNTool); the global max pool keeps
 its input's qtype. POW2: the global max keeps the input's Q (a shift if the output's differs);
 the global average carries the mean with 7 extra fraction bits, then shifts it to the output Q.
 """
@@ -50,6 +51,11 @@ def _p2_global_call(fn: str, node: Node, nq: NodeQuant, ctx: Any) -> str:
     return f"{fn}({ctx.ptr(x)}, {ctx.ptr(y)}, {c}, {hw}, {es}, {_pow2.out_shift(nq)});"
 
 
+def _zin(nq: NodeQuant) -> int:
+    """The SQ8 global average's input zero point (0 in states saved before it was kept)."""
+    return int(nq.consts["zin"]) if "zin" in nq.consts else 0
+
+
 @register
 class GlobalAveragePool(_GlobalPool):
     """Mean over every spatial position (classifier heads)."""
@@ -74,41 +80,50 @@ class GlobalAveragePool(_GlobalPool):
         return [global_mean_ordered(xs[0])]
 
     # -- SQ8 (SQ8.md §5) -------------------------------------------------------------------
-    def q_symmetric_input(self, node: Node, idx: int) -> str | None:
-        """The kernel averages codes with no zero-point correction: input symmetric."""
+    def q_padded_input(self, node: Node, idx: int) -> str | None:
+        """The kernel subtracts the input zero point (any qtype works); NNTool averages codes
+        with no correction and forces the input symmetric (``--nntool_padding``)."""
         return "global average pool" if idx == 0 else None
 
     def quantize_sq8(self, ctx: QuantContext) -> NodeQuant:
-        """``(M, N)`` from ``m = Si/(So·128)`` (the mean carries 7 extra fraction bits)."""
+        """``(M, N)`` from ``m = Si/(So·128)`` (the mean carries 7 extra fraction bits) and the
+        input zero point ``zin``; the output is symmetric."""
         qin = ctx.in_q[0]
         assert qin is not None
-        if qin.zero_point or ctx.out_q.zero_point:
-            raise QuantizationError(f"{ctx.node.name}: global average pool needs zero points 0")
+        if ctx.out_q.zero_point:
+            raise QuantizationError(f"{ctx.node.name}: global average pool output needs Z = 0")
         m = float(qin.scale) / (float(ctx.out_q.scale) * 128)
         mm, nn = multiplier(m, 1, ctx.node.name)
         return NodeQuant(
             list(ctx.in_q),
             ctx.out_q,
-            {"mul": np.array(mm, np.int64), "shift": np.array(nn, np.int64)},
+            {
+                "mul": np.array(mm, np.int64),
+                "shift": np.array(nn, np.int64),
+                "zin": np.array(qin.zero_point, np.int64),
+            },
             {"m_real": m},
         )
 
     def run_int(self, node: Node, nq: NodeQuant, *xs: np.ndarray | None) -> list[np.ndarray]:
-        """``t = trunc((Σ_hw x << 7) / (H·W))`` (C division), ``clip8(rnorm(t·M, N))``."""
+        """``t = trunc(((Σ_hw x − Zi·H·W) << 7) / (H·W))`` (C division), then
+        ``clip8(rnorm(t·M, N))``: the sum of ``x − Zi`` is exact, so is the mean's sign."""
         x = xs[0]
         assert x is not None
         axes = tuple(range(2, x.ndim))
         hw = int(np.prod(x.shape[2:]))
-        t = c_div_trunc(x.astype(np.int64).sum(axis=axes, keepdims=True) * 128, np.int64(hw))
+        s = x.astype(np.int64).sum(axis=axes, keepdims=True) - _zin(nq) * hw
+        t = c_div_trunc(s * 128, np.int64(hw))
         y = clip8(rnorm(t * nq.consts["mul"], nq.consts["shift"]))
         return [np.asarray(y).astype(np.int8)]
 
     def emit_c(self, node: Node, nq: NodeQuant, ctx: Any) -> str:
-        """``nn_global_avg``: ``clip8(rnorm(trunc((Σ x << 7) / HW)·M, N))`` per channel."""
+        """``nn_global_avg``: ``clip8(rnorm(trunc(((Σ x − Zi·HW) << 7) / HW)·M, N))`` per
+        channel."""
         x, y = node.inputs[0], node.outputs[0]
         c, hw = ctx.c_hw(ctx.shape(x))
         m, n = int(nq.consts["mul"]), int(nq.consts["shift"])
-        return f"nn_global_avg({ctx.ptr8(x)}, {ctx.ptr8(y)}, {c}, {hw}, {m}, {n});"
+        return f"nn_global_avg({ctx.ptr8(x)}, {ctx.ptr8(y)}, {c}, {hw}, {_zin(nq)}, {m}, {n});"
 
     # -- POW2 ----------------------------------------------------------------------------------
     def quantize_pow2(self, ctx: Pow2Context) -> NodeQuant:

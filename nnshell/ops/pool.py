@@ -5,7 +5,9 @@ AveragePool: ``y = Σ window / count`` where ``count`` is the full window when
 ``count_include_pad`` is set and the number of real (unpadded) elements otherwise.
 
 SQ8 (SQ8.md §5): both keep their input's qtype; the average is
-``clip8(rnorm(Σ_window x · floor(65536/count), 16))``. A padded pool forces a symmetric input.
+``clip8(rnorm(Σ_window x · floor(65536/count), 16))``, the padded positions it counts
+(``count_include_pad``) holding the input zero point Zi (the code of real 0), so an asymmetric
+input is exact; ``aquant --nntool_padding`` forces a padded pool's input symmetric, as NNTool.
 POW2: the same max and average on codes at the input's Q, then the output's shift if any.
 """
 
@@ -75,20 +77,22 @@ class _Pool(OpDef):
         outs = pool_geometry(node, x.shape)[4]
         return [(*x.shape[:2], *outs)]
 
-    def c_pool(self, node: Node, x_shape: Shape, ctx: Any) -> str:
+    def c_pool(self, node: Node, x_shape: Shape, ctx: Any, pad: int = 0) -> str:
         """The C ``nn_pool_t`` of this window over ``x_shape`` (also used inside conv fusions):
-        a max ignores positions outside the map; an average adds 0 for them and divides by the
-        count :func:`_count` uses."""
+        a max ignores positions outside the map; an average adds ``pad`` (the input zero point)
+        for the padded positions it counts and divides by the count :func:`_count` uses."""
         avg = self.name == "AveragePool"
         kind = "NN_POOL_AVG" if avg else "NN_POOL_MAX"
         include_pad = avg and bool(node.attrs.count_include_pad)
-        return str(ctx.pool(kind, x_shape, pool_geometry(node, x_shape), include_pad))
+        geometry = pool_geometry(node, x_shape)
+        return str(ctx.pool(kind, x_shape, geometry, include_pad, pad if include_pad else 0))
 
     def emit_c(self, node: Node, nq: NodeQuant, ctx: Any) -> str:
         """``nn_pool``, then the rescale a consumer may have given the output."""
         x, y = node.inputs[0], node.outputs[0]
         c, h, w = ctx.chw(ctx.shape(x))
-        pool = self.c_pool(node, ctx.shape(x), ctx)
+        qin = nq.in_q[0] if nq.in_q else None
+        pool = self.c_pool(node, ctx.shape(x), ctx, qin.zero_point if qin is not None else 0)
         call = f"nn_pool({ctx.ptr8(x)}, {ctx.ptr8(y)}, {c}, {h}, {w}, {pool});"
         return call + ctx.rescale(nq.consts, y)
 
@@ -101,6 +105,13 @@ class _Pool(OpDef):
         pool = self.c_pool(node, ctx.shape(x), ctx)
         shift = _pow2.out_shift(nq)
         return f"nn_p2_pool({ctx.ptr(x)}, {ctx.ptr(y)}, {c}, {h}, {w}, {es}, {pool}, {shift});"
+
+
+def _padded(node: Node) -> str | None:
+    """``"pool with padding"`` when the pool has explicit or automatic padding, else None."""
+    a: PoolAttrs = node.attrs
+    padded = a.auto_pad in ("SAME_UPPER", "SAME_LOWER") or any(a.pads)
+    return "pool with padding" if padded else None
 
 
 def max_pool_float(x: np.ndarray, node: Node) -> np.ndarray:
@@ -169,11 +180,10 @@ class MaxPool(_Pool):
         assert xs[0] is not None
         return [max_pool_float(xs[0], node)]
 
-    def q_symmetric_input(self, node: Node, idx: int) -> str | None:
-        """Padding must be the real minimum; with a zero point the kernel's pad is not."""
-        a: PoolAttrs = node.attrs
-        padded = a.auto_pad in ("SAME_UPPER", "SAME_LOWER") or any(a.pads)
-        return "pool with padding" if padded else None
+    def q_padded_input(self, node: Node, idx: int) -> str | None:
+        """Padding never wins a max (any qtype works); NNTool forces a padded pool's input
+        symmetric all the same (``--nntool_padding``)."""
+        return _padded(node)
 
     def quantize_sq8(self, ctx: QuantContext) -> NodeQuant:
         """No parameters (integer max over each window), unless the output qtype was changed
@@ -217,11 +227,10 @@ class AveragePool(_Pool):
     # SQ8 §5: the output keeps the input's scale (averaging codes needs no requantization).
     q_passthrough = True
 
-    def q_symmetric_input(self, node: Node, idx: int) -> str | None:
-        """A padded pool pads with code 0, the real 0 only when the zero point is 0."""
-        a: PoolAttrs = node.attrs
-        padded = a.auto_pad in ("SAME_UPPER", "SAME_LOWER") or any(a.pads)
-        return "pool with padding" if padded else None
+    def q_padded_input(self, node: Node, idx: int) -> str | None:
+        """The counted padding holds the input zero point (any qtype works); NNTool pads with
+        code 0 and forces the input symmetric (``--nntool_padding``)."""
+        return _padded(node)
 
     def quantize_sq8(self, ctx: QuantContext) -> NodeQuant:
         """No parameters (the divisor multipliers follow from the geometry), plus a rescale when
@@ -233,11 +242,13 @@ class AveragePool(_Pool):
 
         ``count`` is ``Fx·Fy`` — or, as ``count_include_pad`` says, the number of real (or real
         and explicitly padded) elements of each window, so edge windows get their own
-        multiplier. Padding contributes code 0.
+        multiplier. Counted padding contributes the input zero point (the code of real 0).
         """
         x = xs[0]
         assert x is not None
-        return [rescale_int(avg_pool_int(x, node), nq.consts)]
+        qin = nq.in_q[0] if nq.in_q else None
+        zp = qin.zero_point if qin is not None else 0
+        return [rescale_int(avg_pool_int(x, node, zp), nq.consts)]
 
     # -- POW2 ----------------------------------------------------------------------------------
     def quantize_pow2(self, ctx: Pow2Context) -> NodeQuant:
@@ -282,8 +293,19 @@ def _count(
     return _window_sum(ones, kernel, strides, dil, pads, outs)
 
 
-def avg_pool_int(x: np.ndarray, node: Node) -> np.ndarray:
-    """The SQ8 integer average pool on int8 codes (int8 result)."""
+def avg_pool_int(x: np.ndarray, node: Node, zero_point: int = 0) -> np.ndarray:
+    """The SQ8 integer average pool on int8 codes (int8 result).
+
+    A padded position the count includes (``count_include_pad``) holds ``zero_point``, the
+    code of real 0: the sum gains ``Zi·(count − real positions)``; with
+    ``count_include_pad=0`` no padded position is counted, so the mean of the codes is already
+    ``Zi + mean(x − Zi)``.
+    """
     kernel, strides, dil, pads, outs = pool_geometry(node, x.shape)
     total = _window_sum(x.astype(np.int64), kernel, strides, dil, pads, outs)
+    if zero_point and node.attrs.count_include_pad and any(pads):
+        ones = np.ones((1, 1, *x.shape[2:]), np.int64)
+        counted = _count(node, ones, kernel, strides, dil, pads, outs)
+        real = _window_sum(ones, kernel, strides, dil, pads, outs)
+        total = total + int(zero_point) * (counted - real)
     return np.asarray(clip8(rnorm(total * avg_pool_divisors(node, x.shape), 16))).astype(np.int8)

@@ -125,6 +125,19 @@ class OpDef:
         """Why input ``idx`` must be symmetric (zero point 0), or None when any qtype works."""
         return None
 
+    def q_padded_input(self, node: Node, idx: int) -> str | None:
+        """Why input ``idx`` is read with padding or averaged globally (a padded conv or pool, a
+        global average pool), or None. nnshell pads with the input zero point (the code of real
+        0) and subtracts it from a global average, so any qtype works; ``aquant
+        --nntool_padding`` forces these inputs symmetric instead, as NNTool does (the reason
+        returned is then the ``forced by`` text; docs/quantization.md)."""
+        return None
+
+    def q_padded_output(self, node: Node) -> str | None:
+        """Why a fused layer's own output is read with padding by a later part (a padded
+        average pool after its head), or None; forced symmetric only by ``--nntool_padding``."""
+        return None
+
     def q_output_qtype(self, node: Node, in_q: list[Any]) -> Any:
         """A fixed output qtype the op imposes (softmax Q15, sigmoid 1/127), or None."""
         return None

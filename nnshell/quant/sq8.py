@@ -1,8 +1,10 @@
 """SQ8 post-training quantization of a fused graph (SQ8.md), from calibration statistics.
 
 1. Which tensors must be symmetric: walking the graph backwards, every consumer that cannot take
-   a zero point (padded conv, padded pool, global average pool, add, softmax, ...) marks its input,
-   and the mark travels up through ops that only move data (max pool, reshapes, transposes).
+   a zero point (add, softmax, ...) marks its input, and the mark travels up through ops that
+   only move data (max pool, reshapes, transposes). Padded convs and pools pad with their input
+   zero point and the global average pool subtracts it, so they take any qtype; with
+   ``nntool_padding`` (``aquant --nntool_padding``) they mark their input too, NNTool's rule.
    ``qshow`` reports, for every forced qtype, the consumer that forced it.
 2. One qtype per group of tensors that must share it (a data-moving op's input and output, a
    Concat's inputs and output — found by union-find), from the union of the members' ranges:
@@ -46,6 +48,9 @@ class QuantOptions:
     #: Width of the conv/linear requantization multipliers: 8 (SQ8, GAP's kernels) or, for a
     #: TFLite file opened with ``-q``, up to 30 (TFLite's own precision; see docs/tflite.md).
     mult_bits: int = field(default=8, kw_only=True)
+    #: NNTool's rule: inputs of padded convs and pools and of global average pools symmetric
+    #: (``aquant --nntool_padding``); default: they pad with the zero point (docs/quantization.md).
+    nntool_padding: bool = field(default=False, kw_only=True)
 
     def describe(self) -> str:
         """One line for reports: ``SQ8 minmax, asymmetric activations, per-channel weights``."""
@@ -57,6 +62,8 @@ class QuantOptions:
             text += ", calibrated ReLU-N ranges"
         if self.mult_bits != 8:
             text += f", {self.mult_bits}-bit multipliers"
+        if self.nntool_padding:
+            text += ", symmetric padded inputs (NNTool)"
         return text
 
 
@@ -82,17 +89,24 @@ class QuantState:
         return [w for nq in self.nodes.values() for w in nq.info.get("warnings", [])]
 
 
-def symmetric_requirements(graph: Graph) -> dict[str, str]:
-    """Map each tensor that must be symmetric to the reason (the consumer that forces it)."""
+def symmetric_requirements(graph: Graph, nntool_padding: bool = False) -> dict[str, str]:
+    """Map each tensor that must be symmetric to the reason (the consumer that forces it);
+    ``nntool_padding``: padded convs / pools and global average pools force theirs too."""
     req: dict[str, str] = {}
     for out in graph.outputs:
         req[out] = "graph output"
     for node in reversed(graph.nodes):
         op = get_op(node.op)
+        if nntool_padding:
+            why = op.q_padded_output(node)
+            if why and node.outputs[0] not in req:
+                req[node.outputs[0]] = f"{node.name} ({why})"
         for idx, name in enumerate(node.inputs):
             if not name or graph.tensors[name].is_const:
                 continue
             why = op.q_symmetric_input(node, idx)
+            if not why and nntool_padding:
+                why = op.q_padded_input(node, idx)
             if why and name not in req:
                 req[name] = f"{node.name} ({why})"
         if op.q_passthrough and node.outputs[0] in req:
@@ -190,7 +204,7 @@ def assign_qtypes(
 
     ``fixed`` imposes qtypes on tensors (an input formatter's codes): their group takes it.
     """
-    req = symmetric_requirements(graph)
+    req = symmetric_requirements(graph, opts.nntool_padding)
     qt: dict[str, QType] = {}
     ranges: dict[str, tuple[float, float]] = {}
     for members in qtype_groups(graph).values():

@@ -88,6 +88,7 @@ class AnalysisMixin:
         progress: Any = None,
         symmetric: bool = False,
         per_tensor: bool = False,
+        nntool_padding: bool = False,
     ) -> Any:
         """``aquant --compare``: per-layer QSNR of each range method, top-1 per method.
 
@@ -141,6 +142,7 @@ class AnalysisMixin:
             fast,
             stats,
             sample,
+            nntool_padding=nntool_padding,
         )
         if self.stats is None and batches is not None:
             self.stats, self.stats_files = new_stats, seen

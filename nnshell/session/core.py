@@ -473,6 +473,7 @@ class Session(TuningMixin, AnalysisMixin):
         progress: Any = None,
         scheme: str = "SQ8",
         bits: int = 16,
+        nntool_padding: bool = False,
     ) -> Any:
         """Calibrate on ``files`` (or reuse the statistics already collected) and quantize.
 
@@ -480,7 +481,8 @@ class Session(TuningMixin, AnalysisMixin):
         statistics are reused, so another ``--mode`` re-quantizes instantly. The session
         changes only when everything succeeded (Ctrl-C leaves the previous quantization).
         ``scheme`` "POW2" (after ``fusions --pow2``) quantizes to ``bits``-wide Qm.n (POW2.md);
-        ``symmetric`` / ``per_tensor`` do not apply to it (always both).
+        ``symmetric`` / ``per_tensor`` do not apply to it (always both). ``nntool_padding``:
+        inputs of padded convs / pools and global average pools symmetric, as NNTool (SQ8).
         """
         from nnshell.quant.pow2 import POW2_BITS, Pow2Options, quantize_graph_pow2
         from nnshell.quant.ranges import parse_mode
@@ -501,6 +503,7 @@ class Session(TuningMixin, AnalysisMixin):
                 symmetric,
                 per_tensor,
                 relun_range=str(self.settings.get("relun_range", "bound")),
+                nntool_padding=bool(nntool_padding),
             )
             graph = self._require_scheme_graph("scale8", qopts)
         if files:

@@ -30,7 +30,8 @@ JSON layout (``schema_version`` 1)::
     graphs          {"current": G, "imported": G | null, "prefusion": G | null}
     quantization    null | {"scheme", "options": {"mode": {"name", "percentile"}, "symmetric",
                     "per_tensor", "bits" (POW2 only), "relun_range" (SQ8 ReLU-N rule;
-                    "calibrated" when absent)}, "tensors": {name: QType.to_dict()},
+                    "calibrated" when absent), "nntool_padding" (padded-layer inputs
+                    symmetric; true when absent)}, "tensors": {name: QType.to_dict()},
                     "ranges": {name: [lo, hi]},
                     "nodes": {name: {"in_q": [QType | null], "out_q": QType,
                     "consts": {key: array ref}, "info": value}}}

@@ -223,12 +223,17 @@ class _Decoder:
         mult_bits = o.get("mult_bits", 8)
         if type(mult_bits) is not int or not 8 <= mult_bits <= 30:
             raise _Malformed(f"{w}.options.mult_bits: {mult_bits!r} is not an integer in 8..30")
+        # states saved before the option padded as NNTool does: absent means True
+        nntool_padding = o.get("nntool_padding", True)
+        if type(nntool_padding) is not bool:
+            raise _Malformed(f"{w}.options.nntool_padding: {nntool_padding!r} is not true or false")
         opts = QuantOptions(
             mode,
             _req(o, "symmetric", bool, f"{w}.options"),
             _req(o, "per_tensor", bool, w),
             relun_range=relun,
             mult_bits=mult_bits,
+            nntool_padding=nntool_padding,
         )
         if scheme == "POW2":
             from nnshell.quant.pow2 import POW2_BITS, Pow2Options

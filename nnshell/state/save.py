@@ -137,6 +137,7 @@ def _qstate_doc(enc: _Encoder, qs: Any) -> dict[str, Any]:
             **({"bits": int(opts.bits)} if hasattr(opts, "bits") else {}),  # POW2 width
             **({"float_type": str(opts.float_type)} if hasattr(opts, "float_type") else {}),
             "relun_range": str(opts.relun_range),
+            "nntool_padding": bool(getattr(opts, "nntool_padding", False)),
             **({"mult_bits": int(opts.mult_bits)} if opts.mult_bits != 8 else {}),
         },
         "tensors": {name: q.to_dict() for name, q in qs.tensors.items()},

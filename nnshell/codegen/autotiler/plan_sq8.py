@@ -77,6 +77,27 @@ class Sq8Planning(PlannerBase):
             ),
         ]
 
+    def check_padding(self, node: Node) -> None:
+        """Refuse a padded conv / pool or a global average pool whose input has a zero point.
+
+        nnshell pads with the input zero point and subtracts it from a global average; the SQ8
+        AutoTiler generators have no pad-value argument (``CNN_ConvolutionPoolAct_SQ8``,
+        ``CNN_PoolAct_SQ8``, ``CNN_GlobalPoolAct_SQ8``): they pad with code 0, NNTool's rule,
+        which ``aquant --nntool_padding`` reproduces.
+        """
+        op = get_op(node.op)
+        nq = self.nq(node)
+        qin = nq.in_q[0] if nq.in_q else None
+        why, zp = op.q_padded_input(node, 0), qin.zero_point if qin is not None else 0
+        if not (why and zp):
+            why, zp = op.q_padded_output(node), nq.out_q.zero_point
+        if why and zp:
+            raise AutoTilerError(
+                f"{node.name}: the AutoTiler SQ8 kernels pad a {why} with code 0, but its "
+                f"input zero point is {zp}",
+                "aquant --nntool_padding (inputs of padded layers symmetric, as NNTool), then gen",
+            )
+
     def sq8_generator(self, kind: str) -> Callable[[Node, int], Kernel]:
         """The SQ8 generator of an op's ``at_generator`` family."""
         return {

@@ -29,6 +29,8 @@ class _Planner(Sq8Planning, Pow2Planning):
             step = self.steps[("node", node.name)]
             head = head_op(node)
             op = get_op(node.op)
+            if not self.pow2:
+                self.check_padding(node)
             if self.pow2:
                 k = self.plan_pow2(node, step, head)
             elif get_op(head).at_generator:

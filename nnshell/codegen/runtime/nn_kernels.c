@@ -53,8 +53,40 @@ void nn_tap_range(int base, int d, int k, int size, int *lo, int *hi)
     *hi = b;
 }
 
+/* acc[ox - x0] += pad * w for every tap of output pixels (co, oy, ox), ox in [x0, x1), that
+ * falls in the padding: the padding holds cv->pad, the input zero point (nothing when 0). */
+static void conv_pad_taps(const nn_conv_t *cv, int co, int oy, int x0, int x1, int32_t *acc)
+{
+    const int cg = cv->in_c / cv->group;
+    const int iy0 = oy * cv->sh - cv->pt;
+    const size_t taps = (size_t)cv->kh * cv->kw;
+    const int8_t *w = cv->weights + (size_t)co * cg * taps;
+    int ky, kx, ci, ox;
+    if (cv->pad == 0) {
+        return;
+    }
+    for (ky = 0; ky < cv->kh; ky++) {
+        const int y = iy0 + ky * cv->dh;
+        const int row_out = y < 0 || y >= cv->in_h;
+        for (kx = 0; kx < cv->kw; kx++) {
+            const int off = kx * cv->dw - cv->pl; /* input column = ox * sw + off */
+            int32_t wsum = 0;
+            for (ci = 0; ci < cg; ci++) {
+                wsum += w[(size_t)ci * taps + (size_t)ky * cv->kw + kx];
+            }
+            wsum *= cv->pad;
+            for (ox = x0; ox < x1; ox++) {
+                const int x = ox * cv->sw + off;
+                if (row_out || x < 0 || x >= cv->in_w) {
+                    acc[ox - x0] += wsum;
+                }
+            }
+        }
+    }
+}
+
 /* One requantized convolution output (before any pool), with the pre-pool activations.
- * Taps in the zero padding are skipped: they would add 0. */
+ * Taps in the padding are skipped here and added by conv_pad_taps. */
 static int8_t conv_pixel(const int8_t *in, const nn_conv_t *cv, int co, int oy, int ox,
                          const nn_act_t *pre, int npre)
 {
@@ -85,6 +117,7 @@ static int8_t conv_pixel(const int8_t *in, const nn_conv_t *cv, int co, int oy, 
             }
         }
     }
+    conv_pad_taps(cv, co, oy, ox, ox + 1, &acc);
     return act_apply(requant(acc, cv->bias[co], cv->mul[co], cv->shift[co]), pre, npre);
 }
 
@@ -126,11 +159,11 @@ void nn_pool_window(const void *src, nn_pool_read_fn read, int h, int w, const n
                 }
                 continue;
             }
-            if (inside) {
-                acc += read(src, c, y, x);
-            }
             if (y >= p->cnt_h0 && y < p->cnt_h1 && x >= p->cnt_w0 && x < p->cnt_w1) {
+                acc += inside ? read(src, c, y, x) : p->pad;
                 n++;
+            } else if (inside) {
+                acc += read(src, c, y, x);
             }
         }
     }
@@ -208,6 +241,7 @@ static void conv_row(const int8_t *in, const nn_conv_t *cv, int co, int oy, int 
             }
         }
     }
+    conv_pad_taps(cv, co, oy, x0, x1, acc);
 }
 
 /* Conv + pool with row buffers: each pooled row reads the conv rows of its window. */
@@ -227,8 +261,15 @@ static void conv_pool_rows(const int8_t *in, int8_t *out, const nn_conv_t *cv,
             }
             for (ky = 0; ky < p->kh; ky++) {
                 const int y = py * p->sh - p->pt + ky * p->dh;
-                ny += y >= p->cnt_h0 && y < p->cnt_h1;
+                const int ycnt = y >= p->cnt_h0 && y < p->cnt_h1;
+                ny += ycnt;
                 if (y < 0 || y >= cv->out_h) {
+                    for (px = 0; px < p->ow && ycnt && p->kind != NN_POOL_MAX; px++) {
+                        for (kx = 0; kx < p->kw; kx++) { /* a padded row: pad where counted */
+                            x = px * p->sw - p->pl + kx * p->dw;
+                            best[px] += (x >= p->cnt_w0 && x < p->cnt_w1) ? p->pad : 0;
+                        }
+                    }
                     continue;
                 }
                 conv_row(in, cv, co, y, 0, cv->out_w, acc);
@@ -240,6 +281,9 @@ static void conv_pool_rows(const int8_t *in, int8_t *out, const nn_conv_t *cv,
                     for (kx = 0; kx < p->kw; kx++) {
                         x = px * p->sw - p->pl + kx * p->dw;
                         if (x < 0 || x >= cv->out_w) {
+                            if (p->kind != NN_POOL_MAX && x >= p->cnt_w0 && x < p->cnt_w1) {
+                                best[px] += p->pad;
+                            }
                             continue;
                         }
                         if (p->kind == NN_POOL_MAX) {
@@ -325,6 +369,9 @@ static void conv_row_block(const int8_t *in, const nn_conv_t *cv, int co, int nb
                 }
             }
         }
+    }
+    for (b = 0; b < nb; b++) {
+        conv_pad_taps(cv, co + b, oy, x0, x1, acc[b]);
     }
 }
 
@@ -477,11 +524,11 @@ void nn_global_max(const int8_t *in, int8_t *out, int c, int hw)
     }
 }
 
-void nn_global_avg(const int8_t *in, int8_t *out, int c, int hw, int mul, int shift)
+void nn_global_avg(const int8_t *in, int8_t *out, int c, int hw, int zin, int mul, int shift)
 {
     int ch, i;
     for (ch = 0; ch < c; ch++) {
-        int64_t sum = 0;
+        int64_t sum = -(int64_t)zin * hw; /* the sum of x - zin: real 0 is code zin */
         int64_t t;
         for (i = 0; i < hw; i++) {
             sum += in[(size_t)ch * hw + i];

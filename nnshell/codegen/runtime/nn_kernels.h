@@ -50,18 +50,22 @@ typedef struct {
 } nn_act_t;
 
 /* A pooling window over a C x H x W int8 map. Positions are o * s - p + k * d; positions
- * outside the map never win a max and add 0 to an average, which divides by the number of
- * positions inside [cnt_h0, cnt_h1) x [cnt_w0, cnt_w1) (count_include_pad widens them). */
+ * outside the map never win a max; an average divides by the number of positions inside
+ * [cnt_h0, cnt_h1) x [cnt_w0, cnt_w1) (count_include_pad widens them) and adds pad (the input
+ * zero point, the code of real 0) for each of them outside the map. */
 enum { NN_POOL_MAX = 1, NN_POOL_AVG = 2 };
 typedef struct {
     int kind;
     int kh, kw, sh, sw, dh, dw, pt, pl;
     int oh, ow;
     int cnt_h0, cnt_h1, cnt_w0, cnt_w1;
+    int pad;
 } nn_pool_t;
 
 /* A (grouped, depthwise when group == in_c == out_c) convolution; out_h x out_w is the
- * convolution's own output, before any fused pool. Weights are out_c, in_c/group, kh, kw. */
+ * convolution's own output, before any fused pool. Weights are out_c, in_c/group, kh, kw.
+ * Positions in the padding read the code pad: the input zero point (the code of real 0), so
+ * the zero-point offset folded into bias is exact at the borders too. */
 typedef struct {
     int in_c, in_h, in_w;
     int out_c, out_h, out_w;
@@ -71,6 +75,7 @@ typedef struct {
     const int32_t *bias;
     const int32_t *mul;
     const int8_t *shift;
+    int pad;
 } nn_conv_t;
 
 /* A (grouped) transposed convolution takes an nn_conv_t too: out[co, o] sums
@@ -86,8 +91,9 @@ typedef struct {
 
 /* One pooling window, shared by the SQ8 and POW2 pools: read(src, c, y, x) gives a value at a
  * position inside the map. Max: *value is the largest value read and *count how many were read
- * (0: none, *value untouched). Average: *value is the sum of the values inside the map (positions
- * outside add 0) and *count the positions inside [cnt_h0, cnt_h1) x [cnt_w0, cnt_w1). */
+ * (0: none, *value untouched). Average: *count is the number of positions inside [cnt_h0,
+ * cnt_h1) x [cnt_w0, cnt_w1) and *value the sum of their values, p->pad for those outside the
+ * map. */
 typedef int64_t (*nn_pool_read_fn)(const void *src, int c, int y, int x);
 void nn_pool_window(const void *src, nn_pool_read_fn read, int h, int w, const nn_pool_t *p,
                     int c, int oy, int ox, int64_t *value, int32_t *count);
@@ -101,8 +107,9 @@ void nn_linear(const int8_t *in, int8_t *out, int in_n, int out_n, const int8_t 
 /* Max / average pool of a C x H x W map. */
 void nn_pool(const int8_t *in, int8_t *out, int c, int h, int w, const nn_pool_t *pool);
 void nn_global_max(const int8_t *in, int8_t *out, int c, int hw);
-/* t = trunc((sum << 7) / hw); out = clip8(rnorm(t * M, N)). */
-void nn_global_avg(const int8_t *in, int8_t *out, int c, int hw, int mul, int shift);
+/* t = trunc(((sum - zin * hw) << 7) / hw) (zin: the input zero point); out = clip8(rnorm(t * M,
+ * N)). */
+void nn_global_avg(const int8_t *in, int8_t *out, int c, int hw, int zin, int mul, int shift);
 /* In place: x = clip8(rnorm((x - zin) * M, N) + zout). */
 void nn_rescale(int8_t *x, size_t n, int zin, int mul, int shift, int zout);
 /* out = min(max(in, lo), hi). */

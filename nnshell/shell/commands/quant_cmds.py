@@ -31,13 +31,14 @@ def calibration_line(session: Any) -> str:
 
 
 def keep_current_choices(args: Any, qstate: Any) -> list[str]:
-    """--symmetric / --per_tensor not given: keep the current quantization's choice (SQ8 only);
-    return a note for each choice kept so the user knows how to undo it."""
+    """--symmetric / --per_tensor / --nntool_padding not given: keep the current quantization's
+    choice (SQ8 only); return a note for each choice kept so the user knows how to undo it."""
     kept = []
     cur = getattr(qstate, "options", None)
     for flag, on, off in (
         ("symmetric", "--symmetric", "--asymmetric"),
         ("per_tensor", "--per_tensor", "--per_channel"),
+        ("nntool_padding", "--nntool_padding", "--zero_point_padding"),
     ):
         if getattr(args, flag) is None:
             value = bool(getattr(cur, flag, False)) and args.scheme == "SQ8"
@@ -104,6 +105,20 @@ class QuantCommands(NnCommandSet):
         action="store_false",
         help="one weight scale per output channel (the default)",
     )
+    pad = aquant_parser.add_mutually_exclusive_group()
+    pad.add_argument(
+        "--nntool_padding",
+        action="store_true",
+        default=None,
+        help="inputs of padded convs and pools and of global pools symmetric, as NNTool (what "
+        "gen --target autotiler needs); kept by later aquant runs",
+    )
+    pad.add_argument(
+        "--zero_point_padding",
+        dest="nntool_padding",
+        action="store_false",
+        help="padded convs and pools pad with the input zero point (the default)",
+    )
     aquant_parser.add_argument(
         "--compare",
         metavar="M1,M2,...",
@@ -120,7 +135,8 @@ class QuantCommands(NnCommandSet):
     def do_aquant(self, args: Any) -> None:
         """Calibrate and quantize the fused graph (SQ8, or POW2 with -s POW2).
 
-        --symmetric / --per_tensor not given: the current quantization's choice is kept (a
+        --symmetric / --per_tensor / --nntool_padding not given: the current quantization's
+        choice is kept (a
         restored state too), so ``aquant --mode kl`` after ``aquant --per_tensor`` changes
         only the range method.
         """
@@ -142,6 +158,7 @@ class QuantCommands(NnCommandSet):
                 progress,
                 scheme=args.scheme,
                 bits=args.bits,
+                nntool_padding=args.nntool_padding,
             )
         self._report(out, kept)
 
@@ -166,7 +183,14 @@ class QuantCommands(NnCommandSet):
         modes = [m.strip() for m in args.compare.split(",") if m.strip()]
         with image_progress("comparing") as progress:
             rep = self.app.session.compare_modes(
-                args.files, modes, opts, args.validate, progress, args.symmetric, args.per_tensor
+                args.files,
+                modes,
+                opts,
+                args.validate,
+                progress,
+                args.symmetric,
+                args.per_tensor,
+                nntool_padding=args.nntool_padding,
             )
         self.emit(compare_blocks(rep, args.json))
 
