@@ -225,23 +225,36 @@ class Fused(OpDef):
     # -- SQ8 (SQ8.md §5) -----------------------------------------------------------------------
     def q_asym(self, node: Node) -> bool:
         """Conv/linear-headed fusions may have an asymmetric output, unless a later part needs a
-        zero point of 0: LeakyRelu (``rnorm(y·A, 7)`` scales codes about 0). A padded average
-        pool pads with the zero point (``q_padded_output``). Pool- and add-headed fusions are
-        symmetric (SQ8 §5)."""
+        zero point of 0: LeakyRelu (``rnorm(y·A, 7)`` scales codes about 0), or a padded average
+        pool before an activation (the pool runs at the output qtype: an asymmetric ReLU range
+        would clip the negative values it must average; kept symmetric as before issue 17).
+        A padded average pool last pads with the zero point (``q_padded_output``). Pool- and
+        add-headed fusions are symmetric (SQ8 §5)."""
         parts = _parts(node)
         if parts[0].op not in ("Conv", "Linear"):
             return False
-        return not any(getattr(get_op(p.op), "fused_symmetric_out", False) for p in parts[1:])
+        if any(getattr(get_op(p.op), "fused_symmetric_out", False) for p in parts[1:]):
+            return False
+        return not any(_is_act(p) for p in parts[1 + self._padded_avg_index(node) :])
+
+    def _padded_avg_index(self, node: Node) -> int:
+        """Index (in the tail) of the first padded average pool; len(tail) when none."""
+        tail = _parts(node)[1:]
+        for i, p in enumerate(tail):
+            if p.op == "AveragePool" and get_op(p.op).q_padded_input(part_node(p, ["_"], ["_"]), 0):
+                return i
+        return len(tail)
 
     def q_padded_output(self, node: Node) -> str | None:
         """A padded average pool after the head reads the head's output with padding: forced
         symmetric by ``aquant --nntool_padding`` (NNTool's rule), else padded with Zi."""
-        for p in _parts(node)[1:]:
-            if p.op == "AveragePool":
-                why = get_op(p.op).q_padded_input(part_node(p, ["_"], ["_"]), 0)
-                if why:
-                    return why
-        return None
+        tail = _parts(node)[1:]
+        i = self._padded_avg_index(node)
+        return (
+            get_op("AveragePool").q_padded_input(part_node(tail[i], [], []), 0)
+            if i < len(tail)
+            else None
+        )
 
     def q_output_bound(self, node: Node, graph: Any) -> tuple[float, float] | None:
         """The ReLU-N range rule (:meth:`OpDef.q_output_bound`) of a conv/linear-headed fusion

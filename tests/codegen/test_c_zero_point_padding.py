@@ -1,0 +1,113 @@
+"""``gen --target c --verify`` with asymmetric inputs to padded layers (issue 17): the C pads with
+the input zero point exactly as the integer executor does — padded conv (dense, depthwise,
+strided, 1-D), padded average pool (count_include_pad 0 and 1, standalone and fused after a
+conv), padded max pool and a global average pool with a zero point — bit for bit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from nnshell.codegen.verify import verify_arrays
+from nnshell.exec import run_float
+from nnshell.importers.onnx_importer import load_onnx
+from nnshell.ir import Graph
+from nnshell.ops import get_op
+from nnshell.passes import run_scheme
+from nnshell.quant.sq8 import QuantOptions, QuantState, quantize_graph
+from nnshell.quant.stats import TensorStats
+
+
+def _model(path: Path) -> None:
+    r = np.random.default_rng(11)
+    inits = {
+        "w1": (r.standard_normal((6, 3, 1, 1)) * 0.7).astype(np.float32),
+        "w2": (r.standard_normal((6, 6, 3, 3)) * 0.3 + 0.05).astype(np.float32),
+        "wd": (r.standard_normal((6, 1, 3, 3)) * 0.5 + 0.1).astype(np.float32),
+        "bd": (r.standard_normal(6) * 0.2).astype(np.float32),
+        "w3": (r.standard_normal((5, 6, 1, 1)) * 0.5).astype(np.float32),
+    }
+    mk = helper.make_node
+    nodes = [
+        mk("Conv", ["x", "w1"], ["c1"]),
+        mk("Relu", ["c1"], ["r1"]),  # asymmetric [0, max]: Z = -128
+        mk("Conv", ["r1", "w2"], ["c2"], pads=[1, 1, 1, 1]),
+        mk("Relu", ["c2"], ["r2"]),
+        mk("Conv", ["r2", "wd", "bd"], ["d"], pads=[1, 2, 1, 0], group=6, strides=[1, 2]),
+        mk("AveragePool", ["d"], ["a0"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        mk(
+            "AveragePool",
+            ["a0"],
+            ["a1"],
+            kernel_shape=[3, 2],
+            pads=[1, 1, 0, 1],
+            strides=[2, 1],
+            count_include_pad=1,
+        ),
+        mk("MaxPool", ["a1"], ["m"], kernel_shape=[2, 2], pads=[1, 1, 1, 1]),
+        mk("Conv", ["m", "w3"], ["c3"]),
+        mk(
+            "AveragePool",
+            ["c3"],
+            ["a3"],
+            kernel_shape=[3, 3],
+            pads=[1, 1, 1, 1],
+            count_include_pad=1,
+        ),
+        mk("GlobalAveragePool", ["a3"], ["g"]),
+        mk("Flatten", ["g"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "zp",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 11, 13])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(v, k) for k, v in inits.items()],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+
+
+def _quantized(tmp_path: Path, **opts: bool) -> tuple[Graph, QuantState, np.ndarray]:
+    _model(tmp_path / "zp.onnx")
+    graph = load_onnx(str(tmp_path / "zp.onnx"))
+    run_scheme(graph, "scale8")
+    xs = np.random.default_rng(4).uniform(-1, 1, (16, 3, 11, 13)).astype(np.float32)
+    stats: dict[str, TensorStats] = {}
+    run_float(graph, {"x": xs}, observer=lambda n, v: stats.setdefault(n, TensorStats()).update(v))
+    return graph, quantize_graph(graph, stats, QuantOptions(**opts)), xs
+
+
+@pytest.mark.parametrize("max_row", [None, 4], ids=["default", "narrow_rows"])
+def test_zero_point_padding_bit_exact_in_c(tmp_path: Path, max_row: int | None) -> None:
+    graph, qs, xs = _quantized(tmp_path)
+    padded = [
+        n
+        for n in graph.nodes
+        if get_op(n.op).q_padded_input(n, 0) or get_op(n.op).q_padded_output(n)
+    ]
+    labels = {"+".join(p.op for p in n.attrs.parts) if n.op == "Fused" else n.op for n in padded}
+    # the depthwise conv fuses with the first pool (count_include_pad 0), the last 1x1 conv
+    # with its pool (count_include_pad 1)
+    assert {"Conv+Relu", "Conv+AveragePool", "AveragePool", "MaxPool"} <= labels
+    assert "GlobalAveragePool" in labels
+    # every padded layer reads codes with a zero point (the fused pool: its own input, the conv's)
+    for n in padded:
+        q = qs.tensors[n.inputs[0]] if get_op(n.op).q_padded_input(n, 0) else qs.nodes[n.name].out_q
+        assert q.zero_point != 0, n.name
+    flags = () if max_row is None else (f"-DNN_MAX_ROW={max_row}",)
+    res = verify_arrays(graph, qs, xs[:4], tmp_path / "build", "zp", flags)
+    assert res.ok, res.summary()
+    assert res.layers == len(graph.nodes)
+
+
+def test_nntool_padding_is_symmetric_and_bit_exact_in_c(tmp_path: Path) -> None:
+    graph, qs, xs = _quantized(tmp_path, nntool_padding=True)
+    for n in graph.nodes:
+        if get_op(n.op).q_padded_input(n, 0):
+            assert qs.tensors[n.inputs[0]].zero_point == 0, n.name
+    res = verify_arrays(graph, qs, xs[:2], tmp_path / "build", "zp")
+    assert res.ok, res.summary()
