@@ -87,25 +87,32 @@ def test_conv_relu_int_matches_first_principles_reference(tmp_path) -> None:  # 
     from nnshell.exec import run_float
     from nnshell.exec.int_exec import run_int
 
-    for pads in ([0, 0, 0, 0], [1, 1, 1, 1]):
+    # an input whose calibrated min is exactly 0 is asymmetric (Z = -128): the padded conv pads
+    # with Z, the reference pads x - Z with 0 (issue 17); --nntool_padding forces Z = 0
+    cases = [([0, 0, 0, 0], False, False), ([1, 1, 1, 1], False, False)]
+    cases += [([1, 1, 1, 1], True, False), ([1, 1, 1, 1], True, True)]
+    for pads, positive, nntool in cases:
         g = load_onnx(_conv_model(tmp_path / "c.onnx", pads))
         w = g.tensors["w"].const.copy()
         bias = g.tensors["b"].const.copy()
         run_scheme(g, "scale8")
         rng = np.random.default_rng(2)
         xs = rng.normal(size=(4, 3, 7, 7)).astype(np.float32)
+        if positive:
+            xs = np.abs(xs)
+            xs[0, 0, 0, 0] = 0.0
         stats: dict[str, TensorStats] = {}
         run_float(
             g, {"x": xs}, observer=lambda n, v, s=stats: s.setdefault(n, TensorStats()).update(v)
         )
-        qs = quantize_graph(g, stats, QuantOptions())
+        qs = quantize_graph(g, stats, QuantOptions(nntool_padding=nntool))
         ours = run_int(g, qs, {"x": xs})[g.outputs[0]]
         ref = _reference_conv(xs, w, bias, qs.tensors["x"], qs.tensors[g.outputs[0]], pads)
         np.testing.assert_array_equal(ours, ref)
         assert len(np.unique(ref)) > 20  # the outputs spread over the codes: a real check
-        if any(pads):
-            assert qs.tensors["x"].zero_point == 0  # a padded conv forces a symmetric input
-            assert "padding" in (qs.tensors["x"].forced_by or "")
+        if positive:
+            assert (qs.tensors["x"].zero_point == 0) is nntool
+            assert ("padding" in (qs.tensors["x"].forced_by or "")) is nntool
 
 
 def test_multiplier_oracle_on_hand_values() -> None:

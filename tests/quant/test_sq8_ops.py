@@ -112,8 +112,11 @@ def rng(seed: int = 0) -> np.random.Generator:
 # ------------------------------------------------------------------------------ pools
 
 
-def ref_avg_pool(xq: np.ndarray, k: int, s: int, pad: int, include_pad: bool) -> np.ndarray:
-    """SQ8 §5 average pool with Python ints over every output position (square windows)."""
+def ref_avg_pool(
+    xq: np.ndarray, k: int, s: int, pad: int, include_pad: bool, zp: int = 0
+) -> np.ndarray:
+    """SQ8 §5 average pool with Python ints over every output position (square windows); a
+    counted padded position holds the zero point ``zp`` (real 0)."""
     n, c, h, w = xq.shape
     oh, ow = (h + 2 * pad - k) // s + 1, (w + 2 * pad - k) // s + 1
     out = np.zeros((n, c, oh, ow), np.int64)
@@ -129,6 +132,7 @@ def ref_avg_pool(xq: np.ndarray, k: int, s: int, pad: int, include_pad: bool) ->
                                 total += int(xq[b, ch, r, q])
                                 count += 1
                             elif include_pad:
+                                total += zp
                                 count += 1
                     out[b, ch, i, j] = c8(rn(total * (65536 // count), 16))
     return out
@@ -147,35 +151,38 @@ def test_average_pool(tmp_path: Path, k: int, s: int, pad: int, include_pad: int
         pads=[pad] * 4,
         count_include_pad=include_pad,
     )
-    # y feeds an affine (not a graph output), so an unpadded pool keeps an asymmetric input
+    # y feeds an affine (not a graph output), so the pool keeps an asymmetric input: a padded
+    # pool pads with its zero point (issue 17; NNTool forced it symmetric)
     scale = helper.make_node("Mul", ["y", "k"], ["z"])
     x = rng().normal(size=(3, 4, 9, 9)).astype(np.float32)
-    if not pad:
-        x = np.maximum(x, 0)  # min exactly 0: an asymmetric input (no padding: allowed)
+    x = np.maximum(x, 0)  # min exactly 0: an asymmetric input
     k1 = {"k": np.ones((4, 1, 1))}
     r = Run(build(tmp_path, [node, scale], {"x": x.shape}, k1, ("z",)), {"x": x})
     qx = r.q("x")
     assert r.q("y") == qx  # same qtype in and out
-    assert (qx.zero_point == 0) == bool(pad)
-    if pad:
-        assert "pool with padding" in (qx.forced_by or "")
-    np.testing.assert_array_equal(r.out(), ref_avg_pool(r.xq["x"], k, s, pad, bool(include_pad)))
+    assert qx.zero_point == -128 and qx.forced_by is None
+    want = ref_avg_pool(r.xq["x"], k, s, pad, bool(include_pad), qx.zero_point)
+    np.testing.assert_array_equal(r.out(), want)
     r.assert_close(lsb=1.5)
 
 
-def test_global_average_pool(tmp_path: Path) -> None:
+@pytest.mark.parametrize("asym", [False, True])
+def test_global_average_pool(tmp_path: Path, asym: bool) -> None:
     node = helper.make_node("GlobalAveragePool", ["x"], ["y"])
     x = (rng(1).normal(size=(4, 6, 5, 7)) + 0.3).astype(np.float32)
     x[0, 0] = -3.0  # a negative mean: exercises the truncating C division
+    if asym:  # min exactly 0: an asymmetric input, its zero point subtracted (issue 17)
+        x = x - x.min()
     r = Run(build(tmp_path, [node], {"x": x.shape}), {"x": x})
     si, so = float(r.q("x").scale), float(r.q("y").scale)
-    assert r.q("x").zero_point == 0 and "global average pool" in (r.q("x").forced_by or "")
+    zp = r.q("x").zero_point
+    assert (zp != 0) is asym and r.q("x").forced_by is None
     m, n = multiplier(si / (so * 128), 1)
     xq = r.xq["x"]
     ref = np.zeros((4, 6, 1, 1), np.int64)
     for b in range(4):
         for c in range(6):
-            total = int(xq[b, c].sum()) << 7
+            total = (int(xq[b, c].sum()) - zp * 35) << 7
             t = abs(total) // 35 * (1 if total >= 0 else -1)  # C division truncates
             ref[b, c, 0, 0] = c8(rn(t * m, n))
     np.testing.assert_array_equal(r.out(), ref)
