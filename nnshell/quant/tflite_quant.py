@@ -110,6 +110,9 @@ def quantize_from_file(
     nnshell's per-channel scales ``max|w|/127`` are the file's. Then the normal SQ8 quantizer
     runs: requantization uses nnshell's multiplier rule from these scales, with ``mult_bits``-bit
     conv/linear multipliers (30: TFLite's precision; 8: SQ8's rule, what GAP's kernels take).
+    Padded convs and pools pad with the zero point, as TFLite does, except with 8-bit
+    multipliers: the AutoTiler's kernels pad with code 0, so their inputs are made symmetric
+    then (NNTool's rule, ``aquant --nntool_padding``; docs/quantization.md).
     """
     from nnshell.input.formatter import fixed_qtypes
     from nnshell.ops import get_op
@@ -143,7 +146,9 @@ def quantize_from_file(
         )
     # A graph output is symmetric in SQ8 by convention only (no kernel needs it): -q keeps the
     # file's output qtype, as NNTool does, so the outputs' codes are the interpreter's.
-    req = {t: why for t, why in symmetric_requirements(graph).items() if why != "graph output"}
+    nntool_padding = mult_bits <= 8  # GAP's kernels: NNTool's padding rule too
+    req = symmetric_requirements(graph, nntool_padding)
+    req = {t: why for t, why in req.items() if why != "graph output"}
     producers = {o: n for n in graph.nodes for o in n.outputs}
     for t, node in producers.items():  # SQ8 kernels whose own output is symmetric (add, tanh)
         op = get_op(node.op)
@@ -162,7 +167,7 @@ def quantize_from_file(
             fixed[t] = qt
     fixed.update(fixed_qtypes(graph))
     stats = {t: TensorStats(min=lo, max=hi, count=1) for t, (lo, hi) in ranges.items()}
-    opts = QuantOptions(relun_range=relun_range, mult_bits=mult_bits)
+    opts = QuantOptions(relun_range=relun_range, mult_bits=mult_bits, nntool_padding=nntool_padding)
     qstate = quantize_graph(graph, stats, opts, fixed)
     for t, qt in qtypes.items():
         got = qstate.tensors.get(t)

@@ -182,14 +182,22 @@ def test_load_quantization_with_8bit_multipliers_is_sq8s_rule(tmp_path: Path) ->
 
 
 def test_load_quantization_on_depthwise_separable_layers() -> None:
-    """Padded convs need symmetric inputs in SQ8: those tensors keep the file's range only
-    (the notes say so), the others its qtype; MEAN over H, W is a global average pool."""
+    """Padded convs pad with the input zero point, as TFLite does (issue 17): their inputs keep
+    the file's qtype, zero point included; MEAN over H, W is a global average pool."""
+    from nnshell.ops import get_op
+
     path = TFLITE_DIR / "dw_block_int8.tflite"
     s = Session()
     s.open(str(path), load_quantization=True)
     s.adjust()
     out = s.fusions("scale8")
-    assert any("(conv with padding) needs 0" in n for n in out.notes)
+    assert not any("with padding) needs 0" in n for n in out.notes), out.notes
+    fq = s.graph.meta["tflite_quant"]
+    padded = [n for n in s.graph.nodes if get_op(n.op).q_padded_input(n, 0) == "conv with padding"]
+    kept = [n.inputs[0] for n in padded if fq.get(n.inputs[0], {}).get("zero_point", [0])[0]]
+    assert kept, "no padded conv reads a tensor with a zero point in the file"
+    for t in kept:
+        assert s.qstate.tensors[t].zero_point == fq[t]["zero_point"][0]
     assert [n.op for n in s.graph.nodes].count("GlobalAveragePool") == 1
     x = np.random.default_rng(3).uniform(-1, 1, (100, 16, 16, 3)).astype(np.float32)
     ag = quantized_agreement(path, x)
