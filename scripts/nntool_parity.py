@@ -4,7 +4,7 @@
 
 The flow, in both tools: open MODEL, ``adjust``, ``fusions --scale8`` (``--pow2``), ``set
 input_norm_func NORM``, ``aquant IMAGES -s SQ8`` (``-s POW2``; ``-T`` for image files: they are
-HWC), ``gen`` with the tensors. NNTool runs through ``../shared/tools/nntool.sh`` (``--nntool``
+HWC; nnshell adds ``--nntool_padding``, NNTool's rule), ``gen`` with the tensors. NNTool runs through ``../shared/tools/nntool.sh`` (``--nntool``
 overrides), which needs ``SDK_REPO``: without it the script prints one line and exits 0. IMAGES is
 a folder or a glob.
 
@@ -140,7 +140,8 @@ def run_nnshell(
     s.set("input_transpose", "true" if images[0].lower().endswith(IMAGE_EXT) else "false")
     s.adjust()
     s.fusions("scale8" if scheme == "SQ8" else "pow2")
-    s.aquant(images, scheme=scheme, bits=16)
+    # NNTool's padding rule (padded-layer inputs symmetric): what its AutoTiler kernels take
+    s.aquant(images, scheme=scheme, bits=16, nntool_padding=scheme == "SQ8")
     qs = {}
     if scheme == "POW2":
         qs = {name: node_qs(nq) for name, nq in s.qstate.nodes.items()}
