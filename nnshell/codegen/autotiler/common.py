@@ -207,6 +207,16 @@ def _pool_head(graph: Any, node: Node) -> _PoolHead:
     return _PoolHead(rest, head, x_shape, fwh, args, name)
 
 
+def _linear_dims(graph: Any, node: Node, nq: Any) -> tuple[list[Any], int, int]:
+    """A linear layer's fused activation parts and its (in, out) sizes; a fused pool is
+    refused (no linear generator takes one)."""
+    rest, _ = _act_parts(node)
+    if any(is_window_pool(p.op) for p in rest):
+        raise AutoTilerError(f"{node.name}: a pool after a linear layer is not expressible")
+    in_dim = int(np.prod(graph.tensors[node.inputs[0]].shape[1:]))
+    return rest, in_dim, int(nq.consts["weights"].shape[0])
+
+
 def _pad_ctrl(pads: Sequence[int], node_name: str) -> list[tuple[str, str]]:
     """``PADTYPE`` control when the padding is not balanced (begin vs end)."""
     nd = len(pads) // 2

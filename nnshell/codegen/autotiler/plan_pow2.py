@@ -16,6 +16,7 @@ from nnshell.codegen.autotiler.common import (
     Kernel,
     _act_parts,
     _hw,
+    _linear_dims,
     _op_name,
     _pool_head,
     _short_const,
@@ -249,12 +250,7 @@ class Pow2Planning(PlannerBase):
 
     def linear_pow2(self, node: Node, step: int) -> Kernel:
         nq = self.nq(node)
-        rest, _ = _act_parts(node)
-        if any(is_window_pool(p.op) for p in rest):
-            raise AutoTilerError(f"{node.name}: a pool after a linear layer is not expressible")
-        x = self.graph.tensors[node.inputs[0]]
-        in_dim = int(np.prod(x.shape[1:]))
-        out_dim = int(nq.consts["weights"].shape[0])
+        rest, in_dim, out_dim = _linear_dims(self.graph, node, nq)
         act, bound = _activation_pow2(rest, nq.out_q, node.name)
         name = _op_name(node) if act != "KOP_NONE" else f"Linear_{out_dim}x{in_dim}"
         cname = self.unique(f"S{step}_{name}", step)

@@ -18,11 +18,11 @@ from nnshell.codegen.autotiler.common import (
     _act_parts,
     _describe_q,
     _hw,
+    _linear_dims,
     _op_name,
     _pool_head,
     _short_const,
     is_average_pool,
-    is_window_pool,
 )
 from nnshell.codegen.autotiler.plan_base import PlannerBase
 from nnshell.ir import Node
@@ -124,13 +124,7 @@ class Sq8Planning(PlannerBase):
 
     def linear(self, node: Node, step: int) -> Kernel:
         nq = self.nq(node)
-        rest, _ = _act_parts(node)
-        if any(is_window_pool(p.op) for p in rest):
-            raise AutoTilerError(f"{node.name}: a pool after a linear layer is not expressible")
-        x = self.graph.tensors[node.inputs[0]]
-        wq = nq.consts["weights"]
-        in_dim = int(np.prod(x.shape[1:]))
-        out_dim = int(wq.shape[0])
+        rest, in_dim, out_dim = _linear_dims(self.graph, node, nq)
         act = self._act(rest, nq, node)
         # NNTool names a lone linear layer by its shape, a linear+activation fusion by its node
         name = _op_name(node) if act else f"Linear_{out_dim}x{in_dim}"
