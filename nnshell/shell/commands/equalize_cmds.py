@@ -9,7 +9,7 @@ from typing import Any
 import cmd2
 
 from nnshell.shell.commands.base import NnCommandSet
-from nnshell.shell.commands.common import add_input_options, input_overrides
+from nnshell.shell.commands.common import add_input_options
 from nnshell.shell.parser import NnArgumentParser
 
 
@@ -94,8 +94,7 @@ class EqualizeCommands(NnCommandSet):
         from nnshell.tune.bcorr import bcorr
 
         session = self.app.session
-        opts = session.input_options(**input_overrides(args))
-        self.app.warn_input_drift(opts)
+        opts = self.image_options(args)
         with image_progress("correcting") as progress:
             res = bcorr(session, args.files, opts, progress)
         worst = max(res.corrected.values(), default=0.0)
