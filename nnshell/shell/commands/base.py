@@ -39,6 +39,11 @@ class NnCommandSet(cmd2.CommandSet):  # type: ignore[type-arg]
             self.app.warn_input_drift(opts)
         return opts
 
+    def notes(self, lines: Any) -> None:
+        """Print each line as ``note: …`` (what a command chose or skipped, not a warning)."""
+        for line in lines:
+            self.app.poutput(f"note: {line}")
+
     def emit(self, blocks: list[Any]) -> None:
         """Print a renderer's blocks in order: strings as output lines, the rest as tables."""
         for block in blocks:

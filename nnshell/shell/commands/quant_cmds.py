@@ -153,8 +153,7 @@ class QuantCommands(NnCommandSet):
             else f"calibrated on {out.images} image(s)"
         )
         self.app.poutput(f"aquant: {out.options.describe()}; {how}. Use qshow to see the result.")
-        for note in kept:
-            self.app.poutput(f"note: {note}")
+        self.notes(kept)
         for warning in getattr(self.app.session.qstate, "warnings", []):
             self.app.poutput(f"warning: {warning}")
 
