@@ -21,7 +21,7 @@ OUT = ROOT / "nnshell" / "importers" / "onnx_attr_types.json"
 
 
 def build() -> dict:
-    """``{"max_opset": N, "ops": {op: [[since_version, {attr: type}], ...]}}`` (versions ascending)."""
+    """``{"max_opset": N, "ops": {op: [[since, {attr: type}], ...]}}``, versions ascending."""
     import onnx.defs
 
     from nnshell.ops import supported_onnx_types
