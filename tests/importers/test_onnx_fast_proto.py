@@ -104,9 +104,9 @@ def test_attribute_table_agrees_with_onnx_schemas() -> None:
     from nnshell.ops import supported_onnx_types
 
     table = onnx_proto._attr_table()
-    assert set(table["ops"]) == {
-        op for op in supported_onnx_types() if onnx.defs.has(op)
-    }, "run scripts/make_onnx_attr_table.py after adding an operator"
+    assert set(table["ops"]) == {op for op in supported_onnx_types() if onnx.defs.has(op)}, (
+        "run scripts/make_onnx_attr_table.py after adding an operator"
+    )
     checked = 0
     for op in table["ops"]:
         for version in range(1, table["max_opset"] + 3):
