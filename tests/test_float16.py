@@ -109,7 +109,7 @@ def test_ordered_kernels_are_within_the_float32_summation_bound() -> None:
     x = rng.standard_normal((2, 3, 9, 8)).astype(np.float32)
     w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
     b = rng.standard_normal(4).astype(np.float32)
-    y = conv2d_ordered(x, w, b, (3, 3), (2, 1), (1, 1), (1, 1, 1, 1), (5, 8), 1)
+    y = conv2d_ordered(x, w, b, ((3, 3), (2, 1), (1, 1), (1, 1, 1, 1), (5, 8)), 1)
     # float64 reference of the same conv (pads 1, strides (2,1)) and of sum |w x|
     xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (1, 1), (1, 1)))
     ref = np.zeros((2, 4, 5, 8))

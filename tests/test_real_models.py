@@ -42,13 +42,17 @@ def test_pp_ocr_cls_end_to_end(tmp_path: Path) -> None:
     # the written-out HardSwish (Add, Clip, Mul, Div) became one activation fused into its conv
     assert not {"Div", "Clip"} & set(r.fused_ops) and r.fused_ops["Conv+HardSwish"] >= 17
     assert r.float_max_diff is not None and r.float_max_diff < 1e-4
+    # the peer: onnxruntime's own int8 on the same photos, and both held out
+    assert r.ort_int8_error is None and r.ort_int8_db is not None
+    assert all(5 < db < 60 for db in r.ort_int8_db), r.ort_int8_db
     for s in r.schemes:
         if s.error is not None:  # a refusal: one line listing every layer, before calibration
             assert "\n" not in s.error and "layer(s) cannot be quantized in" in s.error
             assert "aquant" in s.times and s.times["aquant"] < 30
         else:
             assert s.qsnr_db is not None and s.qsnr_db > 10
+            assert s.held_out_db is not None and s.held_out_db > 10
             assert s.param_bytes and s.act_bytes
             assert s.verify is not None and not s.verify.startswith("error"), s.verify
     text = bench.render([r])
-    assert spec.title in text and "| SQ8 |" in text
+    assert spec.title in text and "| SQ8 |" in text and "onnxruntime int8" in text

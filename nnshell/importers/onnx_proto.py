@@ -95,11 +95,37 @@ def full() -> ModuleType:
     return onnx
 
 
+_ATTR_TABLE: dict[str, Any] | None = None
+
+
+def _attr_table() -> dict[str, Any]:
+    """``onnx_attr_types.json`` (scripts/make_onnx_attr_table.py); empty if unreadable."""
+    global _ATTR_TABLE
+    if _ATTR_TABLE is None:
+        import json
+
+        try:
+            _ATTR_TABLE = json.loads((Path(__file__).parent / "onnx_attr_types.json").read_text())
+        except (OSError, ValueError):
+            _ATTR_TABLE = {}
+    return _ATTR_TABLE
+
+
 def schema_attr_types(op_type: str, version: int) -> dict[str, int]:
     """Attribute name -> AttributeProto type that the ONNX schema of ``op_type`` declares.
 
-    Raises whatever ``onnx.defs.get_schema`` raises for an unknown op or opset.
+    The schema in force at opset ``version`` is the one with the largest ``since_version`` not
+    above it. Operators nnshell imports are answered from a table written from onnx's schemas
+    (loading onnx's C++ extension costs ~30 ms of start-up); anything else, or an opset newer
+    than the table's, asks the extension. Raises whatever ``onnx.defs.get_schema`` raises for an
+    unknown op or opset.
     """
+    table = _attr_table()
+    versions = table.get("ops", {}).get(op_type)
+    if versions and version <= table.get("max_opset", 0):
+        found = [types for since, types in versions if since <= version]
+        if found:
+            return dict(found[-1])
     defs = _module(_CPP, "onnx_cpp2py_export*.so").defs
     schema = defs.get_schema(op_type, version, "")
     return {k: int(v.type.value) for k, v in schema.attributes.items()}

@@ -32,7 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -470,6 +470,18 @@ def _npy_header(fh: Any, name: str) -> tuple[tuple[int, ...], bool, np.dtype]:
     return tuple(int(d) for d in shape), bool(fortran), dtype
 
 
+def _read_exact(fh: BinaryIO, nbytes: int, name: str) -> bytes:
+    """``nbytes`` already checked against the file's size: a read error or a file that shrank
+    since is one clear ``ImageError`` naming the file."""
+    try:
+        data = fh.read(nbytes)
+    except OSError as exc:
+        raise ImageError(f"cannot read '{name}': {exc.strerror or exc}") from None
+    if len(data) != nbytes:
+        raise ImageError(f"'{name}' shrank while being read")
+    return data
+
+
 def _read_npy(path: str, opts: InputOptions) -> np.ndarray:
     """A ``.npy`` input read bounded: the header is checked against the file's size before a
     byte of data is read, so a header claiming a huge shape allocates nothing."""
@@ -494,12 +506,7 @@ def _read_npy(path: str, opts: InputOptions) -> np.ndarray:
                 f"'{name}' claims shape {shape} of {dtype} ({nbytes:,} bytes) but holds "
                 f"{max(held, 0):,} bytes (corrupt or truncated)"
             )
-        try:
-            data = fh.read(nbytes)
-        except OSError as exc:
-            raise ImageError(f"cannot read '{name}': {exc.strerror or exc}") from None
-    if len(data) != nbytes:
-        raise ImageError(f"'{name}' shrank while being read")
+        data = _read_exact(fh, nbytes, name)
     arr = np.frombuffer(data, dtype).reshape(shape, order="F" if fortran else "C")
     return arr.astype(np.float32)
 
@@ -518,12 +525,7 @@ def _read_raw(path: str, opts: InputOptions, expected: tuple[int, ...]) -> np.nd
                 f"'{name}' has {st.st_size} bytes, the input {expected} of {dt} needs {want}",
                 hint="-F to set the raw element type",
             )
-        try:
-            data = fh.read(want)
-        except OSError as exc:
-            raise ImageError(f"cannot read '{name}': {exc.strerror or exc}") from None
-    if len(data) != want:
-        raise ImageError(f"'{name}' shrank while being read")
+        data = _read_exact(fh, want, name)
     return np.frombuffer(data, dt).astype(np.float32).reshape(expected)
 
 

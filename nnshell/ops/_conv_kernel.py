@@ -10,12 +10,10 @@ without importing ``conv`` back.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from nnshell.ops._shapes import pad_for_windows, window_offsets
+from nnshell.ops._shapes import WindowGeometry, pad_for_windows, window_offsets
 
 #: Column-matrix size per batch chunk (kept cache-sized) and the fewest matmul columns wanted.
 _COLS_BYTES = 1 << 19
@@ -26,14 +24,11 @@ def conv_float(
     x: np.ndarray,
     w: np.ndarray,
     b: np.ndarray | None,
-    kernel: Sequence[int],
-    strides: Sequence[int],
-    dil: Sequence[int],
-    pads: Sequence[int],
-    outs: Sequence[int],
+    geometry: WindowGeometry,
     group: int,
 ) -> np.ndarray:
     """Convolve a batched NC... array; exposed for fused ops that reuse it."""
+    kernel, strides, _, pads, outs = geometry
     n, c = x.shape[:2]
     m, cg = w.shape[:2]
     nd = len(kernel)
@@ -43,7 +38,7 @@ def conv_float(
     x = x.astype(dtype, copy=False)
     w = w.astype(dtype, copy=False)
     if cg == 1 and mg == 1:
-        y = _depthwise(x, w, kernel, strides, dil, pads, outs)
+        y = _depthwise(x, w, geometry)
     elif all(k == 1 for k in kernel) and not any(pads):
         # 1x1: a plain matmul on the (strided) input, no column matrix at all
         if any(s != 1 for s in strides):
@@ -51,7 +46,7 @@ def conv_float(
         xs = x.reshape(n, group, cg, npix)  # copies only when strided
         y = np.matmul(w.reshape(group, mg, cg), xs).reshape((n, m) + tuple(outs))
     else:
-        return _conv_im2col(x, w, b, kernel, strides, dil, pads, outs, group)
+        return _conv_im2col(x, w, b, geometry, group)
     if b is not None:
         y += b.astype(dtype, copy=False).reshape((1, m) + (1,) * nd)
     return y
@@ -61,11 +56,7 @@ def _conv_im2col(
     x: np.ndarray,
     w: np.ndarray,
     b: np.ndarray | None,
-    kernel: Sequence[int],
-    strides: Sequence[int],
-    dil: Sequence[int],
-    pads: Sequence[int],
-    outs: Sequence[int],
+    geometry: WindowGeometry,
     group: int,
 ) -> np.ndarray:
     """General convolution: column matrix + one matmul per group, a few images at a time.
@@ -77,6 +68,7 @@ def _conv_im2col(
     ``(c, i, j)`` is then the flattened padded input shifted by ``i·W + j``, so it is copied as
     long contiguous runs, and the ``kw - 1`` junk columns per output row are dropped afterwards.
     """
+    kernel, strides, dil, pads, outs = geometry
     n, c = x.shape[:2]
     m, cg = w.shape[:2]
     nd = len(kernel)
@@ -133,13 +125,10 @@ def _conv_im2col(
 def _depthwise(
     x: np.ndarray,
     w: np.ndarray,
-    kernel: Sequence[int],
-    strides: Sequence[int],
-    dil: Sequence[int],
-    pads: Sequence[int],
-    outs: Sequence[int],
+    geometry: WindowGeometry,
 ) -> np.ndarray:
     """One filter per channel: accumulate ``w[c, k] · x[n, c, shifted by k]`` over offsets."""
+    kernel, strides, dil, pads, outs = geometry
     n, c = x.shape[:2]
     nd = len(kernel)
     xp = pad_for_windows(x, kernel, strides, dil, pads, outs)

@@ -20,11 +20,12 @@ derives between them is 0 ulp. :class:`FloatType` stands where an integer layer 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from nnshell.ops._shapes import WindowGeometry
 
 #: The float types a layer may be stored in, with their C type code (nn_float.h).
 FLOAT_TYPES = {"bfloat16": 1, "float16": 2, "float32": 3}
@@ -132,22 +133,18 @@ def conv2d_ordered(
     x: np.ndarray,
     w: np.ndarray,
     b: np.ndarray | None,
-    kernel: Sequence[int],
-    strides: Sequence[int],
-    dil: Sequence[int],
-    pads: Sequence[int],
-    outs: Sequence[int],
+    geometry: WindowGeometry,
     group: int,
 ) -> np.ndarray:
     """A 1-D or 2-D convolution in float32, accumulated as ``nn_f_conv`` does.
 
     ``acc = bias; for ci, ky, kx: acc += w * x`` (a padded position reads +0.0): one float32
     multiply and one float32 add per step, vectorised over the batch and every output."""
+    kernel, strides, dil, pads, outs = geometry
     if len(kernel) == 1:
         x, w = x[:, :, None, :], w[:, :, None, :]
-        kernel, strides, dil = (1, *kernel), (1, *strides), (1, *dil)
-        pads, outs = (0, pads[0], 0, pads[1]), (1, *outs)
-        return conv2d_ordered(x, w, b, kernel, strides, dil, pads, outs, group)[:, :, 0, :]
+        as_2d = ((1, *kernel), (1, *strides), (1, *dil), (0, pads[0], 0, pads[1]), (1, *outs))
+        return conv2d_ordered(x, w, b, as_2d, group)[:, :, 0, :]
     x = np.asarray(x, np.float32)
     w = np.asarray(w, np.float32)
     n, cin, h, wd = x.shape

@@ -11,6 +11,11 @@ import numpy as np
 
 from nnshell.errors import ShapeError
 
+#: A window op's geometry as the kernels take it: ``(kernel, strides, dilations, explicit pads
+#: [begins…, ends…], output sizes)``, one entry per spatial axis in each (``conv_geometry``,
+#: ``pool_geometry``, a quantized conv's ``info["geometry"]``).
+WindowGeometry = Sequence[Sequence[int]]
+
 
 @dataclass(frozen=True)
 class ConvWindowAttrs:

@@ -123,13 +123,13 @@ def exact_conv(x: np.ndarray, wq: np.ndarray, geometry: tuple[Any, ...], group: 
     ft = exact_float_dtype(cg, per_channel, 1)
     if ft is np.float32 or group != 1 or per_channel > _F32_EXACT:
         ft = ft or np.float64
-        return conv_float(x.astype(ft), wq.astype(ft), None, *geometry, group)
+        return conv_float(x.astype(ft), wq.astype(ft), None, geometry, group)
     step = -(-cg // -(-cg // (_F32_EXACT // per_channel)))  # equal slices, each exact
     acc = np.zeros((), np.float64)
     for c0 in range(0, cg, step):
         xs = x[:, c0 : c0 + step].astype(np.float32)
         ws = wq[:, c0 : c0 + step].astype(np.float32)
-        acc = acc + conv_float(xs, ws, None, *geometry, 1)  # exact: |sum| < 2^53
+        acc = acc + conv_float(xs, ws, None, geometry, 1)  # exact: |sum| < 2^53
     return acc
 
 

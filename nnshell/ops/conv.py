@@ -93,8 +93,7 @@ class Conv(OpDef):
         x, w = xs[0], xs[1]
         assert x is not None and w is not None
         b = xs[2] if len(xs) > 2 else None
-        kernel, strides, dil, pads, outs = conv_geometry(node, x.shape, w.shape)
-        return [conv_float(x, w, b, kernel, strides, dil, pads, outs, node.attrs.group)]
+        return [conv_float(x, w, b, conv_geometry(node, x.shape, w.shape), node.attrs.group)]
 
     def run_float_t(self, node: Node, *xs: np.ndarray | None) -> list[np.ndarray]:
         """Float layer: float32 accumulated in the C runtime's order (``ops._float``)."""
@@ -103,10 +102,10 @@ class Conv(OpDef):
         x, w = xs[0], xs[1]
         assert x is not None and w is not None
         b = xs[2] if len(xs) > 2 else None
-        kernel, strides, dil, pads, outs = conv_geometry(node, x.shape, w.shape)
-        if len(kernel) > 2:
+        geometry = conv_geometry(node, x.shape, w.shape)
+        if len(geometry[0]) > 2:
             return super().run_float_t(node, *xs)
-        return [conv2d_ordered(x, w, b, kernel, strides, dil, pads, outs, node.attrs.group)]
+        return [conv2d_ordered(x, w, b, geometry, node.attrs.group)]
 
     def macs(self, node: Node, ins: Sequence[TensorInfo | None], outs: Sequence[TensorInfo]) -> int:
         w = ins[1]
@@ -153,13 +152,10 @@ class Conv(OpDef):
         """``clip_bits(shift_round(Σ w·rnorm(x, in_shift) + (b << bias_shift), out_shift))``."""
         x = xs[0]
         assert x is not None
-        kernel, strides, dil, pads, outs = nq.info["geometry"]
         wq = nq.consts["weights"]
         ft = _pow2.float_type(int(np.prod(wq.shape[1:])), _pow2.bits_of(nq), node.name)
         xf = _pow2.pre_shift(x, nq).astype(ft)
-        acc = conv_float(
-            xf, wq.astype(ft), None, kernel, strides, dil, pads, outs, node.attrs.group
-        )
+        acc = conv_float(xf, wq.astype(ft), None, nq.info["geometry"], node.attrs.group)
         return [_pow2.weighted_output(acc, nq)]
 
     def emit_c_pow2(self, node: Node, nq: NodeQuant, ctx: Any) -> str:

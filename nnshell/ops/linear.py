@@ -7,7 +7,7 @@ Gemm(transB) and MatMul+Add into Linear and drop that Flatten.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -19,6 +19,15 @@ from nnshell.ops.registry import OpDef, register
 from nnshell.quant.fixed_point import int_matmul_exact
 from nnshell.quant.fixed_pow2 import Pow2Context
 from nnshell.quant.qrecord import NodeQuant, QuantContext
+
+
+def _quantize_linear(ctx: Any, quantize_weighted: Callable[..., NodeQuant]) -> NodeQuant:
+    """The scheme's weighted-layer quantizer over the constant weights (fan-in: the input
+    size), as ``conv._quantize_conv`` is for convolutions."""
+    w = ctx.const(1)
+    if w is None:
+        raise QuantizationError(f"{ctx.node.name}: linear weights are not constant")
+    return quantize_weighted(ctx, w, ctx.const(2), int(w.shape[1]))
 
 
 @register
@@ -76,10 +85,7 @@ class Linear(OpDef):
 
     def quantize_sq8(self, ctx: QuantContext) -> NodeQuant:
         """Per-channel int8 weights, int32 bias, (M, N) per output (SQ8.md §3-4)."""
-        w = ctx.const(1)
-        if w is None:
-            raise QuantizationError(f"{ctx.node.name}: linear weights are not constant")
-        return _sq8.quantize_weighted(ctx, w, ctx.const(2), int(w.shape[1]))
+        return _quantize_linear(ctx, _sq8.quantize_weighted)
 
     def run_int(self, node: Node, nq: NodeQuant, *xs: np.ndarray | None) -> list[np.ndarray]:
         """``clip8(rnorm((Bq + off + Wq·Xq)·M, N))`` with an exact BLAS product."""
@@ -102,10 +108,7 @@ class Linear(OpDef):
     # -- POW2 (POW2.md "Conv / linear") ---------------------------------------------------------
     def quantize_pow2(self, ctx: Pow2Context) -> NodeQuant:
         """Weights at ``q_w``, biases at ``q_b`` and the shifts, under the accumulator budget."""
-        w = ctx.const(1)
-        if w is None:
-            raise QuantizationError(f"{ctx.node.name}: linear weights are not constant")
-        return _pow2.quantize_weighted(ctx, w, ctx.const(2), int(w.shape[1]))
+        return _quantize_linear(ctx, _pow2.quantize_weighted)
 
     def run_int_pow2(self, node: Node, nq: NodeQuant, *xs: np.ndarray | None) -> list[np.ndarray]:
         """``clip_bits(shift_round(W·rnorm(x, in_shift) + (b << bias_shift), out_shift))``."""

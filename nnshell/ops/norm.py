@@ -95,16 +95,21 @@ class BatchNormalization(OpDef):
     # A per-channel affine: unpadded, so an asymmetric input is fine and the output may be too.
     q_asym_output = True
 
-    def quantize_sq8(self, ctx: QuantContext) -> NodeQuant:
-        """``y[c] = s[c]·x + t[c]`` (``s, t`` from :meth:`folded`) as a depthwise 1×1 conv with
-        ``K = 1``: int8 weights ``Wq[c]`` (``Sw[c] = |s[c]|/127``), int32 bias at ``Si·Sw[c]``
-        plus the zero-point offsets, ``(M[c], N[c])`` from ``Si·Sw[c]/So`` (SQ8 §3-§4)."""
+    def _folded_consts(self, ctx: QuantContext | Pow2Context) -> tuple[np.ndarray, np.ndarray]:
+        """The float64 ``(s, t)`` of :meth:`folded` from the node's constant parameters (both
+        schemes quantize this per-channel affine)."""
         consts = [ctx.const(i) for i in range(1, 5)]
         if any(c is None for c in consts):
             raise QuantizationError(f"{ctx.node.name}: BatchNormalization parameters not constant")
         scale, b, mean, var = (np.asarray(c) for c in consts)
         mul, add = self.folded(ctx.node, scale, b, mean, var)
-        return affine_quantize(ctx, mul.astype(np.float64), add.astype(np.float64))
+        return mul.astype(np.float64), add.astype(np.float64)
+
+    def quantize_sq8(self, ctx: QuantContext) -> NodeQuant:
+        """``y[c] = s[c]·x + t[c]`` (``s, t`` from :meth:`folded`) as a depthwise 1×1 conv with
+        ``K = 1``: int8 weights ``Wq[c]`` (``Sw[c] = |s[c]|/127``), int32 bias at ``Si·Sw[c]``
+        plus the zero-point offsets, ``(M[c], N[c])`` from ``Si·Sw[c]/So`` (SQ8 §3-§4)."""
+        return affine_quantize(ctx, *self._folded_consts(ctx))
 
     def run_int(self, node: Node, nq: NodeQuant, *xs: np.ndarray | None) -> list[np.ndarray]:
         """``clip8(rnorm((x·Wq[c] + bias_total[c])·M[c], N[c]))`` per channel (axis 1)."""
@@ -118,12 +123,7 @@ class BatchNormalization(OpDef):
     # -- POW2: the same per-channel affine as a depthwise 1x1 conv (issue 17) ---------------------
     def quantize_pow2(self, ctx: Pow2Context) -> NodeQuant:
         """``y[c] = s[c]·x + t[c]`` with POW2 weights / bias / shifts (``K = 1``, POW2.md)."""
-        consts = [ctx.const(i) for i in range(1, 5)]
-        if any(c is None for c in consts):
-            raise QuantizationError(f"{ctx.node.name}: BatchNormalization parameters not constant")
-        scale, b, mean, var = (np.asarray(c) for c in consts)
-        mul, add = self.folded(ctx.node, scale, b, mean, var)
-        return _elt.p2_affine_quantize(ctx, 0, mul.astype(np.float64), add.astype(np.float64))
+        return _elt.p2_affine_quantize(ctx, 0, *self._folded_consts(ctx))
 
     def run_int_pow2(self, node: Node, nq: NodeQuant, *xs: np.ndarray | None) -> list[np.ndarray]:
         """``clip(shift_round(x·w[c] + (b[c] << bias_shift), out_shift))`` per channel."""

@@ -19,7 +19,7 @@ Concat shifts each input to the output's Q.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -192,6 +192,23 @@ class AxisAttrs:
     axis: int = 1
 
 
+def _concat_inputs(ctx: QuantContext | Pow2Context) -> Iterator[tuple[int, Any]]:
+    """``(k, qtype)`` of each quantized input of a Concat, in order; a constant input (a
+    named input without a qtype) is refused when it is reached."""
+    for k, q in enumerate(ctx.in_q):
+        if q is None:
+            if ctx.node.inputs[k]:
+                raise QuantizationError(f"{ctx.node.name}: Concat of a constant is not quantized")
+            continue
+        yield k, q
+
+
+def _refuse_const_codes(node: Node, xs: Sequence[np.ndarray | None]) -> None:
+    """A Concat's integer run needs codes for every named input (no constant input)."""
+    if any(x is None for x, i in zip(xs, node.inputs, strict=False) if i):
+        raise QuantizationError(f"{node.name}: Concat of a constant is not quantized")
+
+
 @register
 class Concat(_Shape):  # not a passthrough: its inputs are unified by the quantizer
     """Join inputs along a non-batch axis (constants are repeated over the batch)."""
@@ -242,21 +259,14 @@ class Concat(_Shape):  # not a passthrough: its inputs are unified by the quanti
         ``clip8(rnorm((x - Zi)·M, N) + Zo)`` (``m = Si/So``), stored as ``in<k>_*`` constants.
         """
         consts: dict[str, np.ndarray] = {}
-        for k, q in enumerate(ctx.in_q):
-            if q is None:
-                if ctx.node.inputs[k]:
-                    raise QuantizationError(
-                        f"{ctx.node.name}: Concat of a constant is not quantized"
-                    )
-                continue
+        for k, q in _concat_inputs(ctx):
             for key, val in rescale_params(q, ctx.out_q, ctx.node.name).items():
                 consts[key.replace("rescale", f"in{k}")] = val
         return NodeQuant(list(ctx.in_q), ctx.out_q, consts)
 
     def run_int(self, node: Node, nq: NodeQuant, *xs: np.ndarray | None) -> list[np.ndarray]:
         """Concatenate the codes (each input rescaled first when its qtype differs)."""
-        if any(x is None for x, i in zip(xs, node.inputs, strict=False) if i):
-            raise QuantizationError(f"{node.name}: Concat of a constant is not quantized")
+        _refuse_const_codes(node, xs)
         ys = [None if x is None else rescale_int(x, nq.consts, f"in{k}") for k, x in enumerate(xs)]
         return self.run_float(node, *ys)
 
@@ -267,21 +277,12 @@ class Concat(_Shape):  # not a passthrough: its inputs are unified by the quanti
     # -- POW2 ----------------------------------------------------------------------------------
     def quantize_pow2(self, ctx: Pow2Context) -> NodeQuant:
         """One common Q (the quantizer ties the inputs); a shift per input that differs anyway."""
-        shifts = []
-        for k, q in enumerate(ctx.in_q):
-            if q is None:
-                if ctx.node.inputs[k]:
-                    raise QuantizationError(
-                        f"{ctx.node.name}: Concat of a constant is not quantized"
-                    )
-                continue
-            shifts.append(q_of(q) - q_of(ctx.out_q))
+        shifts = [q_of(q) - q_of(ctx.out_q) for _, q in _concat_inputs(ctx)]
         return _pow2.base_nq(ctx, {"in_shifts": np.array(shifts, np.int64)})
 
     def run_int_pow2(self, node: Node, nq: NodeQuant, *xs: np.ndarray | None) -> list[np.ndarray]:
         """Concatenate ``clip_bits(shift_round(x_i, in_shifts[i]))``."""
-        if any(x is None for x, i in zip(xs, node.inputs, strict=False) if i):
-            raise QuantizationError(f"{node.name}: Concat of a constant is not quantized")
+        _refuse_const_codes(node, xs)
         shifts = iter(nq.consts["in_shifts"].tolist())
         ys = [
             None if x is None else requant(x, next(shifts), 0, nq.out_q.bits).astype(nq.out_q.dtype)

@@ -44,6 +44,18 @@ def set_input_const(graph: Graph, node: Node, idx: int, value: np.ndarray, role:
     node.inputs[idx] = new_const(graph, f"{node.name}_{role}", value.astype(np.float32))
 
 
+def swap_adjacent(graph: Graph, first: Node, second: Node) -> None:
+    """Turn ``x → first → mid → second → out`` into ``x → second → mid → first → out``.
+
+    Both nodes keep their names and attributes; only their first input and output and their
+    places in the node list change (the caller re-infers shapes once it is done)."""
+    x, mid, out = first.inputs[0], first.outputs[0], second.outputs[0]
+    second.inputs[0], second.outputs[0] = x, mid
+    first.inputs[0], first.outputs[0] = mid, out
+    i, j = graph.nodes.index(first), graph.nodes.index(second)
+    graph.nodes[i], graph.nodes[j] = second, first
+
+
 def remove_node(graph: Graph, node: Node) -> None:
     """Delete ``node``, connecting its readers to its first activation input.
 

@@ -32,6 +32,7 @@ from nnshell.passes._edit import (
     remove_node,
     set_input_const,
     sole_consumer,
+    swap_adjacent,
 )
 from nnshell.passes.base import PassResult
 
@@ -78,11 +79,7 @@ def _swap_with_unary(graph: Graph, res: PassResult) -> bool:
         after = sole_consumer(graph, nxt.outputs[0])
         if after is None or after.op not in _UNARY | {"Transpose", "Flatten", "Reshape"}:
             continue  # only move when it brings the transpose towards something it can meet
-        x, mid, out = t.inputs[0], t.outputs[0], nxt.outputs[0]
-        nxt.inputs[0], nxt.outputs[0] = x, mid
-        t.inputs[0], t.outputs[0] = mid, out
-        i, j = graph.nodes.index(t), graph.nodes.index(nxt)
-        graph.nodes[i], graph.nodes[j] = nxt, t
+        swap_adjacent(graph, t, nxt)
         reinfer(graph)
         res.edits.append(f"{t.name} moved below {nxt.name}")
         return True
@@ -169,12 +166,8 @@ def _swap_pad_transpose(graph: Graph, res: PassResult) -> bool:
         pads = np.asarray(pads, np.int64).reshape(2, -1)
         if pads.shape[1] != len(perm):
             continue
-        x, mid, out = pad.inputs[0], pad.outputs[0], t.outputs[0]
-        t.inputs[0], t.outputs[0] = x, mid
-        pad.inputs[0], pad.outputs[0] = mid, out
+        swap_adjacent(graph, pad, t)
         pad.inputs[1] = new_const(graph, f"{pad.name}_pads", pads[:, list(perm)].reshape(-1))
-        i, j = graph.nodes.index(pad), graph.nodes.index(t)
-        graph.nodes[i], graph.nodes[j] = t, pad
         reinfer(graph)
         res.edits.append(f"{t.name} moved above {pad.name}")
         return True

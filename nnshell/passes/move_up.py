@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from nnshell.ir import Graph
 from nnshell.ops.fused_act import POW2, SQ8, fusable_activations
-from nnshell.passes._edit import reinfer, sole_consumer
+from nnshell.passes._edit import reinfer, sole_consumer, swap_adjacent
 from nnshell.passes.base import PassResult, register_pass
 
 #: The pointwise activations a fusion could take (ops/fused_act.py), in either scheme.
@@ -31,11 +31,7 @@ def move_activations_up(graph: Graph) -> PassResult:
         layer = graph.producer(shp.inputs[0])
         if layer is None or layer.op not in ("Conv", "Linear", "Gemm", "MatMul"):
             continue
-        x, mid, out = shp.inputs[0], shp.outputs[0], act.outputs[0]
-        act.inputs[0], act.outputs[0] = x, mid
-        shp.inputs[0], shp.outputs[0] = mid, out
-        i, j = graph.nodes.index(shp), graph.nodes.index(act)
-        graph.nodes[i], graph.nodes[j] = act, shp
+        swap_adjacent(graph, shp, act)
         res.edits.append(f"{act.name} moved above {shp.name}")
         res.changed += 1
     if res.changed:

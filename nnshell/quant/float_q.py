@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from nnshell.ir import Graph
+from nnshell.ir import Graph, Node
 from nnshell.ops._float import FLOAT_TYPES, FloatType, to_bits
 from nnshell.quant.qrecord import NodeQuant
 from nnshell.quant.ranges import choose_range
@@ -35,6 +35,19 @@ class FloatOptions(QuantOptions):
         return f"float {self.float_type} ({width}-bit storage, float32 arithmetic, RNE stores)"
 
 
+def float_node_quant(graph: Graph, node: Node, in_q: list[Any], ft: FloatType) -> NodeQuant:
+    """A float layer's record: its float constants rounded to ``ft`` (``in<k>``), any other
+    constant (a shape, an index) unchanged (``raw<k>``), the output stored as ``ft``."""
+    consts: dict[str, np.ndarray] = {}
+    for k, name in enumerate(node.inputs):
+        c = graph.tensors[name].const if name else None
+        if c is not None and np.asarray(c).dtype.kind == "f":
+            consts[f"in{k}"] = to_bits(c, ft.ftype)
+        elif c is not None:
+            consts[f"raw{k}"] = np.asarray(c)
+    return NodeQuant(in_q, ft, consts, {"float_type": ft.ftype})
+
+
 def quantize_graph_float(
     graph: Graph, float_type: str, stats: dict[str, Any] | None = None
 ) -> QuantState:
@@ -46,16 +59,8 @@ def quantize_graph_float(
     tensors: dict[str, Any] = {t: ft for t in acts}
     nodes: dict[str, NodeQuant] = {}
     for node in graph.nodes:
-        consts: dict[str, np.ndarray] = {}
-        in_q: list[Any] = []
-        for k, name in enumerate(node.inputs):
-            c = graph.tensors[name].const if name else None
-            if c is not None and np.asarray(c).dtype.kind == "f":
-                consts[f"in{k}"] = to_bits(c, float_type)
-            elif c is not None:
-                consts[f"raw{k}"] = np.asarray(c)
-            in_q.append(ft if name and c is None else None)
-        nodes[node.name] = NodeQuant(in_q, ft, consts, {"float_type": float_type})
+        in_q = [ft if name and graph.tensors[name].const is None else None for name in node.inputs]
+        nodes[node.name] = float_node_quant(graph, node, in_q, ft)
     ranges: dict[str, tuple[float, float]] = {}
     opts = FloatOptions(float_type=float_type)
     for t in acts:
@@ -107,7 +112,7 @@ def quantize_mixed(
     """SQ8 for every layer not in ``float_nodes`` (name -> float type), float for those, and a
     FloatConvert layer wherever a tensor crosses between the two (``ops/convert.py``)."""
     from nnshell.errors import UsageError
-    from nnshell.ir import Node, TensorInfo
+    from nnshell.ir import TensorInfo
     from nnshell.ops import get_op
     from nnshell.ops.convert import ConvertAttrs
     from nnshell.quant.qrecord import QuantContext
@@ -159,14 +164,7 @@ def quantize_mixed(
         order.append(node)
         in_q = [types.get(i) if i and not work.tensors[i].is_const else None for i in node.inputs]
         if floating:
-            consts: dict[str, np.ndarray] = {}
-            for k, name in enumerate(node.inputs):
-                c = work.tensors[name].const if name else None
-                if c is not None and np.asarray(c).dtype.kind == "f":
-                    consts[f"in{k}"] = to_bits(c, ftype)
-                elif c is not None:
-                    consts[f"raw{k}"] = np.asarray(c)
-            nodes[node.name] = NodeQuant(in_q, ft, consts, {"float_type": ftype})
+            nodes[node.name] = float_node_quant(work, node, in_q, ft)
         else:
             ctx = QuantContext(work, node, in_q, qt[node.outputs[0]], opts.per_tensor)
             nodes[node.name] = get_op(node.op).quantize_sq8(ctx)

@@ -37,7 +37,9 @@ def outcome(path):
 paths = sys.argv[1:]
 first = outcome(paths[0])
 full_loaded_by_sample = "onnx" in sys.modules or "ml_dtypes" in sys.modules
+extension_loaded_by_sample = "onnx.onnx_cpp2py_export" in sys.modules
 print(json.dumps({"sample_needs_onnx": full_loaded_by_sample,
+                  "sample_needs_extension": extension_loaded_by_sample,
                   "outcomes": [first] + [outcome(p) for p in paths[1:]]}))
 """
 
@@ -80,6 +82,7 @@ def test_fast_path_matches_full_onnx(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     fast = json.loads(proc.stdout)
     assert not fast["sample_needs_onnx"], "opening the sample model imported the onnx package"
+    assert not fast["sample_needs_extension"], "the sample's schemas came from onnx's extension"
     full = _run_probe_here(paths)
     assert len(fast["outcomes"]) == len(full)
     diffs = [
@@ -90,3 +93,28 @@ def test_fast_path_matches_full_onnx(tmp_path: Path) -> None:
     assert not diffs, diffs[:3]
     kinds = {o[0] for o in full}
     assert kinds == {"ok", "error"}  # both outcomes are compared
+
+
+def test_attribute_table_agrees_with_onnx_schemas() -> None:
+    """Every answer of the table (scripts/make_onnx_attr_table.py) is what the installed onnx's
+    own schema in force at that opset declares; opsets beyond the table go to onnx."""
+    import onnx.defs
+
+    from nnshell.importers import onnx_proto
+    from nnshell.ops import supported_onnx_types
+
+    table = onnx_proto._attr_table()
+    assert set(table["ops"]) == {op for op in supported_onnx_types() if onnx.defs.has(op)}, (
+        "run scripts/make_onnx_attr_table.py after adding an operator"
+    )
+    checked = 0
+    for op in table["ops"]:
+        for version in range(1, table["max_opset"] + 3):
+            try:
+                schema = onnx.defs.get_schema(op, version, "")
+            except onnx.defs.SchemaError:
+                continue
+            want = {k: int(v.type.value) for k, v in schema.attributes.items()}
+            assert onnx_proto.schema_attr_types(op, version) == want, (op, version)
+            checked += 1
+    assert checked > 500

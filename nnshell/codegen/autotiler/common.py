@@ -177,6 +177,46 @@ def _pool_args(node: Node, x_shape: Sequence[int]) -> tuple[list[str], str]:
     return [str(a) for a in args], f"{kind}_{kernel[0]}x{kernel[1]}"
 
 
+@dataclass(frozen=True)
+class _PoolHead:
+    """What both schemes' pool planners read off a (possibly fused) pool node."""
+
+    rest: list[Any]  #: the fused parts after the pool (its activation)
+    head: Node  #: the pool itself (the fused node's first part, or the node)
+    x_shape: tuple[int, ...]
+    fwh: tuple[int, int, int]  #: (feat, width, height) of the input
+    args: list[str]  #: ``PoolOper, Fpx, Fpy, Dpx, Dpy, Spx, Spy, PoolPad``
+    name: str  #: the kernel-name part (``MaxPool_2x2`` …)
+
+    def pad_ctrl(self, node_name: str) -> list[tuple[str, str]]:
+        """The ``PADTYPE`` control of the pool's padding."""
+        from nnshell.ops.pool import pool_geometry
+
+        return _pad_ctrl(pool_geometry(self.head, self.x_shape)[3], node_name)
+
+
+def _pool_head(graph: Any, node: Node) -> _PoolHead:
+    """The pool part of a pool node (fused with an activation or not) and its arguments."""
+    from nnshell.ops.fused import part_node
+
+    rest, parts = _act_parts(node)
+    head = part_node(parts[0], node.inputs, ["_"]) if parts else node
+    x_shape = tuple(graph.tensors[node.inputs[0]].shape)
+    fwh = _hw(x_shape)
+    args, name = _pool_args(head, x_shape)
+    return _PoolHead(rest, head, x_shape, fwh, args, name)
+
+
+def _linear_dims(graph: Any, node: Node, nq: Any) -> tuple[list[Any], int, int]:
+    """A linear layer's fused activation parts and its (in, out) sizes; a fused pool is
+    refused (no linear generator takes one)."""
+    rest, _ = _act_parts(node)
+    if any(is_window_pool(p.op) for p in rest):
+        raise AutoTilerError(f"{node.name}: a pool after a linear layer is not expressible")
+    in_dim = int(np.prod(graph.tensors[node.inputs[0]].shape[1:]))
+    return rest, in_dim, int(nq.consts["weights"].shape[0])
+
+
 def _pad_ctrl(pads: Sequence[int], node_name: str) -> list[tuple[str, str]]:
     """``PADTYPE`` control when the padding is not balanced (begin vs end)."""
     nd = len(pads) // 2

@@ -16,9 +16,9 @@ from nnshell.codegen.autotiler.common import (
     Kernel,
     _act_parts,
     _hw,
+    _linear_dims,
     _op_name,
-    _pad_ctrl,
-    _pool_args,
+    _pool_head,
     _short_const,
     _size,
     is_average_pool,
@@ -250,12 +250,7 @@ class Pow2Planning(PlannerBase):
 
     def linear_pow2(self, node: Node, step: int) -> Kernel:
         nq = self.nq(node)
-        rest, _ = _act_parts(node)
-        if any(is_window_pool(p.op) for p in rest):
-            raise AutoTilerError(f"{node.name}: a pool after a linear layer is not expressible")
-        x = self.graph.tensors[node.inputs[0]]
-        in_dim = int(np.prod(x.shape[1:]))
-        out_dim = int(nq.consts["weights"].shape[0])
+        rest, in_dim, out_dim = _linear_dims(self.graph, node, nq)
         act, bound = _activation_pow2(rest, nq.out_q, node.name)
         name = _op_name(node) if act != "KOP_NONE" else f"Linear_{out_dim}x{in_dim}"
         cname = self.unique(f"S{step}_{name}", step)
@@ -278,33 +273,27 @@ class Pow2Planning(PlannerBase):
         )
 
     def pool_pow2(self, node: Node, step: int) -> Kernel:
-        from nnshell.ops.fused import part_node
-        from nnshell.ops.pool import pool_geometry
-
         nq = self.nq(node)
-        rest, parts = _act_parts(node)
-        head = part_node(parts[0], node.inputs, ["_"]) if parts else node
-        x = self.graph.tensors[node.inputs[0]]
-        feat, width, height = _hw(x.shape)
-        pool_args, pname = _pool_args(head, x.shape)
+        ph = _pool_head(self.graph, node)
+        feat, width, height = ph.fwh
         qi, qo = self._pow2_same_q(
             node, nq, "CNN_PoolReLU", "its kernels take no Q, Out_Q only scales the ReLUN bound"
         )
-        act, _ = _activation_pow2(rest, nq.out_q, node.name)
+        act, _ = _activation_pow2(ph.rest, nq.out_q, node.name)
         if act == "KOP_RELUN":
             raise AutoTilerError(
                 f"{node.name}: the AutoTiler POW2 pool kernels take KOP_RELU only, not KOP_RELUN",
                 POW2_FIX,
             )
-        name = pname + (f"_{_ACT_NAMES[act]}" if act != "KOP_NONE" else "")
-        ctrl = _pad_ctrl(pool_geometry(head, x.shape)[3], node.name)
+        name = ph.name + (f"_{_ACT_NAMES[act]}" if act != "KOP_NONE" else "")
+        ctrl = ph.pad_ctrl(node.name)
         head_args = [str(_size(nq.in_q[0])), str(_size(nq.out_q)), str(qi), str(qo), "1", "1"]
         return Kernel(
             step,
             self.unique(f"S{step}_{name}", step),
             node,
             "CNN_PoolReLU",
-            [*head_args, str(feat), str(feat), str(width), str(height), *pool_args, act],
+            [*head_args, str(feat), str(feat), str(width), str(height), *ph.args, act],
             [node.inputs[0]],
             node.outputs[0],
             [],

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -17,16 +18,35 @@ from nnshell.codegen.autotiler.common import (
     _act_parts,
     _describe_q,
     _hw,
+    _linear_dims,
     _op_name,
-    _pad_ctrl,
-    _pool_args,
+    _pool_head,
     _short_const,
     is_average_pool,
-    is_window_pool,
 )
 from nnshell.codegen.autotiler.plan_base import PlannerBase
 from nnshell.ir import Node
 from nnshell.ops.registry import get_op
+
+
+@contextmanager
+def _infos_errors() -> Iterator[None]:
+    """An Infos value the SQ8 layout cannot hold is an :class:`AutoTilerError` (one line)."""
+    try:
+        yield
+    except inf.InfosError as exc:
+        raise AutoTilerError(exc.message) from None
+
+
+def _kop(act: ActInfo | None) -> str:
+    """The activation operator a generator call ends with (``KOP_NONE`` without one)."""
+    return act.kop if act else "KOP_NONE"
+
+
+def _map_args(fwh: tuple[int, int, int], middle: Sequence[str], act: ActInfo | None) -> list[str]:
+    """``feat, width, height, <middle>, <activation KOP>``: the arguments of the one-map
+    generators (pools, global pools, MatAdd, lone activations)."""
+    return [*(str(v) for v in fwh), *middle, _kop(act)]
 
 
 class Sq8Planning(PlannerBase):
@@ -38,10 +58,8 @@ class Sq8Planning(PlannerBase):
         return ConstArg(self.unique(f"S{step}_Infos", step), "int8", data, 8, comment)
 
     def _act(self, parts: Sequence[Any], nq: Any, node: Node) -> ActInfo | None:
-        try:
+        with _infos_errors():
             return sq8_activation(parts, nq.out_q, node.name)
-        except inf.InfosError as exc:
-            raise AutoTilerError(exc.message) from None
 
     def _weighted_consts(self, node: Node, step: int, nq: Any) -> list[ConstArg]:
         c = nq.consts
@@ -114,97 +132,57 @@ class Sq8Planning(PlannerBase):
         lay = self._conv_layout(node, nq, im2col=True)
         act = self._act(lay.rest, nq, node)
         cname = self.unique(f"S{step}_{lay.name}{act_label(act and act.name)}", step)
-        args = [*lay.args, act.kop if act else "KOP_NONE"]
+        args = [*lay.args, _kop(act)]
         generator = "CNN_ConvolutionPoolAct_SQ8"
         lead = ["4", "1"]
         if lay.group > 1 and not lay.dw:
             generator = "CNN_GroupedConvolutionPoolAct_SQ8"
             lead = [str(lay.in_c // lay.group), str(lay.out_c // lay.group), *lead]
-        consts = self._weighted_consts(node, step, nq)
-        consts.append(self._infos(step, inf.conv_infos(act)))
-        return Kernel(
-            step,
-            cname,
-            node,
-            generator,
-            lead + args,
-            [node.inputs[0]],
-            node.outputs[0],
-            consts,
-            ("in", "w", "b", "out", "scale", "scalen", "infos"),
-            lay.ctrl,
-            self._comment(nq, weights=True),
+        infos = inf.conv_infos(act)
+        return self._one_in_kernel(
+            step, cname, node, generator, lead + args, infos, lay.ctrl, nq, weighted=True
         )
 
     def linear(self, node: Node, step: int) -> Kernel:
-        g = self.graph
         nq = self.nq(node)
-        rest, _ = _act_parts(node)
-        if any(is_window_pool(p.op) for p in rest):
-            raise AutoTilerError(f"{node.name}: a pool after a linear layer is not expressible")
-        x = g.tensors[node.inputs[0]]
-        wq = nq.consts["weights"]
-        in_dim = int(np.prod(x.shape[1:]))
-        out_dim = int(wq.shape[0])
+        rest, in_dim, out_dim = _linear_dims(self.graph, node, nq)
         act = self._act(rest, nq, node)
         # NNTool names a lone linear layer by its shape, a linear+activation fusion by its node
         name = _op_name(node) if act else f"Linear_{out_dim}x{in_dim}"
         cname = self.unique(f"S{step}_{name}", step)
-        consts = self._weighted_consts(node, step, nq)
-        consts.append(self._infos(step, inf.conv_infos(act)))
-        return Kernel(
-            step,
-            cname,
-            node,
-            "CNN_LinearAct_SQ8",
-            ["4", "1", str(in_dim), str(out_dim), "KOP_LINEAR", act.kop if act else "KOP_NONE"],
-            [node.inputs[0]],
-            node.outputs[0],
-            consts,
-            ("in", "w", "b", "out", "scale", "scalen", "infos"),
-            [],
-            self._comment(nq, weights=True),
+        args = ["4", "1", str(in_dim), str(out_dim), "KOP_LINEAR", _kop(act)]
+        infos = inf.conv_infos(act)
+        return self._one_in_kernel(
+            step, cname, node, "CNN_LinearAct_SQ8", args, infos, [], nq, weighted=True
         )
 
     def _rescale(self, nq: Any, node: Node) -> tuple[int, int]:
-        try:
+        with _infos_errors():
             return inf.rescale_of(nq.consts, node.name)
-        except inf.InfosError as exc:
-            raise AutoTilerError(exc.message) from None
 
     def pool(self, node: Node, step: int) -> Kernel:
-        from nnshell.ops.fused import part_node
-
-        g = self.graph
         nq = self.nq(node)
-        rest, parts = _act_parts(node)
-        head = part_node(parts[0], node.inputs, ["_"]) if parts else node
-        x = g.tensors[node.inputs[0]]
-        feat, width, height = _hw(x.shape)
-        pool_args, pname = _pool_args(head, x.shape)
-        act = self._act(rest, nq, node)
-        cname = self.unique(f"S{step}_{pname}{act_label(act and act.name)}", step)
+        ph = _pool_head(self.graph, node)
+        act = self._act(ph.rest, nq, node)
+        cname = self.unique(f"S{step}_{ph.name}{act_label(act and act.name)}", step)
         infos = inf.pool_infos(act, self._rescale(nq, node))
-        from nnshell.ops.pool import pool_geometry
-
-        ctrl = _pad_ctrl(pool_geometry(head, x.shape)[3], node.name)
+        ctrl = ph.pad_ctrl(node.name)
         return self._one_in_kernel(
             step,
             cname,
             node,
             "CNN_PoolAct_SQ8",
-            [str(feat), str(width), str(height), *pool_args, act.kop if act else "KOP_NONE"],
+            _map_args(ph.fwh, ph.args, act),
             infos,
             ctrl,
             nq,
         )
 
     def global_pool(self, node: Node, step: int) -> Kernel:
-        g = self.graph
         nq = self.nq(node)
         rest, parts = _act_parts(node)
         avg = is_average_pool(parts[0].op if parts else node.op)
-        x = g.tensors[node.inputs[0]]
+        x = self.graph.tensors[node.inputs[0]]
         feat, width, height = _hw(x.shape)
         act = self._act(rest, nq, node)
         oper = "KOP_GLOBAL_AVGPOOL" if avg else "KOP_GLOBAL_MAXPOOL"
@@ -212,23 +190,20 @@ class Sq8Planning(PlannerBase):
         name = _op_name(node)
         if act:
             name = f"{'Average' if avg else 'Max'}Pool_{feat}x1x1_{act.name}"
-        try:
+        with _infos_errors():
             infos = inf.global_pool_infos(act, avg, nq.consts, node.name)
-        except inf.InfosError as exc:
-            raise AutoTilerError(exc.message) from None
         return self._one_in_kernel(
             step,
             self.unique(f"S{step}_{name}", step),
             node,
             "CNN_GlobalPoolAct_SQ8",
-            [str(feat), str(width), str(height), oper, act.kop if act else "KOP_NONE"],
+            _map_args((feat, width, height), [oper], act),
             infos,
             [],
             nq,
         )
 
     def matadd(self, node: Node, step: int) -> Kernel:
-        g = self.graph
         nq = self.nq(node)
         rest, _ = _act_parts(node)
         ins = self.in_acts(node)
@@ -243,7 +218,7 @@ class Sq8Planning(PlannerBase):
             )
         j = int(c["ref_input"])
         i = 1 - j
-        feat, width, height = _hw(g.tensors[node.outputs[0]].shape)
+        feat, width, height = _hw(self.graph.tensors[node.outputs[0]].shape)
         act = self._act(rest, nq, node)
         infos = inf.matadd_infos(
             act,
@@ -256,7 +231,7 @@ class Sq8Planning(PlannerBase):
             self.unique(f"S{step}_{name}", step),
             node,
             "CNN_MatAddAct_SQ8",
-            [str(feat), str(width), str(height), "KOP_MATADD", act.kop if act else "KOP_NONE"],
+            _map_args((feat, width, height), ["KOP_MATADD"], act),
             [ins[i], ins[j]],  # In1 is the input rescaled to In2's scale
             node.outputs[0],
             [self._infos(step, infos)],
@@ -266,9 +241,8 @@ class Sq8Planning(PlannerBase):
         )
 
     def softmax(self, node: Node, step: int) -> Kernel:
-        g = self.graph
         nq = self.nq(node)
-        dim = int(np.prod(g.tensors[node.inputs[0]].shape[1:]))
+        dim = int(np.prod(self.graph.tensors[node.inputs[0]].shape[1:]))
         ctrl = [("OUTPUT_DATASIZE", "AT_OPT_VAL(1)")] if nq.out_q.bits == 8 else []
         infos = inf.softmax_infos(float(nq.in_q[0].scale))
         return self._one_in_kernel(
@@ -292,17 +266,15 @@ class Sq8Planning(PlannerBase):
             consts = [self.graph.tensors[t].const if t else None for t in node.inputs[1:3]]
             lo, hi = Clip().bounds(node, None, *consts)
             attrs = type("ClipBounds", (), {"min": lo, "max": hi})
-        try:
+        with _infos_errors():
             act = inf.activation_info(node.op, attrs, nq.out_q, node.name)
-        except inf.InfosError as exc:
-            raise AutoTilerError(exc.message) from None
         feat, width, height = _hw(self.graph.tensors[node.inputs[0]].shape)
         return self._one_in_kernel(
             step,
             self.unique(f"S{step}_Act_{act.name}", step),
             node,
             "CNN_PoolAct_SQ8",
-            [str(feat), str(width), str(height), "KOP_NONE", *["0"] * 7, act.kop],
+            _map_args((feat, width, height), ["KOP_NONE", *["0"] * 7], act),
             inf.pool_infos(act, self._rescale(nq, node)),
             [],
             nq,
@@ -318,9 +290,14 @@ class Sq8Planning(PlannerBase):
         infos: np.ndarray,
         ctrl: list[tuple[str, str]],
         nq: Any,
+        weighted: bool = False,
     ) -> Kernel:
         """A generator call reading the node's first input, writing its output, and taking one
-        infos array (pools, global pools, softmax, lone activations)."""
+        infos array (pools, global pools, softmax, lone activations); ``weighted`` (conv,
+        linear) adds the int8 weights, int32 biases and per-channel scales before the infos."""
+        consts = self._weighted_consts(node, step, nq) if weighted else []
+        consts.append(self._infos(step, infos))
+        roles = ("in", "w", "b", "out", "scale", "scalen", "infos") if weighted else None
         return Kernel(
             step,
             cname,
@@ -329,10 +306,10 @@ class Sq8Planning(PlannerBase):
             args,
             [node.inputs[0]],
             node.outputs[0],
-            [self._infos(step, infos)],
-            ("in", "out", "infos"),
+            consts,
+            roles or ("in", "out", "infos"),
             ctrl,
-            self._comment(nq),
+            self._comment(nq, weights=weighted),
         )
 
     def _comment(self, nq: Any, weights: bool = False) -> str:

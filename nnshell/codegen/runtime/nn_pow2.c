@@ -227,14 +227,7 @@ void nn_p2_conv(const void *in, void *out, const nn_p2_conv_t *cv, const nn_pool
     size_t at = 0;
     int co, oy, ox;
     if (pool != NULL) {
-        p2_src_t s;
-        s.in = in;
-        s.cv = cv;
-        s.pre = pre;
-        s.npre = npre;
-        s.h = cv->out_h;
-        s.w = cv->out_w;
-        s.esize = cv->esize;
+        const p2_src_t s = {in, cv, pre, npre, cv->out_h, cv->out_w, cv->esize};
         for (co = 0; co < cv->out_c; co++) {
             for (oy = 0; oy < pool->oh; oy++) {
                 for (ox = 0; ox < pool->ow; ox++) {
@@ -273,16 +266,9 @@ void nn_p2_linear(const void *in, void *out, int in_n, int out_n, int esize, con
 void nn_p2_pool(const void *in, void *out, int c, int h, int w, int esize, const nn_pool_t *pool,
                 int out_shift)
 {
-    p2_src_t s;
+    const p2_src_t s = {in, NULL, NULL, 0, h, w, esize}; /* a map of codes: no conv */
     size_t at = 0;
     int ch, oy, ox;
-    s.in = in;
-    s.cv = NULL;
-    s.pre = NULL;
-    s.npre = 0;
-    s.h = h;
-    s.w = w;
-    s.esize = esize;
     for (ch = 0; ch < c; ch++) {
         for (oy = 0; oy < pool->oh; oy++) {
             for (ox = 0; ox < pool->ow; ox++) {

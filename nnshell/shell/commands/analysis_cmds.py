@@ -10,8 +10,8 @@ from typing import Any
 
 import cmd2
 
-from nnshell.shell.commands.base import NnCommandSet
-from nnshell.shell.commands.common import add_input_options, input_overrides
+from nnshell.shell.commands.base import NnCommandSet, add_selector
+from nnshell.shell.commands.common import add_input_options, add_json_option
 from nnshell.shell.parser import NnArgumentParser
 
 
@@ -34,7 +34,7 @@ class AnalysisCommands(NnCommandSet):
         "-s", "--single", action="store_true", help="isolated: each layer on float inputs"
     )
     qerror_parser.add_argument("--png", metavar="FILE", help="write the QSNR bars as a PNG")
-    qerror_parser.add_argument("--json", action="store_true", help="machine-readable output")
+    add_json_option(qerror_parser)
     add_input_options(qerror_parser)
 
     @cmd2.with_argparser(qerror_parser)
@@ -44,8 +44,7 @@ class AnalysisCommands(NnCommandSet):
         from nnshell.shell.progress import image_progress
 
         session = self.app.session
-        opts = session.input_options(**input_overrides(args))
-        self.app.warn_input_drift(opts)
+        opts = self.image_options(args)
         with image_progress("measuring") as progress:
             rep = session.qerror(args.files, opts, args.single, progress)
         if args.png:
@@ -63,12 +62,8 @@ class AnalysisCommands(NnCommandSet):
         "offset folded into the bias, and how the input scale chains from the producer's "
         "output scale."
     )
-    qexplain_parser.add_argument(
-        "selector",
-        choices_provider=NnCommandSet.node_choices,
-        help="step, name, prefix*, range a:b",
-    )
-    qexplain_parser.add_argument("--json", action="store_true", help="machine-readable output")
+    add_selector(qexplain_parser, "step, name, prefix*, range a:b", optional=False)
+    add_json_option(qexplain_parser)
 
     @cmd2.with_argparser(qexplain_parser)
     def do_qexplain(self, args: Any) -> None:
@@ -100,7 +95,7 @@ class AnalysisCommands(NnCommandSet):
         help="draw the |x| histogram with the chosen clip (all layers, or SEL)",
     )
     astats_parser.add_argument("--png", metavar="FILE", help="write the histograms as a PNG")
-    astats_parser.add_argument("--json", action="store_true", help="machine-readable output")
+    add_json_option(astats_parser)
     add_input_options(astats_parser)
 
     @cmd2.with_argparser(astats_parser)
@@ -110,7 +105,7 @@ class AnalysisCommands(NnCommandSet):
         from nnshell.shell.progress import image_progress
 
         session = self.app.session
-        opts = session.input_options(**input_overrides(args))
+        opts = self.image_options(args, warn_drift=False)
         with image_progress("statistics") as progress:
             rep = session.astats(args.files, opts, args.convergence, progress, args.mode)
         hist_rows = rep.layers
@@ -140,7 +135,7 @@ class AnalysisCommands(NnCommandSet):
     which.add_argument("-E", "--error", action="store_true", help="compare by max abs error")
     tensors_parser.add_argument("--write_numpy", metavar="FILE", help="write the selection")
     tensors_parser.add_argument("-X", "--all_values", action="store_true", help="every value")
-    tensors_parser.add_argument("--json", action="store_true", help="machine-readable output")
+    add_json_option(tensors_parser)
 
     @cmd2.with_argparser(tensors_parser)
     def do_tensors(self, args: Any) -> None:

@@ -6,6 +6,9 @@ from typing import TYPE_CHECKING, Any
 
 import cmd2
 
+from nnshell.shell.commands.common import input_overrides
+from nnshell.shell.parser import NnArgumentParser
+
 if TYPE_CHECKING:
     from nnshell.shell.app import NnShell
 
@@ -28,6 +31,19 @@ class NnCommandSet(cmd2.CommandSet):  # type: ignore[type-arg]
 
         return cmd2.Choices.from_values([n.name for n in graph.nodes] + io_names(graph))
 
+    def image_options(self, args: Any, warn_drift: bool = True) -> Any:
+        """The session's input options with this command line's ``-T -D -O …`` on top;
+        ``warn_drift``: say so (one line) when they are not the calibration's."""
+        opts = self.app.session.input_options(**input_overrides(args))
+        if warn_drift:
+            self.app.warn_input_drift(opts)
+        return opts
+
+    def notes(self, lines: Any) -> None:
+        """Print each line as ``note: …`` (what a command chose or skipped, not a warning)."""
+        for line in lines:
+            self.app.poutput(f"note: {line}")
+
     def emit(self, blocks: list[Any]) -> None:
         """Print a renderer's blocks in order: strings as output lines, the rest as tables."""
         for block in blocks:
@@ -35,3 +51,10 @@ class NnCommandSet(cmd2.CommandSet):  # type: ignore[type-arg]
                 self.app.poutput(block)
             else:
                 self.app.print_table(block)
+
+
+def add_selector(parser: NnArgumentParser, help: str, optional: bool = True) -> None:
+    """The ``selector`` positional of the commands that show some layers (tab-completes node
+    names)."""
+    extra: dict[str, Any] = {"nargs": "?"} if optional else {}
+    parser.add_argument("selector", choices_provider=NnCommandSet.node_choices, help=help, **extra)

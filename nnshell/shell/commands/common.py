@@ -48,6 +48,11 @@ def add_input_options(parser: NnArgumentParser) -> None:
     )
 
 
+def add_json_option(parser: NnArgumentParser, help: str = "machine-readable output") -> None:
+    """``--json``: the command prints one JSON document instead of tables (same flag everywhere)."""
+    parser.add_argument("--json", action="store_true", help=help)
+
+
 def input_overrides(args: Any) -> dict[str, Any]:
     """The input options the user gave on this command line (None = not given)."""
     keys = ("transpose", "divisor", "offset", "norm_func", "height", "width", "raw_dtype")

@@ -9,7 +9,7 @@ from typing import Any
 import cmd2
 
 from nnshell.shell.commands.base import NnCommandSet
-from nnshell.shell.commands.common import add_input_options, input_overrides
+from nnshell.shell.commands.common import add_input_options
 from nnshell.shell.parser import NnArgumentParser
 
 
@@ -48,8 +48,7 @@ class EqualizeCommands(NnCommandSet):
             )
             for name, (before, after) in res.spread.items():
                 self.app.poutput(f"  {name}: channel range max/mean {before:.2f} -> {after:.2f}")
-        for note in res.notes:
-            self.app.poutput(f"note: {note}")
+        self.notes(res.notes)
 
     bf_parser = NnArgumentParser(
         description="Balance filter weights: layers with a channel whose weight range is below "
@@ -74,8 +73,7 @@ class EqualizeCommands(NnCommandSet):
         res = balance_filters(self.app.session, args.step, args.threshold)
         for name, low in res.balanced:
             self.app.poutput(f"balanced {name} (narrowest channel {low:.3f} of the range)")
-        for note in res.notes:
-            self.app.poutput(f"note: {note}")
+        self.notes(res.notes)
 
     bcorr_parser = NnArgumentParser(
         description="Empirical bias correction: on the images, each filter layer's mean "
@@ -94,8 +92,7 @@ class EqualizeCommands(NnCommandSet):
         from nnshell.tune.bcorr import bcorr
 
         session = self.app.session
-        opts = session.input_options(**input_overrides(args))
-        self.app.warn_input_drift(opts)
+        opts = self.image_options(args)
         with image_progress("correcting") as progress:
             res = bcorr(session, args.files, opts, progress)
         worst = max(res.corrected.values(), default=0.0)
@@ -103,5 +100,4 @@ class EqualizeCommands(NnCommandSet):
             f"bcorr: {len(res.corrected)} layer(s) corrected on {res.images} image(s), "
             f"largest shift {worst:.2f} output step(s); re-quantized"
         )
-        for note in res.skipped:
-            self.app.poutput(f"note: {note}")
+        self.notes(res.skipped)

@@ -16,7 +16,7 @@ import cmd2
 
 from nnshell.errors import CodegenError, UsageError
 from nnshell.shell.commands.base import NnCommandSet
-from nnshell.shell.commands.common import add_input_options, input_overrides
+from nnshell.shell.commands.common import add_input_options
 from nnshell.shell.parser import NnArgumentParser
 
 
@@ -125,8 +125,7 @@ class GenCommands(NnCommandSet):
         from nnshell.input.images import expand_files
         from nnshell.shell.progress import image_progress
 
-        opts = session.input_options(**input_overrides(args))
-        self.app.warn_input_drift(opts)
+        opts = self.image_options(args)
         with image_progress("gen --verify", after="") as progress:
             res = session.gen_verify(
                 args.verify,

@@ -8,6 +8,7 @@ from typing import Any
 import cmd2
 
 from nnshell.shell.commands.base import NnCommandSet
+from nnshell.shell.commands.common import add_json_option
 from nnshell.shell.parser import NnArgumentParser
 
 
@@ -140,7 +141,7 @@ class GraphCommands(NnCommandSet):
     stats_parser.add_argument(
         "-s", "--step", nargs="+", metavar="STEP", help="per-channel table of these steps"
     )
-    stats_parser.add_argument("--json", action="store_true", help="machine-readable output")
+    add_json_option(stats_parser)
 
     @cmd2.with_argparser(stats_parser)
     def do_stats(self, args: Any) -> None:
@@ -166,7 +167,7 @@ class GraphCommands(NnCommandSet):
         description="Activation memory per step (NNTool's temps): the tensors live while each "
         "step runs and their bytes, float and (when quantized) quantized; * marks the peak."
     )
-    temps_parser.add_argument("--json", action="store_true", help="machine-readable output")
+    add_json_option(temps_parser)
 
     @cmd2.with_argparser(temps_parser)
     def do_temps(self, args: Any) -> None:

@@ -10,7 +10,8 @@ import cmd2
 
 from nnshell.errors import UsageError
 from nnshell.report.tables import layer_table, layers_json
-from nnshell.shell.commands.base import NnCommandSet
+from nnshell.shell.commands.base import NnCommandSet, add_selector
+from nnshell.shell.commands.common import add_json_option
 from nnshell.shell.parser import NnArgumentParser
 
 
@@ -88,13 +89,8 @@ class ModelCommands(NnCommandSet):
     show_parser = NnArgumentParser(
         description="Layer table: shapes, parameters, activation bytes and MACs, with totals."
     )
-    show_parser.add_argument(
-        "selector",
-        nargs="?",
-        choices_provider=NnCommandSet.node_choices,
-        help="step, name, prefix*, range a:b or a comma list (default: all)",
-    )
-    show_parser.add_argument("--json", action="store_true", help="machine-readable output")
+    add_selector(show_parser, "step, name, prefix*, range a:b or a comma list (default: all)")
+    add_json_option(show_parser)
     show_parser.add_argument(
         "--nntool_steps", action="store_true", help="add NNTool's step numbers (S<k>)"
     )

@@ -6,8 +6,8 @@ from typing import Any
 
 import cmd2
 
-from nnshell.shell.commands.base import NnCommandSet
-from nnshell.shell.commands.common import add_input_options, input_overrides
+from nnshell.shell.commands.base import NnCommandSet, add_selector
+from nnshell.shell.commands.common import add_input_options, add_json_option
 from nnshell.shell.parser import NnArgumentParser
 
 
@@ -128,7 +128,7 @@ class QuantCommands(NnCommandSet):
     aquant_parser.add_argument(
         "--validate", metavar="DIR", help="with --compare: top-1 per method on a labelled folder"
     )
-    aquant_parser.add_argument("--json", action="store_true", help="with --compare: JSON")
+    add_json_option(aquant_parser, "with --compare: JSON")
     add_input_options(aquant_parser)
 
     @cmd2.with_argparser(aquant_parser)
@@ -144,7 +144,7 @@ class QuantCommands(NnCommandSet):
 
         session = self.app.session
         kept = keep_current_choices(args, session.qstate)
-        opts = session.input_options(**input_overrides(args))
+        opts = self.image_options(args, warn_drift=False)
         if args.compare:
             self._compare(args, opts)
             return
@@ -170,8 +170,7 @@ class QuantCommands(NnCommandSet):
             else f"calibrated on {out.images} image(s)"
         )
         self.app.poutput(f"aquant: {out.options.describe()}; {how}. Use qshow to see the result.")
-        for note in kept:
-            self.app.poutput(f"note: {note}")
+        self.notes(kept)
         for warning in getattr(self.app.session.qstate, "warnings", []):
             self.app.poutput(f"warning: {warning}")
 
@@ -209,13 +208,8 @@ class QuantCommands(NnCommandSet):
         "and the shift of the accumulator. The line under the table names the calibration's "
         "images and input options.",
     )
-    qshow_parser.add_argument(
-        "selector",
-        nargs="?",
-        choices_provider=NnCommandSet.node_choices,
-        help="step, name, prefix*, range a:b (default: all)",
-    )
-    qshow_parser.add_argument("--json", action="store_true", help="machine-readable output")
+    add_selector(qshow_parser, "step, name, prefix*, range a:b (default: all)")
+    add_json_option(qshow_parser)
 
     @cmd2.with_argparser(qshow_parser)
     def do_qshow(self, args: Any) -> None:
@@ -248,7 +242,7 @@ class QuantCommands(NnCommandSet):
     validate_parser.add_argument(
         "--confusion", action="store_true", help="print confusion matrices"
     )
-    validate_parser.add_argument("--json", action="store_true", help="machine-readable output")
+    add_json_option(validate_parser)
     add_input_options(validate_parser)
 
     @cmd2.with_argparser(validate_parser)
@@ -259,9 +253,7 @@ class QuantCommands(NnCommandSet):
         from nnshell.shell.progress import image_progress
 
         session = self.app.session
-        opts = session.input_options(**input_overrides(args))
-        if not args.float_only:
-            self.app.warn_input_drift(opts)
+        opts = self.image_options(args, not args.float_only)
         with image_progress("validating") as progress:
             res = session.validate(args.files, opts, not args.float_only, args.labels, progress)
         if args.json:
@@ -279,7 +271,7 @@ class QuantCommands(NnCommandSet):
         "model as imported, the fused float graph, the quantized one, with the tensors at each "
         "peak), and where the quantized model goes on GAP8 under the l1_size/l2_size budgets."
     )
-    footprint_parser.add_argument("--json", action="store_true", help="machine-readable output")
+    add_json_option(footprint_parser)
 
     @cmd2.with_argparser(footprint_parser)
     def do_footprint(self, args: Any) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 import cmd2
 
 from nnshell.shell.commands.base import NnCommandSet
-from nnshell.shell.commands.common import add_input_options, input_overrides
+from nnshell.shell.commands.common import add_input_options
 from nnshell.shell.parser import NnArgumentParser
 
 
@@ -44,9 +44,7 @@ class RunCommands(NnCommandSet):
         from nnshell.atomic import atomic_write_npz
 
         session = self.app.session
-        opts = session.input_options(**input_overrides(args))
-        if args.quantized or args.dequantize:
-            self.app.warn_input_drift(opts)
+        opts = self.image_options(args, args.quantized or args.dequantize)
         arrays = session.dump(
             args.file, opts, args.quantized, args.dequantize, args.step, args.store
         )

@@ -9,6 +9,7 @@ import cmd2
 
 from nnshell.report.passes_report import pass_json, pass_report, passes_table
 from nnshell.shell.commands.base import NnCommandSet
+from nnshell.shell.commands.common import add_json_option
 from nnshell.shell.parser import NnArgumentParser
 
 
@@ -30,7 +31,7 @@ class TransformCommands(NnCommandSet):
     adjust_parser.add_argument(
         "-n", "--dry-run", action="store_true", help="only say what would change"
     )
-    adjust_parser.add_argument("--json", action="store_true", help="machine-readable output")
+    add_json_option(adjust_parser)
 
     @cmd2.with_argparser(adjust_parser)
     def do_adjust(self, args: Any) -> None:
@@ -62,7 +63,7 @@ class TransformCommands(NnCommandSet):
     )
     grp.add_argument("-l", "--list", action="store_true", help="list the passes")
     fusions_parser.add_argument("--dry-run", action="store_true", help="show what would change")
-    fusions_parser.add_argument("--json", action="store_true", help="machine-readable output")
+    add_json_option(fusions_parser)
 
     @cmd2.with_argparser(fusions_parser)
     def do_fusions(self, args: Any) -> None:
