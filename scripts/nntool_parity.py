@@ -4,9 +4,9 @@
 
 The flow, in both tools: open MODEL, ``adjust``, ``fusions --scale8`` (``--pow2``), ``set
 input_norm_func NORM``, ``aquant IMAGES -s SQ8`` (``-s POW2``; ``-T`` for image files: they are
-HWC; nnshell adds ``--nntool_padding``, NNTool's rule), ``gen`` with the tensors. NNTool runs through ``../shared/tools/nntool.sh`` (``--nntool``
-overrides), which needs ``SDK_REPO``: without it the script prints one line and exits 0. IMAGES is
-a folder or a glob.
+HWC; nnshell adds ``--nntool_padding``, NNTool's rule), ``gen`` with the tensors. NNTool runs
+through ``../shared/tools/nntool.sh`` (``--nntool`` overrides), which needs ``SDK_REPO``:
+without it the script prints one line and exits 0. IMAGES is a folder or a glob.
 
 Printed: per layer (NNTool's step order) the fused node, the generator and its ``KOP_*``
 operators in both tools, the output scale and zero point (from the two headers), then every

@@ -296,3 +296,30 @@ def test_autotiler_refuses_a_zero_point_in_one_line(tmp_path: Path, op: str) -> 
     qs = _quantize(graph, x, nntool_padding=True)
     paths = generate_autotiler(graph, qs, defaults(), tmp_path, None, "t", None, False)
     assert "_SQ8(" in paths[0].read_text()
+
+
+def test_aquant_flag_is_kept_by_later_runs_and_undone(tmp_path: Path) -> None:
+    """``aquant --nntool_padding``; a later ``aquant`` keeps it (with a note naming the undo),
+    ``--zero_point_padding`` undoes it."""
+    import io
+
+    from nnshell.session import Session
+    from nnshell.shell.app import make_app, run_command
+    from tests.conftest import CALIB_DIR, SAMPLE_MODEL
+
+    s = Session()
+    s.open(str(SAMPLE_MODEL))
+    s.adjust()
+    s.fusions("scale8")
+    buf = io.StringIO()
+    app = make_app(session=s, stdout=buf)
+    calib = " ".join(str(p) for p in sorted(Path(CALIB_DIR).iterdir())[:4])
+    assert run_command(app, f"aquant {calib} --nntool_padding")[0]
+    assert s.qstate.options.nntool_padding
+    assert run_command(app, "aquant --mode mse")[0]
+    assert s.qstate.options.nntool_padding
+    assert "--nntool_padding (kept from the current quantization; --zero_point_padding" in (
+        buf.getvalue()
+    )
+    assert run_command(app, "aquant --zero_point_padding")[0]
+    assert not s.qstate.options.nntool_padding

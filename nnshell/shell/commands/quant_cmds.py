@@ -136,9 +136,8 @@ class QuantCommands(NnCommandSet):
         """Calibrate and quantize the fused graph (SQ8, or POW2 with -s POW2).
 
         --symmetric / --per_tensor / --nntool_padding not given: the current quantization's
-        choice is kept (a
-        restored state too), so ``aquant --mode kl`` after ``aquant --per_tensor`` changes
-        only the range method.
+        choice is kept (a restored state too), so ``aquant --mode kl`` after ``aquant
+        --per_tensor`` changes only the range method.
         """
         from nnshell.shell.progress import image_progress
 
