@@ -323,3 +323,39 @@ def test_aquant_flag_is_kept_by_later_runs_and_undone(tmp_path: Path) -> None:
     )
     assert run_command(app, "aquant --zero_point_padding")[0]
     assert not s.qstate.options.nntool_padding
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    k=st.sampled_from([1, 2, 3]),
+    pads=st.tuples(*[st.integers(0, 2)] * 4),
+    stride=st.sampled_from([1, 2]),
+    dil=st.sampled_from([1, 2]),
+    depthwise=st.booleans(),
+)
+def test_padded_conv_of_real_zero_is_the_bias_everywhere(
+    tmp_path_factory: pytest.TempPathFactory,
+    k: int,
+    pads: tuple[int, int, int, int],
+    stride: int,
+    dil: int,
+    depthwise: bool,
+) -> None:
+    """An image of real zeros (every input code Zi) through a padded conv gives each channel one
+    value at every pixel, borders included: the padding is real 0 as well."""
+    if k == 1 and not any(pads):
+        pads = (1, 0, 0, 1)
+    r = np.random.default_rng(k * 7 + stride)
+    c = 4
+    w = r.standard_normal((c, 1 if depthwise else c, k, k)).astype(np.float32)
+    attrs = {"pads": list(pads), "strides": [stride] * 2, "dilations": [dil] * 2}
+    node = helper.make_node("Conv", ["x", "w", "b"], ["y"], group=c if depthwise else 1, **attrs)
+    inits = {"w": w, "b": r.standard_normal(c)}
+    graph = build(tmp_path_factory.mktemp("c"), [node], {"x": (1, c, 7, 8)}, inits)
+    x = r.uniform(0, 1, (6, c, 7, 8)).astype(np.float32)
+    x[0, 0, 0, 0] = 0.0  # calibrated min exactly 0: an asymmetric input (Z = -128)
+    qs = _quantize(graph, x)
+    assert qs.tensors["x"].zero_point == -128
+    y = run_int(graph, qs, {"x": np.zeros((1, c, 7, 8), np.float32)})["y"]
+    for ch in range(c):
+        assert np.all(y[0, ch] == y[0, ch].flat[0]), (ch, y[0, ch])

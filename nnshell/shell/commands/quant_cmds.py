@@ -202,10 +202,10 @@ class QuantCommands(NnCommandSet):
         "x·M·2^-N ≈ x·S_in·S_w/S_out; 'M a..b >>c..d (16 ch)' gives the spread over the "
         "channels, '8b>>N M=m' a single value. Acc: bits the int32 accumulator really needs "
         "for these weights and inputs. Forced by: another layer that imposed this output's "
-        "quantization (an add needs equal input scales, a padded conv a zero point that codes "
-        "0 exactly, the graph output is symmetric). POW2: Qm.n formats (n fractional bits) "
-        "and the shift of the accumulator. The line under the table names the calibration's "
-        "images and input options.",
+        "quantization (an add needs equal input scales, the graph output is symmetric; with "
+        "--nntool_padding a padded conv or pool and a global average pool, as NNTool). POW2: "
+        "Qm.n formats (n fractional bits) and the shift of the accumulator. The line under the "
+        "table names the calibration's images and input options.",
     )
     add_selector(qshow_parser, "step, name, prefix*, range a:b (default: all)")
     add_json_option(qshow_parser)
