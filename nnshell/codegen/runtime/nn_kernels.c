@@ -70,16 +70,24 @@ static void conv_pad_taps(const nn_conv_t *cv, int co, int oy, int x0, int x1, i
         const int row_out = y < 0 || y >= cv->in_h;
         for (kx = 0; kx < cv->kw; kx++) {
             const int off = kx * cv->dw - cv->pl; /* input column = ox * sw + off */
+            const int last = cv->in_w - 1 - off;
+            /* columns [lo, hi) read the map; the others (all of a padded row) read pad */
+            int lo = row_out ? x1 : (off >= 0 ? 0 : (-off + cv->sw - 1) / cv->sw);
+            int hi = row_out ? x1 : (last >= 0 ? last / cv->sw + 1 : 0);
             int32_t wsum = 0;
+            hi = hi > lo ? hi : lo;
+            if (lo <= x0 && hi >= x1) {
+                continue;
+            }
             for (ci = 0; ci < cg; ci++) {
                 wsum += w[(size_t)ci * taps + (size_t)ky * cv->kw + kx];
             }
             wsum *= cv->pad;
-            for (ox = x0; ox < x1; ox++) {
-                const int x = ox * cv->sw + off;
-                if (row_out || x < 0 || x >= cv->in_w) {
-                    acc[ox - x0] += wsum;
-                }
+            for (ox = x0; ox < x1 && ox < lo; ox++) {
+                acc[ox - x0] += wsum;
+            }
+            for (ox = hi > x0 ? hi : x0; ox < x1; ox++) {
+                acc[ox - x0] += wsum;
             }
         }
     }
