@@ -257,11 +257,22 @@ def test_state_round_trip_keeps_the_option(tmp_path: Path) -> None:
     assert "nntool_padding" in str(err.value) and "\n" not in str(err.value)
 
 
-@pytest.mark.parametrize("op", ["AveragePool", "GlobalAveragePool", "Conv"])
+@pytest.mark.parametrize("op", ["AveragePool", "GlobalAveragePool", "Conv", "Conv+AveragePool"])
 def test_autotiler_refuses_a_zero_point_in_one_line(tmp_path: Path, op: str) -> None:
     from nnshell.codegen.autotiler import generate_autotiler
     from nnshell.settings import defaults
 
+    if op == "Conv+AveragePool":  # the fused pool pads the conv's own output
+        x = np.random.default_rng(1).uniform(-2, 2, (8, 3, 8, 8)).astype(np.float32)
+        graph = _conv_avgpool(tmp_path)
+        qs = _quantize(graph, x)
+        fused = next(n for n in graph.nodes if n.op == "Fused")
+        with pytest.raises(NnshellError) as err:
+            generate_autotiler(graph, qs, defaults(), tmp_path, None, "t", None, False)
+        assert str(err.value).startswith(f"{fused.name}: ") and "--nntool_padding" in str(err.value)
+        qs = _quantize(graph, x, nntool_padding=True)
+        generate_autotiler(graph, qs, defaults(), tmp_path, None, "t", None, False)
+        return
     if op == "Conv":
         attrs: dict[str, object] = {"pads": [1, 1, 1, 1], "kernel_shape": [3, 3]}
     elif op == "GlobalAveragePool":
