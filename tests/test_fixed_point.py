@@ -641,3 +641,34 @@ def test_requantize_clip8_equals_reference(accs: list[int], bias: int, m: int, n
     want = clip8(requantize(a + bias, m, n)).astype(np.int8)
     assert got.dtype == np.int8
     np.testing.assert_array_equal(got, want)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.floats(-1e4, 1e4, allow_nan=False, width=32) | st.sampled_from([0.0, 0.5, -0.5, 1.5]),
+        min_size=1,
+        max_size=48,
+    ),
+    st.sampled_from([1, 2, 3, 4]),
+    st.booleans(),
+    st.sampled_from(["float32", "float64"]),
+)
+def test_weight_quantization_is_the_sq8_formula(
+    values: list[float], channels: int, per_tensor: bool, dtype: str
+) -> None:
+    """The in-place implementation gives exactly ``Sw = max|W[c]|/127`` (1 when 0) and
+    ``clip(round_half_up(W/Sw), -127, 127)`` computed literally in float64 (SQ8 §3)."""
+    from nnshell.quant.fixed_point import clip_range, round_half_up, weight_qtype_per_channel
+
+    n = len(values) // channels * channels
+    assume(n > 0)
+    w = np.asarray(values[:n], dtype).reshape(channels, -1)
+    sw, wq = weight_qtype_per_channel(w, per_tensor=per_tensor)
+    wf = w.astype(np.float64)
+    amax = np.abs(wf).max(axis=1)
+    if per_tensor:
+        amax = np.full(channels, np.abs(wf).max())
+    want_sw = np.where(amax > 0, amax / 127, 1.0)
+    want_q = clip_range(round_half_up(wf / want_sw[:, None]), -127, 127).astype(np.int8)
+    assert np.array_equal(sw, want_sw) and np.array_equal(wq, want_q) and wq.dtype == np.int8

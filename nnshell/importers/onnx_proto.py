@@ -96,6 +96,8 @@ def full() -> ModuleType:
 
 
 _ATTR_TABLE: dict[str, Any] | None = None
+#: nnshell's own data file (never a user's path), written by scripts/make_onnx_attr_table.py
+_ATTR_TABLE_PATH = Path(__file__).with_name("onnx_attr_types.json")
 
 
 def _attr_table() -> dict[str, Any]:
@@ -105,7 +107,7 @@ def _attr_table() -> dict[str, Any]:
         import json
 
         try:
-            _ATTR_TABLE = json.loads((Path(__file__).parent / "onnx_attr_types.json").read_text())
+            _ATTR_TABLE = json.loads(_ATTR_TABLE_PATH.read_text("utf-8"))
         except (OSError, ValueError):
             _ATTR_TABLE = {}
     return _ATTR_TABLE

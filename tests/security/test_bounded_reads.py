@@ -460,6 +460,8 @@ _ALLOWED = {
     ("nnshell/atomic.py", "os.fdopen"),
     ("nnshell/input/images.py", "os.fdopen"),
     ("nnshell/input/images.py", "Image.open"),
+    # the package's own attribute-type table (a fixed path inside nnshell, not a user's file)
+    ("nnshell/importers/onnx_proto.py", "_ATTR_TABLE_PATH.read_text"),
 }
 #: Modules that open files only to write them (atomic.py) or manage their own bounded reads.
 _EXEMPT = ("nnshell/state/", "nnshell/state/files.py", "nnshell/atomic.py", "nnshell/codegen/")
