@@ -22,7 +22,13 @@ import numpy as np
 from nnshell.errors import ShapeError
 from nnshell.ir import Node, Shape, TensorInfo
 from nnshell.ops import _pow2
-from nnshell.ops._shapes import out_size, pad_for_windows, resolve_pads, window_offsets
+from nnshell.ops._shapes import (
+    WindowGeometry,
+    out_size,
+    pad_for_windows,
+    resolve_pads,
+    window_offsets,
+)
 from nnshell.ops._sq8_ext import passthrough_quant, rescale_int
 from nnshell.ops.registry import OpDef, register
 from nnshell.quant.fixed_point import clip8, rnorm
@@ -116,34 +122,21 @@ def _padded(node: Node) -> str | None:
 
 def max_pool_float(x: np.ndarray, node: Node) -> np.ndarray:
     """Max over each window (a running ``np.maximum`` over kernel offsets); padding is -inf."""
-    kernel, strides, dil, pads, outs = pool_geometry(node, x.shape)
-    return _window_reduce(x, kernel, strides, dil, pads, outs, np.maximum, -np.inf)
+    return _window_reduce(x, pool_geometry(node, x.shape), np.maximum, -np.inf)
 
 
-def _window_sum(
-    x: np.ndarray,
-    kernel: Sequence[int],
-    strides: Sequence[int],
-    dil: Sequence[int],
-    pads: Sequence[int],
-    outs: Sequence[int],
-) -> np.ndarray:
+def _window_sum(x: np.ndarray, geometry: WindowGeometry) -> np.ndarray:
     """Sum over each (zero-padded) window, accumulated over kernel offsets."""
-    return _window_reduce(x, kernel, strides, dil, pads, outs, np.add, 0)
+    return _window_reduce(x, geometry, np.add, 0)
 
 
 def _window_reduce(
-    x: np.ndarray,
-    kernel: Sequence[int],
-    strides: Sequence[int],
-    dil: Sequence[int],
-    pads: Sequence[int],
-    outs: Sequence[int],
-    combine: np.ufunc,
-    pad_value: float,
+    x: np.ndarray, geometry: WindowGeometry, combine: np.ufunc, pad_value: float
 ) -> np.ndarray:
     """``combine`` (in place) of every window's values, one kernel offset at a time over the
-    whole map: the max and the sum of the pools are this loop with another ufunc."""
+    whole map: the max and the sum of the pools are this loop with another ufunc.
+    ``geometry``: ``pool_geometry``'s (kernel, strides, dilations, pads, output sizes)."""
+    kernel, strides, dil, pads, outs = geometry
     xp = pad_for_windows(x, kernel, strides, dil, pads, outs, pad_value=pad_value)
     y: np.ndarray | None = None
     for _, sl in window_offsets(kernel, strides, dil, outs):
@@ -158,10 +151,9 @@ def _window_reduce(
 
 def avg_pool_float(x: np.ndarray, node: Node) -> np.ndarray:
     """Mean over each window, dividing by the count ``count_include_pad`` says."""
-    kernel, strides, dil, pads, outs = pool_geometry(node, x.shape)
-    total = _window_sum(x, kernel, strides, dil, pads, outs)
-    ones = np.ones((1, 1, *x.shape[2:]), x.dtype)
-    count = _count(node, ones, kernel, strides, dil, pads, outs)
+    geometry = pool_geometry(node, x.shape)
+    total = _window_sum(x, geometry)
+    count = _count(node, np.ones((1, 1, *x.shape[2:]), x.dtype), geometry)
     return (total / count).astype(x.dtype, copy=False)
 
 
@@ -260,8 +252,7 @@ class AveragePool(_Pool):
         the input width, then ``shift_round(·, out_shift)``."""
         x = xs[0]
         assert x is not None
-        kernel, strides, dil, pads, outs = pool_geometry(node, x.shape)
-        total = _window_sum(x.astype(np.int64), kernel, strides, dil, pads, outs)
+        total = _window_sum(x.astype(np.int64), pool_geometry(node, x.shape))
         y = np.asarray(rnorm(total * avg_pool_divisors(node, x.shape), 16))
         y = clip_bits(y, nq.in_q[0].bits if nq.in_q[0] is not None else _pow2.bits_of(nq))
         return [_pow2.to_out(y, nq)]
@@ -269,28 +260,20 @@ class AveragePool(_Pool):
 
 def avg_pool_divisors(node: Node, x_shape: Shape) -> np.ndarray:
     """``floor(65536 / count)`` per output position, shaped ``(1, 1, *out)`` (int64)."""
-    kernel, strides, dil, pads, outs = pool_geometry(node, x_shape)
     ones = np.ones((1, 1, *x_shape[2:]), np.int64)
-    return 65536 // _count(node, ones, kernel, strides, dil, pads, outs)
+    return 65536 // _count(node, ones, pool_geometry(node, x_shape))
 
 
-def _count(
-    node: Node,
-    ones: np.ndarray,
-    kernel: Sequence[int],
-    strides: Sequence[int],
-    dil: Sequence[int],
-    pads: Sequence[int],
-    outs: Sequence[int],
-) -> np.ndarray:
+def _count(node: Node, ones: np.ndarray, geometry: WindowGeometry) -> np.ndarray:
     """Elements averaged by each window; with ``count_include_pad`` the explicit pads count, but
     a ceil_mode window running past them still counts only up to the pads."""
+    kernel, strides, dil, pads, outs = geometry
     nd = len(kernel)
     if node.attrs.count_include_pad:
         widths = [(0, 0), (0, 0)] + [(pads[i], pads[nd + i]) for i in range(nd)]
         padded = np.pad(ones, widths, constant_values=1)
-        return _window_sum(padded, kernel, strides, dil, (0,) * (2 * nd), outs)
-    return _window_sum(ones, kernel, strides, dil, pads, outs)
+        return _window_sum(padded, (kernel, strides, dil, (0,) * (2 * nd), outs))
+    return _window_sum(ones, geometry)
 
 
 def avg_pool_int(x: np.ndarray, node: Node, zero_point: int = 0) -> np.ndarray:
@@ -301,11 +284,11 @@ def avg_pool_int(x: np.ndarray, node: Node, zero_point: int = 0) -> np.ndarray:
     ``count_include_pad=0`` no padded position is counted, so the mean of the codes is already
     ``Zi + mean(x − Zi)``.
     """
-    kernel, strides, dil, pads, outs = pool_geometry(node, x.shape)
-    total = _window_sum(x.astype(np.int64), kernel, strides, dil, pads, outs)
-    if zero_point and node.attrs.count_include_pad and any(pads):
+    geometry = pool_geometry(node, x.shape)
+    total = _window_sum(x.astype(np.int64), geometry)
+    if zero_point and node.attrs.count_include_pad and any(geometry[3]):
         ones = np.ones((1, 1, *x.shape[2:]), np.int64)
-        counted = _count(node, ones, kernel, strides, dil, pads, outs)
-        real = _window_sum(ones, kernel, strides, dil, pads, outs)
+        counted = _count(node, ones, geometry)
+        real = _window_sum(ones, geometry)
         total = total + int(zero_point) * (counted - real)
     return np.asarray(clip8(rnorm(total * avg_pool_divisors(node, x.shape), 16))).astype(np.int8)

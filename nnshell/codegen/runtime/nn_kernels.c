@@ -803,33 +803,48 @@ void nn_conv_transpose(const int8_t *in, int8_t *out, const nn_conv_t *ct)
 
 /* ==== issue 17 (branch elt): broadcasting elementwise, Resize ================================ */
 
+size_t nn_bc_start(nn_bc_walk_t *it, const int32_t *bc)
+{
+    it->idx[0] = it->idx[1] = it->idx[2] = it->idx[3] = 0;
+    it->ka = it->kb = 0;
+    return (size_t)bc[0] * (size_t)bc[1] * (size_t)bc[2] * (size_t)bc[3];
+}
+
+void nn_bc_next(nn_bc_walk_t *it, const int32_t *bc)
+{
+    int d;
+    for (d = 3; d >= 0; d--) {
+        it->ka += (size_t)bc[4 + d];
+        it->kb += (size_t)bc[8 + d];
+        if (++it->idx[d] < bc[d] || d == 0) {
+            return;
+        }
+        it->ka -= (size_t)bc[d] * (size_t)bc[4 + d];
+        it->kb -= (size_t)bc[d] * (size_t)bc[8 + d];
+        it->idx[d] = 0;
+    }
+}
+
 void nn_ew_sq8(const int8_t *a, const int8_t *b, int8_t *out, const int32_t *bc, int op,
                int ref, int in_mul, int in_shift, int mul, int shift, int za, int zb,
                int zout)
 {
-    int i0, i1, i2, i3;
-    size_t k = 0;
-    for (i0 = 0; i0 < bc[0]; i0++) {
-        for (i1 = 0; i1 < bc[1]; i1++) {
-            for (i2 = 0; i2 < bc[2]; i2++) {
-                for (i3 = 0; i3 < bc[3]; i3++, k++) {
-                    int64_t va = a[i0 * bc[4] + i1 * bc[5] + i2 * bc[6] +
-                                   i3 * bc[7]];
-                    int64_t vb = b[i0 * bc[8] + i1 * bc[9] + i2 * bc[10] +
-                                   i3 * bc[11]];
-                    if (op == 2) {
-                        out[k] = clip8(rnorm64((va - za) * (vb - zb) * mul, shift) + zout);
-                        continue;
-                    }
-                    if (ref == 0) {
-                        vb = rnorm64(vb * in_mul, in_shift);
-                    } else {
-                        va = rnorm64(va * in_mul, in_shift);
-                    }
-                    out[k] = clip8(rnorm64((op == 1 ? va - vb : va + vb) * mul, shift));
-                }
-            }
+    nn_bc_walk_t it;
+    size_t k;
+    const size_t n = nn_bc_start(&it, bc);
+    for (k = 0; k < n; k++, nn_bc_next(&it, bc)) {
+        int64_t va = a[it.ka];
+        int64_t vb = b[it.kb];
+        if (op == 2) {
+            out[k] = clip8(rnorm64((va - za) * (vb - zb) * mul, shift) + zout);
+            continue;
         }
+        if (ref == 0) {
+            vb = rnorm64(vb * in_mul, in_shift);
+        } else {
+            va = rnorm64(va * in_mul, in_shift);
+        }
+        out[k] = clip8(rnorm64((op == 1 ? va - vb : va + vb) * mul, shift));
     }
 }
 

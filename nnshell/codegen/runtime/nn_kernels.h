@@ -163,6 +163,15 @@ void nn_format16(const void *raw, int16_t *out, int h, int w, int c, int layout)
  * Broadcast geometry bc[12]: bc[0..3] the output dims without the batch axis padded to 4
  * (leading 1s), bc[4..7] and bc[8..11] the element strides of inputs a and b at every output
  * index (0 on a broadcast axis). */
+/* Walks the output of a broadcast binary op in order: nn_bc_start sets the 4-D index and both
+ * source offsets to 0 and returns the number of outputs; nn_bc_next moves to the next output,
+ * carrying like an odometer (the offsets follow incrementally: ka = sum idx[d] * bc[4 + d]). */
+typedef struct {
+    int32_t idx[4];
+    size_t ka, kb;
+} nn_bc_walk_t;
+size_t nn_bc_start(nn_bc_walk_t *it, const int32_t *bc);
+void nn_bc_next(nn_bc_walk_t *it, const int32_t *bc);
 /* SQ8 binary of two broadcast int8 inputs, op 0 add, 1 sub, 2 mul:
  *   add/sub: the reference input (ref) unscaled, the other rnorm(x * in_mul, in_shift);
  *            out = clip8(rnorm((a' +/- b') * mul, shift))

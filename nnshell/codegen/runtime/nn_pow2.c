@@ -485,23 +485,14 @@ void nn_p2_conv_transpose(const void *in, void *out, const nn_p2_conv_t *cv)
 void nn_p2_ew(const void *a, const void *b, void *out, const int32_t *bc, int op, int sa,
               int sb, int out_shift, int esize)
 {
-    int i0, i1, i2, i3;
-    size_t k = 0;
-    for (i0 = 0; i0 < bc[0]; i0++) {
-        for (i1 = 0; i1 < bc[1]; i1++) {
-            for (i2 = 0; i2 < bc[2]; i2++) {
-                for (i3 = 0; i3 < bc[3]; i3++, k++) {
-                    const size_t ka = (size_t)(i0 * bc[4] + i1 * bc[5] + i2 * bc[6] +
-                                               i3 * bc[7]);
-                    const size_t kb = (size_t)(i0 * bc[8] + i1 * bc[9] + i2 * bc[10] +
-                                               i3 * bc[11]);
-                    const int64_t va = p2_load(a, ka, esize) * ((int64_t)1 << sa);
-                    const int64_t vb = p2_load(b, kb, esize) * ((int64_t)1 << sb);
-                    const int64_t acc = op == 2 ? va * vb : (op == 1 ? va - vb : va + vb);
-                    p2_store(out, k, esize, p2_clip(p2_shift(acc, out_shift), esize));
-                }
-            }
-        }
+    nn_bc_walk_t it;
+    size_t k;
+    const size_t n = nn_bc_start(&it, bc);
+    for (k = 0; k < n; k++, nn_bc_next(&it, bc)) {
+        const int64_t va = p2_load(a, it.ka, esize) * ((int64_t)1 << sa);
+        const int64_t vb = p2_load(b, it.kb, esize) * ((int64_t)1 << sb);
+        const int64_t acc = op == 2 ? va * vb : (op == 1 ? va - vb : va + vb);
+        p2_store(out, k, esize, p2_clip(p2_shift(acc, out_shift), esize));
     }
 }
 
