@@ -129,6 +129,125 @@ static int8_t conv_pixel(const int8_t *in, const nn_conv_t *cv, int co, int oy, 
     return act_apply(requant(acc, cv->bias[co], cv->mul[co], cv->shift[co]), pre, npre);
 }
 
+/* ==== tiled convolution (issue 21): im2col tiles of int16 codes, 4 x 2 register tiles ========
+ * A tile of output pixels is gathered once into col[p][k] (k = (ci * kh + ky) * kw + kx, the
+ * order of a weight row; taps in the padding read cv->pad, the input zero point, which is what
+ * conv_pad_taps adds on the other path), then every output channel of the group is a
+ * contiguous dot product of its int8 weight row with the int16 column of each pixel. Four
+ * channels x two pixels are computed at once in eight local int32 sums: gcc -O3 keeps them in
+ * registers and vectorises the k loop (int8 x int8 products fit int16, pairs of them int32).
+ * Integer sums do not depend on the order: the results are the other path's, bit for bit. */
+
+/* int16 elements of the gathered tile on the stack (NN_COL_BUF / K pixels per tile). */
+#ifndef NN_COL_BUF
+#define NN_COL_BUF 16384
+#endif
+#define NN_TILE_PX 64
+
+static void dot4x2(const int8_t *w0, const int8_t *w1, const int8_t *w2, const int8_t *w3,
+                   const int16_t *x0, const int16_t *x1, int k, int32_t r[8])
+{
+    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, b0 = 0, b1 = 0, b2 = 0, b3 = 0;
+    int i;
+    for (i = 0; i < k; i++) {
+        const int16_t q0 = w0[i], q1 = w1[i], q2 = w2[i], q3 = w3[i];
+        const int16_t y0 = x0[i], y1 = x1[i];
+        a0 += q0 * y0;
+        a1 += q1 * y0;
+        a2 += q2 * y0;
+        a3 += q3 * y0;
+        b0 += q0 * y1;
+        b1 += q1 * y1;
+        b2 += q2 * y1;
+        b3 += q3 * y1;
+    }
+    r[0] = a0;
+    r[1] = a1;
+    r[2] = a2;
+    r[3] = a3;
+    r[4] = b0;
+    r[5] = b1;
+    r[6] = b2;
+    r[7] = b3;
+}
+
+/* Pixels a tile holds for a weight row of k values (0: the tiled path does not apply). */
+static int conv_tile_px(int k)
+{
+    const int n = NN_COL_BUF / (k > 0 ? k : 1);
+    return n < 2 ? 0 : (n > NN_TILE_PX ? NN_TILE_PX : n);
+}
+
+/* col[p][.] = the k = cg * kh * kw input codes of output pixel pix0 + p (flattened over
+ * out_h x out_w) for the channels c0.. of one group. */
+static void conv_gather(const int8_t *in, const nn_conv_t *cv, int c0, int pix0, int np,
+                        int16_t *col)
+{
+    const int cg = cv->in_c / cv->group;
+    const int k = cg * cv->kh * cv->kw;
+    const size_t plane = (size_t)cv->in_h * cv->in_w;
+    int iy0[NN_TILE_PX], ix0[NN_TILE_PX];
+    int p, ci, ky, kx, t = 0;
+    for (p = 0; p < np; p++) {
+        iy0[p] = ((pix0 + p) / cv->out_w) * cv->sh - cv->pt;
+        ix0[p] = ((pix0 + p) % cv->out_w) * cv->sw - cv->pl;
+    }
+    for (ci = 0; ci < cg; ci++) {
+        const int8_t *x = in + (size_t)(c0 + ci) * plane;
+        for (ky = 0; ky < cv->kh; ky++) {
+            for (kx = 0; kx < cv->kw; kx++, t++) {
+                int16_t *c = col + t;
+                for (p = 0; p < np; p++) {
+                    const int iy = iy0[p] + ky * cv->dh, ix = ix0[p] + kx * cv->dw;
+                    const int inside = iy >= 0 && iy < cv->in_h && ix >= 0 && ix < cv->in_w;
+                    c[(size_t)p * k] = (int16_t)(inside ? x[(size_t)iy * cv->in_w + ix] : cv->pad);
+                }
+            }
+        }
+    }
+}
+
+/* Requantized outputs (pre-pool activations, then post) of channels co0 .. co0 + nco - 1 (one
+ * group) at output pixels pix0 .. pix0 + npix - 1: dst[(co - co0) * stride + pix - pix0]. */
+static void conv_tiled(const int8_t *in, const nn_conv_t *cv, int co0, int nco, int pix0,
+                       int npix, int8_t *dst, size_t stride, const nn_act_t *pre, int npre,
+                       const nn_act_t *post, int npost)
+{
+    int16_t col[NN_COL_BUF];
+    int32_t r[8];
+    const int cg = cv->in_c / cv->group;
+    const int k = cg * cv->kh * cv->kw;
+    const int tp = conv_tile_px(k);
+    const int c0 = (co0 / (cv->out_c / cv->group)) * cg;
+    int q0, np, co, p, b, j;
+    for (q0 = 0; q0 < npix; q0 += np) {
+        np = npix - q0 < tp ? npix - q0 : tp;
+        conv_gather(in, cv, c0, pix0 + q0, np, col);
+        for (co = 0; co < nco; co += 4) {
+            const int nb = nco - co < 4 ? nco - co : 4;
+            const int8_t *w[4];
+            for (b = 0; b < 4; b++) { /* a short block repeats its last row (result unused) */
+                w[b] = cv->weights + (size_t)(co0 + co + (b < nb ? b : nb - 1)) * k;
+            }
+            for (p = 0; p < np; p += 2) {
+                const int16_t *x0 = col + (size_t)p * k;
+                const int16_t *x1 = p + 1 < np ? x0 + k : x0;
+                dot4x2(w[0], w[1], w[2], w[3], x0, x1, k, r);
+                for (b = 0; b < nb; b++) {
+                    const int c = co0 + co + b;
+                    for (j = 0; j < 2 && p + j < np; j++) {
+                        const int8_t v = requant(r[4 * j + b], cv->bias[c], cv->mul[c],
+                                                 cv->shift[c]);
+                        dst[(size_t)(co + b) * stride + q0 + p + j] =
+                            act_apply(act_apply(v, pre, npre), post, npost);
+                    }
+                }
+            }
+        }
+    }
+}
+/* ==== end of tiled convolution ================================================================ */
+
 /* Where a pooling window reads: an int8 map, or a convolution computed on the fly. */
 typedef struct {
     const int8_t *in;
@@ -445,14 +564,140 @@ static void conv_1x1(const int8_t *in, int8_t *out, const nn_conv_t *cv, const n
     }
 }
 
+/* Conv + pool over the tiled convolution: up to NN_POOL_CB channels at a time, each conv row
+ * computed once (conv_tiled, the gathered inputs shared by the channels) into one of p->kh row
+ * slots and reused by every pooled row whose window reads it. 0: not applicable (the caller
+ * takes conv_pool_rows). */
+#define NN_POOL_CB 16
+#define NN_POOL_SLOTS 8
+#ifndef NN_POOL_BUF
+#define NN_POOL_BUF 16384
+#endif
+static int conv_pool_tiled(const int8_t *in, int8_t *out, const nn_conv_t *cv,
+                           const nn_pool_t *p, const nn_act_t *pre, int npre,
+                           const nn_act_t *post, int npost)
+{
+    int8_t rows[NN_POOL_BUF];
+    int32_t best[NN_POOL_CB][NN_MAX_ROW];
+    int tag[NN_POOL_SLOTS];
+    const int mg = cv->out_c / cv->group;
+    const int ow = cv->out_w;
+    int cb, co, nco, py, px, ky, kx, x, s, b;
+    if (p->kh > NN_POOL_SLOTS || p->ow > NN_MAX_ROW || mg < NN_CO_BLOCK ||
+        conv_tile_px(cv->in_c / cv->group * cv->kh * cv->kw) == 0) {
+        return 0;
+    }
+    cb = NN_POOL_BUF / (p->kh * ow);
+    cb = cb < NN_POOL_CB ? cb : NN_POOL_CB;
+    if (cb < 1) {
+        return 0;
+    }
+    for (co = 0; co < cv->out_c; co += nco) {
+        const int gend = (co / mg + 1) * mg; /* a block never crosses a group */
+        nco = gend - co < cb ? gend - co : cb;
+        for (s = 0; s < p->kh; s++) {
+            tag[s] = -1;
+        }
+        for (py = 0; py < p->oh; py++) {
+            const int ybase = py * p->sh - p->pt;
+            int ny = 0;
+            for (b = 0; b < nco; b++) {
+                for (px = 0; px < p->ow; px++) {
+                    best[b][px] = p->kind == NN_POOL_MAX ? -129 : 0;
+                }
+            }
+            for (ky = 0; ky < p->kh; ky++) {
+                const int y = ybase + ky * p->dh;
+                const int ycnt = y >= p->cnt_h0 && y < p->cnt_h1;
+                const int8_t *base;
+                ny += ycnt;
+                if (y < 0 || y >= cv->out_h) {
+                    for (b = 0; b < nco && ycnt && p->kind != NN_POOL_MAX; b++) {
+                        for (px = 0; px < p->ow; px++) { /* a padded row: pad where counted */
+                            for (kx = 0; kx < p->kw; kx++) {
+                                x = px * p->sw - p->pl + kx * p->dw;
+                                best[b][px] += (x >= p->cnt_w0 && x < p->cnt_w1) ? p->pad : 0;
+                            }
+                        }
+                    }
+                    continue;
+                }
+                for (s = 0; s < p->kh && tag[s] != y; s++) {
+                }
+                if (s == p->kh) { /* not computed yet: take a slot no row of this window holds */
+                    for (s = 0; s < p->kh; s++) {
+                        const int d = tag[s] - ybase;
+                        if (tag[s] < 0 || d < 0 || d % p->dh != 0 || d / p->dh >= p->kh) {
+                            break;
+                        }
+                    }
+                    tag[s] = y;
+                    conv_tiled(in, cv, co, nco, y * ow, ow, rows + (size_t)s * cb * ow,
+                               (size_t)ow, pre, npre, NULL, 0);
+                }
+                base = rows + (size_t)s * cb * ow;
+                for (b = 0; b < nco; b++) {
+                    const int8_t *row = base + (size_t)b * ow;
+                    int32_t *bb = best[b];
+                    for (px = 0; px < p->ow; px++) {
+                        for (kx = 0; kx < p->kw; kx++) {
+                            x = px * p->sw - p->pl + kx * p->dw;
+                            if (x < 0 || x >= ow) {
+                                if (p->kind != NN_POOL_MAX && x >= p->cnt_w0 && x < p->cnt_w1) {
+                                    bb[px] += p->pad;
+                                }
+                                continue;
+                            }
+                            if (p->kind == NN_POOL_MAX) {
+                                bb[px] = row[x] > bb[px] ? row[x] : bb[px];
+                            } else {
+                                bb[px] += row[x];
+                            }
+                        }
+                    }
+                }
+            }
+            for (b = 0; b < nco; b++) {
+                int8_t *o = out + ((size_t)(co + b) * p->oh + py) * p->ow;
+                for (px = 0; px < p->ow; px++) {
+                    int8_t v = (int8_t)best[b][px];
+                    if (p->kind != NN_POOL_MAX) {
+                        int nx = 0;
+                        for (kx = 0; kx < p->kw; kx++) {
+                            x = px * p->sw - p->pl + kx * p->dw;
+                            nx += x >= p->cnt_w0 && x < p->cnt_w1;
+                        }
+                        v = clip8(rnorm64((int64_t)best[b][px] * (65536 / (ny * nx)), 16));
+                    }
+                    o[px] = act_apply(v, post, npost);
+                }
+            }
+        }
+    }
+    return 1;
+}
+
 void nn_conv(const int8_t *in, int8_t *out, const nn_conv_t *cv, const nn_pool_t *pool,
              const nn_act_t *pre, int npre, const nn_act_t *post, int npost)
 {
     int32_t acc[NN_CO_BLOCK][NN_MAX_ROW];
     int co, oy, x0, ox, b, nb = 1;
+    if (pool == NULL && cv->out_c / cv->group >= NN_CO_BLOCK &&
+        conv_tile_px(cv->in_c / cv->group * cv->kh * cv->kw) > 0) {
+        const int mg = cv->out_c / cv->group;
+        const size_t plane = (size_t)cv->out_h * cv->out_w;
+        for (co = 0; co < cv->out_c; co += mg) { /* one group at a time */
+            conv_tiled(in, cv, co, mg, 0, (int)plane, out + (size_t)co * plane, plane, pre, npre,
+                       post, npost);
+        }
+        return;
+    }
     if (pool == NULL && cv->kh == 1 && cv->kw == 1 && cv->sh == 1 && cv->sw == 1 &&
         cv->pt == 0 && cv->pl == 0 && cv->out_h == cv->in_h && cv->out_w == cv->in_w) {
         conv_1x1(in, out, cv, pre, npre, post, npost);
+        return;
+    }
+    if (pool != NULL && conv_pool_tiled(in, out, cv, pool, pre, npre, post, npost)) {
         return;
     }
     if (pool != NULL && cv->out_w <= NN_MAX_ROW && pool->ow <= NN_MAX_ROW) {
