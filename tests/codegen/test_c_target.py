@@ -305,8 +305,19 @@ def _zoo_model(path: Path) -> None:
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
 
 
-@pytest.mark.parametrize("max_row", [None, 4], ids=["default", "narrow_rows"])
-def test_every_kernel_bit_exact_on_a_zoo_model(tmp_path: Path, max_row: int | None) -> None:
+# NN_MAX_ROW=4: rows split in chunks, fused pools one conv pixel at a time; NN_COL_BUF=1: no
+# tiled convolution (the row kernels); NN_COL_BUF=150 / NN_POOL_BUF=600: small odd tiles and
+# channel chunks (every remainder of the 4 x 2 register tiles and of the pooled row slots)
+_FLAGS = {
+    "default": (),
+    "narrow_rows": ("-DNN_MAX_ROW=4",),
+    "untiled": ("-DNN_COL_BUF=1",),
+    "small_tiles": ("-DNN_COL_BUF=150", "-DNN_POOL_BUF=600"),
+}
+
+
+@pytest.mark.parametrize("variant", list(_FLAGS))
+def test_every_kernel_bit_exact_on_a_zoo_model(tmp_path: Path, variant: str) -> None:
     _zoo_model(tmp_path / "zoo.onnx")
     graph = load_onnx(str(tmp_path / "zoo.onnx"))
     run_scheme(graph, "scale8")
@@ -322,8 +333,7 @@ def test_every_kernel_bit_exact_on_a_zoo_model(tmp_path: Path, max_row: int | No
     assert {"Conv+LeakyRelu", "AveragePool", "Concat", "BatchNormalization", "Conv+Clip"} <= labels
     assert {"Add+Relu", "Mul", "Conv+AveragePool+Relu", "Sigmoid", "Softmax"} <= labels
     assert {"Transpose", "GlobalMaxPool", "GlobalAveragePool", "Linear"} <= labels
-    # NN_MAX_ROW=4: rows split in chunks and fused pools computed one conv pixel at a time
-    flags = () if max_row is None else (f"-DNN_MAX_ROW={max_row}",)
+    flags = _FLAGS[variant]
     res = verify_arrays(graph, qstate, xs, tmp_path / "build", "zoo", flags)
     assert res.ok, res.summary()
     assert res.layers == len(graph.nodes)

@@ -81,8 +81,19 @@ def _quantized(tmp_path: Path, **opts: bool) -> tuple[Graph, QuantState, np.ndar
     return graph, quantize_graph(graph, stats, QuantOptions(**opts)), xs
 
 
-@pytest.mark.parametrize("max_row", [None, 4], ids=["default", "narrow_rows"])
-def test_zero_point_padding_bit_exact_in_c(tmp_path: Path, max_row: int | None) -> None:
+# NN_MAX_ROW=4: rows split in chunks, fused pools one conv pixel at a time; NN_COL_BUF=1: no
+# tiled convolution (the row kernels); NN_COL_BUF=150 / NN_POOL_BUF=600: small odd tiles and
+# channel chunks (every remainder of the 4 x 2 register tiles and of the pooled row slots)
+_FLAGS = {
+    "default": (),
+    "narrow_rows": ("-DNN_MAX_ROW=4",),
+    "untiled": ("-DNN_COL_BUF=1",),
+    "small_tiles": ("-DNN_COL_BUF=150", "-DNN_POOL_BUF=600"),
+}
+
+
+@pytest.mark.parametrize("variant", list(_FLAGS))
+def test_zero_point_padding_bit_exact_in_c(tmp_path: Path, variant: str) -> None:
     graph, qs, xs = _quantized(tmp_path)
     padded = [
         n
@@ -98,7 +109,7 @@ def test_zero_point_padding_bit_exact_in_c(tmp_path: Path, max_row: int | None) 
     for n in padded:
         q = qs.tensors[n.inputs[0]] if get_op(n.op).q_padded_input(n, 0) else qs.nodes[n.name].out_q
         assert q.zero_point != 0, n.name
-    flags = () if max_row is None else (f"-DNN_MAX_ROW={max_row}",)
+    flags = _FLAGS[variant]
     res = verify_arrays(graph, qs, xs[:4], tmp_path / "build", "zp", flags)
     assert res.ok, res.summary()
     assert res.layers == len(graph.nodes)
