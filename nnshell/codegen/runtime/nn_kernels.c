@@ -214,12 +214,16 @@ static void conv_tiled(const int8_t *in, const nn_conv_t *cv, int co0, int nco, 
                        const nn_act_t *post, int npost)
 {
     int16_t col[NN_COL_BUF];
+    int8_t act[256]; /* the activations are a function of the int8 code: one table lookup */
     int32_t r[8];
     const int cg = cv->in_c / cv->group;
     const int k = cg * cv->kh * cv->kw;
     const int tp = conv_tile_px(k);
     const int c0 = (co0 / (cv->out_c / cv->group)) * cg;
     int q0, np, co, p, b, j;
+    for (j = 0; j < 256; j++) {
+        act[j] = act_apply(act_apply((int8_t)(j - 128), pre, npre), post, npost);
+    }
     for (q0 = 0; q0 < npix; q0 += np) {
         np = npix - q0 < tp ? npix - q0 : tp;
         conv_gather(in, cv, c0, pix0 + q0, np, col);
@@ -238,8 +242,7 @@ static void conv_tiled(const int8_t *in, const nn_conv_t *cv, int co0, int nco, 
                     for (j = 0; j < 2 && p + j < np; j++) {
                         const int8_t v = requant(r[4 * j + b], cv->bias[c], cv->mul[c],
                                                  cv->shift[c]);
-                        dst[(size_t)(co + b) * stride + q0 + p + j] =
-                            act_apply(act_apply(v, pre, npre), post, npost);
+                        dst[(size_t)(co + b) * stride + q0 + p + j] = act[v + 128];
                     }
                 }
             }
