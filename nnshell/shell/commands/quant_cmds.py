@@ -10,6 +10,33 @@ from nnshell.shell.commands.base import NnCommandSet, add_selector
 from nnshell.shell.commands.common import add_input_options, add_json_option
 from nnshell.shell.parser import NnArgumentParser
 
+#: aquant's on/off switches: (on flag, off flag, dest, help of each). Unset (None) keeps what
+#: the previous aquant chose.
+_AQUANT_SWITCHES = (
+    (
+        "--symmetric",
+        "--asymmetric",
+        "symmetric",
+        "every zero point 0 (the classic symmetric scheme); kept by later aquant runs",
+        "zero points from the ranges (the default)",
+    ),
+    (
+        "--per_tensor",
+        "--per_channel",
+        "per_tensor",
+        "one weight scale per layer instead of per channel; kept by later aquant runs",
+        "one weight scale per output channel (the default)",
+    ),
+    (
+        "--nntool_padding",
+        "--zero_point_padding",
+        "nntool_padding",
+        "inputs of padded convs and pools and of global pools symmetric, as NNTool (what "
+        "gen --target autotiler needs); kept by later aquant runs",
+        "padded convs and pools pad with the input zero point (the default)",
+    ),
+)
+
 
 def calibration_line(session: Any) -> str:
     """What the calibration saw: the images and the input options they were prepared with
@@ -79,46 +106,10 @@ class QuantCommands(NnCommandSet):
     aquant_parser.add_argument(
         "--mode", default="minmax", help="range: minmax (default), percentile:P, mse, kl"
     )
-    sym = aquant_parser.add_mutually_exclusive_group()
-    sym.add_argument(
-        "--symmetric",
-        action="store_true",
-        default=None,
-        help="every zero point 0 (the classic symmetric scheme); kept by later aquant runs",
-    )
-    sym.add_argument(
-        "--asymmetric",
-        dest="symmetric",
-        action="store_false",
-        help="zero points from the ranges (the default)",
-    )
-    per = aquant_parser.add_mutually_exclusive_group()
-    per.add_argument(
-        "--per_tensor",
-        action="store_true",
-        default=None,
-        help="one weight scale per layer instead of per channel; kept by later aquant runs",
-    )
-    per.add_argument(
-        "--per_channel",
-        dest="per_tensor",
-        action="store_false",
-        help="one weight scale per output channel (the default)",
-    )
-    pad = aquant_parser.add_mutually_exclusive_group()
-    pad.add_argument(
-        "--nntool_padding",
-        action="store_true",
-        default=None,
-        help="inputs of padded convs and pools and of global pools symmetric, as NNTool (what "
-        "gen --target autotiler needs); kept by later aquant runs",
-    )
-    pad.add_argument(
-        "--zero_point_padding",
-        dest="nntool_padding",
-        action="store_false",
-        help="padded convs and pools pad with the input zero point (the default)",
-    )
+    for on, off, dest, on_help, off_help in _AQUANT_SWITCHES:
+        pair = aquant_parser.add_mutually_exclusive_group()
+        pair.add_argument(on, dest=dest, action="store_true", default=None, help=on_help)
+        pair.add_argument(off, dest=dest, action="store_false", help=off_help)
     aquant_parser.add_argument(
         "--compare",
         metavar="M1,M2,...",
