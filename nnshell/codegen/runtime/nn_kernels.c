@@ -144,7 +144,7 @@ static int8_t conv_pixel(const int8_t *in, const nn_conv_t *cv, int co, int oy, 
 #endif
 #define NN_TILE_PX 64
 
-static void dot4x2(const int8_t *w0, const int8_t *w1, const int8_t *w2, const int8_t *w3,
+static void dot4x2(const int16_t *w0, const int16_t *w1, const int16_t *w2, const int16_t *w3,
                    const int16_t *x0, const int16_t *x1, int k, int32_t r[8])
 {
     int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, b0 = 0, b1 = 0, b2 = 0, b3 = 0;
@@ -179,28 +179,47 @@ static int conv_tile_px(int k)
 }
 
 /* col[p][.] = the k = cg * kh * kw input codes of output pixel pix0 + p (flattened over
- * out_h x out_w) for the channels c0.. of one group. */
+ * out_h x out_w) for the channels c0.. of one group; a window wholly inside the map is copied
+ * without bounds checks. */
 static void conv_gather(const int8_t *in, const nn_conv_t *cv, int c0, int pix0, int np,
                         int16_t *col)
 {
     const int cg = cv->in_c / cv->group;
-    const int k = cg * cv->kh * cv->kw;
     const size_t plane = (size_t)cv->in_h * cv->in_w;
-    int iy0[NN_TILE_PX], ix0[NN_TILE_PX];
-    int p, ci, ky, kx, t = 0;
+    const int ylast = (cv->kh - 1) * cv->dh, xlast = (cv->kw - 1) * cv->dw;
+    int p, ci, ky, kx;
     for (p = 0; p < np; p++) {
-        iy0[p] = ((pix0 + p) / cv->out_w) * cv->sh - cv->pt;
-        ix0[p] = ((pix0 + p) % cv->out_w) * cv->sw - cv->pl;
-    }
-    for (ci = 0; ci < cg; ci++) {
-        const int8_t *x = in + (size_t)(c0 + ci) * plane;
-        for (ky = 0; ky < cv->kh; ky++) {
-            for (kx = 0; kx < cv->kw; kx++, t++) {
-                int16_t *c = col + t;
-                for (p = 0; p < np; p++) {
-                    const int iy = iy0[p] + ky * cv->dh, ix = ix0[p] + kx * cv->dw;
+        const int iy0 = ((pix0 + p) / cv->out_w) * cv->sh - cv->pt;
+        const int ix0 = ((pix0 + p) % cv->out_w) * cv->sw - cv->pl;
+        const int8_t *x = in + (size_t)c0 * plane;
+        int16_t *c = col;
+        col += (size_t)cg * cv->kh * cv->kw;
+        if (cv->kh == 1 && cv->kw == 1 && iy0 >= 0 && iy0 < cv->in_h && ix0 >= 0 &&
+            ix0 < cv->in_w) {
+            x += (size_t)iy0 * cv->in_w + ix0;
+            for (ci = 0; ci < cg; ci++) {
+                c[ci] = x[(size_t)ci * plane];
+            }
+            continue;
+        }
+        if (iy0 >= 0 && iy0 + ylast < cv->in_h && ix0 >= 0 && ix0 + xlast < cv->in_w) {
+            for (ci = 0; ci < cg; ci++, x += plane) {
+                for (ky = 0; ky < cv->kh; ky++) {
+                    const int8_t *xr = x + (size_t)(iy0 + ky * cv->dh) * cv->in_w + ix0;
+                    for (kx = 0; kx < cv->kw; kx++) {
+                        *c++ = xr[kx * cv->dw];
+                    }
+                }
+            }
+            continue;
+        }
+        for (ci = 0; ci < cg; ci++, x += plane) {
+            for (ky = 0; ky < cv->kh; ky++) {
+                const int iy = iy0 + ky * cv->dh;
+                for (kx = 0; kx < cv->kw; kx++) {
+                    const int ix = ix0 + kx * cv->dw;
                     const int inside = iy >= 0 && iy < cv->in_h && ix >= 0 && ix < cv->in_w;
-                    c[(size_t)p * k] = (int16_t)(inside ? x[(size_t)iy * cv->in_w + ix] : cv->pad);
+                    *c++ = (int16_t)(inside ? x[(size_t)iy * cv->in_w + ix] : cv->pad);
                 }
             }
         }
@@ -214,6 +233,7 @@ static void conv_tiled(const int8_t *in, const nn_conv_t *cv, int co0, int nco, 
                        const nn_act_t *post, int npost)
 {
     int16_t col[NN_COL_BUF];
+    int16_t wide[2 * NN_COL_BUF]; /* 4 weight rows as int16 (k <= NN_COL_BUF / 2) */
     int8_t act[256]; /* the activations are a function of the int8 code: one table lookup */
     int32_t r[8];
     const int cg = cv->in_c / cv->group;
@@ -229,9 +249,14 @@ static void conv_tiled(const int8_t *in, const nn_conv_t *cv, int co0, int nco, 
         conv_gather(in, cv, c0, pix0 + q0, np, col);
         for (co = 0; co < nco; co += 4) {
             const int nb = nco - co < 4 ? nco - co : 4;
-            const int8_t *w[4];
+            const int16_t *w[4];
             for (b = 0; b < 4; b++) { /* a short block repeats its last row (result unused) */
-                w[b] = cv->weights + (size_t)(co0 + co + (b < nb ? b : nb - 1)) * k;
+                const int8_t *src = cv->weights + (size_t)(co0 + co + (b < nb ? b : nb - 1)) * k;
+                int16_t *dw = wide + (size_t)b * k;
+                for (j = 0; j < k; j++) {
+                    dw[j] = src[j];
+                }
+                w[b] = dw;
             }
             for (p = 0; p < np; p += 2) {
                 const int16_t *x0 = col + (size_t)p * k;
