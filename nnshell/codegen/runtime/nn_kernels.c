@@ -250,6 +250,18 @@ static void conv_tiled(const int8_t *in, const nn_conv_t *cv, int co0, int nco, 
         for (co = 0; co < nco; co += 4) {
             const int nb = nco - co < 4 ? nco - co : 4;
             const int16_t *w[4];
+            int64_t bias[4], mul[4], half[4];
+            int shift[4];
+            int8_t *o[4];
+            for (b = 0; b < 4; b++) { /* requantization constants in locals (int8 stores may
+                                       * alias anything: they would be reloaded otherwise) */
+                const int c = co0 + co + (b < nb ? b : nb - 1);
+                bias[b] = cv->bias[c];
+                mul[b] = cv->mul[c];
+                shift[b] = cv->shift[c];
+                half[b] = shift[b] > 0 ? (int64_t)1 << (shift[b] - 1) : 0; /* rnorm64's */
+                o[b] = dst + (size_t)(co + b) * stride + q0;
+            }
             for (b = 0; b < 4; b++) { /* a short block repeats its last row (result unused) */
                 const int8_t *src = cv->weights + (size_t)(co0 + co + (b < nb ? b : nb - 1)) * k;
                 int16_t *dw = wide + (size_t)b * k;
@@ -262,12 +274,10 @@ static void conv_tiled(const int8_t *in, const nn_conv_t *cv, int co0, int nco, 
                 const int16_t *x0 = col + (size_t)p * k;
                 const int16_t *x1 = p + 1 < np ? x0 + k : x0;
                 dot4x2(w[0], w[1], w[2], w[3], x0, x1, k, r);
-                for (b = 0; b < nb; b++) {
-                    const int c = co0 + co + b;
+                for (b = 0; b < nb; b++) { /* requant(): clip8(rnorm64((acc + bias) * M, N)) */
                     for (j = 0; j < 2 && p + j < np; j++) {
-                        const int8_t v = requant(r[4 * j + b], cv->bias[c], cv->mul[c],
-                                                 cv->shift[c]);
-                        dst[(size_t)(co + b) * stride + q0 + p + j] = act[v + 128];
+                        const int64_t t = ((r[4 * j + b] + bias[b]) * mul[b] + half[b]) >> shift[b];
+                        o[b][p + j] = act[clip8(t) + 128];
                     }
                 }
             }
@@ -837,9 +847,19 @@ void nn_clamp(const int8_t *in, int8_t *out, size_t n, int lo, int hi)
 
 void nn_act_inplace(int8_t *x, size_t n, const nn_act_t *acts, int nacts)
 {
+    int8_t table[256]; /* a function of the int8 code: tabulated once for a long run */
     size_t i;
+    if (n < 1024) {
+        for (i = 0; i < n; i++) {
+            x[i] = act_apply(x[i], acts, nacts);
+        }
+        return;
+    }
+    for (i = 0; i < 256; i++) {
+        table[i] = act_apply((int8_t)((int)i - 128), acts, nacts);
+    }
     for (i = 0; i < n; i++) {
-        x[i] = act_apply(x[i], acts, nacts);
+        x[i] = table[x[i] + 128];
     }
 }
 
@@ -868,6 +888,20 @@ void nn_matadd(const int8_t *const *ins, int nin, int8_t *out, int ref, const ui
 {
     size_t k;
     int i;
+    if (nin == 2 && out_mul >= 0 && out_mul < 32768 && out_shift >= 0 && out_shift < 30 &&
+        shift[1 - ref] >= 0 && shift[1 - ref] < 30) {
+        /* the common residual add in int32, exact: |x * mul| <= 128 * 255, |acc| < 2^15 + 2^8,
+         * |acc * out_mul| + 2^28 < 2^31 (a vectorisable loop) */
+        const int8_t *a = ins[ref], *b = ins[1 - ref];
+        const int32_t m = mul[1 - ref], sb = shift[1 - ref], so = out_shift, mo = out_mul;
+        const int32_t hb = sb > 0 ? 1 << (sb - 1) : 0, ho = so > 0 ? 1 << (so - 1) : 0;
+        for (k = 0; k < n; k++) {
+            const int32_t acc = a[k] + ((b[k] * m + hb) >> sb);
+            const int32_t v = (acc * mo + ho) >> so;
+            out[k] = (int8_t)(v < -128 ? -128 : (v > 127 ? 127 : v));
+        }
+        return;
+    }
     for (k = 0; k < n; k++) {
         int64_t acc = ins[ref][k];
         for (i = 0; i < nin; i++) {
