@@ -202,6 +202,23 @@ static void conv_gather(const int8_t *in, const nn_conv_t *cv, int c0, int pix0,
             }
             continue;
         }
+        if (iy0 >= 0 && iy0 + ylast < cv->in_h && ix0 >= 0 && ix0 + xlast < cv->in_w &&
+            cv->kh == 3 && cv->kw == 3 && cv->dw == 1) { /* the common 3 x 3 window */
+            const size_t r1 = (size_t)cv->dh * cv->in_w, r2 = 2 * r1;
+            x += (size_t)iy0 * cv->in_w + ix0;
+            for (ci = 0; ci < cg; ci++, x += plane, c += 9) {
+                c[0] = x[0];
+                c[1] = x[1];
+                c[2] = x[2];
+                c[3] = x[r1];
+                c[4] = x[r1 + 1];
+                c[5] = x[r1 + 2];
+                c[6] = x[r2];
+                c[7] = x[r2 + 1];
+                c[8] = x[r2 + 2];
+            }
+            continue;
+        }
         if (iy0 >= 0 && iy0 + ylast < cv->in_h && ix0 >= 0 && ix0 + xlast < cv->in_w) {
             for (ci = 0; ci < cg; ci++, x += plane) {
                 for (ky = 0; ky < cv->kh; ky++) {
