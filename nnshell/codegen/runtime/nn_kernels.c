@@ -606,7 +606,7 @@ static void conv_1x1(const int8_t *in, int8_t *out, const nn_conv_t *cv, const n
             }
             for (b = 0; b < nb; b++) { /* requantization constants hoisted per channel */
                 const int32_t bias = cv->bias[co + b];
-                const uint8_t mul = cv->mul[co + b];
+                const int32_t mul = cv->mul[co + b]; /* up to 30 bits (a TFLite -q file) */
                 const int8_t shift = cv->shift[co + b];
                 int8_t *o = out + (size_t)(co + b) * plane + p0;
                 for (p = 0; p < n; p++) {
@@ -736,6 +736,7 @@ void nn_conv(const int8_t *in, int8_t *out, const nn_conv_t *cv, const nn_pool_t
              const nn_act_t *pre, int npre, const nn_act_t *post, int npost)
 {
     int32_t acc[NN_CO_BLOCK][NN_MAX_ROW];
+    int8_t act[256];
     int co, oy, x0, ox, b, nb = 1;
     if (pool == NULL && cv->out_c / cv->group >= NN_CO_BLOCK &&
         conv_tile_px(cv->in_c / cv->group * cv->kh * cv->kw) > 0) {
@@ -770,6 +771,9 @@ void nn_conv(const int8_t *in, int8_t *out, const nn_conv_t *cv, const nn_pool_t
         pool_map(&s, out, cv->out_c, pool, post, npost);
         return;
     }
+    for (co = 0; co < 256; co++) { /* the activations as a table of the int8 code */
+        act[co] = act_apply(act_apply((int8_t)(co - 128), pre, npre), post, npost);
+    }
     for (co = 0; co < cv->out_c; co += nb) {
         const int mg = cv->out_c / cv->group;
         const int gend = (co / mg + 1) * mg; /* a block never crosses a group */
@@ -780,12 +784,11 @@ void nn_conv(const int8_t *in, int8_t *out, const nn_conv_t *cv, const nn_pool_t
                 conv_row_block(in, cv, co, nb, oy, x0, x1, acc);
                 for (b = 0; b < nb; b++) { /* requantization constants hoisted per channel */
                     const int32_t bias = cv->bias[co + b];
-                    const uint8_t mul = cv->mul[co + b];
+                    const int32_t mul = cv->mul[co + b]; /* up to 30 bits (a TFLite -q file) */
                     const int8_t shift = cv->shift[co + b];
                     int8_t *o = out + ((size_t)(co + b) * cv->out_h + oy) * cv->out_w;
                     for (ox = x0; ox < x1; ox++) {
-                        const int8_t v = requant(acc[b][ox - x0], bias, mul, shift);
-                        o[ox] = act_apply(act_apply(v, pre, npre), post, npost);
+                        o[ox] = act[requant(acc[b][ox - x0], bias, mul, shift) + 128];
                     }
                 }
             }

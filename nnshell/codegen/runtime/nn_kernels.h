@@ -32,6 +32,9 @@
 #ifndef NN_MAX_ROW
 #define NN_MAX_ROW 256
 #endif
+/* The tiled convolution (nn_kernels.c) keeps NN_COL_BUF int16 input codes (default 16384) and
+ * twice as many int16 weights on the stack, and NN_POOL_BUF bytes (16384) of conv rows before a
+ * fused pool; -DNN_COL_BUF=1 builds without it (the row kernels above do all convolutions). */
 
 /* Called after every step by the generated <graph>_run() when not NULL (test harnesses). */
 typedef void (*nn_step_fn)(int step, const void *data, size_t nbytes, void *user);
