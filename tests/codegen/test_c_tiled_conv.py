@@ -65,10 +65,11 @@ def _odd_model(path: Path) -> None:
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
 
 
-# small_tiles: 5-pixel gathered tiles (k = 27), the pooled 6 channels in chunks of 4 + 2
+# small_tiles: 5-pixel gathered tiles (k = 27, padded to 32), the pooled 6 channels in chunks of
+# 4 + 2
 _FLAGS = {
     "default": (),
-    "small_tiles": ("-DNN_COL_BUF=140", "-DNN_POOL_BUF=300"),
+    "small_tiles": ("-DNN_COL_BUF=168", "-DNN_POOL_BUF=300"),
     "untiled": ("-DNN_COL_BUF=1",),
 }
 
