@@ -259,8 +259,10 @@ static void conv_tiled(const int8_t *in, const nn_conv_t *cv, int co0, int nco, 
                        int npix, int8_t *dst, size_t stride, const nn_act_t *pre, int npre,
                        const nn_act_t *post, int npost)
 {
-    int16_t col[NN_COL_BUF];
-    int16_t wide[2 * NN_COL_BUF]; /* 4 weight rows as int16 (kp <= NN_COL_BUF / 2) */
+    /* static, not on the stack: 96 KiB at the default size would overflow a microcontroller's
+     * stack silently, where a .bss buffer too large for the RAM fails at link time */
+    static int16_t col[NN_COL_BUF];
+    static int16_t wide[2 * NN_COL_BUF]; /* 4 weight rows as int16 (kp <= NN_COL_BUF / 2) */
     int8_t act[256]; /* the activations are a function of the int8 code: one table lookup */
     int32_t r[8];
     const int cg = cv->in_c / cv->group;
@@ -642,8 +644,8 @@ static int conv_pool_tiled(const int8_t *in, int8_t *out, const nn_conv_t *cv,
                            const nn_pool_t *p, const nn_act_t *pre, int npre,
                            const nn_act_t *post, int npost)
 {
-    int8_t rows[NN_POOL_BUF];
-    int32_t best[NN_POOL_CB][NN_MAX_ROW];
+    static int8_t rows[NN_POOL_BUF]; /* static, as conv_tiled's buffers */
+    static int32_t best[NN_POOL_CB][NN_MAX_ROW];
     int tag[NN_POOL_SLOTS];
     const int mg = cv->out_c / cv->group;
     const int ow = cv->out_w;

@@ -33,8 +33,11 @@
 #define NN_MAX_ROW 256
 #endif
 /* The tiled convolution (nn_kernels.c) keeps NN_COL_BUF int16 input codes (default 16384) and
- * twice as many int16 weights on the stack, and NN_POOL_BUF bytes (16384) of conv rows before a
- * fused pool; -DNN_COL_BUF=1 builds without it (the row kernels above do all convolutions). */
+ * twice as many int16 weights, and NN_POOL_BUF bytes (16384) of conv rows plus 16 x NN_MAX_ROW
+ * int32 before a fused pool, in static buffers (.bss: 96 KiB + 32 KiB at the defaults, not on
+ * the stack; the runtime is not reentrant). For a small RAM build with e.g. -DNN_COL_BUF=2048
+ * -DNN_POOL_BUF=2048 (layers whose weight row does not fit fall back to the row kernels, same
+ * results), or -DNN_COL_BUF=1 to build without it (the row kernels do all convolutions). */
 
 /* Called after every step by the generated <graph>_run() when not NULL (test harnesses). */
 typedef void (*nn_step_fn)(int step, const void *data, size_t nbytes, void *user);
