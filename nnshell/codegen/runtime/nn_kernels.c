@@ -138,7 +138,7 @@ static int8_t conv_pixel(const int8_t *in, const nn_conv_t *cv, int co, int oy, 
  * registers and vectorises the k loop (int8 x int8 products fit int16, pairs of them int32).
  * Integer sums do not depend on the order: the results are the other path's, bit for bit. */
 
-/* int16 elements of the gathered tile on the stack (NN_COL_BUF / K pixels per tile). */
+/* int16 elements of the gathered tile (a static buffer; NN_COL_BUF / K pixels per tile). */
 #ifndef NN_COL_BUF
 #define NN_COL_BUF 16384
 #endif
