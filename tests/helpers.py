@@ -106,3 +106,22 @@ def compare_with_ort(
 def rand(shape: Sequence[int], seed: int = 0, scale: float = 1.0) -> np.ndarray:
     """Return seeded standard-normal float32 data of ``shape``."""
     return (np.random.default_rng(seed).standard_normal(tuple(shape)) * scale).astype(np.float32)
+
+
+def save_xy_model(
+    path: os.PathLike[str] | str,
+    nodes: Sequence[onnx.NodeProto],
+    inits: Mapping[str, np.ndarray],
+    in_shape: Sequence[Any],
+    name: str = "g",
+) -> None:
+    """Save an opset-13 model with one float input ``x`` of shape ``["N", *in_shape]`` (batch
+    free), one output ``y`` and ``inits`` as initializers: the graphs the C tests build."""
+    graph = helper.make_graph(
+        list(nodes),
+        name,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", *in_shape])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(v, k) for k, v in inits.items()],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))

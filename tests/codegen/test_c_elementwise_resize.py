@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper
 
 from nnshell.codegen.verify import verify_arrays
 from nnshell.exec import run_float
@@ -22,6 +22,7 @@ from nnshell.quant.pow2 import Pow2Options, quantize_graph_pow2
 from nnshell.quant.ranges import RangeMode
 from nnshell.quant.sq8 import QuantOptions, quantize_graph
 from nnshell.quant.stats import TensorStats
+from tests.helpers import save_xy_model
 
 pytestmark = pytest.mark.skipif(
     shutil.which("gcc") is None, reason="gen --target c tests need gcc on PATH (CI has it)"
@@ -110,15 +111,7 @@ def _dbnet_like(path: Path) -> None:
         mk("Resize", ["c4", "roi", "scale2"], ["up_l"], mode="linear"),
         mk("Sigmoid", ["up_l"], ["y"]),
     ]
-    graph = helper.make_graph(
-        nodes,
-        "dbnet_like",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 16, 16])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-        [numpy_helper.from_array(v, k) for k, v in inits.items()],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    onnx.save(model, str(path))
+    save_xy_model(path, nodes, inits, (3, 16, 16), "dbnet_like")
 
 
 def _quantized(
@@ -159,14 +152,7 @@ def test_dbnet_like_bit_exact(tmp_path: Path, scheme: str, bits: int) -> None:
 
 
 def _save(path: Path, nodes: list, inits: dict[str, np.ndarray], shape: tuple[int, ...]) -> None:
-    graph = helper.make_graph(
-        nodes,
-        path.stem,
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", *shape[1:]])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-        [numpy_helper.from_array(v, k) for k, v in inits.items()],
-    )
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    save_xy_model(path, nodes, inits, shape[1:], path.stem)
 
 
 def _check(path: Path, scheme: str, bits: int, shape: tuple[int, ...], tol: float) -> tuple:

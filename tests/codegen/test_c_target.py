@@ -10,9 +10,8 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper
 
 from nnshell.codegen.c_emitter import CModel, Step, render_c
 from nnshell.codegen.memory import ArenaPlan, Block, peak_live, plan_arena
@@ -24,7 +23,9 @@ from nnshell.passes import run_scheme
 from nnshell.quant.sq8 import QuantOptions, quantize_graph
 from nnshell.quant.stats import TensorStats
 from nnshell.session import Session
+from tests.codegen.c_builds import C_BUILD_FLAGS
 from tests.conftest import CALIB_DIR, ROOT, SAMPLE_MODEL, TEST_DIR
+from tests.helpers import save_xy_model
 
 pytestmark = pytest.mark.skipif(
     shutil.which("gcc") is None, reason="gen --target c tests need gcc on PATH (CI has it)"
@@ -295,28 +296,10 @@ def _zoo_model(path: Path) -> None:
         mk("Gemm", ["f", "Wl", "Bl"], ["lin"], transB=1),
         mk("Softmax", ["lin"], ["y"], axis=1),
     ]
-    graph = helper.make_graph(
-        nodes,
-        "zoo",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 12, 12])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-        [numpy_helper.from_array(v, k) for k, v in inits.items()],
-    )
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    save_xy_model(path, nodes, inits, (3, 12, 12), "zoo")
 
 
-# NN_MAX_ROW=4: rows split in chunks, fused pools one conv pixel at a time; NN_COL_BUF=1: no
-# tiled convolution (the row kernels); NN_COL_BUF=150 / NN_POOL_BUF=600: small odd tiles and
-# channel chunks (every remainder of the 4 x 2 register tiles and of the pooled row slots)
-_FLAGS = {
-    "default": (),
-    "narrow_rows": ("-DNN_MAX_ROW=4",),
-    "untiled": ("-DNN_COL_BUF=1",),
-    "small_tiles": ("-DNN_COL_BUF=150", "-DNN_POOL_BUF=600"),
-}
-
-
-@pytest.mark.parametrize("variant", list(_FLAGS))
+@pytest.mark.parametrize("variant", list(C_BUILD_FLAGS))
 def test_every_kernel_bit_exact_on_a_zoo_model(tmp_path: Path, variant: str) -> None:
     _zoo_model(tmp_path / "zoo.onnx")
     graph = load_onnx(str(tmp_path / "zoo.onnx"))
@@ -333,7 +316,7 @@ def test_every_kernel_bit_exact_on_a_zoo_model(tmp_path: Path, variant: str) -> 
     assert {"Conv+LeakyRelu", "AveragePool", "Concat", "BatchNormalization", "Conv+Clip"} <= labels
     assert {"Add+Relu", "Mul", "Conv+AveragePool+Relu", "Sigmoid", "Softmax"} <= labels
     assert {"Transpose", "GlobalMaxPool", "GlobalAveragePool", "Linear"} <= labels
-    flags = _FLAGS[variant]
+    flags = C_BUILD_FLAGS[variant]
     res = verify_arrays(graph, qstate, xs, tmp_path / "build", "zoo", flags)
     assert res.ok, res.summary()
     assert res.layers == len(graph.nodes)
@@ -359,15 +342,7 @@ def _zoo_1d_model(path: Path) -> None:
         mk("GlobalAveragePool", ["rs"], ["g"]),
         mk("Squeeze", ["g", "axes"], ["y"]),
     ]
-    graph = helper.make_graph(
-        nodes,
-        "zoo1d",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, 16])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-        [numpy_helper.from_array(v, k) for k, v in inits.items()],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    onnx.save(model, str(path))
+    save_xy_model(path, nodes, inits, (4, 16), "zoo1d")
 
 
 def test_1d_windows_sum_and_reshapes_bit_exact(tmp_path: Path) -> None:

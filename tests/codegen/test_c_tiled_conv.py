@@ -9,9 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper
 
 from nnshell.codegen.verify import verify_arrays
 from nnshell.exec import run_float
@@ -19,6 +18,7 @@ from nnshell.importers.onnx_importer import load_onnx
 from nnshell.passes import run_scheme
 from nnshell.quant.sq8 import QuantOptions, quantize_graph
 from nnshell.quant.stats import TensorStats
+from tests.helpers import save_xy_model
 
 
 def _odd_model(path: Path) -> None:
@@ -55,14 +55,7 @@ def _odd_model(path: Path) -> None:
             count_include_pad=0,
         ),
     ]
-    graph = helper.make_graph(
-        nodes,
-        "odd",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 21, 23])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-        [numpy_helper.from_array(v, k) for k, v in inits.items()],
-    )
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    save_xy_model(path, nodes, inits, (3, 21, 23), "odd")
 
 
 # small_tiles: 5-pixel gathered tiles (k = 27, padded to 32), the pooled 6 channels in chunks of

@@ -8,9 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper
 
 from nnshell.codegen.verify import verify_arrays
 from nnshell.exec import run_float
@@ -20,6 +19,8 @@ from nnshell.ops import get_op
 from nnshell.passes import run_scheme
 from nnshell.quant.sq8 import QuantOptions, QuantState, quantize_graph
 from nnshell.quant.stats import TensorStats
+from tests.codegen.c_builds import C_BUILD_FLAGS
+from tests.helpers import save_xy_model
 
 
 def _model(path: Path) -> None:
@@ -61,14 +62,7 @@ def _model(path: Path) -> None:
         mk("GlobalAveragePool", ["a3"], ["g"]),
         mk("Flatten", ["g"], ["y"]),
     ]
-    graph = helper.make_graph(
-        nodes,
-        "zp",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 11, 13])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-        [numpy_helper.from_array(v, k) for k, v in inits.items()],
-    )
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    save_xy_model(path, nodes, inits, (3, 11, 13), "zp")
 
 
 def _quantized(tmp_path: Path, **opts: bool) -> tuple[Graph, QuantState, np.ndarray]:
@@ -81,18 +75,7 @@ def _quantized(tmp_path: Path, **opts: bool) -> tuple[Graph, QuantState, np.ndar
     return graph, quantize_graph(graph, stats, QuantOptions(**opts)), xs
 
 
-# NN_MAX_ROW=4: rows split in chunks, fused pools one conv pixel at a time; NN_COL_BUF=1: no
-# tiled convolution (the row kernels); NN_COL_BUF=150 / NN_POOL_BUF=600: small odd tiles and
-# channel chunks (every remainder of the 4 x 2 register tiles and of the pooled row slots)
-_FLAGS = {
-    "default": (),
-    "narrow_rows": ("-DNN_MAX_ROW=4",),
-    "untiled": ("-DNN_COL_BUF=1",),
-    "small_tiles": ("-DNN_COL_BUF=150", "-DNN_POOL_BUF=600"),
-}
-
-
-@pytest.mark.parametrize("variant", list(_FLAGS))
+@pytest.mark.parametrize("variant", list(C_BUILD_FLAGS))
 def test_zero_point_padding_bit_exact_in_c(tmp_path: Path, variant: str) -> None:
     graph, qs, xs = _quantized(tmp_path)
     padded = [
@@ -109,7 +92,7 @@ def test_zero_point_padding_bit_exact_in_c(tmp_path: Path, variant: str) -> None
     for n in padded:
         q = qs.tensors[n.inputs[0]] if get_op(n.op).q_padded_input(n, 0) else qs.nodes[n.name].out_q
         assert q.zero_point != 0, n.name
-    flags = _FLAGS[variant]
+    flags = C_BUILD_FLAGS[variant]
     res = verify_arrays(graph, qs, xs[:4], tmp_path / "build", "zp", flags)
     assert res.ok, res.summary()
     assert res.layers == len(graph.nodes)

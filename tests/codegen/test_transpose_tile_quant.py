@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper
 
 from nnshell.codegen.verify import verify_arrays
 from nnshell.exec import run_float
@@ -22,6 +21,7 @@ from nnshell.quant.pow2 import Pow2Options, quantize_graph_pow2
 from nnshell.quant.ranges import RangeMode
 from nnshell.quant.sq8 import QuantOptions, quantize_graph
 from nnshell.quant.stats import TensorStats
+from tests.helpers import save_xy_model
 
 needs_gcc = pytest.mark.skipif(
     shutil.which("gcc") is None, reason="gen --target c tests need gcc on PATH (CI has it)"
@@ -34,15 +34,7 @@ def _save(
     inits: dict[str, np.ndarray],
     in_shape: list[Any],
 ) -> Graph:
-    graph = helper.make_graph(
-        nodes,
-        "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", *in_shape])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-        [numpy_helper.from_array(v, k) for k, v in inits.items()],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    onnx.save(model, str(path))
+    save_xy_model(path, nodes, inits, in_shape, "g")
     return load_onnx(str(path))
 
 
