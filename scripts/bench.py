@@ -130,7 +130,7 @@ def calibration_rows(repeat: int, tmp: Path) -> tuple[list[Row], Path]:
 
 
 def _resnet_calibration(repeat: int, tmp: Path) -> Row:
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from ort_peer import quantize_qdq
 
     from nnshell.session import Session
 
@@ -156,27 +156,9 @@ def _resnet_calibration(repeat: int, tmp: Path) -> Row:
     s.fusions("scale8")
     name = model.graph.input[0].name
 
-    class Reader:
-        def __init__(self) -> None:
-            self.k = 0
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            if self.k >= len(xs):
-                return None
-            self.k += 8
-            return {name: xs[self.k - 8 : self.k]}
-
     def ort_cal() -> None:
-        quantize_static(
-            str(src),
-            str(tmp / "r_qdq.onnx"),
-            Reader(),
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            activation_type=QuantType.QInt8,
-            weight_type=QuantType.QInt8,
-            calibrate_method=CalibrationMethod.MinMax,
-        )
+        batches = ({name: xs[k : k + 8]} for k in range(0, len(xs), 8))
+        quantize_qdq(src, tmp / "r_qdq.onnx", batches)
 
     ms_nn, ms_ort = _median_ms_pair(lambda: s.aquant(files), ort_cal, max(1, repeat // 2))
     return (

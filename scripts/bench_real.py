@@ -163,8 +163,9 @@ def _probe(cmd: str, model: Path, n: int, folder: Path, threads: int = 0) -> dic
 def _ort_per_image(model: Path, folder: Path, n: int, tmp: Path) -> tuple[float, float]:
     """Median ms per image (batch 1) of onnxruntime float and of its QDQ int8 model
     (``quantize_static``, MinMax, per-channel, 8 calibration photos)."""
+    import onnx
     import onnxruntime as ort
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from ort_peer import at_least_opset13, quantize_qdq
     from real_models import MODELS, input_options
 
     from nnshell.input.images import load_image
@@ -177,31 +178,10 @@ def _ort_per_image(model: Path, folder: Path, n: int, tmp: Path) -> tuple[float,
     files = sorted(folder.glob("*.png"))[:n]
     xs = np.stack([load_image(str(p), input_options(spec), dims) for p in files])
 
-    class Reader:
-        def __init__(self) -> None:
-            self.k = 0
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            self.k += 1
-            return None if self.k > 8 else {spec.input_name: xs[(self.k - 1) % len(xs)][None]}
-
-    import onnx
-    from onnx import version_converter
-
-    # per-channel QDQ needs DequantizeLinear's axis (opset 13); the model is opset 9
-    src = tmp / "nsfw_opset13.onnx"
-    onnx.save(version_converter.convert_version(onnx.load(str(model)), 13), str(src))
-    qdq = tmp / "nsfw_qdq.onnx"
-    quantize_static(
-        str(src),
-        str(qdq),
-        Reader(),
-        quant_format=QuantFormat.QDQ,
-        per_channel=True,
-        activation_type=QuantType.QInt8,
-        weight_type=QuantType.QInt8,
-        calibrate_method=CalibrationMethod.MinMax,
-    )
+    src = tmp / "nsfw_opset13.onnx"  # the model is opset 9
+    onnx.save(at_least_opset13(onnx.load(str(model))), str(src))
+    calib = ({spec.input_name: xs[k % len(xs)][None]} for k in range(8))
+    qdq = quantize_qdq(src, tmp / "nsfw_qdq.onnx", calib)
     so = ort.SessionOptions()
     so.log_severity_level = 3
     res = []

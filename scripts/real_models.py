@@ -35,6 +35,8 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT / "scripts") not in sys.path:  # ort_peer, when loaded by path (tests)
+    sys.path.insert(0, str(ROOT / "scripts"))
 DEFAULT_CACHE = Path(os.path.expanduser("~/.cache/nnshell-real-models"))
 
 #: Sample images of scikit-image bundled with the wheel (no download), in a fixed order.
@@ -311,8 +313,7 @@ def ort_int8_qsnr(
     against onnxruntime float on the calibration photos and on the held-out ones."""
     import onnx
     import onnxruntime as ort
-    from onnx import version_converter
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from ort_peer import at_least_opset13, quantize_qdq
 
     from nnshell.session import Session
 
@@ -326,24 +327,11 @@ def ort_int8_qsnr(
     for d, v in zip(dims, (1, *spec.shape), strict=True):  # the bench's static input shape
         d.ClearField("dim_param")
         d.dim_value = v
-    if max(o.version for o in m.opset_import if o.domain in ("", "ai.onnx")) < 13:
-        m = version_converter.convert_version(m, 13)  # per-channel QDQ needs opset 13
-    src, qdq = tmp / f"{spec.key}_static.onnx", tmp / f"{spec.key}_qdq.onnx"
-    onnx.save(m, str(src))
+    src = tmp / f"{spec.key}_static.onnx"
+    onnx.save(at_least_opset13(m), str(src))
     name = m.graph.input[0].name
-
-    class Reader:
-        def __init__(self) -> None:
-            self.items = iter([{name: x[None]} for x in xc])
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            return next(self.items, None)
-
-    quantize_static(
-        str(src), str(qdq), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-        calibrate_method=CalibrationMethod.MinMax,
-    )  # fmt: skip
+    feeds = ({name: x[None]} for x in xc)
+    qdq = quantize_qdq(src, tmp / f"{spec.key}_qdq.onnx", feeds, unsigned_activations=True)
     so = ort.SessionOptions()
     so.log_severity_level = 3
     fl, q = (
