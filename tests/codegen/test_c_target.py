@@ -17,13 +17,8 @@ from nnshell.codegen.c_emitter import CModel, Step, render_c
 from nnshell.codegen.memory import ArenaPlan, Block, peak_live, plan_arena
 from nnshell.codegen.verify import CFLAGS, compare_steps, verify_arrays
 from nnshell.errors import CodegenError
-from nnshell.exec import run_float
-from nnshell.importers.onnx_importer import load_onnx
-from nnshell.passes import run_scheme
-from nnshell.quant.sq8 import QuantOptions, quantize_graph
-from nnshell.quant.stats import TensorStats
 from nnshell.session import Session
-from tests.codegen.c_builds import C_BUILD_FLAGS
+from tests.codegen.c_builds import C_BUILD_FLAGS, layer_labels, sq8_quantized
 from tests.conftest import CALIB_DIR, ROOT, SAMPLE_MODEL, TEST_DIR
 from tests.helpers import save_xy_model
 
@@ -302,17 +297,9 @@ def _zoo_model(path: Path) -> None:
 @pytest.mark.parametrize("variant", list(C_BUILD_FLAGS))
 def test_every_kernel_bit_exact_on_a_zoo_model(tmp_path: Path, variant: str) -> None:
     _zoo_model(tmp_path / "zoo.onnx")
-    graph = load_onnx(str(tmp_path / "zoo.onnx"))
-    run_scheme(graph, "scale8")
     xs = np.random.default_rng(1).uniform(-1, 1, (64, 3, 12, 12)).astype(np.float32)
-    stats: dict[str, TensorStats] = {}
-    run_float(
-        graph, {"x": xs}, observer=lambda n, v, s=stats: s.setdefault(n, TensorStats()).update(v)
-    )
-    qstate = quantize_graph(graph, stats, QuantOptions())
-    labels = {
-        "+".join(p.op for p in n.attrs.parts) if n.op == "Fused" else n.op for n in graph.nodes
-    }
+    graph, qstate = sq8_quantized(tmp_path / "zoo.onnx", xs)
+    labels = layer_labels(graph)
     assert {"Conv+LeakyRelu", "AveragePool", "Concat", "BatchNormalization", "Conv+Clip"} <= labels
     assert {"Add+Relu", "Mul", "Conv+AveragePool+Relu", "Sigmoid", "Softmax"} <= labels
     assert {"Transpose", "GlobalMaxPool", "GlobalAveragePool", "Linear"} <= labels
@@ -347,14 +334,8 @@ def _zoo_1d_model(path: Path) -> None:
 
 def test_1d_windows_sum_and_reshapes_bit_exact(tmp_path: Path) -> None:
     _zoo_1d_model(tmp_path / "zoo1d.onnx")
-    graph = load_onnx(str(tmp_path / "zoo1d.onnx"))
-    run_scheme(graph, "scale8")
     xs = np.random.default_rng(2).uniform(-2, 2, (32, 4, 16)).astype(np.float32)
-    stats: dict[str, TensorStats] = {}
-    run_float(
-        graph, {"x": xs}, observer=lambda n, v, s=stats: s.setdefault(n, TensorStats()).update(v)
-    )
-    qstate = quantize_graph(graph, stats, QuantOptions())
+    graph, qstate = sq8_quantized(tmp_path / "zoo1d.onnx", xs)
     ops = {n.op for n in graph.nodes}
     assert {"Fused", "Tanh", "AveragePool", "MaxPool", "Sum", "Reshape", "Squeeze"} <= ops
     res = verify_arrays(graph, qstate, xs, tmp_path / "build", "zoo1d")

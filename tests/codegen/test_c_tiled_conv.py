@@ -13,11 +13,7 @@ import pytest
 from onnx import helper
 
 from nnshell.codegen.verify import verify_arrays
-from nnshell.exec import run_float
-from nnshell.importers.onnx_importer import load_onnx
-from nnshell.passes import run_scheme
-from nnshell.quant.sq8 import QuantOptions, quantize_graph
-from nnshell.quant.stats import TensorStats
+from tests.codegen.c_builds import layer_labels, sq8_quantized
 from tests.helpers import save_xy_model
 
 
@@ -70,17 +66,9 @@ _FLAGS = {
 @pytest.mark.parametrize("variant", list(_FLAGS))
 def test_tiled_convolution_remainders_bit_exact(tmp_path: Path, variant: str) -> None:
     _odd_model(tmp_path / "odd.onnx")
-    graph = load_onnx(str(tmp_path / "odd.onnx"))
-    run_scheme(graph, "scale8")
     xs = np.random.default_rng(2).uniform(-1, 1, (4, 3, 21, 23)).astype(np.float32)
-    stats: dict[str, TensorStats] = {}
-    run_float(
-        graph, {"x": xs}, observer=lambda n, v, s=stats: s.setdefault(n, TensorStats()).update(v)
-    )
-    qstate = quantize_graph(graph, stats, QuantOptions())
-    labels = {
-        "+".join(p.op for p in n.attrs.parts) if n.op == "Fused" else n.op for n in graph.nodes
-    }
+    graph, qstate = sq8_quantized(tmp_path / "odd.onnx", xs)
+    labels = layer_labels(graph)
     assert {"Conv+MaxPool+Relu", "Conv+AveragePool"} <= labels, labels
     res = verify_arrays(graph, qstate, xs, tmp_path / "build", "odd", _FLAGS[variant])
     assert res.ok, res.summary()

@@ -12,14 +12,10 @@ import pytest
 from onnx import helper
 
 from nnshell.codegen.verify import verify_arrays
-from nnshell.exec import run_float
-from nnshell.importers.onnx_importer import load_onnx
 from nnshell.ir import Graph
 from nnshell.ops import get_op
-from nnshell.passes import run_scheme
-from nnshell.quant.sq8 import QuantOptions, QuantState, quantize_graph
-from nnshell.quant.stats import TensorStats
-from tests.codegen.c_builds import C_BUILD_FLAGS
+from nnshell.quant.sq8 import QuantState
+from tests.codegen.c_builds import C_BUILD_FLAGS, sq8_quantized
 from tests.helpers import save_xy_model
 
 
@@ -67,12 +63,8 @@ def _model(path: Path) -> None:
 
 def _quantized(tmp_path: Path, **opts: bool) -> tuple[Graph, QuantState, np.ndarray]:
     _model(tmp_path / "zp.onnx")
-    graph = load_onnx(str(tmp_path / "zp.onnx"))
-    run_scheme(graph, "scale8")
     xs = np.random.default_rng(4).uniform(-1, 1, (16, 3, 11, 13)).astype(np.float32)
-    stats: dict[str, TensorStats] = {}
-    run_float(graph, {"x": xs}, observer=lambda n, v: stats.setdefault(n, TensorStats()).update(v))
-    return graph, quantize_graph(graph, stats, QuantOptions(**opts)), xs
+    return (*sq8_quantized(tmp_path / "zp.onnx", xs, **opts), xs)
 
 
 @pytest.mark.parametrize("variant", list(C_BUILD_FLAGS))
