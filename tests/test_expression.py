@@ -59,6 +59,18 @@ def _samples(folder: Path, n: int) -> list[str]:
     return files
 
 
+def _nnshell(args: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """``python -m nnshell ARGS`` with this checkout importable, output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "nnshell", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cwd=cwd,
+        timeout=300,
+    )
+
+
 def test_expression_float_matches_onnxruntime(tmp_path: Path) -> None:
     import onnxruntime as ort
 
@@ -95,11 +107,7 @@ def test_expression_sq8_two_inputs_npy_int8_gen_verify(tmp_path: Path) -> None:
         f"gen --target c -M {tmp_path / 'c'} --verify {' '.join(files[:4])} -F int8\n"
         f"save_state {tmp_path / 'st'}\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    cli = [sys.executable, "-m", "nnshell"]
-    proc = subprocess.run(
-        [*cli, str(model), "-s", str(script)], capture_output=True, text=True, env=env, timeout=300
-    )
+    proc = _nnshell([str(model), "-s", str(script)])
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     assert "add0, tanh0, mul0, relu0, add1, sig0 → expr_0" in out
@@ -107,30 +115,19 @@ def test_expression_sq8_two_inputs_npy_int8_gen_verify(tmp_path: Path) -> None:
     assert "bit-exact on 2 images, 6 layers" in out
     assert "expr_0:out2" in out  # qerror: a row per output of the expression
     # the state reopens and generates the same bit-exact C
-    proc = subprocess.run(
+    proc = _nnshell(
         [
-            *cli,
             str(tmp_path / "st.json"),
             "-c",
             "qshow",
             "-c",
             f"gen --target c -M {tmp_path / 'c2'} --verify {files[4]} {files[5]} -F int8",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
+        ]
     )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     assert "bit-exact on 1 image, 6 layers" in proc.stdout
     # an odd number of files for two inputs is one clear line
-    proc = subprocess.run(
-        [*cli, str(model), "-c", "fusions -a expression_matcher", "-c", f"aquant {files[0]}"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+    proc = _nnshell([str(model), "-c", "fusions -a expression_matcher", "-c", f"aquant {files[0]}"])
     assert proc.returncode != 0
     assert "the graph has 2 inputs (x, y) but 1 file(s) were given" in proc.stdout + proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
@@ -265,47 +262,32 @@ def test_sdk_expressions_script_runs_unchanged_and_generates(tmp_path: Path) -> 
         dest = tmp_path / rel
         dest.parent.mkdir(exist_ok=True)
         dest.write_bytes(proc.stdout)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    cli = [sys.executable, "-m", "nnshell"]
-    proc = subprocess.run(
-        [*cli, "model/expressions.tflite", "-s", "model/nntool_script"]
+    proc = _nnshell(
+        ["model/expressions.tflite", "-s", "model/nntool_script"]
         + ["-D", "MODEL_L3_RAM=AT_MEM_L3_HRAM", "-D", "MODEL_L3_FLASH=AT_MEM_L3_HFLASH"],
-        capture_output=True,
-        text=True,
-        env=env,
         cwd=tmp_path,
-        timeout=300,
     )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     assert "→ expr_0" in out and "calibrated on 1 image(s)" in out
     samples = " ".join(f"samples/input_{k}.npy" for k in range(4))
-    proc = subprocess.run(
+    proc = _nnshell(
         [
-            *cli,
             "model/expressions.json",
             "-c",
             "qshow",
             "-c",
             f"gen --target c -M c --verify {samples}",
         ],
-        capture_output=True,
-        text=True,
-        env=env,
         cwd=tmp_path,
-        timeout=300,
     )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     assert "bit-exact on 1 image, 10 layers" in proc.stdout
     # the _emul variant reads the same samples as headerless int8 .dat files
-    proc = subprocess.run(
-        [*cli, "model/expressions.tflite", "-s", "model/nntool_script_emul"]
+    proc = _nnshell(
+        ["model/expressions.tflite", "-s", "model/nntool_script_emul"]
         + ["-D", "MODEL_L3_RAM=AT_MEM_L3_HRAM", "-D", "MODEL_L3_FLASH=AT_MEM_L3_HFLASH"],
-        capture_output=True,
-        text=True,
-        env=env,
         cwd=tmp_path,
-        timeout=300,
     )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     assert "S=0.04514 Z=0 [-5.78, 5.67]" in proc.stdout  # NNTool: 0.04513626
